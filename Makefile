@@ -1,0 +1,9 @@
+.PHONY: demo test lint bench
+demo:   ## run the demo network over loopback (Ctrl-C stops it)
+	scripts/demo.sh
+test:   ## install everything and run the test suite (isolated from the real network)
+	scripts/test.sh
+lint:
+	scripts/venv.sh "dev,bench" && .venv/bin/ruff check . && .venv/bin/mypy
+bench:
+	scripts/venv.sh "dev,bench" && .venv/bin/python bench/run_all.py

@@ -1,0 +1,76 @@
+"""One exception hierarchy for ganglion.
+
+Every error the package raises derives from :class:`GanglionError`. Each area has
+its own sub-root, and each leaf also inherits the matching builtin (as gpiozero's
+``PinInvalidPull(PinError, ValueError)`` does) so callers can catch either.
+
+Blame is split the way h11 splits it: :class:`LocalError` is raised when *this*
+program misuses the API (a bad type name, a message too large to send), while
+:class:`DecodeError` is the one and only error the wire codec raises for bytes a
+peer sent. On the datagram hot path a ``DecodeError`` is counted and the datagram
+dropped; it never escapes the receive loop.
+"""
+
+from __future__ import annotations
+
+
+class GanglionError(Exception):
+    """Root of every error raised by ganglion."""
+
+
+class LocalError(GanglionError):
+    """This program used the API in a way that cannot work."""
+
+
+class TypeNameError(LocalError, ValueError):
+    """A message type name is not a valid dotted name."""
+
+
+class TypeRegistrationError(LocalError, TypeError):
+    """A class cannot be registered as a message type (unsupported field, name clash)."""
+
+
+class EncodeError(LocalError, ValueError):
+    """A message's value cannot be encoded (a field holds an unsupported value)."""
+
+
+class MessageTooLarge(EncodeError):
+    """A message does not fit in one datagram; it is refused, never truncated."""
+
+    def __init__(self, type_name: str, size: int, limit: int) -> None:
+        self.type_name = type_name
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message of type {type_name!r} needs {size} bytes in a datagram, "
+            f"but the limit is {limit} bytes; send smaller messages or raise "
+            f"max_datagram (at the risk of IP fragmentation)"
+        )
+
+
+class RemoteError(GanglionError):
+    """A peer sent something this node cannot accept."""
+
+
+class DecodeError(RemoteError, ValueError):
+    """Bytes from the network are not a valid ganglion datagram or payload."""
+
+
+class AuthError(DecodeError):
+    """A datagram's MAC is missing or does not verify under the network key."""
+
+
+class ConfigError(GanglionError, ValueError):
+    """A configuration value (CLI flag, environment variable, config file) is invalid."""
+
+
+class InterfaceError(ConfigError):
+    """The chosen network interface does not exist or has no IPv4 address."""
+
+
+class KeyFileError(ConfigError):
+    """The network key file is missing, unreadable, or not 32 bytes."""
+
+
+class TransportError(GanglionError, OSError):
+    """A socket operation failed in a way the transport cannot recover from."""

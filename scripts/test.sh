@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command. Installs everything first (outside any namespace, where the
+# package registry is reachable), then runs pytest where it cannot reach the real
+# network: inside a fresh network namespace with only loopback up when the machine
+# allows it (root and `ip netns`), otherwise directly (every test binds to loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh "dev,bench"
+PYTEST=(.venv/bin/python -m pytest "$@")
+
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
+    ns="ganglion-test-$$"
+    if ip netns add "$ns" 2>/dev/null; then
+        cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
+        trap cleanup EXIT INT TERM
+        ip netns exec "$ns" ip link set lo up
+        echo "running tests inside network namespace $ns (loopback only)"
+        ip netns exec "$ns" env GANGLION_TEST_NETNS="$ns" "${PYTEST[@]}"
+        exit $?
+    fi
+    echo "could not create a network namespace; running tests on loopback only" >&2
+else
+    echo "not root or no iproute2; running tests on loopback only" >&2
+fi
+"${PYTEST[@]}"
