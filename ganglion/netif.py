@@ -185,7 +185,9 @@ def normalize_choice(choice: str | None) -> str | ipaddress.IPv4Address | None:
     except ValueError:
         return text
     if not isinstance(parsed, ipaddress.IPv4Address):
-        raise InterfaceError(f"interface address {text!r} is not IPv4; ganglion uses IPv4 multicast")
+        raise InterfaceError(
+            f"interface address {text!r} is not IPv4; ganglion uses IPv4 multicast"
+        )
     return parsed
 
 

@@ -198,7 +198,9 @@ def test_name_without_ipv4_is_refused() -> None:
 
 
 def test_unknown_address_is_refused_with_alternatives() -> None:
-    with pytest.raises(InterfaceError, match=r"no interface has the IPv4 address 10\.9\.9\.9") as info:
+    with pytest.raises(
+        InterfaceError, match=r"no interface has the IPv4 address 10\.9\.9\.9"
+    ) as info:
         choose_interface("10.9.9.9", interfaces=ALL, default_iface="eth0")
     assert "wlan0 (10.1.2.3)" in str(info.value)
 

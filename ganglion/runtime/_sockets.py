@@ -1,0 +1,347 @@
+"""Socket-level helpers for IPv4 multicast: options, memberships, validation.
+
+Theory of operation
+-------------------
+Everything here is a thin, synchronous wrapper around one ``setsockopt`` or
+``bind``; the asyncio receiver and sender in :mod:`ganglion.runtime.transport`
+compose them. Each helper turns the kernel's errno into a ganglion error whose
+message says what to do: an interface address that is not on this host becomes
+:class:`~ganglion.errors.InterfaceError`, a bad group or port
+:class:`~ganglion.errors.ConfigError`, and any other failure
+:class:`~ganglion.errors.TransportError` (an ``OSError``, so ``errno`` survives).
+
+Linux specifics, with fallbacks so the module imports anywhere:
+
+* ``IP_MULTICAST_ALL`` (49) defaults to 1, which makes a socket bound to the
+  wildcard address receive *every* group any socket on the host joined on that
+  port. We set it to 0 so a socket receives only its own groups.
+* ``net.ipv4.igmp_max_memberships`` (default 20) caps memberships per socket;
+  the receiver spreads groups over several sockets to stay under it.
+* ``SO_RCVBUF`` is capped by ``net.core.rmem_max``; like systemd's
+  ``fd_increase_rxbuf`` we fall back to ``SO_RCVBUFFORCE`` when that cap bites
+  and the process has CAP_NET_ADMIN. The kernel doubles the request for its
+  bookkeeping, so the effective size read back is about twice what was asked.
+* ``/proc/net/udp`` lists a per-socket ``drops`` count (datagrams the kernel
+  discarded because the receive buffer was full); reading it is a file read
+  per call, so it is done only when stats are asked for.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from ganglion.errors import ConfigError, InterfaceError, TransportError
+
+__all__ = [
+    "IP_MULTICAST_ALL",
+    "add_membership",
+    "check_local_address",
+    "drop_membership",
+    "kernel_drops",
+    "open_receive_socket",
+    "open_send_socket",
+    "read_max_memberships",
+    "set_rcvbuf",
+    "validate_group",
+    "validate_interface_address",
+    "validate_port",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Linux's IP_MULTICAST_ALL; older Pythons' socket module lacks the constant.
+IP_MULTICAST_ALL: int = getattr(socket, "IP_MULTICAST_ALL", 49)
+_SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", None)
+
+_MAX_MEMBERSHIPS_PATH = Path("/proc/sys/net/ipv4/igmp_max_memberships")
+_DEFAULT_MAX_MEMBERSHIPS = 20
+_PROC_NET_UDP = Path("/proc/net/udp")
+
+# errnos that mean "this address is not an address of this host".
+_NOT_LOCAL = {errno.EADDRNOTAVAIL, errno.ENODEV}
+
+
+def validate_interface_address(address: str) -> str:
+    """Check that ``address`` is a dotted-quad IPv4 unicast address.
+
+    Args:
+        address: the interface address, e.g. ``"127.0.0.1"``.
+
+    Returns:
+        The address in canonical form.
+
+    Raises:
+        InterfaceError: it is not an IPv4 address, or it is a multicast or
+            unspecified address.
+    """
+    try:
+        addr = ipaddress.IPv4Address(address)
+    except (ipaddress.AddressValueError, ValueError):
+        raise InterfaceError(
+            f"interface address {address!r} is not an IPv4 address; pass the chosen "
+            f"interface's address (see ganglion.netif.resolve_interface)"
+        ) from None
+    if addr.is_multicast or addr.is_unspecified:
+        raise InterfaceError(f"interface address {address} must be a unicast address of this host")
+    return str(addr)
+
+
+def check_local_address(address: str) -> None:
+    """Check that ``address`` belongs to an interface of this host.
+
+    Binding a throw-away UDP socket is the cheapest portable test: the kernel
+    refuses with EADDRNOTAVAIL for an address no interface has.
+
+    Args:
+        address: a validated IPv4 address.
+
+    Raises:
+        InterfaceError: no interface of this host has the address.
+        TransportError: the probe socket failed for another reason.
+    """
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind((address, 0))
+    except OSError as exc:
+        if exc.errno in _NOT_LOCAL:
+            raise InterfaceError(
+                f"no interface of this host has the address {address}; choose one with "
+                f"--iface (e.g. --iface lo for this host only)"
+            ) from exc
+        raise TransportError(exc.errno, f"cannot use interface address {address}: {exc}") from exc
+    finally:
+        probe.close()
+
+
+def validate_group(group: str) -> str:
+    """Check that ``group`` is an IPv4 multicast address.
+
+    Args:
+        group: e.g. ``"239.255.3.7"``.
+
+    Returns:
+        The group in canonical form.
+
+    Raises:
+        ConfigError: it is not an IPv4 multicast address.
+    """
+    try:
+        addr = ipaddress.IPv4Address(group)
+    except (ipaddress.AddressValueError, ValueError):
+        raise ConfigError(f"multicast group {group!r} is not an IPv4 address") from None
+    if not addr.is_multicast:
+        raise ConfigError(
+            f"{group} is not a multicast group (224.0.0.0/4); ganglion only multicasts"
+        )
+    return str(addr)
+
+
+def validate_port(port: int) -> int:
+    """Check that ``port`` is a usable UDP port number (1..65535).
+
+    Raises:
+        ConfigError: it is not.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"UDP port {port!r} is not in 1..65535")
+    return port
+
+
+def read_max_memberships(path: Path = _MAX_MEMBERSHIPS_PATH) -> int:
+    """The kernel's per-socket multicast membership limit.
+
+    Args:
+        path: where to read it (``/proc/sys/net/ipv4/igmp_max_memberships``).
+
+    Returns:
+        The limit, or 20 (Linux's default) when it cannot be read.
+    """
+    try:
+        value = int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return _DEFAULT_MAX_MEMBERSHIPS
+    return value if value > 0 else _DEFAULT_MAX_MEMBERSHIPS
+
+
+def open_receive_socket(port: int, rcvbuf: int) -> socket.socket:
+    """Open a non-blocking UDP socket bound to ``('', port)`` for multicast.
+
+    SO_REUSEADDR (and SO_REUSEPORT) let several sockets and processes bind the
+    same port; each multicast datagram is delivered to every socket that joined
+    its group. IP_MULTICAST_ALL=0 keeps the others' groups out.
+
+    Args:
+        port: the UDP port.
+        rcvbuf: the receive buffer to ask for, in bytes.
+
+    Returns:
+        The bound socket.
+
+    Raises:
+        TransportError: bind failed (EADDRINUSE when another program holds the
+            port without SO_REUSEADDR), or an option could not be set.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        _set_multicast_all_off(sock)
+        set_rcvbuf(sock, rcvbuf)
+        sock.setblocking(False)
+        sock.bind(("", port))
+    except OSError as exc:
+        sock.close()
+        if isinstance(exc, TransportError):
+            raise
+        if exc.errno == errno.EADDRINUSE:
+            message = (
+                f"UDP port {port} is in use by a program that did not set SO_REUSEADDR; "
+                f"stop it or choose another port"
+            )
+        else:
+            message = f"cannot open a multicast socket on UDP port {port}: {exc}"
+        _log.error(message)
+        raise TransportError(exc.errno, message) from exc
+    return sock
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Raise the socket's receive buffer, forcing past rmem_max where allowed.
+
+    Args:
+        sock: the socket.
+        size: the buffer to ask for, in bytes.
+
+    Returns:
+        The effective size the kernel reports (about twice the granted request).
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if effective < size and _SO_RCVBUFFORCE is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, size)
+        except OSError:
+            # No CAP_NET_ADMIN: keep what rmem_max allows and say how to get more.
+            _log.debug(
+                "receive buffer capped at %d bytes; raise net.core.rmem_max for more", effective
+            )
+        effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return int(effective)
+
+
+def add_membership(sock: socket.socket, group: str, interface: str) -> None:
+    """Join ``group`` on the interface with address ``interface``.
+
+    Raises:
+        InterfaceError: no interface of this host has that address.
+        TransportError: the kernel refused otherwise; ``errno`` is ENOBUFS when
+            the socket already holds ``igmp_max_memberships`` groups.
+    """
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _mreq(group, interface))
+    except OSError as exc:
+        if exc.errno in _NOT_LOCAL:
+            raise InterfaceError(
+                f"cannot join {group}: no interface of this host has the address {interface}"
+            ) from exc
+        raise TransportError(exc.errno, f"cannot join multicast group {group}: {exc}") from exc
+
+
+def drop_membership(sock: socket.socket, group: str, interface: str) -> bool:
+    """Leave ``group``; returns False when the socket was not a member (not an error)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, _mreq(group, interface))
+    except OSError as exc:
+        if exc.errno in {errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV}:
+            return False
+        raise TransportError(exc.errno, f"cannot leave multicast group {group}: {exc}") from exc
+    return True
+
+
+def open_send_socket(interface: str, ttl: int, *, loop_back: bool = True) -> socket.socket:
+    """Open a non-blocking UDP socket that multicasts out of ``interface``.
+
+    Args:
+        interface: the IPv4 address of the interface to send on (IP_MULTICAST_IF).
+        ttl: the multicast TTL; 1 keeps datagrams on the local link.
+        loop_back: IP_MULTICAST_LOOP, so receivers on this host see our datagrams.
+
+    Returns:
+        The socket.
+
+    Raises:
+        InterfaceError: no interface of this host has the address.
+        ConfigError: the TTL is not in 0..255.
+        TransportError: another option failed.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 255:
+        raise ConfigError(f"multicast TTL {ttl!r} is not in 0..255")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if loop_back else 0)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno in _NOT_LOCAL:
+            raise InterfaceError(
+                f"cannot send multicast on {interface}: no interface of this host has that address"
+            ) from exc
+        raise TransportError(exc.errno, f"cannot open a multicast send socket: {exc}") from exc
+    return sock
+
+
+def kernel_drops(sockets: Iterable[socket.socket], table: Path = _PROC_NET_UDP) -> int | None:
+    """Sum the kernel's receive-buffer drop counters for ``sockets``.
+
+    Args:
+        sockets: open UDP sockets of this process.
+        table: the ``/proc/net/udp`` table to read (tests pass a copy).
+
+    Returns:
+        The total drops, or None where the table cannot be read (not Linux).
+    """
+    inodes = set()
+    for sock in sockets:
+        if sock.fileno() >= 0:
+            inodes.add(os.fstat(sock.fileno()).st_ino)
+    if not inodes:
+        return 0
+    try:
+        lines = table.read_text(encoding="ascii").splitlines()[1:]
+    except OSError:
+        return None
+    total = 0
+    for line in lines:
+        # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        fields = line.split()
+        if len(fields) >= 13 and fields[9].isdigit() and int(fields[9]) in inodes:
+            total += int(fields[12])
+    return total
+
+
+# -- private helpers ---------------------------------------------------------
+
+
+def _mreq(group: str, interface: str) -> bytes:
+    """struct ip_mreq: the group, then the interface address."""
+    return struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(interface))
+
+
+def _set_multicast_all_off(sock: socket.socket) -> None:
+    """Receive only joined groups; a no-op where the option does not exist."""
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+    except OSError as exc:
+        if exc.errno not in {errno.ENOPROTOOPT, errno.EINVAL}:
+            raise
+        _log.debug("IP_MULTICAST_ALL not supported; sockets may see other groups on the port")
