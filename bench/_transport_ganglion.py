@@ -1,0 +1,120 @@
+"""System (b): ganglion's typed publish -> subscribe through ``Endpoint``.
+
+Theory of operation: both processes open an ``Endpoint`` on loopback with the
+trial's port; the type ``bench.Blob`` lands on its default group (a hash of the
+type name), so no agreement round is involved. A ``Blob`` carries the same two
+numbers as the raw header, as typed fields (``seq``, ``t_ns``), plus
+``size - 16`` bytes of padding, so the application payload is the same ``size``
+for every system; CBOR and the envelope are ganglion's own overhead and count
+against it. ``Endpoint.publish`` is synchronous and batches what is published in
+one loop iteration, so the blast publisher yields to the loop every
+``yield_every`` publishes to let it flush; the paced publisher yields between
+every message, which is the light-traffic path that must not add latency.
+The subscriber's callback feeds the shared :class:`Tally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from _transport_common import HEADER
+from _transport_role import LOOPBACK, RoleConfig, StopRule
+from ganglion.runtime.endpoint import Endpoint
+
+from ganglion import message
+
+#: How often the subscriber's idle loop checks the stop rule.
+WAKE_SECONDS = 0.05
+#: Time the publisher keeps its endpoint open after the last publish so the final
+#: batch is flushed before the socket closes (not counted in the send time).
+FLUSH_SECONDS = 0.2
+
+
+@message("bench.Blob")
+@dataclass
+class Blob:
+    """The benchmark message: sequence number, sender timestamp, padding."""
+
+    seq: int
+    t_ns: int
+    data: bytes
+
+
+def run_subscriber(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, Any]:
+    """Receive one trial's messages through a ganglion ``Endpoint``.
+
+    Args:
+        cfg: the trial's configuration.
+        ready: called once the subscription is in place.
+
+    Returns:
+        :meth:`Tally.summary` plus the endpoint's own counters (as text).
+
+    Raises:
+        ganglion.errors.GanglionError: if the endpoint cannot be opened.
+    """
+    return asyncio.run(_subscribe(cfg, ready))
+
+
+def run_publisher(cfg: RoleConfig) -> dict[str, Any]:
+    """Publish ``cfg.count`` ``Blob`` messages, flat out (blast) or paced.
+
+    Returns:
+        ``{"sent", "t_start_ns", "t_end_ns"}``.
+
+    Raises:
+        ganglion.errors.GanglionError: if the endpoint cannot be opened or a publish fails.
+    """
+    return asyncio.run(_publish(cfg))
+
+
+async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, Any]:
+    """The subscriber's event-loop body."""
+    tally = cfg.new_tally()
+    now = time.monotonic_ns
+    on_message = tally.on_message
+
+    def on_blob(msg: Blob, _info: object) -> None:
+        on_message(msg.seq, msg.t_ns, now())
+
+    async with Endpoint(interface=LOOPBACK, port=cfg.port) as ep:
+        subscription = ep.subscribe(Blob, callback=on_blob)
+        ready()
+        stop = StopRule(cfg, now())
+        while not stop.done(tally, now()):
+            await asyncio.sleep(WAKE_SECONDS)
+        stats = repr(ep.stats())
+        del subscription
+    summary = tally.summary()
+    summary["endpoint_stats"] = stats[:2000]
+    return summary
+
+
+async def _publish(cfg: RoleConfig) -> dict[str, Any]:
+    """The publisher's event-loop body."""
+    padding = bytes(cfg.size - HEADER.size)
+    now = time.monotonic_ns
+    async with Endpoint(interface=LOOPBACK, port=cfg.port) as ep:
+        publish = ep.publish
+        t_start = now()
+        if cfg.mode == "blast":
+            every = cfg.yield_every
+            for seq in range(cfg.count):
+                publish(Blob(seq=seq, t_ns=now(), data=padding))
+                if seq % every == every - 1:
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        else:
+            period_ns = int(1e9 / cfg.rate)
+            for seq in range(cfg.count):
+                delay_ns = t_start + seq * period_ns - now()
+                await asyncio.sleep(delay_ns / 1e9 if delay_ns > 0 else 0)
+                publish(Blob(seq=seq, t_ns=now(), data=padding))
+            await asyncio.sleep(0)
+        t_end = now()
+        await asyncio.sleep(FLUSH_SECONDS)
+    return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end}
