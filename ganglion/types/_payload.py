@@ -1,0 +1,195 @@
+"""Payload codec: message object <-> CBOR map keyed by field name.
+
+Theory of operation: :func:`encode_payload` turns a registered message (or a
+:class:`Record`) into one CBOR map; :func:`decode_payload` turns bytes back into
+the registered class where there is one, else into a :class:`Record`.
+
+Decoding rules (docs/protocol.md, "Payload"):
+
+* unknown fields are ignored, missing fields that have a default are filled;
+* the payload's fingerprint equals the local one: the map must then convert to
+  the class; if it does not, the sender broke its own schema and the payload is
+  refused with :class:`DecodeError`;
+* the fingerprints differ (or the caller does not know the sender's): the class
+  is built if the fields allow it, otherwise the message comes back as a
+  :class:`Record`. A schema mismatch is never fatal; counting and logging it
+  once per (sender, type) is the receiver's job (:mod:`ganglion.sequence`);
+* anything that is not one CBOR map with str keys of plain items (no unknown
+  tags, no nesting deeper than :data:`MAX_DEPTH`) is a :class:`DecodeError`.
+
+``decode_payload`` raises nothing but :class:`DecodeError`, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import cbor2
+
+from ganglion.errors import DecodeError, EncodeError
+from ganglion.types._fields import encode_datetime
+from ganglion.types._record import Record
+from ganglion.types._registry import TypeRegistry, default_registry
+
+#: Deepest nesting of containers a payload may have.
+MAX_DEPTH = 32
+
+_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def encode_payload(obj: object, *, registry: TypeRegistry | None = None) -> bytes:
+    """Encode a message as a CBOR map keyed by field name.
+
+    Args:
+        obj: an instance of a registered message class, or a :class:`Record`.
+        registry: where to look the class up; the default registry if None.
+
+    Returns:
+        The CBOR bytes.
+
+    Raises:
+        TypeRegistrationError: ``obj``'s class is not registered.
+        EncodeError: a field holds a value its annotation does not allow; the
+            message names the field.
+    """
+    if isinstance(obj, Record):
+        try:
+            item: Any = {k: _encode_plain(v, 0) for k, v in obj.fields.items()}
+        except ValueError as exc:
+            raise EncodeError(f"{obj.type_name}: {exc}") from None
+    else:
+        mtype = (registry or default_registry).type_of(obj)
+        try:
+            item = mtype.struct.encode(obj)
+        except ValueError as exc:
+            raise EncodeError(f"{mtype.name}.{exc}") from None
+    try:
+        return cbor2.dumps(item)
+    except Exception as exc:  # e.g. an int too large even for a CBOR bignum
+        raise EncodeError(f"cannot encode {type(obj).__name__} as CBOR: {exc}") from exc
+
+
+def decode_payload(
+    type_name: str,
+    data: bytes,
+    fingerprint: bytes | None = None,
+    *,
+    registry: TypeRegistry | None = None,
+) -> object:
+    """Decode a payload into its registered class, or a :class:`Record`.
+
+    Args:
+        type_name: the type name from the envelope.
+        data: the CBOR payload.
+        fingerprint: the sender's schema fingerprint from the envelope, or None
+            when unknown (then decoding is lenient, as for a mismatch).
+        registry: where to look the class up; the default registry if None.
+
+    Returns:
+        An instance of the registered class, or a :class:`Record` when the type
+        is not registered here or (with a different fingerprint) the fields do
+        not fit the local class.
+
+    Raises:
+        DecodeError: the bytes are not a CBOR map of plain items, or they carry
+            the local fingerprint but do not fit the local class.
+    """
+    try:
+        item = cbor2.loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
+                           allow_duplicate_keys=False)
+    except Exception as exc:  # cbor2 raises CBORDecodeError but also ValueError & co.
+        raise DecodeError(f"{type_name}: payload is not valid CBOR ({exc})") from None
+    if type(item) is not dict:
+        raise DecodeError(f"{type_name}: payload must be a CBOR map, got {type(item).__name__}")
+    mtype = (registry or default_registry).lookup(type_name)
+    if mtype is not None:
+        try:
+            return mtype.struct.decode(item)
+        except (ValueError, RecursionError) as exc:
+            if fingerprint == mtype.fingerprint:
+                raise DecodeError(
+                    f"{type_name}: payload does not match its own schema: {exc}"
+                ) from None
+    return Record(type_name, _plain_map(item, type_name))
+
+
+def as_dict(obj: object, *, registry: TypeRegistry | None = None) -> dict[str, Any]:
+    """Return a message's fields as plain data, keyed by field name.
+
+    Nested dataclasses become dicts, enums their values, lists stay lists;
+    datetimes stay (aware) datetimes and bytes stay bytes. For a :class:`Record`
+    this is a copy of its fields, so a message and the Record decoded from it
+    without its class give equal dicts.
+
+    Args:
+        obj: a registered message or a :class:`Record`.
+        registry: where to look the class up; the default registry if None.
+
+    Returns:
+        A new dict.
+
+    Raises:
+        TypeRegistrationError: ``obj`` is neither a Record nor registered.
+    """
+    if isinstance(obj, Record):
+        return dict(obj.fields)
+    plain: dict[str, Any] = (registry or default_registry).type_of(obj).struct.plain(obj)
+    return plain
+
+
+def type_name_of(obj: object, *, registry: TypeRegistry | None = None) -> str:
+    """Return the type name of a registered message or a :class:`Record`.
+
+    Raises:
+        TypeRegistrationError: ``obj`` is neither a Record nor registered.
+    """
+    if isinstance(obj, Record):
+        return obj.type_name
+    return (registry or default_registry).type_of(obj).name
+
+
+def _plain_map(item: dict[Any, Any], type_name: str) -> dict[str, Any]:
+    try:
+        return {_key(k): _plain(v, 1) for k, v in item.items()}
+    except ValueError as exc:
+        raise DecodeError(f"{type_name}: {exc}") from None
+
+
+def _key(k: Any) -> str:
+    if type(k) is not str:
+        raise ValueError(f"map keys must be text strings, got {type(k).__name__}")
+    return k
+
+
+def _plain(v: Any, depth: int) -> Any:
+    """Check that a decoded CBOR item is plain data (see module docstring)."""
+    if isinstance(v, _SCALARS):
+        return v
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH}")
+    if type(v) is list:
+        return [_plain(e, depth + 1) for e in v]
+    if type(v) is dict:
+        return {_key(k): _plain(e, depth + 1) for k, e in v.items()}
+    if isinstance(v, dt.datetime) and v.utcoffset() is not None:
+        return v
+    raise ValueError(f"unsupported CBOR item {type(v).__name__}")
+
+
+def _encode_plain(v: Any, depth: int) -> Any:
+    """Check a Record value is plain data and make it CBOR-ready."""
+    if isinstance(v, _SCALARS):
+        return v
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH}")
+    if isinstance(v, list | tuple):
+        return [_encode_plain(e, depth + 1) for e in v]
+    if isinstance(v, dict):
+        return {_key(k): _encode_plain(e, depth + 1) for k, e in v.items()}
+    if isinstance(v, dt.datetime):
+        return encode_datetime(v)
+    if dataclasses.is_dataclass(v):
+        raise ValueError("a Record holds plain data; convert nested dataclasses with as_dict")
+    raise ValueError(f"unsupported value {type(v).__name__} in a Record")

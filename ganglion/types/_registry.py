@@ -1,0 +1,242 @@
+"""The message type registry: names -> classes, schemas and fingerprints.
+
+Theory of operation: ``@message("brewery.Temperature")`` turns a class into a
+dataclass (if it is not one already), compiles its field annotations once into
+converters (:mod:`._fields`), computes the canonical schema string and its
+fingerprint, and records the :class:`MessageType` under the name and the class.
+
+Fingerprint: the first 8 bytes of BLAKE2b-64 (``digest_size=8``) over the UTF-8
+schema string, e.g. ``{celsius:float,sensor:str}``. Fields are sorted by name,
+so reordering them does not change the fingerprint; renaming a field or
+changing its kind does. The schema grammar is in docs/protocol.md. The type
+name itself is not hashed: it travels next to the fingerprint anyway.
+
+Registration rules:
+
+* one name, one class: a second, different class under a registered name is a
+  :class:`TypeRegistrationError`, unless it is the same class re-created by a
+  module reload (same module, qualified name and fingerprint), which replaces it;
+* one class, one name;
+* every field must be of a supported kind, or registration fails naming it.
+
+A :class:`TypeRegistry` can be created for tests; the module-level functions
+use :data:`default_registry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from ganglion.errors import TypeRegistrationError
+from ganglion.types._fields import FieldSpec, StructKind, struct_kind
+from ganglion.types._names import validate_type_name
+
+T = TypeVar("T")
+
+#: Size of a schema fingerprint in bytes.
+FINGERPRINT_SIZE = 8
+
+
+def schema_fingerprint(schema: str) -> bytes:
+    """Return the 8-byte fingerprint of a canonical schema string.
+
+    Args:
+        schema: the canonical schema, as in :attr:`MessageType.schema`.
+
+    Returns:
+        BLAKE2b with an 8-byte digest over the UTF-8 schema.
+    """
+    return hashlib.blake2b(schema.encode("utf-8"), digest_size=FINGERPRINT_SIZE).digest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class MessageType:
+    """A registered message type.
+
+    Attributes:
+        name: the dotted type name.
+        cls: the dataclass that represents it in this program.
+        fingerprint: 8 bytes derived from the field names and kinds.
+        fields: the fields in declaration order.
+        schema: the canonical schema string the fingerprint hashes.
+    """
+
+    name: str
+    cls: type
+    fingerprint: bytes
+    fields: tuple[FieldSpec, ...]
+    schema: str
+    struct: StructKind = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"MessageType({self.name!r}, {self.cls.__qualname__}, {self.fingerprint.hex()})"
+
+
+class TypeRegistry:
+    """Registered message types by name and by class."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, MessageType] = {}
+        self._by_cls: dict[type, MessageType] = {}
+
+    def message(self, name: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator: register the class as message type ``name``.
+
+        A class that is not already a dataclass is made one with plain
+        ``@dataclass``; apply ``@dataclass(...)`` yourself (below ``@message``)
+        for frozen or slotted messages.
+
+        Args:
+            name: the dotted type name, e.g. ``"brewery.Temperature"``.
+
+        Returns:
+            A decorator that registers the class and returns it (as a dataclass).
+
+        Raises:
+            TypeNameError: ``name`` is not a valid type name (raised at once).
+            TypeRegistrationError: from the decorator, see :meth:`register`.
+        """
+        validate_type_name(name)
+
+        def decorate(cls: type[T]) -> type[T]:
+            if "__dataclass_fields__" not in cls.__dict__:
+                cls = dataclasses.dataclass(cls)
+            self.register(cls, name)
+            return cls
+
+        return decorate
+
+    def register(self, cls: type, name: str) -> MessageType:
+        """Register dataclass ``cls`` under ``name``.
+
+        Args:
+            cls: a dataclass.
+            name: the dotted type name.
+
+        Returns:
+            The registered :class:`MessageType` (the existing one if ``cls`` is
+            already registered under ``name``).
+
+        Raises:
+            TypeNameError: ``name`` is not a valid type name.
+            TypeRegistrationError: ``cls`` is not a dataclass, has a field of an
+                unsupported kind, the name is taken by another class, or the
+                class is registered under another name.
+        """
+        validate_type_name(name)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeRegistrationError(f"{name}: {cls!r} is not a dataclass")
+        existing = self._by_name.get(name)
+        if existing is not None and existing.cls is cls:
+            return existing
+        other = self._by_cls.get(cls)
+        if other is not None:
+            raise TypeRegistrationError(
+                f"{cls.__qualname__} is already registered as {other.name!r}; "
+                f"one class cannot be two message types"
+            )
+        struct = struct_kind(cls, name)
+        mtype = MessageType(
+            name=name,
+            cls=cls,
+            fingerprint=schema_fingerprint(struct.schema),
+            fields=struct.fields,
+            schema=struct.schema,
+            struct=struct,
+        )
+        if existing is not None:
+            if not _is_reload(existing, mtype):
+                raise TypeRegistrationError(
+                    f"type name {name!r} is already registered to "
+                    f"{existing.cls.__module__}.{existing.cls.__qualname__}; "
+                    f"cannot register {cls.__module__}.{cls.__qualname__} under it too"
+                )
+            del self._by_cls[existing.cls]
+        self._by_name[name] = mtype
+        self._by_cls[cls] = mtype
+        return mtype
+
+    def lookup(self, name: str) -> MessageType | None:
+        """Return the type registered under ``name``, or None."""
+        return self._by_name.get(name)
+
+    def type_of(self, obj: object) -> MessageType:
+        """Return the registered type of a message class or instance.
+
+        Args:
+            obj: a registered class or an instance of one.
+
+        Returns:
+            Its :class:`MessageType`.
+
+        Raises:
+            TypeRegistrationError: the class is not registered.
+        """
+        cls = obj if isinstance(obj, type) else type(obj)
+        mtype = self._by_cls.get(cls)
+        if mtype is None:
+            raise TypeRegistrationError(
+                f"{cls.__qualname__} is not a registered message type; "
+                f"decorate it with @message('namespace.Name')"
+            )
+        return mtype
+
+    def registered(self) -> list[MessageType]:
+        """Return every registered type, sorted by name."""
+        return [self._by_name[n] for n in sorted(self._by_name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+def _is_reload(old: MessageType, new: MessageType) -> bool:
+    """True if ``new`` is ``old``'s class re-created by re-importing its module."""
+    return (
+        old.cls.__module__ == new.cls.__module__
+        and old.cls.__qualname__ == new.cls.__qualname__
+        and old.fingerprint == new.fingerprint
+    )
+
+
+#: The registry that ``@message`` and the module-level functions use.
+default_registry = TypeRegistry()
+
+
+def message(name: str) -> Callable[[type[T]], type[T]]:
+    """Class decorator registering a message type in the default registry.
+
+    Args:
+        name: the dotted type name, e.g. ``"brewery.Temperature"``.
+
+    Returns:
+        The decorator (see :meth:`TypeRegistry.message`).
+
+    Raises:
+        TypeNameError: ``name`` is not a valid type name.
+    """
+    return default_registry.message(name)
+
+
+def lookup(name: str) -> MessageType | None:
+    """Return the type registered under ``name`` in the default registry, or None."""
+    return default_registry.lookup(name)
+
+
+def type_of(obj: object) -> MessageType:
+    """Return the registered type of a class or instance (default registry).
+
+    Raises:
+        TypeRegistrationError: the class is not registered.
+    """
+    return default_registry.type_of(obj)
+
+
+def registered() -> list[MessageType]:
+    """Return every type in the default registry, sorted by name."""
+    return default_registry.registered()

@@ -1,0 +1,287 @@
+"""Wire format v1: one envelope per datagram, one or more payloads of one type.
+
+Theory of operation: a datagram is a fixed header, the type name, a batch
+header, ``count`` messages and, with a network key, a MAC (docs/protocol.md has
+the byte table)::
+
+    magic "GN" | version 1 | flags | node id (8) | boot (u32) | fingerprint (8)
+    | name length (u8) | type name | first seq (u64) | base ts ns (u64) | count (u16)
+    | count x [ ts delta (zigzag varint) | payload length (varint) | payload ]
+    | MAC (16, if flag bit 0)
+
+All integers are big-endian. Message ``i`` has sequence number
+``first_seq + i`` and timestamp ``ts[i] = ts[i-1] + delta[i]`` with
+``ts[-1] = base``; an encoder sets ``base`` to the first timestamp, so a lone
+message costs one byte of delta.
+
+:func:`decode_datagram` checks the MAC *before* it parses anything past the
+flags, and raises only :class:`DecodeError` (:class:`AuthError` for MAC
+problems) whatever the input: every length is bounds-checked against the
+datagram and every field against its range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Iterator, Sequence
+
+from ganglion.defaults import MAX_DATAGRAM
+from ganglion.errors import AuthError, DecodeError, EncodeError, MessageTooLarge
+from ganglion.types import FINGERPRINT_SIZE, MAX_TYPE_NAME, is_valid_type_name
+from ganglion.wire._mac import MAC_SIZE, check_key, compute_mac, mac_ok
+from ganglion.wire._varint import U64, encode_varint, read_varint, unzigzag, zigzag
+
+MAGIC = b"GN"
+VERSION = 1
+#: Flag bit 0: a MAC follows the last message.
+FLAG_MAC = 0x01
+#: Flags this version understands; a datagram with any other bit set is refused.
+KNOWN_FLAGS = FLAG_MAC
+#: Node ids are 8 random bytes, persisted by each node.
+NODE_ID_SIZE = 8
+#: Most messages one datagram may carry (the count is a u16).
+MAX_BATCH = 0xFFFF
+#: Largest UDP payload over IPv4.
+MAX_UDP_PAYLOAD = 65507
+
+_FIXED = struct.Struct(">2sBB8sI8sB")  # magic .. name length: 25 bytes
+_BATCH = struct.Struct(">QQH")  # first seq, base ts, count: 18 bytes
+#: Bytes of envelope around the type name and the messages (no MAC).
+HEADER_SIZE = _FIXED.size + _BATCH.size
+#: Shortest valid datagram: a 1-byte name and one 1-byte payload, no MAC.
+MIN_DATAGRAM = HEADER_SIZE + 1 + 3
+#: Timestamps within one datagram differ by less than this (the delta is an i64).
+MAX_TS_DELTA = 1 << 63
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded datagram: who sent which messages of which type, and when.
+
+    Attributes:
+        node_id: the sender's 8-byte node id.
+        boot: the sender's boot counter (u32); it grows each time the sender
+            restarts, and sequence numbers start again from 0.
+        type_name: the dotted type name of every payload.
+        fingerprint: the sender's 8-byte schema fingerprint of that type.
+        first_seq: sequence number of the first payload; the others follow.
+        timestamps: the sender's timestamp of each payload, ns since the epoch.
+        payloads: the CBOR payloads, in sequence order.
+        flags: the flags byte (bit 0: the datagram carried a verified MAC).
+        version: the wire format version (1).
+    """
+
+    node_id: bytes
+    type_name: str
+    fingerprint: bytes
+    first_seq: int
+    timestamps: tuple[int, ...]
+    payloads: tuple[bytes, ...]
+    boot: int = 0
+    flags: int = 0
+    version: int = VERSION
+
+    @property
+    def signed(self) -> bool:
+        """True if the datagram carried a MAC (which decoding verified)."""
+        return bool(self.flags & FLAG_MAC)
+
+    @property
+    def count(self) -> int:
+        """How many messages the datagram carries."""
+        return len(self.payloads)
+
+    def messages(self) -> Iterator[tuple[int, int, bytes]]:
+        """Yield ``(seq, timestamp_ns, payload)`` for each message."""
+        for i, (ts, payload) in enumerate(zip(self.timestamps, self.payloads, strict=True)):
+            yield self.first_seq + i, ts, payload
+
+
+def encode_datagram(
+    *,
+    node_id: bytes,
+    type_name: str,
+    fingerprint: bytes,
+    first_seq: int,
+    timestamps: Sequence[int],
+    payloads: Sequence[bytes],
+    boot: int = 0,
+    key: bytes | None = None,
+    max_datagram: int | None = MAX_DATAGRAM,
+) -> bytes:
+    """Encode one datagram carrying ``payloads`` (one or more messages of one type).
+
+    Args:
+        node_id: the sender's node id, :data:`NODE_ID_SIZE` bytes.
+        type_name: a valid dotted type name.
+        fingerprint: the type's 8-byte schema fingerprint.
+        first_seq: sequence number of the first payload (u64).
+        timestamps: one sender timestamp (ns since the epoch, u64) per payload.
+        payloads: the encoded payloads, at least one and at most :data:`MAX_BATCH`.
+        boot: the sender's boot counter (u32).
+        key: the 32-byte network key; when given the datagram carries a MAC.
+        max_datagram: the size budget; None for no budget.
+
+    Returns:
+        The datagram.
+
+    Raises:
+        EncodeError: an argument is out of range.
+        MessageTooLarge: the datagram would exceed ``max_datagram``.
+        ConfigError: ``key`` is not 32 bytes.
+    """
+    if len(timestamps) != len(payloads) or not 1 <= len(payloads) <= MAX_BATCH:
+        raise EncodeError(
+            f"need 1..{MAX_BATCH} payloads and one timestamp each, "
+            f"got {len(payloads)} payloads and {len(timestamps)} timestamps"
+        )
+    if not 0 <= first_seq + len(payloads) - 1 < U64 or first_seq < 0:
+        raise EncodeError(f"sequence numbers must stay in 0..2**64-1, first_seq={first_seq}")
+    out = bytearray(encode_prefix(node_id, type_name, fingerprint, boot, key is not None))
+    base = timestamps[0]
+    _check_ts(base)
+    out += _BATCH.pack(first_seq, base, len(payloads))
+    prev = base
+    for ts, payload in zip(timestamps, payloads, strict=True):
+        _check_ts(ts)
+        if not payload:
+            raise EncodeError("a payload must not be empty")
+        if not -MAX_TS_DELTA <= ts - prev < MAX_TS_DELTA:
+            raise EncodeError("timestamps in one datagram differ by 2**63 ns or more")
+        out += encode_varint(zigzag(ts - prev))
+        out += encode_varint(len(payload))
+        out += payload
+        prev = ts
+    if key is not None:
+        out += compute_mac(check_key(key), out)
+    if max_datagram is not None and len(out) > max_datagram:
+        raise MessageTooLarge(type_name, len(out), max_datagram)
+    return bytes(out)
+
+
+def decode_datagram(data: bytes, *, key: bytes | None) -> Envelope:
+    """Decode and check one datagram.
+
+    Args:
+        data: the datagram as received.
+        key: the 32-byte network key, or None when the network has none.
+
+    Returns:
+        The :class:`Envelope`.
+
+    Raises:
+        AuthError: with a key, the datagram has no MAC or a wrong one; without
+            a key, the datagram is signed (this node lacks the network key).
+        DecodeError: anything else is wrong with the bytes; the message says what.
+        ConfigError: ``key`` is given but is not 32 bytes (a local mistake).
+    """
+    end = len(data)
+    if data[:2] != MAGIC:
+        raise DecodeError("not a ganglion datagram (bad magic)")
+    if end < MIN_DATAGRAM:
+        raise DecodeError(f"datagram of {end} bytes is shorter than any valid one")
+    _, version, flags, node_id, boot, fingerprint, name_len = _FIXED.unpack_from(data, 0)
+    if version != VERSION:
+        raise DecodeError(f"unsupported wire format version {version} (this node speaks 1)")
+    if flags & ~KNOWN_FLAGS:
+        raise DecodeError(f"unknown flag bits 0x{flags & ~KNOWN_FLAGS:02x}")
+    if flags & FLAG_MAC:
+        if key is None:
+            raise AuthError("datagram is signed but this node has no network key")
+        end -= MAC_SIZE
+        if end < HEADER_SIZE or not mac_ok(check_key(key), memoryview(data)[:end], data[end:]):
+            raise AuthError("datagram MAC does not verify under the network key")
+    elif key is not None:
+        raise AuthError("unsigned datagram on a network with a key")
+    pos = _FIXED.size
+    type_name = _read_name(data, pos, name_len, end)
+    pos += name_len
+    if pos + _BATCH.size > end:
+        raise DecodeError("datagram truncated in the batch header")
+    first_seq, base, count = _BATCH.unpack_from(data, pos)
+    pos += _BATCH.size
+    if count == 0:
+        raise DecodeError("datagram carries no messages")
+    if first_seq + count > U64:
+        raise DecodeError("sequence numbers overflow 64 bits")
+    timestamps: list[int] = []
+    payloads: list[bytes] = []
+    ts = base
+    for _ in range(count):
+        delta, pos = read_varint(data, pos, end)
+        ts += unzigzag(delta)
+        if not 0 <= ts < U64:
+            raise DecodeError("message timestamp out of range")
+        size, pos = read_varint(data, pos, end)
+        if size == 0 or pos + size > end:
+            raise DecodeError(f"payload length {size} does not fit the datagram")
+        timestamps.append(ts)
+        payloads.append(bytes(data[pos : pos + size]))
+        pos += size
+    if pos != end:
+        raise DecodeError(f"{end - pos} stray bytes after the last message")
+    return Envelope(
+        node_id=bytes(node_id),
+        type_name=type_name,
+        fingerprint=bytes(fingerprint),
+        first_seq=first_seq,
+        timestamps=tuple(timestamps),
+        payloads=tuple(payloads),
+        boot=boot,
+        flags=flags,
+        version=version,
+    )
+
+
+def encode_prefix(
+    node_id: bytes, type_name: str, fingerprint: bytes, boot: int, signed: bool
+) -> bytes:
+    """Encode the part of the header that is the same for every datagram of a sender and type.
+
+    Raises:
+        EncodeError: an argument is out of range or malformed.
+    """
+    if not isinstance(node_id, bytes) or len(node_id) != NODE_ID_SIZE:
+        raise EncodeError(f"node id must be {NODE_ID_SIZE} bytes")
+    if not isinstance(fingerprint, bytes) or len(fingerprint) != FINGERPRINT_SIZE:
+        raise EncodeError(f"fingerprint must be {FINGERPRINT_SIZE} bytes")
+    if not isinstance(type_name, str) or not type_name.isascii() or not is_valid_type_name(type_name):
+        raise EncodeError(f"invalid type name {type_name!r}")
+    if not 0 <= boot < 1 << 32:
+        raise EncodeError(f"boot counter must be a u32, got {boot}")
+    name = type_name.encode("ascii")
+    flags = FLAG_MAC if signed else 0
+    return _FIXED.pack(MAGIC, VERSION, flags, node_id, boot, fingerprint, len(name)) + name
+
+
+def overhead(type_name: str, *, signed: bool) -> int:
+    """Return the bytes a datagram of ``type_name`` spends outside its messages."""
+    return HEADER_SIZE + len(type_name) + (MAC_SIZE if signed else 0)
+
+
+_NAMES: dict[bytes, str] = {}
+_NAMES_CAP = 4096  # a peer sending endless new names must not grow memory
+
+
+def _read_name(data: bytes, pos: int, size: int, end: int) -> str:
+    """Read and validate the type name (cached: the same few names repeat)."""
+    if size == 0 or size > MAX_TYPE_NAME or pos + size > end:
+        raise DecodeError(f"bad type name length {size}")
+    raw = bytes(data[pos : pos + size])
+    name = _NAMES.get(raw)
+    if name is not None:
+        return name
+    if not raw.isascii():
+        raise DecodeError("type name is not ASCII")
+    name = raw.decode("ascii")
+    if not is_valid_type_name(name):
+        raise DecodeError(f"invalid type name {name!r}")
+    if len(_NAMES) < _NAMES_CAP:
+        _NAMES[raw] = name
+    return name
+
+
+def _check_ts(ts: int) -> None:
+    if not 0 <= ts < U64:
+        raise EncodeError(f"timestamps must be ns since the epoch in 0..2**64-1, got {ts}")

@@ -1,0 +1,221 @@
+"""Batching: pack messages of one type into datagrams up to the size budget.
+
+Theory of operation: a :class:`Packer` belongs to one (sender, type). It keeps
+the constant part of the header encoded once, and appends each message
+(timestamp delta, length, payload) to a buffer as long as the whole datagram,
+MAC included, stays within ``max_datagram``. :meth:`Packer.add` answers whether
+the message went in; when it did not, the caller :meth:`~Packer.build`\\ s the
+datagram, sends it, and adds the message again to the now empty packer.
+
+A message that cannot fit even alone is refused with :class:`MessageTooLarge`
+(never truncated); :meth:`Packer.check_fits` lets ``publish`` refuse it before
+it is queued. Sequence numbers are consecutive: after ``build()`` the packer
+continues at ``first_seq + count``.
+"""
+
+from __future__ import annotations
+
+from ganglion.defaults import MAX_DATAGRAM
+from ganglion.errors import ConfigError, EncodeError, MessageTooLarge
+from ganglion.wire._envelope import (
+    _BATCH,
+    MAX_BATCH,
+    MAX_TS_DELTA,
+    MAX_UDP_PAYLOAD,
+    encode_prefix,
+    overhead,
+)
+from ganglion.wire._mac import check_key, compute_mac
+from ganglion.wire._varint import U64, encode_varint, varint_size, zigzag
+
+
+def datagram_size(type_name: str, payload_size: int, *, signed: bool) -> int:
+    """Return the size of a datagram carrying one message of ``payload_size`` bytes.
+
+    Args:
+        type_name: the type name (its length counts).
+        payload_size: the encoded payload's size.
+        signed: whether the datagram carries a MAC.
+
+    Returns:
+        The full datagram size in bytes.
+    """
+    return overhead(type_name, signed=signed) + 1 + varint_size(payload_size) + payload_size
+
+
+class Packer:
+    """Builds datagrams of one (sender, type), several messages each when they fit.
+
+    Args:
+        node_id: the sender's 8-byte node id.
+        type_name: the type of every message added.
+        fingerprint: that type's 8-byte schema fingerprint.
+        first_seq: sequence number of the first message added.
+        boot: the sender's boot counter (u32).
+        key: the network key (32 bytes) if datagrams must carry a MAC.
+        max_datagram: the size budget in bytes, MAC included.
+
+    Raises:
+        EncodeError: a header field is malformed.
+        ConfigError: the key is not 32 bytes, or ``max_datagram`` is too small
+            for any message of this type or larger than a UDP datagram can be.
+    """
+
+    __slots__ = (
+        "_base",
+        "_body",
+        "_count",
+        "_key",
+        "_limit",
+        "_prefix",
+        "_prev",
+        "_seq",
+        "_size",
+        "max_datagram",
+        "type_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        node_id: bytes,
+        type_name: str,
+        fingerprint: bytes,
+        first_seq: int = 0,
+        boot: int = 0,
+        key: bytes | None = None,
+        max_datagram: int = MAX_DATAGRAM,
+    ) -> None:
+        self._key = None if key is None else check_key(key)
+        self._prefix = encode_prefix(node_id, type_name, fingerprint, boot, key is not None)
+        self.type_name = type_name
+        self.max_datagram = max_datagram
+        smallest = datagram_size(type_name, 1, signed=key is not None)
+        if not smallest <= max_datagram <= MAX_UDP_PAYLOAD:
+            raise ConfigError(
+                f"max_datagram must be in {smallest}..{MAX_UDP_PAYLOAD} for type "
+                f"{type_name!r}, got {max_datagram}"
+            )
+        if not 0 <= first_seq < U64:
+            raise EncodeError(f"first_seq must be a u64, got {first_seq}")
+        # Room for messages: the budget minus everything that is not a message.
+        self._limit = max_datagram - overhead(type_name, signed=key is not None)
+        self._seq = first_seq
+        self._body = bytearray()
+        self._count = 0
+        self._size = 0
+        self._base = 0
+        self._prev = 0
+
+    @property
+    def count(self) -> int:
+        """Messages in the datagram being built."""
+        return self._count
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next added message gets."""
+        return self._seq + self._count
+
+    @property
+    def size(self) -> int:
+        """Size of the datagram :meth:`build` would return now, MAC included."""
+        return self.max_datagram - self._limit + self._size
+
+    def __len__(self) -> int:
+        return self._count
+
+    def check_fits(self, payload_size: int) -> None:
+        """Refuse a message that could never fit in a datagram, even alone.
+
+        Args:
+            payload_size: the encoded payload's size in bytes.
+
+        Raises:
+            MessageTooLarge: with the size the datagram would need and the limit.
+        """
+        need = 1 + varint_size(payload_size) + payload_size
+        if need > self._limit:
+            raise MessageTooLarge(self.type_name, self.max_datagram - self._limit + need,
+                                  self.max_datagram)
+
+    def add(self, payload: bytes, ts_ns: int) -> bool:
+        """Append one message if it fits in the current datagram.
+
+        Args:
+            payload: the encoded payload (non-empty).
+            ts_ns: the sender's timestamp of the message, ns since the epoch.
+
+        Returns:
+            True if the message was added; False if the datagram is full (build
+            it, then add the message again).
+
+        Raises:
+            MessageTooLarge: the message cannot fit even in an empty datagram.
+            EncodeError: empty payload, timestamp out of range, or the sequence
+                numbers would pass 2**64.
+        """
+        n = len(payload)
+        if self._count == 0:
+            if not n:
+                raise EncodeError("a payload must not be empty")
+            if not 0 <= ts_ns < U64:
+                raise EncodeError(f"timestamp must be in 0..2**64-1, got {ts_ns}")
+            if self._seq >= U64:
+                raise EncodeError("sequence numbers exhausted (2**64)")
+            self.check_fits(n)
+            self._base = self._prev = ts_ns
+            # First message: delta 0 (one byte), then length and payload.
+            body = self._body
+            body.append(0)
+            body += encode_varint(n)
+            body += payload
+            self._size = len(body)
+            self._count = 1
+            return True
+        delta = ts_ns - self._prev
+        if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
+            raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
+        dz = zigzag(delta)
+        head = (bytes((dz,)) if dz < 0x80 else encode_varint(dz)) + (
+            bytes((n,)) if n < 0x80 else encode_varint(n)
+        )
+        if (
+            self._size + len(head) + n > self._limit
+            or self._count >= MAX_BATCH
+            or self._seq + self._count >= U64
+        ):
+            if self._size + len(head) + n > self._limit:
+                self.check_fits(n)
+            return False
+        body = self._body
+        body += head
+        body += payload
+        self._size = len(body)
+        self._count += 1
+        self._prev = ts_ns
+        return True
+
+    def build(self) -> bytes:
+        """Return the datagram of the messages added so far, and start a new one.
+
+        Returns:
+            The datagram (MAC included when there is a key).
+
+        Raises:
+            EncodeError: no message was added.
+        """
+        if not self._count:
+            raise EncodeError("nothing to build: add a message first")
+        out = bytearray(self._prefix)
+        out += _BATCH.pack(self._seq, self._base, self._count)
+        out += self._body
+        if self._key is not None:
+            out += compute_mac(self._key, out)
+        self._seq += self._count
+        self._count = 0
+        self._size = 0
+        self._body = bytearray()
+        return bytes(out)
+
+
