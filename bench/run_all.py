@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Run every benchmark script in ``bench/``, one after another.
+
+Theory of operation: a benchmark is any ``bench/*.py`` whose name does not start
+with an underscore (helpers) and is not this file. ``transport.py`` runs first,
+then ``consensus.py``, then any others in name order; scripts that do not exist
+yet are simply not found. Each runs as its own process with the same interpreter,
+inherits the terminal, and is killed by PID if it exceeds ``--timeout``. Options
+after the script's own (``--quick``, and anything after ``--``) are passed to
+every benchmark, so each benchmark script should accept ``--quick``. The exit
+status is 0 only if every benchmark exited 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+#: Benchmarks that run first, in this order, when present.
+FIRST = ("transport.py", "consensus.py")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one benchmark script ended: its exit status (None if killed) and run time."""
+
+    script: Path
+    returncode: int | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when the script exited with status 0."""
+        return self.returncode == 0
+
+
+def discover(bench_dir: Path = BENCH_DIR) -> list[Path]:
+    """Return the benchmark scripts in ``bench_dir`` in the order they should run.
+
+    Args:
+        bench_dir: the directory to look in.
+
+    Returns:
+        The :data:`FIRST` scripts that exist, then every other eligible ``*.py`` by name.
+    """
+    me = Path(__file__).name
+    found = {
+        p.name: p for p in bench_dir.glob("*.py") if not p.name.startswith("_") and p.name != me
+    }
+    ordered = [found.pop(name) for name in FIRST if name in found]
+    return ordered + [found[name] for name in sorted(found)]
+
+
+def run_scripts(
+    scripts: Sequence[Path],
+    extra_args: Sequence[str],
+    *,
+    timeout: float,
+    python: str = sys.executable,
+) -> list[Outcome]:
+    """Run each script in turn with ``extra_args``; kill any that exceeds ``timeout``.
+
+    Args:
+        scripts: the scripts to run.
+        extra_args: arguments passed to every script.
+        timeout: seconds each script may run.
+        python: the interpreter to run them with.
+
+    Returns:
+        One :class:`Outcome` per script, in order.
+    """
+    outcomes = []
+    for script in scripts:
+        print(f"=== {script.name} {' '.join(extra_args)}".rstrip(), flush=True)
+        started = time.monotonic()
+        proc = subprocess.Popen([python, str(script), *extra_args], cwd=str(script.parent.parent))
+        code: int | None
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"=== {script.name} exceeded {timeout:.0f} s; killed", flush=True)
+            code = None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        outcomes.append(Outcome(script, code, time.monotonic() - started))
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run all benchmarks and print a one-line summary per script.
+
+    Returns:
+        0 if every benchmark succeeded, 1 otherwise (2 if none was found).
+    """
+    parser = argparse.ArgumentParser(description="Run every bench/*.py benchmark in sequence.")
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per benchmark")
+    parser.add_argument("extra", nargs="*", help="arguments after -- go to every benchmark")
+    args = parser.parse_args(argv)
+    scripts = discover()
+    if not scripts:
+        print("no benchmark scripts found in bench/")
+        return 2
+    extra = (["--quick"] if args.quick else []) + list(args.extra)
+    outcomes = run_scripts(scripts, extra, timeout=args.timeout)
+    print("=== summary")
+    for o in outcomes:
+        status = (
+            "ok"
+            if o.ok
+            else ("killed (timeout)" if o.returncode is None else f"exit {o.returncode}")
+        )
+        print(f"  {o.script.name:<20} {status:<18} {o.seconds:7.1f} s")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
