@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,7 +59,10 @@ _log = logging.getLogger(__name__)
 
 #: Linux's IP_MULTICAST_ALL; older Pythons' socket module lacks the constant.
 IP_MULTICAST_ALL: int = getattr(socket, "IP_MULTICAST_ALL", 49)
-_SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", None)
+#: SO_RCVBUFFORCE (33 on Linux; the socket module does not export it).
+_SO_RCVBUFFORCE: int | None = getattr(
+    socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None
+)
 
 _MAX_MEMBERSHIPS_PATH = Path("/proc/sys/net/ipv4/igmp_max_memberships")
 _DEFAULT_MAX_MEMBERSHIPS = 20
