@@ -1,0 +1,96 @@
+"""Agreement on which multicast group each message type uses: a sans-IO state machine.
+
+The supported surface is what this module re-exports. A caller (the ganglion node, or
+the simulator in :mod:`consensus.sim`) drives a :class:`PaxosNode`:
+
+    node = PaxosNode(Config(node_id=7), rng=random.Random(seed), records=journal)
+    node.set_view(live_member_ids)
+    node.step(message_from_wire(cbor2.loads(datagram)))
+    node.tick()
+    rd = node.ready()
+    journal.append_all(rd.to_persist); rd.mark_persisted()   # BEFORE sending
+    for env in rd.outbox: send(env.to, cbor2.dumps(env.msg.to_wire()))
+    node.advance(rd)
+
+See ``docs/consensus.md`` for the protocol and the argument for its properties.
+"""
+
+from __future__ import annotations
+
+from consensus.allocator import (
+    CONTROL_BLOCK,
+    DATA_RANGE,
+    RESERVED,
+    allocate,
+    is_assignable,
+    preferred_group,
+)
+from consensus.commands import Assign, Command, Move, decode_command
+from consensus.errors import (
+    AddressSpaceExhausted,
+    ConfigError,
+    ConsensusError,
+    InvalidCommand,
+    MalformedMessage,
+    PersistOrderError,
+)
+from consensus.groupmap import GroupMap, MapChange
+from consensus.journal import Record, record_from_wire
+from consensus.messages import (
+    Accept,
+    Accepted,
+    Ballot,
+    CatchUpReply,
+    CatchUpRequest,
+    Commit,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    ProposeRequest,
+    Status,
+    message_from_wire,
+)
+from consensus.node import Config, NodeFailed, PaxosNode
+from consensus.ready import Envelope, Ready
+
+__all__ = [
+    "CONTROL_BLOCK",
+    "DATA_RANGE",
+    "RESERVED",
+    "Accept",
+    "Accepted",
+    "AddressSpaceExhausted",
+    "Assign",
+    "Ballot",
+    "CatchUpReply",
+    "CatchUpRequest",
+    "Command",
+    "Commit",
+    "Config",
+    "ConfigError",
+    "ConsensusError",
+    "Envelope",
+    "GroupMap",
+    "InvalidCommand",
+    "MalformedMessage",
+    "MapChange",
+    "Message",
+    "Move",
+    "Nack",
+    "NodeFailed",
+    "PaxosNode",
+    "PersistOrderError",
+    "Prepare",
+    "Promise",
+    "ProposeRequest",
+    "Ready",
+    "Record",
+    "Status",
+    "allocate",
+    "decode_command",
+    "is_assignable",
+    "message_from_wire",
+    "preferred_group",
+    "record_from_wire",
+]

@@ -1,0 +1,551 @@
+"""PaxosNode: the sans-IO facade that agrees on the type -> multicast group map.
+
+Determinism promise: a ``PaxosNode`` never reads a clock, the global ``random`` module,
+a socket or a file. Given the same journal, the same ``random.Random`` state and the same
+sequence of calls (``step``, ``tick``, ``propose``, ``set_view``), it produces the same
+``Ready`` values, byte for byte. Time enters only through ``tick()`` (one abstract tick;
+the caller decides how long that is).
+
+Theory of operation: each member node plays all three roles of "Paxos Made Simple"
+over a log of slots, one single-decree instance per slot. As *proposer* it works
+through a queue of commands (types it was asked to assign, moves it owes) one attempt
+at a time (:mod:`consensus.proposer`); as *acceptor* it answers ``Prepare`` and
+``Accept`` (:mod:`consensus.acceptor`); as *learner* it folds decided entries into the
+map (:mod:`consensus.groupmap`). Every transition lives in this file: one handler per
+message kind, dispatched by :data:`PaxosNode._HANDLERS`. Local inputs are messages
+too: ``propose(t)`` is ``step(ProposeRequest(sender=self, ...))``, and a node's
+messages to itself go through the same handlers via a local queue.
+
+Anti-entropy: every ``heartbeat_ticks`` a member broadcasts ``Status`` (entry count and
+set digest). A node whose digest differs and whose count is not larger asks the sender
+for a catch-up; the sender streams all its decided entries. This single mechanism is
+how newcomers, restarted nodes, observers and healed partitions converge.
+
+Observers (``Config(observer=True)``) have no acceptor and never propose: they learn
+by catch-up and forward ``propose`` to a member of their view. The caller never puts
+observers in a member's view, so they never count in a quorum.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from consensus.acceptor import Acceptor
+from consensus.allocator import allocate
+from consensus.commands import Assign, Move, check_type_name
+from consensus.errors import AddressSpaceExhausted, ConfigError, ConsensusError
+from consensus.groupmap import Entry, GroupMap, MapChange
+from consensus.journal import Learned, MoveIntent, Record, RoundUsed, replay
+from consensus.messages import (
+    MAX_ENTRIES_PER_REPLY,
+    MAX_NODE_ID,
+    Accept,
+    Accepted,
+    Ballot,
+    CatchUpReply,
+    CatchUpRequest,
+    Commit,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    ProposeRequest,
+    Status,
+)
+from consensus.proposer import Attempt
+from consensus.ready import Envelope, Ready
+
+__all__ = ["Config", "NodeFailed", "PaxosNode"]
+
+
+class NodeFailed(ConsensusError, RuntimeError):
+    """The node hit an internal error earlier and refuses further input."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Static settings of one node; validated when built.
+
+    Attributes:
+        node_id: this node's id, unique in the network (0 .. 2**64-1).
+        observer: True for short-lived tools: no acceptor, never in a quorum.
+        heartbeat_ticks: ticks between ``Status`` broadcasts; 0 disables them.
+        retry_ticks: ticks a proposer attempt may take before it is abandoned.
+        backoff_ticks: upper bound of the random extra wait after a failed attempt.
+        catchup_ticks: minimum ticks between two catch-up requests.
+    """
+
+    node_id: int
+    observer: bool = False
+    heartbeat_ticks: int = 10
+    retry_ticks: int = 10
+    backoff_ticks: int = 10
+    catchup_ticks: int = 10
+
+    def __post_init__(self) -> None:
+        if type(self.node_id) is not int or not 0 <= self.node_id <= MAX_NODE_ID:
+            raise ConfigError(f"node_id must be an int in [0, 2**64), got {self.node_id!r}")
+        for name in ("heartbeat_ticks", "backoff_ticks"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("retry_ticks", "catchup_ticks"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class PaxosNode:
+    """One participant (member or observer) in group agreement; see the module docstring."""
+
+    def __init__(
+        self, config: Config, *, rng: random.Random, records: Iterable[Record] = ()
+    ) -> None:
+        """Create a node, or restart one from its journal.
+
+        Args:
+            config: static settings.
+            rng: the only source of randomness (backoff jitter, choice of member).
+            records: the journal persisted by a previous incarnation, oldest first.
+        """
+        self._cfg = config
+        self._id = config.node_id
+        self._rng = rng
+        durable = replay(records)
+        self._map = GroupMap(durable.learned)
+        self._decided_values = {value for _, value in durable.learned}
+        self._acceptor = Acceptor(self._id, durable)
+        for slot, _ in durable.learned:
+            self._acceptor.forget(slot)
+        self._max_round = durable.max_round
+        self._moves: list[Move] = [m for m in durable.moves if m.encode() not in self._decided_values]
+        self._wanted: dict[str, None] = {}
+        self._attempt: Attempt | None = None
+        self._view: frozenset[int] = frozenset() if config.observer else frozenset({self._id})
+        self._now = 0
+        self._backoff_until = 0
+        self._next_status = 0
+        self._next_catchup = 0
+        self._next_ask = 0
+        self._local: deque[Message] = deque()
+        self._persist: list[Record] = []
+        self._outbox: list[Envelope] = []
+        self._changes: list[MapChange] = []
+        self._decided: list[Entry] = []
+        self._handed_out: Ready | None = None
+        self._failed: BaseException | None = None
+
+    # -- queries -------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> int:
+        """This node's id."""
+        return self._id
+
+    @property
+    def config(self) -> Config:
+        """The node's settings."""
+        return self._cfg
+
+    @property
+    def groups(self) -> Mapping[str, IPv4Address]:
+        """The current type -> group map."""
+        return self._map.groups
+
+    @property
+    def moved_from(self) -> Mapping[str, IPv4Address]:
+        """Types that moved and the group they left (subscribers listen on both)."""
+        return self._map.moved_from
+
+    @property
+    def view(self) -> frozenset[int]:
+        """The membership view quorums are computed over (includes self for members)."""
+        return self._view
+
+    @property
+    def acceptor(self) -> Acceptor:
+        """The acceptor state (read by tests and the simulator's invariant checks)."""
+        return self._acceptor
+
+    def entries(self) -> list[Entry]:
+        """Return every decided ``(slot, value)`` entry this node knows, in fold order."""
+        return self._map.entries()
+
+    def pending_moves(self) -> list[Move]:
+        """Return the moves this node still has to get decided."""
+        return list(self._moves)
+
+    # -- inputs --------------------------------------------------------------------
+
+    def set_view(self, members: Iterable[int]) -> None:
+        """Replace the live membership view (the caller computes it from heartbeats).
+
+        Args:
+            members: ids of live member nodes this node can reach. A member always
+                counts itself; observers must never be listed.
+        """
+        self._run(lambda: self._set_view(frozenset(members)))
+
+    def step(self, msg: Message) -> None:
+        """Feed one message received from a peer.
+
+        Args:
+            msg: a validated message (see :func:`consensus.messages.message_from_wire`).
+
+        Raises:
+            NodeFailed: an earlier call hit an internal error.
+        """
+        self._run(lambda: self._dispatch(msg))
+
+    def tick(self) -> None:
+        """Advance the node's clock by one tick: heartbeats, timeouts, retries.
+
+        Raises:
+            NodeFailed: an earlier call hit an internal error.
+        """
+        self._run(self._tick)
+
+    def propose(self, type_name: str) -> None:
+        """Ask for a group for ``type_name``; it shows up in ``Ready.changes`` once decided.
+
+        Proposing a type that already has a group does nothing.
+
+        Args:
+            type_name: the message type name (printable ASCII, no spaces, 1..200 chars).
+
+        Raises:
+            InvalidCommand: the type name cannot be carried in a command.
+            NodeFailed: an earlier call hit an internal error.
+        """
+        check_type_name(type_name)
+        self.step(ProposeRequest(sender=self._id, type_name=type_name))
+
+    def has_ready(self) -> bool:
+        """True when :meth:`ready` would return a non-empty ``Ready``."""
+        return bool(self._persist or self._outbox or self._changes or self._decided)
+
+    def ready(self) -> Ready:
+        """Hand out the effects accumulated since the last ``Ready``.
+
+        Returns:
+            A :class:`~consensus.ready.Ready`; persist ``to_persist`` before sending
+            ``outbox`` (enforced), then call :meth:`advance`.
+
+        Raises:
+            ConsensusError: the previous ``Ready`` was not advanced yet.
+        """
+        if self._handed_out is not None:
+            raise ConsensusError("call advance() on the previous Ready before ready() again")
+        rd = Ready(
+            to_persist=self._persist,
+            outbox=self._outbox,
+            changes=self._changes,
+            decided=self._decided,
+        )
+        self._persist, self._outbox, self._changes, self._decided = [], [], [], []
+        self._handed_out = rd
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """Acknowledge that ``rd``'s effects were carried out.
+
+        Args:
+            rd: the ``Ready`` last returned by :meth:`ready`.
+
+        Raises:
+            PersistOrderError: ``rd.to_persist`` was never marked persisted.
+            ConsensusError: ``rd`` is not the outstanding ``Ready``.
+        """
+        if rd is not self._handed_out:
+            raise ConsensusError("advance() takes the Ready returned by the last ready()")
+        rd.outbox  # noqa: B018 - raises PersistOrderError when persisting was skipped
+        self._handed_out = None
+
+    def durable_records(self) -> list[Record]:
+        """Return a compacted journal equivalent to everything persisted so far.
+
+        A caller may atomically replace its journal with this list to bound its size.
+        """
+        out: list[Record] = [RoundUsed(round=self._max_round)]
+        out += [Learned(slot=s, value=v) for s, v in self._map.entries()]
+        out += self._acceptor.records()
+        out += [MoveIntent(move=m) for m in self._moves]
+        return out
+
+    def state_key(self) -> tuple[Any, ...]:
+        """Return a canonical, hashable summary of the whole state (for state-space search).
+
+        Timers are relative to the current tick so equal situations hash equal.
+        """
+        a = self._attempt
+        attempt_key = None if a is None else (
+            a.slot, a.ballot, a.own, a.value, max(0, a.deadline - self._now),
+            tuple(sorted((s, p.accepted_ballot, p.accepted_value) for s, p in a.promises.items())),
+            tuple(sorted(a.accepted)),
+        )
+        return (
+            self._acceptor.state_key(),
+            tuple(self._map.entries()),
+            self._max_round,
+            tuple(m.encode() for m in self._moves),
+            tuple(self._wanted),
+            attempt_key,
+            max(0, self._backoff_until - self._now),
+            self._view,
+        )
+
+    # -- dispatch ------------------------------------------------------------------
+
+    def _run(self, action: Callable[[], None]) -> None:
+        if self._failed is not None:
+            raise NodeFailed("node failed earlier; rebuild it from its journal") from self._failed
+        try:
+            action()
+            self._drain()
+            self._maybe_start()
+            self._drain()
+        except ConsensusError:
+            raise
+        except Exception as exc:  # a bug: refuse further input rather than limp on
+            self._failed = exc
+            raise
+
+    def _dispatch(self, msg: Message) -> None:
+        handler = self._HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg)
+
+    def _drain(self) -> None:
+        while self._local:
+            self._dispatch(self._local.popleft())
+
+    def _send(self, to: int, msg: Message) -> None:
+        if to == self._id:
+            self._local.append(msg)
+        else:
+            self._outbox.append(Envelope(to, msg))
+
+    def _broadcast(self, msg: Message, *, loopback: bool) -> None:
+        self._outbox.append(Envelope(None, msg))
+        if loopback:
+            self._local.append(msg)
+
+    # -- local inputs --------------------------------------------------------------
+
+    def _set_view(self, members: frozenset[int]) -> None:
+        self._view = members - {self._id} if self._cfg.observer else members | {self._id}
+        if self._attempt is not None:
+            self._check_attempt(self._attempt)
+
+    def _tick(self) -> None:
+        self._now += 1
+        if self._cfg.observer:
+            self._tick_observer()
+            return
+        if self._cfg.heartbeat_ticks and self._now >= self._next_status:
+            self._next_status = self._now + self._cfg.heartbeat_ticks
+            self._broadcast(
+                Status(sender=self._id, count=self._map.count, digest=self._map.digest),
+                loopback=False,
+            )
+        if self._attempt is not None and self._now >= self._attempt.deadline:
+            self._abandon(backoff=True)
+
+    def _tick_observer(self) -> None:
+        asks = [t for t in self._wanted if t not in self._map.groups]
+        if asks and self._view and self._now >= self._next_ask:
+            self._next_ask = self._now + self._cfg.retry_ticks
+            member = self._rng.choice(sorted(self._view))
+            for name in asks:
+                self._send(member, ProposeRequest(sender=self._id, type_name=name))
+
+    def _on_propose_request(self, msg: ProposeRequest) -> None:
+        if msg.type_name in self._map.groups:
+            return
+        if self._cfg.observer and msg.sender != self._id:
+            return
+        try:
+            check_type_name(msg.type_name)
+        except ConsensusError:
+            return  # a peer's bad name: drop it, as with any malformed input
+        self._wanted[msg.type_name] = None
+        if self._cfg.observer:
+            self._next_ask = self._now  # ask at the next tick rather than waiting
+
+    # -- acceptor ------------------------------------------------------------------
+
+    def _on_prepare(self, msg: Prepare) -> None:
+        self._note_round(msg.ballot)
+        if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
+            return
+        reply, record = self._acceptor.on_prepare(msg)
+        self._reply(msg.sender, reply, record)
+
+    def _on_accept(self, msg: Accept) -> None:
+        self._note_round(msg.ballot)
+        if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
+            return
+        reply, record = self._acceptor.on_accept(msg)
+        self._reply(msg.sender, reply, record)
+
+    def _answer_decided(self, to: int, slot: int) -> bool:
+        values = self._map.values_at(slot)
+        for value in values:
+            self._send(to, Commit(sender=self._id, slot=slot, value=value))
+        return bool(values)
+
+    def _reply(self, to: int, reply: Message, record: Record | None) -> None:
+        if record is not None:
+            self._persist.append(record)  # same Ready as the reply: durable before it leaves
+        self._send(to, reply)
+
+    # -- proposer ------------------------------------------------------------------
+
+    def _on_promise(self, msg: Promise) -> None:
+        a = self._attempt
+        if a is None or a.in_phase2 or (msg.slot, msg.ballot) != (a.slot, a.ballot):
+            return
+        a.promises[msg.sender] = msg
+        self._check_attempt(a)
+
+    def _on_accepted(self, msg: Accepted) -> None:
+        a = self._attempt
+        if a is None or not a.in_phase2 or (msg.slot, msg.ballot) != (a.slot, a.ballot):
+            return
+        a.accepted.add(msg.sender)
+        self._check_attempt(a)
+
+    def _on_nack(self, msg: Nack) -> None:
+        self._note_round(msg.promised)
+        a = self._attempt
+        if a is not None and (msg.slot, msg.ballot) == (a.slot, a.ballot):
+            self._abandon(backoff=True)
+
+    def _check_attempt(self, a: Attempt) -> None:
+        if not a.in_phase2 and a.promise_quorum(self._view):
+            a.value = a.choose_value()
+            self._broadcast(
+                Accept(sender=self._id, slot=a.slot, ballot=a.ballot, value=a.value), loopback=True
+            )
+        elif a.value is not None and a.accept_quorum(self._view):
+            self._attempt = None
+            self._learn(a.slot, a.value)
+            self._broadcast(Commit(sender=self._id, slot=a.slot, value=a.value), loopback=False)
+
+    def _maybe_start(self) -> None:
+        if (
+            self._cfg.observer
+            or self._attempt is not None
+            or self._now < self._backoff_until
+            or self._id not in self._view
+        ):
+            return
+        value = self._next_value()
+        if value is None:
+            return
+        self._max_round += 1
+        self._persist.append(RoundUsed(round=self._max_round))
+        a = Attempt(
+            slot=self._map.first_free_slot(),
+            ballot=Ballot(self._max_round, self._id),
+            own=value,
+            deadline=self._now + self._cfg.retry_ticks,
+        )
+        self._attempt = a
+        self._broadcast(Prepare(sender=self._id, slot=a.slot, ballot=a.ballot), loopback=True)
+
+    def _next_value(self) -> bytes | None:
+        for move in self._moves:
+            return move.encode()
+        for name in list(self._wanted):
+            if name in self._map.groups:
+                del self._wanted[name]
+                continue
+            try:
+                group = allocate(name, self._map.groups.values())
+            except AddressSpaceExhausted:
+                del self._wanted[name]  # cannot be assigned; retrying would spin forever
+                continue
+            return Assign(type_name=name, group=group).encode()
+        return None
+
+    def _abandon(self, *, backoff: bool) -> None:
+        self._attempt = None
+        if backoff:
+            jitter = self._rng.randint(0, self._cfg.backoff_ticks) if self._cfg.backoff_ticks else 0
+            self._backoff_until = self._now + 1 + jitter
+
+    def _note_round(self, ballot: Ballot) -> None:
+        # Starting above every round seen avoids a sure Nack; not needed for safety.
+        self._max_round = max(self._max_round, ballot.round)
+
+    # -- learner and anti-entropy --------------------------------------------------
+
+    def _on_commit(self, msg: Commit) -> None:
+        self._learn(msg.slot, msg.value)
+
+    def _on_status(self, msg: Status) -> None:
+        if (
+            msg.sender == self._id
+            or msg.digest == self._map.digest
+            or msg.count < self._map.count
+            or self._now < self._next_catchup
+        ):
+            return
+        self._next_catchup = self._now + self._cfg.catchup_ticks
+        self._send(msg.sender, CatchUpRequest(sender=self._id))
+
+    def _on_catchup_request(self, msg: CatchUpRequest) -> None:
+        if self._cfg.observer:
+            return
+        entries = self._map.entries()
+        for i in range(0, len(entries), MAX_ENTRIES_PER_REPLY):
+            chunk = tuple(entries[i : i + MAX_ENTRIES_PER_REPLY])
+            self._send(msg.sender, CatchUpReply(sender=self._id, entries=chunk))
+
+    def _on_catchup_reply(self, msg: CatchUpReply) -> None:
+        for slot, value in msg.entries:
+            self._learn(slot, value)
+
+    def _learn(self, slot: int, value: bytes) -> None:
+        entry = (slot, value)
+        if entry in self._map:
+            return
+        self._decided_values.add(value)
+        changes = self._map.add(entry)
+        self._persist.append(Learned(slot=slot, value=value))
+        self._decided.append(entry)
+        self._changes.extend(changes)
+        self._acceptor.forget(slot)
+        for change in changes:
+            self._owe_move(change)
+        self._moves = [m for m in self._moves if m.encode() not in self._decided_values]
+        if self._attempt is not None and self._attempt.slot == slot:
+            self._abandon(backoff=False)  # the slot is taken; move on to the next one
+
+    def _owe_move(self, change: MapChange) -> None:
+        # A type this node already placed was re-placed by a merge: it owes the network
+        # an explicit Move decision so every node listens on both groups.
+        if change.old is None:
+            return
+        move = Move(type_name=change.type_name, old=change.old, new=change.new)
+        if move.encode() in self._decided_values or move in self._moves:
+            return
+        self._moves.append(move)
+        self._persist.append(MoveIntent(move=move))
+
+    _HANDLERS: dict[type, Callable[[PaxosNode, Any], None]] = {
+        Prepare: _on_prepare,
+        Promise: _on_promise,
+        Accept: _on_accept,
+        Accepted: _on_accepted,
+        Nack: _on_nack,
+        Commit: _on_commit,
+        Status: _on_status,
+        CatchUpRequest: _on_catchup_request,
+        CatchUpReply: _on_catchup_reply,
+        ProposeRequest: _on_propose_request,
+    }
