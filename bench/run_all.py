@@ -5,10 +5,11 @@ Theory of operation: a benchmark is any ``bench/*.py`` whose name does not start
 with an underscore (helpers) and is not this file. ``transport.py`` runs first,
 then ``consensus.py``, then any others in name order; scripts that do not exist
 yet are simply not found. Each runs as its own process with the same interpreter,
-inherits the terminal, and is killed by PID if it exceeds ``--timeout``. Options
-after the script's own (``--quick``, and anything after ``--``) are passed to
-every benchmark, so each benchmark script should accept ``--quick``. The exit
-status is 0 only if every benchmark exited 0.
+inherits the terminal, and is killed by PID if it exceeds ``--timeout``.
+Anything after ``--`` is passed to every benchmark; ``--quick`` is passed to
+those whose source mentions ``--quick`` (the convention for new benchmarks), so
+an older script is run at full size rather than failing on an unknown flag. The
+exit status is 0 only if every benchmark exited 0.
 """
 
 from __future__ import annotations
@@ -57,11 +58,24 @@ def discover(bench_dir: Path = BENCH_DIR) -> list[Path]:
     return ordered + [found[name] for name in sorted(found)]
 
 
+def accepts_quick(script: Path) -> bool:
+    """Return True if ``script`` mentions ``--quick``, i.e. it takes the flag.
+
+    Benchmarks written before the convention (or by other hands) are then run
+    without it rather than failing on an unknown argument.
+    """
+    try:
+        return "--quick" in script.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
 def run_scripts(
     scripts: Sequence[Path],
     extra_args: Sequence[str],
     *,
     timeout: float,
+    quick: bool = False,
     python: str = sys.executable,
 ) -> list[Outcome]:
     """Run each script in turn with ``extra_args``; kill any that exceeds ``timeout``.
@@ -70,6 +84,7 @@ def run_scripts(
         scripts: the scripts to run.
         extra_args: arguments passed to every script.
         timeout: seconds each script may run.
+        quick: also pass ``--quick`` to every script that :func:`accepts_quick`.
         python: the interpreter to run them with.
 
     Returns:
@@ -77,9 +92,10 @@ def run_scripts(
     """
     outcomes = []
     for script in scripts:
-        print(f"=== {script.name} {' '.join(extra_args)}".rstrip(), flush=True)
+        args = (["--quick"] if quick and accepts_quick(script) else []) + list(extra_args)
+        print(f"=== {script.name} {' '.join(args)}".rstrip(), flush=True)
         started = time.monotonic()
-        proc = subprocess.Popen([python, str(script), *extra_args], cwd=str(script.parent.parent))
+        proc = subprocess.Popen([python, str(script), *args], cwd=str(script.parent.parent))
         code: int | None
         try:
             code = proc.wait(timeout=timeout)
@@ -101,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 if every benchmark succeeded, 1 otherwise (2 if none was found).
     """
     parser = argparse.ArgumentParser(description="Run every bench/*.py benchmark in sequence.")
-    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    parser.add_argument(
+        "--quick", action="store_true", help="pass --quick to every benchmark that takes it"
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per benchmark")
     parser.add_argument("extra", nargs="*", help="arguments after -- go to every benchmark")
     args = parser.parse_args(argv)
@@ -109,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not scripts:
         print("no benchmark scripts found in bench/")
         return 2
-    extra = (["--quick"] if args.quick else []) + list(args.extra)
-    outcomes = run_scripts(scripts, extra, timeout=args.timeout)
+    outcomes = run_scripts(scripts, args.extra, timeout=args.timeout, quick=args.quick)
     print("=== summary")
     for o in outcomes:
         status = (

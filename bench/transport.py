@@ -87,8 +87,18 @@ class Outcome:
     trials: list[TrialResult] = field(default_factory=list)
     notes: dict[tuple[int, str], str] = field(default_factory=dict)
 
+    def add_note(self, size: int, system: str, text: str) -> None:
+        """Append ``text`` to the note of (size, system), keeping notes short."""
+        old = self.notes.get((size, system))
+        self.notes[(size, system)] = (f"{old}; {text}" if old else text)[:400]
 
-def run_benchmark(plan: Plan, *, log: Callable[[str], None] = print) -> Outcome:
+
+def run_benchmark(
+    plan: Plan,
+    *,
+    log: Callable[[str], None] = print,
+    trial: Callable[[RoleConfig, RoleConfig], TrialResult] | None = None,
+) -> Outcome:
     """Run every trial of ``plan`` and return the results.
 
     A system that reports it cannot run here is skipped for the rest of the run,
@@ -97,31 +107,30 @@ def run_benchmark(plan: Plan, *, log: Callable[[str], None] = print) -> Outcome:
     Args:
         plan: what to run.
         log: where progress lines go.
+        trial: runs one subscriber/publisher pair (default :func:`run_trial`).
 
     Returns:
         The :class:`Outcome`.
     """
+    run = trial or run_trial
     out = Outcome()
     unavailable = dict(plan.skip_reasons)
     for size in plan.sizes:
-        for trial in range(1, plan.trials + 1):
+        for index in range(1, plan.trials + 1):
             for system in plan.systems:
                 if system in unavailable:
                     continue
                 for mode in ("blast", "paced"):
                     sub_cfg, pub_cfg = plan.configs(system, mode, size)
-                    tag = f"{size:>5} B  trial {trial}/{plan.trials}  {system:<8} {mode:<5}"
+                    tag = f"{size:>5} B  trial {index}/{plan.trials}  {system:<8} {mode:<5}"
                     try:
-                        result = run_trial(sub_cfg, pub_cfg)
+                        result = run(sub_cfg, pub_cfg)
                     except SystemUnavailable as exc:
                         unavailable[system] = str(exc)
                         log(f"{tag}  unavailable: {exc}")
                         break
                     except TrialError as exc:
-                        key = (size, system)
-                        out.notes[key] = (out.notes.get(key, "") + f" {mode} trial failed: {exc}")[
-                            :400
-                        ]
+                        out.add_note(size, system, f"{mode} trial failed: {exc}")
                         log(f"{tag}  failed: {exc}")
                         continue
                     out.trials.append(result)

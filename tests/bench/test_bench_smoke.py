@@ -22,6 +22,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -262,29 +264,109 @@ def test_ratios_compare_ganglion_to_raw_and_lcm() -> None:
 # --- isolation ------------------------------------------------------------------
 
 
-def _fake_net(tmp_path: Path, *names: str) -> Path:
+def _fake_net(where: Path, *names: str) -> Path:
     for name in names:
-        (tmp_path / name).mkdir()
-    return tmp_path
+        (where / name).mkdir(parents=True)
+    return where
 
 
-def test_isolation_inside_when_only_loopback(tmp_path: Path) -> None:
+_ROUTE_HEAD = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+)
+
+
+def _route_line(iface: str, dest: str, mask: str) -> str:
+    """One /proc/net/route line (addresses in host byte order, as the kernel writes them)."""
+    import socket
+    import struct
+
+    def hexed(addr: str) -> str:
+        order = "<" if sys.byteorder == "little" else ">"
+        return f"{struct.unpack(f'{order}I', socket.inet_aton(addr))[0]:08X}"
+
+    return f"{iface}\t{hexed(dest)}\t00000000\t0001\t0\t0\t0\t{hexed(mask)}\t0\t0\t0\n"
+
+
+def _routes(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "route"
+    path.write_text(_ROUTE_HEAD + "".join(lines))
+    return path
+
+
+def test_multicast_route_is_recognised_on_lo_only(tmp_path: Path) -> None:
     netns = _mod("_transport_netns")
-    iso = netns.choose_isolation(allow_create=True, net_dir=_fake_net(tmp_path, "lo"), euid=1000)
+    mc_lo = _route_line("lo", "224.0.0.0", "240.0.0.0")
+    assert netns.has_multicast_route(_routes(tmp_path, mc_lo))
+    assert not netns.has_multicast_route(
+        _routes(tmp_path, _route_line("eth0", "224.0.0.0", "240.0.0.0"))
+    )
+    assert not netns.has_multicast_route(
+        _routes(tmp_path, _route_line("lo", "239.0.0.0", "255.0.0.0"))
+    )
+    assert netns.has_multicast_route(_routes(tmp_path, _route_line("lo", "0.0.0.0", "0.0.0.0")))
+    assert not netns.has_multicast_route(
+        _routes(tmp_path, "lo\tgarbage\n", "lo\tZZ\t0\t0\t0\t0\t0\tZZ\n")
+    )
+    assert not netns.has_multicast_route(tmp_path / "missing")
+
+
+def test_isolation_inside_when_only_loopback_with_the_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netns = _mod("_transport_netns")
+    monkeypatch.delenv(netns.ENV_NETNS, raising=False)
+    route = _routes(tmp_path, _route_line("lo", "224.0.0.0", "240.0.0.0"))
+    net = _fake_net(tmp_path / "net", "lo")
+    iso = netns.choose_isolation(allow_create=True, net_dir=net, route_file=route, euid=0)
     assert iso.mode == "inside" and iso.lcm_allowed
 
 
-@pytest.mark.parametrize(
-    ("allow", "euid", "mode"),
-    [(True, 0, "create"), (False, 0, "loopback"), (True, 1000, "loopback")],
-)
-def test_isolation_with_a_real_interface(tmp_path: Path, allow: bool, euid: int, mode: str) -> None:
+def test_isolation_inside_our_own_namespace_trusts_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     netns = _mod("_transport_netns")
-    net = _fake_net(tmp_path, "lo", "eth0")
+    monkeypatch.setenv(netns.ENV_NETNS, "ganglion-bench-1")
+    net = _fake_net(tmp_path / "net", "lo")
+    iso = netns.choose_isolation(
+        allow_create=True, net_dir=net, route_file=_routes(tmp_path), euid=0
+    )
+    assert iso == netns.Isolation("inside", "running in namespace ganglion-bench-1")
+
+
+@pytest.mark.parametrize(("euid", "mode"), [(0, "create"), (1000, "inside")])
+def test_loopback_only_namespace_without_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, euid: int, mode: str
+) -> None:
+    netns = _mod("_transport_netns")
+    monkeypatch.delenv(netns.ENV_NETNS, raising=False)
     if mode == "create" and shutil.which("ip") is None:
-        mode = "loopback"
-    iso = netns.choose_isolation(allow_create=allow, net_dir=net, euid=euid)
+        mode = "inside"
+    net = _fake_net(tmp_path / "net", "lo")
+    iso = netns.choose_isolation(
+        allow_create=True, net_dir=net, route_file=_routes(tmp_path), euid=euid
+    )
     assert iso.mode == mode
+    assert iso.lcm_allowed == (mode == "inside")
+
+
+@pytest.mark.parametrize(
+    ("allow", "euid", "mode", "why"),
+    [
+        (True, 0, "create", "creating"),
+        (False, 0, "loopback", "--no-netns"),
+        (True, 1000, "loopback", "not root"),
+    ],
+)
+def test_isolation_with_a_real_interface(
+    tmp_path: Path, allow: bool, euid: int, mode: str, why: str
+) -> None:
+    netns = _mod("_transport_netns")
+    net = _fake_net(tmp_path / "net", "lo", "eth0")
+    route = _routes(tmp_path, _route_line("lo", "224.0.0.0", "240.0.0.0"))
+    if mode == "create" and shutil.which("ip") is None:
+        mode, why = "loopback", "no `ip`"
+    iso = netns.choose_isolation(allow_create=allow, net_dir=net, route_file=route, euid=euid)
+    assert iso.mode == mode and why in iso.reason
     assert not iso.lcm_allowed
 
 
@@ -339,19 +421,29 @@ def test_run_all_skips_missing_benchmarks(tmp_path: Path) -> None:
 def test_run_all_reports_status_and_kills_on_timeout(tmp_path: Path) -> None:
     run_all = _mod("run_all")
     ok = tmp_path / "ok.py"
-    ok.write_text("import sys; sys.exit(0 if sys.argv[1:] == ['--quick'] else 5)\n")
+    ok.write_text("import sys; sys.exit(0 if sys.argv[1:] == ['--quick', '-v'] else 5)\n")
     bad = tmp_path / "bad.py"
-    bad.write_text("import sys; sys.exit(3)\n")
+    bad.write_text("import sys; sys.exit(3 if sys.argv[1:] == ['-v'] else 4)  # no flag\n")
     slow = tmp_path / "slow.py"
     slow.write_text("import time; time.sleep(30)\n")
     started = time.monotonic()
-    outcomes = run_all.run_scripts([ok, bad, slow], ["--quick"], timeout=1.0)
+    outcomes = run_all.run_scripts([ok, bad, slow], ["-v"], timeout=1.0, quick=True)
     assert time.monotonic() - started < 15
     assert [(o.script.name, o.returncode, o.ok) for o in outcomes] == [
         ("ok.py", 0, True),
         ("bad.py", 3, False),
         ("slow.py", None, False),
     ]
+
+
+def test_accepts_quick_reads_the_script(tmp_path: Path) -> None:
+    run_all = _mod("run_all")
+    (tmp_path / "a.py").write_text('p.add_argument("--quick")\n')
+    (tmp_path / "b.py").write_text("print('no flags')\n")
+    assert run_all.accepts_quick(tmp_path / "a.py")
+    assert not run_all.accepts_quick(tmp_path / "b.py")
+    assert not run_all.accepts_quick(tmp_path / "missing.py")
+    assert run_all.accepts_quick(BENCH / "transport.py")
 
 
 # --- worker and runner over loopback -----------------------------------------------
@@ -474,3 +566,593 @@ def test_command_runs_end_to_end_and_removes_its_namespace(tmp_path: Path) -> No
     made = re.search(r"namespace (ganglion-bench-\d+)", proc.stdout)
     if made and os.geteuid() == 0 and shutil.which("ip"):
         assert not _mod("_transport_netns").namespace_exists(made.group(1))
+
+
+# --- properties of the pure parts (hypothesis) -------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=-3, max_value=40), max_size=200))
+def test_tally_property_distinct_plus_duplicates_plus_strays_is_every_arrival(
+    seqs: list[int],
+) -> None:
+    count = 30
+    tally = _mod("_transport_common").Tally(count, record_latency=True)
+    for i, seq in enumerate(seqs):
+        tally.on_message(seq, 0, 1000 * (i + 1))
+    valid = [s for s in seqs if 0 <= s < count]
+    assert tally.received == len(set(valid))
+    assert tally.duplicates == len(valid) - len(set(valid))
+    assert tally.out_of_range == len(seqs) - len(valid)
+    assert len(tally.latencies_ns) == tally.received
+    assert tally.complete == (set(valid) == set(range(count)))
+    if tally.received:
+        assert tally.first_rx_ns <= tally.last_rx_ns
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=300),
+    st.floats(min_value=0.1, max_value=100.0),
+)
+def test_percentile_property_is_a_sample_bounded_by_min_and_max(
+    values: list[float], q: float
+) -> None:
+    common = _mod("_transport_common")
+    p = common.percentile(values, q)
+    assert p in values
+    assert min(values) <= p <= max(values)
+    # nearest rank: at least q% of the samples are <= p, fewer than q% are < p
+    assert sum(v <= p for v in values) >= q / 100 * len(values) - 1e-9
+    assert sum(v < p for v in values) < q / 100 * len(values) + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=50))
+def test_percentile_property_is_monotone_in_q(values: list[float]) -> None:
+    common = _mod("_transport_common")
+    qs = [1, 10, 25, 50, 75, 90, 99, 100]
+    ps = [common.percentile(values, q) for q in qs]
+    assert ps == sorted(ps)
+    assert ps[-1] == max(values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=10_000), st.integers(min_value=0, max_value=10_000)
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_summarize_property_loss_is_pooled_and_bounded(pairs: list[tuple[int, int]]) -> None:
+    report = _mod("_transport_report")
+    trials = [_trial(sent=s, received=min(r, s)) for s, r in pairs]
+    row = report.summarize("raw", trials)
+    total_sent = sum(s for s, _ in pairs)
+    total_received = sum(min(r, s) for s, r in pairs)
+    assert row.sent == total_sent and row.received == total_received
+    assert 0.0 <= row.loss <= 1.0
+    assert row.loss == pytest.approx(1 - total_received / total_sent)
+
+
+# --- more report cases ------------------------------------------------------------
+
+
+def test_summarize_with_only_paced_trials_has_no_throughput() -> None:
+    report = _mod("_transport_report")
+    row = report.summarize("lcm", [_trial(system="lcm", mode="paced", p50_us=3.0, p99_us=9.0)])
+    assert row.blast_trials == 0 and row.paced_trials == 1
+    assert math.isnan(row.delivered_per_s) and math.isnan(row.loss)
+    assert row.p50_us == 3.0
+    text = report.format_table(1024, [row])
+    assert "payload 1024 B" in text and "(c) lcm" in text and "skipped" not in text
+
+
+def test_format_table_shows_notes_of_systems_that_ran() -> None:
+    report = _mod("_transport_report")
+    row = report.summarize("raw", [_trial()], note="paced trial failed: timeout")
+    text = report.format_table(64, [row])
+    assert "note: paced trial failed: timeout" in text
+    assert text.endswith("\n")
+    assert all(key in text for key in report.TARGETS)
+
+
+def test_row_to_json_maps_nan_to_null() -> None:
+    report = _mod("_transport_report")
+    row = report.summarize("raw", [])
+    j = row.to_json()
+    assert j["system"] == "raw" and j["delivered_per_s"] is None and j["p50_us"] is None
+    json.dumps(j, allow_nan=False)
+
+
+def test_ratios_with_zero_denominator_are_nan() -> None:
+    report = _mod("_transport_report")
+    rows = [
+        report.summarize("raw", [_trial(mode="paced", p50_us=0.0)]),
+        report.summarize("ganglion", [_trial(system="ganglion", mode="paced", p50_us=5.0)]),
+    ]
+    assert math.isnan(report.ratios(rows)["p50 latency b/a"])
+
+
+# --- runner internals ---------------------------------------------------------------
+
+
+def _sh_proc(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+
+
+def test_line_reader_splits_lines_and_reports_eof() -> None:
+    runner = _mod("_transport_runner")
+    proc = _sh_proc("import sys; sys.stdout.write('one\\ntwo\\nthree'); sys.stdout.flush()")
+    try:
+        reader = runner._LineReader(proc)
+        assert reader.readline(10.0) == "one"
+        assert reader.readline(10.0) == "two"
+        assert reader.readline(10.0) is None  # 'three' never got its newline
+    finally:
+        runner._kill(proc)
+
+
+def test_line_reader_times_out_on_a_silent_child() -> None:
+    runner = _mod("_transport_runner")
+    proc = _sh_proc("import time; time.sleep(20)")
+    try:
+        started = time.monotonic()
+        assert runner._LineReader(proc).readline(0.3) is None
+        assert time.monotonic() - started < 5
+    finally:
+        runner._kill(proc)
+    assert proc.returncode is not None  # killed and reaped
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "match"),
+    [
+        (None, "TrialError", "timed out"),
+        ("garbage", "TrialError", "garbage"),
+        ("[1]", "TrialError", "not an object"),
+        ('{"nothing": 1}', "TrialError", "no 'result'"),
+        ('{"error": "lcm sub: no route"}', "SystemUnavailable", "no route"),
+    ],
+)
+def test_result_line_errors(tmp_path: Path, line: str | None, error: str, match: str) -> None:
+    runner = _mod("_transport_runner")
+    with (tmp_path / "err").open("w+b") as err:
+        err.write(b"some stderr")
+        with pytest.raises(getattr(runner, error), match=match):
+            runner._result(line, err)
+
+
+def test_result_timeout_message_includes_stderr_tail(tmp_path: Path) -> None:
+    runner = _mod("_transport_runner")
+    with (tmp_path / "err").open("w+b") as err:
+        err.write(b"Traceback: boom")
+        with pytest.raises(runner.TrialError, match="boom"):
+            runner._result(None, err)
+
+
+def test_expect_ready_refuses_other_lines(tmp_path: Path) -> None:
+    runner = _mod("_transport_runner")
+    with (tmp_path / "err").open("w+b") as err:
+        runner._expect_ready("READY", err)
+        with pytest.raises(runner.TrialError, match="instead of READY"):
+            runner._expect_ready('{"result": {}}', err)
+
+
+def test_combine_builds_a_trial_result() -> None:
+    runner = _mod("_transport_runner")
+    sub_cfg, _ = _cfgs("raw", "paced", 1, "239.255.201.1", 10)
+    pub = {"sent": 10, "t_start_ns": 1_000, "t_end_ns": 1_000_001_000}
+    sub = {
+        "received": 9,
+        "duplicates": 1,
+        "first_rx_ns": 0,
+        "last_rx_ns": 500_000_000,
+        "p50_us": 12.5,
+        "p99_us": 40,
+        "out_of_range": 0,
+        "rcvbuf": 1234,
+        "ignored": 1,
+    }
+    r = runner._combine(sub_cfg, pub, sub)
+    assert (r.system, r.mode, r.size, r.sent, r.received, r.duplicates) == (
+        "raw",
+        "paced",
+        64,
+        10,
+        9,
+        1,
+    )
+    assert r.send_seconds == pytest.approx(1.0) and r.rx_seconds == pytest.approx(0.5)
+    assert r.p50_us == 12.5 and r.p99_us == 40.0
+    assert r.extra == {"out_of_range": 0, "rcvbuf": 1234}
+
+
+@pytest.mark.parametrize("broken", [{"received": "x"}, {"p50_us": "fast"}, {"last_rx_ns": None}])
+def test_combine_refuses_incomplete_results(broken: dict[str, Any]) -> None:
+    runner = _mod("_transport_runner")
+    sub_cfg, _ = _cfgs("raw", "paced", 1, "239.255.201.1", 10)
+    pub = {"sent": 10, "t_start_ns": 0, "t_end_ns": 1}
+    sub = {"received": 9, "duplicates": 0, "first_rx_ns": 0, "last_rx_ns": 5}
+    sub.update(broken)
+    with pytest.raises(runner.TrialError, match="incomplete"):
+        runner._combine(sub_cfg, pub, sub)
+
+
+def test_run_trial_refuses_swapped_roles() -> None:
+    runner = _mod("_transport_runner")
+    sub_cfg, pub_cfg = _cfgs("raw", "blast", 1, "239.255.201.1", 10)
+    with pytest.raises(ValueError, match="'sub' config"):
+        runner.run_trial(pub_cfg, sub_cfg)
+
+
+def test_worker_env_puts_repo_and_bench_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = _mod("_transport_runner")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    parts = runner.worker_env()["PYTHONPATH"].split(os.pathsep)
+    assert parts == [str(BENCH.parent), str(BENCH), "/elsewhere"]
+
+
+def test_worker_usage_without_a_config() -> None:
+    assert _mod("_transport_worker").main([]) == 2
+
+
+def test_worker_reports_a_failing_system_as_unavailable(
+    capsys: pytest.CaptureFixture[str], free_udp_port: int
+) -> None:
+    worker = _mod("_transport_worker")
+    sub_cfg, _ = _cfgs("raw", "blast", free_udp_port, "192.0.2.1", 5)
+    assert worker.main([sub_cfg.to_arg()]) == worker.EXIT_UNAVAILABLE
+    assert json.loads(capsys.readouterr().out)["error"].startswith("raw sub: ")
+
+
+def test_worker_publisher_prints_its_result(
+    capsys: pytest.CaptureFixture[str], multicast_loopback: str, free_udp_port: int, test_group: str
+) -> None:
+    worker = _mod("_transport_worker")
+    _, pub_cfg = _cfgs("raw", "blast", free_udp_port, test_group, 20)
+    assert worker.main([pub_cfg.to_arg()]) == 0
+    result = json.loads(capsys.readouterr().out)["result"]
+    assert result["sent"] == 20 and result["t_end_ns"] >= result["t_start_ns"]
+
+
+# --- raw backend in-process ---------------------------------------------------------
+
+
+def test_raw_sockets_are_pinned_to_loopback(
+    multicast_loopback: str, free_udp_port: int, test_group: str
+) -> None:
+    import socket
+
+    raw = _mod("_transport_raw")
+    with raw.open_sender() as tx:
+        iface = tx.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, 4)
+        assert socket.inet_ntoa(iface) == "127.0.0.1"
+        assert tx.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 1
+    with raw.open_receiver(test_group, free_udp_port) as rx:
+        assert rx.getsockopt(socket.IPPROTO_IP, raw.IP_MULTICAST_ALL) == 0
+        assert rx.getsockname() == (test_group, free_udp_port)
+        assert rx.gettimeout() is None  # blocking: SO_RCVTIMEO wakes it, not a poll
+
+
+def test_raw_receiver_wakes_on_its_timeout(
+    multicast_loopback: str, free_udp_port: int, test_group: str
+) -> None:
+    raw = _mod("_transport_raw")
+    with raw.open_receiver(test_group, free_udp_port) as rx:
+        started = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            rx.recv_into(bytearray(64))
+        assert time.monotonic() - started < 2.0
+
+
+def test_raw_receiver_rejects_a_non_local_bind(free_udp_port: int) -> None:
+    with pytest.raises(OSError):
+        _mod("_transport_raw").open_receiver("192.0.2.1", free_udp_port)
+
+
+@pytest.mark.timeout(30)
+def test_raw_subscriber_and_publisher_in_threads(
+    multicast_loopback: str, free_udp_port: int, test_group: str
+) -> None:
+    import threading
+
+    raw = _mod("_transport_raw")
+    sub_cfg, pub_cfg = _cfgs("raw", "paced", free_udp_port, test_group, 30, rate=1000.0)
+    ready = threading.Event()
+    summary: dict[str, Any] = {}
+
+    def subscribe() -> None:
+        summary.update(raw.run_subscriber(sub_cfg, ready.set))
+
+    thread = threading.Thread(target=subscribe)
+    thread.start()
+    try:
+        assert ready.wait(5.0)
+        pub = raw.run_publisher(pub_cfg)
+    finally:
+        thread.join(timeout=25.0)
+    assert not thread.is_alive()
+    assert pub["sent"] == 30
+    assert pub["t_end_ns"] - pub["t_start_ns"] >= 25_000_000  # 29 gaps of 1 ms
+    assert 0 < summary["received"] <= 30 and summary["latency_samples"] == summary["received"]
+    assert summary["rcvbuf"] > 0 and summary["p50_us"] > 0
+
+
+def test_sleep_until_waits_for_the_target_and_not_for_the_past() -> None:
+    role = _mod("_transport_role")
+    started = time.monotonic_ns()
+    role.sleep_until(started + 20_000_000)
+    assert time.monotonic_ns() - started >= 20_000_000
+    before = time.monotonic_ns()
+    role.sleep_until(before - 1_000_000_000)
+    assert time.monotonic_ns() - before < 500_000_000
+
+
+# --- the orchestration loop with a fake trial runner ------------------------------
+
+
+class _FakeTrials:
+    """Stands in for run_trial: scripted failures, otherwise a plausible result."""
+
+    def __init__(self, fail: dict[tuple[str, str], Exception] | None = None) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+        self.fail = fail or {}
+
+    def __call__(self, sub_cfg: Any, pub_cfg: Any) -> Any:
+        assert sub_cfg.role == "sub" and pub_cfg.role == "pub"
+        assert (sub_cfg.system, sub_cfg.mode, sub_cfg.size) == (
+            pub_cfg.system,
+            pub_cfg.mode,
+            pub_cfg.size,
+        )
+        self.calls.append((sub_cfg.system, sub_cfg.mode, sub_cfg.size))
+        exc = self.fail.get((sub_cfg.system, sub_cfg.mode))
+        if exc is not None:
+            raise exc
+        paced = sub_cfg.mode == "paced"
+        return _trial(
+            system=sub_cfg.system,
+            mode=sub_cfg.mode,
+            size=sub_cfg.size,
+            sent=sub_cfg.count,
+            received=sub_cfg.count,
+            p50_us=10.0 if paced else None,
+            p99_us=20.0 if paced else None,
+        )
+
+
+def _plan(**kw: Any) -> Any:
+    fields: dict[str, Any] = {
+        "sizes": (64, 1024),
+        "systems": ("raw", "ganglion", "lcm"),
+        "trials": 2,
+        "blast_count": 100,
+        "paced_count": 10,
+        "rate": 1000.0,
+    }
+    fields.update(kw)
+    return _mod("transport").Plan(**fields)
+
+
+def test_run_benchmark_runs_every_system_mode_size_and_trial() -> None:
+    transport = _mod("transport")
+    fake = _FakeTrials()
+    lines: list[str] = []
+    out = transport.run_benchmark(_plan(), log=lines.append, trial=fake)
+    assert len(fake.calls) == 2 * 2 * 3 * 2
+    assert fake.calls[:6] == [
+        ("raw", "blast", 64),
+        ("raw", "paced", 64),
+        ("ganglion", "blast", 64),
+        ("ganglion", "paced", 64),
+        ("lcm", "blast", 64),
+        ("lcm", "paced", 64),
+    ]
+    assert len(out.trials) == 24 and out.notes == {}
+    assert len(lines) == 24 and "trial 2/2" in lines[-1]
+
+
+def test_run_benchmark_drops_an_unavailable_system_for_the_rest_of_the_run() -> None:
+    transport = _mod("transport")
+    runner = _mod("_transport_runner")
+    fake = _FakeTrials({("ganglion", "blast"): runner.SystemUnavailable("no Endpoint")})
+    out = transport.run_benchmark(_plan(), log=lambda _l: None, trial=fake)
+    assert [c for c in fake.calls if c[0] == "ganglion"] == [("ganglion", "blast", 64)]
+    assert out.notes == {(64, "ganglion"): "no Endpoint", (1024, "ganglion"): "no Endpoint"}
+    assert {t.system for t in out.trials} == {"raw", "lcm"}
+
+
+def test_run_benchmark_notes_a_failed_trial_and_carries_on() -> None:
+    transport = _mod("transport")
+    runner = _mod("_transport_runner")
+    fake = _FakeTrials({("lcm", "paced"): runner.TrialError("timed out")})
+    out = transport.run_benchmark(_plan(sizes=(64,), trials=2), log=lambda _l: None, trial=fake)
+    assert ("lcm", "blast", 64) in fake.calls
+    note = out.notes[(64, "lcm")]
+    assert note == "paced trial failed: timed out; paced trial failed: timed out"
+    assert sum(t.system == "lcm" for t in out.trials) == 2  # both blast trials kept
+
+
+def test_run_benchmark_honours_skip_reasons() -> None:
+    transport = _mod("transport")
+    fake = _FakeTrials()
+    plan = _plan(sizes=(64,), trials=1, skip_reasons={"lcm": "not isolated"})
+    out = transport.run_benchmark(plan, log=lambda _l: None, trial=fake)
+    assert all(c[0] != "lcm" for c in fake.calls)
+    assert out.notes == {(64, "lcm"): "not isolated"}
+
+
+def test_outcome_notes_stay_short() -> None:
+    out = _mod("transport").Outcome()
+    for _ in range(100):
+        out.add_note(64, "raw", "x" * 50)
+    assert len(out.notes[(64, "raw")]) == 400
+
+
+def test_main_in_loopback_mode_writes_json_and_exits_zero_when_only_lcm_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = _mod("transport")
+    netns = _mod("_transport_netns")
+    monkeypatch.setattr(
+        transport,
+        "choose_isolation",
+        lambda allow_create: netns.Isolation("loopback", "test: no namespace"),
+    )
+    monkeypatch.setattr(transport, "run_trial", _FakeTrials())
+    out_file = tmp_path / "r.json"
+    code = transport.main(
+        ["--trials", "2", "--count", "50", "--duration", "0.01", "--json", str(out_file)]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "skipped: test: no namespace" in text and "throughput b/a" in text
+    data = json.loads(out_file.read_text())
+    assert data["meta"]["isolation"] == {"mode": "loopback", "reason": "test: no namespace"}
+    assert data["meta"]["trials"] == 2 and data["meta"]["blast_count"] == 50
+    assert len(data["trials"]) == 2 * 2 * 2 * 2  # sizes x trials x (raw, ganglion) x modes
+    assert data["sizes"]["64"]["ratios"]["throughput b/a"] == pytest.approx(1.0)
+
+
+def test_main_exits_one_when_a_trial_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = _mod("transport")
+    netns = _mod("_transport_netns")
+    runner = _mod("_transport_runner")
+    monkeypatch.setattr(
+        transport, "choose_isolation", lambda allow_create: netns.Isolation("inside", "test")
+    )
+    monkeypatch.setattr(
+        transport, "run_trial", _FakeTrials({("raw", "blast"): runner.TrialError("crashed")})
+    )
+    assert transport.main(["--quick", "--sizes", "64"]) == 1
+
+
+def test_main_reexecutes_itself_in_a_namespace_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = _mod("transport")
+    netns = _mod("_transport_netns")
+    seen: dict[str, Any] = {}
+
+    def fake_run_in_namespace(argv: list[str], *, timeout: float) -> int:
+        seen["argv"], seen["timeout"] = argv, timeout
+        return 7
+
+    monkeypatch.setattr(
+        transport, "choose_isolation", lambda allow_create: netns.Isolation("create", "root")
+    )
+    monkeypatch.setattr(transport, "run_in_namespace", fake_run_in_namespace)
+    assert transport.main(["--quick", "--timeout", "99"]) == 7
+    assert seen["argv"][1:] == [str(BENCH / "transport.py"), "--quick", "--timeout", "99"]
+    assert seen["timeout"] == 99.0
+
+
+def test_no_netns_flag_is_passed_to_the_isolation_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = _mod("transport")
+    netns = _mod("_transport_netns")
+    seen: list[bool] = []
+
+    def choose(allow_create: bool) -> Any:
+        seen.append(allow_create)
+        return netns.Isolation("loopback", "t")
+
+    monkeypatch.setattr(transport, "choose_isolation", choose)
+    monkeypatch.setattr(transport, "run_trial", _FakeTrials())
+    transport.main(["--no-netns", "--quick", "--systems", "raw", "--sizes", "64"])
+    assert seen == [False]
+
+
+# --- run_all main --------------------------------------------------------------------
+
+
+def test_run_all_main_passes_quick_and_extra_args(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_all = _mod("run_all")
+    seen: dict[str, Any] = {}
+
+    def fake_run(
+        scripts: list[Path], extra: list[str], *, timeout: float, quick: bool
+    ) -> list[Any]:
+        seen.update(scripts=scripts, extra=extra, timeout=timeout, quick=quick)
+        return [run_all.Outcome(s, 0, 0.1) for s in scripts]
+
+    monkeypatch.setattr(run_all, "discover", lambda: [Path("transport.py")])
+    monkeypatch.setattr(run_all, "run_scripts", fake_run)
+    assert run_all.main(["--quick", "--timeout", "5", "--", "--trials", "2"]) == 0
+    assert seen["extra"] == ["--trials", "2"] and seen["quick"] and seen["timeout"] == 5.0
+    assert "transport.py" in capsys.readouterr().out
+
+
+def test_run_all_main_fails_when_nothing_or_something_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_all = _mod("run_all")
+    monkeypatch.setattr(run_all, "discover", lambda: [])
+    assert run_all.main([]) == 2
+    monkeypatch.setattr(run_all, "discover", lambda: [Path("a.py"), Path("b.py")])
+    monkeypatch.setattr(
+        run_all,
+        "run_scripts",
+        lambda scripts, extra, *, timeout, quick: [
+            run_all.Outcome(scripts[0], 0, 1.0),
+            run_all.Outcome(scripts[1], None, 1.0),
+        ],
+    )
+    assert run_all.main([]) == 1
+
+
+# --- namespaces (root with ip netns only) -----------------------------------------
+
+
+def _need_netns() -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and ip netns")
+
+
+@pytest.mark.timeout(60)
+def test_run_in_namespace_gives_only_loopback_and_removes_the_namespace() -> None:
+    _need_netns()
+    netns = _mod("_transport_netns")
+    name = f"gbench-t-{os.getpid()}"
+    code = netns.run_in_namespace(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; sys.exit(0 if os.listdir('/sys/class/net') == ['lo'] "
+            f"and os.environ['{netns.ENV_NETNS}'] == '{name}' else 9)",
+        ],
+        timeout=30,
+        name=name,
+    )
+    assert code == 0
+    assert not netns.namespace_exists(name)
+
+
+@pytest.mark.timeout(60)
+def test_run_in_namespace_removes_it_after_failure_and_timeout() -> None:
+    _need_netns()
+    netns = _mod("_transport_netns")
+    name = f"gbench-f-{os.getpid()}"
+    assert (
+        netns.run_in_namespace([sys.executable, "-c", "raise SystemExit(4)"], timeout=30, name=name)
+        == 4
+    )
+    assert not netns.namespace_exists(name)
+    started = time.monotonic()
+    code = netns.run_in_namespace(
+        [sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5, name=name
+    )
+    assert code == 124 and time.monotonic() - started < 20
+    assert not netns.namespace_exists(name)
+
+
+@pytest.mark.timeout(60)
+def test_run_in_namespace_cleans_up_when_setup_fails() -> None:
+    _need_netns()
+    netns = _mod("_transport_netns")
+    with pytest.raises(subprocess.CalledProcessError):
+        netns.run_in_namespace(["true"], timeout=5, name="bad/name")
+    assert not netns.namespace_exists("bad/name")
