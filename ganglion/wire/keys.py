@@ -50,6 +50,11 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> P
     key = secrets.token_bytes(KEY_SIZE)
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:  # FileExistsError too: a file where a directory should be
+        raise KeyFileError(
+            f"cannot write key file {target}: cannot create {target.parent} ({exc.strerror or exc})"
+        ) from exc
+    try:
         if force:
             _replace_atomically(target, key)
         else:
@@ -123,8 +128,8 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
         ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot open key file {target}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())  # the file we read, not whatever the path names now
+    try:
+        info = os.fstat(fd)  # the file we read, not whatever the path names by now
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"key file {target} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
@@ -133,7 +138,11 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
                 f"key file {target} has mode {mode:04o}: other users may read or change it; "
                 f"run 'chmod 600 {target}'"
             )
-        data = f.read(4 * KEY_SIZE + 1)
+        data = os.read(fd, 4 * KEY_SIZE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {target}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if len(data) == KEY_SIZE:
         return data
     key = _parse_hex(data.strip())
