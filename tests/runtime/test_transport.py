@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -345,10 +346,12 @@ def test_burst_of_20000_datagrams_arrives_without_loss(free_udp_port: int, test_
             assert stats.bytes == count * 64
             assert stats.kernel_drops == 0
             assert bytes(seen) == b"\x01" * count  # every sequence number exactly once
-            full, rest = divmod(count, max_batch)
-            assert stats.max_batch == max_batch
-            assert stats.full_drains == full
-            assert stats.drains == full + (1 if rest else 0)
+            # Normally the whole burst waits in the kernel and is read in drains of
+            # exactly max_batch; if softirq work is deferred under load, some
+            # datagrams arrive while draining, so only the bounds are exact.
+            assert stats.max_batch <= max_batch
+            assert stats.full_drains <= count // max_batch
+            assert stats.drains >= -(-count // max_batch)
 
     run(body(), timeout=40)
 
@@ -465,12 +468,14 @@ def test_drain_reads_the_loop_clock_once_per_drain(free_udp_port: int, test_grou
                 tx.send(b"%d" % i, test_group, free_udp_port)
             await got.wait_for(10)
             stamps = [now for _, _, now in got.items]
-            # Drains of at most four: each group of four shares one timestamp.
-            assert len(set(stamps[0:4])) == 1
-            assert len(set(stamps[4:8])) == 1
             assert stamps == sorted(stamps)
-            assert rx.stats().drains == 3
-            assert rx.stats().full_drains == 2
+            # One timestamp per drain, and no drain reads more than max_batch.
+            per_drain = Counter(stamps)
+            assert max(per_drain.values()) <= 4
+            stats = rx.stats()
+            assert stats.drains == len(per_drain)
+            assert stats.full_drains == sum(1 for n in per_drain.values() if n == 4)
+            assert stats.max_batch == max(per_drain.values())
 
     run(body())
 
