@@ -16,13 +16,15 @@ message kind, dispatched by :data:`PaxosNode._HANDLERS`. Local inputs are messag
 too: ``propose(t)`` is ``step(ProposeRequest(sender=self, ...))``, and a node's
 messages to itself go through the same handlers via a local queue.
 
-Anti-entropy: every ``heartbeat_ticks`` a member broadcasts ``Status`` (entry count and
+Anti-entropy: every ``heartbeat_ticks`` a node broadcasts ``Status`` (entry count and
 set digest). A node whose digest differs and whose count is not larger asks the sender
 for a catch-up; the sender streams all its decided entries. This single mechanism is
 how newcomers, restarted nodes, observers and healed partitions converge.
 
 Observers (``Config(observer=True)``) have no acceptor and never propose: they learn
-by catch-up and forward ``propose`` to a member of their view. The caller never puts
+by catch-up and forward ``propose`` to the leader of their view. They do take part in
+anti-entropy (``Status`` and serving catch-up): an entry an observer learned from a
+member that then left must still reach everyone. The caller never puts
 observers in a member's view, so they never count in a quorum.
 """
 
@@ -122,7 +124,7 @@ class PaxosNode:
             self._acceptor.forget(slot)
         self._max_round = durable.max_round
         self._moves: list[Move] = [m for m in durable.moves if m.encode() not in self._decided_values]
-        self._wanted: dict[str, None] = {}
+        self._wanted: dict[str, int] = {}  # type -> tick it was first asked for
         self._attempt: Attempt | None = None
         self._view: frozenset[int] = frozenset() if config.observer else frozenset({self._id})
         self._now = 0
@@ -130,6 +132,8 @@ class PaxosNode:
         self._next_status = 0
         self._next_catchup = 0
         self._next_ask = 0
+        self._failures = 0
+        self._leader_heard = 0
         self._local: deque[Message] = deque()
         self._persist: list[Record] = []
         self._outbox: list[Envelope] = []
@@ -169,6 +173,11 @@ class PaxosNode:
     def acceptor(self) -> Acceptor:
         """The acceptor state (read by tests and the simulator's invariant checks)."""
         return self._acceptor
+
+    @property
+    def summary(self) -> tuple[int, bytes]:
+        """``(entry count, entry-set digest)``: equal summaries mean equal maps."""
+        return (self._map.count, self._map.digest)
 
     def entries(self) -> list[Entry]:
         """Return every decided ``(slot, value)`` entry this node knows, in fold order."""
@@ -342,9 +351,7 @@ class PaxosNode:
 
     def _tick(self) -> None:
         self._now += 1
-        if self._cfg.observer:
-            self._tick_observer()
-            return
+        self._forward_wanted()
         if self._cfg.heartbeat_ticks and self._now >= self._next_status:
             self._next_status = self._now + self._cfg.heartbeat_ticks
             self._broadcast(
@@ -354,13 +361,20 @@ class PaxosNode:
         if self._attempt is not None and self._now >= self._attempt.deadline:
             self._abandon(backoff=True)
 
-    def _tick_observer(self) -> None:
+    def _leader(self) -> int | None:
+        # The distinguished proposer of "Paxos Made Simple" 2.4: the lowest id in the
+        # view. Views that agree give one leader, so proposers rarely duel.
+        return min(self._view) if self._view else None
+
+    def _forward_wanted(self) -> None:
+        leader = self._leader()
+        if leader is None or leader == self._id or self._now < self._next_ask:
+            return
         asks = [t for t in self._wanted if t not in self._map.groups]
-        if asks and self._view and self._now >= self._next_ask:
+        if asks:
             self._next_ask = self._now + self._cfg.retry_ticks
-            member = self._rng.choice(sorted(self._view))
             for name in asks:
-                self._send(member, ProposeRequest(sender=self._id, type_name=name))
+                self._send(leader, ProposeRequest(sender=self._id, type_name=name))
 
     def _on_propose_request(self, msg: ProposeRequest) -> None:
         if msg.type_name in self._map.groups:
@@ -371,14 +385,15 @@ class PaxosNode:
             check_type_name(msg.type_name)
         except ConsensusError:
             return  # a peer's bad name: drop it, as with any malformed input
-        self._wanted[msg.type_name] = None
-        if self._cfg.observer:
-            self._next_ask = self._now  # ask at the next tick rather than waiting
+        if msg.type_name not in self._wanted:
+            self._wanted[msg.type_name] = self._now
+            self._next_ask = min(self._next_ask, self._now)  # forward at the next tick
 
     # -- acceptor ------------------------------------------------------------------
 
     def _on_prepare(self, msg: Prepare) -> None:
         self._note_round(msg.ballot)
+        self._note_leader(msg.sender)
         if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
             return
         reply, record = self._acceptor.on_prepare(msg)
@@ -386,6 +401,8 @@ class PaxosNode:
 
     def _on_accept(self, msg: Accept) -> None:
         self._note_round(msg.ballot)
+        self._note_leader(msg.sender)
+        self._yield_to(msg)
         if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
             return
         reply, record = self._acceptor.on_accept(msg)
@@ -432,6 +449,7 @@ class PaxosNode:
             )
         elif a.value is not None and a.accept_quorum(self._view):
             self._attempt = None
+            self._failures = 0
             self._learn(a.slot, a.value)
             self._broadcast(Commit(sender=self._id, slot=a.slot, value=a.value), loopback=False)
 
@@ -460,9 +478,15 @@ class PaxosNode:
     def _next_value(self) -> bytes | None:
         for move in self._moves:
             return move.encode()
-        for name in list(self._wanted):
+        # Followers leave types to the leader; after three retry periods without a
+        # decision (leader gone, or views disagree) they propose themselves.
+        patience = 0 if self._leader() == self._id else 3 * self._cfg.retry_ticks
+        for name, asked in list(self._wanted.items()):
+            since = max(asked, self._leader_heard)
             if name in self._map.groups:
                 del self._wanted[name]
+                continue
+            if self._now - since < patience:
                 continue
             try:
                 group = allocate(name, self._map.groups.values())
@@ -475,8 +499,23 @@ class PaxosNode:
     def _abandon(self, *, backoff: bool) -> None:
         self._attempt = None
         if backoff:
-            jitter = self._rng.randint(0, self._cfg.backoff_ticks) if self._cfg.backoff_ticks else 0
-            self._backoff_until = self._now + 1 + jitter
+            self._failures = min(self._failures + 1, 5)
+            spread = self._cfg.backoff_ticks << (self._failures - 1)
+            jitter = self._rng.randint(0, spread) if spread else 0
+            # Back off at least half a retry so a competitor that just won phase 1 can
+            # finish phase 2 before we preempt it again.
+            self._backoff_until = self._now + 1 + self._cfg.backoff_ticks // 2 + jitter
+
+    def _yield_to(self, msg: Accept) -> None:
+        # Another proposer is already in phase 2 for our slot with a higher ballot: let it
+        # finish instead of duelling (Paxos Made Simple 2.4 on progress).
+        a = self._attempt
+        if a is not None and msg.slot == a.slot and msg.ballot > a.ballot:
+            self._abandon(backoff=True)
+
+    def _note_leader(self, sender: int) -> None:
+        if sender == self._leader():
+            self._leader_heard = self._now
 
     def _note_round(self, ballot: Ballot) -> None:
         # Starting above every round seen avoids a sure Nack; not needed for safety.
@@ -499,8 +538,6 @@ class PaxosNode:
         self._send(msg.sender, CatchUpRequest(sender=self._id))
 
     def _on_catchup_request(self, msg: CatchUpRequest) -> None:
-        if self._cfg.observer:
-            return
         entries = self._map.entries()
         for i in range(0, len(entries), MAX_ENTRIES_PER_REPLY):
             chunk = tuple(entries[i : i + MAX_ENTRIES_PER_REPLY])
@@ -518,9 +555,11 @@ class PaxosNode:
         changes = self._map.add(entry)
         self._persist.append(Learned(slot=slot, value=value))
         self._decided.append(entry)
+        self._leader_heard = self._now  # progress: whoever leads is working
         self._changes.extend(changes)
         self._acceptor.forget(slot)
         for change in changes:
+            self._wanted.pop(change.type_name, None)
             self._owe_move(change)
         self._moves = [m for m in self._moves if m.encode() not in self._decided_values]
         if self._attempt is not None and self._attempt.slot == slot:
