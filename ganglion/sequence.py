@@ -1,0 +1,293 @@
+"""Receive-side sequence tracking per (sender, type): gaps, duplicates, reordering, replays.
+
+Theory of operation: every sender numbers the messages of each type 0, 1, 2, ...
+and stamps each datagram with its *boot* counter, which it increases (and
+persists) every time it starts; sequence numbers restart from 0 with each boot.
+A :class:`SequenceTracker` keeps, for one (sender, type), the current boot, the
+highest sequence number seen ``H`` and a sliding bitmap of which of
+``H - window + 1 .. H`` arrived (the anti-replay window of RFC 4303 section
+3.4.3 and appendix A). :meth:`SequenceTracker.observe` classifies each message:
+
+* ``NEW``: above ``H``. A jump counts the skipped numbers as *lost*.
+* ``LATE``: below ``H`` inside the window and not seen yet: a reordered late
+  arrival. It is delivered, counted as *reordered*, and fills its gap
+  (*lost* goes down by one).
+* ``DUPLICATE``: inside the window and already seen. Dropped.
+* ``STALE``: older than the window, so it cannot be told from a replay. Dropped
+  and counted; with a network key this is the replay defence.
+* ``RESTART``: the sender restarted (a higher boot). State is reset; the
+  numbers 0..seq-1 of the new boot that did not arrive count as lost.
+
+Strict mode (use it with a network key, where boot and sequence are covered by
+the MAC) accepts a restart only as a *higher* boot, so replaying an old boot's
+datagrams yields ``STALE``. Without a key, nothing stops a forger anyway, so the
+tracker is lenient with senders that do not persist their boot counter: any
+boot change is a restart, and so is a jump back to a sequence number below the
+window size (a restart with the same boot).
+
+The first message seen from a sender sets the baseline: a receiver that joins
+a running stream counts no losses for what came before. A forward jump larger
+than ``max_gap`` is treated as a resynchronisation (``RESTART``) rather than
+billions of losses. Memory is bounded: a tracker is a few ints, and
+:class:`SequenceTable` keeps at most ``max_entries`` trackers, evicting the
+least recently used.
+
+Pure logic: no clock, no I/O; the same calls give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import OrderedDict
+
+#: Default replay/reorder window in messages.
+DEFAULT_WINDOW = 1024
+#: Default largest forward jump still counted as lost messages.
+DEFAULT_MAX_GAP = 1 << 32
+
+
+class Verdict(enum.Enum):
+    """What :meth:`SequenceTracker.observe` decided about one message."""
+
+    NEW = "new"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    RESTART = "restart"
+
+    @property
+    def deliver(self) -> bool:
+        """True if the message should be handed to subscribers."""
+        return self in _DELIVER
+
+
+_DELIVER = frozenset({Verdict.NEW, Verdict.LATE, Verdict.RESTART})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SequenceStats:
+    """A snapshot of one (sender, type)'s counters.
+
+    Attributes:
+        received: messages delivered (NEW, LATE and RESTART verdicts).
+        lost: sequence numbers skipped and not (yet) filled by a late arrival.
+        duplicates: messages seen twice within the window (dropped).
+        reordered: late arrivals that filled a gap (delivered).
+        stale: messages older than the window or from an older boot (dropped;
+            with a network key these are replays).
+        restarts: sender restarts and resynchronisations.
+        schema_mismatches: messages whose schema fingerprint differed from ours.
+        highest: the highest sequence number seen in the current boot.
+        boot: the sender's current boot counter.
+    """
+
+    received: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    stale: int = 0
+    restarts: int = 0
+    schema_mismatches: int = 0
+    highest: int | None = None
+    boot: int | None = None
+
+
+class SequenceTracker:
+    """Sequence state of one (sender, type).
+
+    Args:
+        window: how many sequence numbers below the highest are remembered.
+        strict: replay-safe mode for keyed networks (see the module docstring).
+        max_gap: largest forward jump counted as losses; larger is a resync.
+
+    Raises:
+        ValueError: ``window`` or ``max_gap`` is not positive.
+    """
+
+    __slots__ = (
+        "_boot",
+        "_floor",
+        "_highest",
+        "_mask",
+        "_seen",
+        "duplicates",
+        "lost",
+        "max_gap",
+        "received",
+        "reordered",
+        "restarts",
+        "schema_mismatches",
+        "stale",
+        "strict",
+        "window",
+    )
+
+    def __init__(
+        self, *, window: int = DEFAULT_WINDOW, strict: bool = False,
+        max_gap: int = DEFAULT_MAX_GAP,
+    ) -> None:
+        if window < 1 or max_gap < 1:
+            raise ValueError(f"window and max_gap must be positive, got {window}, {max_gap}")
+        self.window = window
+        self.strict = strict
+        self.max_gap = max_gap
+        self._mask = (1 << window) - 1
+        self._highest = -1
+        self._boot: int | None = None
+        self._seen = 0  # bit i set: sequence number _highest - i arrived
+        self._floor = 0  # gaps below this were never counted as lost
+        self.received = 0
+        self.lost = 0
+        self.duplicates = 0
+        self.reordered = 0
+        self.stale = 0
+        self.restarts = 0
+        self.schema_mismatches = 0
+
+    def observe(self, seq: int, boot: int = 0) -> Verdict:
+        """Classify one message and update the counters.
+
+        Args:
+            seq: the message's sequence number (>= 0).
+            boot: the sender's boot counter from the envelope.
+
+        Returns:
+            The :class:`Verdict`; deliver the message iff ``verdict.deliver``.
+        """
+        if boot != self._boot:
+            if self._boot is None:
+                return self._start(seq, boot, count_lost=False)
+            if boot > self._boot or not self.strict:
+                self.restarts += 1
+                return self._start(seq, boot, count_lost=True)
+            self.stale += 1
+            return Verdict.STALE
+        highest = self._highest
+        if seq > highest:
+            jump = seq - highest
+            if jump > self.max_gap:
+                self.restarts += 1
+                return self._start(seq, boot, count_lost=False)
+            self.lost += jump - 1
+            self._seen = ((self._seen << jump) | 1) & self._mask
+            self._highest = seq
+            self.received += 1
+            return Verdict.NEW
+        offset = highest - seq
+        if offset >= self.window:
+            if not self.strict and seq < self.window:
+                self.restarts += 1  # back near 0 with the same boot: a restart
+                return self._start(seq, boot, count_lost=True)
+            self.stale += 1
+            return Verdict.STALE
+        bit = 1 << offset
+        if self._seen & bit:
+            self.duplicates += 1
+            return Verdict.DUPLICATE
+        self._seen |= bit
+        self.received += 1
+        self.reordered += 1
+        if seq >= self._floor:
+            self.lost -= 1
+        return Verdict.LATE
+
+    def note_schema_mismatch(self) -> bool:
+        """Count a message whose fingerprint differs from ours.
+
+        Returns:
+            True the first time for this (sender, type), so the caller logs once.
+        """
+        self.schema_mismatches += 1
+        return self.schema_mismatches == 1
+
+    def stats(self) -> SequenceStats:
+        """Return a snapshot of the counters."""
+        return SequenceStats(
+            received=self.received,
+            lost=self.lost,
+            duplicates=self.duplicates,
+            reordered=self.reordered,
+            stale=self.stale,
+            restarts=self.restarts,
+            schema_mismatches=self.schema_mismatches,
+            highest=None if self._boot is None else self._highest,
+            boot=self._boot,
+        )
+
+    def _start(self, seq: int, boot: int, *, count_lost: bool) -> Verdict:
+        """Begin a new boot at ``seq``; after a restart numbers 0..seq-1 are lost."""
+        first = self._boot is None
+        self._boot = boot
+        self._highest = seq
+        self._seen = 1
+        if count_lost:
+            self.lost += min(seq, self.max_gap)
+            self._floor = 0
+        else:
+            self._floor = seq
+        self.received += 1
+        return Verdict.NEW if first else Verdict.RESTART
+
+
+class SequenceTable:
+    """Trackers for every (sender node id, type name), bounded in number.
+
+    Args:
+        window: passed to each :class:`SequenceTracker`.
+        strict: passed to each tracker; True on networks with a key.
+        max_entries: most trackers kept; the least recently used is evicted.
+
+    Raises:
+        ValueError: ``max_entries`` is not positive.
+    """
+
+    def __init__(
+        self, *, window: int = DEFAULT_WINDOW, strict: bool = False, max_entries: int = 4096
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        self.window = window
+        self.strict = strict
+        self.max_entries = max_entries
+        self.evicted = 0
+        self._trackers: OrderedDict[tuple[bytes, str], SequenceTracker] = OrderedDict()
+
+    def tracker(self, node_id: bytes, type_name: str) -> SequenceTracker:
+        """Return the tracker of (``node_id``, ``type_name``), creating it if needed."""
+        key = (node_id, type_name)
+        trackers = self._trackers
+        tracker = trackers.get(key)
+        if tracker is None:
+            if len(trackers) >= self.max_entries:
+                trackers.popitem(last=False)
+                self.evicted += 1
+            tracker = trackers[key] = SequenceTracker(window=self.window, strict=self.strict)
+        else:
+            trackers.move_to_end(key)
+        return tracker
+
+    def observe(self, node_id: bytes, type_name: str, seq: int, boot: int = 0) -> Verdict:
+        """Classify one message of ``type_name`` from ``node_id``.
+
+        Args:
+            node_id: the sender's node id.
+            type_name: the message's type name.
+            seq: its sequence number.
+            boot: the sender's boot counter.
+
+        Returns:
+            The :class:`Verdict`.
+        """
+        return self.tracker(node_id, type_name).observe(seq, boot)
+
+    def note_schema_mismatch(self, node_id: bytes, type_name: str) -> bool:
+        """Count a fingerprint mismatch; True the first time per (sender, type)."""
+        return self.tracker(node_id, type_name).note_schema_mismatch()
+
+    def stats(self) -> dict[tuple[bytes, str], SequenceStats]:
+        """Return a snapshot of every tracker's counters, keyed by (node id, type name)."""
+        return {key: t.stats() for key, t in self._trackers.items()}
+
+    def __len__(self) -> int:
+        return len(self._trackers)
