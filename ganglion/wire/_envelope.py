@@ -30,7 +30,7 @@ from ganglion.defaults import MAX_DATAGRAM
 from ganglion.errors import AuthError, DecodeError, EncodeError, MessageTooLarge
 from ganglion.types import FINGERPRINT_SIZE, MAX_TYPE_NAME, is_valid_type_name
 from ganglion.wire._mac import MAC_SIZE, check_key, compute_mac, mac_ok
-from ganglion.wire._varint import U64, encode_varint, read_varint, unzigzag, zigzag
+from ganglion.wire._varint import U64, encode_varint, read_varint, zigzag
 
 MAGIC = b"GN"
 VERSION = 1
@@ -160,7 +160,7 @@ def encode_datagram(
     return bytes(out)
 
 
-def decode_datagram(data: bytes, *, key: bytes | None) -> Envelope:
+def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) -> Envelope:
     """Decode and check one datagram.
 
     Args:
@@ -176,6 +176,8 @@ def decode_datagram(data: bytes, *, key: bytes | None) -> Envelope:
         DecodeError: anything else is wrong with the bytes; the message says what.
         ConfigError: ``key`` is given but is not 32 bytes (a local mistake).
     """
+    if type(data) is not bytes:
+        data = bytes(data)  # payloads are slices: never of a buffer the caller reuses
     end = len(data)
     if data[:2] != MAGIC:
         raise DecodeError("not a ganglion datagram (bad magic)")
@@ -190,12 +192,12 @@ def decode_datagram(data: bytes, *, key: bytes | None) -> Envelope:
         if key is None:
             raise AuthError("datagram is signed but this node has no network key")
         end -= MAC_SIZE
-        if end < HEADER_SIZE or not mac_ok(check_key(key), memoryview(data)[:end], data[end:]):
+        if end < HEADER_SIZE or not mac_ok(check_key(key), data[:end], data[end:]):
             raise AuthError("datagram MAC does not verify under the network key")
     elif key is not None:
         raise AuthError("unsigned datagram on a network with a key")
     pos = _FIXED.size
-    type_name = _read_name(data, pos, name_len, end)
+    type_name = _NAMES.get(data[pos : pos + name_len]) or _read_name(data, pos, name_len, end)
     pos += name_len
     if pos + _BATCH.size > end:
         raise DecodeError("datagram truncated in the batch header")
@@ -208,29 +210,36 @@ def decode_datagram(data: bytes, *, key: bytes | None) -> Envelope:
     timestamps: list[int] = []
     payloads: list[bytes] = []
     ts = base
+    # The hot loop: one-byte varints (the common case) are read inline.
     for _ in range(count):
-        delta, pos = read_varint(data, pos, end)
-        ts += unzigzag(delta)
+        if pos >= end:
+            raise DecodeError("datagram truncated before a message")
+        delta = data[pos]
+        if delta < 0x80:
+            pos += 1
+        else:
+            delta, pos = read_varint(data, pos, end)
+        ts += (delta >> 1) if not delta & 1 else -((delta + 1) >> 1)
         if not 0 <= ts < U64:
             raise DecodeError("message timestamp out of range")
-        size, pos = read_varint(data, pos, end)
-        if size == 0 or pos + size > end:
+        if pos >= end:
+            raise DecodeError("datagram truncated inside a varint")
+        size = data[pos]
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = read_varint(data, pos, end)
+        nxt = pos + size
+        if size == 0 or nxt > end:
             raise DecodeError(f"payload length {size} does not fit the datagram")
         timestamps.append(ts)
-        payloads.append(bytes(data[pos : pos + size]))
-        pos += size
+        payloads.append(data[pos:nxt])
+        pos = nxt
     if pos != end:
         raise DecodeError(f"{end - pos} stray bytes after the last message")
     return Envelope(
-        node_id=bytes(node_id),
-        type_name=type_name,
-        fingerprint=bytes(fingerprint),
-        first_seq=first_seq,
-        timestamps=tuple(timestamps),
-        payloads=tuple(payloads),
-        boot=boot,
-        flags=flags,
-        version=version,
+        node_id, type_name, fingerprint, first_seq, tuple(timestamps), tuple(payloads),
+        boot, flags, version,
     )
 
 
@@ -268,10 +277,7 @@ def _read_name(data: bytes, pos: int, size: int, end: int) -> str:
     """Read and validate the type name (cached: the same few names repeat)."""
     if size == 0 or size > MAX_TYPE_NAME or pos + size > end:
         raise DecodeError(f"bad type name length {size}")
-    raw = bytes(data[pos : pos + size])
-    name = _NAMES.get(raw)
-    if name is not None:
-        return name
+    raw = data[pos : pos + size]
     if not raw.isascii():
         raise DecodeError("type name is not ASCII")
     name = raw.decode("ascii")

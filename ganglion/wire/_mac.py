@@ -40,6 +40,8 @@ def compute_mac(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest()
 
 
-def mac_ok(key: bytes, data: bytes | memoryview, tag: bytes | memoryview) -> bool:
+def mac_ok(key: bytes, data: bytes, tag: bytes) -> bool:
     """Return True if ``tag`` is the MAC of ``data`` under ``key`` (constant-time compare)."""
-    return hmac.compare_digest(compute_mac(key, data), bytes(tag))
+    return hmac.compare_digest(
+        hashlib.blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest(), tag
+    )

@@ -227,3 +227,15 @@ def test_sequence_numbers_end_at_two_to_the_64() -> None:
     assert decode_datagram(p.build(), key=None).first_seq == 2**64 - 2
     with pytest.raises(EncodeError, match="exhausted"):
         p.add(b"\x03", 0)
+
+
+@pytest.mark.parametrize(("key", "largest"), [(None, 1335), (KEY, 1319)])
+def test_largest_payload_for_a_19_byte_name_is_as_documented(
+    key: bytes | None, largest: int
+) -> None:
+    p = Packer(node_id=NODE, type_name="brewery.Temperature", fingerprint=FP, key=key)
+    p.check_fits(largest)
+    with pytest.raises(MessageTooLarge):
+        p.check_fits(largest + 1)
+    assert p.add(b"\x01" * largest, 0)
+    assert len(p.build()) == MAX_DATAGRAM

@@ -1,0 +1,80 @@
+"""Micro-benchmark of the pure codec path, per message (not a test; run it directly).
+
+    .venv/bin/python tests/wire/bench_wire_codec.py
+
+Measures, for a small sensor reading (two fields, ~30-byte payload) and a
+64-byte-ish payload: payload encode/decode, datagram pack/decode alone and
+batched (as many as fit in 1,400 bytes), with and without a network key, and
+the sequence tracker. Prints the best of several repeats in microseconds per
+message, since the machine may be shared. The integrator may move this to bench/.
+"""
+
+from __future__ import annotations
+
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ganglion.sequence import SequenceTracker
+from ganglion.types import decode_payload, encode_payload, message, type_of
+from ganglion.wire import Packer, decode_datagram
+
+
+@message("bench.Reading")
+@dataclass(slots=True)
+class Reading:
+    celsius: float
+    sensor: str
+    seq: int
+
+
+TS = 1_700_000_000_000_000_000
+KEY = bytes(range(32))
+
+
+def best(fn: Callable[[], object], per_call: int = 1, number: int = 20000) -> float:
+    """Best-of-5 time in microseconds per message."""
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number / per_call * 1e6
+
+
+def main() -> None:
+    msg = Reading(21.5, "probe-1", 12345)
+    mtype = type_of(msg)
+    payload = encode_payload(msg)
+    fp = mtype.fingerprint
+    rows: list[tuple[str, float]] = [
+        (f"encode_payload ({len(payload)} B)", best(lambda: encode_payload(msg))),
+        ("decode_payload", best(lambda: decode_payload("bench.Reading", payload, fp))),
+    ]
+    for key in (None, KEY):
+        tag = "signed" if key else "unsigned"
+        p = Packer(node_id=b"benchnod", type_name="bench.Reading", fingerprint=fp, key=key)
+
+        def pack_one(p: Packer = p) -> bytes:
+            p.add(payload, TS)
+            return p.build()
+
+        def pack_full(p: Packer = p) -> bytes:
+            while p.add(payload, TS):
+                pass
+            return p.build()
+
+        single = pack_one()
+        full = pack_full()
+        n = decode_datagram(full, key=key).count
+        rows += [
+            (f"pack 1/datagram, {tag}", best(pack_one)),
+            (f"pack {n}/datagram, {tag}", best(pack_full, n, 2000)),
+            (f"decode_datagram 1/datagram, {tag}", best(lambda d=single, k=key: decode_datagram(d, key=k))),
+            (f"decode_datagram {n}/datagram, {tag}",
+             best(lambda d=full, k=key: decode_datagram(d, key=k), n, 2000)),
+        ]
+    tracker = SequenceTracker()
+    counter = iter(range(10**9))
+    rows.append(("SequenceTracker.observe", best(lambda: tracker.observe(next(counter)))))
+    for name, us in rows:
+        print(f"{name:<40} {us:6.2f} us/msg  ({1 / us:6.2f} M msg/s)")
+
+
+if __name__ == "__main__":
+    main()
