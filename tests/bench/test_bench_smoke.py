@@ -1156,3 +1156,154 @@ def test_run_in_namespace_cleans_up_when_setup_fails() -> None:
     with pytest.raises(subprocess.CalledProcessError):
         netns.run_in_namespace(["true"], timeout=5, name="bad/name")
     assert not netns.namespace_exists("bad/name")
+
+
+# --- timeouts and clean-up of the orchestration ------------------------------------
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    """An executable that stands in for the interpreter and ignores its arguments."""
+    path = tmp_path / "fake-python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.timeout(30)
+def test_run_trial_times_out_a_subscriber_that_never_gets_ready(tmp_path: Path) -> None:
+    runner = _mod("_transport_runner")
+    fake = _fake_python(tmp_path, "echo $$ > " + str(tmp_path / "pid") + "; exec sleep 30")
+    sub_cfg, pub_cfg = _cfgs("raw", "blast", 1, "239.255.201.1", 10)
+    started = time.monotonic()
+    with pytest.raises(runner.TrialError, match="timed out"):
+        runner.run_trial(sub_cfg, pub_cfg, startup_timeout=0.5, python=fake)
+    assert time.monotonic() - started < 10
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped, not left behind
+
+
+@pytest.mark.timeout(30)
+def test_run_trial_kills_both_children_when_the_publisher_hangs(tmp_path: Path) -> None:
+    runner = _mod("_transport_runner")
+    # Both roles run this: print READY (subscriber's cue), then hang.
+    fake = _fake_python(
+        tmp_path, "echo $$ >> " + str(tmp_path / "pids") + "; echo READY; exec sleep 30"
+    )
+    role = _mod("_transport_role")
+    common: dict[str, Any] = {
+        "system": "raw",
+        "mode": "blast",
+        "size": 64,
+        "count": 1,
+        "deadline_s": 0.5,
+    }
+    sub_cfg, pub_cfg = role.RoleConfig(role="sub", **common), role.RoleConfig(role="pub", **common)
+    with pytest.raises(runner.TrialError):
+        runner.run_trial(sub_cfg, pub_cfg, startup_timeout=0.5, python=fake)
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.timeout(30)
+def test_raw_subscriber_gives_up_when_nobody_publishes(
+    multicast_loopback: str, free_udp_port: int, test_group: str
+) -> None:
+    raw = _mod("_transport_raw")
+    sub_cfg, _ = _cfgs("raw", "blast", free_udp_port, test_group, 10, first_timeout_s=0.2)
+    started = time.monotonic()
+    summary = raw.run_subscriber(sub_cfg, lambda: None)
+    assert 0.2 <= time.monotonic() - started < 5
+    assert summary["received"] == 0 and summary["p50_us"] is None
+
+
+@pytest.mark.timeout(60)
+def test_run_in_namespace_removes_it_when_terminated(tmp_path: Path) -> None:
+    _need_netns()
+    import signal
+
+    name = f"gbench-s-{os.getpid()}"
+    ready = tmp_path / "ready"
+    inner = tmp_path / "inner.py"
+    inner.write_text(
+        f"import pathlib, time\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(30)\n"
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(BENCH)!r}); import _transport_netns as n; "
+        f"sys.exit(n.run_in_namespace([sys.executable, {str(inner)!r}], timeout=40, name={name!r}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the command never started inside the namespace"
+        assert _mod("_transport_netns").namespace_exists(name)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert not _mod("_transport_netns").namespace_exists(name)
+
+
+@pytest.mark.timeout(90)
+def test_lcm_trials_run_in_a_namespace_with_the_route() -> None:
+    """System (c) end to end in a namespace this test makes (root only)."""
+    _need_netns()
+    pytest.importorskip("lcm")
+    netns = _mod("_transport_netns")
+    script = (
+        f"import sys; sys.path.insert(0, {str(BENCH)!r})\n"
+        "from _transport_role import RoleConfig\n"
+        "from _transport_runner import run_trial\n"
+        "for mode, count in (('blast', 2000), ('paced', 50)):\n"
+        "    kw = dict(system='lcm', mode=mode, size=64, count=count, idle_s=0.3,\n"
+        "              lcm_url='udpm://239.255.202.3:47993?ttl=0')\n"
+        "    r = run_trial(RoleConfig(role='sub', **kw), RoleConfig(role='pub', **kw))\n"
+        "    assert r.sent == count and 0 < r.received <= count, r\n"
+        "    assert r.duplicates == 0 and 0.0 <= r.loss <= 1.0, r\n"
+        "    if mode == 'paced':\n"
+        "        assert r.p50_us is not None and 0 < r.p50_us <= r.p99_us, r\n"
+    )
+    name = f"gbench-l-{os.getpid()}"
+    assert netns.run_in_namespace([sys.executable, "-c", script], timeout=60, name=name) == 0
+    assert not netns.namespace_exists(name)
+
+
+# --- small helpers of the command ------------------------------------------------
+
+
+def test_progress_lines_for_both_modes() -> None:
+    transport = _mod("transport")
+    blast = transport._progress(_trial(sent=10, received=9, rx_seconds=0.5))
+    assert blast.startswith("recv 9/10") and "10.00%" in blast and "18 msg/s" in blast
+    paced = transport._progress(_trial(mode="paced", p50_us=12.34, p99_us=56.78))
+    assert "p50 12.3 us" in paced and "p99 56.8 us" in paced
+
+
+@pytest.mark.parametrize(
+    ("text", "sizes"), [("64", [64]), ("64,1024", [64, 1024]), (" 16 , 1300 ", [16, 1300])]
+)
+def test_sizes_argument(text: str, sizes: list[int]) -> None:
+    assert _mod("transport")._sizes(text) == sizes
+
+
+def test_systems_argument_keeps_order() -> None:
+    assert _mod("transport")._systems("lcm, raw") == ["lcm", "raw"]
+
+
+def test_default_plan_is_the_full_run() -> None:
+    transport = _mod("transport")
+    netns = _mod("_transport_netns")
+    plan = transport.build_plan(transport.parse_args([]), netns.Isolation("inside", "ns"))
+    assert plan.trials == 5 and plan.blast_count == transport.DEFAULT_COUNT
+    assert plan.paced_count == 2000 and plan.rate == 1000.0
+    assert plan.sizes == (64, 1024) and plan.systems == ("raw", "ganglion", "lcm")
+    assert plan.skip_reasons == {}
+    ports = {plan.configs(s, "blast", 64)[0].port for s in plan.systems}
+    assert len(ports) == 3  # one port per system: no cross-talk between systems
