@@ -1307,3 +1307,119 @@ def test_default_plan_is_the_full_run() -> None:
     assert plan.skip_reasons == {}
     ports = {plan.configs(s, "blast", 64)[0].port for s in plan.systems}
     assert len(ports) == 3  # one port per system: no cross-talk between systems
+
+
+# --- the ganglion backend against an in-memory stand-in for Endpoint -----------------
+
+
+class _FakeBus:
+    """Connects fake endpoints in one event loop: publish hands messages to subscribers."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+        self.callbacks: list[tuple[type, Any]] = []
+        self.flushes = 0
+        self.opened: list[dict[str, Any]] = []
+
+
+def _fake_endpoint_module(bus: _FakeBus) -> ModuleType:
+    import asyncio
+
+    class FakeEndpoint:
+        def __init__(self, *, interface: str, port: int) -> None:
+            bus.opened.append({"interface": interface, "port": port})
+            self._pending: list[Any] = []
+
+        async def __aenter__(self) -> FakeEndpoint:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            self._flush()
+
+        def publish(self, msg: Any) -> None:
+            # Like the real one: batch within a loop iteration, flush on the next.
+            if not self._pending:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._pending.append(msg)
+
+        def _flush(self) -> None:
+            if self._pending:
+                bus.flushes += 1
+            for msg in self._pending:
+                bus.published.append(msg)
+                for cls, callback in bus.callbacks:
+                    if isinstance(msg, cls):
+                        callback(msg, {"sender": "fake"})
+            self._pending = []
+
+        def subscribe(self, cls: type, *, callback: Any) -> object:
+            bus.callbacks.append((cls, callback))
+            return object()
+
+        def stats(self) -> dict[str, int]:
+            return {"received": len(bus.published)}
+
+    module = ModuleType("ganglion.runtime.endpoint")
+    module.Endpoint = FakeEndpoint  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def fake_ganglion(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, _FakeBus]]:
+    """Import the ganglion backend against a fake Endpoint and a pass-through @message."""
+    import ganglion
+
+    bus = _FakeBus()
+    monkeypatch.setitem(sys.modules, "ganglion.runtime.endpoint", _fake_endpoint_module(bus))
+    monkeypatch.setattr(ganglion, "message", lambda _name: lambda cls: cls, raising=False)
+    monkeypatch.delitem(sys.modules, "_transport_ganglion", raising=False)
+    backend = _mod("_transport_ganglion")
+    monkeypatch.setattr(backend, "FLUSH_SECONDS", 0.0)
+    yield backend, bus
+    sys.modules.pop("_transport_ganglion", None)
+
+
+def test_ganglion_blast_publisher_yields_so_batches_flush(
+    fake_ganglion: tuple[ModuleType, _FakeBus],
+) -> None:
+    backend, bus = fake_ganglion
+    _, pub_cfg = _cfgs("ganglion", "blast", 47000, "239.255.201.1", 100, size=100, yield_every=8)
+    result = backend.run_publisher(pub_cfg)
+    assert result["sent"] == 100
+    assert [m.seq for m in bus.published] == list(range(100))
+    assert all(len(m.data) == 100 - 16 for m in bus.published)
+    assert 12 <= bus.flushes <= 14  # one flush per 8 publishes, plus the tail
+    assert bus.opened == [{"interface": "127.0.0.1", "port": 47000}]
+
+
+def test_ganglion_paced_publisher_flushes_every_message(
+    fake_ganglion: tuple[ModuleType, _FakeBus],
+) -> None:
+    backend, bus = fake_ganglion
+    _, pub_cfg = _cfgs("ganglion", "paced", 47000, "239.255.201.1", 20, rate=2000.0)
+    result = backend.run_publisher(pub_cfg)
+    assert bus.flushes == 20
+    assert result["t_end_ns"] - result["t_start_ns"] >= 19 * 500_000
+    stamps = [m.t_ns for m in bus.published]
+    assert stamps == sorted(stamps) and stamps[0] >= result["t_start_ns"]
+
+
+def test_ganglion_subscriber_tallies_what_the_endpoint_delivers(
+    fake_ganglion: tuple[ModuleType, _FakeBus],
+) -> None:
+    import asyncio
+
+    backend, _bus = fake_ganglion
+    sub_cfg, pub_cfg = _cfgs("ganglion", "paced", 47000, "239.255.201.1", 30, rate=5000.0)
+
+    async def both() -> dict[str, Any]:
+        ready = asyncio.Event()
+        sub = asyncio.ensure_future(backend._subscribe(sub_cfg, ready.set))
+        await asyncio.wait_for(ready.wait(), 5.0)
+        await backend._publish(pub_cfg)
+        return await asyncio.wait_for(sub, 10.0)
+
+    summary = asyncio.run(both())
+    assert summary["received"] == 30 and summary["duplicates"] == 0
+    assert summary["latency_samples"] == 30 and summary["p50_us"] >= 0
+    assert "received" in summary["endpoint_stats"]
