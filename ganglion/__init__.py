@@ -1,0 +1,98 @@
+"""ganglion: zero-config sensor networks over UDP multicast.
+
+The supported API is what this module re-exports. Message types::
+
+    from dataclasses import dataclass
+    from ganglion import message
+
+    @message("brewery.Temperature")
+    @dataclass
+    class Temperature:
+        sensor: str
+        celsius: float
+
+The network side (:class:`~ganglion.runtime.endpoint.Endpoint`) is imported lazily
+so that ``import ganglion`` stays cheap and works on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ganglion.errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+    GanglionError,
+    InterfaceError,
+    KeyFileError,
+    LocalError,
+    MessageTooLarge,
+    RemoteError,
+    TransportError,
+    TypeNameError,
+    TypeRegistrationError,
+)
+from ganglion.types import (
+    MessageType,
+    Record,
+    as_dict,
+    lookup,
+    message,
+    registered,
+    type_name_of,
+    type_of,
+)
+
+if TYPE_CHECKING:
+    from ganglion.runtime.endpoint import Endpoint, EndpointStats
+    from ganglion.runtime.subscription import MessageInfo, Subscription
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Endpoint": "ganglion.runtime.endpoint",
+    "EndpointStats": "ganglion.runtime.endpoint",
+    "MessageInfo": "ganglion.runtime.subscription",
+    "Subscription": "ganglion.runtime.subscription",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ganglion' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "EncodeError",
+    "Endpoint",
+    "EndpointStats",
+    "GanglionError",
+    "InterfaceError",
+    "KeyFileError",
+    "LocalError",
+    "MessageInfo",
+    "MessageTooLarge",
+    "MessageType",
+    "Record",
+    "RemoteError",
+    "Subscription",
+    "TransportError",
+    "TypeNameError",
+    "TypeRegistrationError",
+    "__version__",
+    "as_dict",
+    "lookup",
+    "message",
+    "registered",
+    "type_name_of",
+    "type_of",
+]

@@ -1,0 +1,1 @@
+"""The ``ganglion`` command-line interface."""

@@ -1,0 +1,28 @@
+"""The ``ganglion`` command: a click group; each sub-command lives in its own module.
+
+Commands import the runtime lazily, so ``ganglion --help`` and ``ganglion keygen``
+start fast and work on a machine where the network side cannot.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ganglion.cli import cmd_demo, cmd_keygen, cmd_sim, cmd_tail
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ganglion-net")
+def cli() -> None:
+    """ganglion: zero-config sensor networks over UDP multicast."""
+
+
+cli.add_command(cmd_keygen.keygen)
+cli.add_command(cmd_sim.sim)
+cli.add_command(cmd_tail.tail)
+cli.add_command(cmd_demo.demo)
+
+
+def main() -> None:
+    """Entry point of the ``ganglion`` console script."""
+    cli()

@@ -1,0 +1,385 @@
+"""Endpoint: typed publish/subscribe over UDP multicast, one group per type.
+
+Theory of operation: an endpoint owns one :class:`MulticastSender` and one
+:class:`MulticastReceiver` on the chosen interface. ``group_for`` maps a type
+name to its multicast group (the agreed map in a node; the deterministic first
+choice, a hash of the name, when used alone).
+
+* ``publish(msg)`` encodes the message once, refuses it with
+  :class:`~ganglion.errors.MessageTooLarge` if it could never fit in a datagram,
+  hands the object itself to local subscribers (no decoding in-process) and
+  queues the bytes in the type's packer, which batches adaptively
+  (:mod:`ganglion.runtime._outgoing`).
+* The first local subscriber of a type joins its group; the last one to close
+  leaves it.
+* A received datagram is decoded once (magic, version, size, MAC), each message
+  goes through the per-(sender, type) sequence tracker (gaps, duplicates,
+  reordering, replays), is decoded into its class (or a Record) and handed to
+  every local subscriber of the type. Datagrams this endpoint sent itself come
+  back through multicast loop and are ignored: local subscribers already have
+  them. Nothing a peer sends raises out of the receive path: bad datagrams are
+  counted and dropped, and the first few of each kind are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from types import TracebackType
+from typing import Any
+
+from ganglion import defaults
+from ganglion.errors import AuthError, DecodeError, LocalError
+from ganglion.runtime._outgoing import Outgoing
+from ganglion.runtime._sender import SenderStats
+from ganglion.runtime.subscription import (
+    DEFAULT_QUEUE_SIZE,
+    Callback,
+    MessageInfo,
+    Subscription,
+)
+from ganglion.runtime.transport import MulticastReceiver, MulticastSender, ReceiverStats
+from ganglion.sequence import SequenceStats, SequenceTable
+from ganglion.types import (
+    Record,
+    decode_payload,
+    encode_payload,
+    lookup,
+    type_of,
+    validate_type_name,
+)
+from ganglion.wire import NODE_ID_SIZE, decode_datagram
+
+_log = logging.getLogger(__name__)
+
+#: How many bad datagrams of each kind are logged before going quiet (all are counted).
+_LOG_LIMIT = 5
+
+__all__ = ["Endpoint", "EndpointStats", "GroupFor", "MessageInfo", "Subscription"]
+
+GroupFor = Callable[[str], "str | IPv4Address"]
+
+
+def _default_group_for(type_name: str) -> IPv4Address:
+    from consensus.allocator import preferred_group
+
+    return preferred_group(type_name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """Counters of an endpoint since it started.
+
+    Attributes:
+        published: messages published here.
+        datagrams_sent: datagrams they went out in (fewer when batching applied).
+        received: messages from the network delivered to local subscribers.
+        lost: messages missing from the sequences seen (gaps not filled later).
+        duplicates: messages received twice and dropped.
+        reordered: messages that arrived after a later one (delivered).
+        stale: messages older than the replay window, dropped.
+        decode_errors: datagrams or payloads that failed to decode, dropped.
+        bad_mac: datagrams without a valid MAC under the network key, dropped.
+        schema_mismatches: messages whose sender's schema fingerprint differs from ours.
+        queue_dropped: messages a slow ``async for`` subscriber lost (oldest first).
+        streams: per (sender node id, type name) sequence counters.
+        sender: the send socket's counters.
+        receiver: the receive sockets' counters (effective SO_RCVBUF included).
+    """
+
+    published: int
+    datagrams_sent: int
+    received: int
+    lost: int
+    duplicates: int
+    reordered: int
+    stale: int
+    decode_errors: int
+    bad_mac: int
+    schema_mismatches: int
+    queue_dropped: int
+    streams: dict[tuple[bytes, str], SequenceStats]
+    sender: SenderStats
+    receiver: ReceiverStats
+
+
+class Endpoint:
+    """Typed publish/subscribe on multicast groups of one interface.
+
+    Args:
+        interface: IPv4 address of the chosen interface (see :mod:`ganglion.netif`).
+        port: UDP port of the data groups.
+        node_id: this endpoint's 8-byte id; random when None.
+        boot: boot counter stamped on every datagram; it must grow each time a
+            node with a persisted ``node_id`` restarts. When None, the current
+            Unix time in seconds is used, which grows across restarts as long as
+            the clock does.
+        key: the 32-byte network key; with one, every datagram is signed and
+            unsigned or forged ones are dropped.
+        max_datagram: size budget of one datagram in bytes.
+        ttl: multicast TTL.
+        group_for: maps a type name to its multicast group.
+        rcvbuf: receive buffer to ask the kernel for.
+    """
+
+    def __init__(
+        self,
+        *,
+        interface: str = "127.0.0.1",
+        port: int = defaults.DATA_PORT,
+        node_id: bytes | None = None,
+        boot: int | None = None,
+        key: bytes | None = None,
+        max_datagram: int = defaults.MAX_DATAGRAM,
+        ttl: int = defaults.DEFAULT_TTL,
+        group_for: GroupFor | None = None,
+        rcvbuf: int = defaults.RCVBUF_BYTES,
+    ) -> None:
+        if node_id is None:
+            node_id = secrets.token_bytes(NODE_ID_SIZE)
+        if len(node_id) != NODE_ID_SIZE:
+            raise LocalError(f"node_id must be {NODE_ID_SIZE} bytes, got {len(node_id)}")
+        self.node_id = node_id
+        self.boot = int(time.time()) & 0xFFFFFFFF if boot is None else boot
+        self.interface = interface
+        self.port = port
+        self._key = key
+        self._max_datagram = max_datagram
+        self._ttl = ttl
+        self._rcvbuf = rcvbuf
+        self._group_for = group_for or _default_group_for
+        self._groups: dict[str, str] = {}
+        self._subs: dict[str, list[Subscription]] = {}
+        self._sequences = SequenceTable(strict=key is not None)
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._sender: MulticastSender | None = None
+        self._receiver: MulticastReceiver | None = None
+        self._out: Outgoing | None = None
+        self._queue_dropped_closed = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the sockets. Must be called on the event loop that will run the endpoint.
+
+        Raises:
+            InterfaceError: ``interface`` is not an address of this host.
+            TransportError: a socket could not be opened.
+        """
+        loop = asyncio.get_running_loop()
+        self._sender = MulticastSender(self.interface, ttl=self._ttl, loop=loop)
+        try:
+            self._receiver = MulticastReceiver(self.interface, self.port, self._on_datagram,
+                                               rcvbuf=self._rcvbuf, loop=loop)
+        except BaseException:
+            self._sender.close()
+            raise
+        self._out = Outgoing(node_id=self.node_id, boot=self.boot, key=self._key,
+                             max_datagram=self._max_datagram, send=self._send, loop=loop)
+
+    async def flush(self, timeout: float = 1.0) -> None:
+        """Send every queued message and wait (up to ``timeout`` s) for the socket to take them."""
+        if self._out is not None:
+            self._out.flush()
+        deadline = time.monotonic() + timeout
+        while self._sender is not None and self._sender.stats().queued and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        """Flush, close every subscription, leave every group and close the sockets."""
+        if self._out is not None:
+            await self.flush()
+            self._out.close()
+            self._out = None
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.close()
+        if self._receiver is not None:
+            await self._receiver.async_close()
+            self._receiver = None
+        if self._sender is not None:
+            await self._sender.async_close()
+            self._sender = None
+
+    async def __aenter__(self) -> Endpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- publish ---------------------------------------------------------------------
+
+    def publish(self, msg: object) -> None:
+        """Publish one message to every subscriber of its type, local and remote.
+
+        Never blocks: the message is sent at once when the endpoint is idle, or
+        batched with others of its type published in the same loop iteration.
+
+        Args:
+            msg: an instance of a registered message class, or a Record.
+
+        Raises:
+            TypeRegistrationError: the message's class is not registered.
+            EncodeError: a field holds a value its type does not allow.
+            MessageTooLarge: the message cannot fit in one datagram (both sizes given).
+            LocalError: the endpoint is not started.
+        """
+        out = self._out
+        if out is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        if isinstance(msg, Record):
+            name = msg.type_name
+            known = lookup(name)
+            fingerprint = known.fingerprint if known is not None else bytes(8)
+        else:
+            mtype = type_of(msg)
+            name, fingerprint = mtype.name, mtype.fingerprint
+        payload = encode_payload(msg)
+        packer = out.packer(name, fingerprint)
+        packer.check_fits(len(payload))
+        now_ns = time.time_ns()
+        seq = packer.next_seq
+        self._group(name)  # resolve early: a bad group is the publisher's error, not the flush's
+        subs = self._subs.get(name)
+        if subs:
+            info = MessageInfo(type_name=name, sender=self.node_id, seq=seq, sent_ns=now_ns,
+                               received_ns=now_ns, boot=self.boot, local=True)
+            for sub in list(subs):
+                sub.deliver(msg, info)
+        out.add(packer, payload, now_ns)
+        self._counts["published"] += 1
+
+    # -- subscribe -------------------------------------------------------------------
+
+    def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
+                  maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
+        """Subscribe to one message type.
+
+        Args:
+            type_or_name: a registered class, or a dotted type name (types without
+                a local class arrive as :class:`~ganglion.types.Record`).
+            callback: called as ``callback(msg, info)`` for each message; without
+                one, iterate the returned subscription with ``async for``.
+            maxsize: messages an ``async for`` subscription buffers before dropping
+                the oldest.
+
+        Returns:
+            The :class:`Subscription`; close it to unsubscribe.
+
+        Raises:
+            TypeNameError: the name is not a valid type name.
+            TypeRegistrationError: the class is not registered.
+            LocalError: the endpoint is not started.
+        """
+        if self._receiver is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        if isinstance(type_or_name, str):
+            name = validate_type_name(type_or_name)
+        else:
+            name = type_of(type_or_name).name
+        sub = Subscription(name, callback=callback, maxsize=maxsize, on_close=self._unsubscribe)
+        subs = self._subs.setdefault(name, [])
+        if not subs:
+            self._receiver.join(self._group(name))
+        subs.append(sub)
+        return sub
+
+    def subscribed(self) -> frozenset[str]:
+        """Type names with at least one local subscriber."""
+        return frozenset(name for name, subs in self._subs.items() if subs)
+
+    # -- stats -----------------------------------------------------------------------
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of every counter (see :class:`EndpointStats`)."""
+        if self._sender is None or self._receiver is None or self._out is None:
+            raise LocalError("the endpoint is not started")
+        streams = self._sequences.stats()
+        total = collections.Counter[str]()
+        for s in streams.values():
+            total.update(received=s.received, lost=s.lost, duplicates=s.duplicates,
+                         reordered=s.reordered, stale=s.stale,
+                         schema_mismatches=s.schema_mismatches)
+        dropped = self._queue_dropped_closed + sum(
+            sub.dropped for subs in self._subs.values() for sub in subs)
+        c = self._counts
+        return EndpointStats(
+            published=c["published"], datagrams_sent=self._out.datagrams,
+            received=c["received"], lost=total["lost"], duplicates=total["duplicates"],
+            reordered=total["reordered"], stale=total["stale"],
+            decode_errors=c["decode_errors"], bad_mac=c["bad_mac"],
+            schema_mismatches=total["schema_mismatches"], queue_dropped=dropped,
+            streams=streams, sender=self._sender.stats(), receiver=self._receiver.stats(),
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _group(self, type_name: str) -> str:
+        group = self._groups.get(type_name)
+        if group is None:
+            group = self._groups[type_name] = str(self._group_for(type_name))
+        return group
+
+    def _send(self, datagram: bytes, type_name: str) -> bool:
+        assert self._sender is not None
+        return self._sender.send(datagram, self._group(type_name), self.port)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.type_name)
+        if not subs or sub not in subs:
+            return
+        subs.remove(sub)
+        self._queue_dropped_closed += sub.dropped
+        if not subs and self._receiver is not None:
+            self._receiver.leave(self._group(sub.type_name))
+
+    def _count_bad(self, kind: str, detail: str, source: tuple[str, int]) -> None:
+        self._counts[kind] += 1
+        if self._counts[kind] <= _LOG_LIMIT:
+            _log.warning("dropped a datagram from %s:%d (%s): %s%s", source[0], source[1], kind,
+                         detail, " (further ones are only counted)" if self._counts[kind] == _LOG_LIMIT else "")
+
+    def _on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        try:
+            env = decode_datagram(data, key=self._key)
+        except AuthError as exc:
+            self._count_bad("bad_mac", str(exc), source)
+            return
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source)
+            return
+        if env.node_id == self.node_id:
+            return  # our own datagram looped back; local subscribers already have it
+        subs = self._subs.get(env.type_name)
+        if not subs:
+            return  # another type sharing this group, or one we just left
+        received_ns = time.time_ns()
+        known = lookup(env.type_name)
+        mismatch = known is not None and known.fingerprint != env.fingerprint
+        sequences = self._sequences
+        for seq, ts, payload in env.messages():
+            if not sequences.observe(env.node_id, env.type_name, seq, env.boot).deliver:
+                continue
+            try:
+                msg: Any = decode_payload(env.type_name, payload, env.fingerprint)
+            except DecodeError as exc:
+                self._count_bad("decode_errors", str(exc), source)
+                continue
+            if mismatch and sequences.note_schema_mismatch(env.node_id, env.type_name):
+                _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
+                             "leniently (logged once per sender and type)", env.type_name,
+                             env.node_id.hex(), env.fingerprint.hex(), known.fingerprint.hex()
+                             if known else "?")
+            info = MessageInfo(type_name=env.type_name, sender=env.node_id, seq=seq, sent_ns=ts,
+                               received_ns=received_ns, boot=env.boot, source=source)
+            self._counts["received"] += 1
+            for sub in list(subs):
+                sub.deliver(msg, info)

@@ -1,0 +1,152 @@
+"""Local subscriptions: how received (and locally published) messages reach user code.
+
+A :class:`Subscription` delivers either to a callback, called on the event loop
+for each message, or to a bounded queue read with ``async for``. A slow async
+reader never blocks the receive path: when its queue is full the *oldest*
+message is dropped and counted, so the reader always catches up to the newest
+readings (what a dashboard wants). Callback exceptions are logged with their
+traceback and counted; they never reach the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+#: Messages an ``async for`` subscription holds before dropping the oldest.
+DEFAULT_QUEUE_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """Where a delivered message came from.
+
+    Attributes:
+        type_name: the message's dotted type name.
+        sender: the sender's 8-byte node id.
+        seq: the sender's sequence number for (sender, type).
+        sent_ns: the sender's timestamp, ns since the epoch.
+        received_ns: this node's timestamp at receipt, ns since the epoch.
+        boot: the sender's boot counter.
+        local: True when published by this endpoint (delivered without encoding).
+        source: the (address, port) the datagram came from; None when local.
+    """
+
+    type_name: str
+    sender: bytes
+    seq: int
+    sent_ns: int
+    received_ns: int
+    boot: int = 0
+    local: bool = False
+    source: tuple[str, int] | None = None
+
+    @property
+    def sender_hex(self) -> str:
+        """The sender's node id as 16 hex digits."""
+        return self.sender.hex()
+
+
+Callback = Callable[[Any, MessageInfo], object]
+
+
+class Subscription:
+    """One local subscriber of one type; iterate it, or give it a callback.
+
+    Created by ``Endpoint.subscribe``; :meth:`close` (or leaving an ``async with``)
+    unsubscribes, and the endpoint leaves the type's group with its last subscriber.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        *,
+        callback: Callback | None,
+        maxsize: int,
+        on_close: Callable[[Subscription], None],
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.type_name = type_name
+        self._callback = callback
+        self._queue: collections.deque[tuple[Any, MessageInfo]] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_close = on_close
+        self._closed = False
+        self.delivered = 0
+        self.dropped = 0
+        self.callback_errors = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def deliver(self, msg: Any, info: MessageInfo) -> None:
+        """Hand one message to the subscriber (called by the endpoint, on the loop)."""
+        if self._closed:
+            return
+        self.delivered += 1
+        if self._callback is not None:
+            try:
+                self._callback(msg, info)
+            except Exception:
+                self.callback_errors += 1
+                _log.exception("subscriber callback for %s failed", self.type_name)
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append((msg, info))
+        self._wake()
+
+    async def get(self) -> tuple[Any, MessageInfo]:
+        """Wait for the next message and its :class:`MessageInfo`.
+
+        Raises:
+            StopAsyncIteration: the subscription was closed and its queue is empty.
+            RuntimeError: the subscription delivers to a callback instead.
+        """
+        if self._callback is not None:
+            raise RuntimeError("this subscription delivers to a callback; it cannot be awaited")
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        msg, _info = await self.get()
+        return msg
+
+    def close(self) -> None:
+        """Unsubscribe; a waiting ``async for`` ends after the queued messages."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        self._on_close(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
