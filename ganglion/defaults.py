@@ -7,9 +7,11 @@ that every node on the network is given.
 
 from __future__ import annotations
 
-#: UDP port every data group uses. One port for all groups: each receiving socket
-#: is bound to its group address with IP_MULTICAST_ALL=0, so a socket only sees
-#: the groups it joined.
+#: UDP port every data group uses. One port for all groups: receiving sockets are
+#: bound to the wildcard address on this port with IP_MULTICAST_ALL=0, so a socket
+#: only sees the groups it joined (up to the kernel's per-socket membership limit,
+#: more sockets beyond it); see ganglion/runtime/transport.py for why not one
+#: socket bound to each group address.
 DATA_PORT = 47800
 
 #: The reserved control block 239.255.0.0/24 carries heartbeats, agreement and
