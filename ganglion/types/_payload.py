@@ -14,8 +14,9 @@ Decoding rules (docs/protocol.md, "Payload"):
   is built if the fields allow it, otherwise the message comes back as a
   :class:`Record`. A schema mismatch is never fatal; counting and logging it
   once per (sender, type) is the receiver's job (:mod:`ganglion.sequence`);
-* anything that is not one CBOR map with str keys of plain items (no unknown
-  tags, no nesting deeper than :data:`MAX_DEPTH`) is a :class:`DecodeError`.
+* anything that is not one CBOR map with str keys of plain items (no tags but
+  datetime and bignum, no shared or string references, no nesting deeper than
+  :data:`MAX_DEPTH`) is a :class:`DecodeError`.
 
 ``decode_payload`` raises nothing but :class:`DecodeError`, whatever the bytes.
 """
@@ -35,6 +36,21 @@ from ganglion.types._registry import TypeRegistry, default_registry
 
 #: Deepest nesting of containers a payload may have.
 MAX_DEPTH = 32
+
+
+def _refuse_tag(decoder: Any) -> Any:
+    raise cbor2.CBORDecodeError("CBOR tag not allowed in a ganglion payload")
+
+
+#: Semantic tags cbor2 would otherwise decode, refused: shared references
+#: (28/29) and string references (25/256) let a 200-byte payload describe a
+#: graph whose traversal takes hours; the rest (decimals, regexes, MIME, sets,
+#: IP addresses, self-described CBOR...) are not ganglion field kinds.
+#: Allowed: 0/1 (datetime) and 2/3 (bignum).
+_REFUSED_TAGS: dict[int, Any] = dict.fromkeys(
+    (4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 43000, 55799),
+    _refuse_tag,
+)
 
 _SCALARS = (str, int, float, bool, bytes, type(None))
 
@@ -98,7 +114,7 @@ def decode_payload(
     """
     try:
         item = cbor2.loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
-                           allow_duplicate_keys=False)
+                           allow_duplicate_keys=False, semantic_decoders=_REFUSED_TAGS)
     except Exception as exc:  # cbor2 raises CBORDecodeError but also ValueError & co.
         raise DecodeError(f"{type_name}: payload is not valid CBOR ({exc})") from None
     if type(item) is not dict:
