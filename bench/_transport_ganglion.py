@@ -23,15 +23,19 @@ from typing import Any
 
 from _transport_common import HEADER
 from _transport_role import LOOPBACK, RoleConfig, StopRule
-from ganglion.runtime.endpoint import Endpoint
 
 from ganglion import message
+from ganglion.runtime.endpoint import Endpoint
 
 #: How often the subscriber's idle loop checks the stop rule.
 WAKE_SECONDS = 0.05
 #: Time the publisher keeps its endpoint open after the last publish so the final
 #: batch is flushed before the socket closes (not counted in the send time).
 FLUSH_SECONDS = 0.2
+#: Endpoint counters worth keeping: the subscriber's view of the stream, and the
+#: publisher's batching (published / datagrams_sent = messages per datagram).
+SUB_COUNTERS = ("received", "lost", "duplicates", "reordered", "decode_errors", "queue_dropped")
+PUB_COUNTERS = ("published", "datagrams_sent")
 
 
 @message("bench.Blob")
@@ -52,7 +56,7 @@ def run_subscriber(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, Any]
         ready: called once the subscription is in place.
 
     Returns:
-        :meth:`Tally.summary` plus the endpoint's own counters (as text).
+        :meth:`Tally.summary` plus the endpoint's own counters (``endpoint_stats``).
 
     Raises:
         ganglion.errors.GanglionError: if the endpoint cannot be opened.
@@ -64,7 +68,8 @@ def run_publisher(cfg: RoleConfig) -> dict[str, Any]:
     """Publish ``cfg.count`` ``Blob`` messages, flat out (blast) or paced.
 
     Returns:
-        ``{"sent", "t_start_ns", "t_end_ns"}``.
+        ``{"sent", "t_start_ns", "t_end_ns"}`` plus the endpoint's ``published`` and
+        ``datagrams_sent`` counters.
 
     Raises:
         ganglion.errors.GanglionError: if the endpoint cannot be opened or a publish fails.
@@ -87,10 +92,10 @@ async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, An
         stop = StopRule(cfg, now())
         while not stop.done(tally, now()):
             await asyncio.sleep(WAKE_SECONDS)
-        stats = repr(ep.stats())
+        counters = _counters(ep.stats(), SUB_COUNTERS)
         del subscription
     summary = tally.summary()
-    summary["endpoint_stats"] = stats[:2000]
+    summary["endpoint_stats"] = counters
     return summary
 
 
@@ -117,4 +122,11 @@ async def _publish(cfg: RoleConfig) -> dict[str, Any]:
             await asyncio.sleep(0)
         t_end = now()
         await asyncio.sleep(FLUSH_SECONDS)
-    return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end}
+        counters = _counters(ep.stats(), PUB_COUNTERS)
+    return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end, **counters}
+
+
+def _counters(stats: object, names: tuple[str, ...]) -> dict[str, int]:
+    """Pick the named integer counters out of ``Endpoint.stats()`` for the JSON report."""
+    picked = {name: getattr(stats, name, None) for name in names}
+    return {name: value for name, value in picked.items() if isinstance(value, int)}

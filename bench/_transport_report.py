@@ -3,8 +3,9 @@
 Theory of operation: trials are grouped by (payload size, system). Blast trials
 give the throughput columns: sent and received are summed over trials, loss is
 pooled (total lost / total sent), delivered msg/s is the *median* over trials of
-each trial's received / (last arrival - first arrival). Paced trials give the
-latency columns: the median over trials of each trial's p50 and p99. Ratios are
+each trial's received / (last arrival - first arrival); for a system that reports
+its datagrams (ganglion) the row also carries the median messages per datagram.
+Paced trials give the latency columns: the median over trials of each trial's p50 and p99. Ratios are
 taken between those medians: b/a and b/c for delivered msg/s (higher is better
 for ganglion) and for p50 latency (lower is better). A system that could not run
 has no numbers and its reason is shown instead. Pure functions, no I/O.
@@ -46,6 +47,7 @@ class Row:
     p50_us: float
     p99_us: float
     paced_loss: float
+    per_datagram: float = math.nan
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def summarize(system: str, trials: Iterable[TrialResult], note: str = "") -> Row
         p50_us=median_or_nan([t.p50_us for t in paced if t.p50_us is not None]),
         p99_us=median_or_nan([t.p99_us for t in paced if t.p99_us is not None]),
         paced_loss=_pooled_loss(paced_sent, paced_received),
+        per_datagram=median_or_nan([_per_datagram(t) for t in blast]),
         note=note,
     )
 
@@ -138,6 +141,8 @@ def format_table(size: int, rows: Sequence[Row]) -> str:
             f"{_fmt(r.delivered_per_s, 0):>13}{_fmt(r.sent_per_s, 0):>12}"
             f"{_fmt(r.p50_us, 1):>9}{_fmt(r.p99_us, 1):>9}{_fmt(r.paced_loss * 100, 2):>14}"
         )
+        if not math.isnan(r.per_datagram):
+            lines.append(f"{'':<13}  batching: {r.per_datagram:.1f} messages per datagram (blast)")
         if r.note:
             lines.append(f"{'':<13}  note: {r.note}")
     for key, value in ratios(rows).items():
@@ -164,6 +169,14 @@ def report_json(
         },
         "trials": [t.to_json() for t in trials],
     }
+
+
+def _per_datagram(trial: TrialResult) -> float:
+    """Messages per datagram in a trial, where the system reports its datagrams."""
+    published, datagrams = trial.extra.get("published"), trial.extra.get("datagrams_sent")
+    if isinstance(published, int) and isinstance(datagrams, int) and datagrams > 0:
+        return published / datagrams
+    return math.nan
 
 
 def _pooled_loss(sent: int, received: int) -> float:

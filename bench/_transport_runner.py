@@ -154,6 +154,7 @@ def _combine(cfg: RoleConfig, pub: dict[str, Any], sub: dict[str, Any]) -> Trial
         extra: dict[str, Any] = {
             k: sub[k] for k in ("out_of_range", "rcvbuf", "endpoint_stats") if k in sub
         }
+        extra.update({k: pub[k] for k in ("published", "datagrams_sent") if k in pub})
         return TrialResult(
             system=cfg.system,
             mode=cfg.mode,

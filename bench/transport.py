@@ -45,7 +45,7 @@ from _transport_runner import SystemUnavailable, TrialError, run_trial
 PORTS = {"raw": 47990, "lcm": 47991, "ganglion": 47992}
 LCM_URL = "udpm://239.255.202.1:47991?ttl=0"
 
-DEFAULT_COUNT = 300_000
+DEFAULT_COUNT = 200_000
 QUICK_COUNT = 20_000
 
 
@@ -270,7 +270,11 @@ def _meta(
 def _progress(r: TrialResult) -> str:
     """One line summarising a finished trial."""
     if r.mode == "blast":
-        return f"recv {r.received}/{r.sent}  loss {r.loss:.2%}  {r.delivered_per_s:,.0f} msg/s"
+        line = f"recv {r.received}/{r.sent}  loss {r.loss:.2%}  {r.delivered_per_s:,.0f} msg/s"
+        datagrams = r.extra.get("datagrams_sent")
+        if isinstance(datagrams, int) and datagrams > 0:
+            line += f"  ({r.sent / datagrams:.1f} msg/datagram)"
+        return line
     return f"recv {r.received}/{r.sent}  p50 {r.p50_us or 0:.1f} us  p99 {r.p99_us or 0:.1f} us"
 
 

@@ -641,6 +641,21 @@ def test_summarize_property_loss_is_pooled_and_bounded(pairs: list[tuple[int, in
 # --- more report cases ------------------------------------------------------------
 
 
+def test_summarize_reports_messages_per_datagram_where_known() -> None:
+    report = _mod("_transport_report")
+    batched = [
+        _trial(system="ganglion", extra={"published": 100, "datagrams_sent": 10}),
+        _trial(system="ganglion", extra={"published": 100, "datagrams_sent": 20}),
+        _trial(system="ganglion", extra={"published": 100, "datagrams_sent": 0}),
+    ]
+    row = report.summarize("ganglion", batched)
+    assert row.per_datagram == pytest.approx(7.5)  # median of 10 and 5; 0 datagrams ignored
+    assert "batching: 7.5 messages per datagram" in report.format_table(64, [row])
+    assert math.isnan(report.summarize("raw", [_trial()]).per_datagram)
+    progress = _mod("transport")._progress(batched[0])
+    assert "(10.0 msg/datagram)" in progress
+
+
 def test_summarize_with_only_paced_trials_has_no_throughput() -> None:
     report = _mod("_transport_report")
     row = report.summarize("lcm", [_trial(system="lcm", mode="paced", p50_us=3.0, p99_us=9.0)])
@@ -1356,8 +1371,17 @@ def _fake_endpoint_module(bus: _FakeBus) -> ModuleType:
             bus.callbacks.append((cls, callback))
             return object()
 
-        def stats(self) -> dict[str, int]:
-            return {"received": len(bus.published)}
+        def stats(self) -> Any:
+            from types import SimpleNamespace
+
+            n = len(bus.published)
+            return SimpleNamespace(
+                received=n,
+                lost=0,
+                published=n,
+                datagrams_sent=bus.flushes,
+                streams={"not": "an int"},
+            )
 
     module = ModuleType("ganglion.runtime.endpoint")
     module.Endpoint = FakeEndpoint  # type: ignore[attr-defined]
@@ -1389,6 +1413,7 @@ def test_ganglion_blast_publisher_yields_so_batches_flush(
     assert [m.seq for m in bus.published] == list(range(100))
     assert all(len(m.data) == 100 - 16 for m in bus.published)
     assert 12 <= bus.flushes <= 14  # one flush per 8 publishes, plus the tail
+    assert result["published"] == 100 and result["datagrams_sent"] == bus.flushes
     assert bus.opened == [{"interface": "127.0.0.1", "port": 47000}]
 
 
@@ -1422,4 +1447,4 @@ def test_ganglion_subscriber_tallies_what_the_endpoint_delivers(
     summary = asyncio.run(both())
     assert summary["received"] == 30 and summary["duplicates"] == 0
     assert summary["latency_samples"] == 30 and summary["p50_us"] >= 0
-    assert "received" in summary["endpoint_stats"]
+    assert summary["endpoint_stats"] == {"received": 30, "lost": 0}
