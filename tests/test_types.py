@@ -701,3 +701,33 @@ def test_as_dict_flattens_nested_enums_and_lists() -> None:
 def test_default_registry_functions_are_the_default_registrys() -> None:
     assert message("test_types.Later") is not None
     assert lookup("test_types.Reading") is type_of(Reading)
+
+
+cbor_items = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=3)
+    | st.builds(cbor2.CBORTag,
+                st.sampled_from([0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100,
+                                 256, 258, 260, 261, 1004, 55799, 999]),
+                children),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["i", "f", "s", "when", "ints", "nested", "x"]),
+                       cbor_items, max_size=5))
+def test_decode_payload_fuzz_on_structured_cbor_with_any_tags(item: dict[str, object]) -> None:
+    try:
+        data = cbor2.dumps(item)
+    except Exception:
+        return  # not every random tree is encodable; the decoder is what is under test
+    for name, fp in (("test_types.Unknown", None), ("test_types.Everything", None),
+                     ("test_types.Everything", type_of(Everything).fingerprint)):
+        try:
+            got = decode_payload(name, data, fp)
+        except DecodeError:
+            continue
+        assert isinstance(got, Everything | Record)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -370,6 +371,4 @@ def _enum(cls: type[enum.Enum], where: str) -> Kind:
 
 def _quote(s: str) -> str:
     """A str as a JSON-style quoted string, so the schema spelling is unambiguous."""
-    import json
-
     return json.dumps(s, ensure_ascii=True)
