@@ -77,7 +77,9 @@ class Subscription:
         self._callback = callback
         self._queue: collections.deque[tuple[Any, MessageInfo]] = collections.deque()
         self._maxsize = maxsize
-        self._waiter: asyncio.Future[None] | None = None
+        # Every reader blocked in get(); a set, so several readers (or one that was
+        # cancelled while another waits) never strand each other.
+        self._waiters: set[asyncio.Future[None]] = set()
         self._on_close = on_close
         self._closed = False
         self.delivered = 0
@@ -119,11 +121,12 @@ class Subscription:
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                self._waiters.discard(waiter)
         return self._queue.popleft()
 
     def __aiter__(self) -> Subscription:
@@ -148,5 +151,8 @@ class Subscription:
         self.close()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        # Wake them all: each re-checks the queue, and those that find it empty wait again.
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
