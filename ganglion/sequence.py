@@ -23,7 +23,8 @@ the MAC) accepts a restart only as a *higher* boot, so replaying an old boot's
 datagrams yields ``STALE``. Without a key, nothing stops a forger anyway, so the
 tracker is lenient with senders that do not persist their boot counter: any
 boot change is a restart, and so is a jump back to a sequence number below the
-window size (a restart with the same boot).
+window size with the same boot, *if* the message's timestamp is newer than any
+seen from that sender (a duplicate delayed past the window has an old one).
 
 The first message seen from a sender sets the baseline: a receiver that joins
 a running stream counts no losses for what came before. A forward jump larger
@@ -110,6 +111,7 @@ class SequenceTracker:
         "_floor",
         "_highest",
         "_mask",
+        "_newest_ts",
         "_seen",
         "duplicates",
         "lost",
@@ -137,6 +139,7 @@ class SequenceTracker:
         self._boot: int | None = None
         self._seen = 0  # bit i set: sequence number _highest - i arrived
         self._floor = 0  # gaps below this were never counted as lost
+        self._newest_ts = -1  # newest sender timestamp seen (lenient restart check)
         self.received = 0
         self.lost = 0
         self.duplicates = 0
@@ -145,16 +148,22 @@ class SequenceTracker:
         self.restarts = 0
         self.schema_mismatches = 0
 
-    def observe(self, seq: int, boot: int = 0) -> Verdict:
+    def observe(self, seq: int, boot: int = 0, ts_ns: int = -1) -> Verdict:
         """Classify one message and update the counters.
 
         Args:
             seq: the message's sequence number (>= 0).
             boot: the sender's boot counter from the envelope.
+            ts_ns: the sender's timestamp of the message; only used (when not
+                strict) to tell a same-boot restart from a very late duplicate.
 
         Returns:
             The :class:`Verdict`; deliver the message iff ``verdict.deliver``.
         """
+        if ts_ns > self._newest_ts:
+            newer, self._newest_ts = True, ts_ns
+        else:
+            newer = False
         if boot != self._boot:
             if self._boot is None:
                 return self._start(seq, boot, count_lost=False)
@@ -176,8 +185,8 @@ class SequenceTracker:
             return Verdict.NEW
         offset = highest - seq
         if offset >= self.window:
-            if not self.strict and seq < self.window:
-                self.restarts += 1  # back near 0 with the same boot: a restart
+            if not self.strict and seq < self.window and newer:
+                self.restarts += 1  # back near 0, same boot, newer clock: a restart
                 return self._start(seq, boot, count_lost=True)
             self.stale += 1
             return Verdict.STALE
@@ -267,7 +276,9 @@ class SequenceTable:
             trackers.move_to_end(key)
         return tracker
 
-    def observe(self, node_id: bytes, type_name: str, seq: int, boot: int = 0) -> Verdict:
+    def observe(
+        self, node_id: bytes, type_name: str, seq: int, boot: int = 0, ts_ns: int = -1
+    ) -> Verdict:
         """Classify one message of ``type_name`` from ``node_id``.
 
         Args:
@@ -275,11 +286,13 @@ class SequenceTable:
             type_name: the message's type name.
             seq: its sequence number.
             boot: the sender's boot counter.
+            ts_ns: the sender's timestamp of the message (see
+                :meth:`SequenceTracker.observe`).
 
         Returns:
             The :class:`Verdict`.
         """
-        return self.tracker(node_id, type_name).observe(seq, boot)
+        return self.tracker(node_id, type_name).observe(seq, boot, ts_ns)
 
     def note_schema_mismatch(self, node_id: bytes, type_name: str) -> bool:
         """Count a fingerprint mismatch; True the first time per (sender, type)."""

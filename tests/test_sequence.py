@@ -124,16 +124,28 @@ def test_lenient_mode_accepts_any_boot_change_as_restart() -> None:
     assert t.stats().boot == 1
 
 
-def test_same_boot_jump_back_near_zero_is_a_restart_only_when_lenient() -> None:
+def test_same_boot_jump_back_near_zero_with_newer_clock_is_a_restart_only_when_lenient() -> None:
     lenient = SequenceTracker(window=64)
     strict = SequenceTracker(window=64, strict=True)
     for t in (lenient, strict):
-        run(t, list(range(1000)))
-    assert lenient.observe(0) == R
-    assert lenient.observe(1) == N
+        for seq in range(1000):
+            t.observe(seq, 0, 10_000 + seq)
+    assert lenient.observe(0, 0, 20_000) == R
+    assert lenient.observe(1, 0, 20_001) == N
     assert lenient.stats().lost == 0 and lenient.stats().restarts == 1
-    assert strict.observe(0) == S  # a replay of seq 0 must not reset the window
-    assert strict.observe(1000) == N
+    assert strict.observe(0, 0, 20_000) == S  # a replay of seq 0 must not reset the window
+    assert strict.observe(1000, 0, 20_001) == N
+
+
+def test_very_late_duplicate_near_zero_is_not_mistaken_for_a_restart() -> None:
+    t = SequenceTracker(window=64)
+    for seq in range(1000):
+        t.observe(seq, 0, 10_000 + seq)
+    assert t.observe(3, 0, 10_003) == S  # old timestamp: a late duplicate
+    assert t.observe(3) == S  # no timestamp: no guessing
+    assert t.observe(1000, 0, 11_000) == N
+    s = t.stats()
+    assert (s.restarts, s.stale, s.lost, s.received) == (0, 2, 0, 1001)
 
 
 def test_very_late_old_message_is_stale_not_a_restart() -> None:
