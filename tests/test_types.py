@@ -20,6 +20,7 @@ from ganglion.types import (
     as_dict,
     decode_payload,
     encode_payload,
+    is_valid_type_name,
     lookup,
     message,
     registered,
@@ -731,3 +732,85 @@ def test_decode_payload_fuzz_on_structured_cbor_with_any_tags(item: dict[str, ob
         except DecodeError:
             continue
         assert isinstance(got, Everything | Record)
+
+
+# -- more names and registry behaviour ------------------------------------------------
+
+_ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ident, min_size=2, max_size=6))
+def test_any_dotted_identifier_within_the_limit_is_valid(parts: list[str]) -> None:
+    name = ".".join(parts)
+    assert validate_type_name(name) == name
+    assert is_valid_type_name(name)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_validation_agrees_with_the_rules(name: str) -> None:
+    parts = name.split(".")
+    expected = (
+        name.isascii()
+        and len(parts) >= 2
+        and all(p and (p[0].isalpha() or p[0] == "_")
+                and all(c.isalnum() or c == "_" for c in p) for p in parts)
+    )
+    assert is_valid_type_name(name) is expected
+    if not expected:
+        with pytest.raises(TypeNameError):
+            validate_type_name(name)
+
+
+def test_registry_lists_types_sorted_and_answers_membership() -> None:
+    reg = fresh()
+    b = dataclasses.make_dataclass("B", [("x", int)])
+    a = dataclasses.make_dataclass("A", [("x", int)])
+    reg.register(b, "z.B")
+    reg.register(a, "a.A")
+    assert [t.name for t in reg.registered()] == ["a.A", "z.B"]
+    assert "a.A" in reg and "a.C" not in reg and len(reg) == 2
+    assert repr(reg.lookup("a.A")).startswith("MessageType('a.A', A, ")
+
+
+def test_a_registered_type_can_be_nested_in_another() -> None:
+    reg = fresh()
+    reg.register(Point, "geo.Point")
+    path = dataclasses.make_dataclass("Path", [("points", list[Point]), ("start", Point)])
+    mtype = reg.register(path, "geo.Path")
+    assert mtype.schema == "{points:list<{x:int,y:optional<float>}>,start:{x:int,y:optional<float>}}"
+    msg = path([Point(1), Point(2, 3.5)], Point(0, 0.0))
+    assert decode_payload("geo.Path", encode_payload(msg, registry=reg), registry=reg) == msg
+
+
+def test_list_of_optionals_and_optional_list() -> None:
+    reg = fresh()
+    cls = dataclasses.make_dataclass(
+        "C", [("a", list[int | None]), ("b", list[str] | None)]
+    )
+    mtype = reg.register(cls, "x.C")
+    assert mtype.schema == "{a:list<optional<int>>,b:optional<list<str>>}"
+    for msg in (cls([1, None, 3], None), cls([], ["x"])):
+        assert decode_payload("x.C", encode_payload(msg, registry=reg), mtype.fingerprint,
+                              registry=reg) == msg
+
+
+def test_nested_decode_errors_name_the_path() -> None:
+    fp = type_of(Everything).fingerprint
+    good = cbor2.loads(encode_payload(Everything(
+        1, 1.0, True, "s", b"", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), Color.RED, Level.LOW,
+        None, None, [], Outer(Inner(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), []), [Point(1)]),
+        None, [],
+    )))
+    good["nested"]["points"][0]["x"] = "one"
+    with pytest.raises(DecodeError, match=r"nested: points: x: expected int, got str"):
+        decode_payload("test_types.Everything", cbor2.dumps(good), fp)
+
+
+def test_field_specs_describe_the_schema() -> None:
+    specs = {f.name: f for f in type_of(Everything).fields}
+    assert specs["maybe"].schema == "optional<int>"
+    assert specs["when"].schema == "datetime"
+    assert specs["nested"].required and specs["i"].required
+    assert repr(specs["i"].kind) == "Kind(int)"
