@@ -249,3 +249,18 @@ def test_encode_refuses_to_exceed_the_budget_with_both_sizes() -> None:
     big = encode_datagram(node_id=NODE, type_name=NAME, fingerprint=FP, first_seq=0,
                           timestamps=[1], payloads=[payload], max_datagram=None)
     assert decode_datagram(big, key=None).payloads == (payload,)
+
+
+def test_documented_example_datagrams() -> None:
+    """The worked example in docs/protocol.md section 2, unsigned and signed."""
+    args = {"node_id": bytes(range(1, 9)), "type_name": "a.B",
+            "fingerprint": bytes(range(1, 9)), "first_seq": 258,
+            "timestamps": [0x0102030405060708], "payloads": [b"\xa0"], "boot": 5}
+    plain = encode_datagram(**args)  # type: ignore[arg-type]
+    assert plain.hex(" ") == (
+        "47 4e 01 00 01 02 03 04 05 06 07 08 00 00 00 05 01 02 03 04 05 06 07 08 "
+        "03 61 2e 42 00 00 00 00 00 00 01 02 01 02 03 04 05 06 07 08 00 01 00 01 a0"
+    )
+    signed = encode_datagram(**args, key=bytes(range(32)))  # type: ignore[arg-type]
+    assert signed[:3] + signed[4:-16] == plain[:3] + plain[4:] and signed[3] == 1
+    assert signed[-16:].hex(" ") == "17 b0 53 56 db 7c ad 4a a1 41 4e 3a 74 62 f3 09"
