@@ -35,9 +35,10 @@ from types import TracebackType
 from typing import Any
 
 from ganglion import defaults
-from ganglion.errors import AuthError, DecodeError, LocalError
+from ganglion.errors import AuthError, DecodeError, EncodeError, LocalError
 from ganglion.runtime._outgoing import Outgoing
 from ganglion.runtime._sender import SenderStats
+from ganglion.runtime._sockets import validate_group
 from ganglion.runtime.subscription import (
     DEFAULT_QUEUE_SIZE,
     Callback,
@@ -224,38 +225,54 @@ class Endpoint:
         batched with others of its type published in the same loop iteration.
 
         Args:
-            msg: an instance of a registered message class, or a Record.
+            msg: an instance of a registered message class, or a Record. A Record
+                of a type registered here must fit its class; local subscribers
+                then get the class instance, as remote ones do.
 
         Raises:
             TypeRegistrationError: the message's class is not registered.
+            TypeNameError: a Record's type name is not valid.
             EncodeError: a field holds a value its type does not allow.
             MessageTooLarge: the message cannot fit in one datagram (both sizes given).
+            ConfigError: ``group_for`` maps the type to an address that is not multicast.
             LocalError: the endpoint is not started.
         """
         out = self._out
         if out is None:
             raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        local_msg = msg
         if isinstance(msg, Record):
-            name = msg.type_name
+            name = validate_type_name(msg.type_name)
             known = lookup(name)
             fingerprint = known.fingerprint if known is not None else bytes(8)
+            payload = encode_payload(msg)
+            if known is not None:
+                # Sent under the class's fingerprint, so receivers with the class decode it
+                # strictly: refuse here what they would all drop, and give local
+                # subscribers the class instance remote ones get.
+                try:
+                    local_msg = decode_payload(name, payload, fingerprint)
+                except DecodeError as exc:
+                    raise EncodeError(f"Record does not fit its registered class: {exc}") from None
         else:
             mtype = type_of(msg)
             name, fingerprint = mtype.name, mtype.fingerprint
-        payload = encode_payload(msg)
+            payload = encode_payload(msg)
         packer = out.packer(name, fingerprint)
         packer.check_fits(len(payload))
+        self._group(name)  # resolve early: a bad group is the publisher's error, not the flush's
         now_ns = time.time_ns()
         seq = packer.next_seq
-        self._group(name)  # resolve early: a bad group is the publisher's error, not the flush's
+        # Queue before local delivery: a subscriber that publishes this type again
+        # from its callback then gets the next sequence number, not this one.
+        out.add(packer, payload, now_ns)
+        self._counts["published"] += 1
         subs = self._subs.get(name)
         if subs:
             info = MessageInfo(type_name=name, sender=self.node_id, seq=seq, sent_ns=now_ns,
                                received_ns=now_ns, boot=self.boot, local=True)
             for sub in list(subs):
-                sub.deliver(msg, info)
-        out.add(packer, payload, now_ns)
-        self._counts["published"] += 1
+                sub.deliver(local_msg, info)
 
     # -- subscribe -------------------------------------------------------------------
 
@@ -325,7 +342,7 @@ class Endpoint:
     def _group(self, type_name: str) -> str:
         group = self._groups.get(type_name)
         if group is None:
-            group = self._groups[type_name] = str(self._group_for(type_name))
+            group = self._groups[type_name] = validate_group(str(self._group_for(type_name)))
         return group
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
