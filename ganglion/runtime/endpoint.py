@@ -383,7 +383,7 @@ class Endpoint:
         mismatch = known is not None and known.fingerprint != env.fingerprint
         sequences = self._sequences
         for seq, ts, payload in env.messages():
-            if not sequences.observe(env.node_id, env.type_name, seq, env.boot).deliver:
+            if not sequences.observe(env.node_id, env.type_name, seq, env.boot, ts).deliver:
                 continue
             try:
                 msg: Any = decode_payload(env.type_name, payload, env.fingerprint)

@@ -1,12 +1,12 @@
 """Micro-benchmark of the pure codec path, per message (not a test; run it directly).
 
-    .venv/bin/python tests/wire/bench_wire_codec.py
+    .venv/bin/python bench/wire_codec.py
 
 Measures, for a small sensor reading (two fields, ~30-byte payload) and a
 64-byte-ish payload: payload encode/decode, datagram pack/decode alone and
 batched (as many as fit in 1,400 bytes), with and without a network key, and
 the sequence tracker. Prints the best of several repeats in microseconds per
-message, since the machine may be shared. The integrator may move this to bench/.
+message, since the machine may be shared.
 """
 
 from __future__ import annotations
