@@ -109,14 +109,20 @@ def choose_isolation(
     lo_only = only_loopback(net_dir)
     ours = os.environ.get(ENV_NETNS)
     if lo_only and (ours or has_multicast_route(route_file)):
-        return Isolation("inside", f"running in {f'namespace {ours}' if ours else 'a loopback-only namespace'}")
+        return Isolation(
+            "inside", f"running in {f'namespace {ours}' if ours else 'a loopback-only namespace'}"
+        )
     uid = os.geteuid() if euid is None else euid
     if allow_create and uid == 0 and shutil.which("ip") is not None:
         return Isolation("create", "creating a network namespace with only loopback")
     if lo_only:
-        return Isolation("inside", "loopback-only namespace without a 224.0.0.0/4 route; LCM may not start")
+        return Isolation(
+            "inside", "loopback-only namespace without a 224.0.0.0/4 route; LCM may not start"
+        )
     if not allow_create:
-        return Isolation("loopback", "--no-netns given; LCM skipped (it would use a real interface)")
+        return Isolation(
+            "loopback", "--no-netns given; LCM skipped (it would use a real interface)"
+        )
     if uid != 0:
         return Isolation("loopback", "not root, cannot create a network namespace; LCM skipped")
     return Isolation("loopback", "no `ip` command, cannot create a network namespace; LCM skipped")
