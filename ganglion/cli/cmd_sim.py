@@ -39,14 +39,15 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
     sensors = [SimulatedSensor(kind, f"{name}/{kind}", rng=rng) for kind in kinds]
 
     async def main(stop: asyncio.Event) -> int:
-        loop = asyncio.get_running_loop()
         async with Endpoint(interface=settings.interface, port=settings.port, key=settings.key,
                             ttl=settings.ttl) as ep:
             click.echo(f"ready: {name} publishing {', '.join(kinds)} via {settings.interface_name} "
                        f"({settings.interface}) as node {ep.node_id.hex()}", err=True)
             sent = 0
-            while not stop.is_set() and (count == 0 or sent < count):
-                now = loop.time()
+            while not stop.is_set():
+                # Simulated time runs on the nominal schedule, not the loop clock: the
+                # readings then depend on --seed only, not on how late each wake-up was.
+                now = sent * interval
                 for sensor in sensors:
                     reading = sensor.read(now)
                     ep.publish(reading)
@@ -54,7 +55,7 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
                         click.echo(format_reading(reading, sender=name))
                 sent += 1
                 sys.stdout.flush()
-                if await wait_or_stop(stop, interval):
+                if (count and sent >= count) or await wait_or_stop(stop, interval):
                     break
             await ep.flush()
         return 0
