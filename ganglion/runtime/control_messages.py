@@ -1,0 +1,56 @@
+"""Message types of the control channel (heartbeats, agreement, last values).
+
+They travel in ordinary ganglion datagrams (docs/protocol.md) on the control group
+``239.255.0.1`` and port 47801, so the network key's MAC, the size checks and the
+sequence tracking protect them exactly as they protect data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ganglion.types import message
+
+
+@message("ganglion.control.Heartbeat")
+@dataclass
+class Heartbeat:
+    """I am alive. Sent every heartbeat interval, and once with ``goodbye`` on a clean stop."""
+
+    name: str
+    role: str
+    version: str
+    clock_synced: bool
+    publishes: list[str] = field(default_factory=list)
+    goodbye: bool = False
+
+
+@message("ganglion.control.Paxos")
+@dataclass
+class PaxosFrame:
+    """One consensus message (``msg.to_wire()`` as CBOR); ``to`` None means every node."""
+
+    body: bytes
+    to: int | None = None
+
+
+@message("ganglion.control.LastValueRequest")
+@dataclass
+class LastValueRequest:
+    """Who has a latest message of this type? (a late joiner asking)"""
+
+    type_name: str
+
+
+@message("ganglion.control.LastValue")
+@dataclass
+class LastValue:
+    """The latest message this node published of a type, for node ``to``."""
+
+    to: int
+    type_name: str
+    fingerprint: bytes
+    seq: int
+    boot: int
+    sent_ns: int
+    payload: bytes
