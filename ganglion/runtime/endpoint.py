@@ -172,7 +172,11 @@ class Endpoint:
         Raises:
             InterfaceError: ``interface`` is not an address of this host.
             TransportError: a socket could not be opened.
+            LocalError: the endpoint is already started (close it first).
         """
+        if self._sender is not None:
+            # Opening again would orphan the open sockets and their loop readers.
+            raise LocalError("the endpoint is already started")
         loop = asyncio.get_running_loop()
         self._sender = MulticastSender(self.interface, ttl=self._ttl, loop=loop)
         try:

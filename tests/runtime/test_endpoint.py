@@ -713,6 +713,57 @@ def test_random_node_ids_differ_and_a_given_one_is_kept() -> None:
     assert Endpoint(node_id=b"\x07" * 8).node_id == b"\x07" * 8
 
 
+def test_starting_twice_is_refused_and_a_closed_endpoint_can_start_again(
+        free_udp_port: int, test_group: str) -> None:
+    async def main() -> None:
+        inbox = Inbox()
+        ep = endpoint(free_udp_port, test_group)
+        await ep.start()
+        with pytest.raises(LocalError, match="already started"):
+            await ep.start()
+        ep.subscribe(Reading, Inbox())
+        await ep.close()
+        await ep.start()
+        try:
+            assert ep.subscribed() == frozenset()
+            assert ep.stats().receiver.groups == 0
+            ep.subscribe(Reading, inbox)
+            async with endpoint(free_udp_port, test_group) as tx:
+                tx.publish(Reading("again", 1.0))
+                await tx.flush()
+                await inbox.wait_for(1)
+            assert inbox.msgs == [Reading("again", 1.0)]
+        finally:
+            await ep.close()
+
+    run(main())
+
+
+def test_callback_that_closes_its_subscription_mid_batch_gets_no_more(
+        free_udp_port: int, test_group: str) -> None:
+    async def main() -> None:
+        once, every = Inbox(), Inbox()
+        async with endpoint(free_udp_port, test_group) as tx, \
+                endpoint(free_udp_port, test_group) as rx:
+            def until_two(msg: Reading, info: MessageInfo) -> None:
+                once(msg, info)
+                if msg.value == 2.0:
+                    sub.close()
+
+            sub = rx.subscribe(Reading, until_two)
+            rx.subscribe(Reading, every)
+            tx.publish(Reading("warm-up", 0.0))  # alone; the next five share a datagram
+            for i in range(1, 6):
+                tx.publish(Reading("b", float(i)))
+            await tx.flush()
+            await every.wait_for(6)
+            assert rx.stats().receiver.datagrams == 2
+            assert [m.value for m in once.msgs] == [0.0, 1.0, 2.0]
+            assert [m.value for m in every.msgs] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+    run(main())
+
+
 def test_close_flushes_queued_messages(free_udp_port: int, test_group: str) -> None:
     async def main() -> None:
         inbox = Inbox()
