@@ -13,6 +13,7 @@ ids are passed in). docs/protocol.md specifies the format byte by byte.
 from __future__ import annotations
 
 from ganglion.wire._envelope import (
+    FLAG_CLOCK_UNSYNCED,
     FLAG_MAC,
     HEADER_SIZE,
     MAGIC,
@@ -33,6 +34,7 @@ from ganglion.wire.keys import ENV_KEY, ENV_KEY_FILE, generate_key_file, load_ke
 __all__ = [
     "ENV_KEY",
     "ENV_KEY_FILE",
+    "FLAG_CLOCK_UNSYNCED",
     "FLAG_MAC",
     "HEADER_SIZE",
     "KEY_SIZE",

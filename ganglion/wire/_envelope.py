@@ -36,8 +36,11 @@ MAGIC = b"GN"
 VERSION = 1
 #: Flag bit 0: a MAC follows the last message.
 FLAG_MAC = 0x01
+#: Flag bit 1: the sender's clock was not synchronised (no NTP yet, e.g. a Pi without
+#: an RTC just after boot), so its timestamps may be far off.
+FLAG_CLOCK_UNSYNCED = 0x02
 #: Flags this version understands; a datagram with any other bit set is refused.
-KNOWN_FLAGS = FLAG_MAC
+KNOWN_FLAGS = FLAG_MAC | FLAG_CLOCK_UNSYNCED
 #: Node ids are 8 random bytes, persisted by each node.
 NODE_ID_SIZE = 8
 #: Most messages one datagram may carry (the count is a u16).
@@ -86,6 +89,11 @@ class Envelope:
     def signed(self) -> bool:
         """True if the datagram carried a MAC (which decoding verified)."""
         return bool(self.flags & FLAG_MAC)
+
+    @property
+    def clock_synced(self) -> bool:
+        """False if the sender flagged its clock as not synchronised."""
+        return not self.flags & FLAG_CLOCK_UNSYNCED
 
     @property
     def count(self) -> int:
@@ -244,7 +252,8 @@ def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) 
 
 
 def encode_prefix(
-    node_id: bytes, type_name: str, fingerprint: bytes, boot: int, signed: bool
+    node_id: bytes, type_name: str, fingerprint: bytes, boot: int, signed: bool,
+    clock_synced: bool = True,
 ) -> bytes:
     """Encode the part of the header that is the same for every datagram of a sender and type.
 
@@ -260,7 +269,7 @@ def encode_prefix(
     if not 0 <= boot < 1 << 32:
         raise EncodeError(f"boot counter must be a u32, got {boot}")
     name = type_name.encode("ascii")
-    flags = FLAG_MAC if signed else 0
+    flags = (FLAG_MAC if signed else 0) | (0 if clock_synced else FLAG_CLOCK_UNSYNCED)
     return _FIXED.pack(MAGIC, VERSION, flags, node_id, boot, fingerprint, len(name)) + name
 
 

@@ -64,9 +64,12 @@ class Packer:
     __slots__ = (
         "_base",
         "_body",
+        "_boot",
         "_count",
+        "_fingerprint",
         "_key",
         "_limit",
+        "_node_id",
         "_prefix",
         "_prev",
         "_seq",
@@ -87,6 +90,7 @@ class Packer:
         max_datagram: int = MAX_DATAGRAM,
     ) -> None:
         self._key = None if key is None else check_key(key)
+        self._node_id, self._fingerprint, self._boot = node_id, fingerprint, boot
         self._prefix = encode_prefix(node_id, type_name, fingerprint, boot, key is not None)
         self.type_name = type_name
         self.max_datagram = max_datagram
@@ -106,6 +110,11 @@ class Packer:
         self._size = 0
         self._base = 0
         self._prev = 0
+
+    def set_clock_synced(self, synced: bool) -> None:
+        """Set or clear the clock-unsynchronised flag of the datagrams built from now on."""
+        self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
+                                     self._boot, self._key is not None, synced)
 
     @property
     def count(self) -> int:
