@@ -74,3 +74,35 @@ class KeyFileError(ConfigError):
 
 class TransportError(GanglionError, OSError):
     """A socket operation failed in a way the transport cannot recover from."""
+
+
+class ConfigFileError(ConfigError):
+    """A config file is not valid TOML, has an unknown key, or a value of the wrong type.
+
+    Attributes:
+        path: the config file.
+        line: the 1-based line the problem is on, or None when it cannot be told.
+        key: the dotted key at fault (``bus.tcp_port``), or None for a syntax error.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None, key: str | None) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        super().__init__(message)
+
+
+class PluginNotFoundError(ConfigError, LookupError):
+    """A plugin was enabled by a name that no installed entry point has."""
+
+
+class StateError(GanglionError):
+    """The node's state directory cannot be used."""
+
+
+class StateCorruptError(StateError, ValueError):
+    """A file in the state directory does not hold what the node wrote there."""
+
+
+class StateLockedError(StateError, OSError):
+    """Another process (another node) holds the state directory's lock."""
