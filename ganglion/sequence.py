@@ -276,6 +276,11 @@ class SequenceTable:
             trackers.move_to_end(key)
         return tracker
 
+    def peek(self, node_id: bytes, type_name: str) -> SequenceStats | None:
+        """Return the counters of (``node_id``, ``type_name``) without creating a tracker."""
+        tracker = self._trackers.get((node_id, type_name))
+        return None if tracker is None else tracker.stats()
+
     def observe(
         self, node_id: bytes, type_name: str, seq: int, boot: int = 0, ts_ns: int = -1
     ) -> Verdict:

@@ -52,6 +52,7 @@ class Outgoing:
         self._packers: dict[str, Packer] = {}
         self._dirty: dict[str, Packer] = {}
         self._busy = False
+        self._clock_synced = True
         self._flush_handle: asyncio.Handle | None = None
         self.messages = 0
         self.datagrams = 0
@@ -66,6 +67,8 @@ class Outgoing:
         if packer is None:
             packer = Packer(node_id=self._node_id, type_name=type_name, fingerprint=fingerprint,
                             boot=self._boot, key=self._key, max_datagram=self._max_datagram)
+            if not self._clock_synced:
+                packer.set_clock_synced(False)
             self._packers[type_name] = packer
         return packer
 
@@ -81,6 +84,12 @@ class Outgoing:
         self._emit(packer)
         self._busy = True
         self._schedule()
+
+    def set_clock_synced(self, synced: bool) -> None:
+        """Flag the datagrams of every type (from the next one on) as clock-(un)synchronised."""
+        self._clock_synced = synced
+        for packer in self._packers.values():
+            packer.set_clock_synced(synced)
 
     def flush(self) -> None:
         """Send every queued message now."""

@@ -64,7 +64,14 @@ _LOG_LIMIT = 5
 
 __all__ = ["Endpoint", "EndpointStats", "GroupFor", "MessageInfo", "Subscription"]
 
-GroupFor = Callable[[str], "str | IPv4Address"]
+#: Maps a type name to its group; None while the group is not known yet (publishes
+#: wait in a bounded queue, subscriptions join once :meth:`Endpoint.set_group` runs).
+GroupFor = Callable[[str], "str | IPv4Address | None"]
+
+#: Messages per type waiting for a group before the oldest is dropped.
+DEFAULT_PENDING_LIMIT = 1000
+#: Seconds subscribers keep listening on a type's old group after it moved.
+DEFAULT_MOVE_GRACE = 10.0
 
 
 def _default_group_for(type_name: str) -> IPv4Address:
@@ -88,6 +95,8 @@ class EndpointStats:
         decode_errors: datagrams or payloads that failed to decode, dropped.
         bad_mac: datagrams without a valid MAC under the network key, dropped.
         schema_mismatches: messages whose sender's schema fingerprint differs from ours.
+        pending: messages waiting for their type's group to be known.
+        pending_dropped: messages dropped from a full waiting queue (oldest first).
         queue_dropped: messages a slow ``async for`` subscriber lost (oldest first).
         streams: per (sender node id, type name) sequence counters.
         sender: the send socket's counters.
@@ -104,6 +113,8 @@ class EndpointStats:
     decode_errors: int
     bad_mac: int
     schema_mismatches: int
+    pending: int
+    pending_dropped: int
     queue_dropped: int
     streams: dict[tuple[bytes, str], SequenceStats]
     sender: SenderStats
@@ -125,8 +136,10 @@ class Endpoint:
             unsigned or forged ones are dropped.
         max_datagram: size budget of one datagram in bytes.
         ttl: multicast TTL.
-        group_for: maps a type name to its multicast group.
+        group_for: maps a type name to its multicast group, or None while unknown.
         rcvbuf: receive buffer to ask the kernel for.
+        pending_limit: messages per type held while its group is unknown.
+        move_grace: seconds to keep listening on a type's old group after a move.
     """
 
     def __init__(
@@ -141,6 +154,8 @@ class Endpoint:
         ttl: int = defaults.DEFAULT_TTL,
         group_for: GroupFor | None = None,
         rcvbuf: int = defaults.RCVBUF_BYTES,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
+        move_grace: float = DEFAULT_MOVE_GRACE,
     ) -> None:
         if node_id is None:
             node_id = secrets.token_bytes(NODE_ID_SIZE)
@@ -163,6 +178,13 @@ class Endpoint:
         self._receiver: MulticastReceiver | None = None
         self._out: Outgoing | None = None
         self._queue_dropped_closed = 0
+        self._pending_limit = pending_limit
+        self._move_grace = move_grace
+        self._pending: dict[str, collections.deque[tuple[bytes, int, bytes]]] = {}
+        self._joined: dict[str, set[str]] = {}  # type -> groups joined for it
+        self._move_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._last: dict[str, tuple[bytes, bytes, int, int]] = {}
+        self._clock_synced = True
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -202,6 +224,9 @@ class Endpoint:
             await self.flush()
             self._out.close()
             self._out = None
+        for handle in self._move_timers.values():
+            handle.cancel()
+        self._move_timers.clear()
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 sub.close()
@@ -264,17 +289,24 @@ class Endpoint:
             payload = encode_payload(msg)
         packer = out.packer(name, fingerprint)
         packer.check_fits(len(payload))
-        self._group(name)  # resolve early: a bad group is the publisher's error, not the flush's
+        # resolve early: a bad group is the publisher's error, not the flush's
+        group = self._group(name)
         now_ns = time.time_ns()
-        seq = packer.next_seq
+        pending = self._pending.get(name)
         # Queue before local delivery: a subscriber that publishes this type again
         # from its callback then gets the next sequence number, not this one.
-        out.add(packer, payload, now_ns)
+        if group is None or pending:
+            seq = self._hold(name, payload, now_ns, fingerprint, packer.next_seq)
+        else:
+            seq = packer.next_seq
+            out.add(packer, payload, now_ns)
+        self._last[name] = (payload, fingerprint, seq, now_ns)
         self._counts["published"] += 1
         subs = self._subs.get(name)
         if subs:
             info = MessageInfo(type_name=name, sender=self.node_id, seq=seq, sent_ns=now_ns,
-                               received_ns=now_ns, boot=self.boot, local=True)
+                               received_ns=now_ns, boot=self.boot, local=True,
+                               clock_synced=self._clock_synced)
             for sub in list(subs):
                 sub.deliver(local_msg, info)
 
@@ -309,9 +341,76 @@ class Endpoint:
         sub = Subscription(name, callback=callback, maxsize=maxsize, on_close=self._unsubscribe)
         subs = self._subs.setdefault(name, [])
         if not subs:
-            self._receiver.join(self._group(name))
+            group = self._group(name)
+            if group is not None:
+                self._join(name, group)
         subs.append(sub)
         return sub
+
+    def set_group(self, type_name: str, group: str | IPv4Address) -> None:
+        """Tell the endpoint that ``type_name`` now uses ``group`` (assigned or moved).
+
+        Messages waiting for the group are sent. On a move, subscribers join the
+        new group at once and keep listening on the old one for ``move_grace``
+        seconds, so readings sent by publishers that have not learned of the move
+        yet still arrive; the sequence tracker drops any duplicate.
+
+        Args:
+            type_name: the type whose group is now known.
+            group: its multicast group.
+
+        Raises:
+            ConfigError: ``group`` is not a multicast address.
+        """
+        group = validate_group(str(group))
+        old = self._groups.get(type_name)
+        self._groups[type_name] = group
+        if self._subs.get(type_name) and self._receiver is not None:
+            self._join(type_name, group)
+            if old is not None and old != group:
+                self._schedule_leave(type_name, old)
+        self._release(type_name)
+
+    def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
+        """This endpoint's latest message of a type: (payload, fingerprint, seq, sent_ns)."""
+        return self._last.get(type_name)
+
+    def deliver_last_value(self, type_name: str, payload: bytes, *, sender: bytes,
+                           fingerprint: bytes, seq: int, boot: int, sent_ns: int,
+                           source: tuple[str, int] | None = None) -> bool:
+        """Hand a peer's latest message (a late-joiner answer) to local subscribers.
+
+        It is delivered, marked ``last_value``, only when no message as new from that
+        sender has been seen, so a subscriber never gets an old reading after a newer one.
+
+        Returns:
+            True if it was delivered.
+        """
+        subs = self._subs.get(type_name)
+        if not subs:
+            return False
+        seen = self._sequences.peek(sender, type_name)
+        if seen is not None and seen.boot == boot and seen.highest is not None \
+                and seen.highest >= seq:
+            return False
+        try:
+            msg = decode_payload(type_name, payload, fingerprint)
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source or ("?", 0))
+            return False
+        info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
+                           received_ns=time.time_ns(), boot=boot, source=source, last_value=True)
+        for sub in list(subs):
+            sub.deliver(msg, info)
+        return True
+
+    def set_clock_synced(self, synced: bool) -> None:
+        """Flag (or stop flagging) outgoing datagrams as sent with an unsynchronised clock."""
+        if synced == self._clock_synced:
+            return
+        self._clock_synced = synced
+        if self._out is not None:
+            self._out.set_clock_synced(synced)
 
     def subscribed(self) -> frozenset[str]:
         """Type names with at least one local subscriber."""
@@ -332,26 +431,76 @@ class Endpoint:
         dropped = self._queue_dropped_closed + sum(
             sub.dropped for subs in self._subs.values() for sub in subs)
         c = self._counts
+        pending = sum(len(q) for q in self._pending.values())
         return EndpointStats(
             published=c["published"], datagrams_sent=self._out.datagrams,
             received=c["received"], lost=total["lost"], duplicates=total["duplicates"],
             reordered=total["reordered"], stale=total["stale"],
             decode_errors=c["decode_errors"], bad_mac=c["bad_mac"],
-            schema_mismatches=total["schema_mismatches"], queue_dropped=dropped,
+            schema_mismatches=total["schema_mismatches"], pending=pending,
+            pending_dropped=c["pending_dropped"], queue_dropped=dropped,
             streams=streams, sender=self._sender.stats(), receiver=self._receiver.stats(),
         )
 
     # -- internals -------------------------------------------------------------------
 
-    def _group(self, type_name: str) -> str:
+    def _group(self, type_name: str) -> str | None:
         group = self._groups.get(type_name)
         if group is None:
-            group = self._groups[type_name] = validate_group(str(self._group_for(type_name)))
+            found = self._group_for(type_name)
+            if found is None:
+                return None
+            group = self._groups[type_name] = validate_group(str(found))
         return group
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
         assert self._sender is not None
-        return self._sender.send(datagram, self._group(type_name), self.port)
+        group = self._groups[type_name]  # resolved before anything was queued
+        return self._sender.send(datagram, group, self.port)
+
+    def _join(self, type_name: str, group: str) -> None:
+        assert self._receiver is not None
+        joined = self._joined.setdefault(type_name, set())
+        if group not in joined:
+            self._receiver.join(group)  # reference-counted by the receiver
+            joined.add(group)
+        timer = self._move_timers.pop((type_name, group), None)
+        if timer is not None:
+            timer.cancel()  # moved back before the grace period ended
+
+    def _leave(self, type_name: str, group: str) -> None:
+        self._move_timers.pop((type_name, group), None)
+        joined = self._joined.get(type_name)
+        if joined and group in joined:
+            joined.discard(group)
+            if self._receiver is not None:
+                self._receiver.leave(group)
+
+    def _schedule_leave(self, type_name: str, group: str) -> None:
+        key = (type_name, group)
+        if key not in self._move_timers:
+            loop = asyncio.get_running_loop()
+            self._move_timers[key] = loop.call_later(self._move_grace, self._leave,
+                                                     type_name, group)
+
+    def _hold(self, name: str, payload: bytes, ts_ns: int, fingerprint: bytes,
+              next_seq: int) -> int:
+        """Queue a message until its type has a group; return the seq it will get."""
+        queue = self._pending.setdefault(name, collections.deque())
+        if len(queue) >= self._pending_limit:
+            queue.popleft()
+            self._counts["pending_dropped"] += 1
+        queue.append((payload, ts_ns, fingerprint))
+        return next_seq + len(queue) - 1
+
+    def _release(self, type_name: str) -> None:
+        """Send the messages that waited for ``type_name``'s group."""
+        queue = self._pending.pop(type_name, None)
+        if not queue or self._out is None:
+            return
+        out = self._out
+        for payload, ts_ns, fingerprint in queue:
+            out.add(out.packer(type_name, fingerprint), payload, ts_ns)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.type_name)
@@ -359,8 +508,9 @@ class Endpoint:
             return
         subs.remove(sub)
         self._queue_dropped_closed += sub.dropped
-        if not subs and self._receiver is not None:
-            self._receiver.leave(self._group(sub.type_name))
+        if not subs:
+            for group in list(self._joined.get(sub.type_name, ())):
+                self._leave(sub.type_name, group)
 
     def _count_bad(self, kind: str, detail: str, source: tuple[str, int]) -> None:
         self._counts[kind] += 1
@@ -386,6 +536,7 @@ class Endpoint:
         known = lookup(env.type_name)
         mismatch = known is not None and known.fingerprint != env.fingerprint
         sequences = self._sequences
+        clock_synced = env.clock_synced
         for seq, ts, payload in env.messages():
             if not sequences.observe(env.node_id, env.type_name, seq, env.boot, ts).deliver:
                 continue
@@ -400,7 +551,8 @@ class Endpoint:
                              env.node_id.hex(), env.fingerprint.hex(), known.fingerprint.hex()
                              if known else "?")
             info = MessageInfo(type_name=env.type_name, sender=env.node_id, seq=seq, sent_ns=ts,
-                               received_ns=received_ns, boot=env.boot, source=source)
+                               received_ns=received_ns, boot=env.boot, source=source,
+                               clock_synced=clock_synced)
             self._counts["received"] += 1
             for sub in list(subs):
                 sub.deliver(msg, info)

@@ -36,6 +36,10 @@ class MessageInfo:
         boot: the sender's boot counter.
         local: True when published by this endpoint (delivered without encoding).
         source: the (address, port) the datagram came from; None when local.
+        clock_synced: False when the sender flagged its clock as not synchronised,
+            so ``sent_ns`` may be far off.
+        last_value: True for a publisher's latest message fetched by a late joiner
+            (it was published before this subscriber asked).
     """
 
     type_name: str
@@ -46,6 +50,8 @@ class MessageInfo:
     boot: int = 0
     local: bool = False
     source: tuple[str, int] | None = None
+    clock_synced: bool = True
+    last_value: bool = False
 
     @property
     def sender_hex(self) -> str:
