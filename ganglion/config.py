@@ -1,0 +1,443 @@
+"""The node's optional TOML config file, checked key by key with line numbers.
+
+Theory of operation: :func:`load_config` parses the file with the stdlib
+``tomllib`` (a syntax error keeps tomllib's own message, which has the line and
+column), then walks the parsed tree against a fixed schema: every key must be one
+the schema names and every value must have the key's type and range. tomllib
+reports no positions for keys, so a small scanner over the text
+(:func:`_key_lines`) maps each dotted key path to the line it is written on; it
+understands ``[table]`` headers, dotted and quoted keys, and skips the inside of
+strings (multi-line ones included) so that text inside a value is never taken
+for a key. Keys inside an inline table get the line of the inline table. An error
+names the file, the line, the key and, for an unknown key, the closest valid key
+(``difflib.get_close_matches`` over every dotted key, so a top-level
+``tcp_port`` suggests ``bus.tcp_port``).
+
+The result is a frozen :class:`NodeConfig`; :func:`merge` lays the command
+line's flags over it (flags win). Relative paths in the file are taken relative
+to the file's directory, so a config means the same thing from any working
+directory. Every key is documented in ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from ganglion import defaults
+from ganglion.errors import ConfigError, ConfigFileError, LocalError
+
+__all__ = ["NodeConfig", "load_config", "merge"]
+
+_UDP_MAX: Final = 65_507  # largest UDP payload over IPv4
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """Everything a node can be told by its config file or flags; defaults when absent.
+
+    Attributes:
+        name: the node's human name; None means the hostname.
+        iface: interface name or IPv4 address; None means the default-route interface.
+        port: UDP port of the data groups.
+        key_file: the network key file; None means no key (or the environment's).
+        ttl: multicast TTL.
+        state_dir: the state directory; None means the platform default.
+        max_datagram: size budget of one datagram in bytes.
+        plugins: entry-point names of the internal plugins to run, in order.
+        bus_ipc: the local bus's ipc socket: True for the default path in the state
+            directory, False for none, or a path.
+        bus_tcp_port: also serve the local bus on ``tcp://127.0.0.1:PORT``; None for no TCP.
+        sim_kinds: kinds of simulated sensors to run (enables the ``sim`` plugin).
+        sim_interval: seconds between simulated readings; None for the plugin's default.
+        plugin_settings: ``[plugin.<name>]`` tables, passed to each plugin as keyword arguments.
+        source: the file this config was read from, if any.
+    """
+
+    name: str | None = None
+    iface: str | None = None
+    port: int = defaults.DATA_PORT
+    key_file: Path | None = None
+    ttl: int = defaults.DEFAULT_TTL
+    state_dir: Path | None = None
+    max_datagram: int = defaults.MAX_DATAGRAM
+    plugins: tuple[str, ...] = ()
+    bus_ipc: bool | Path = True
+    bus_tcp_port: int | None = None
+    sim_kinds: tuple[str, ...] = ()
+    sim_interval: float | None = None
+    plugin_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    source: Path | None = None
+
+    def plugin_specs(self) -> dict[str, dict[str, Any]]:
+        """The plugins to load and the keyword arguments for each, in order.
+
+        ``sim`` is added when :attr:`sim_kinds` is set; ``[sim]`` values win over the
+        same names in ``[plugin.sim]``.
+
+        Returns:
+            Plugin name -> settings, ready for :func:`ganglion.plugins.load_plugins`.
+        """
+        names = list(self.plugins)
+        if self.sim_kinds and "sim" not in names:
+            names.append("sim")
+        specs = {name: dict(self.plugin_settings.get(name, {})) for name in names}
+        if "sim" in specs:
+            if self.sim_kinds:
+                specs["sim"]["kinds"] = list(self.sim_kinds)
+            if self.sim_interval is not None:
+                specs["sim"]["interval"] = self.sim_interval
+        return specs
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and check a node config file.
+
+    Args:
+        path: the TOML file.
+
+    Returns:
+        The config; keys the file does not set keep their defaults.
+
+    Raises:
+        ConfigFileError: the file cannot be read, is not valid TOML, has a key the
+            schema does not know (the closest valid key is suggested) or a value of
+            the wrong type or range; the message names the file and the line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigFileError(f"cannot read config file {path}: {reason}",
+                              path=str(path), line=None, key=None) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        raise ConfigFileError(f"{path}: invalid TOML: {exc}", path=str(path),
+                              line=int(found.group(1)) if found else None, key=None) from None
+    return _Checker(path, _key_lines(text)).build(data)
+
+
+def merge(config: NodeConfig, cli_overrides: Mapping[str, Any]) -> NodeConfig:
+    """Lay command-line values over a config: every flag the user gave wins.
+
+    Args:
+        config: from :func:`load_config`, or ``NodeConfig()`` without a file.
+        cli_overrides: :class:`NodeConfig` field name -> value. None (a flag not
+            given) and empty sequences (a repeatable flag not given) are ignored; a
+            non-empty sequence replaces the file's list rather than extending it.
+
+    Returns:
+        A new config.
+
+    Raises:
+        ConfigError: a value is of the wrong type or out of range (names the flag).
+        LocalError: a key is not a :class:`NodeConfig` field (a programming error).
+    """
+    changes: dict[str, Any] = {}
+    for field, value in cli_overrides.items():
+        if field not in _FIELD_CHECKS:
+            raise LocalError(f"{field!r} is not a NodeConfig field that flags can set")
+        if value is None or (isinstance(value, list | tuple) and not value):
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        try:
+            changes[field] = _FIELD_CHECKS[field].check(value, Path.cwd())
+        except _Wrong as wrong:
+            flag = "--" + field.replace("_", "-")
+            raise ConfigError(f"{flag} must be {wrong.expected}, not {value!r}") from None
+    return dataclasses.replace(config, **changes)
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+class _Wrong(Exception):
+    """A value does not fit its key; ``expected`` says what would."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Key:
+    field: str  # the NodeConfig field it sets
+    check: Callable[[Any, Path], Any]  # (value, base dir) -> converted value, or raise _Wrong
+
+
+def _text(value: Any, base: Path) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Wrong("a non-empty string")
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[Any, Path], int]:
+    def check(value: Any, base: Path) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Wrong(f"an integer from {low} to {high}")
+        return value
+    return check
+
+
+def _path(value: Any, base: Path) -> Path:
+    text = _text(value, base)
+    return base / Path(text).expanduser()  # an absolute path replaces base
+
+
+def _names(value: Any, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip()
+                                                       for v in value):
+        raise _Wrong("a list of non-empty strings")
+    if len(set(value)) != len(value):
+        raise _Wrong("a list without repeats")
+    return tuple(value)
+
+
+def _positive_seconds(value: Any, base: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise _Wrong("a number of seconds greater than 0")
+    return float(value)
+
+
+def _ipc(value: Any, base: Path) -> bool | Path:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip():
+        return _path(value, base)
+    raise _Wrong("true, false or a socket path")
+
+
+#: Dotted key -> what it sets. Tables are the keys' prefixes; ``plugin`` is free-form.
+_SCHEMA: Final[dict[str, _Key]] = {
+    "name": _Key("name", _text),
+    "iface": _Key("iface", _text),
+    "port": _Key("port", _int_in(1, 65535)),
+    "key_file": _Key("key_file", _path),
+    "ttl": _Key("ttl", _int_in(0, 255)),
+    "state_dir": _Key("state_dir", _path),
+    "max_datagram": _Key("max_datagram", _int_in(256, _UDP_MAX)),
+    "plugins": _Key("plugins", _names),
+    "bus.ipc": _Key("bus_ipc", _ipc),
+    "bus.tcp_port": _Key("bus_tcp_port", _int_in(1, 65535)),
+    "sim.kinds": _Key("sim_kinds", _names),
+    "sim.interval": _Key("sim_interval", _positive_seconds),
+}
+_TABLES: Final = frozenset(key.split(".")[0] for key in _SCHEMA if "." in key)
+_PLUGIN_TABLE: Final = "plugin"
+_FIELD_CHECKS: Final = {key.field: key for key in _SCHEMA.values()}
+
+
+class _Checker:
+    """Walks a parsed file against :data:`_SCHEMA`, blaming lines found by :func:`_key_lines`."""
+
+    def __init__(self, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+        self._path = path
+        self._lines = lines
+
+    def build(self, data: dict[str, Any]) -> NodeConfig:
+        values: dict[str, Any] = {}
+        settings: dict[str, Mapping[str, Any]] = {}
+        for key, value in data.items():
+            if key == _PLUGIN_TABLE:
+                settings = self._plugin_tables(value)
+            elif key in _TABLES:
+                if not isinstance(value, dict):
+                    raise self._error((key,), f"{key!r} must be a table ([{key}])")
+                for sub, sub_value in value.items():
+                    self._take((key, sub), sub_value, values)
+            else:
+                self._take((key,), value, values)
+        return NodeConfig(**values, plugin_settings=MappingProxyType(settings),
+                          source=self._path)
+
+    def _take(self, parts: tuple[str, ...], value: Any, values: dict[str, Any]) -> None:
+        dotted = ".".join(parts)
+        spec = _SCHEMA.get(dotted)
+        if spec is None:
+            raise self._error(parts, f"unknown key {dotted!r}{_suggest(dotted)}")
+        try:
+            values[spec.field] = spec.check(value, self._path.parent)
+        except _Wrong as wrong:
+            raise self._error(parts, f"{dotted!r} must be {wrong.expected}, not {value!r}") from None
+
+    def _plugin_tables(self, value: Any) -> dict[str, Mapping[str, Any]]:
+        if not isinstance(value, dict):
+            raise self._error((_PLUGIN_TABLE,), "'plugin' must hold one table per plugin "
+                              "([plugin.NAME])")
+        for name, table in value.items():
+            if not isinstance(table, dict):
+                raise self._error((_PLUGIN_TABLE, name),
+                                  f"'plugin.{name}' must be a table of that plugin's settings")
+        return {name: MappingProxyType(dict(table)) for name, table in value.items()}
+
+    def _error(self, parts: tuple[str, ...], message: str) -> ConfigFileError:
+        line = _line_of(self._lines, parts)
+        where = f"{self._path}:{line}" if line is not None else str(self._path)
+        return ConfigFileError(f"{where}: {message}", path=str(self._path), line=line,
+                               key=".".join(parts))
+
+
+def _suggest(dotted: str) -> str:
+    tables = sorted(_TABLES | {_PLUGIN_TABLE})
+    close = difflib.get_close_matches(dotted, [*_SCHEMA, *tables], n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    table = dotted.rpartition(".")[0]
+    here = sorted(k.rpartition(".")[2] for k in _SCHEMA if k.rpartition(".")[0] == table)
+    if not table:
+        here += [f"[{t}]" for t in tables]
+    return f"; valid keys here: {', '.join(here)}"
+
+
+def _line_of(lines: dict[tuple[str, ...], int], parts: tuple[str, ...]) -> int | None:
+    """The line of a key, else of its nearest enclosing key (an inline table's line)."""
+    for end in range(len(parts), 0, -1):
+        if parts[:end] in lines:
+            return lines[parts[:end]]
+    return None
+
+
+# -- finding keys' lines in the text ------------------------------------------------------
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+_WS: Final = " \t"
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path written in ``text`` (assumed valid TOML) to its first line (1-based)."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    open_string: str | None = None  # the delimiter of a multi-line string we are inside
+    for number, line in enumerate(text.splitlines(), start=1):
+        pos = 0
+        if open_string is not None:
+            pos = _find_close(line, 0, open_string)
+            if pos < 0:
+                continue  # the whole line is inside the string
+            open_string = _scan_value(line, pos)
+            continue
+        stripped = line.lstrip(_WS)
+        if stripped.startswith("["):
+            double = stripped.startswith("[[")
+            parts, _ = _parse_key(stripped, 2 if double else 1, "]")
+            if parts is not None:
+                table = tuple(parts)
+                lines.setdefault(table, number)
+                continue
+            # Not a header: the continuation of a multi-line array that starts with "[".
+        parts, after = _parse_key(stripped, 0, "=")
+        if parts is not None:
+            path = table + tuple(parts)
+            for end in range(len(table) + 1, len(path) + 1):
+                lines.setdefault(path[:end], number)
+            pos = after
+        open_string = _scan_value(stripped, pos)
+    return lines
+
+
+def _parse_key(s: str, pos: int, terminator: str) -> tuple[list[str] | None, int]:
+    """Parse a dotted key at ``pos`` followed by ``terminator``; (None, pos) if there is none."""
+    parts: list[str] = []
+    while True:
+        pos = _skip_ws(s, pos)
+        if pos < len(s) and s[pos] in "\"'":
+            quote = s[pos]
+            end = _string_end(s, pos + 1, quote)
+            if end < 0:
+                return None, pos
+            raw = s[pos + 1:end - 1]
+            parts.append(_unescape(raw) if quote == '"' else raw)
+            pos = end
+        else:
+            bare = _BARE_KEY.match(s, pos)
+            if bare is None:
+                return None, pos
+            parts.append(bare.group())
+            pos = bare.end()
+        pos = _skip_ws(s, pos)
+        if pos < len(s) and s[pos] == ".":
+            pos += 1
+            continue
+        if s.startswith(terminator, pos):
+            return parts, pos + len(terminator)
+        return None, pos
+
+
+def _scan_value(s: str, pos: int) -> str | None:
+    """Skip the rest of a line's value; return a multi-line string's delimiter if one stays open."""
+    while pos < len(s):
+        c = s[pos]
+        if c == "#":
+            return None
+        for triple in ('"""', "'''"):
+            if s.startswith(triple, pos):
+                end = _find_close(s, pos + 3, triple)
+                if end < 0:
+                    return triple
+                pos = end
+                break
+        else:
+            if c in "\"'":
+                end = _string_end(s, pos + 1, c)
+                pos = end if end > 0 else len(s)
+            else:
+                pos += 1
+    return None
+
+
+def _find_close(s: str, pos: int, triple: str) -> int:
+    """Index just past the closing ``triple`` at or after ``pos``, or -1."""
+    while True:
+        found = s.find(triple, pos)
+        if found < 0:
+            return -1
+        if triple == "'''" or not _escaped(s, found):
+            end = found + 3
+            while end < len(s) and s[end] == triple[0]:  # up to two quotes may end the content
+                end += 1
+            return end
+        pos = found + 1
+
+
+def _string_end(s: str, pos: int, quote: str) -> int:
+    """Index just past the one-line string whose content starts at ``pos``, or -1."""
+    while True:
+        found = s.find(quote, pos)
+        if found < 0:
+            return -1
+        if quote == "'" or not _escaped(s, found):
+            return found + 1
+        pos = found + 1
+
+
+def _escaped(s: str, index: int) -> bool:
+    backslashes = 0
+    while index - backslashes - 1 >= 0 and s[index - backslashes - 1] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 1
+
+
+def _skip_ws(s: str, pos: int) -> int:
+    while pos < len(s) and s[pos] in _WS:
+        pos += 1
+    return pos
+
+
+def _unescape(raw: str) -> str:
+    try:
+        value = json.loads(f'"{raw}"')  # TOML's basic-string escapes are JSON's plus \U
+    except ValueError:
+        return raw
+    return value if isinstance(value, str) else raw
