@@ -1,0 +1,451 @@
+"""The ganglion node: agreed groups, membership, discovery and local publish/subscribe.
+
+Theory of operation: a :class:`Node` is an :class:`~ganglion.runtime.endpoint.Endpoint`
+whose type -> group map is not computed locally but *agreed* with the other nodes by
+the control channel (:mod:`ganglion.runtime.control`, driving the ``consensus`` state
+machine). Around it:
+
+* The first publish of a type (or the first subscription, on a member) proposes it.
+  Until its group is decided, published messages wait in a bounded queue in the
+  endpoint and go out once it is; subscribers join the group when it is known.
+* A decided move makes subscribers listen on the old and the new group for a grace
+  period (duplicates are dropped by sequence number), so no reading is lost.
+* The node id and a boot counter are persisted in the state directory, and so is
+  the consensus journal: a node restarted with the same directory keeps its map
+  and its promises.
+* Discovery (mDNS/DNS-SD) advertises the node and the types it publishes, for
+  people and tools; liveness and quorums come from control-channel heartbeats.
+* Late joiners: ``subscribe(..., last_value=True)`` asks every publisher of the
+  type for its latest message.
+* Observers (``observer=True``, for short-lived tools) learn the map by catch-up and
+  never count in a quorum; they persist nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from consensus import MapChange
+from ganglion import __version__, defaults
+from ganglion.clock import clock_synchronized
+from ganglion.errors import LocalError
+from ganglion.membership import PeerInfo
+from ganglion.runtime.control import ControlChannel
+from ganglion.runtime.control_messages import LastValue
+from ganglion.runtime.endpoint import Endpoint, EndpointStats
+from ganglion.runtime.journal import Journal
+from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
+from ganglion.state import NodeState
+from ganglion.types import Record, decode_payload, type_of, validate_type_name
+
+__all__ = ["Node", "NodeStats", "TypeStats"]
+
+_log = logging.getLogger(__name__)
+
+#: Seconds between checks of the wall clock's synchronisation.
+CLOCK_CHECK_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TypeStats:
+    """Counters of one message type on this node.
+
+    Attributes:
+        group: its agreed multicast group, or None while undecided.
+        sent: messages published here.
+        received: messages received from other nodes.
+        lost: gaps in the senders' sequence numbers.
+        duplicates: messages received twice (dropped).
+        reordered: messages that arrived late (delivered).
+        stale: messages older than the replay window (dropped).
+    """
+
+    group: str | None
+    sent: int
+    received: int
+    lost: int
+    duplicates: int
+    reordered: int
+    stale: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeStats:
+    """A snapshot of a node's counters.
+
+    Attributes:
+        types: per type name.
+        dropped: messages dropped before sending (a full waiting queue).
+        bad_mac: datagrams without a valid MAC (data and control).
+        decode_errors: malformed datagrams or payloads (data and control).
+        peers: live peers heard on the control channel.
+        control: control-channel counters.
+        endpoint: the data endpoint's full counters.
+    """
+
+    types: dict[str, TypeStats]
+    dropped: int
+    bad_mac: int
+    decode_errors: int
+    peers: int
+    control: dict[str, Any]
+    endpoint: EndpointStats
+
+
+class Node:
+    """A ganglion node. Use ``async with Node(...) as node:``.
+
+    Args:
+        name: human name; the host name when None.
+        interface: IPv4 address of the chosen interface (see :mod:`ganglion.netif`).
+        port: UDP port of the data groups.
+        control_port: UDP port of the control group.
+        control_group: the control multicast group.
+        state_dir: where the node id, boot counter and journal live; the
+            platform's state directory when None. Observers use none.
+        key: the 32-byte network key, if any.
+        ttl: multicast TTL.
+        max_datagram: size budget of one data datagram.
+        observer: True for short-lived tools (never in a quorum, nothing persisted).
+        discovery: advertise and browse over mDNS (python-zeroconf).
+        tick_seconds: length of one consensus tick.
+        heartbeat_seconds: interval between heartbeats.
+        peer_timeout: seconds of silence after which a peer is gone.
+        pending_limit: messages per type held while its group is being agreed.
+        rng: randomness for the consensus node.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        interface: str = "127.0.0.1",
+        port: int = defaults.DATA_PORT,
+        control_port: int = defaults.CONTROL_PORT,
+        control_group: str = defaults.CONTROL_GROUP,
+        state_dir: Path | str | None = None,
+        key: bytes | None = None,
+        ttl: int = defaults.DEFAULT_TTL,
+        max_datagram: int = defaults.MAX_DATAGRAM,
+        observer: bool = False,
+        discovery: bool = True,
+        tick_seconds: float = 0.05,
+        heartbeat_seconds: float = 0.5,
+        peer_timeout: float = 2.0,
+        pending_limit: int = 1000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name or socket.gethostname()
+        self.interface = interface
+        self.port = port
+        self.observer = observer
+        self._control_port = control_port
+        self._control_group = control_group
+        self._state_dir = state_dir
+        self._key = key
+        self._ttl = ttl
+        self._max_datagram = max_datagram
+        self._use_discovery = discovery
+        self._tick_seconds = tick_seconds
+        self._heartbeat_seconds = heartbeat_seconds
+        self._peer_timeout = peer_timeout
+        self._pending_limit = pending_limit
+        self._rng = rng
+        self._state: NodeState | None = None
+        self._endpoint: Endpoint | None = None
+        self._control: ControlChannel | None = None
+        self._discovery: Any = None
+        self._publishes: set[str] = set()
+        self._sent: collections.Counter[str] = collections.Counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._clock_timer: asyncio.Task[None] | None = None
+        self._decided: dict[str, asyncio.Event] = {}
+        self.node_id = b""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the state directory and the sockets, join the control channel.
+
+        Raises:
+            StateError: the state directory is locked by another node or unusable.
+            InterfaceError: ``interface`` is not an address of this host.
+            TransportError: a socket could not be opened.
+        """
+        if self._endpoint is not None:
+            raise LocalError("the node is already started")
+        journal = None
+        if self.observer:
+            import secrets
+
+            node_id, boot = secrets.token_bytes(8), int(time.time()) & 0xFFFFFFFF
+        else:
+            self._state = NodeState.open(self._state_dir)
+            node_id, boot = self._state.node_id, self._state.boot
+            journal = Journal(self._state.file_path("consensus.journal"))
+        self.node_id = node_id
+        try:
+            self._endpoint = Endpoint(
+                interface=self.interface, port=self.port, node_id=node_id, boot=boot,
+                key=self._key, ttl=self._ttl, max_datagram=self._max_datagram,
+                group_for=self._agreed_group, pending_limit=self._pending_limit)
+            await self._endpoint.start()
+            synced = clock_synchronized()
+            self._endpoint.set_clock_synced(synced)
+            if not synced:
+                _log.warning("this machine's clock is not synchronised (no NTP yet?): readings "
+                             "are flagged so receivers know their timestamps may be off")
+            self._control = ControlChannel(
+                node_id=node_id, name=self.name, version=__version__, interface=self.interface,
+                port=self._control_port, group=self._control_group, key=self._key,
+                ttl=self._ttl, observer=self.observer, journal=journal, rng=self._rng,
+                tick_seconds=self._tick_seconds, heartbeat_seconds=self._heartbeat_seconds,
+                peer_timeout=self._peer_timeout, on_change=self._on_map_change,
+                publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
+                last_value=self._last_value, on_last_value=self._on_last_value)
+            await self._control.start()
+            if self._use_discovery:
+                await self._start_discovery()
+            self._clock_timer = asyncio.get_running_loop().create_task(self._watch_clock())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop gracefully: say goodbye, unregister mDNS, flush and leave every group."""
+        if self._clock_timer is not None:
+            self._clock_timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock_timer
+            self._clock_timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._discovery is not None:
+            try:
+                await self._discovery.close()
+            except Exception:
+                _log.warning("closing mDNS discovery failed", exc_info=True)
+            self._discovery = None
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
+        if self._endpoint is not None:
+            await self._endpoint.close()
+            self._endpoint = None
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- publish and subscribe -------------------------------------------------------
+
+    async def publish(self, msg: object) -> None:
+        """Publish one message to every subscriber of its type, on every node.
+
+        The first publish of a type starts the agreement on its group; until it is
+        decided, messages wait in a bounded queue (the oldest dropped and counted).
+
+        Args:
+            msg: an instance of a registered message class, or a Record.
+
+        Raises:
+            TypeRegistrationError: the class is not registered.
+            EncodeError: a field holds a value its type does not allow.
+            MessageTooLarge: the message cannot fit in one datagram.
+            LocalError: the node is not started.
+        """
+        self.publish_nowait(msg)
+
+    def publish_nowait(self, msg: object) -> None:
+        """Like :meth:`publish`, callable from synchronous code on the event loop."""
+        endpoint, control = self._running()
+        name = msg.type_name if isinstance(msg, Record) else type_of(msg).name
+        endpoint.publish(msg)
+        self._sent[name] += 1
+        if name not in self._publishes:
+            self._publishes.add(name)
+            control.propose(name)
+            self._spawn(self._advertise())
+
+    def publish_encoded(self, type_name: str, payload: bytes) -> None:
+        """Publish a CBOR payload received from an external plugin.
+
+        Raises:
+            TypeNameError: the type name is invalid.
+            DecodeError: the payload is not a valid message of that type.
+        """
+        validate_type_name(type_name)
+        self.publish_nowait(decode_payload(type_name, payload))
+
+    def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
+                  maxsize: int = DEFAULT_QUEUE_SIZE, last_value: bool = False,
+                  propose: bool | None = None) -> Subscription:
+        """Subscribe to a message type on every node.
+
+        Args:
+            type_or_name: a registered class or a dotted type name.
+            callback: called as ``callback(msg, info)``; without one, iterate the
+                subscription with ``async for``.
+            maxsize: messages an ``async for`` subscription buffers.
+            last_value: also ask every publisher for its latest message of the
+                type (delivered with ``info.last_value`` set).
+            propose: start the agreement on the type's group if it has none yet;
+                by default members do and observers do not.
+
+        Returns:
+            The :class:`Subscription`; close it to unsubscribe.
+        """
+        endpoint, control = self._running()
+        sub = endpoint.subscribe(type_or_name, callback, maxsize=maxsize)
+        if propose if propose is not None else not self.observer:
+            control.propose(sub.type_name)
+        if last_value:
+            control.request_last_values(sub.type_name)
+        return sub
+
+    def request_last_values(self, type_name: str) -> None:
+        """Ask every publisher of ``type_name`` for its latest message."""
+        self._running()[1].request_last_values(type_name)
+
+    async def wait_for_group(self, type_name: str, timeout: float = 10.0) -> str:
+        """Wait until ``type_name`` has an agreed group and return it.
+
+        Raises:
+            TimeoutError: not decided within ``timeout`` seconds.
+        """
+        control = self._running()[1]
+        group = control.groups().get(type_name)
+        if group is not None:
+            return str(group)
+        event = self._decided.setdefault(type_name, asyncio.Event())
+        await asyncio.wait_for(event.wait(), timeout)
+        return str(control.groups()[type_name])
+
+    # -- what the node knows ---------------------------------------------------------
+
+    def types(self) -> dict[str, str]:
+        """The agreed map: type name -> multicast group address."""
+        return {name: str(group) for name, group in sorted(self._running()[1].groups().items())}
+
+    def peers(self) -> list[PeerInfo]:
+        """The live peers heard on the control channel (members and observers)."""
+        return self._running()[1].peers()
+
+    def discovered(self) -> list[Any]:
+        """The peers seen over mDNS (``ganglion.runtime.discovery.PeerInfo``)."""
+        return [] if self._discovery is None else list(self._discovery.peers())
+
+    def stats(self) -> NodeStats:
+        """A snapshot of every counter (see :class:`NodeStats`)."""
+        endpoint, control = self._running()
+        es = endpoint.stats()
+        cs = control.endpoint.stats()
+        groups = control.groups()
+        per: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        for (_node, type_name), s in es.streams.items():
+            per[type_name].update(received=s.received, lost=s.lost, duplicates=s.duplicates,
+                                  reordered=s.reordered, stale=s.stale)
+        names = set(per) | set(self._sent) | set(groups)
+        types = {
+            name: TypeStats(group=str(groups[name]) if name in groups else None,
+                            sent=self._sent[name], received=per[name]["received"],
+                            lost=per[name]["lost"], duplicates=per[name]["duplicates"],
+                            reordered=per[name]["reordered"], stale=per[name]["stale"])
+            for name in sorted(names)
+        }
+        return NodeStats(types=types, dropped=es.pending_dropped,
+                         bad_mac=es.bad_mac + cs.bad_mac,
+                         decode_errors=es.decode_errors + cs.decode_errors,
+                         peers=len(control.peers()), control=control.stats(), endpoint=es)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _running(self) -> tuple[Endpoint, ControlChannel]:
+        if self._endpoint is None or self._control is None:
+            raise LocalError("the node is not started; use `async with Node(...)`")
+        return self._endpoint, self._control
+
+    def _agreed_group(self, type_name: str) -> str | None:
+        if self._control is None:
+            return None
+        group = self._control.groups().get(type_name)
+        return None if group is None else str(group)
+
+    def _on_map_change(self, change: MapChange) -> None:
+        if change.old is None:
+            _log.info("type %s uses group %s", change.type_name, change.new)
+        else:
+            _log.info("type %s moves from %s to %s", change.type_name, change.old, change.new)
+        if self._endpoint is not None:
+            self._endpoint.set_group(change.type_name, change.new)
+        event = self._decided.pop(change.type_name, None)
+        if event is not None:
+            event.set()
+
+    def _last_value(self, type_name: str) -> LastValue | None:
+        if self._endpoint is None:
+            return None
+        last = self._endpoint.last_published(type_name)
+        if last is None:
+            return None
+        payload, fingerprint, seq, sent_ns = last
+        return LastValue(to=0, type_name=type_name, fingerprint=fingerprint, seq=seq,
+                         boot=self._endpoint.boot, sent_ns=sent_ns, payload=payload)
+
+    def _on_last_value(self, lv: LastValue, info: MessageInfo) -> None:
+        if self._endpoint is not None:
+            self._endpoint.deliver_last_value(
+                lv.type_name, lv.payload, sender=info.sender, fingerprint=lv.fingerprint,
+                seq=lv.seq, boot=lv.boot, sent_ns=lv.sent_ns, source=info.source)
+
+    async def _start_discovery(self) -> None:
+        from ganglion.runtime.discovery import Discovery
+
+        self._discovery = Discovery(
+            interface=self.interface, node_id=self.node_id, name=self.name, port=self.port,
+            publishes=sorted(self._publishes), role="observer" if self.observer else "member")
+        try:
+            await self._discovery.start()
+        except Exception:
+            # mDNS is for people and tools; the node works without it
+            _log.warning("mDNS discovery could not start; continuing without it", exc_info=True)
+            self._discovery = None
+
+    async def _advertise(self) -> None:
+        if self._discovery is not None:
+            await self._discovery.update_types(sorted(self._publishes))
+
+    async def _watch_clock(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_SECONDS)
+            if self._endpoint is not None:
+                self._endpoint.set_clock_synced(clock_synchronized())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("node background task failed: %r", task.exception())
