@@ -76,7 +76,7 @@ def encode_payload(obj: object, *, registry: TypeRegistry | None = None) -> byte
         except ValueError as exc:
             raise EncodeError(f"{obj.type_name}: {exc}") from None
     else:
-        mtype = (registry or default_registry).type_of(obj)
+        mtype = (registry if registry is not None else default_registry).type_of(obj)
         try:
             item = mtype.struct.encode(obj)
         except ValueError as exc:
@@ -119,7 +119,7 @@ def decode_payload(
         raise DecodeError(f"{type_name}: payload is not valid CBOR ({exc})") from None
     if type(item) is not dict:
         raise DecodeError(f"{type_name}: payload must be a CBOR map, got {type(item).__name__}")
-    mtype = (registry or default_registry).lookup(type_name)
+    mtype = (registry if registry is not None else default_registry).lookup(type_name)
     if mtype is not None:
         try:
             return mtype.struct.decode(item)
@@ -151,7 +151,7 @@ def as_dict(obj: object, *, registry: TypeRegistry | None = None) -> dict[str, A
     """
     if isinstance(obj, Record):
         return dict(obj.fields)
-    plain: dict[str, Any] = (registry or default_registry).type_of(obj).struct.plain(obj)
+    plain: dict[str, Any] = (registry if registry is not None else default_registry).type_of(obj).struct.plain(obj)
     return plain
 
 
@@ -163,7 +163,7 @@ def type_name_of(obj: object, *, registry: TypeRegistry | None = None) -> str:
     """
     if isinstance(obj, Record):
         return obj.type_name
-    return (registry or default_registry).type_of(obj).name
+    return (registry if registry is not None else default_registry).type_of(obj).name
 
 
 def _plain_map(item: dict[Any, Any], type_name: str) -> dict[str, Any]:
