@@ -111,8 +111,9 @@ def test_bad_intervals_are_config_errors(interval: Any) -> None:
 
 def test_setup_names_each_sensor_after_the_node() -> None:
     plugin = SimPlugin(["temperature", "flow"])
-    assert len(plugin.sensors) == 0
+    before = plugin.sensors
     run(plugin.setup(RecordingNode(Clock(0), name="cellar")))
+    assert before == ()
     assert [s.sensor_id for s in plugin.sensors] == ["sim:cellar/temperature", "sim:cellar/flow"]
 
 
