@@ -12,8 +12,11 @@ import asyncio
 import dataclasses
 import logging
 import re
+import sys
+import types
 from collections.abc import Callable, Coroutine, Iterator
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -648,5 +651,30 @@ def test_config_to_running_sim_plugin_end_to_end(endpoint_factory: Callable[[], 
         sensors = {sensor for sensor, _ in got}
         assert sensors == {"sim:pi-1/temperature", "sim:pi-1/flow"}
         assert all(not info.local for _, info in got)  # these came over multicast
+
+    run(main())
+
+
+def test_the_guides_example_plugin_works(
+    endpoint_factory: Callable[[], Endpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    source = re.search(r"```python\n(.*?)```", guide, re.DOTALL)
+    assert source is not None
+    module = types.ModuleType("plugins_guide_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # dataclasses look it up
+    exec(compile(source.group(1), "docs/plugins.md", "exec"), module.__dict__)
+    namespace = module.__dict__
+    alarms: list[Any] = []
+
+    async def main() -> None:
+        async with endpoint_factory() as ep:
+            node = LoopNode(ep)
+            node.subscribe("brewery.Alarm", lambda msg, info: alarms.append(msg))
+            async with PluginHost(node, [namespace["OverheatAlarm"](limit=25.0)]):
+                for celsius in (20.0, 26.5, 24.0, 30.0):
+                    await node.publish(Temperature(sensor="vat", celsius=celsius))
+                await until(lambda: len(alarms) == 2)
+        assert [a.celsius for a in alarms] == [26.5, 30.0]
 
     run(main())
