@@ -421,6 +421,23 @@ def test_two_nodes_sharing_one_zeroconf_see_each_other_but_not_themselves(mdns: 
     _run(main())
 
 
+def test_close_on_a_shared_zeroconf_still_says_goodbye(mdns: str) -> None:
+    async def main() -> None:
+        zc = AsyncZeroconf(interfaces=[mdns], ip_version=IPVersion.V4Only)
+        try:
+            a = _disc(ID_A, "alpha", zeroconf=zc)
+            c = _disc(ID_C, "gamma")
+            async with _running(c):
+                await a.start()
+                await _until(lambda: len(c.peers()) == 1, what="alpha to appear")
+                await a.close()  # the shared zeroconf stays open: only unregister helps
+                await _until(lambda: not c.peers(), timeout=5.0, what="goodbye")
+        finally:
+            await zc.async_close()
+
+    _run(main())
+
+
 _BAD_ADVERTS: dict[str, dict[str, str]] = {
     "bad-id": _good_txt(id="nothex-nothex-no"),
     "no-keys": {"hello": "world"},
