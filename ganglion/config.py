@@ -223,7 +223,7 @@ def _ipc(value: Any, base: Path) -> bool | Path:
 _SCHEMA: Final[dict[str, _Key]] = {
     "name": _Key("name", _text),
     "iface": _Key("iface", _text),
-    "port": _Key("port", _int_in(1, 65535)),
+    "port": _Key("port", _int_in(1, 65534)),  # the control channel uses port + 1
     "key_file": _Key("key_file", _path),
     "ttl": _Key("ttl", _int_in(0, 255)),
     "state_dir": _Key("state_dir", _path),

@@ -234,9 +234,10 @@ def test_quoted_table_names_are_understood(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, key, expected",
     [
-        ('port = "80"', "port", "must be an integer from 1 to 65535, not '80'"),
-        ("port = 0", "port", "must be an integer from 1 to 65535, not 0"),
-        ("port = true", "port", "must be an integer from 1 to 65535, not True"),
+        ('port = "80"', "port", "must be an integer from 1 to 65534, not '80'"),
+        ("port = 0", "port", "must be an integer from 1 to 65534, not 0"),
+        ("port = 65535", "port", "must be an integer from 1 to 65534, not 65535"),
+        ("port = true", "port", "must be an integer from 1 to 65534, not True"),
         ("ttl = 256", "ttl", "must be an integer from 0 to 255"),
         ("max_datagram = 100", "max_datagram", "must be an integer from 256 to 65507"),
         ('name = ""', "name", "must be a non-empty string, not ''"),
