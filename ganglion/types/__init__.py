@@ -21,6 +21,7 @@ from ganglion.types._payload import (
     as_dict,
     decode_payload,
     encode_payload,
+    payload_decoder,
     type_name_of,
 )
 from ganglion.types._record import Record
@@ -52,6 +53,7 @@ __all__ = [
     "is_valid_type_name",
     "lookup",
     "message",
+    "payload_decoder",
     "registered",
     "schema_fingerprint",
     "type_name_of",

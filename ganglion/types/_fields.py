@@ -47,7 +47,7 @@ _EPOCH_EXACT_US = 2**32 * 10**6
 class Kind:
     """How one field kind is encoded, flattened, decoded and named in the schema."""
 
-    __slots__ = ("decode", "encode", "plain", "schema")
+    __slots__ = ("decode", "encode", "exact", "plain", "schema")
 
     def __init__(
         self,
@@ -55,11 +55,15 @@ class Kind:
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any],
         plain: Callable[[Any], Any] | None = None,
+        exact: type | None = None,
     ) -> None:
         self.schema = schema
         self.encode = encode
         self.decode = decode
         self.plain = plain if plain is not None else encode
+        # A value of exactly this type passes encode and decode unchanged, so the
+        # struct codec skips the call for it (the common case on the hot path).
+        self.exact = exact
 
     def __repr__(self) -> str:
         return f"Kind({self.schema})"
@@ -80,13 +84,21 @@ class FieldSpec:
 
 
 class StructKind(Kind):
-    """A dataclass as a CBOR map keyed by field name (messages and nested types)."""
+    """A dataclass as a CBOR map keyed by field name (messages and nested types).
 
-    __slots__ = ("cls", "fields")
+    The codec walks a precomputed tuple of ``(name, encode, decode, exact,
+    required)`` per field rather than the :class:`FieldSpec` objects, and skips
+    the converter call for a value of the kind's ``exact`` type: this is the
+    per-message cost of every publish and every delivery.
+    """
+
+    __slots__ = ("_plan", "cls", "fields")
 
     def __init__(self, cls: type, fields: tuple[FieldSpec, ...]) -> None:
         self.cls = cls
         self.fields = fields
+        self._plan = tuple((f.name, f.kind.encode, f.kind.decode, f.kind.exact, f.required)
+                           for f in fields)
         schema = "{" + ",".join(f"{f.name}:{f.schema}" for f in sorted(fields, key=_by_name)) + "}"
         super().__init__(schema, self._encode, self._decode, self._plain)
 
@@ -94,11 +106,14 @@ class StructKind(Kind):
         if not isinstance(obj, self.cls):
             raise ValueError(f"expected {self.cls.__qualname__}, got {type(obj).__name__}")
         out: dict[str, Any] = {}
-        for f in self.fields:
-            try:
-                out[f.name] = f.kind.encode(getattr(obj, f.name))
-            except ValueError as exc:
-                raise ValueError(f"{f.name}: {exc}") from None
+        for name, encode, _decode, exact, _required in self._plan:
+            value = getattr(obj, name)
+            if type(value) is not exact:
+                try:
+                    value = encode(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+            out[name] = value
         return out
 
     def _plain(self, obj: Any) -> dict[str, Any]:
@@ -108,18 +123,27 @@ class StructKind(Kind):
         if type(item) is not dict:
             raise ValueError(f"expected a map for {self.cls.__qualname__}, got {_cbor_name(item)}")
         kwargs: dict[str, Any] = {}
-        for f in self.fields:
-            if f.name in item:
+        get = item.get
+        for name, _encode, decode, exact, required in self._plan:
+            value = get(name, _MISSING)
+            if value is _MISSING:
+                if required:
+                    raise ValueError(f"missing field {name!r} (it has no default)")
+                continue
+            if type(value) is not exact:
                 try:
-                    kwargs[f.name] = f.kind.decode(item[f.name])
+                    value = decode(value)
                 except ValueError as exc:
-                    raise ValueError(f"{f.name}: {exc}") from None
-            elif f.required:
-                raise ValueError(f"missing field {f.name!r} (it has no default)")
+                    raise ValueError(f"{name}: {exc}") from None
+            kwargs[name] = value
         try:
             return self.cls(**kwargs)
         except Exception as exc:  # user __init__/__post_init__ code may raise anything
             raise ValueError(f"{self.cls.__qualname__}({kwargs!r}) raised {exc!r}") from None
+
+
+#: Marks a field absent from a decoded map (None is a valid field value).
+_MISSING: Any = object()
 
 
 def struct_kind(cls: type, owner: str, _active: frozenset[type] = frozenset()) -> StructKind:
@@ -291,11 +315,11 @@ def _dec_datetime(v: Any) -> dt.datetime:
 
 
 _SIMPLE: dict[Any, Kind] = {
-    int: Kind("int", _enc_int, _dec_int),
-    float: Kind("float", _enc_float, _dec_float),
-    bool: Kind("bool", _bool, _bool),
-    str: Kind("str", _enc_str, _dec_str),
-    bytes: Kind("bytes", _enc_bytes, _dec_bytes),
+    int: Kind("int", _enc_int, _dec_int, exact=int),
+    float: Kind("float", _enc_float, _dec_float, exact=float),
+    bool: Kind("bool", _bool, _bool, exact=bool),
+    str: Kind("str", _enc_str, _dec_str, exact=str),
+    bytes: Kind("bytes", _enc_bytes, _dec_bytes, exact=bytes),
     dt.datetime: Kind("datetime", encode_datetime, _dec_datetime, _check_aware),
 }
 

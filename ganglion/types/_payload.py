@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import cbor2
@@ -112,23 +113,56 @@ def decode_payload(
         DecodeError: the bytes are not a CBOR map of plain items, or they carry
             the local fingerprint but do not fit the local class.
     """
-    try:
-        item = cbor2.loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
-                           allow_duplicate_keys=False, semantic_decoders=_REFUSED_TAGS)
-    except Exception as exc:  # cbor2 raises CBORDecodeError but also ValueError & co.
-        raise DecodeError(f"{type_name}: payload is not valid CBOR ({exc})") from None
-    if type(item) is not dict:
-        raise DecodeError(f"{type_name}: payload must be a CBOR map, got {type(item).__name__}")
-    mtype = (registry if registry is not None else default_registry).lookup(type_name)
-    if mtype is not None:
+    return payload_decoder(type_name, fingerprint, registry=registry)(data)
+
+
+def payload_decoder(
+    type_name: str,
+    fingerprint: bytes | None = None,
+    *,
+    registry: TypeRegistry | None = None,
+) -> Callable[[bytes], object]:
+    """Return :func:`decode_payload` for one (type, fingerprint), with the lookup done once.
+
+    A receiver decodes every message of a datagram with the same type and
+    fingerprint; this hoists the registry lookup out of the per-message loop.
+    The returned function looks the type up when it is made, so make a new
+    one per datagram (or whenever a type may have been registered since).
+
+    Args:
+        type_name: the type name from the envelope.
+        fingerprint: the sender's schema fingerprint, or None when unknown.
+        registry: where to look the class up; the default registry if None.
+
+    Returns:
+        ``decode(data) -> object``, which behaves as ``decode_payload(type_name,
+        data, fingerprint)`` and raises only :class:`DecodeError`.
+    """
+    mtype = (registry or default_registry).lookup(type_name)
+    to_class = None if mtype is None else mtype.struct.decode
+    strict = mtype is not None and fingerprint == mtype.fingerprint
+    loads = cbor2.loads
+
+    def decode(data: bytes) -> object:
         try:
-            return mtype.struct.decode(item)
-        except (ValueError, RecursionError) as exc:
-            if fingerprint == mtype.fingerprint:
-                raise DecodeError(
-                    f"{type_name}: payload does not match its own schema: {exc}"
-                ) from None
-    return Record(type_name, _plain_map(item, type_name))
+            item = loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
+                         allow_duplicate_keys=False, semantic_decoders=_REFUSED_TAGS)
+        except Exception as exc:  # cbor2 raises CBORDecodeError but also ValueError & co.
+            raise DecodeError(f"{type_name}: payload is not valid CBOR ({exc})") from None
+        if type(item) is not dict:
+            raise DecodeError(
+                f"{type_name}: payload must be a CBOR map, got {type(item).__name__}")
+        if to_class is not None:
+            try:
+                return to_class(item)
+            except (ValueError, RecursionError) as exc:
+                if strict:
+                    raise DecodeError(
+                        f"{type_name}: payload does not match its own schema: {exc}"
+                    ) from None
+        return Record(type_name, _plain_map(item, type_name))
+
+    return decode
 
 
 def as_dict(obj: object, *, registry: TypeRegistry | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ganglion.wire._envelope import (
     VERSION,
     Envelope,
     decode_datagram,
+    decode_fields,
     encode_datagram,
     overhead,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "compute_mac",
     "datagram_size",
     "decode_datagram",
+    "decode_fields",
     "encode_datagram",
     "generate_key_file",
     "load_key",

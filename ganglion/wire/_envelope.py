@@ -184,6 +184,39 @@ def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) 
         DecodeError: anything else is wrong with the bytes; the message says what.
         ConfigError: ``key`` is given but is not 32 bytes (a local mistake).
     """
+    node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags = (
+        decode_fields(data, key)
+    )
+    return Envelope(node_id, type_name, fingerprint, first_seq, tuple(timestamps),
+                    tuple(payloads), boot, flags, VERSION)
+
+
+#: What :func:`decode_fields` returns: node id, type name, fingerprint, first seq,
+#: timestamps, payloads, boot, flags (the :class:`Envelope` fields, as a tuple).
+DecodedFields = tuple[bytes, str, bytes, int, list[int], list[bytes], int, int]
+
+
+def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> DecodedFields:
+    """Decode and check one datagram into a plain tuple (the receive hot path).
+
+    Every check of :func:`decode_datagram` happens here (that function only
+    wraps the result in an :class:`Envelope`), so both accept and refuse
+    exactly the same bytes with the same errors; skipping the frozen dataclass
+    saves about a microsecond per datagram.
+
+    Args:
+        data: the datagram as received.
+        key: the 32-byte network key, or None when the network has none.
+
+    Returns:
+        ``(node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags)``;
+        the lists are fresh and the caller may keep them.
+
+    Raises:
+        AuthError: as :func:`decode_datagram`.
+        DecodeError: as :func:`decode_datagram`.
+        ConfigError: ``key`` is given but is not 32 bytes.
+    """
     if type(data) is not bytes:
         data = bytes(data)  # payloads are slices: never of a buffer the caller reuses
     end = len(data)
@@ -245,10 +278,7 @@ def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) 
         pos = nxt
     if pos != end:
         raise DecodeError(f"{end - pos} stray bytes after the last message")
-    return Envelope(
-        node_id, type_name, fingerprint, first_seq, tuple(timestamps), tuple(payloads),
-        boot, flags, version,
-    )
+    return node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags
 
 
 def encode_prefix(
