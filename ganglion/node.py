@@ -52,6 +52,10 @@ __all__ = ["Node", "NodeStats", "TypeStats"]
 
 _log = logging.getLogger(__name__)
 
+#: Seconds a new type's first messages wait after its group is decided, so that
+#: subscribers elsewhere, who learn the decision at the same moment, have joined.
+NEW_TYPE_SETTLE_SECONDS = 0.1
+
 #: Seconds between checks of the wall clock's synchronisation.
 CLOCK_CHECK_SECONDS = 10.0
 
@@ -202,7 +206,7 @@ class Node:
             await self._endpoint.start()
             synced = clock_synchronized()
             self._endpoint.set_clock_synced(synced)
-            if not synced:
+            if not synced and not self.observer:
                 _log.warning("this machine's clock is not synchronised (no NTP yet?): readings "
                              "are flagged so receivers know their timestamps may be off")
             self._control = ControlChannel(
@@ -396,7 +400,11 @@ class Node:
         else:
             _log.info("type %s moves from %s to %s", change.type_name, change.old, change.new)
         if self._endpoint is not None:
-            self._endpoint.set_group(change.type_name, change.new)
+            # Every node learns a decision from the same broadcast Commit; holding the
+            # first messages of a new type back briefly lets their subscribers join.
+            self._endpoint.set_group(change.type_name, change.new,
+                                     release_after=NEW_TYPE_SETTLE_SECONDS
+                                     if change.old is None else 0.0)
         event = self._decided.pop(change.type_name, None)
         if event is not None:
             event.set()

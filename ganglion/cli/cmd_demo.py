@@ -1,10 +1,10 @@
 """``ganglion demo``: a small sensor network on this machine, over loopback only.
 
-Starts three sensor processes (each its own node id, like three Raspberry Pis)
-publishing simulated readings, and prints every reading this process receives.
-All traffic uses 127.0.0.1 as the multicast interface, so nothing leaves the
-machine. Child processes are ended by their PID when the demo stops, however it
-stops.
+Starts three ``ganglion node --sim ...`` processes (each its own node id and state
+directory, like three Raspberry Pis) and runs a fourth node in this process that
+prints the agreed type -> group map and every reading it receives. All traffic
+uses 127.0.0.1 as the multicast interface, so nothing leaves the machine. Child
+processes are ended by their PID when the demo stops, however it stops.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,7 +22,7 @@ import click
 from ganglion import defaults
 from ganglion.cli._run import run_until_signalled
 
-#: (node name, sensor kinds) of the demo's sensor processes.
+#: (node name, sensor kinds) of the demo's sensor nodes.
 DEMO_NODES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("brewery", ("temperature", "flow")),
     ("cellar", ("temperature", "humidity")),
@@ -30,14 +32,16 @@ DEMO_TYPES = ("sensors.Temperature", "sensors.Humidity", "sensors.Pressure", "se
 _LOOPBACK = "127.0.0.1"
 
 
-def _spawn_sensors(port: int, interval: float) -> list[subprocess.Popen[bytes]]:
+def _spawn_sensors(port: int, interval: float, state: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
     for name, kinds in DEMO_NODES:
-        cmd = [sys.executable, "-m", "ganglion", "sim", "--iface", _LOOPBACK, "--port", str(port),
-               "--name", name, "--interval", str(interval), "--quiet"]
+        cmd = [sys.executable, "-m", "ganglion", "node", "--iface", _LOOPBACK,
+               "--port", str(port), "--name", name, "--state-dir", str(state / name),
+               "--interval", str(interval), "--no-mdns"]
         for kind in kinds:
-            cmd += ["--kind", kind]
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+            cmd += ["--sim", kind]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
     return procs
 
 
@@ -58,43 +62,52 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
               help="Stop after this many seconds (0: until Ctrl-C).")
 @click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
               help="Seconds between readings of each simulated sensor.")
-@click.option("--port", type=click.IntRange(1, 65535), default=defaults.DATA_PORT,
-              show_default=True, help="UDP port of the data groups.")
+@click.option("--port", type=click.IntRange(1, 65534), default=defaults.DATA_PORT,
+              show_default=True, help="UDP port of the data groups (control: the next one).")
 def demo(duration: float, interval: float, port: int) -> None:
-    """Run a demo network of simulated sensors over loopback and print what arrives."""
+    """Run a demo network of simulated sensor nodes over loopback and print what arrives."""
     import hardware.readings  # noqa: F401  (registers the sensor types)
-    from consensus.allocator import preferred_group
     from ganglion.cli._format import format_reading
-    from ganglion.runtime.endpoint import Endpoint
+    from ganglion.cli._observer import control_port_for
+    from ganglion.node import Node
     from ganglion.runtime.subscription import MessageInfo
 
-    names: dict[bytes, str] = {}
-
     async def main(stop: asyncio.Event) -> int:
-        async with Endpoint(interface=_LOOPBACK, port=port) as ep:
-            def show(msg: Any, info: MessageInfo) -> None:
-                sensor = str(getattr(msg, "sensor", ""))
-                # the sensor id is sim:<node>/<kind>: name the sender after its node
-                names.setdefault(info.sender, sensor[4:].split("/")[0] or info.sender.hex()[:8])
-                click.echo(format_reading(msg, sender=names[info.sender], seq=info.seq,
-                                          sent_ns=info.sent_ns))
-                sys.stdout.flush()
+        with tempfile.TemporaryDirectory(prefix="ganglion-demo-") as tmp:
+            state = Path(tmp)
+            async with Node(name="printer", interface=_LOOPBACK, port=port,
+                            control_port=control_port_for(port), state_dir=state / "printer",
+                            discovery=False) as node:
+                names: dict[bytes, str] = {}
+                shown: set[str] = set()
 
-            for type_name in DEMO_TYPES:
-                ep.subscribe(type_name, callback=show)
-            click.echo("ganglion demo: three sensor nodes on loopback (127.0.0.1); Ctrl-C stops")
-            click.echo("type -> multicast group (first choice by hash of the type name):")
-            for type_name in DEMO_TYPES:
-                click.echo(f"  {type_name:<22} {preferred_group(type_name)}:{port}")
-            procs = _spawn_sensors(port, interval)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=duration or None)
-            finally:
-                _stop(procs)
-            stats = ep.stats()
-            click.echo(f"received {stats.received} readings from {len(names)} nodes, "
-                       f"lost {stats.lost}, decode errors {stats.decode_errors}")
+                def show(msg: Any, info: MessageInfo) -> None:
+                    if not names.get(info.sender):
+                        names.update({p.id: p.name for p in node.peers()})
+                    mapping = node.types()
+                    if set(mapping) - shown:
+                        shown.update(mapping)
+                        click.echo("agreed map: " + ", ".join(f"{t} -> {g}"
+                                                              for t, g in mapping.items()))
+                    click.echo(format_reading(msg, sender=names.get(info.sender, info.sender.hex()[:8]),
+                                              seq=info.seq, sent_ns=info.sent_ns))
+                    sys.stdout.flush()
+
+                for type_name in DEMO_TYPES:
+                    node.subscribe(type_name, callback=show)
+                click.echo(f"ganglion demo: nodes {', '.join(n for n, _ in DEMO_NODES)} and this "
+                           f"printer on loopback (127.0.0.1:{port}); Ctrl-C stops")
+                procs = _spawn_sensors(port, interval, state)
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=duration or None)
+                finally:
+                    _stop(procs)
+                stats = node.stats()
+                received = sum(t.received for t in stats.types.values())
+                lost = sum(t.lost for t in stats.types.values())
+                click.echo(f"received {received} readings from {len(names)} nodes, lost {lost}, "
+                           f"decode errors {stats.decode_errors}")
         return 0
 
     sys.exit(run_until_signalled(main))

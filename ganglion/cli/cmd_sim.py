@@ -1,10 +1,17 @@
-"""``ganglion sim``: publish drifting readings from simulated sensors."""
+"""``ganglion sim``: publish drifting readings from simulated sensors.
+
+A quick way to put readings on the network from a terminal: a short-lived member
+node with its own throw-away identity (``ganglion node --sim KIND`` is the
+long-running form, with a persistent identity and plugins).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -31,7 +38,9 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
         quiet: bool, iface: str | None, port: int, key_file: Path | None, ttl: int) -> None:
     """Publish readings of simulated sensors every --interval seconds."""
     from ganglion.cli._format import format_reading
-    from ganglion.runtime.endpoint import Endpoint
+    from ganglion.cli._observer import control_port_for
+    from ganglion.node import Node
+    from ganglion.types import type_name_of
     from hardware.sim import SimulatedSensor
 
     settings = resolve_network(iface, port, key_file, ttl)
@@ -39,25 +48,38 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
     sensors = [SimulatedSensor(kind, f"{name}/{kind}", rng=rng) for kind in kinds]
 
     async def main(stop: asyncio.Event) -> int:
-        async with Endpoint(interface=settings.interface, port=settings.port, key=settings.key,
-                            ttl=settings.ttl) as ep:
-            click.echo(f"ready: {name} publishing {', '.join(kinds)} via {settings.interface_name} "
-                       f"({settings.interface}) as node {ep.node_id.hex()}", err=True)
-            sent = 0
-            while not stop.is_set():
-                # Simulated time runs on the nominal schedule, not the loop clock: the
-                # readings then depend on --seed only, not on how late each wake-up was.
-                now = sent * interval
-                for sensor in sensors:
-                    reading = sensor.read(now)
-                    ep.publish(reading)
-                    if not quiet:
-                        click.echo(format_reading(reading, sender=name))
-                sent += 1
-                sys.stdout.flush()
-                if (count and sent >= count) or await wait_or_stop(stop, interval):
-                    break
-            await ep.flush()
+        # A throw-away member node: its own identity and journal in a temporary
+        # directory, so it can assign groups alone and never clashes with a real node.
+        with tempfile.TemporaryDirectory(prefix="ganglion-sim-") as state_dir:
+            async with Node(name=name, interface=settings.interface, port=settings.port,
+                            control_port=control_port_for(settings.port), state_dir=state_dir,
+                            key=settings.key, ttl=settings.ttl, discovery=False) as ep:
+                return await _publish_readings(ep, stop)
+
+    async def _publish_readings(ep: Node, stop: asyncio.Event) -> int:
+        click.echo(f"ready: {name} publishing {', '.join(kinds)} via {settings.interface_name} "
+                   f"({settings.interface}) as node {ep.node_id.hex()}", err=True)
+        sent = 0
+        published_types: set[str] = set()
+        while not stop.is_set():
+            # Simulated time runs on the nominal schedule, not the loop clock: the
+            # readings then depend on --seed only, not on how late each wake-up was.
+            now = sent * interval
+            for sensor in sensors:
+                reading = sensor.read(now)
+                published_types.add(type_name_of(reading))
+                ep.publish_nowait(reading)
+                if not quiet:
+                    click.echo(format_reading(reading, sender=name))
+            sent += 1
+            sys.stdout.flush()
+            if (count and sent >= count) or await wait_or_stop(stop, interval):
+                break
+        for type_name in sorted(published_types):
+            # readings published before their group was agreed are still queued
+            with contextlib.suppress(TimeoutError):
+                await ep.wait_for_group(type_name, 5.0)
+        await asyncio.sleep(0.05)
         return 0
 
     sys.exit(run_until_signalled(main))

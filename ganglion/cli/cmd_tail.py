@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,24 +15,47 @@ from ganglion.cli._options import network_options, resolve_network
 from ganglion.cli._run import run_until_signalled
 
 
+def reading_json(msg: Any, info: Any) -> str:
+    """One reading as a JSON line: type, node, seq, sent_ns, data (+ flags when set)."""
+    from ganglion.types import as_dict
+
+    obj: dict[str, Any] = {"type": info.type_name, "node": info.sender.hex(), "seq": info.seq,
+                           "sent_ns": info.sent_ns, "data": as_dict(msg)}
+    if info.last_value:
+        obj["last_value"] = True
+    if not info.clock_synced:
+        obj["clock_synced"] = False
+    return json.dumps(obj, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
 @click.command()
 @click.argument("types", nargs=-1, required=True)
 @click.option("--count", type=click.IntRange(min=0), default=0, show_default=True,
               help="Exit after this many readings (0: until Ctrl-C).")
 @click.option("--timeout", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Exit after this many seconds (0: no limit).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per reading.")
+@click.option("--last/--no-last", default=True, show_default=True,
+              help="Start with each publisher's latest reading (marked as such).")
 @network_options
-def tail(types: tuple[str, ...], count: int, timeout: float, iface: str | None, port: int,
-         key_file: Path | None, ttl: int) -> None:
+def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last: bool,
+         iface: str | None, port: int, key_file: Path | None, ttl: int) -> None:
     """Print readings of TYPES (dotted type names) as they arrive.
 
     Types this program has no class for are printed from their self-describing
-    payload, field by field.
+    payload, field by field. Exits non-zero when --count readings did not arrive
+    within --timeout.
     """
     import hardware.readings  # noqa: F401  (registers the sensor types so they decode to classes)
     from ganglion.cli._format import format_reading
+    from ganglion.cli._observer import observer
     from ganglion.errors import TypeNameError
-    from ganglion.runtime.endpoint import Endpoint
     from ganglion.runtime.subscription import MessageInfo
     from ganglion.types import validate_type_name
 
@@ -47,20 +71,38 @@ def tail(types: tuple[str, ...], count: int, timeout: float, iface: str | None, 
 
         def show(msg: Any, info: MessageInfo) -> None:
             nonlocal seen
-            click.echo(format_reading(msg, sender=info.sender.hex()[:8], seq=info.seq,
-                                      sent_ns=info.sent_ns))
+            if as_json:
+                click.echo(reading_json(msg, info))
+            else:
+                line = format_reading(msg, sender=info.sender.hex()[:8], seq=info.seq,
+                                      sent_ns=info.sent_ns)
+                click.echo(line + ("  (last value)" if info.last_value else ""))
             sys.stdout.flush()
             seen += 1
             if count and seen >= count:
                 stop.set()
 
-        async with Endpoint(interface=settings.interface, port=settings.port, key=settings.key,
-                            ttl=settings.ttl) as ep:
+        async with observer(settings, name="ganglion-tail") as node:
             for name in types:
-                ep.subscribe(name, callback=show)
+                node.subscribe(name, callback=show)
             click.echo(f"listening for {', '.join(types)} on {settings.interface_name}", err=True)
+            if last:
+                asyncio.get_running_loop().create_task(_ask_last(node, types, stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=timeout or None)
         return 0 if (count == 0 or seen >= count) else 1
 
     sys.exit(run_until_signalled(main))
+
+
+async def _ask_last(node: Any, types: tuple[str, ...], stop: asyncio.Event) -> None:
+    """Ask for last values once each type's group is known (learned by catch-up)."""
+    pending = set(types)
+    for _ in range(100):  # bounded: 10 s
+        for name in sorted(pending):
+            if name in node.types():
+                node.request_last_values(name)
+                pending.discard(name)
+        if not pending or stop.is_set():
+            return
+        await asyncio.sleep(0.1)

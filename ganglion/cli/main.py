@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import click
 
-from ganglion.cli import cmd_demo, cmd_keygen, cmd_sim, cmd_tail
+from ganglion.cli import (
+    cmd_demo,
+    cmd_keygen,
+    cmd_node,
+    cmd_nodes,
+    cmd_publish,
+    cmd_sim,
+    cmd_tail,
+    cmd_types,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,10 +26,14 @@ def cli() -> None:
     """ganglion: zero-config sensor networks over UDP multicast."""
 
 
+cli.add_command(cmd_node.node)
 cli.add_command(cmd_keygen.keygen)
 cli.add_command(cmd_sim.sim)
 cli.add_command(cmd_tail.tail)
 cli.add_command(cmd_demo.demo)
+cli.add_command(cmd_nodes.nodes)
+cli.add_command(cmd_types.types)
+cli.add_command(cmd_publish.publish)
 
 
 def main() -> None:

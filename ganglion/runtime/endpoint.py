@@ -347,7 +347,8 @@ class Endpoint:
         subs.append(sub)
         return sub
 
-    def set_group(self, type_name: str, group: str | IPv4Address) -> None:
+    def set_group(self, type_name: str, group: str | IPv4Address, *,
+                  release_after: float = 0.0) -> None:
         """Tell the endpoint that ``type_name`` now uses ``group`` (assigned or moved).
 
         Messages waiting for the group are sent. On a move, subscribers join the
@@ -358,6 +359,9 @@ class Endpoint:
         Args:
             type_name: the type whose group is now known.
             group: its multicast group.
+            release_after: seconds to hold the waiting messages back, so that
+                subscribers on other nodes, who learn of the group at the same
+                moment, have joined it before the first messages arrive.
 
         Raises:
             ConfigError: ``group`` is not a multicast address.
@@ -369,7 +373,10 @@ class Endpoint:
             self._join(type_name, group)
             if old is not None and old != group:
                 self._schedule_leave(type_name, old)
-        self._release(type_name)
+        if release_after > 0 and self._pending.get(type_name):
+            asyncio.get_running_loop().call_later(release_after, self._release, type_name)
+        else:
+            self._release(type_name)
 
     def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
         """This endpoint's latest message of a type: (payload, fingerprint, seq, sent_ns)."""

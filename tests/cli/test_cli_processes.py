@@ -36,7 +36,7 @@ def readings(output: str) -> list[tuple[str, str, int | None, str]]:
 
 
 def sims_on_port(port: int) -> list[int]:
-    """PIDs of live ``ganglion sim`` processes on ``port`` (the demo's children)."""
+    """PIDs of live ``ganglion node --sim`` processes on ``port`` (the demo's children)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -48,14 +48,14 @@ def sims_on_port(port: int) -> list[int]:
             continue
         if state == "Z":
             continue
-        if b"ganglion" in args and b"sim" in args and str(port).encode() in args:
+        if b"ganglion" in args and b"--sim" in args and str(port).encode() in args:
             pids.append(int(entry.name))
     return pids
 
 
 def test_tail_prints_what_sim_publishes(spawn: Spawn, free_udp_port: int) -> None:
     port = str(free_udp_port)
-    tail = spawn("tail", "sensors.Temperature", "sensors.Humidity", *LO, "--port", port,
+    tail = spawn("tail", "--no-last", "sensors.Temperature", "sensors.Humidity", *LO, "--port", port,
                  "--count", "6", "--timeout", "20")
     tail.wait_for_output("listening for sensors.Temperature, sensors.Humidity")
     sim = spawn("sim", "--kind", "temperature", "--kind", "humidity", "--name", "attic",
@@ -83,7 +83,7 @@ def test_tail_prints_what_sim_publishes(spawn: Spawn, free_udp_port: int) -> Non
 
 def test_tail_ignores_types_it_was_not_asked_for(spawn: Spawn, free_udp_port: int) -> None:
     port = str(free_udp_port)
-    tail = spawn("tail", "sensors.Pressure", *LO, "--port", port, "--count", "2",
+    tail = spawn("tail", "--no-last", "sensors.Pressure", *LO, "--port", port, "--count", "2",
                  "--timeout", "20")
     tail.wait_for_output("listening for sensors.Pressure")
     sim = spawn("sim", "--kind", "flow", "--kind", "pressure", "--count", "2",
@@ -114,9 +114,9 @@ def test_network_key_admits_keyed_tails_only(spawn: Spawn, free_udp_port: int,
     key = tmp_path / "net.key"
     keygen = spawn("keygen", str(key))
     assert keygen.finish() == 0, keygen.err
-    keyed = spawn("tail", "sensors.Flow", *LO, "--port", port, "--key-file", str(key),
+    keyed = spawn("tail", "--no-last", "sensors.Flow", *LO, "--port", port, "--key-file", str(key),
                   "--count", "3", "--timeout", "20")
-    open_tail = spawn("tail", "sensors.Flow", *LO, "--port", port, "--count", "1",
+    open_tail = spawn("tail", "--no-last", "sensors.Flow", *LO, "--port", port, "--count", "1",
                       "--timeout", "20")
     keyed.wait_for_output("listening")
     open_tail.wait_for_output("listening")

@@ -1,0 +1,93 @@
+"""``ganglion node``: run a node (with its plugins and simulated sensors) until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ganglion.cli._run import run_until_signalled
+
+_log = logging.getLogger("ganglion.node")
+
+
+@click.command()
+@click.option("--name", default=None, help="Human name of this node (default: the hostname).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the node id, boot counter and agreement journal live.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="TOML config file (see docs/config.md); flags win over it.")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="Enable an installed internal plugin (entry point group ganglion.plugins).")
+@click.option("--sim", "sim_kinds", multiple=True,
+              type=click.Choice(["temperature", "humidity", "pressure", "flow"]),
+              help="Run a simulated sensor of this kind; repeat for several.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=None,
+              help="Seconds between simulated readings (default 1).")
+@click.option("--bus-tcp-port", type=click.IntRange(1, 65535), default=None,
+              help="Also serve the external plugin bus on tcp://127.0.0.1:PORT.")
+@click.option("--mdns/--no-mdns", default=True, show_default=True,
+              help="Advertise and browse over mDNS/DNS-SD.")
+@click.option("--iface", default=None, metavar="NAME|ADDRESS",
+              help="Interface name or IPv4 address (default: GANGLION_IFACE, else the "
+              "default-route interface).")
+@click.option("--port", type=click.IntRange(1, 65534), default=None,
+              help="UDP port of the data groups (default 47800); control uses the next one.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Network key file (also GANGLION_KEY_FILE / GANGLION_KEY).")
+@click.option("--ttl", type=click.IntRange(0, 255), default=None, help="Multicast TTL (default 1).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def node(name: str | None, state_dir: Path | None, config_file: Path | None,
+         plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
+         bus_tcp_port: int | None, mdns: bool, iface: str | None, port: int | None,
+         key_file: Path | None, ttl: int | None, verbose: int) -> None:
+    """Run a ganglion node until Ctrl-C or SIGTERM."""
+    from ganglion.cli._observer import control_port_for
+    from ganglion.cli._options import resolve_network
+    from ganglion.config import NodeConfig, load_config, merge
+    from ganglion.errors import GanglionError
+    from ganglion.node import Node
+    from ganglion.plugins import PluginHost, load_plugins
+
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose + 1, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(config_file) if config_file is not None else NodeConfig()
+        config = merge(config, {
+            "name": name, "state_dir": state_dir, "plugins": plugins, "sim_kinds": sim_kinds,
+            "sim_interval": interval, "bus_tcp_port": bus_tcp_port, "iface": iface,
+            "port": port, "key_file": key_file, "ttl": ttl,
+        })
+        loaded = load_plugins(config.plugin_specs())
+    except GanglionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings = resolve_network(config.iface, config.port,
+                               Path(config.key_file) if config.key_file else None, config.ttl)
+
+    async def main(stop: asyncio.Event) -> int:
+        the_node = Node(name=config.name, interface=settings.interface, port=settings.port,
+                        control_port=control_port_for(settings.port), state_dir=config.state_dir,
+                        key=settings.key, ttl=settings.ttl, max_datagram=config.max_datagram,
+                        discovery=mdns)
+        try:
+            await the_node.start()
+        except GanglionError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        host = PluginHost(the_node, loaded)
+        try:
+            click.echo(f"node {the_node.name} ({the_node.node_id.hex()}) on "
+                       f"{settings.interface_name} {settings.interface}:{settings.port}"
+                       + (f", plugins: {', '.join(p.name for p in loaded)}" if loaded else ""),
+                       err=True)
+            await host.start()
+            await stop.wait()
+        finally:
+            await host.stop()
+            await the_node.close()
+        return 0
+
+    sys.exit(run_until_signalled(main))

@@ -1,0 +1,66 @@
+"""``ganglion publish``: publish one message of a type from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._run import run_until_signalled
+
+
+@click.command()
+@click.argument("type_name", metavar="TYPE")
+@click.option("--json", "fields_json", required=True, metavar="OBJECT",
+              help="The message's fields as a JSON object, e.g. '{\"celsius\": 21.5}'.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to wait for the type's group to be agreed.")
+@network_options
+def publish(type_name: str, fields_json: str, timeout: float, iface: str | None, port: int,
+            key_file: Path | None, ttl: int) -> None:
+    """Publish one message of TYPE with the fields given as JSON.
+
+    A type this program has a class for is checked against it; any other type
+    is sent as a self-describing record. A new type is proposed to the running
+    nodes, which agree on its group first.
+    """
+    import hardware.readings  # noqa: F401  (the sensor types are checked against their classes)
+    from ganglion.cli._observer import observer
+    from ganglion.errors import GanglionError
+    from ganglion.types import Record, validate_type_name
+
+    try:
+        validate_type_name(type_name)
+    except GanglionError as exc:
+        raise click.BadParameter(str(exc), param_hint="TYPE") from exc
+    try:
+        fields: Any = json.loads(fields_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from exc
+    if not isinstance(fields, dict):
+        raise click.BadParameter("must be a JSON object of field: value", param_hint="--json")
+    settings = resolve_network(iface, port, key_file, ttl)
+
+    async def main(stop: asyncio.Event) -> int:
+        async with observer(settings, name="ganglion-publish") as node:
+            try:
+                await node.publish(Record(type_name, fields))
+            except GanglionError as exc:
+                click.echo(f"error: {exc}", err=True)
+                return 2
+            try:
+                group = await node.wait_for_group(type_name, timeout)
+            except TimeoutError:
+                click.echo(f"error: no group agreed for {type_name} within {timeout:g} s; is a "
+                           f"node running on {settings.interface_name}?", err=True)
+                return 1
+            await asyncio.sleep(0.05)  # let the queued message leave before closing
+        click.echo(f"published {type_name} to {group}:{settings.port}", err=True)
+        return 0
+
+    sys.exit(run_until_signalled(main))
