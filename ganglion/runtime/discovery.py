@@ -9,9 +9,10 @@ the host ``ganglion-<id hex>.local.`` (never the machine's hostname, which Avahi
 already owns on a Pi), whose A record is the chosen interface's IPv4 address; its
 TXT record describes the node (id, name, version, proto, role, types: see
 :mod:`ganglion.runtime._advert` and docs/discovery.md). Every record has a
-120-second TTL, so a node that dies without a goodbye leaves the others' tables
-within about two minutes; heartbeats on the control channel, not this table,
-decide liveness for quorums.
+120-second TTL (RFC 6762 §10), so a node that dies without a goodbye leaves an
+Avahi browser's list within about two minutes; python-zeroconf receivers floor
+a PTR's TTL at 1,125 s, so in other ganglion nodes it lingers up to ~19 minutes.
+Heartbeats on the control channel, not this table, decide liveness.
 
 Browsing: each Added/Updated event from zeroconf's browser starts one resolve
 task for that instance (a newer event cancels an older task, so results never
@@ -58,6 +59,7 @@ from ganglion.types import is_valid_type_name
 from ganglion.wire import NODE_ID_SIZE
 
 __all__ = [
+    "MAX_PEERS",
     "PROTO_VERSION",
     "RECORD_TTL",
     "SERVICE_TYPE",
@@ -72,6 +74,9 @@ _log = logging.getLogger(__name__)
 
 #: TTL of every record we advertise, in seconds (RFC 6762 §10's host-record value).
 RECORD_TTL = 120
+
+#: Most peers (and pending resolves) one table holds; more instances are ignored.
+MAX_PEERS = 4096
 
 #: How long one resolve (SRV, TXT and A records of one instance) may take, in ms.
 RESOLVE_TIMEOUT_MS = 3000
@@ -122,6 +127,7 @@ class DiscoveryStats:
         malformed: adverts dropped as garbage (bad id, missing keys, oversized, ...).
         incompatible: adverts dropped for a ``proto`` other than :data:`PROTO_VERSION`.
         unresolved: instances whose records did not arrive within the resolve timeout.
+        overflow: instances ignored because :data:`MAX_PEERS` were already known.
         callback_errors: exceptions raised by user callbacks (logged, swallowed).
     """
 
@@ -132,6 +138,7 @@ class DiscoveryStats:
     malformed: int
     incompatible: int
     unresolved: int
+    overflow: int
     callback_errors: int
 
 
@@ -318,7 +325,8 @@ class Discovery:
             ),
             server=f"ganglion-{self.node_id.hex()}.local.",
             # 120 s for the PTR too (zeroconf's default is 75 min): a node that
-            # died without a goodbye then leaves the others' tables in ~2 min.
+            # died without a goodbye leaves Avahi's list in ~2 min (zeroconf
+            # receivers floor a PTR at 1,125 s, which still beats 75 min).
             host_ttl=RECORD_TTL,
             other_ttl=RECORD_TTL,
         )
@@ -375,7 +383,7 @@ class _PeerBrowser:
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._counts = dict.fromkeys(
             ("added", "updated", "removed", "malformed", "incompatible", "unresolved",
-             "callback_errors"), 0)
+             "overflow", "callback_errors"), 0)
 
     async def async_start(self, zc: Zeroconf) -> None:
         """Start the browser on ``zc``."""
@@ -410,6 +418,10 @@ class _PeerBrowser:
             old.cancel()
         if state_change is ServiceStateChange.Removed:
             self._forget(name)
+            return
+        if name not in self._peers and len(self._peers) + len(self._resolving) >= MAX_PEERS:
+            # A flood of instances (buggy or hostile) must not grow memory without bound.
+            self._counts["overflow"] += 1
             return
         task = asyncio.get_running_loop().create_task(self._resolve(name))
         self._resolving[name] = task

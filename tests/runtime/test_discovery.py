@@ -71,8 +71,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _props(txt: dict[str, str]) -> tuple[dict[bytes, bytes | None], int]:
     """TXT pairs as zeroconf hands them to a browser, with the raw record size."""
-    props = {k.encode(): v.encode() for k, v in txt.items()}
-    return props, sum(1 + len(k) + 1 + len(v) for k, v in props.items())
+    props: dict[bytes, bytes | None] = {k.encode(): v.encode() for k, v in txt.items()}
+    return props, sum(2 + len(k) + len(v) for k, v in txt.items())
 
 
 def _good_txt(**changes: str) -> dict[str, str]:
@@ -568,3 +568,171 @@ def test_two_processes_find_each_other_and_see_the_goodbye(mdns: str) -> None:
 
     _run(main(), timeout=50.0)
 
+
+
+# ------------------------------------------- the peer table, without a network
+
+
+_raw_properties = st.dictionaries(
+    st.one_of(st.sampled_from([b"id", b"name", b"version", b"proto", b"role", b"types",
+                               b"types0", b"types1", b"types_more", b"ID"]),
+              st.binary(max_size=12)),
+    st.one_of(st.none(), st.binary(max_size=40),
+              st.sampled_from([b"1", b"member", b"observer", b"a1a2a3a4a5a6a7a8", b"a.B,c.D"])),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(props=_raw_properties, size=st.integers(0, 3 * MAX_TXT_BYTES))
+def test_parse_txt_either_accepts_or_raises_advert_error(
+    props: dict[bytes, bytes | None], size: int
+) -> None:
+    try:
+        advert = parse_txt(props, size)
+    except AdvertError:
+        return
+    assert len(advert.id) == 8 and advert.role in ("member", "observer") and advert.name
+
+
+def _table(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> tuple[Any, list[str]]:
+    """A peer table whose resolves only record their names and then wait."""
+    from ganglion.runtime import discovery
+
+    table = discovery._PeerBrowser(own_id=ID_A, **kwargs)
+    started: list[str] = []
+
+    async def resolve(name: str) -> None:
+        started.append(name)
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(table, "_resolve", resolve)
+    return table, started
+
+
+def test_a_newer_event_cancels_the_older_resolve_and_removal_cancels_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zeroconf import ServiceStateChange as Change
+
+    async def main() -> None:
+        table, started = _table(monkeypatch)
+        name = f"x-1.{SERVICE_TYPE}"
+        table._on_change(None, SERVICE_TYPE, name, Change.Added)
+        first = table._resolving[name]
+        table._on_change(None, SERVICE_TYPE, name, Change.Updated)
+        second = table._resolving[name]
+        await asyncio.sleep(0)
+        # The first was cancelled before it ran: only the newer resolve started.
+        assert first.cancelled() and started == [name]
+        table._on_change(None, SERVICE_TYPE, name, Change.Removed)
+        await asyncio.gather(first, second, return_exceptions=True)
+        assert second.cancelled() and name not in table._resolving
+        await table.async_close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_flood_of_instances_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zeroconf import ServiceStateChange as Change
+
+    from ganglion.runtime import discovery
+
+    monkeypatch.setattr(discovery, "MAX_PEERS", 5)
+
+    async def main() -> None:
+        table, _ = _table(monkeypatch)
+        for i in range(12):
+            table._on_change(None, SERVICE_TYPE, f"n{i}.{SERVICE_TYPE}", Change.Added)
+        assert len(table._resolving) == 5 and table.stats().overflow == 7
+        await table.async_close()
+        assert not table._resolving
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_callbacks_see_add_update_and_remove_in_order() -> None:
+    from ganglion.runtime import discovery
+
+    seen: list[tuple[str, str]] = []
+    table = discovery._PeerBrowser(
+        own_id=ID_A,
+        on_added=lambda p: seen.append(("added", p.name)),
+        on_updated=lambda p: seen.append(("updated", p.name)),
+        on_removed=lambda p: seen.append(("removed", p.name)),
+    )
+    peer = PeerInfo(id=ID_B, name="beta", address=LO, port=1, version="0", types=(),
+                    role="member", last_seen=1.0)
+    table._peers["b"] = peer
+    table._notify("added", peer)
+    table._forget("b")
+    table._forget("b")  # already gone: no second callback
+    assert seen == [("added", "beta"), ("removed", "beta")]
+    assert (table.stats().added, table.stats().removed, table.stats().peers) == (1, 1, 0)
+
+
+# ---------------------------------------------- more mDNS behaviour (netns)
+
+
+def test_the_advert_on_the_wire_is_what_standard_tools_show(mdns: str) -> None:
+    async def main() -> None:
+        zc = AsyncZeroconf(interfaces=[mdns], ip_version=IPVersion.V4Only)
+        try:
+            async with _running(_disc(ID_A, "pi.kitchen", publishes=["brew.Temp"])):
+                info = AsyncServiceInfo(SERVICE_TYPE, f"pi-kitchen-a1a2a3a4.{SERVICE_TYPE}")
+                assert await info.async_request(zc.zeroconf, 3000)
+                assert info.server == "ganglion-a1a2a3a4a5a6a7a8.local."
+                assert (info.port, info.parsed_addresses()) == (47800, [LO])
+                assert info.decoded_properties == build_txt(
+                    node_id=ID_A, name="pi.kitchen", types=["brew.Temp"], role="member")
+                # SRV, TXT, A (and NSEC) carry our 120 s TTL. A python-zeroconf
+                # receiver floors a PTR's TTL at 1,125 s; the default would be 4,500.
+                records = [r for n in (info.name, SERVICE_TYPE, info.server or "")
+                           for r in zc.zeroconf.cache.entries_with_name(n)]
+                assert {r.type for r in records} >= {1, 12, 16, 33}  # A, PTR, TXT, SRV
+                assert {r.ttl for r in records if r.type != 12} == {120}
+                assert all(r.ttl <= 1125 for r in records if r.type == 12)
+        finally:
+            await zc.async_close()
+
+    _run(main())
+
+
+def test_types_set_before_start_are_advertised_and_bad_ones_refused(mdns: str) -> None:
+    async def main() -> None:
+        a = _disc(ID_A, "alpha")
+        await a.update_types(["late.Type"])
+        with pytest.raises(ConfigError):
+            await a.update_types(["nodot"])
+        b = _disc(ID_B, "beta")
+        async with _running(a, b):
+            await _until(lambda: len(b.peers()) == 1, what="alpha")
+            assert b.peers()[0].types == ("late.Type",)
+
+    _run(main())
+
+
+def test_a_name_clash_is_resolved_by_renaming(mdns: str) -> None:
+    twin = ID_A[:4] + bytes(4)  # same name, same first 8 hex digits, another node
+
+    async def main() -> None:
+        b = _disc(twin, "alpha")
+        async with _running(_disc(ID_A, "alpha")), _running(b):
+            assert b.instance_name == f"alpha-a1a2a3a4-2.{SERVICE_TYPE}"
+            await _until(lambda: [p.id for p in b.peers()] == [ID_A], what="the first alpha")
+
+    _run(main())
+
+
+def test_too_many_types_arrive_flagged_incomplete(mdns: str) -> None:
+    types = [f"plant.area{i:03d}.Temperature" for i in range(100)]
+
+    async def main() -> None:
+        b = _disc(ID_B, "beta")
+        async with _running(_disc(ID_A, "alpha", publishes=types), b):
+            await _until(lambda: len(b.peers()) == 1, what="alpha")
+            (peer,) = b.peers()
+            assert not peer.types_complete
+            assert 20 < len(peer.types) < 100 and set(peer.types) < set(types)
+
+    _run(main())
