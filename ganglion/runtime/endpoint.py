@@ -46,21 +46,28 @@ from ganglion.runtime.subscription import (
     Subscription,
 )
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender, ReceiverStats
-from ganglion.sequence import SequenceStats, SequenceTable
+from ganglion.sequence import SequenceStats, SequenceTable, Verdict
 from ganglion.types import (
     Record,
     decode_payload,
+    encode_message,
     encode_payload,
     lookup,
+    payload_decoder,
     type_of,
     validate_type_name,
 )
-from ganglion.wire import NODE_ID_SIZE, decode_datagram
+from ganglion.wire import FLAG_CLOCK_UNSYNCED, NODE_ID_SIZE, decode_fields
 
 _log = logging.getLogger(__name__)
 
 #: How many bad datagrams of each kind are logged before going quiet (all are counted).
 _LOG_LIMIT = 5
+#: The sequence verdicts whose message is dropped (``not Verdict.deliver``), compared
+#: by identity: an Enum's ``__hash__`` is Python code, a set lookup costs a call.
+_DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
+#: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
+_new_info = tuple.__new__
 
 __all__ = ["Endpoint", "EndpointStats", "GroupFor", "MessageInfo", "Subscription"]
 
@@ -286,7 +293,7 @@ class Endpoint:
         else:
             mtype = type_of(msg)
             name, fingerprint = mtype.name, mtype.fingerprint
-            payload = encode_payload(msg)
+            payload = encode_message(msg, mtype)
         packer = out.packer(name, fingerprint)
         packer.check_fits(len(payload))
         # resolve early: a bad group is the publisher's error, not the flush's
@@ -526,40 +533,49 @@ class Endpoint:
                          detail, " (further ones are only counted)" if self._counts[kind] == _LOG_LIMIT else "")
 
     def _on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        # The receive hot path: a tuple instead of an Envelope, one sequence tracker
+        # and one payload decoder per datagram, not per message.
         try:
-            env = decode_datagram(data, key=self._key)
+            node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags = (
+                decode_fields(data, self._key))
         except AuthError as exc:
             self._count_bad("bad_mac", str(exc), source)
             return
         except DecodeError as exc:
             self._count_bad("decode_errors", str(exc), source)
             return
-        if env.node_id == self.node_id:
+        if node_id == self.node_id:
             return  # our own datagram looped back; local subscribers already have it
-        subs = self._subs.get(env.type_name)
+        subs_of = self._subs
+        subs = subs_of.get(type_name)
         if not subs:
             return  # another type sharing this group, or one we just left
         received_ns = time.time_ns()
-        known = lookup(env.type_name)
-        mismatch = known is not None and known.fingerprint != env.fingerprint
-        sequences = self._sequences
-        clock_synced = env.clock_synced
-        for seq, ts, payload in env.messages():
-            if not sequences.observe(env.node_id, env.type_name, seq, env.boot, ts).deliver:
+        known = lookup(type_name)
+        mismatch = known is not None and known.fingerprint != fingerprint
+        decode = payload_decoder(type_name, fingerprint)
+        observe = self._sequences.tracker(node_id, type_name).observe
+        clock_synced = not flags & FLAG_CLOCK_UNSYNCED
+        counts = self._counts
+        seq = first_seq - 1
+        for ts, payload in zip(timestamps, payloads, strict=True):
+            seq += 1
+            verdict = observe(seq, boot, ts)
+            if verdict is _DUPLICATE or verdict is _STALE:
                 continue
             try:
-                msg: Any = decode_payload(env.type_name, payload, env.fingerprint)
+                msg: Any = decode(payload)
             except DecodeError as exc:
                 self._count_bad("decode_errors", str(exc), source)
                 continue
-            if mismatch and sequences.note_schema_mismatch(env.node_id, env.type_name):
+            if mismatch and self._sequences.note_schema_mismatch(node_id, type_name):
                 _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
-                             "leniently (logged once per sender and type)", env.type_name,
-                             env.node_id.hex(), env.fingerprint.hex(), known.fingerprint.hex()
+                             "leniently (logged once per sender and type)", type_name,
+                             node_id.hex(), fingerprint.hex(), known.fingerprint.hex()
                              if known else "?")
-            info = MessageInfo(type_name=env.type_name, sender=env.node_id, seq=seq, sent_ns=ts,
-                               received_ns=received_ns, boot=env.boot, source=source,
-                               clock_synced=clock_synced)
-            self._counts["received"] += 1
-            for sub in list(subs):
+            info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
+                                           False, source, clock_synced, False))
+            counts["received"] += 1
+            # A copy: a callback may subscribe or unsubscribe (list order is delivery order).
+            for sub in tuple(subs_of.get(type_name, ())):
                 sub.deliver(msg, info)

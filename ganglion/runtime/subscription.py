@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 _log = logging.getLogger(__name__)
 
@@ -23,9 +22,12 @@ _log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 1024
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MessageInfo:
+class MessageInfo(NamedTuple):
     """Where a delivered message came from.
+
+    An immutable record built for every delivered message, so it is a
+    NamedTuple: building one costs a third of a frozen dataclass's ten
+    ``object.__setattr__`` calls, which showed on the receive path.
 
     Attributes:
         type_name: the message's dotted type name.

@@ -33,7 +33,7 @@ import cbor2
 from ganglion.errors import DecodeError, EncodeError
 from ganglion.types._fields import encode_datetime
 from ganglion.types._record import Record
-from ganglion.types._registry import TypeRegistry, default_registry
+from ganglion.types._registry import MessageType, TypeRegistry, default_registry
 
 #: Deepest nesting of containers a payload may have.
 MAX_DEPTH = 32
@@ -77,11 +77,34 @@ def encode_payload(obj: object, *, registry: TypeRegistry | None = None) -> byte
         except ValueError as exc:
             raise EncodeError(f"{obj.type_name}: {exc}") from None
     else:
-        mtype = (registry if registry is not None else default_registry).type_of(obj)
-        try:
-            item = mtype.struct.encode(obj)
-        except ValueError as exc:
-            raise EncodeError(f"{mtype.name}.{exc}") from None
+        return encode_message(
+            obj, (registry if registry is not None else default_registry).type_of(obj))
+    try:
+        return cbor2.dumps(item)
+    except Exception as exc:  # e.g. an int too large even for a CBOR bignum
+        raise EncodeError(f"cannot encode {type(obj).__name__} as CBOR: {exc}") from exc
+
+
+def encode_message(obj: object, mtype: MessageType) -> bytes:
+    """Encode an instance of a registered class whose type the caller already looked up.
+
+    :func:`encode_payload` for a publisher that needs the :class:`MessageType`
+    anyway (name, fingerprint), so the registry is not asked twice per message.
+
+    Args:
+        obj: an instance of ``mtype.cls``.
+        mtype: its registered type.
+
+    Returns:
+        The CBOR bytes, the same as ``encode_payload(obj)``.
+
+    Raises:
+        EncodeError: a field holds a value its annotation does not allow.
+    """
+    try:
+        item = mtype.struct.encode(obj)
+    except ValueError as exc:
+        raise EncodeError(f"{mtype.name}.{exc}") from None
     try:
         return cbor2.dumps(item)
     except Exception as exc:  # e.g. an int too large even for a CBOR bignum
@@ -138,7 +161,7 @@ def payload_decoder(
         ``decode(data) -> object``, which behaves as ``decode_payload(type_name,
         data, fingerprint)`` and raises only :class:`DecodeError`.
     """
-    mtype = (registry or default_registry).lookup(type_name)
+    mtype = (registry if registry is not None else default_registry).lookup(type_name)
     to_class = None if mtype is None else mtype.struct.decode
     strict = mtype is not None and fingerprint == mtype.fingerprint
     loads = cbor2.loads

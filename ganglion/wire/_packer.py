@@ -26,7 +26,10 @@ from ganglion.wire._envelope import (
     overhead,
 )
 from ganglion.wire._mac import check_key, compute_mac
-from ganglion.wire._varint import U64, encode_varint, varint_size, zigzag
+from ganglion.wire._varint import U64, encode_varint, varint_size
+
+#: The one-byte varints, prebuilt (lengths and time deltas below 128 are the common case).
+_BYTE = tuple(bytes((i,)) for i in range(0x80))
 
 
 def datagram_size(type_name: str, payload_size: int, *, signed: bool) -> int:
@@ -165,6 +168,7 @@ class Packer:
                 numbers would pass 2**64.
         """
         n = len(payload)
+        size_bytes = _BYTE[n] if n < 0x80 else encode_varint(n)
         if self._count == 0:
             if not n:
                 raise EncodeError("a payload must not be empty")
@@ -172,12 +176,13 @@ class Packer:
                 raise EncodeError(f"timestamp must be in 0..2**64-1, got {ts_ns}")
             if self._seq >= U64:
                 raise EncodeError("sequence numbers exhausted (2**64)")
-            self.check_fits(n)
+            if 1 + len(size_bytes) + n > self._limit:
+                self.check_fits(n)  # raises, with both sizes
             self._base = self._prev = ts_ns
             # First message: delta 0 (one byte), then length and payload.
             body = self._body
             body.append(0)
-            body += encode_varint(n)
+            body += size_bytes
             body += payload
             self._size = len(body)
             self._count = 1
@@ -185,10 +190,8 @@ class Packer:
         delta = ts_ns - self._prev
         if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
             raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
-        dz = zigzag(delta)
-        head = (bytes((dz,)) if dz < 0x80 else encode_varint(dz)) + (
-            bytes((n,)) if n < 0x80 else encode_varint(n)
-        )
+        dz = (delta << 1) if delta >= 0 else ((-delta) << 1) - 1  # zigzag, inlined
+        head = (_BYTE[dz] if dz < 0x80 else encode_varint(dz)) + size_bytes
         if (
             self._size + len(head) + n > self._limit
             or self._count >= MAX_BATCH
@@ -216,15 +219,13 @@ class Packer:
         """
         if not self._count:
             raise EncodeError("nothing to build: add a message first")
-        out = bytearray(self._prefix)
-        out += _BATCH.pack(self._seq, self._base, self._count)
-        out += self._body
+        out = b"".join((self._prefix, _BATCH.pack(self._seq, self._base, self._count), self._body))
         if self._key is not None:
             out += compute_mac(self._key, out)
         self._seq += self._count
         self._count = 0
         self._size = 0
         self._body = bytearray()
-        return bytes(out)
+        return out
 
 

@@ -17,6 +17,8 @@ def encode_varint(value: int) -> bytes:
     """Return the varint bytes of ``0 <= value < 2**64``."""
     if value < 0x80:
         return bytes((value,))
+    if value < 0x4000:  # two bytes: payload lengths up to 16 KiB, deltas up to 8 us
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
