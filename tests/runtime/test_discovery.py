@@ -736,3 +736,26 @@ def test_too_many_types_arrive_flagged_incomplete(mdns: str) -> None:
             assert 20 < len(peer.types) < 100 and set(peer.types) < set(types)
 
     _run(main())
+
+
+def test_instance_name_and_types_before_start() -> None:
+    d = _disc(ID_A, "my.node", publishes=["b.B", "a.A", "b.B"])
+    assert d.instance_name == f"my-node-a1a2a3a4.{SERVICE_TYPE}"
+    assert d.types == ("a.A", "b.B")
+    assert d.peers() == [] and d.stats().peers == 0
+
+
+def test_browse_once_on_a_shared_zeroconf_leaves_it_open(mdns: str) -> None:
+    async def main() -> None:
+        zc = AsyncZeroconf(interfaces=[mdns], ip_version=IPVersion.V4Only)
+        try:
+            async with _running(_disc(ID_B, "beta", role="observer")):
+                found = await browse_once(mdns, 1.0, zeroconf=zc)
+                assert [(p.id, p.role) for p in found] == [(ID_B, "observer")]
+                assert not zc.zeroconf.done
+                # The shared zeroconf still works for a second browse.
+                assert [p.id for p in await browse_once(mdns, 0.5, zeroconf=zc)] == [ID_B]
+        finally:
+            await zc.async_close()
+
+    _run(main())
