@@ -219,7 +219,8 @@ class Node:
                 last_value=self._last_value, on_last_value=self._on_last_value)
             await self._control.start()
             if self._use_discovery:
-                await self._start_discovery()
+                # mDNS probing takes ~1.2 s (RFC 6762 section 8.1); the node does not wait
+                self._spawn(self._start_discovery())
             self._clock_timer = asyncio.get_running_loop().create_task(self._watch_clock())
         except BaseException:
             await self.close()
@@ -355,7 +356,7 @@ class Node:
         return self._running()[1].peers()
 
     def discovered(self) -> list[Any]:
-        """The peers seen over mDNS (``ganglion.runtime.discovery.PeerInfo``)."""
+        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.PeerInfo`)."""
         return [] if self._discovery is None else list(self._discovery.peers())
 
     def stats(self) -> NodeStats:
@@ -433,6 +434,11 @@ class Node:
             publishes=sorted(self._publishes), role="observer" if self.observer else "member")
         try:
             await self._discovery.start()
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._discovery.close()
+            self._discovery = None
+            raise
         except Exception:
             # mDNS is for people and tools; the node works without it
             _log.warning("mDNS discovery could not start; continuing without it", exc_info=True)
