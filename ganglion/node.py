@@ -174,6 +174,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._clock_timer: asyncio.Task[None] | None = None
         self._decided: dict[str, asyncio.Event] = {}
+        self._discovery_ready = asyncio.Event()
         self.node_id = b""
 
     # -- lifecycle -------------------------------------------------------------------
@@ -434,6 +435,7 @@ class Node:
             publishes=sorted(self._publishes), role="observer" if self.observer else "member")
         try:
             await self._discovery.start()
+            await self._discovery.update_types(sorted(self._publishes))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self._discovery.close()
@@ -443,10 +445,14 @@ class Node:
             # mDNS is for people and tools; the node works without it
             _log.warning("mDNS discovery could not start; continuing without it", exc_info=True)
             self._discovery = None
+        finally:
+            self._discovery_ready.set()
 
     async def _advertise(self) -> None:
         if self._discovery is not None:
-            await self._discovery.update_types(sorted(self._publishes))
+            await self._discovery_ready.wait()  # update_types needs a started Discovery
+            if self._discovery is not None:
+                await self._discovery.update_types(sorted(self._publishes))
 
     async def _watch_clock(self) -> None:
         while True:
