@@ -92,7 +92,10 @@ async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, An
         stop = StopRule(cfg, now())
         while not stop.done(tally, now()):
             await asyncio.sleep(WAKE_SECONDS)
-        counters = _counters(ep.stats(), SUB_COUNTERS)
+        stats = ep.stats()
+        counters = _counters(stats, SUB_COUNTERS)
+        if stats.receiver.kernel_drops is not None:
+            counters["kernel_drops"] = stats.receiver.kernel_drops
         del subscription
     summary = tally.summary()
     summary["endpoint_stats"] = counters
@@ -122,7 +125,12 @@ async def _publish(cfg: RoleConfig) -> dict[str, Any]:
             await asyncio.sleep(0)
         t_end = now()
         await asyncio.sleep(FLUSH_SECONDS)
-        counters = _counters(ep.stats(), PUB_COUNTERS)
+        stats = ep.stats()
+        counters = _counters(stats, PUB_COUNTERS)
+        # Datagrams the non-blocking send socket could not hand to the kernel at once
+        # (queued for a retry) and ones given up on: loss that is the sender's, not the network's.
+        counters["send_deferred"] = stats.sender.deferred
+        counters["send_dropped"] = stats.sender.dropped
     return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end, **counters}
 
 

@@ -260,3 +260,13 @@ def test_a_reader_cancelled_while_another_waits_does_not_strand_the_other() -> N
         assert msg == "for-second"
 
     run(main())
+
+
+def test_message_info_is_immutable_with_defaults_and_keyword_construction() -> None:
+    i = MessageInfo(type_name="t.A", sender=b"\x01" * 8, seq=3, sent_ns=10, received_ns=20)
+    assert (i.boot, i.local, i.source, i.clock_synced, i.last_value) == (0, False, None, True, False)
+    assert i.sender_hex == "01" * 8
+    with pytest.raises(AttributeError):
+        i.seq = 4  # type: ignore[misc]
+    assert i == MessageInfo("t.A", b"\x01" * 8, 3, 10, 20) and hash(i) == hash(
+        MessageInfo("t.A", b"\x01" * 8, 3, 10, 20))
