@@ -1,0 +1,54 @@
+"""Fixtures for node tests: port pairs, a process spawner and a namespace lab.
+
+Every node in these tests sends multicast out of 127.0.0.1 or out of a veth inside
+a namespace the test created; every process started is killed by PID at teardown,
+and every namespace is deleted, however the test ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from node_support import NetnsLab, Spawner, free_port_pair, netns_problem
+
+_labs = itertools.count(1)
+
+
+@pytest.fixture
+def port() -> int:
+    """A data port whose next port (the control port) is free too."""
+    return free_port_pair()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawner]:
+    """Start ``python -m ganglion ...`` processes; all are killed by PID at teardown."""
+    spawner = Spawner(tmp_path / "logs")
+    try:
+        yield spawner
+    finally:
+        spawner.close()
+
+
+@pytest.fixture(scope="session")
+def netns_available() -> None:
+    """Skip (with the reason) unless network namespaces can be created here."""
+    problem = netns_problem()
+    if problem is not None:
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def lab(netns_available: None) -> Iterator[NetnsLab]:
+    """A bridge namespace; hosts are added by the test. Removed at teardown."""
+    counter = next(_labs)
+    net = NetnsLab(f"g{os.getpid() % 100000}x{counter}", net=counter % 250)
+    try:
+        net.start()
+        yield net
+    finally:
+        net.close()
