@@ -59,7 +59,17 @@ def publish(type_name: str, fields_json: str, timeout: float, iface: str | None,
                 click.echo(f"error: no group agreed for {type_name} within {timeout:g} s; is a "
                            f"node running on {settings.interface_name}?", err=True)
                 return 1
-            await asyncio.sleep(0.05)  # let the queued message leave before closing
+            # A new type's first messages are held back briefly after the decision
+            # (Node.NEW_TYPE_SETTLE_SECONDS) so subscribers can join; closing before
+            # they are released would drop the message, so wait for the queue to drain.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while node.stats().endpoint.pending and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            if node.stats().endpoint.pending:
+                click.echo(f"error: {type_name} was agreed but the message was not sent "
+                           f"within {timeout:g} s", err=True)
+                return 1
         click.echo(f"published {type_name} to {group}:{settings.port}", err=True)
         return 0
 
