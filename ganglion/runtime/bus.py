@@ -1,0 +1,469 @@
+"""The node's local bus for external plugins: a zmq XSUB/XPUB pair on ipc:// and tcp://.
+
+Theory of operation. External plugins are separate processes in any language;
+the frames they exchange with the node are specified in docs/plugin-frames.md.
+The bus binds two sockets:
+
+* an **XSUB** at the *publish* address (``ipc://<base>.pub``, and
+  ``tcp://127.0.0.1:PORT`` if asked). Plugins connect PUB (or XPUB) sockets to
+  it and send ``[type name, CBOR payload]``. The bus subscribes to everything
+  (``\\x01``), validates each message (exactly two frames, a valid type name, a
+  CBOR map payload), hands it to ``on_publish`` and, with ``forward`` on, sends
+  it straight on to the plugins subscribed to that type. Bad messages are
+  counted and dropped; nothing a plugin sends can stop the bus.
+* an **XPUB** at the *subscribe* address (``ipc://<base>.sub``, and
+  ``tcp://127.0.0.1:PORT+1``). Plugins connect SUB sockets and subscribe to type
+  names; they receive ``[type name, CBOR payload, meta]``. The node calls
+  :meth:`PluginBus.deliver` for every message of a type some plugin wants.
+
+Subscription events. zmq's XPUB, *without* ``XPUB_VERBOSE``, reports a topic's
+subscribe (``\\x01name``) only when the first subscriber of it appears and its
+unsubscribe (``\\x00name``) only when the last one leaves, whether by
+unsubscribing or by its process dying (zmq unsubscribes a closed connection's
+topics). That is exactly the reference count the node needs (join a group with
+the first subscriber, leave with the last); tests/runtime/test_bus.py checks it.
+The bus also keeps the set of live topics, so :meth:`PluginBus.deliver` does no
+encoding for types nobody wants. Topics that are not valid type names (the
+empty prefix, ``sensors.``) still receive matching messages but are not passed
+to ``on_subscribe``: a prefix names no group to join.
+
+Back-pressure. Each plugin connection has a queue of ``hwm`` messages (zmq
+SNDHWM). The XPUB is set to ``XPUB_NODROP`` and sent to without blocking, so a
+plugin that stops reading never blocks the node: the send is refused, the
+message is not delivered to that type's plugin subscribers, and ``dropped``
+counts it. (The price of counting is that a stuck subscriber of a type also
+costs the other subscribers *of that type* the messages refused while it is
+full; other types are unaffected.)
+
+Everything runs on the event loop: receiving uses ``zmq.asyncio``, sending uses
+a synchronous shadow of the same socket with ``DONTWAIT`` (never awaits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ganglion.client import DEFAULT_HWM, BusAddress, PluginMeta, ipc_address
+from ganglion.errors import ConfigError, DecodeError, TransportError
+from ganglion.runtime.subscription import MessageInfo
+from ganglion.types import decode_payload, is_valid_type_name
+
+_log = logging.getLogger(__name__)
+
+#: Largest frame a plugin may send (zmq MAXMSGSIZE); a bigger one disconnects it.
+DEFAULT_MAX_MESSAGE = 1 << 20
+
+#: Longest ipc socket path Linux accepts (sun_path is 108 bytes with the NUL).
+MAX_IPC_PATH = 107
+
+_SUBSCRIBE = 1
+_UNSUBSCRIBE = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BusStats:
+    """Counters of a :class:`PluginBus` (a snapshot).
+
+    Attributes:
+        received: multipart messages read from plugin publishers.
+        published: valid ones handed to ``on_publish``.
+        forwarded: valid ones sent on to plugin subscribers by the bus itself.
+        delivered: messages sent to plugin subscribers by :meth:`PluginBus.deliver`.
+        dropped: sends refused because a subscriber's queue was full.
+        bad_frames: publishes without exactly two frames.
+        bad_type_names: publishes whose first frame is not a valid type name.
+        bad_payloads: publishes whose payload is not a CBOR map.
+        callback_errors: exceptions raised by the on_* callbacks (logged).
+        subscriptions: the topics plugins are subscribed to now, sorted.
+    """
+
+    received: int = 0
+    published: int = 0
+    forwarded: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    bad_frames: int = 0
+    bad_type_names: int = 0
+    bad_payloads: int = 0
+    callback_errors: int = 0
+    subscriptions: tuple[str, ...] = ()
+
+
+def meta_from_info(info: MessageInfo) -> PluginMeta:
+    """Return the meta frame contents for a message the node delivers.
+
+    Args:
+        info: the :class:`MessageInfo` the endpoint gave the node's subscriber.
+
+    Returns:
+        The matching :class:`PluginMeta`.
+    """
+    return PluginMeta(sender=info.sender, seq=info.seq, sent_ns=info.sent_ns, local=info.local)
+
+
+class PluginBus:
+    """The node's XSUB/XPUB proxy for external plugins; ``async with`` starts and closes it."""
+
+    def __init__(
+        self,
+        *,
+        ipc_path: Path | None,
+        tcp_port: int | None = None,
+        on_publish: Callable[[str, bytes], object],
+        on_subscribe: Callable[[str], object],
+        on_unsubscribe: Callable[[str], object],
+        node_id: bytes = bytes(8),
+        forward: bool = True,
+        hwm: int = DEFAULT_HWM,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        ipc_mode: int = 0o600,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        """Describe a bus; :meth:`start` binds it.
+
+        Args:
+            ipc_path: base of the ipc sockets (``<base>.pub`` and ``<base>.sub``
+                are created); None for no ipc.
+            tcp_port: publish port on 127.0.0.1 (subscribe is ``tcp_port + 1``);
+                0 picks a free consecutive pair; None for no TCP.
+            on_publish: called with ``(type name, payload)`` for each valid
+                message a plugin publishes.
+            on_subscribe: called with a type name when its first plugin subscriber appears.
+            on_unsubscribe: called with a type name when its last plugin subscriber goes.
+            node_id: the sender id put in the meta of messages the bus forwards itself.
+            forward: send plugin publishes on to plugin subscribers of the type.
+                A node with this on must not also :meth:`deliver` the messages
+                it got from ``on_publish``, or plugins get them twice.
+            hwm: queue bound per plugin connection, in messages.
+            max_message: largest frame a plugin may send, in bytes.
+            ipc_mode: permission bits of the ipc socket files (who may connect).
+            context: a zmq asyncio context to share; a private one by default.
+
+        Raises:
+            ConfigError: neither address is asked for, a port is out of range,
+                or an ipc path is too long for a Unix socket.
+        """
+        if ipc_path is None and tcp_port is None:
+            raise ConfigError("the plugin bus needs an ipc_path, a tcp_port, or both")
+        if tcp_port is not None and not 0 <= tcp_port <= 65534:
+            raise ConfigError(f"plugin bus tcp_port must be 0..65534, got {tcp_port}")
+        if len(node_id) != 8:
+            raise ConfigError(f"node_id must be 8 bytes, got {len(node_id)}")
+        if ipc_path is not None:
+            longest = len(os.fsencode(ipc_path)) + len(".pub")
+            if longest > MAX_IPC_PATH:
+                raise ConfigError(
+                    f"ipc path {str(ipc_path)!r} gives socket paths of {longest} bytes; "
+                    f"Unix sockets allow {MAX_IPC_PATH}: use a shorter state directory"
+                )
+        self._ipc_path = ipc_path
+        self._tcp_port = tcp_port
+        self._on_publish = on_publish
+        self._on_subscribe = on_subscribe
+        self._on_unsubscribe = on_unsubscribe
+        self._node_id = node_id
+        self._forward = forward
+        self._hwm = hwm
+        self._max_message = max_message
+        self._ipc_mode = ipc_mode
+        self._own_context = context is None
+        self._ctx = context
+        self._endpoints: list[BusAddress] = []
+        self._ipc_files: list[Path] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._xsub: zmq.asyncio.Socket | None = None
+        self._xpub: zmq.asyncio.Socket | None = None
+        self._xpub_send: zmq.Socket[bytes] | None = None
+        # Topics with at least one subscriber: valid type names apart, so the
+        # common exact-name check in deliver() is one set lookup.
+        self._names: set[str] = set()
+        self._prefixes: set[bytes] = set()
+        self._forward_seq: dict[str, int] = {}
+        self._counts: dict[str, int] = dict.fromkeys(
+            (f.name for f in dataclasses.fields(BusStats) if f.name != "subscriptions"), 0
+        )
+
+    # -- public API -------------------------------------------------------
+
+    @property
+    def endpoints(self) -> tuple[BusAddress, ...]:
+        """The bound address pairs (ipc first, then tcp); empty before :meth:`start`."""
+        return tuple(self._endpoints)
+
+    @property
+    def tcp_port(self) -> int | None:
+        """The bound TCP publish port (subscribe is one more); None without TCP or before start."""
+        for pair in self._endpoints:
+            if pair.publish.startswith("tcp://"):
+                return int(pair.publish.rpartition(":")[2])
+        return None
+
+    async def start(self) -> None:
+        """Bind the sockets and start serving plugins.
+
+        Raises:
+            TransportError: an address cannot be bound, or another live process
+                (another node on the same state directory) owns the ipc socket.
+            ConfigError: the ipc path exists and is not a socket.
+        """
+        if self._xsub is not None:
+            raise RuntimeError("PluginBus.start() called twice")
+        if self._ctx is None:
+            self._ctx = zmq.asyncio.Context()
+        self._xsub = self._ctx.socket(zmq.XSUB)
+        self._xpub = self._ctx.socket(zmq.XPUB)
+        self._xpub_send = zmq.Socket.shadow(self._xpub.underlying)
+        try:
+            self._configure_sockets(self._xsub, self._xpub)
+            if self._ipc_path is not None:
+                self._bind_ipc(self._ipc_path)
+            if self._tcp_port is not None:
+                self._bind_tcp(self._tcp_port)
+        except BaseException:
+            await self.close()
+            raise
+        # XSUB forwards subscriptions to the publishers: ask for everything.
+        zmq.Socket.shadow(self._xsub.underlying).send(b"\x01")
+        self._tasks = [
+            asyncio.create_task(self._pump_publishes(self._xsub), name="bus-publishes"),
+            asyncio.create_task(self._pump_subscriptions(self._xpub), name="bus-subscriptions"),
+        ]
+
+    async def close(self) -> None:
+        """Stop serving, close the sockets (pending messages discarded), remove ipc files.
+
+        Idempotent. Plugins see their subscriptions end; zmq reconnects them
+        when a node binds the same addresses again.
+        """
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sock in (self._xsub, self._xpub):
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+        self._xpub_send = None
+        for path in self._ipc_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._ipc_files.clear()
+        self._endpoints.clear()
+        if self._own_context and self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    async def __aenter__(self) -> PluginBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def subscribed(self, type_name: str) -> bool:
+        """Return True if some plugin's subscription matches ``type_name``."""
+        if type_name in self._names:
+            return True
+        if not self._prefixes:
+            return False
+        raw = type_name.encode()
+        return any(raw.startswith(prefix) for prefix in self._prefixes)
+
+    def deliver(self, type_name: str, payload: bytes, meta: PluginMeta) -> bool:
+        """Send a message to the plugins subscribed to its type; never blocks.
+
+        Args:
+            type_name: the message's type name.
+            payload: its CBOR payload, as on the wire.
+            meta: where it came from (:func:`meta_from_info` builds one).
+
+        Returns:
+            True if sent; False if no plugin wants the type, the bus is not
+            running, or a subscriber's queue was full (counted in ``dropped``).
+        """
+        if self._xpub_send is None or not self.subscribed(type_name):
+            return False
+        if self._send(type_name.encode(), payload, meta):
+            self._counts["delivered"] += 1
+            return True
+        return False
+
+    def stats(self) -> BusStats:
+        """Return a snapshot of the counters and the live subscriptions."""
+        topics = sorted(self._names) + sorted(p.decode(errors="replace") for p in self._prefixes)
+        return BusStats(**self._counts, subscriptions=tuple(topics))
+
+    # -- private helpers --------------------------------------------------
+
+    def _configure_sockets(self, xsub: zmq.asyncio.Socket, xpub: zmq.asyncio.Socket) -> None:
+        for sock in (xsub, xpub):
+            sock.linger = 0
+            sock.sndhwm = self._hwm
+            sock.rcvhwm = self._hwm
+        xsub.setsockopt(zmq.MAXMSGSIZE, self._max_message)
+        xpub.setsockopt(zmq.MAXMSGSIZE, self._max_message)
+        xpub.setsockopt(zmq.XPUB_NODROP, 1)
+
+    def _bind_ipc(self, base: Path) -> None:
+        pair = ipc_address(base)
+        for address in pair:
+            _claim_ipc_path(Path(address[len("ipc://"):]))
+        assert self._xsub is not None and self._xpub is not None
+        for sock, address in ((self._xsub, pair.publish), (self._xpub, pair.subscribe)):
+            try:
+                sock.bind(address)
+            except zmq.ZMQError as exc:
+                raise TransportError(f"cannot bind the plugin bus on {address}: {exc}") from exc
+            path = Path(address[len("ipc://"):])
+            self._ipc_files.append(path)
+            os.chmod(path, self._ipc_mode)
+        self._endpoints.append(pair)
+
+    def _bind_tcp(self, port: int) -> None:
+        assert self._xsub is not None and self._xpub is not None
+        if port:
+            self._bind_tcp_pair(port)
+            return
+        # Port 0: the kernel picks the publish port; retry until port + 1 is free too.
+        for _ in range(50):
+            try:
+                self._xsub.bind("tcp://127.0.0.1:*")
+            except zmq.ZMQError as exc:
+                raise TransportError(f"cannot bind the plugin bus on 127.0.0.1: {exc}") from exc
+            endpoint = self._xsub.getsockopt_string(zmq.LAST_ENDPOINT)
+            picked = int(endpoint.rpartition(":")[2])
+            if picked < 65535:
+                try:
+                    self._xpub.bind(f"tcp://127.0.0.1:{picked + 1}")
+                except zmq.ZMQError:
+                    pass
+                else:
+                    self._endpoints.append(BusAddress(endpoint, f"tcp://127.0.0.1:{picked + 1}"))
+                    return
+            self._xsub.unbind(endpoint)
+        raise TransportError("no free pair of consecutive TCP ports on 127.0.0.1 after 50 tries")
+
+    def _bind_tcp_pair(self, port: int) -> None:
+        assert self._xsub is not None and self._xpub is not None
+        pair = BusAddress(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}")
+        for sock, address in ((self._xsub, pair.publish), (self._xpub, pair.subscribe)):
+            try:
+                sock.bind(address)
+            except zmq.ZMQError as exc:
+                raise TransportError(f"cannot bind the plugin bus on {address}: {exc}") from exc
+        self._endpoints.append(pair)
+
+    async def _pump_publishes(self, xsub: zmq.asyncio.Socket) -> None:
+        """Read plugin publishes until cancelled."""
+        while True:
+            frames = await xsub.recv_multipart()
+            try:
+                self._handle_publish(frames)
+            except Exception:  # a bug here must not end the bus
+                _log.exception("plugin bus: error handling a publish")
+
+    async def _pump_subscriptions(self, xpub: zmq.asyncio.Socket) -> None:
+        """Read XPUB subscription events until cancelled."""
+        while True:
+            event = await xpub.recv()
+            try:
+                self._handle_subscription(event)
+            except Exception:
+                _log.exception("plugin bus: error handling a subscription event")
+
+    def _handle_publish(self, frames: list[bytes]) -> None:
+        counts = self._counts
+        counts["received"] += 1
+        if len(frames) != 2:
+            counts["bad_frames"] += 1
+            return
+        raw_name, payload = frames
+        try:
+            name = raw_name.decode("ascii")
+        except UnicodeDecodeError:
+            counts["bad_type_names"] += 1
+            return
+        if not is_valid_type_name(name):
+            counts["bad_type_names"] += 1
+            return
+        try:
+            decode_payload(name, payload)
+        except DecodeError:
+            counts["bad_payloads"] += 1
+            return
+        counts["published"] += 1
+        self._call(self._on_publish, name, payload)
+        if self._forward and self._xpub_send is not None and self.subscribed(name):
+            seq = self._forward_seq.get(name, 0) + 1
+            self._forward_seq[name] = seq
+            meta = PluginMeta(sender=self._node_id, seq=seq, sent_ns=time.time_ns(), local=True)
+            if self._send(raw_name, payload, meta):
+                counts["forwarded"] += 1
+
+    def _handle_subscription(self, event: bytes) -> None:
+        if not event or event[0] not in (_SUBSCRIBE, _UNSUBSCRIBE):
+            return  # a plugin wrote data to its SUB socket: meaningless, ignore
+        topic = event[1:]
+        name = topic.decode("ascii", errors="replace")
+        valid = topic.isascii() and is_valid_type_name(name)
+        if event[0] == _SUBSCRIBE:
+            if valid and name not in self._names:
+                self._names.add(name)
+                self._call(self._on_subscribe, name)
+            elif not valid:
+                self._prefixes.add(topic)
+        elif valid and name in self._names:
+            self._names.discard(name)
+            self._forward_seq.pop(name, None)
+            self._call(self._on_unsubscribe, name)
+        elif not valid:
+            self._prefixes.discard(topic)
+
+    def _send(self, raw_name: bytes, payload: bytes, meta: PluginMeta) -> bool:
+        assert self._xpub_send is not None
+        try:
+            self._xpub_send.send_multipart([raw_name, payload, meta.encode()], flags=zmq.DONTWAIT)
+        except zmq.Again:
+            self._counts["dropped"] += 1
+            return False
+        return True
+
+    def _call(self, callback: Callable[..., object], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            self._counts["callback_errors"] += 1
+            _log.exception("plugin bus: %s%r raised", getattr(callback, "__name__", callback), args)
+
+
+def _claim_ipc_path(path: Path) -> None:
+    """Remove a stale ipc socket file; refuse a live one or a file that is not a socket."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # left behind by a node that died: take it over
+        return
+    finally:
+        probe.close()
+    raise TransportError(f"{path} is in use by another running process (another node?)")
