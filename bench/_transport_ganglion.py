@@ -94,8 +94,9 @@ async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, An
             await asyncio.sleep(WAKE_SECONDS)
         stats = ep.stats()
         counters = _counters(stats, SUB_COUNTERS)
-        if stats.receiver.kernel_drops is not None:
-            counters["kernel_drops"] = stats.receiver.kernel_drops
+        # Datagrams the kernel dropped because the socket buffer was full (the receiver
+        # fell behind), as opposed to losses anywhere else.
+        counters.update(_counters(getattr(stats, "receiver", None), ("kernel_drops",)))
         del subscription
     summary = tally.summary()
     summary["endpoint_stats"] = counters
@@ -129,8 +130,8 @@ async def _publish(cfg: RoleConfig) -> dict[str, Any]:
         counters = _counters(stats, PUB_COUNTERS)
         # Datagrams the non-blocking send socket could not hand to the kernel at once
         # (queued for a retry) and ones given up on: loss that is the sender's, not the network's.
-        counters["send_deferred"] = stats.sender.deferred
-        counters["send_dropped"] = stats.sender.dropped
+        sender = _counters(getattr(stats, "sender", None), ("deferred", "dropped"))
+        counters.update({f"send_{name}": value for name, value in sender.items()})
     return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end, **counters}
 
 

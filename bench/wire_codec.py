@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/wire_codec.py
 
-Measures, for a small sensor reading (two fields, ~30-byte payload) and a
-64-byte-ish payload: payload encode/decode, datagram pack/decode alone and
+Measures, for a small sensor reading (three fields, ~30-byte payload): payload
+encode/decode (general and the endpoint's fast paths), datagram pack/decode alone and
 batched (as many as fit in 1,400 bytes), with and without a network key, and
 the sequence tracker. Prints the best of several repeats in microseconds per
 message, since the machine may be shared.
@@ -16,8 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ganglion.sequence import SequenceTracker
-from ganglion.types import decode_payload, encode_payload, message, type_of
-from ganglion.wire import Packer, decode_datagram
+from ganglion.types import (
+    decode_payload,
+    encode_message,
+    encode_payload,
+    message,
+    payload_decoder,
+    type_of,
+)
+from ganglion.wire import Packer, decode_datagram, decode_fields
 
 
 @message("bench.Reading")
@@ -42,9 +49,12 @@ def main() -> None:
     mtype = type_of(msg)
     payload = encode_payload(msg)
     fp = mtype.fingerprint
+    decode_reading = payload_decoder("bench.Reading", fp)
     rows: list[tuple[str, float]] = [
         (f"encode_payload ({len(payload)} B)", best(lambda: encode_payload(msg))),
+        ("encode_message (type known)", best(lambda: encode_message(msg, mtype))),
         ("decode_payload", best(lambda: decode_payload("bench.Reading", payload, fp))),
+        ("payload_decoder's function", best(lambda: decode_reading(payload))),
     ]
     for key in (None, KEY):
         tag = "signed" if key else "unsigned"
@@ -68,6 +78,9 @@ def main() -> None:
             (f"decode_datagram 1/datagram, {tag}", best(lambda d=single, k=key: decode_datagram(d, key=k))),
             (f"decode_datagram {n}/datagram, {tag}",
              best(lambda d=full, k=key: decode_datagram(d, key=k), n, 2000)),
+            (f"decode_fields 1/datagram, {tag}", best(lambda d=single, k=key: decode_fields(d, k))),
+            (f"decode_fields {n}/datagram, {tag}",
+             best(lambda d=full, k=key: decode_fields(d, k), n, 2000)),
         ]
     tracker = SequenceTracker()
     counter = iter(range(10**9))
