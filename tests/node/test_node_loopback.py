@@ -529,3 +529,24 @@ def test_discovery_finds_the_other_node(tmp_path: Path, port: int) -> None:
             assert (found.name, found.role, found.port) == ("disc-a", "member", port)
 
     run(scenario(), timeout=30)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a last value loses the sender's clock flag: LastValue carries no clock_synced, the "
+    "control endpoint's own flag is never set, and Endpoint.deliver_last_value builds "
+    "MessageInfo with the default clock_synced=True"))
+def test_clock_flag_survives_a_last_value(tmp_path: Path, port: int) -> None:
+    async def scenario() -> None:
+        unsynced, late = make(tmp_path, port, "unsynced"), make(tmp_path, port, "late")
+        async with running(unsynced, late):
+            await connected(unsynced, late)
+            unsynced._endpoint.set_clock_synced(False)  # type: ignore[union-attr]
+            await unsynced.publish(Reading(1))
+            await settled(unsynced, late)
+            seen = collect(late, last_value=True)
+            await until(lambda: bool(seen), "the last value")
+            (_, _, _, info), = seen
+            assert info.last_value
+            assert info.clock_synced is False
+
+    run(scenario())
