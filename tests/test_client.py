@@ -481,3 +481,25 @@ def test_bus_thread_helper_reports_errors() -> None:
             running.call(boom())
     finally:
         running.stop()
+
+
+def test_the_raw_pyzmq_example_in_the_frame_docs_works(bus: BusThread, short_dir: Path) -> None:
+    doc = (REPO / "docs" / "plugin-frames.md").read_text()
+    example = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    state_line = next(line for line in example.splitlines() if line.startswith("state = "))
+    script = short_dir / "raw_plugin.py"
+    script.write_text(example.replace(state_line, f"state = {str(short_dir)!r}"))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: bus.subscribed == ["sensors.Temperature"], timeout=15)
+        wait_until(lambda: len(bus.published) == 1, timeout=15)
+        payload = cbor2.dumps({"sensor": "sim", "celsius": 19.75})
+        assert bus.deliver("sensors.Temperature", payload, meta(42))
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert out.split() == [NODE_ID.hex(), "42", "19.75"]
+    assert bus.published == [("examples.Counter", cbor2.dumps({"count": 1, "source": "py"}))]
