@@ -127,6 +127,9 @@ class Node:
         peer_timeout: seconds of silence after which a peer is gone.
         pending_limit: messages per type held while its group is being agreed.
         rng: randomness for the consensus node.
+        bus_ipc: serve the external plugin bus on ipc sockets: True for
+            ``<state dir>/bus.pub`` and ``.sub``, a path for another base, False for none.
+        bus_tcp_port: also serve it on ``tcp://127.0.0.1:PORT`` (and PORT+1); None for no TCP.
     """
 
     def __init__(
@@ -148,6 +151,8 @@ class Node:
         peer_timeout: float = 2.0,
         pending_limit: int = 1000,
         rng: random.Random | None = None,
+        bus_ipc: bool | Path | str = False,
+        bus_tcp_port: int | None = None,
     ) -> None:
         self.name = name or socket.gethostname()
         self.interface = interface
@@ -175,6 +180,11 @@ class Node:
         self._clock_timer: asyncio.Task[None] | None = None
         self._decided: dict[str, asyncio.Event] = {}
         self._discovery_ready = asyncio.Event()
+        self._bus_ipc = bus_ipc
+        self._bus_tcp_port = bus_tcp_port
+        self._bus: Any = None
+        self._bus_subs: dict[str, Subscription] = {}
+        self._from_bus = False
         self.node_id = b""
 
     # -- lifecycle -------------------------------------------------------------------
@@ -219,6 +229,8 @@ class Node:
                 publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
                 last_value=self._last_value, on_last_value=self._on_last_value)
             await self._control.start()
+            if self._bus_ipc or self._bus_tcp_port is not None:
+                await self._start_bus()
             if self._use_discovery:
                 # mDNS probing takes ~1.2 s (RFC 6762 section 8.1); the node does not wait
                 self._spawn(self._start_discovery())
@@ -238,6 +250,12 @@ class Node:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bus is not None:
+            for sub in list(self._bus_subs.values()):
+                sub.close()
+            self._bus_subs.clear()
+            await self._bus.close()
+            self._bus = None
         if self._discovery is not None:
             try:
                 await self._discovery.close()
@@ -356,6 +374,12 @@ class Node:
         """The live peers heard on the control channel (members and observers)."""
         return self._running()[1].peers()
 
+    def bus_endpoints(self) -> list[str]:
+        """The addresses external plugins connect to (publish and subscribe), if any."""
+        if self._bus is None:
+            return []
+        return [addr for pair in self._bus.endpoints for addr in pair]
+
     def discovered(self) -> list[Any]:
         """The peers seen over mDNS (:class:`ganglion.runtime.discovery.PeerInfo`)."""
         return [] if self._discovery is None else list(self._discovery.peers())
@@ -426,6 +450,50 @@ class Node:
             self._endpoint.deliver_last_value(
                 lv.type_name, lv.payload, sender=info.sender, fingerprint=lv.fingerprint,
                 seq=lv.seq, boot=lv.boot, sent_ns=lv.sent_ns, source=info.source)
+
+    async def _start_bus(self) -> None:
+        from ganglion.client import STATE_DIR_BUS_NAME
+        from ganglion.runtime.bus import PluginBus
+
+        ipc: Path | None = None
+        if self._bus_ipc is True:
+            if self._state is None:
+                raise LocalError("bus_ipc=True needs a state directory; give a path instead")
+            ipc = self._state.path / STATE_DIR_BUS_NAME
+        elif self._bus_ipc:
+            ipc = Path(self._bus_ipc)
+        self._bus = PluginBus(ipc_path=ipc, tcp_port=self._bus_tcp_port,
+                              on_publish=self._on_bus_publish,
+                              on_subscribe=self._on_bus_subscribe,
+                              on_unsubscribe=self._on_bus_unsubscribe, node_id=self.node_id)
+        await self._bus.start()
+
+    def _on_bus_publish(self, type_name: str, payload: bytes) -> None:
+        # The bus already forwarded it to its plugin subscribers: the bus's own
+        # subscription must not send it to them a second time.
+        self._from_bus = True
+        try:
+            self.publish_encoded(type_name, payload)
+        finally:
+            self._from_bus = False
+
+    def _on_bus_subscribe(self, type_name: str) -> None:
+        if type_name in self._bus_subs:
+            return
+        from ganglion.runtime.bus import meta_from_info
+        from ganglion.types import encode_payload
+
+        def to_plugins(msg: Any, info: MessageInfo) -> None:
+            if (info.local and self._from_bus) or self._bus is None:
+                return
+            self._bus.deliver(type_name, encode_payload(msg), meta_from_info(info))
+
+        self._bus_subs[type_name] = self.subscribe(type_name, callback=to_plugins)
+
+    def _on_bus_unsubscribe(self, type_name: str) -> None:
+        sub = self._bus_subs.pop(type_name, None)
+        if sub is not None:
+            sub.close()
 
     async def _start_discovery(self) -> None:
         from ganglion.runtime.discovery import Discovery

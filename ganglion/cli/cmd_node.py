@@ -71,7 +71,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         the_node = Node(name=config.name, interface=settings.interface, port=settings.port,
                         control_port=control_port_for(settings.port), state_dir=config.state_dir,
                         key=settings.key, ttl=settings.ttl, max_datagram=config.max_datagram,
-                        discovery=mdns)
+                        discovery=mdns, bus_ipc=config.bus_ipc,
+                        bus_tcp_port=config.bus_tcp_port)
         try:
             await the_node.start()
         except GanglionError as exc:
@@ -83,6 +84,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
                        f"{settings.interface_name} {settings.interface}:{settings.port}"
                        + (f", plugins: {', '.join(p.name for p in loaded)}" if loaded else ""),
                        err=True)
+            for address in the_node.bus_endpoints():
+                click.echo(f"plugin bus: {address}", err=True)
             await host.start()
             await stop.wait()
         finally:
