@@ -443,13 +443,15 @@ class Node:
             return None
         payload, fingerprint, seq, sent_ns = last
         return LastValue(to=0, type_name=type_name, fingerprint=fingerprint, seq=seq,
-                         boot=self._endpoint.boot, sent_ns=sent_ns, payload=payload)
+                         boot=self._endpoint.boot, sent_ns=sent_ns, payload=payload,
+                         clock_synced=self._endpoint.clock_synced)
 
     def _on_last_value(self, lv: LastValue, info: MessageInfo) -> None:
         if self._endpoint is not None:
             self._endpoint.deliver_last_value(
                 lv.type_name, lv.payload, sender=info.sender, fingerprint=lv.fingerprint,
-                seq=lv.seq, boot=lv.boot, sent_ns=lv.sent_ns, source=info.source)
+                seq=lv.seq, boot=lv.boot, sent_ns=lv.sent_ns, source=info.source,
+                clock_synced=lv.clock_synced)
 
     async def _start_bus(self) -> None:
         from ganglion.client import STATE_DIR_BUS_NAME

@@ -80,8 +80,12 @@ def demo(duration: float, interval: float, port: int) -> None:
                             discovery=False) as node:
                 names: dict[bytes, str] = {}
                 shown: set[str] = set()
+                printed = 0
 
                 def show(msg: Any, info: MessageInfo) -> None:
+                    nonlocal printed
+                    if stop.is_set():
+                        return  # stopping: the summary below is the last line
                     if not names.get(info.sender):
                         names.update({p.id: p.name for p in node.peers()})
                     mapping = node.types()
@@ -92,6 +96,7 @@ def demo(duration: float, interval: float, port: int) -> None:
                     click.echo(format_reading(msg, sender=names.get(info.sender, info.sender.hex()[:8]),
                                               seq=info.seq, sent_ns=info.sent_ns))
                     sys.stdout.flush()
+                    printed += 1
 
                 for type_name in DEMO_TYPES:
                     node.subscribe(type_name, callback=show)
@@ -102,11 +107,11 @@ def demo(duration: float, interval: float, port: int) -> None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=duration or None)
                 finally:
+                    stop.set()
                     _stop(procs)
                 stats = node.stats()
-                received = sum(t.received for t in stats.types.values())
                 lost = sum(t.lost for t in stats.types.values())
-                click.echo(f"received {received} readings from {len(names)} nodes, lost {lost}, "
+                click.echo(f"received {printed} readings from {len(names)} nodes, lost {lost}, "
                            f"decode errors {stats.decode_errors}")
         return 0
 

@@ -85,6 +85,12 @@ class Outgoing:
         self._busy = True
         self._schedule()
 
+    def skip_to(self, packer: Packer, seq: int) -> None:
+        """Send what ``packer`` holds, then continue its numbering at ``seq`` (a gap)."""
+        if packer.count:
+            self._emit(packer)
+        packer.skip_to(seq)
+
     def set_clock_synced(self, synced: bool) -> None:
         """Flag the datagrams of every type (from the next one on) as clock-(un)synchronised."""
         self._clock_synced = synced

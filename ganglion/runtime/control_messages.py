@@ -54,3 +54,4 @@ class LastValue:
     boot: int
     sent_ns: int
     payload: bytes
+    clock_synced: bool = True

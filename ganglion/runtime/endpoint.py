@@ -187,10 +187,11 @@ class Endpoint:
         self._queue_dropped_closed = 0
         self._pending_limit = pending_limit
         self._move_grace = move_grace
-        self._pending: dict[str, collections.deque[tuple[bytes, int, bytes]]] = {}
+        self._pending: dict[str, collections.deque[tuple[int, bytes, int, bytes]]] = {}
         self._joined: dict[str, set[str]] = {}  # type -> groups joined for it
         self._move_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._last: dict[str, tuple[bytes, bytes, int, int]] = {}
+        self._held_next: dict[str, int] = {}
         self._clock_synced = True
 
     # -- lifecycle -------------------------------------------------------------------
@@ -307,7 +308,7 @@ class Endpoint:
         else:
             seq = packer.next_seq
             out.add(packer, payload, now_ns)
-        self._last[name] = (payload, fingerprint, seq, now_ns)
+            self._last[name] = (payload, fingerprint, seq, now_ns)
         self._counts["published"] += 1
         subs = self._subs.get(name)
         if subs:
@@ -385,17 +386,29 @@ class Endpoint:
         else:
             self._release(type_name)
 
+    @property
+    def clock_synced(self) -> bool:
+        """Whether outgoing datagrams are sent as from a synchronised clock."""
+        return self._clock_synced
+
     def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
-        """This endpoint's latest message of a type: (payload, fingerprint, seq, sent_ns)."""
+        """This endpoint's latest *sent* message of a type: (payload, fingerprint, seq, sent_ns).
+
+        Messages still waiting for their type's group do not count: a late joiner
+        must not get a reading the network has not seen yet.
+        """
         return self._last.get(type_name)
 
     def deliver_last_value(self, type_name: str, payload: bytes, *, sender: bytes,
                            fingerprint: bytes, seq: int, boot: int, sent_ns: int,
-                           source: tuple[str, int] | None = None) -> bool:
+                           source: tuple[str, int] | None = None,
+                           clock_synced: bool = True) -> bool:
         """Hand a peer's latest message (a late-joiner answer) to local subscribers.
 
         It is delivered, marked ``last_value``, only when no message as new from that
         sender has been seen, so a subscriber never gets an old reading after a newer one.
+        Its sequence number is then recorded like a received message's, so the same
+        reading arriving live afterwards is dropped as a duplicate.
 
         Returns:
             True if it was delivered.
@@ -412,8 +425,11 @@ class Endpoint:
         except DecodeError as exc:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
+        if not self._sequences.observe(sender, type_name, seq, boot, sent_ns).deliver:
+            return False
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
-                           received_ns=time.time_ns(), boot=boot, source=source, last_value=True)
+                           received_ns=time.time_ns(), boot=boot, source=source,
+                           clock_synced=clock_synced, last_value=True)
         for sub in list(subs):
             sub.deliver(msg, info)
         return True
@@ -499,22 +515,35 @@ class Endpoint:
 
     def _hold(self, name: str, payload: bytes, ts_ns: int, fingerprint: bytes,
               next_seq: int) -> int:
-        """Queue a message until its type has a group; return the seq it will get."""
+        """Queue a message until its type has a group; return its sequence number.
+
+        Numbers are given at publish time, so local subscribers and the network
+        agree on them; a message dropped from a full queue keeps its number, and
+        receivers see the drop as a gap.
+        """
         queue = self._pending.setdefault(name, collections.deque())
+        seq = queue[-1][0] + 1 if queue else self._held_next.get(name, next_seq)
+        self._held_next[name] = seq + 1
         if len(queue) >= self._pending_limit:
             queue.popleft()
             self._counts["pending_dropped"] += 1
-        queue.append((payload, ts_ns, fingerprint))
-        return next_seq + len(queue) - 1
+        queue.append((seq, payload, ts_ns, fingerprint))
+        return seq
 
     def _release(self, type_name: str) -> None:
-        """Send the messages that waited for ``type_name``'s group."""
-        queue = self._pending.pop(type_name, None)
-        if not queue or self._out is None:
+        """Send the messages that waited for ``type_name``'s group, with their numbers."""
+        queue = self._pending.get(type_name)
+        if not queue or self._out is None or type_name not in self._groups:
             return
+        del self._pending[type_name]
         out = self._out
-        for payload, ts_ns, fingerprint in queue:
-            out.add(out.packer(type_name, fingerprint), payload, ts_ns)
+        for seq, payload, ts_ns, fingerprint in queue:
+            packer = out.packer(type_name, fingerprint)
+            if packer.next_seq != seq:
+                out.skip_to(packer, seq)
+            out.add(packer, payload, ts_ns)
+            self._last[type_name] = (payload, fingerprint, seq, ts_ns)
+        self._held_next.pop(type_name, None)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.type_name)

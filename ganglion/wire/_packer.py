@@ -114,6 +114,18 @@ class Packer:
         self._base = 0
         self._prev = 0
 
+    def skip_to(self, seq: int) -> None:
+        """Number the next message ``seq``, leaving a gap (messages dropped before sending).
+
+        Raises:
+            EncodeError: messages are waiting to be built, or ``seq`` would go back.
+        """
+        if self._count:
+            raise EncodeError("build the datagram before skipping sequence numbers")
+        if not self._seq <= seq < U64:
+            raise EncodeError(f"cannot skip from sequence number {self._seq} to {seq}")
+        self._seq = seq
+
     def set_clock_synced(self, synced: bool) -> None:
         """Set or clear the clock-unsynchronised flag of the datagrams built from now on."""
         self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,

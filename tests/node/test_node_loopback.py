@@ -208,10 +208,6 @@ def test_members_pending_limit_keeps_the_newest(tmp_path: Path, port: int) -> No
     assert [q for _, q, _, _ in remote] == sorted({q for _, q, _, _ in remote})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Endpoint._hold numbers a queued message next_seq + len(queue) - 1, so once the "
-    "queue is full every later publish is numbered like the last slot: local "
-    "subscribers see seqs 0,1,2,2,2,... while the network gets 0,1,2 for values 7,8,9"))
 def test_pending_limit_local_and_remote_seqs_agree(tmp_path: Path, port: int) -> None:
     local, remote = pending_limit_scenario(tmp_path, port)
     local_seq = {v: q for _, q, v, _ in local}
@@ -276,11 +272,6 @@ def test_last_value_never_arrives_after_a_newer_reading(tmp_path: Path, port: in
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a publisher answers a last-value request with a message still in its waiting "
-    "queue (Endpoint.last_published), and Endpoint.deliver_last_value does not record "
-    "the seq it delivered, so the older readings released afterwards, and the same "
-    "reading again, arrive after the last value"))
 def test_last_value_while_first_readings_still_wait(tmp_path: Path, port: int) -> None:
     async def scenario() -> list[int]:
         a, late = make(tmp_path, port, "a"), make(tmp_path, port, "late")
@@ -531,10 +522,6 @@ def test_discovery_finds_the_other_node(tmp_path: Path, port: int) -> None:
     run(scenario(), timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a last value loses the sender's clock flag: LastValue carries no clock_synced, the "
-    "control endpoint's own flag is never set, and Endpoint.deliver_last_value builds "
-    "MessageInfo with the default clock_synced=True"))
 def test_clock_flag_survives_a_last_value(tmp_path: Path, port: int) -> None:
     async def scenario() -> None:
         unsynced, late = make(tmp_path, port, "unsynced"), make(tmp_path, port, "late")

@@ -34,3 +34,20 @@ def test_the_flag_is_covered_by_the_mac() -> None:
 
     with pytest.raises(AuthError):
         decode_datagram(bytes(data), key=key)
+
+
+def test_skip_to_leaves_a_gap_in_the_numbering() -> None:
+    import pytest
+
+    from ganglion.errors import EncodeError
+
+    packer = Packer(node_id=NODE, type_name="test.Clock", fingerprint=FP)
+    packer.add(b"\xa0", 1)
+    with pytest.raises(EncodeError):
+        packer.skip_to(5)  # a datagram is being built
+    assert decode_datagram(packer.build(), key=None).first_seq == 0
+    packer.skip_to(5)
+    packer.add(b"\xa0", 2)
+    assert decode_datagram(packer.build(), key=None).first_seq == 5
+    with pytest.raises(EncodeError):
+        packer.skip_to(3)  # numbers never go back
