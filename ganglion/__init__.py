@@ -11,7 +11,8 @@ The supported API is what this module re-exports. Message types::
         sensor: str
         celsius: float
 
-The network side (:class:`~ganglion.runtime.endpoint.Endpoint`) is imported lazily
+The network side (:class:`~ganglion.node.Node`, :class:`~ganglion.runtime.endpoint.Endpoint`,
+:class:`~ganglion.client.PluginClient`) is imported lazily
 so that ``import ganglion`` stays cheap and works on any machine.
 """
 
@@ -46,6 +47,8 @@ from ganglion.types import (
 )
 
 if TYPE_CHECKING:
+    from ganglion.client import PluginClient
+    from ganglion.node import Node, NodeStats
     from ganglion.runtime.endpoint import Endpoint, EndpointStats
     from ganglion.runtime.subscription import MessageInfo, Subscription
 
@@ -55,6 +58,9 @@ _LAZY = {
     "Endpoint": "ganglion.runtime.endpoint",
     "EndpointStats": "ganglion.runtime.endpoint",
     "MessageInfo": "ganglion.runtime.subscription",
+    "Node": "ganglion.node",
+    "NodeStats": "ganglion.node",
+    "PluginClient": "ganglion.client",
     "Subscription": "ganglion.runtime.subscription",
 }
 
@@ -82,6 +88,9 @@ __all__ = [
     "MessageInfo",
     "MessageTooLarge",
     "MessageType",
+    "Node",
+    "NodeStats",
+    "PluginClient",
     "Record",
     "RemoteError",
     "Subscription",
