@@ -80,6 +80,9 @@ class Config:
         retry_ticks: ticks a proposer attempt may take before it is abandoned.
         backoff_ticks: upper bound of the random extra wait after a failed attempt.
         catchup_ticks: minimum ticks between two catch-up requests.
+        follow_leader: members leave proposing to the lowest-id member of their view and
+            step in only when it stays silent; False makes every member propose at once
+            (more duelling; used by the exhaustive search to cover concurrent proposers).
     """
 
     node_id: int
@@ -88,6 +91,7 @@ class Config:
     retry_ticks: int = 10
     backoff_ticks: int = 10
     catchup_ticks: int = 10
+    follow_leader: bool = True
 
     def __post_init__(self) -> None:
         if type(self.node_id) is not int or not 0 <= self.node_id <= MAX_NODE_ID:
@@ -287,22 +291,34 @@ class PaxosNode:
     def state_key(self) -> tuple[Any, ...]:
         """Return a canonical, hashable summary of the whole state (for state-space search).
 
-        Timers are relative to the current tick so equal situations hash equal.
+        Two nodes with equal keys behave identically on every future input, except for
+        the RNG (used only when ``backoff_ticks > 0`` or by observers). Timers are kept
+        relative to the current tick, clamped where larger values behave the same.
         """
+        now = self._now
         a = self._attempt
         attempt_key = None if a is None else (
-            a.slot, a.ballot, a.own, a.value, max(0, a.deadline - self._now),
+            a.slot, a.ballot, a.own, a.value, max(0, a.deadline - now),
             tuple(sorted((s, p.accepted_ballot, p.accepted_value) for s, p in a.promises.items())),
             tuple(sorted(a.accepted)),
         )
+        patience = self._patience()
         return (
             self._acceptor.state_key(),
             tuple(self._map.entries()),
             self._max_round,
             tuple(m.encode() for m in self._moves),
-            tuple(self._wanted),
+            # Only "how long has this type waited, up to the patience" affects behaviour.
+            tuple(
+                (t, min(patience, now - max(asked, self._leader_heard)))
+                for t, asked in self._wanted.items()
+            ),
             attempt_key,
-            max(0, self._backoff_until - self._now),
+            max(0, self._backoff_until - now),
+            max(0, self._next_ask - now),
+            max(0, self._next_catchup - now),
+            max(0, self._next_status - now) if self._cfg.heartbeat_ticks else 0,
+            self._failures,
             self._view,
         )
 
@@ -364,7 +380,11 @@ class PaxosNode:
     def _leader(self) -> int | None:
         # The distinguished proposer of "Paxos Made Simple" 2.4: the lowest id in the
         # view. Views that agree give one leader, so proposers rarely duel.
-        return min(self._view) if self._view else None
+        if not self._view:
+            return None
+        if not self._cfg.follow_leader and not self._cfg.observer:
+            return self._id
+        return min(self._view)
 
     def _forward_wanted(self) -> None:
         leader = self._leader()
@@ -387,7 +407,8 @@ class PaxosNode:
             return  # a peer's bad name: drop it, as with any malformed input
         if msg.type_name not in self._wanted:
             self._wanted[msg.type_name] = self._now
-            self._next_ask = min(self._next_ask, self._now)  # forward at the next tick
+            self._next_ask = self._now  # forward to the leader now, not at the next retry
+            self._forward_wanted()
 
     # -- acceptor ------------------------------------------------------------------
 
@@ -480,7 +501,7 @@ class PaxosNode:
             return move.encode()
         # Followers leave types to the leader; after three retry periods without a
         # decision (leader gone, or views disagree) they propose themselves.
-        patience = 0 if self._leader() == self._id else 3 * self._cfg.retry_ticks
+        patience = self._patience()
         for name, asked in list(self._wanted.items()):
             since = max(asked, self._leader_heard)
             if name in self._map.groups:
@@ -495,6 +516,9 @@ class PaxosNode:
                 continue
             return Assign(type_name=name, group=group).encode()
         return None
+
+    def _patience(self) -> int:
+        return 0 if self._leader() == self._id else 3 * self._cfg.retry_ticks
 
     def _abandon(self, *, backoff: bool) -> None:
         self._attempt = None

@@ -86,6 +86,7 @@ class SimNetwork:
         static_views: bool = False,
         make_config: Callable[[int, bool], Config] | None = None,
         trace: bool = True,
+        auto_deliver: bool = True,
     ) -> None:
         """Build the network and start every node.
 
@@ -97,6 +98,8 @@ class SimNetwork:
             static_views: give members the full membership forever (classic Paxos).
             make_config: builds a node's Config from ``(node_id, observer)``.
             trace: keep a trace of every event (needed for failure reports).
+            auto_deliver: ``tick()`` delivers due datagrams; False leaves delivery to
+                ``deliver_next``/``stabilize`` (golden scripts drive it by hand).
         """
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
@@ -111,6 +114,7 @@ class SimNetwork:
         self.in_flight: list[_Datagram] = []
         self.trace: list[TraceLine] = []
         self.keep_trace = trace
+        self.auto_deliver = auto_deliver
         self.sent = 0
         self.delivered = 0
         self.msg_hook: Callable[[int, int, Message], bool] | None = None
@@ -149,7 +153,7 @@ class SimNetwork:
         for node_id in self.up():
             self.nodes[node_id].tick()
             self.flush(node_id)
-        while self.in_flight and self.in_flight[0].due <= self.now:
+        while self.auto_deliver and self.in_flight and self.in_flight[0].due <= self.now:
             self._deliver(heapq.heappop(self.in_flight))
 
     def deliver_next(self, *, drop: bool = False) -> bool:

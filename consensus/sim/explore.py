@@ -1,0 +1,411 @@
+"""Exhaustive search: every interleaving of a small configuration, safety in every state.
+
+    python -m consensus.sim.explore                 # CI size
+    python -m consensus.sim.explore --big           # more faults, longer
+
+Theory of operation: a *world* is the three real :class:`~consensus.node.PaxosNode`
+objects (or ``None`` for a crashed one), each node's durable state, the multiset of
+messages in flight and the fault budgets left. From a world, every enabled action gives
+a successor: deliver any in-flight message, drop it (loss budget), deliver it but keep a
+copy (duplication budget), tick a node (its timeouts fire), crash a node (crash budget;
+volatile state lost) or restart a crashed one from its durable state. Depth-first
+search visits every world reachable while at most ``max_ballots`` ballots have been used,
+and prunes a world whose canonical key (node ``state_key()``s, durable states, sorted
+in-flight messages, budgets) was seen before. Every message goes through the wire
+encoding on send.
+
+Checked in every world (membership is static, so classic Paxos safety must hold):
+
+* at most one value is ever learned per slot, across live and durable state
+  ("Paxos Made Simple" section 2: "only a single value is chosen");
+* a ballot never carries two different values (ballots are never reused, even across
+  crashes);
+* every ``Promise``/``Accepted`` in flight is backed by the sender's *durable* state:
+  its persisted promise is at least that ballot (persist before answering);
+* no node's map gives two types one group, and the two types of the configuration share
+  a preferred group so the collision path is exercised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from consensus.journal import AcceptedRecord, DurableState, Learned, MoveIntent, Promised, Record, RoundUsed
+from consensus.messages import Accept, Accepted, Message, Prepare, Promise, message_from_wire
+from consensus.node import Config, PaxosNode
+from consensus.sim.scenario import colliding_names
+
+__all__ = ["ExploreResult", "explore"]
+
+NODES = (1, 2, 3)
+DurableKey = tuple[object, ...]
+
+
+@dataclass(slots=True)
+class ExploreResult:
+    """Outcome of one exhaustive search."""
+
+    states: int
+    transitions: int
+    violations: list[str]
+    max_depth: int
+    seconds: float
+    decided_worlds: int = 0
+    complete: bool = True
+    example: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _World:
+    nodes: dict[int, PaxosNode | None]
+    durable: dict[int, DurableState]
+    in_flight: list[tuple[int, int, Message]]  # (src, dst, msg), kept sorted by key
+    loss: int
+    dup: int
+    crash: int
+    wants: dict[int, tuple[str, ...]]
+    ballots: int = 0  # distinct ballots any proposer has used so far
+
+
+def explore(
+    *,
+    max_ballots: int = 3,
+    loss: int = 1,
+    dup: int = 1,
+    crashes: int = 1,
+    state_limit: int = 2_000_000,
+) -> ExploreResult:
+    """Visit every reachable world of 3 nodes and 2 colliding types.
+
+    Args:
+        max_ballots: how many distinct ballots all proposers together may use.
+        loss: how many messages may be dropped on any one path.
+        dup: how many messages may be duplicated on any one path.
+        crashes: how many crashes may happen on any one path.
+        state_limit: stop (incomplete) after this many distinct worlds.
+
+    Returns:
+        States explored, violations found (with one example path), timing.
+    """
+    began = time.perf_counter()
+    type_a, type_b = colliding_names(1)[0]
+    world = _initial(type_a, type_b, loss, dup, crashes)
+    result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
+    seen: set[object] = set()
+    stack: list[tuple[_World, int, list[str]]] = [(world, 0, [])]
+    while stack:
+        world, depth, path = stack.pop()
+        key = _key(world)
+        if key in seen:
+            continue
+        seen.add(key)
+        result.states += 1
+        result.max_depth = max(result.max_depth, depth)
+        problems = _check(world)
+        if problems:
+            result.violations.extend(problems)
+            if not result.example:
+                result.example = path
+            continue
+        if world.ballots > max_ballots:
+            continue  # beyond the ballot bound: checked, not expanded
+        if any(n is not None and n.groups for n in world.nodes.values()):
+            result.decided_worlds += 1
+        if result.states >= state_limit:
+            result.complete = False
+            break
+        for label, nxt in _successors(world):
+            result.transitions += 1
+            stack.append((nxt, depth + 1, [*path, label] if len(path) < 200 else path))
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+# -- world construction and transitions ---------------------------------------------
+
+
+def _config(node_id: int) -> Config:
+    # No heartbeats and no random backoff: the search, not the RNG, chooses timing.
+    return Config(
+        node_id=node_id, heartbeat_ticks=0, retry_ticks=1, backoff_ticks=0, catchup_ticks=1,
+        follow_leader=False,
+    )
+
+
+def _initial(type_a: str, type_b: str, loss: int, dup: int, crashes: int) -> _World:
+    world = _World(
+        nodes={}, durable={i: DurableState() for i in NODES}, in_flight=[], loss=loss, dup=dup,
+        crash=crashes, wants={1: (type_a,), 2: (type_b,), 3: ()},
+    )
+    for i in NODES:
+        node = PaxosNode(_config(i), rng=_RNG)
+        node.set_view(NODES)
+        world.nodes[i] = node
+    for i in NODES:
+        for name in world.wants[i]:
+            node = world.nodes[i]
+            assert node is not None
+            node.propose(name)
+        _flush(world, i)
+    return world
+
+
+def _successors(world: _World) -> Iterator[tuple[str, _World]]:
+    distinct = sorted(set(range(len(world.in_flight))), key=lambda k: _msg_key(world.in_flight[k]))
+    done: set[object] = set()
+    for k in distinct:
+        mk = _msg_key(world.in_flight[k])
+        if mk in done:
+            continue
+        done.add(mk)
+        src, dst, msg = world.in_flight[k]
+        yield f"deliver {src}->{dst} {msg.describe()}", _deliver(world, k, keep=False)
+        if world.loss:
+            nxt = _clone(world)
+            del nxt.in_flight[k]
+            nxt.loss -= 1
+            yield f"drop {src}->{dst} {msg.describe()}", nxt
+        if world.dup:
+            nxt = _deliver(world, k, keep=True)
+            nxt.dup -= 1
+            yield f"duplicate {src}->{dst} {msg.describe()}", nxt
+    for i in NODES:
+        node = world.nodes[i]
+        if node is None:
+            yield f"restart {i}", _restart(world, i)
+            continue
+        nxt = _clone(world, i)
+        live = nxt.nodes[i]
+        assert live is not None
+        if _fire_timeout(live):
+            _flush(nxt, i)
+            yield f"timeout {i}", nxt
+        if world.crash:
+            nxt = _clone(world)
+            nxt.nodes[i] = None
+            nxt.crash -= 1
+            nxt.in_flight = [m for m in nxt.in_flight if m[1] != i]  # its socket buffer dies
+            yield f"crash {i}", nxt
+
+
+def _fire_timeout(node: PaxosNode) -> bool:
+    # Ticks that only count a timer down are not interesting interleavings: tick until
+    # the node does something (sends, persists, or drops its attempt), or give up.
+    attempt = node._attempt
+    for _ in range(4 * node.config.retry_ticks + 2):
+        node.tick()
+        if node.has_ready() or node._attempt is not attempt:
+            return True
+    return False
+
+
+def _clone(world: _World, touched: int | None = None) -> _World:
+    # Only the touched node and its durable state are mutated by a transition, so only
+    # they are deep-copied (a pickle round trip, done in C); everything else is shared.
+    nodes = dict(world.nodes)
+    durable = dict(world.durable)
+    if touched is not None:
+        nodes[touched] = _copy_node(nodes[touched])
+        durable[touched] = pickle.loads(pickle.dumps(durable[touched], pickle.HIGHEST_PROTOCOL))
+    return _World(
+        nodes=nodes, durable=durable, in_flight=list(world.in_flight), loss=world.loss,
+        dup=world.dup, crash=world.crash, wants=world.wants, ballots=world.ballots,
+    )
+
+
+_RNG = random.Random(0)
+
+
+def _copy_node(node: PaxosNode | None) -> PaxosNode | None:
+    if node is None:
+        return None
+    # Explored nodes never draw from their RNG (backoff_ticks=0), so copies share one
+    # instead of copying 2.5 kB of Mersenne Twister state per node per transition.
+    rng = node._rng
+    node._rng = None  # type: ignore[assignment]
+    try:
+        data = pickle.dumps(node, pickle.HIGHEST_PROTOCOL)
+    finally:
+        node._rng = rng
+    copied: PaxosNode = pickle.loads(data)
+    copied._rng = _RNG
+    return copied
+
+
+def _deliver(world: _World, k: int, *, keep: bool) -> _World:
+    nxt = _clone(world, world.in_flight[k][1])
+    src, dst, msg = nxt.in_flight[k] if keep else nxt.in_flight.pop(k)
+    node = nxt.nodes[dst]
+    if node is not None:
+        node.step(msg)
+        _flush(nxt, dst)
+    return nxt
+
+
+def _restart(world: _World, i: int) -> _World:
+    nxt = _clone(world, i)
+    node = PaxosNode(_config(i), rng=_RNG, records=_records(nxt.durable[i]))
+    node.set_view(NODES)
+    nxt.nodes[i] = node
+    for name in nxt.wants[i]:
+        node.propose(name)  # the application asks again after a restart
+    _flush(nxt, i)
+    return nxt
+
+
+def _flush(world: _World, i: int) -> None:
+    node = world.nodes[i]
+    assert node is not None
+    if not node.has_ready():
+        return
+    rd = node.ready()
+    _apply(world.durable[i], rd.to_persist)
+    rd.mark_persisted()
+    for env in rd.outbox:
+        # Every message crosses the wire encoding, as on the network.
+        msg = message_from_wire(env.msg.to_wire())
+        if isinstance(msg, Prepare):
+            world.ballots += 1
+        targets = [env.to] if env.to is not None else [j for j in NODES if j != i]
+        for dst in targets:
+            item = (i, dst, msg)
+            # Identical copies in flight are merged: a message is in flight or not, and
+            # re-delivery is what the duplication budget models. Without this a resent
+            # request would make the state space infinite.
+            if world.nodes.get(dst) is not None and item not in world.in_flight:
+                world.in_flight.append(item)
+    node.advance(rd)
+
+
+def _apply(state: DurableState, records: Sequence[Record]) -> None:
+    for rec in records:
+        if isinstance(rec, Promised):
+            state.promised[rec.slot] = max(rec.ballot, state.promised.get(rec.slot, rec.ballot))
+        elif isinstance(rec, AcceptedRecord):
+            state.accepted[rec.slot] = (rec.ballot, rec.value)
+            state.promised[rec.slot] = max(rec.ballot, state.promised.get(rec.slot, rec.ballot))
+        elif isinstance(rec, Learned):
+            if (rec.slot, rec.value) not in state.learned:
+                state.learned.append((rec.slot, rec.value))
+                state.learned.sort()
+        elif isinstance(rec, RoundUsed):
+            state.max_round = max(state.max_round, rec.round)
+        elif rec.move not in state.moves:
+            state.moves.append(rec.move)
+
+
+def _records(state: DurableState) -> list[Record]:
+    out: list[Record] = [RoundUsed(round=state.max_round)]
+    for slot in sorted(state.promised):
+        out.append(Promised(slot=slot, ballot=state.promised[slot]))
+        if slot in state.accepted:
+            ballot, value = state.accepted[slot]
+            out.append(AcceptedRecord(slot=slot, ballot=ballot, value=value))
+    out += [Learned(slot=s, value=v) for s, v in state.learned]
+    out += [MoveIntent(move=m) for m in state.moves]
+    return out
+
+
+# -- keys and checks ------------------------------------------------------------------
+
+
+def _msg_key(item: tuple[int, int, Message]) -> tuple[int, int, str]:
+    src, dst, msg = item
+    return (src, dst, repr(msg.to_wire()))
+
+
+def _durable_key(state: DurableState) -> DurableKey:
+    learned_slots = {s for s, _ in state.learned}
+    # Acceptor state for a learned slot is ignored on restart, so it is not part of the key.
+    return (
+        tuple(sorted((s, b) for s, b in state.promised.items() if s not in learned_slots)),
+        tuple(sorted((s, a) for s, a in state.accepted.items() if s not in learned_slots)),
+        tuple(state.learned),
+        state.max_round,
+        tuple(m.encode() for m in state.moves),
+    )
+
+
+def _key(world: _World) -> object:
+    return (
+        tuple(
+            (None if world.nodes[i] is None else world.nodes[i].state_key(),  # type: ignore[union-attr]
+             _durable_key(world.durable[i]))
+            for i in NODES
+        ),
+        tuple(sorted(_msg_key(m) for m in world.in_flight)),
+        world.loss,
+        world.dup,
+        world.crash,
+        world.ballots,
+    )
+
+
+def _check(world: _World) -> list[str]:
+    problems: list[str] = []
+    learned: dict[int, bytes] = {}
+    for i in NODES:
+        entries = list(world.durable[i].learned)
+        node = world.nodes[i]
+        if node is not None:
+            entries += node.entries()
+            groups = node.groups
+            if len(set(groups.values())) != len(groups):
+                problems.append(f"uniqueness: node {i} map {dict(groups)}")
+        for slot, value in entries:
+            if learned.setdefault(slot, value) != value:
+                problems.append(f"agreement: two values learned in slot {slot}")
+    ballots: dict[tuple[int, object], bytes] = {}
+    for i in NODES:
+        for slot, (ballot, value) in world.durable[i].accepted.items():
+            if ballots.setdefault((slot, ballot), value) != value:
+                problems.append(f"ballot {ballot} carries two values in slot {slot}")
+    for src, _dst, msg in world.in_flight:
+        if isinstance(msg, Accept) and ballots.setdefault((msg.slot, msg.ballot), msg.value) != msg.value:
+            problems.append(f"ballot {msg.ballot} carries two values in slot {msg.slot}")
+        if isinstance(msg, Promise | Accepted):
+            durable = world.durable[src]
+            promised = durable.promised.get(msg.slot)
+            learned_here = any(s == msg.slot for s, _ in durable.learned)
+            if not learned_here and (promised is None or promised < msg.ballot):
+                problems.append(f"node {src} answered {msg.describe()} before persisting it")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the search from the command line; return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m consensus.sim.explore")
+    parser.add_argument("--ballots", type=int, default=3, help="distinct ballots in all")
+    parser.add_argument("--loss", type=int, default=1)
+    parser.add_argument("--dup", type=int, default=1)
+    parser.add_argument("--crashes", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=2_000_000, help="stop after this many states")
+    parser.add_argument("--big", action="store_true", help="loss 2, dup 2, crashes 2")
+    opts = parser.parse_args(argv)
+    if opts.big:
+        opts.loss, opts.dup, opts.crashes = 2, 2, 2
+    res = explore(
+        max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
+        state_limit=opts.limit,
+    )
+    print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={opts.loss}, "
+          f"dup<={opts.dup}, crashes<={opts.crashes}")
+    print(f"distinct states: {res.states} ({'complete' if res.complete else 'INCOMPLETE: limit hit'})")
+    print(f"transitions: {res.transitions}, max depth {res.max_depth}, "
+          f"worlds with a decision: {res.decided_worlds}, {res.seconds:.1f} s")
+    print(f"violations: {len(res.violations)}")
+    for problem in res.violations[:10]:
+        print(f"  {problem}")
+    for step in res.example:
+        print(f"    {step}")
+    return 1 if res.violations or not res.complete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
