@@ -102,6 +102,10 @@ def encode_message(obj: object, mtype: MessageType) -> bytes:
         EncodeError: a field holds a value its annotation does not allow.
     """
     try:
+        return mtype.encode(obj)
+    except Exception:  # the generic path below names the bad field
+        pass
+    try:
         item = mtype.struct.encode(obj)
     except ValueError as exc:
         raise EncodeError(f"{mtype.name}.{exc}") from None

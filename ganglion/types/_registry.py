@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ganglion.errors import TypeRegistrationError
+from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
 from ganglion.types._fields import FieldSpec, StructKind, struct_kind
 from ganglion.types._names import validate_type_name
 
@@ -62,6 +63,10 @@ class MessageType:
         fingerprint: 8 bytes derived from the field names and kinds.
         fields: the fields in declaration order.
         schema: the canonical schema string the fingerprint hashes.
+        encode: the class's generated payload encoder (:mod:`._codegen`); raises
+            ``ValueError`` and cbor2's errors, use :func:`encode_message` for
+            readable errors.
+        size_bound: an upper bound of ``len(encode(obj))``, computed without encoding.
     """
 
     name: str
@@ -70,6 +75,8 @@ class MessageType:
     fields: tuple[FieldSpec, ...]
     schema: str
     struct: StructKind = dataclasses.field(repr=False)
+    encode: Encoder = dataclasses.field(repr=False)
+    size_bound: SizeBound = dataclasses.field(repr=False)
 
     def __repr__(self) -> str:
         return f"MessageType({self.name!r}, {self.cls.__qualname__}, {self.fingerprint.hex()})"
@@ -139,6 +146,7 @@ class TypeRegistry:
                 f"one class cannot be two message types"
             )
         struct = struct_kind(cls, name)
+        encode, size_bound = _codecs(cls, struct)
         mtype = MessageType(
             name=name,
             cls=cls,
@@ -146,6 +154,8 @@ class TypeRegistry:
             fields=struct.fields,
             schema=struct.schema,
             struct=struct,
+            encode=encode,
+            size_bound=size_bound,
         )
         if existing is not None:
             if not _is_reload(existing, mtype):
@@ -193,6 +203,16 @@ class TypeRegistry:
 
     def __len__(self) -> int:
         return len(self._by_name)
+
+
+def _codecs(cls: type, struct: StructKind) -> tuple[Encoder, SizeBound]:
+    import cbor2
+
+    def generic(obj: Any) -> bytes:
+        return cbor2.dumps(struct.encode(obj))
+
+    return compile_codecs(cls, tuple((f.name, f.schema, f.kind.encode) for f in struct.fields),
+                          generic)
 
 
 def _is_reload(old: MessageType, new: MessageType) -> bool:
