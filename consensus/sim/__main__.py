@@ -11,6 +11,7 @@ replay command and the tail of its trace, one line per message.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import sys
@@ -37,7 +38,7 @@ def percentile(values: Sequence[int], pct: float) -> int:
     if not values:
         return 0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 
