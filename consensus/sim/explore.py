@@ -36,7 +36,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from consensus.journal import AcceptedRecord, DurableState, Learned, MoveIntent, Promised, Record, RoundUsed
+from consensus.journal import (
+    AcceptedRecord,
+    DurableState,
+    Learned,
+    MoveIntent,
+    Promised,
+    Record,
+    RoundUsed,
+)
 from consensus.messages import Accept, Accepted, Message, Prepare, Promise, message_from_wire
 from consensus.node import Config, PaxosNode
 from consensus.sim.scenario import colliding_names
@@ -149,9 +157,9 @@ def _initial(type_a: str, type_b: str, loss: int, dup: int, crashes: int) -> _Wo
         world.nodes[i] = node
     for i in NODES:
         for name in world.wants[i]:
-            node = world.nodes[i]
-            assert node is not None
-            node.propose(name)
+            proposer = world.nodes[i]
+            assert proposer is not None
+            proposer.propose(name)
         _flush(world, i)
     return world
 
@@ -240,7 +248,7 @@ def _copy_node(node: PaxosNode | None) -> PaxosNode | None:
 
 def _deliver(world: _World, k: int, *, keep: bool) -> _World:
     nxt = _clone(world, world.in_flight[k][1])
-    src, dst, msg = nxt.in_flight[k] if keep else nxt.in_flight.pop(k)
+    _src, dst, msg = nxt.in_flight[k] if keep else nxt.in_flight.pop(k)
     node = nxt.nodes[dst]
     if node is not None:
         node.step(msg)

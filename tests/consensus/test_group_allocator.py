@@ -32,7 +32,7 @@ def test_reserved_addresses_of_other_systems_are_never_assignable() -> None:
 
 
 def test_control_block_is_not_assignable() -> None:
-    assert CONTROL_BLOCK == DATA_RANGE.subnets(new_prefix=24).__next__()
+    assert DATA_RANGE.subnets(new_prefix=24).__next__() == CONTROL_BLOCK
     assert not any(is_assignable(a) for a in CONTROL_BLOCK)
 
 

@@ -94,7 +94,7 @@ def test_bad_records_raise_malformed_message(tree: object) -> None:
 
 
 def test_replay_rebuilds_promises_acceptances_learning_rounds_and_moves() -> None:
-    state = replay(RECORDS + [Promised(slot=3, ballot=Ballot(1, 5))])
+    state = replay([*RECORDS, Promised(slot=3, ballot=Ballot(1, 5))])
     assert state.promised == {3: Ballot(2, 1)}  # a lower record never lowers a promise
     assert state.accepted == {3: (Ballot(2, 1), b"v")}
     assert state.learned == [(0, b"assign a 239.255.1.1")]

@@ -5,14 +5,23 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers import Cluster, drain, make_node, messages
 
 from consensus.errors import ConfigError, ConsensusError, InvalidCommand, PersistOrderError
 from consensus.journal import Learned, Promised, RoundUsed
-from consensus.messages import Accept, Ballot, CatchUpReply, CatchUpRequest, Commit, Prepare, Promise, ProposeRequest, Status
+from consensus.messages import (
+    Accept,
+    Ballot,
+    CatchUpReply,
+    CatchUpRequest,
+    Commit,
+    Prepare,
+    Promise,
+    ProposeRequest,
+    Status,
+)
 from consensus.node import Config, NodeFailed, PaxosNode
 from consensus.ready import Envelope
-
-from helpers import Cluster, drain, make_node, messages
 
 
 def test_a_lone_node_assigns_a_type_by_itself() -> None:
@@ -129,7 +138,7 @@ def test_observers_learn_by_catch_up() -> None:
     member.propose("a.B")
     drain(member)
     member.tick()
-    status = [e.msg for e in drain(member) if isinstance(e.msg, Status)][0]
+    status = next(e.msg for e in drain(member) if isinstance(e.msg, Status))
     obs.step(status)
     assert messages(drain(obs)) == [CatchUpRequest(sender=100)]
     member.step(CatchUpRequest(sender=100))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import random
 
+from helpers import Cluster, drain, make_node, messages
+
 from consensus.messages import Accept, Accepted, Ballot, Commit, Nack, Prepare, Promise
 from consensus.node import PaxosNode
 from consensus.proposer import Attempt, quorum_size
-
-from helpers import Cluster, drain, make_node, messages
 
 V1 = b"assign a.A 239.255.1.1"
 V2 = b"assign a.B 239.255.1.2"
@@ -131,11 +131,11 @@ def test_a_restarted_proposer_never_reuses_a_ballot() -> None:
     journal: list = []
     node = make_node(1, (1, 2, 3))
     node.propose("a.B")
-    first = [m for m in messages(drain(node, journal)) if isinstance(m, Prepare)][0]
+    first = next(m for m in messages(drain(node, journal)) if isinstance(m, Prepare))
     again = PaxosNode(node.config, rng=random.Random(1), records=journal)
     again.set_view((1, 2, 3))
     again.propose("a.C")
-    second = [m for m in messages(drain(again)) if isinstance(m, Prepare)][0]
+    second = next(m for m in messages(drain(again)) if isinstance(m, Prepare))
     assert second.ballot > first.ballot
 
 

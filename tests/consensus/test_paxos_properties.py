@@ -10,16 +10,24 @@ from __future__ import annotations
 import random
 
 import cbor2
+from helpers import drain, make_node, messages
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from consensus.journal import Record
-from consensus.messages import Accept, Accepted, Ballot, Message, Nack, Prepare, Promise, message_from_wire
+from consensus.messages import (
+    Accept,
+    Accepted,
+    Ballot,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+    message_from_wire,
+)
 from consensus.node import Config, PaxosNode
 from consensus.sim.scenario import colliding_names
-
-from helpers import drain, make_node, messages
 
 TYPES = ["a.One", "a.Two", *colliding_names(1)[0]]
 VALUES = [b"assign a.One 239.255.1.1", b"assign a.Two 239.255.1.2"]
@@ -175,7 +183,7 @@ class SmallCluster(RuleBasedStateMachine):
                 self._collect(i)
         for _ in range(300):
             while self.queue:
-                src, dst, data = self.queue.pop(0)
+                _src, dst, data = self.queue.pop(0)
                 self.nodes[dst].step(message_from_wire(cbor2.loads(data)))  # type: ignore[union-attr]
                 self._collect(dst)
             for i in self.IDS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers import Cluster, drain, make_node, messages
 
 from consensus import proposer
 from consensus.allocator import preferred_group
@@ -17,14 +18,12 @@ from consensus.node import PaxosNode
 from consensus.sim.network import SimNetwork
 from consensus.sim.scenario import colliding_names, run_seed
 
-from helpers import Cluster, drain, make_node, messages
-
 
 def test_regression_tie_is_not_a_quorum() -> None:
     # pyplexo committed at approvals >= peers / 2: with 4 peers, 2 approvals "won".
     node = make_node(1, (1, 2, 3, 4))
     node.propose("a.B")
-    prepare = [m for m in messages(drain(node)) if isinstance(m, Prepare)][0]
+    prepare = next(m for m in messages(drain(node)) if isinstance(m, Prepare))
     node.step(Promise(sender=2, slot=0, ballot=prepare.ballot))  # self + 2 = 2 of 4: a tie
     assert not any(isinstance(m, Accept) for m in messages(drain(node)))
     node.step(Promise(sender=3, slot=0, ballot=prepare.ballot))  # 3 of 4: a majority
