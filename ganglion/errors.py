@@ -106,3 +106,7 @@ class StateCorruptError(StateError, ValueError):
 
 class StateLockedError(StateError, OSError):
     """Another process (another node) holds the state directory's lock."""
+
+
+class LogDatabaseError(GanglionError, OSError):
+    """A log database cannot be opened, read or written (read-only, disk full, not a log)."""
