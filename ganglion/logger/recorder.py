@@ -1,0 +1,127 @@
+"""The recorder: subscribes a node to every type (or every matching type) for a Writer.
+
+Theory of operation: the types to log are the agreed map, which grows while the
+logger runs. Until the node offers a hook for new types, :meth:`Recorder.run`
+polls ``node.types()`` every ``poll`` seconds and subscribes to each new name
+that matches the ``--type`` glob patterns (:func:`fnmatch.fnmatchcase`; none
+means every type), with ``propose=False`` (logging a type must not create it)
+and ``last_value=True``: every publisher's latest reading is fetched at once and
+logged with its ``last_value`` flag, so a logger that joins late still has each
+stream's current state. Every ``interval`` seconds the recorder hands the
+writer what it took (one commit) and tells it the peers' names. When the
+writer's database fails, :meth:`run` raises its :class:`LogDatabaseError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from ganglion.logger.writer import DEFAULT_INTERVAL, Writer
+
+__all__ = ["Recorder", "matches"]
+
+_log = logging.getLogger(__name__)
+
+#: Seconds between looks at the agreed map for new types.
+DEFAULT_POLL = 0.1
+
+
+def matches(type_name: str, patterns: Iterable[str]) -> bool:
+    """Whether ``type_name`` matches one of the glob ``patterns`` (all match when none)."""
+    pats = tuple(patterns)
+    return not pats or any(fnmatch.fnmatchcase(type_name, p) for p in pats)
+
+
+class Recorder:
+    """Feeds every (matching) type a node receives into a :class:`Writer`.
+
+    Args:
+        writer: where readings go; the recorder starts it.
+        patterns: glob patterns of type names to log; empty for every type.
+        interval: seconds between hand-offs to the writer (commits).
+        poll: seconds between looks at the agreed map.
+        last_values: fetch each publisher's latest reading on subscribing.
+    """
+
+    def __init__(self, writer: Writer, patterns: Iterable[str] = (), *,
+                 interval: float = DEFAULT_INTERVAL, poll: float = DEFAULT_POLL,
+                 last_values: bool = True) -> None:
+        if interval <= 0 or poll <= 0:
+            raise ValueError("interval and poll must be > 0")
+        self.writer = writer
+        self.patterns = tuple(patterns)
+        self._interval = interval
+        self._poll = poll
+        self._last_values = last_values
+        self._subs: dict[str, Any] = {}
+        self._failed: asyncio.Event | None = None
+
+    @property
+    def subscribed(self) -> frozenset[str]:
+        """The type names being logged now."""
+        return frozenset(self._subs)
+
+    def subscribe_new(self, node: Any) -> list[str]:
+        """Subscribe to every matching type of the agreed map not yet logged.
+
+        Returns:
+            The type names newly subscribed to.
+        """
+        new = [name for name in node.types() if name not in self._subs
+               and matches(name, self.patterns)]
+        for name in new:
+            self._subs[name] = node.subscribe(name, callback=self.writer.add, propose=False,
+                                              last_value=self._last_values)
+            _log.info("logging %s", name)
+        return new
+
+    async def run(self, node: Any, stop: asyncio.Event | None = None) -> None:
+        """Log until cancelled or ``stop`` is set; then write what is left.
+
+        Args:
+            node: a started :class:`ganglion.Node`.
+            stop: ends the run when set (None: run until cancelled).
+
+        Raises:
+            LogDatabaseError: the database failed (disk full, read-only, I/O error).
+        """
+        loop = asyncio.get_running_loop()
+        failed = asyncio.Event()
+
+        def wake(exc: object) -> None:  # called from the writer thread
+            loop.call_soon_threadsafe(failed.set)
+
+        self.writer.on_error = wake
+        self.writer.start()
+        self.writer.set_logger_node(node.node_id)
+        stop = stop or asyncio.Event()
+        next_hand_off = loop.time() + self._interval
+        try:
+            while not stop.is_set() and not failed.is_set() and self.writer.error is None:
+                self.subscribe_new(node)
+                if loop.time() >= next_hand_off:
+                    next_hand_off = loop.time() + self._interval
+                    self.writer.hand_off()
+                    self.writer.set_node_names({p.id: p.name for p in node.peers()})
+                waiters = [asyncio.ensure_future(e.wait()) for e in (stop, failed)]
+                try:
+                    await asyncio.wait(waiters, timeout=self._poll,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waiters:
+                        w.cancel()
+        finally:
+            self.close_subscriptions()
+        if self.writer.error is not None:
+            raise self.writer.error
+
+    def close_subscriptions(self) -> None:
+        """Unsubscribe from every type (the writer keeps what it already took)."""
+        for sub in self._subs.values():
+            sub.close()
+        self._subs.clear()
+

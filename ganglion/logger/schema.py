@@ -1,0 +1,221 @@
+"""The log database's schema, its version, and opening a database safely.
+
+Theory of operation: a log is one SQLite file in WAL mode. Readings go to the
+compact table ``samples`` (integer references to ``types`` and ``nodes``, the
+fields as JSON text in ``data``); the view ``readings`` joins them back into
+the columns people query (``type``, ``node``, ``seq``, ``sent_ns``,
+``received_ns``, ``data``, ...), so the plain ``sqlite3`` tool and
+``json_extract`` work on it directly. ``types`` holds one row per *version* of a
+type (name + fingerprint + fields): when a type's schema changes, a new row is
+added and both versions' readings stay readable. ``gap_spans`` (view ``gaps``)
+holds the runs of sequence numbers the logger saw missing; ``sessions`` one row
+per logger run. docs/logging.md documents every column.
+
+Versioning: ``PRAGMA application_id`` marks the file as a ganglion log and
+``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`. :func:`open_log` creates
+the schema in an empty file, upgrades an older one with the steps in
+:data:`MIGRATIONS` (each in its own transaction, so a crash mid-upgrade leaves
+the old version intact), and refuses a newer one or a foreign SQLite file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ganglion.errors import LogDatabaseError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Flags",
+    "open_log",
+]
+
+#: ``PRAGMA application_id`` of a ganglion log ("GNLG").
+APPLICATION_ID = 0x474E4C47
+
+#: The schema version this code writes.
+SCHEMA_VERSION = 1
+
+#: Upgrade steps: ``MIGRATIONS[v]`` turns a version-``v`` database into ``v + 1``.
+MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+class Flags:
+    """Bits of ``samples.flags``."""
+
+    LAST_VALUE = 1  # a publisher's latest reading, fetched when the logger joined
+    REPLAYED = 2  # sent by ``ganglion replay``
+    CLOCK_UNSYNCED = 4  # the sender's clock was not synchronised
+    LOCAL = 8  # published on the logger's own node
+
+
+_SCHEMA = """
+CREATE TABLE nodes (
+    id       INTEGER PRIMARY KEY,
+    node     TEXT NOT NULL UNIQUE,   -- 16 hex digits of the sender's node id
+    name     TEXT,                   -- its human name, when the logger heard it
+    first_ns INTEGER,
+    last_ns  INTEGER
+);
+CREATE TABLE types (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,       -- dotted type name
+    fingerprint TEXT,                -- 16 hex digits, NULL when unknown
+    fields      TEXT NOT NULL,       -- JSON array of {"name", "kind"}
+    units       TEXT,                -- JSON object field -> unit, NULL when none known
+    source      TEXT NOT NULL,       -- 'class' (a registered class) or 'observed'
+    first_ns    INTEGER NOT NULL
+);
+CREATE INDEX types_name ON types(name);
+CREATE TABLE samples (
+    id          INTEGER PRIMARY KEY,
+    type_id     INTEGER NOT NULL REFERENCES types(id),
+    node_id     INTEGER NOT NULL REFERENCES nodes(id),
+    boot        INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    sent_ns     INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    flags       INTEGER NOT NULL DEFAULT 0,
+    data        TEXT NOT NULL
+);
+CREATE INDEX samples_type_time ON samples(type_id, received_ns);
+CREATE TABLE gap_spans (
+    id            INTEGER PRIMARY KEY,
+    type          TEXT NOT NULL,
+    node_id       INTEGER NOT NULL REFERENCES nodes(id),
+    boot          INTEGER NOT NULL,
+    first_missing INTEGER NOT NULL,
+    last_missing  INTEGER NOT NULL,
+    detected_ns   INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    id          INTEGER PRIMARY KEY,
+    started_ns  INTEGER NOT NULL,
+    ended_ns    INTEGER,
+    logger_node TEXT,
+    version     TEXT,
+    patterns    TEXT,               -- JSON array of --type patterns ([] = every type)
+    received    INTEGER NOT NULL DEFAULT 0,
+    written     INTEGER NOT NULL DEFAULT 0,
+    dropped     INTEGER NOT NULL DEFAULT 0
+);
+CREATE VIEW readings AS
+SELECT s.id AS id, t.name AS type, n.node AS node, s.seq AS seq, s.sent_ns AS sent_ns,
+       s.received_ns AS received_ns, s.data AS data, s.boot AS boot,
+       t.fingerprint AS fingerprint, n.name AS node_name,
+       (s.flags & 1) != 0 AS last_value, (s.flags & 2) != 0 AS replayed,
+       (s.flags & 4) = 0 AS clock_synced, (s.flags & 8) != 0 AS local
+FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id;
+CREATE VIEW gaps AS
+SELECT g.type AS type, n.node AS node, g.boot AS boot, g.first_missing AS first_missing,
+       g.last_missing AS last_missing, g.last_missing - g.first_missing + 1 AS missing,
+       g.detected_ns AS detected_ns
+FROM gap_spans g JOIN nodes n ON n.id = g.node_id;
+"""
+
+
+def open_log(path: Path | str, *, write: bool = True,
+             migrations: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None,
+             version: int = SCHEMA_VERSION) -> sqlite3.Connection:
+    """Open (and for writing, create or upgrade) a log database.
+
+    Args:
+        path: the database file.
+        write: True for the logger (creates the file and schema, sets WAL);
+            False for the tools (the file must exist; opened read-only).
+        migrations: upgrade steps (tests pass their own); :data:`MIGRATIONS` when None.
+        version: the schema version to reach (tests pass their own).
+
+    Returns:
+        The connection (``check_same_thread=False``: the writer hands it to its thread).
+
+    Raises:
+        LogDatabaseError: the file cannot be opened or written, is not a ganglion
+            log, or was written by a newer ganglion.
+    """
+    path = Path(path)
+    steps = MIGRATIONS if migrations is None else migrations
+    try:
+        if write:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        else:
+            if not path.is_file():
+                raise LogDatabaseError(f"{path}: no such log database")
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LogDatabaseError(f"cannot open {path}: {exc}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _check_and_upgrade(conn, path, write=write, steps=steps, version=version)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise LogDatabaseError(f"cannot {'write' if write else 'read'} {path}: {exc}") from None
+    except LogDatabaseError:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_and_upgrade(conn: sqlite3.Connection, path: Path, *, write: bool,
+                       steps: Mapping[int, Callable[[sqlite3.Connection], None]],
+                       version: int) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id != APPLICATION_ID and (tables or app_id):
+        raise LogDatabaseError(f"{path} is an SQLite file but not a ganglion log")
+    if current > version:
+        raise LogDatabaseError(f"{path} has log schema version {current}; this ganglion reads "
+                               f"up to {version}: upgrade ganglion")
+    if not write:
+        if current < version:
+            raise LogDatabaseError(f"{path} has log schema version {current}; run `ganglion log` "
+                                   f"on it once to upgrade it to {version}")
+        return
+    # WAL: readers (export, info) never block the writer, and a crash loses at most
+    # the uncommitted transaction. NORMAL sync: no fsync per commit (SD cards), and
+    # still never a corrupt file; only a power cut may lose the last commits.
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise LogDatabaseError(f"{path}: cannot switch to WAL mode (got {mode})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if app_id != APPLICATION_ID:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _statements(_SCHEMA):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+        current = SCHEMA_VERSION
+    while current < version:
+        step = steps.get(current)
+        if step is None:
+            raise LogDatabaseError(f"{path}: no upgrade from log schema version {current}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {current + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current += 1
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema script into statements (it has no ';' inside literals)."""
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0].rstrip()
+        if not code:
+            continue
+        buf.append(code)
+        if code.endswith(";"):
+            out.append("\n".join(buf))
+            buf = []
+    return out

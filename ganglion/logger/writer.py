@@ -1,0 +1,424 @@
+"""The log writer: readings in on the event loop, batched SQLite commits in a thread.
+
+Theory of operation: :meth:`Writer.add` is a subscription callback and the hot
+path: it appends ``(msg, info)`` to a list and nothing else. The list is handed
+to the writer thread when it holds ``batch_rows`` readings, or when the owner
+calls :meth:`Writer.hand_off` (the recorder does every ``interval`` seconds), so
+a commit happens at most every ``interval`` seconds or ``batch_rows`` readings,
+never per reading (an SD card wears with every commit).
+
+The thread turns readings into rows (fields as JSON text, type and node ids,
+flags, gaps) and writes each batch -- or every batch waiting, merged up to
+:data:`MAX_ROWS_PER_COMMIT` -- in one transaction. Why a thread: a commit in WAL
+mode with ``synchronous=NORMAL`` costs little, but a WAL checkpoint writes and
+fsyncs the database, which takes tens of milliseconds on an SD card; on the
+event loop that would stall receiving. SQLite releases the GIL while it works,
+so the thread's I/O overlaps the loop. The queue between them is bounded
+(``max_batches``): when the disk cannot keep up, whole batches are dropped and
+counted (``dropped``, also in the ``sessions`` row), rather than memory growing
+without end or the event loop blocking and the kernel dropping datagrams unseen.
+
+Errors: the first ``sqlite3.Error`` (disk full, read-only file, I/O error) stops
+the thread; :attr:`Writer.error` holds a :class:`LogDatabaseError` naming the
+file and the reason, ``on_error`` is called (from the thread), and everything
+added afterwards is counted as dropped. A crash (SIGKILL) loses only readings
+not yet committed: WAL makes every commit atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ganglion.errors import LogDatabaseError
+from ganglion.logger import datajson
+from ganglion.logger.catalog import describe, fingerprint_of
+from ganglion.logger.gaps import Gap, GapTracker
+from ganglion.logger.retention import Retention, apply_retention
+from ganglion.logger.schema import Flags, open_log
+from ganglion.types import Record, as_dict
+
+__all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT", "Writer", "WriterStats",
+           "replayed_flag"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_ROWS = 5_000
+DEFAULT_INTERVAL = 1.0
+DEFAULT_MAX_BATCHES = 64
+MAX_ROWS_PER_COMMIT = 50_000
+
+_INSERT = ("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_ns, flags, data) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def replayed_flag(info: Any) -> bool:
+    """Whether a reading was sent by ``ganglion replay`` (``MessageInfo.replayed``, once the
+    node carries it; False until then)."""
+    return bool(getattr(info, "replayed", False))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counters of one writer.
+
+    Attributes:
+        received: readings handed to the writer.
+        written: readings committed.
+        dropped: readings lost because the queue was full or the database failed.
+        commits: transactions committed.
+        commit_seconds_max: the longest write transaction (conversion + insert + commit).
+        commit_seconds_total: all of them together.
+        queued_batches: batches waiting for the thread now.
+        gaps: gaps written.
+        removed: readings removed by retention.
+    """
+
+    received: int
+    written: int
+    dropped: int
+    commits: int
+    commit_seconds_max: float
+    commit_seconds_total: float
+    queued_batches: int
+    gaps: int
+    removed: int
+
+
+class Writer:
+    """Writes readings to a log database from a thread, in batches.
+
+    Args:
+        path: the database file (created if missing).
+        patterns: the ``--type`` patterns, recorded in the session row.
+        batch_rows: hand a batch to the thread when it holds this many readings.
+        max_batches: batches that may wait for the thread before new ones are dropped.
+        retention: the age and size limits; None keeps everything.
+        gap_settle: seconds a gap may still be filled by late (reordered) readings.
+        max_pages: cap the file at this many pages (``PRAGMA max_page_count``):
+            a full disk on demand, for tests.
+        on_error: called once, from the writer thread, when the database fails
+            (also settable later as the attribute ``on_error``).
+
+    Raises:
+        LogDatabaseError: the database cannot be opened or written.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        patterns: Iterable[str] = (),
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        max_batches: int = DEFAULT_MAX_BATCHES,
+        retention: Retention | None = None,
+        gap_settle: float = 2.0,
+        max_pages: int | None = None,
+        on_error: Callable[[LogDatabaseError], None] | None = None,
+    ) -> None:
+        if batch_rows < 1 or max_batches < 1:
+            raise ValueError("batch_rows and max_batches must be at least 1")
+        self.path = Path(path)
+        self._conn = open_log(self.path)
+        self._batch_rows = batch_rows
+        self._retention = retention
+        self.on_error = on_error
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_batches)
+        self._batch: list[tuple[Any, Any]] = []
+        self._tracker = GapTracker(settle_ns=int(gap_settle * 1e9))
+        self._type_ids: dict[tuple[str, str | None, tuple[str, ...]], int] = {}
+        self._node_ids: dict[bytes, int] = {}
+        self._names: dict[bytes, str] = {}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards the counters the thread updates
+        self.error: LogDatabaseError | None = None
+        self._received = self._written = self._dropped = self._commits = 0
+        self._gaps = self._removed = 0
+        self._commit_max = self._commit_total = 0.0
+        self._drop_logged = 0.0
+        try:
+            if max_pages is not None:
+                self._conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
+            from ganglion import __version__
+
+            # Writing the session row at once proves the file is writable before the
+            # logger joins the network: a read-only file fails here, with one message.
+            self._session = self._conn.execute(
+                "INSERT INTO sessions (started_ns, version, patterns) VALUES (?, ?, ?)",
+                (time.time_ns(), __version__, json.dumps(list(patterns)))).lastrowid
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise LogDatabaseError(f"cannot write {self.path}: {exc}") from None
+
+    # -- the event loop's side -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"log writer {self.path.name}",
+                                            daemon=True)
+            self._thread.start()
+
+    def add(self, msg: Any, info: Any) -> None:
+        """Take one reading (a subscription callback: ``add(msg, info)``)."""
+        batch = self._batch
+        batch.append((msg, info))
+        if len(batch) >= self._batch_rows:
+            self.hand_off()
+
+    def hand_off(self) -> None:
+        """Pass the readings taken so far to the writer thread (one commit's worth)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        with self._lock:
+            self._received += len(batch)
+        self._put(("rows", batch), len(batch))
+
+    def set_node_names(self, names: Mapping[bytes, str]) -> None:
+        """Record the human names of nodes (by node id) in the ``nodes`` table."""
+        changed = {k: v for k, v in names.items() if self._names.get(k) != v}
+        if changed:
+            self._names.update(changed)
+            self._put(("names", changed), 0)
+
+    def set_logger_node(self, node_id: bytes) -> None:
+        """Record which node this logger runs on in its session row."""
+        self._put(("logger", node_id.hex()), 0)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is left, settle every gap, end the session and close the database.
+
+        Blocks (up to ``timeout`` seconds for the thread): call it from a worker
+        thread (``asyncio.to_thread``) when on an event loop.
+        """
+        self.hand_off()
+        thread = self._thread
+        if thread is not None:
+            if thread.is_alive():
+                deadline = time.monotonic() + timeout
+                while thread.is_alive() and time.monotonic() < deadline:
+                    try:
+                        self._queue.put(("stop", None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                thread.join(max(0.0, deadline - time.monotonic()))
+            self._thread = None
+        else:  # never started: write here, in the caller's thread
+            self._drain_inline()
+
+    def stats(self) -> WriterStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return WriterStats(self._received, self._written, self._dropped, self._commits,
+                               self._commit_max, self._commit_total, self._queue.qsize(),
+                               self._gaps, self._removed)
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _put(self, item: tuple[str, Any], rows: int) -> None:
+        if self.error is None:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                pass
+        if rows:
+            with self._lock:
+                self._dropped += rows
+            now = time.monotonic()
+            if self.error is None and now - self._drop_logged > 10.0:
+                self._drop_logged = now
+                _log.warning("log writer for %s cannot keep up: dropped %d readings so far",
+                             self.path, self._dropped)
+
+    def _run(self) -> None:
+        next_retention = time.monotonic()
+        try:
+            while True:
+                wait = 1.0 if self._retention is None else max(
+                    0.0, min(1.0, next_retention - time.monotonic()))
+                items = self._take(wait)
+                stop = any(kind == "stop" for kind, _ in items)
+                self._write(items, final=stop)
+                if self._retention is not None and (stop or time.monotonic() >= next_retention):
+                    next_retention = time.monotonic() + self._retention.every
+                    removed = apply_retention(self._conn, self._retention, time.time_ns())
+                    with self._lock:
+                        self._removed += removed
+                if stop:
+                    self._end_session()
+                    return
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        finally:
+            self._conn.close()
+
+    def _drain_inline(self) -> None:
+        try:
+            items: list[tuple[str, Any]] = []
+            while not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            self._write(items, final=True)
+            self._end_session()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        finally:
+            self._conn.close()
+
+    def _take(self, wait: float) -> list[tuple[str, Any]]:
+        """The next items: one (waiting up to ``wait`` s), then whatever else is queued."""
+        try:
+            items = [self._queue.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        rows = len(items[0][1]) if items[0][0] == "rows" else 0
+        while rows < MAX_ROWS_PER_COMMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            items.append(item)
+            if item[0] == "rows":
+                rows += len(item[1])
+        return items
+
+    def _write(self, items: list[tuple[str, Any]], *, final: bool) -> None:
+        started = time.perf_counter()
+        conn = self._conn
+        now_ns = time.time_ns()
+        conn.execute("BEGIN")
+        try:
+            count = 0
+            for kind, value in items:
+                if kind == "rows":
+                    count += self._insert(value)
+                elif kind == "names":
+                    self._store_names(value)
+                elif kind == "logger":
+                    conn.execute("UPDATE sessions SET logger_node = ? WHERE id = ?",
+                                 (value, self._session))
+            gaps = self._tracker.flush() if final else self._tracker.settled(now_ns)
+            self._store_gaps(gaps)
+            with self._lock:
+                received, dropped = self._received, self._dropped
+            conn.execute("UPDATE sessions SET ended_ns = ?, received = ?, written = written + ?, "
+                         "dropped = ? WHERE id = ?", (now_ns, received, count, dropped,
+                                                      self._session))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):  # this transaction's readings are lost
+                with self._lock:
+                    self._dropped += sum(len(v) for k, v in items if k == "rows")
+            raise
+        took = time.perf_counter() - started
+        with self._lock:
+            self._written += count
+            self._gaps += len(gaps)
+            self._commits += 1
+            self._commit_total += took
+            self._commit_max = max(self._commit_max, took)
+
+    def _insert(self, batch: list[tuple[Any, Any]]) -> int:
+        type_ids, node_ids = self._type_ids, self._node_ids
+        observe = self._tracker.observe
+        dumps = datajson.dumps
+        rows = []
+        last_seen: dict[int, int] = {}
+        for msg, info in batch:
+            fields = msg.fields if type(msg) is Record else as_dict(msg)
+            name = info.type_name
+            fingerprint = fingerprint_of(info)
+            key = (name, fingerprint.hex() if fingerprint else None, tuple(fields))
+            type_id = type_ids.get(key)
+            if type_id is None:
+                type_id = self._new_type(key, msg, fields, fingerprint, info.received_ns)
+            sender = info.sender
+            node_id = node_ids.get(sender)
+            if node_id is None:
+                node_id = self._new_node(sender, info.received_ns)
+            flags = ((Flags.LAST_VALUE if info.last_value else 0)
+                     | (Flags.REPLAYED if replayed_flag(info) else 0)
+                     | (0 if info.clock_synced else Flags.CLOCK_UNSYNCED)
+                     | (Flags.LOCAL if info.local else 0))
+            rows.append((type_id, node_id, info.boot, info.seq, info.sent_ns, info.received_ns,
+                         flags, dumps(fields)))
+            last_seen[node_id] = info.received_ns
+            if not info.last_value:
+                observe((name, sender, info.boot), info.seq, info.received_ns)
+        self._conn.executemany(_INSERT, rows)
+        self._conn.executemany("UPDATE nodes SET last_ns = max(coalesce(last_ns, 0), ?) WHERE id = ?",
+                               [(ns, nid) for nid, ns in last_seen.items()])
+        return len(rows)
+
+    def _new_type(self, key: tuple[str, str | None, tuple[str, ...]], msg: Any,
+                  fields: dict[str, Any], fingerprint: bytes | None, now_ns: int) -> int:
+        version = describe(key[0], msg, fields, fingerprint)
+        row = self._conn.execute(
+            "SELECT id FROM types WHERE name = ? AND fingerprint IS ? AND fields = ?",
+            (version.name, version.fingerprint, version.fields)).fetchone()
+        if row is None:
+            row = (self._conn.execute(
+                "INSERT INTO types (name, fingerprint, fields, units, source, first_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (*version, now_ns)).lastrowid,)
+        self._type_ids[key] = int(row[0])
+        return int(row[0])
+
+    def _new_node(self, sender: bytes, now_ns: int) -> int:
+        hexid = sender.hex()
+        row = self._conn.execute("SELECT id FROM nodes WHERE node = ?", (hexid,)).fetchone()
+        if row is None:
+            row = (self._conn.execute(
+                "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (?, ?, ?, ?)",
+                (hexid, self._names.get(sender), now_ns, now_ns)).lastrowid,)
+        self._node_ids[sender] = int(row[0])
+        return int(row[0])
+
+    def _store_names(self, names: Mapping[bytes, str]) -> None:
+        self._conn.executemany("UPDATE nodes SET name = ? WHERE node = ?",
+                               [(name, sender.hex()) for sender, name in names.items()])
+
+    def _store_gaps(self, gaps: list[Gap]) -> None:
+        rows = []
+        for gap in gaps:
+            type_name, sender, boot = gap.stream
+            node_id = self._node_ids.get(sender)
+            if node_id is None:
+                node_id = self._new_node(sender, gap.detected_ns)
+            rows.append((type_name, node_id, boot, gap.first, gap.last, gap.detected_ns))
+        if rows:
+            self._conn.executemany(
+                "INSERT INTO gap_spans (type, node_id, boot, first_missing, last_missing, "
+                "detected_ns) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _end_session(self) -> None:
+        self._conn.execute("UPDATE sessions SET ended_ns = ? WHERE id = ?",
+                           (time.time_ns(), self._session))
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        self.error = LogDatabaseError(f"cannot write {self.path}: {exc}")
+        # Everything still queued is lost with the database: count it.
+        lost = 0
+        while True:
+            try:
+                kind, value = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "rows":
+                lost += len(value)
+        with self._lock:
+            self._dropped += lost
+        if self.on_error is not None:
+            self.on_error(self.error)
