@@ -1,0 +1,1 @@
+"""Device drivers: pure parsing and chip logic on top of :mod:`hardware.port`, no asyncio."""

@@ -1,0 +1,84 @@
+"""Message types of the device plugins, beyond the four in :mod:`hardware.readings`.
+
+Every reading names its sensor (``w1:<rom id>``, ``i2c:<bus>/0x<address>``,
+``serial:<path>``, ``gpio:<pin>``) and carries its unit, in the field name where
+it is fixed (``latitude_deg``, ``per_minute``) or in a ``unit`` field where the
+user chose it. docs/sensors.md has the table of every field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ganglion import message
+
+__all__ = ["Counter", "DigitalInput", "Position", "Reading"]
+
+
+@message("sensors.Reading")
+@dataclass
+class Reading:
+    """One named value from a device that prints its own readings (serial lines).
+
+    ``quantity`` is the device's own name for the value (a JSON key, a CSV column);
+    ``unit`` is what the config says it is, or empty when nobody said.
+    """
+
+    sensor: str
+    quantity: str
+    value: float
+    unit: str = ""
+
+
+@message("sensors.Position")
+@dataclass
+class Position:
+    """A position fix from a GPS receiver (NMEA 0183 GGA or RMC).
+
+    Fields a sentence does not carry are None: GGA has altitude, satellites and
+    HDOP; RMC has speed, course and the date.
+    """
+
+    sensor: str
+    latitude_deg: float
+    longitude_deg: float
+    sentence: str
+    altitude_m: float | None = None
+    speed_mps: float | None = None
+    course_deg: float | None = None
+    satellites: int | None = None
+    hdop: float | None = None
+    gps_time: dt.datetime | None = None
+
+
+@message("sensors.DigitalInput")
+@dataclass
+class DigitalInput:
+    """The state of a digital input (door contact, float switch, button).
+
+    ``active`` is the logical state: True when the input is active, which for the
+    default pull-up wiring (switch to ground) is a low pin. ``changes`` counts the
+    accepted changes since the plugin started.
+    """
+
+    sensor: str
+    active: bool
+    changes: int
+
+
+@message("sensors.Counter")
+@dataclass
+class Counter:
+    """A pulse counter (flow meter, rain gauge, energy meter LED).
+
+    ``per_minute`` is the rate in ``unit`` per minute over the last publishing
+    interval, ``total`` the running total in ``unit`` since the plugin started,
+    ``pulses`` the raw pulse count behind it.
+    """
+
+    sensor: str
+    unit: str
+    per_minute: float
+    total: float
+    pulses: int
