@@ -1,0 +1,157 @@
+"""``ganglion info``: what a log holds, per type and node.
+
+Theory of operation: one grouped query over ``samples`` gives, per (type name,
+node), the count, the first and last receive times and the newest row's id;
+the newest row's ``data`` is the last value. Gaps come from ``gap_spans``
+grouped the same way. Type versions (a fingerprint change) are counted per
+name. Rate is readings per second over the stream's span: (count - 1) / span.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ganglion.logger import datajson
+from ganglion.logger.retention import format_size, used_bytes
+
+__all__ = ["LogSummary", "StreamSummary", "format_summary", "summarize", "summary_json"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One (type, node) stream in a log.
+
+    Attributes:
+        type: the type name.
+        node: the sender's node id (16 hex digits).
+        node_name: its name, when the logger heard it.
+        count: readings logged.
+        first_ns: when the first one was received.
+        last_ns: when the last one was received.
+        rate: readings per second over the span (0 for a single reading).
+        gaps: runs of missing sequence numbers seen.
+        missing: sequence numbers missing in all.
+        last_value: the newest reading's fields.
+    """
+
+    type: str
+    node: str
+    node_name: str | None
+    count: int
+    first_ns: int
+    last_ns: int
+    rate: float
+    gaps: int
+    missing: int
+    last_value: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogSummary:
+    """A whole log.
+
+    Attributes:
+        path: the file.
+        file_bytes: its size on disk (with the WAL).
+        used_bytes: bytes in used pages.
+        readings: readings in all.
+        versions: type name -> number of versions (fingerprints) logged.
+        sessions: logger runs recorded.
+        dropped: readings the logger could not write (all sessions).
+        streams: per (type, node), sorted.
+    """
+
+    path: Path
+    file_bytes: int
+    used_bytes: int
+    readings: int
+    versions: dict[str, int]
+    sessions: int
+    dropped: int
+    streams: list[StreamSummary]
+
+
+def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
+    """Summarise an open log.
+
+    Args:
+        conn: the log (read-only is enough).
+        path: its file, for the sizes.
+
+    Returns:
+        The :class:`LogSummary`.
+    """
+    gaps = {(t, n): (g, m) for t, n, g, m in conn.execute(
+        "SELECT type, node_id, count(*), sum(last_missing - first_missing + 1) FROM gap_spans "
+        "GROUP BY type, node_id")}
+    rows = conn.execute(
+        "SELECT t.name, s.node_id, count(*), min(s.received_ns), max(s.received_ns), max(s.id) "
+        "FROM samples s JOIN types t ON t.id = s.type_id GROUP BY t.name, s.node_id").fetchall()
+    nodes = {nid: (node, name) for nid, node, name in conn.execute("SELECT id, node, name FROM nodes")}
+    streams = []
+    for name, node_id, count, first, last, newest in rows:
+        data = conn.execute("SELECT data FROM samples WHERE id = ?", (newest,)).fetchone()[0]
+        span = (last - first) / 1e9
+        n_gaps, missing = gaps.get((name, node_id), (0, 0))
+        node, node_name = nodes.get(node_id, ("?", None))
+        streams.append(StreamSummary(name, node, node_name, count, first, last,
+                                     (count - 1) / span if span > 0 else 0.0, n_gaps, missing or 0,
+                                     datajson.loads(data)))
+    for (name, node_id), (n_gaps, missing) in gaps.items():
+        if not any(s.type == name and s.node == nodes.get(node_id, ("?",))[0] for s in streams):
+            node, node_name = nodes.get(node_id, ("?", None))
+            streams.append(StreamSummary(name, node, node_name, 0, 0, 0, 0.0, n_gaps, missing,
+                                         {}))
+    streams.sort(key=lambda s: (s.type, s.node))
+    versions = dict(conn.execute("SELECT name, count(*) FROM types GROUP BY name").fetchall())
+    sessions, dropped = conn.execute("SELECT count(*), coalesce(sum(dropped), 0) FROM sessions"
+                                     ).fetchone()
+    file_bytes = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
+                     if p.exists())
+    return LogSummary(path, file_bytes, used_bytes(conn), sum(s.count for s in streams), versions,
+                      sessions, dropped, streams)
+
+
+def format_summary(summary: LogSummary) -> str:
+    """The summary as a plain-text table for a terminal."""
+    lines = [f"{summary.path}: {summary.readings} readings, {len(summary.streams)} streams, "
+             f"{format_size(summary.file_bytes)} on disk, {summary.sessions} logger session(s)"
+             + (f", {summary.dropped} readings dropped by the logger" if summary.dropped else "")]
+    header = ("TYPE", "NODE", "COUNT", "FIRST", "LAST", "RATE/S", "GAPS", "MISSING", "LAST VALUE")
+    table = [header]
+    for s in summary.streams:
+        node = s.node if not s.node_name else f"{s.node[:8]} ({s.node_name})"
+        versions = summary.versions.get(s.type, 1)
+        table.append((s.type + (f" [{versions} versions]" if versions > 1 else ""), node,
+                      str(s.count), _time(s.first_ns), _time(s.last_ns), f"{s.rate:.3g}",
+                      str(s.gaps), str(s.missing), _short(s.last_value)))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  "
+                     + row[-1])
+    return "\n".join(lines)
+
+
+def summary_json(summary: LogSummary) -> str:
+    """The summary as JSON text (for scripts)."""
+    obj = dataclasses.asdict(summary)
+    obj["path"] = str(summary.path)
+    for stream in obj["streams"]:
+        stream["last_value"] = datajson.plain(stream["last_value"])
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _time(ns: int) -> str:
+    if not ns:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(fields: dict[str, Any], limit: int = 60) -> str:
+    text = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in fields.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
