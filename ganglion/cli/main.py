@@ -10,10 +10,14 @@ import click
 
 from ganglion.cli import (
     cmd_demo,
+    cmd_export,
+    cmd_info,
     cmd_keygen,
+    cmd_log,
     cmd_node,
     cmd_nodes,
     cmd_publish,
+    cmd_replay,
     cmd_sim,
     cmd_tail,
     cmd_types,
@@ -34,6 +38,10 @@ cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_nodes.nodes)
 cli.add_command(cmd_types.types)
 cli.add_command(cmd_publish.publish)
+cli.add_command(cmd_log.log)
+cli.add_command(cmd_export.export)
+cli.add_command(cmd_replay.replay)
+cli.add_command(cmd_info.info)
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+"""``ganglion log``: log every reading on the network (or matching types) to SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._run import run_until_signalled
+
+
+@click.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The SQLite database file (created if missing).")
+@click.option("--type", "patterns", multiple=True, metavar="PATTERN",
+              help="Only types matching this glob (sensors.*); repeat for several. Default: all.")
+@click.option("--max-age", default="30d", show_default=True,
+              help="Remove readings older than this (30d, 12h, 90m; 0 keeps all).")
+@click.option("--max-size", default="1GB", show_default=True,
+              help="Keep the database's used size under this (1GB, 500MB; 0: no limit).")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Seconds between commits.")
+@click.option("--batch", "batch_rows", type=click.IntRange(min=1), default=5000,
+              show_default=True, help="Readings that trigger a commit before --interval is over.")
+@click.option("--last/--no-last", default=True, show_default=True,
+              help="Fetch each publisher's latest reading at start (logged as a last value).")
+@click.option("--duration", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Stop after this many seconds (0: until Ctrl-C).")
+@network_options
+def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interval: float,
+        batch_rows: int, last: bool, duration: float, iface: str | None, port: int,
+        key_file: Path | None, ttl: int) -> None:
+    """Log readings to an SQLite database (see docs/logging.md for its schema).
+
+    Subscribes to every type the network has agreed on, including types agreed
+    later, and commits in batches. Exits non-zero, with one error line, when the
+    database cannot be written (read-only file, full disk).
+    """
+    from ganglion.errors import LogDatabaseError
+    from ganglion.logger.recorder import Recorder
+    from ganglion.logger.retention import Retention, parse_duration, parse_size
+    from ganglion.logger.writer import Writer
+
+    try:
+        retention = Retention(max_age=parse_duration(max_age), max_size=parse_size(max_size))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    settings = resolve_network(iface, port, key_file, ttl)
+    try:
+        writer = Writer(db, patterns=patterns, batch_rows=batch_rows, retention=retention)
+    except LogDatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+    what = ", ".join(patterns) if patterns else "every type"
+    click.echo(f"logging {what} to {db} on {settings.interface_name} ({settings.interface}:"
+               f"{settings.port}); commits every {interval:g} s or {batch_rows} readings; "
+               f"{retention.describe()}", err=True)
+
+    async def main(stop: asyncio.Event) -> int:
+        from ganglion.cli._observer import observer
+
+        recorder = Recorder(writer, patterns, interval=interval, last_values=last)
+        if duration:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        try:
+            async with observer(settings, name="ganglion-log") as node:
+                await recorder.run(node, stop)
+        except LogDatabaseError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        finally:
+            await asyncio.to_thread(writer.close)
+        if writer.error is not None:
+            click.echo(f"error: {writer.error}", err=True)
+            return 1
+        stats = writer.stats()
+        click.echo(f"logged {stats.written} readings to {db} ({stats.dropped} dropped, "
+                   f"{stats.gaps} gaps seen)", err=True)
+        return 0
+
+    sys.exit(run_until_signalled(main))
