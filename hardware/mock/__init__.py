@@ -14,7 +14,7 @@ from __future__ import annotations
 from hardware.mock.bme280 import DATASHEET_CALIBRATION, FakeBme280
 from hardware.mock.clock import FakeClock
 from hardware.mock.factory import MockPortFactory
-from hardware.mock.i2c import I2CDevice, MockI2CBus, RegisterDevice
+from hardware.mock.i2c import I2CDevice, MockI2CBus, MockI2CHandle, RegisterDevice
 from hardware.mock.pins import MockInputPin
 from hardware.mock.serial import MockSerialPort, PtyDevice
 from hardware.mock.w1 import FakeW1Tree, scratchpad_lines
@@ -26,6 +26,7 @@ __all__ = [
     "FakeW1Tree",
     "I2CDevice",
     "MockI2CBus",
+    "MockI2CHandle",
     "MockInputPin",
     "MockPortFactory",
     "MockSerialPort",

@@ -60,7 +60,7 @@ class MockPortFactory(PortFactory):
         if bus is None:
             raise OSError(errno.ENOENT, f"no such I2C bus: {number}")
         self.opened.append(f"i2c-{number}")
-        return bus
+        return bus.open()
 
     def input_pin(self, pin: str, *, pull: Pull = "up") -> InputPin:
         existing = self.pins.get(pin)

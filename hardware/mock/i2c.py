@@ -20,7 +20,7 @@ from typing import Protocol
 
 from hardware.port import I2CBus
 
-__all__ = ["I2CDevice", "MockI2CBus", "RegisterDevice"]
+__all__ = ["I2CDevice", "MockI2CBus", "MockI2CHandle", "RegisterDevice"]
 
 
 class I2CDevice(Protocol):
@@ -106,6 +106,10 @@ class MockI2CBus(I2CBus):
     def close(self) -> None:
         self.closed = True
 
+    def open(self) -> MockI2CHandle:
+        """A handle of its own on this bus, as each ``open("/dev/i2c-N")`` gives."""
+        return MockI2CHandle(self)
+
     def writes(self, address: int) -> list[tuple[int, int]]:
         """(register, value) of every write to ``address``, in order."""
         return [(reg, val) for op, addr, reg, val in self.log if op == "write" and addr == address]
@@ -117,3 +121,34 @@ class MockI2CBus(I2CBus):
         if device is None:
             raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))
         return device
+
+
+class MockI2CHandle(I2CBus):
+    """One opened handle on a :class:`MockI2CBus`: closing it leaves the bus to others."""
+
+    def __init__(self, bus: MockI2CBus) -> None:
+        self.bus = bus
+        self.closed = False
+
+    @property
+    def number(self) -> int:
+        return self.bus.number
+
+    def read_byte_data(self, address: int, register: int) -> int:
+        self._check()
+        return self.bus.read_byte_data(address, register)
+
+    def read_block(self, address: int, register: int, length: int) -> bytes:
+        self._check()
+        return self.bus.read_block(address, register, length)
+
+    def write_byte_data(self, address: int, register: int, value: int) -> None:
+        self._check()
+        self.bus.write_byte_data(address, register, value)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _check(self) -> None:
+        if self.closed:
+            raise OSError(errno.EBADF, f"this handle on I2C bus {self.number} is closed")

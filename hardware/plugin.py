@@ -1,0 +1,262 @@
+"""The ``hardware`` plugin: find sensors without configuration and publish their readings.
+
+Theory of operation: :class:`HardwarePlugin` is an internal plugin (entry point
+``hardware`` in ``ganglion.plugins``) that ``ganglion node`` enables by default.
+Its ``run`` is a watcher loop: every ``scan_interval`` seconds it calls
+:func:`hardware.detect.scan` in a worker thread, starts a sensor task
+(:mod:`hardware.sensors`) for each device that appeared, and cancels the task of
+each device that has been missing for ``missing_scans`` consecutive scans (one
+missed scan is forgiven, so a chip that NACKs once is not torn down and
+re-announced). Configured GPIO inputs have no presence to detect: they start
+with the plugin. A sensor task that ends on its own (it never should) is
+restarted by the next scan.
+
+Each sensor handles its own failures (report once, back off, recover), so
+nothing a device does reaches the watcher or the node. On a machine without any
+devices a scan is a few failed ``listdir`` calls and nothing is logged.
+
+Settings (keyword arguments; ``[plugin.hardware]`` in the config):
+``w1_root``, ``dev``, ``onewire``, ``i2c``, ``i2c_buses``, ``serial_auto``,
+``serial_baud``, ``serial``, ``gpio``, ``scan_interval``, ``interval``,
+``missing_scans``, ``bme280_mode``; docs/sensors.md describes each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ganglion.errors import ConfigError
+from hardware.detect import I2CSpec, OneWireSpec, Spec, scan
+from hardware.drivers.ds18b20 import DEFAULT_ROOT
+from hardware.messages import Counter, DigitalInput, Position, Reading
+from hardware.port import PortFactory
+from hardware.readings import Humidity, Pressure, Temperature
+from hardware.sensors import (
+    Bme280Device,
+    GpioCounterSensor,
+    GpioInputSensor,
+    OneWireProbe,
+    Sensor,
+    SerialSensor,
+)
+from hardware.settings import GpioSpec, SerialSpec, parse_gpio, parse_serial
+from hardware.supervise import Runtime
+
+__all__ = ["HardwarePlugin"]
+
+_log = logging.getLogger("hardware")
+
+
+class HardwarePlugin:
+    """Watches for sensors and runs one task per device.
+
+    Args:
+        name: the plugin's name.
+        w1_root: the 1-Wire sysfs devices directory.
+        dev: the device directory (``/dev``: ``i2c-N`` and ``serial/by-id``).
+        onewire: look for 1-Wire thermometers.
+        i2c: look for BME280/BMP280 on the I2C buses.
+        i2c_buses: only these bus numbers (None: every ``/dev/i2c-N``).
+        serial_auto: open known USB-serial adapters under ``dev/serial/by-id``.
+        serial_baud: baud rate of automatically opened ports.
+        serial: configured serial ports (paths or tables: port, baud, format, units).
+        gpio: GPIO inputs (``KIND:PIN[:KEY=VALUE,...]`` strings or tables).
+        scan_interval: seconds between scans.
+        interval: seconds between readings of polled sensors (1-Wire, I2C).
+        missing_scans: scans a device must be missing before its task is stopped.
+        bme280_mode: ``forced`` or ``normal``.
+        factory: the port factory; None for the real machine
+            (:class:`hardware.backends.SystemPortFactory` on ``dev``).
+        runtime: thread hand-off, sleep and backoff for the sensors.
+
+    Raises:
+        ConfigError: any setting is invalid (the message names it).
+    """
+
+    subscribes: tuple[type | str, ...] = ()
+    publishes: tuple[type | str, ...] = (Temperature, Humidity, Pressure, Reading, Position,
+                                         DigitalInput, Counter)
+
+    def __init__(
+        self,
+        name: str = "hardware",
+        *,
+        w1_root: str | Path = DEFAULT_ROOT,
+        dev: str | Path = "/dev",
+        onewire: bool = True,
+        i2c: bool = True,
+        i2c_buses: Sequence[int] | None = None,
+        serial_auto: bool = True,
+        serial_baud: int = 9600,
+        serial: Iterable[Any] = (),
+        gpio: Iterable[Any] = (),
+        scan_interval: float = 2.0,
+        interval: float = 5.0,
+        missing_scans: int = 2,
+        bme280_mode: str = "forced",
+        factory: PortFactory | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        for key, value in (("onewire", onewire), ("i2c", i2c), ("serial_auto", serial_auto)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"hardware: {key} must be true or false, not {value!r}")
+        for key, seconds in (("scan_interval", scan_interval), ("interval", interval)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                    or not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"hardware: {key} must be a number of seconds > 0, "
+                                  f"not {seconds!r}")
+        if isinstance(missing_scans, bool) or not isinstance(missing_scans, int) \
+                or missing_scans < 1:
+            raise ConfigError(f"hardware: missing_scans must be an integer >= 1, "
+                              f"not {missing_scans!r}")
+        if bme280_mode not in ("forced", "normal"):
+            raise ConfigError(f"hardware: bme280_mode must be 'forced' or 'normal', "
+                              f"not {bme280_mode!r}")
+        if i2c_buses is not None and (
+                isinstance(i2c_buses, str | bytes)
+                or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0
+                           for b in i2c_buses)):
+            raise ConfigError(f"hardware: i2c_buses must be a list of bus numbers, "
+                              f"not {i2c_buses!r}")
+        self.serial_specs: list[SerialSpec] = parse_serial(serial)
+        # A configured port's baud check also covers the automatic default.
+        parse_serial([{"port": "auto", "baud": serial_baud}])
+        self.gpio_specs: list[GpioSpec] = parse_gpio(gpio)
+        self.name = name
+        self.w1_root = Path(w1_root) if onewire else None
+        self.dev = Path(dev)
+        self.i2c_buses: Sequence[int] | None = (tuple(i2c_buses) if i2c_buses is not None
+                                                else None) if i2c else ()
+        self.serial_auto = serial_auto
+        self.serial_baud = serial_baud
+        self.scan_interval = float(scan_interval)
+        self.interval = float(interval)
+        self.missing_scans = missing_scans
+        self.bme280_mode = bme280_mode
+        self._factory = factory
+        self.runtime = runtime or Runtime()
+        self.sensors: dict[str, Sensor] = {}
+        self.scans = 0
+        self._specs: dict[str, Spec | GpioSpec] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._missing: dict[str, int] = {}
+
+    @property
+    def factory(self) -> PortFactory:
+        """The port factory (the real machine's unless one was given)."""
+        if self._factory is None:
+            from hardware.backends import SystemPortFactory
+
+            self._factory = SystemPortFactory(self.dev)
+        return self._factory
+
+    async def run(self, node: Any) -> None:
+        """Scan, start and stop sensors until cancelled; then stop every sensor.
+
+        Args:
+            node: the node the sensors publish on.
+        """
+        try:
+            for spec in self.gpio_specs:
+                self._start(spec, node)
+            while True:
+                found = await self.runtime.run_blocking(self.scan_once)
+                self._apply(found, node)
+                await self.runtime.sleep(self.scan_interval)
+        finally:
+            await self._stop_all()
+
+    def scan_once(self) -> dict[str, Spec]:
+        """One scan of the machine (blocking; the watcher runs it in a worker thread).
+
+        Returns:
+            Sensor id -> spec of every device present.
+        """
+        self.scans += 1
+        return scan(self.factory, w1_root=self.w1_root,
+                    dev=self.dev if self.serial_auto else None, i2c_buses=self.i2c_buses,
+                    serial=self.serial_specs, serial_baud=self.serial_baud)
+
+    def running(self) -> list[str]:
+        """Sensor ids with a live task, sorted."""
+        return sorted(sid for sid, task in self._tasks.items() if not task.done())
+
+    # -- private -------------------------------------------------------------------------
+
+    def _apply(self, found: dict[str, Spec], node: Any) -> None:
+        for sensor_id, spec in found.items():
+            self._missing.pop(sensor_id, None)
+            task = self._tasks.get(sensor_id)
+            if task is not None and not task.done() and self._specs.get(sensor_id) == spec:
+                continue
+            if task is not None:
+                self._cancel(sensor_id, "changed" if not task.done() else None)
+            self._start(spec, node)
+        for sensor_id in list(self._tasks):
+            if sensor_id in found or isinstance(self._specs.get(sensor_id), GpioSpec):
+                continue
+            self._missing[sensor_id] = self._missing.get(sensor_id, 0) + 1
+            if self._missing[sensor_id] >= self.missing_scans:
+                del self._missing[sensor_id]
+                self._cancel(sensor_id, "removed")
+
+    def _start(self, spec: Spec | GpioSpec, node: Any) -> None:
+        sensor = self._make(spec)
+        self.sensors[sensor.sensor_id] = sensor
+        self._specs[sensor.sensor_id] = spec
+        self._tasks[sensor.sensor_id] = asyncio.create_task(
+            self._guard(sensor, node), name=f"sensor {sensor.sensor_id}")
+        _log.info("sensor %s found (%s)", sensor.sensor_id, _describe(spec))
+
+    def _cancel(self, sensor_id: str, why: str | None) -> None:
+        task = self._tasks.pop(sensor_id)
+        self._specs.pop(sensor_id, None)
+        self.sensors.pop(sensor_id, None)
+        task.cancel()
+        if why:
+            _log.info("sensor %s %s; stopped it", sensor_id, why)
+
+    async def _stop_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        self._tasks.clear()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+
+    async def _guard(self, sensor: Sensor, node: Any) -> None:
+        try:
+            await sensor.run(node)
+        except Exception:  # a bug in one sensor loop must not reach the watcher
+            _log.exception("sensor %s stopped unexpectedly; the next scan restarts it",
+                           sensor.sensor_id)
+
+    def _make(self, spec: Spec | GpioSpec) -> Sensor:
+        runtime = self.runtime
+        if isinstance(spec, OneWireSpec):
+            assert self.w1_root is not None
+            return OneWireProbe(self.w1_root, spec.rom_id, interval=self.interval, runtime=runtime)
+        if isinstance(spec, I2CSpec):
+            return Bme280Device(self.factory, spec.bus, spec.address, interval=self.interval,
+                                runtime=runtime, mode=self.bme280_mode)
+        if isinstance(spec, SerialSpec):
+            return SerialSensor(self.factory, spec, runtime=runtime)
+        if spec.kind == "counter":
+            return GpioCounterSensor(self.factory, spec, runtime=runtime)
+        return GpioInputSensor(self.factory, spec, runtime=runtime)
+
+
+def _describe(spec: Spec | GpioSpec) -> str:
+    if isinstance(spec, OneWireSpec):
+        return "1-Wire thermometer"
+    if isinstance(spec, I2CSpec):
+        return f"{spec.chip} on I2C bus {spec.bus} at 0x{spec.address:02x}"
+    if isinstance(spec, SerialSpec):
+        how = "configured" if spec.configured else "known USB-serial adapter"
+        return f"serial, {how}, {spec.baud} baud, format {spec.format}"
+    return f"GPIO {spec.kind} on pin {spec.pin}"
