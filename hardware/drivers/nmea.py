@@ -138,7 +138,8 @@ def _coordinate(value: str, hemisphere: str, letters: str, degree_digits: int) -
 
 
 def _utc(date: str, clock: str) -> dt.datetime:
-    day, month, year = int(date[0:2]), int(date[2:4]), 2000 + int(date[4:6])
+    day, month, yy = int(date[0:2]), int(date[2:4]), int(date[4:6])
+    year = 1900 + yy if yy >= 80 else 2000 + yy  # GPS began in 1980: 80..99 are 19xx
     hour, minute = int(clock[0:2]), int(clock[2:4])
     seconds = float(clock[4:])
     whole = int(seconds)
