@@ -28,9 +28,12 @@ from ganglion.logger import datajson
 from ganglion.logger.query import select_readings
 from ganglion.types import Record
 
-__all__ = ["YIELD_EVERY", "ReplayResult", "prepare_types", "replay", "replay_node_options"]
+__all__ = ["SETTLE_SECONDS", "YIELD_EVERY", "ReplayResult", "prepare_types", "replay", "replay_node_options"]
 
 YIELD_EVERY = 200
+
+#: Seconds to wait after getting new types agreed, for subscribers to join.
+SETTLE_SECONDS = 1.0
 
 Progress = Callable[[int], None]
 
@@ -60,17 +63,28 @@ def replay_node_options() -> dict[str, Any]:
     return {"replay": True} if "replay" in inspect.signature(Node).parameters else {}
 
 
-async def prepare_types(node: Any, type_names: Iterable[str], timeout: float = 10.0) -> None:
+async def prepare_types(node: Any, type_names: Iterable[str], *, timeout: float = 10.0,
+                        settle: float = SETTLE_SECONDS) -> None:
     """Make sure each type has its agreed group before replaying (proposing it if needed).
+
+    A type that had no group yet is new to the network's loggers too: they see
+    the decision, subscribe, and say so in their next heartbeat. Waiting
+    ``settle`` seconds after such a decision lets them, so the first replayed
+    readings are not sent before anyone listens.
 
     Raises:
         TimeoutError: a group was not agreed within ``timeout`` seconds.
     """
-    for name in type_names:
+    names = list(type_names)
+    known = node.types()
+    new = [name for name in names if name not in known]
+    for name in new:
         sub = node.subscribe(name, propose=True)
         sub.close()  # the proposal stands; the replaying node needs no subscription
-    for name in type_names:
+    for name in names:
         await node.wait_for_group(name, timeout)
+    if new:
+        await asyncio.sleep(settle)
 
 
 async def replay(node: Any, conn: sqlite3.Connection, *, patterns: Iterable[str] = (),
