@@ -293,8 +293,7 @@ class GpioInputSensor(_PinSensor):
             await self._publish(node, self._message(state))
             # The bounce may settle on the other level inside the lock-out: look again.
             await self.runtime.sleep(self.spec.debounce)
-            if pin.value != state.level:
-                state.edge(seconds + self.spec.debounce, pin.value)
+            if state.settle(self.factory.ticks(), pin.value):
                 await self._publish(node, self._message(state))
 
     def _message(self, state: InputState) -> DigitalInput:

@@ -85,6 +85,7 @@ class FaultLog:
             Seconds to wait before trying again.
         """
         reason = str(exc) or type(exc).__name__
+        reason = reason.removeprefix(f"{self.sensor_id}: ")  # drivers name the sensor too
         self.failures += 1
         self.last_reason = reason
         delay = min(self.maximum, self.initial * 2.0 ** min(self.streak, 32))

@@ -7,7 +7,9 @@ edge or the ``now`` of a sample, so tests drive them with exact fake times.
 
 * :class:`InputState` accepts a change of level only once the previous accepted
   change is at least ``debounce`` seconds old, and ignores edges that do not
-  change the accepted level (the second half of a bounce).
+  change the accepted level (the second half of a bounce); :meth:`InputState.settle`
+  takes the level read once a lock-out is over, in case the bounce ended on the
+  other level.
 * :class:`PulseCounter` counts the chosen edge (a pulse is one rising, or one
   falling, edge) under the same lock-out, and on :meth:`PulseCounter.sample`
   gives the rate over the time since the previous sample and the running total,
@@ -58,6 +60,27 @@ class InputState:
             True if it is an accepted change of state.
         """
         if level == self.level or seconds - self._last_change < self.debounce:
+            return False
+        self.level = level
+        self._last_change = seconds
+        self.changes += 1
+        return True
+
+
+    def settle(self, seconds: float, level: bool) -> bool:
+        """Take the level the pin settled on after a lock-out, whatever the timing.
+
+        A bounce can end on the other level inside the lock-out, where its edge
+        was ignored; reading the pin once the lock-out is over catches that.
+
+        Args:
+            seconds: when the pin was read.
+            level: the level read.
+
+        Returns:
+            True if that is a change of state.
+        """
+        if level == self.level:
             return False
         self.level = level
         self._last_change = seconds

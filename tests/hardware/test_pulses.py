@@ -89,3 +89,12 @@ def test_counted_pulses_are_never_closer_than_the_debounce(gaps: list[float],
             counted.append(t)
     assert all(b - a >= debounce for a, b in zip(counted, counted[1:], strict=False))
     assert counter.pulses + counter.rejected == len(gaps)
+
+
+def test_settle_takes_the_level_even_inside_the_lockout() -> None:
+    state = InputState(True, debounce=0.02)
+    assert state.edge(1.0, False)
+    assert not state.edge(1.001, True)  # ignored: inside the lock-out
+    assert state.settle(1.0, True)  # but the pin reads high once the lock-out is over
+    assert (state.active, state.changes) == (False, 2)
+    assert not state.settle(1.1, True)
