@@ -43,7 +43,7 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
     return asyncio.run(bounded())
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
     """Poll ``condition`` every 10 ms; fail naming ``what`` after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

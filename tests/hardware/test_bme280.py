@@ -254,7 +254,7 @@ def test_garbage_data_is_a_bad_reading() -> None:
     bus, chip = make()
     sensor = Bme280(bus, 0x76, sleep=lambda s: None)
     chip.garbage = True
-    with pytest.raises(BadReading, match="implausible|skipped"):
+    with pytest.raises(BadReading, match=r"implausible|skipped"):
         sensor.read()
 
 

@@ -74,7 +74,7 @@ def test_a_crc_mismatch_is_rejected_even_when_the_file_says_yes(tree: FakeW1Tree
 def test_the_power_on_value_is_an_error_not_a_reading(tree: FakeW1Tree) -> None:
     tree.add_probe(ROM)
     tree.power_on_value(ROM)
-    with pytest.raises(BadReading, match="85.000 °C is the power-on value"):
+    with pytest.raises(BadReading, match=r"85\.000 °C is the power-on value"):
         read_probe(tree.root, ROM)
 
 

@@ -193,16 +193,14 @@ def test_a_sensor_that_raises_anything_does_not_touch_the_others(
     tree = FakeW1Tree(tmp_path / "w1")
     tree.add_probe(ROM_A)
     tree.add_probe(ROM_B)
-    import hardware.sensors as sensors
-
-    real = sensors.read_probe
+    from hardware.drivers.ds18b20 import read_probe as real
 
     def flaky(root: Path, rom_id: str) -> float:
         if rom_id == ROM_B:
             raise ZeroDivisionError("a bug in a driver")
         return real(root, rom_id)
 
-    monkeypatch.setattr(sensors, "read_probe", flaky)
+    monkeypatch.setattr("hardware.sensors.read_probe", flaky)
     plugin = make(tmp_path)
     node = RecordingNode()
 
