@@ -58,6 +58,8 @@ class NodeConfig:
         sim_kinds: kinds of simulated sensors to run (enables the ``sim`` plugin).
         sim_interval: seconds between simulated readings; None for the plugin's default.
         plugin_settings: ``[plugin.<name>]`` tables, passed to each plugin as keyword arguments.
+        hardware: run the ``hardware`` plugin (sensor detection) in ``ganglion node``.
+        gpio: GPIO inputs for the hardware plugin (``KIND:PIN[:KEY=VALUE,...]``).
         source: the file this config was read from, if any.
     """
 
@@ -76,18 +78,27 @@ class NodeConfig:
     plugin_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
+    hardware: bool = True
+    gpio: tuple[str, ...] = ()
     source: Path | None = None
 
-    def plugin_specs(self) -> dict[str, dict[str, Any]]:
+    def plugin_specs(self, *, include_hardware: bool = False) -> dict[str, dict[str, Any]]:
         """The plugins to load and the keyword arguments for each, in order.
 
         ``sim`` is added when :attr:`sim_kinds` is set; ``[sim]`` values win over the
         same names in ``[plugin.sim]``.
 
+        Args:
+            include_hardware: add the ``hardware`` plugin unless :attr:`hardware` is
+                False (``ganglion node`` passes True: detection is on by default);
+                :attr:`gpio` entries are added to its ``gpio`` setting.
+
         Returns:
             Plugin name -> settings, ready for :func:`ganglion.plugins.load_plugins`.
         """
         names = list(self.plugins)
+        if include_hardware and self.hardware and "hardware" not in names:
+            names.append("hardware")
         if self.sim_kinds and "sim" not in names:
             names.append("sim")
         specs = {name: dict(self.plugin_settings.get(name, {})) for name in names}
@@ -96,6 +107,8 @@ class NodeConfig:
                 specs["sim"]["kinds"] = list(self.sim_kinds)
             if self.sim_interval is not None:
                 specs["sim"]["interval"] = self.sim_interval
+        if "hardware" in specs and self.gpio:
+            specs["hardware"]["gpio"] = [*specs["hardware"].get("gpio", ()), *self.gpio]
         return specs
 
 
@@ -211,6 +224,12 @@ def _positive_seconds(value: Any, base: Path) -> float:
     return float(value)
 
 
+def _flag(value: Any, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise _Wrong("true or false")
+    return value
+
+
 def _ipc(value: Any, base: Path) -> bool | Path:
     if isinstance(value, bool):
         return value
@@ -233,6 +252,8 @@ _SCHEMA: Final[dict[str, _Key]] = {
     "bus.tcp_port": _Key("bus_tcp_port", _int_in(1, 65535)),
     "sim.kinds": _Key("sim_kinds", _names),
     "sim.interval": _Key("sim_interval", _positive_seconds),
+    "hardware": _Key("hardware", _flag),
+    "gpio": _Key("gpio", _names),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in _SCHEMA if "." in key)
 _PLUGIN_TABLE: Final = "plugin"

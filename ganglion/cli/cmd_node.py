@@ -27,6 +27,12 @@ _log = logging.getLogger("ganglion.node")
               help="Run a simulated sensor of this kind; repeat for several.")
 @click.option("--interval", type=click.FloatRange(min=0.01), default=None,
               help="Seconds between simulated readings (default 1).")
+@click.option("--hardware/--no-hardware", default=None,
+              help="Detect and read sensors (1-Wire, I2C BME280, known USB-serial adapters, "
+              "--gpio pins); on unless the config says hardware = false. See docs/sensors.md.")
+@click.option("--gpio", "gpio", multiple=True, metavar="KIND:PIN[:K=V,...]",
+              help="A GPIO input for the hardware plugin, e.g. input:17 or "
+              "counter:27:per_unit=450,unit=litre; repeat for several.")
 @click.option("--bus-tcp-port", type=click.IntRange(1, 65535), default=None,
               help="Also serve the external plugin bus on tcp://127.0.0.1:PORT.")
 @click.option("--mdns/--no-mdns", default=True, show_default=True,
@@ -42,7 +48,7 @@ _log = logging.getLogger("ganglion.node")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
-         bus_tcp_port: int | None, mdns: bool, iface: str | None, port: int | None,
+         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None, mdns: bool, iface: str | None, port: int | None,
          key_file: Path | None, ttl: int | None, verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
     from ganglion.cli._observer import control_port_for
@@ -59,9 +65,9 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         config = merge(config, {
             "name": name, "state_dir": state_dir, "plugins": plugins, "sim_kinds": sim_kinds,
             "sim_interval": interval, "bus_tcp_port": bus_tcp_port, "iface": iface,
-            "port": port, "key_file": key_file, "ttl": ttl,
+            "port": port, "key_file": key_file, "ttl": ttl, "hardware": hardware, "gpio": gpio,
         })
-        loaded = load_plugins(config.plugin_specs())
+        loaded = load_plugins(config.plugin_specs(include_hardware=True))
     except GanglionError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = resolve_network(config.iface, config.port,
