@@ -48,8 +48,9 @@ _log = logging.getLogger("ganglion.node")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
-         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None, mdns: bool, iface: str | None, port: int | None,
-         key_file: Path | None, ttl: int | None, verbose: int) -> None:
+         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None, mdns: bool,
+         iface: str | None, port: int | None, key_file: Path | None, ttl: int | None,
+         verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
     from ganglion.cli._observer import control_port_for
     from ganglion.cli._options import resolve_network

@@ -12,6 +12,7 @@ from ganglion.cli import (
     cmd_demo,
     cmd_export,
     cmd_info,
+    cmd_install_service,
     cmd_keygen,
     cmd_log,
     cmd_node,
@@ -38,6 +39,7 @@ cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_nodes.nodes)
 cli.add_command(cmd_types.types)
 cli.add_command(cmd_publish.publish)
+cli.add_command(cmd_install_service.install_service)
 cli.add_command(cmd_log.log)
 cli.add_command(cmd_export.export)
 cli.add_command(cmd_replay.replay)
