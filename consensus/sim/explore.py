@@ -88,6 +88,7 @@ def explore(
     dup: int = 1,
     crashes: int = 1,
     state_limit: int = 2_000_000,
+    proposers: int = 2,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -97,13 +98,17 @@ def explore(
         dup: how many messages may be duplicated on any one path.
         crashes: how many crashes may happen on any one path.
         state_limit: stop (incomplete) after this many distinct worlds.
+        proposers: 2: node 1 proposes the first type and node 2 the second, at once
+            (concurrent proposers); 1: node 1 proposes both (a smaller space, which
+            leaves room for more faults).
 
     Returns:
         States explored, violations found (with one example path), timing.
     """
     began = time.perf_counter()
     type_a, type_b = colliding_names(1)[0]
-    world = _initial(type_a, type_b, loss, dup, crashes)
+    wants = {1: (type_a,), 2: (type_b,), 3: ()} if proposers > 1 else {1: (type_a, type_b), 2: (), 3: ()}
+    world = _initial(wants, loss, dup, crashes)
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
     seen: set[object] = set()
     stack: list[tuple[_World, int, list[str]]] = [(world, 0, [])]
@@ -112,6 +117,9 @@ def explore(
         key = _key(world)
         if key in seen:
             continue
+        if result.states >= state_limit:
+            result.complete = False
+            break
         seen.add(key)
         result.states += 1
         result.max_depth = max(result.max_depth, depth)
@@ -121,13 +129,10 @@ def explore(
             if not result.example:
                 result.example = path
             continue
-        if world.ballots > max_ballots:
-            continue  # beyond the ballot bound: checked, not expanded
         if any(n is not None and n.groups for n in world.nodes.values()):
             result.decided_worlds += 1
-        if result.states >= state_limit:
-            result.complete = False
-            break
+        if world.ballots > max_ballots:
+            continue  # beyond the ballot bound: checked, not expanded
         for label, nxt in _successors(world):
             result.transitions += 1
             stack.append((nxt, depth + 1, [*path, label] if len(path) < 200 else path))
@@ -146,10 +151,10 @@ def _config(node_id: int) -> Config:
     )
 
 
-def _initial(type_a: str, type_b: str, loss: int, dup: int, crashes: int) -> _World:
+def _initial(wants: dict[int, tuple[str, ...]], loss: int, dup: int, crashes: int) -> _World:
     world = _World(
         nodes={}, durable={i: DurableState() for i in NODES}, in_flight=[], loss=loss, dup=dup,
-        crash=crashes, wants={1: (type_a,), 2: (type_b,), 3: ()},
+        crash=crashes, wants=wants,
     )
     for i in NODES:
         node = PaxosNode(_config(i), rng=_RNG)
@@ -394,13 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dup", type=int, default=1)
     parser.add_argument("--crashes", type=int, default=1)
     parser.add_argument("--limit", type=int, default=2_000_000, help="stop after this many states")
+    parser.add_argument("--proposers", type=int, choices=(1, 2), default=2)
     parser.add_argument("--big", action="store_true", help="loss 2, dup 2, crashes 2")
     opts = parser.parse_args(argv)
     if opts.big:
         opts.loss, opts.dup, opts.crashes = 2, 2, 2
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
-        state_limit=opts.limit,
+        state_limit=opts.limit, proposers=opts.proposers,
     )
     print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={opts.loss}, "
           f"dup<={opts.dup}, crashes<={opts.crashes}")
