@@ -4,7 +4,9 @@ Theory of operation: every node broadcasts a heartbeat every ``interval`` second
 A peer is *live* while its last heartbeat is younger than ``timeout``. The live
 *members* (observers excluded: short-lived tools never count in a quorum) plus
 this node itself form the view handed to the consensus state machine, whose
-quorums are strict majorities of it.
+quorums are strict majorities of it. Each peer also says which types it
+subscribes to; :meth:`Membership.interest` is their union, which a publisher
+uses to send only what some live peer wants (publisher-side matching).
 
 Pure: time is an argument, nothing here reads a clock or touches a socket.
 """
@@ -31,6 +33,8 @@ class PeerInfo:
         publishes: type names it publishes.
         clock_synced: whether it reports its clock as synchronised (NTP).
         last_seen: time of its last heartbeat (the caller's clock).
+        subscribes: type names it has subscribers of; None when it did not say
+            (an older node), which means every type.
     """
 
     id: bytes
@@ -41,6 +45,11 @@ class PeerInfo:
     publishes: tuple[str, ...]
     clock_synced: bool
     last_seen: float
+    subscribes: frozenset[str] | None = None
+
+    def wants(self, type_name: str) -> bool:
+        """Whether this peer subscribes to ``type_name`` (always, when it did not say)."""
+        return self.subscribes is None or type_name in self.subscribes
 
     @property
     def int_id(self) -> int:
@@ -73,12 +82,42 @@ class Membership:
         self._peers[peer.id] = peer
         return old is None or old.role != peer.role
 
+    def note_interest(self, node_id: bytes, type_name: str) -> bool:
+        """Record that a peer subscribes to ``type_name`` before its heartbeat says so.
+
+        A late joiner's last-value request shows it subscribes; its next heartbeat
+        (sent after the request) replaces the guess with what it really has.
+
+        Returns:
+            True when this changed what the peer is known to want.
+        """
+        peer = self._peers.get(node_id)
+        if peer is None or peer.wants(type_name):
+            return False
+        assert peer.subscribes is not None
+        self._peers[node_id] = dataclasses.replace(
+            peer, subscribes=peer.subscribes | {type_name})
+        return True
+
+    def interest(self) -> frozenset[str] | None:
+        """Every type some live peer subscribes to; None when one of them did not say."""
+        wanted: set[str] = set()
+        for peer in self._peers.values():
+            if peer.subscribes is None:
+                return None
+            wanted |= peer.subscribes
+        return frozenset(wanted)
+
     def expire(self, now: float) -> list[PeerInfo]:
         """Drop peers silent for longer than ``timeout``; return the ones dropped."""
         gone = [p for p in self._peers.values() if now - p.last_seen > self.timeout]
         for p in gone:
             del self._peers[p.id]
         return gone
+
+    def get(self, node_id: bytes) -> PeerInfo | None:
+        """The peer with this id, if it is live."""
+        return self._peers.get(node_id)
 
     def forget(self, node_id: bytes) -> PeerInfo | None:
         """Drop one peer at once (it said goodbye)."""

@@ -17,6 +17,13 @@ machine). Around it:
   people and tools; liveness and quorums come from control-channel heartbeats.
 * Late joiners: ``subscribe(..., last_value=True)`` asks every publisher of the
   type for its latest message.
+* Matching: heartbeats carry the types this node subscribes to (its own
+  subscribers, its external plugins', an observer's), sent at once when that set
+  changes. A type is sent on the network only while some live peer subscribes
+  to it (or is an older node that does not say, or asked for its last value);
+  otherwise publishing it costs only local delivery. Until it has heard a round
+  of heartbeats (:data:`MATCHING_WARMUP_HEARTBEATS` intervals after start) a node
+  does not know who wants what, and sends everything.
 * Observers (``observer=True``, for short-lived tools) learn the map by catch-up and
   never count in a quorum; they persist nothing.
 """
@@ -46,7 +53,7 @@ from ganglion.runtime.endpoint import Endpoint, EndpointStats
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
 from ganglion.state import NodeState
-from ganglion.types import Record, decode_payload, type_of, validate_type_name
+from ganglion.types import decode_payload, validate_type_name
 
 __all__ = ["Node", "NodeStats", "TypeStats"]
 
@@ -58,6 +65,10 @@ NEW_TYPE_SETTLE_SECONDS = 0.1
 
 #: Seconds between checks of the wall clock's synchronisation.
 CLOCK_CHECK_SECONDS = 10.0
+
+#: Heartbeat intervals after start during which every type is sent: peers answer a
+#: newcomer's first heartbeat at once, and all have sent one within an interval.
+MATCHING_WARMUP_HEARTBEATS = 1.5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,7 +186,8 @@ class Node:
         self._control: ControlChannel | None = None
         self._discovery: Any = None
         self._publishes: set[str] = set()
-        self._sent: collections.Counter[str] = collections.Counter()
+        self._matching = False  # False during the warm-up: send everything
+        self._matching_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._clock_timer: asyncio.Task[None] | None = None
         self._decided: dict[str, asyncio.Event] = {}
@@ -213,7 +225,11 @@ class Node:
             self._endpoint = Endpoint(
                 interface=self.interface, port=self.port, node_id=node_id, boot=boot,
                 key=self._key, ttl=self._ttl, max_datagram=self._max_datagram,
-                group_for=self._agreed_group, pending_limit=self._pending_limit)
+                group_for=self._agreed_group, pending_limit=self._pending_limit,
+                remote_interest=self._wanted_remotely, on_subscriptions=self._on_subscriptions)
+            loop = asyncio.get_running_loop()
+            warmup = MATCHING_WARMUP_HEARTBEATS * self._heartbeat_seconds
+            self._matching_timer = loop.call_later(warmup, self._start_matching)
             await self._endpoint.start()
             synced = clock_synchronized()
             self._endpoint.set_clock_synced(synced)
@@ -227,7 +243,8 @@ class Node:
                 tick_seconds=self._tick_seconds, heartbeat_seconds=self._heartbeat_seconds,
                 peer_timeout=self._peer_timeout, on_change=self._on_map_change,
                 publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
-                last_value=self._last_value, on_last_value=self._on_last_value)
+                last_value=self._last_value, on_last_value=self._on_last_value,
+                subscribes=self._subscribed, on_peers_changed=self._update_interest)
             await self._control.start()
             if self._bus_ipc or self._bus_tcp_port is not None:
                 await self._start_bus()
@@ -241,6 +258,9 @@ class Node:
 
     async def close(self) -> None:
         """Stop gracefully: say goodbye, unregister mDNS, flush and leave every group."""
+        if self._matching_timer is not None:
+            self._matching_timer.cancel()
+            self._matching_timer = None
         if self._clock_timer is not None:
             self._clock_timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -301,13 +321,14 @@ class Node:
 
     def publish_nowait(self, msg: object) -> None:
         """Like :meth:`publish`, callable from synchronous code on the event loop."""
-        endpoint, control = self._running()
-        name = msg.type_name if isinstance(msg, Record) else type_of(msg).name
-        endpoint.publish(msg)
-        self._sent[name] += 1
+        endpoint = self._endpoint
+        if endpoint is None:
+            self._running()  # raises
+            return
+        name = endpoint.publish(msg)
         if name not in self._publishes:
             self._publishes.add(name)
-            control.propose(name)
+            self._running()[1].propose(name)
             self._spawn(self._advertise())
 
     def publish_encoded(self, type_name: str, payload: bytes) -> None:
@@ -394,10 +415,11 @@ class Node:
         for (_node, type_name), s in es.streams.items():
             per[type_name].update(received=s.received, lost=s.lost, duplicates=s.duplicates,
                                   reordered=s.reordered, stale=s.stale)
-        names = set(per) | set(self._sent) | set(groups)
+        sent = endpoint.published()
+        names = set(per) | set(sent) | set(groups)
         types = {
             name: TypeStats(group=str(groups[name]) if name in groups else None,
-                            sent=self._sent[name], received=per[name]["received"],
+                            sent=sent.get(name, 0), received=per[name]["received"],
                             lost=per[name]["lost"], duplicates=per[name]["duplicates"],
                             reordered=per[name]["reordered"], stale=per[name]["stale"])
             for name in sorted(names)
@@ -419,6 +441,32 @@ class Node:
             return None
         group = self._control.groups().get(type_name)
         return None if group is None else str(group)
+
+    def _wanted_remotely(self, type_name: str) -> bool:
+        if self._control is None or not self._matching:
+            return True
+        interest = self._control.membership.interest()
+        return interest is None or type_name in interest
+
+    def _start_matching(self) -> None:
+        self._matching_timer = None
+        self._matching = True
+        self._update_interest()
+
+    def _update_interest(self) -> None:
+        """Tell the endpoint, per type, whether a live peer wants it now."""
+        if self._endpoint is None or self._control is None or not self._matching:
+            return  # still warming up: everything is sent
+        interest = self._control.membership.interest()
+        for name in self._endpoint.remote_interest():
+            self._endpoint.set_remote_interest(name, interest is None or name in interest)
+
+    def _subscribed(self) -> list[str]:
+        return [] if self._endpoint is None else sorted(self._endpoint.subscribed())
+
+    def _on_subscriptions(self, type_name: str, subscribed: bool) -> None:
+        if self._control is not None:
+            self._control.heartbeat_soon()
 
     def _on_map_change(self, change: MapChange) -> None:
         if change.old is None:

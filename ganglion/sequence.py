@@ -112,6 +112,7 @@ class SequenceTracker:
         "_highest",
         "_mask",
         "_newest_ts",
+        "_resync",
         "_seen",
         "duplicates",
         "lost",
@@ -140,6 +141,7 @@ class SequenceTracker:
         self._seen = 0  # bit i set: sequence number _highest - i arrived
         self._floor = 0  # gaps below this were never counted as lost
         self._newest_ts = -1  # newest sender timestamp seen (lenient restart check)
+        self._resync = False  # rebase(): the next new message is a baseline
         self.received = 0
         self.lost = 0
         self.duplicates = 0
@@ -169,7 +171,7 @@ class SequenceTracker:
                 return self._start(seq, boot, count_lost=False)
             if boot > self._boot or not self.strict:
                 self.restarts += 1
-                return self._start(seq, boot, count_lost=True)
+                return self._start(seq, boot, count_lost=not self._resync)
             self.stale += 1
             return Verdict.STALE
         highest = self._highest
@@ -178,7 +180,11 @@ class SequenceTracker:
             if jump > self.max_gap:
                 self.restarts += 1
                 return self._start(seq, boot, count_lost=False)
-            self.lost += jump - 1
+            if self._resync:
+                self._resync = False
+                self._floor = seq  # a pause in sending, not loss
+            else:
+                self.lost += jump - 1
             self._seen = ((self._seen << jump) | 1) & self._mask
             self._highest = seq
             self.received += 1
@@ -187,7 +193,7 @@ class SequenceTracker:
         if offset >= self.window:
             if not self.strict and seq < self.window and newer:
                 self.restarts += 1  # back near 0, same boot, newer clock: a restart
-                return self._start(seq, boot, count_lost=True)
+                return self._start(seq, boot, count_lost=not self._resync)
             self.stale += 1
             return Verdict.STALE
         bit = 1 << offset
@@ -200,6 +206,18 @@ class SequenceTracker:
         if seq >= self._floor:
             self.lost -= 1
         return Verdict.LATE
+
+    def rebase(self) -> None:
+        """Start a new baseline at the next message, keeping the counters.
+
+        The next message that is newer than any seen (or from a new boot) is
+        taken as the first one is: the numbers the sender skipped meanwhile are
+        not counted as lost. Older messages are still judged against the window,
+        so a replayed or duplicated one is still dropped. A receiver calls this
+        when it stops listening to the type, as its senders may then stop sending
+        (publisher-side matching) while still numbering their messages.
+        """
+        self._resync = True
 
     def note_schema_mismatch(self) -> bool:
         """Count a message whose fingerprint differs from ours.
@@ -227,6 +245,7 @@ class SequenceTracker:
     def _start(self, seq: int, boot: int, *, count_lost: bool) -> Verdict:
         """Begin a new boot at ``seq``; after a restart numbers 0..seq-1 are lost."""
         first = self._boot is None
+        self._resync = False
         self._boot = boot
         self._highest = seq
         self._seen = 1
@@ -298,6 +317,17 @@ class SequenceTable:
             The :class:`Verdict`.
         """
         return self.tracker(node_id, type_name).observe(seq, boot, ts_ns)
+
+    def rebase(self, type_name: str) -> int:
+        """:meth:`SequenceTracker.rebase` every sender's tracker of ``type_name``.
+
+        Returns:
+            How many trackers were rebased.
+        """
+        trackers = [t for (_node, name), t in self._trackers.items() if name == type_name]
+        for tracker in trackers:
+            tracker.rebase()
+        return len(trackers)
 
     def note_schema_mismatch(self, node_id: bytes, type_name: str) -> bool:
         """Count a fingerprint mismatch; True the first time per (sender, type)."""

@@ -15,7 +15,15 @@ group (``239.255.0.1``, port 47801) carrying the types of
   when it grows.
 * **Last values.** A late joiner broadcasts a ``LastValueRequest``; every node
   that published the type answers with its latest message (``LastValue``, tagged
-  with the requester's id).
+  with the requester's id). The request also shows that the requester subscribes
+  to the type, so it counts as interest at once (see below), before the answer:
+  what is published after the answered message is then sent, not skipped.
+* **Matching.** Heartbeats carry the types this node subscribes to. When that set
+  changes, a heartbeat goes out at once, at most one extra per
+  :data:`MIN_HEARTBEAT_GAP`; so does one when a new peer is heard, so a newcomer
+  learns everyone's subscriptions within milliseconds. ``on_peers_changed`` is
+  called whenever what the live peers subscribe to may have changed (a peer
+  joined, left, timed out, or changed its list).
 
 Malformed control input (bad CBOR, invalid consensus messages) is counted and
 dropped; nothing a peer sends stops the channel.
@@ -48,6 +56,11 @@ _log = logging.getLogger(__name__)
 #: Control datagrams may exceed the data budget: a catch-up reply carries up to 16
 #: map entries. On the local link an IP-fragmented datagram is still delivered.
 CONTROL_MAX_DATAGRAM = 16_384
+#: Shortest time between two heartbeats sent early (subscriptions changed, a peer joined).
+MIN_HEARTBEAT_GAP = 0.05
+#: Longest ``subscribes`` list, in bytes of names, a heartbeat carries; beyond it the
+#: heartbeat says None ("every type"), which is safe, only wasteful.
+MAX_SUBSCRIBES_BYTES = 12_000
 
 
 class ControlChannel:
@@ -74,6 +87,9 @@ class ControlChannel:
         last_value: returns this node's latest message of a type as a ``LastValue``
             template (``to`` is filled in), or None.
         on_last_value: called with a ``LastValue`` addressed to this node.
+        subscribes: returns the types this node has subscribers of (for heartbeats);
+            None sends no list (peers then send this node every type).
+        on_peers_changed: called when what the live peers subscribe to may have changed.
     """
 
     def __init__(
@@ -98,6 +114,8 @@ class ControlChannel:
         clock_synced: Callable[[], bool],
         last_value: Callable[[str], LastValue | None],
         on_last_value: Callable[[LastValue, MessageInfo], None],
+        subscribes: Callable[[], list[str]] | None = None,
+        on_peers_changed: Callable[[], None] | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -114,6 +132,10 @@ class ControlChannel:
         self._clock_synced = clock_synced
         self._last_value = last_value
         self._on_last_value = on_last_value
+        self._subscribes = subscribes
+        self._on_peers_changed = on_peers_changed
+        self._last_heartbeat = float("-inf")
+        self._early_heartbeat: asyncio.TimerHandle | None = None
         self.membership = Membership(node_id, timeout=peer_timeout, self_is_member=not observer)
         records = journal.load() if journal is not None else []
         self.paxos = PaxosNode(
@@ -155,6 +177,9 @@ class ControlChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        if self._early_heartbeat is not None:
+            self._early_heartbeat.cancel()
+            self._early_heartbeat = None
         try:
             self._send_heartbeat(goodbye=True)
         except Exception:  # the endpoint may already be broken; closing must go on
@@ -182,6 +207,20 @@ class ControlChannel:
         """Ask every publisher of ``type_name`` for its latest message."""
         self.endpoint.publish(LastValueRequest(type_name=type_name))
 
+    def heartbeat_soon(self) -> None:
+        """Send a heartbeat now, or as soon as :data:`MIN_HEARTBEAT_GAP` allows.
+
+        For changes peers should learn at once (this node's subscriptions).
+        """
+        if self._early_heartbeat is not None or self._ticker is None:
+            return  # one is already due, or the channel is not running
+        loop = asyncio.get_running_loop()
+        wait = self._last_heartbeat + MIN_HEARTBEAT_GAP - loop.time()
+        if wait <= 0:
+            self._send_heartbeat()
+        else:
+            self._early_heartbeat = loop.call_later(wait, self._send_early_heartbeat)
+
     def stats(self) -> dict[str, Any]:
         """Counters of the control channel."""
         return {**self.counts, "view": len(self.paxos.view), "types": len(self.paxos.groups),
@@ -205,6 +244,7 @@ class ControlChannel:
             _log.info("peer %s (%s) timed out", peer.name, peer.id.hex())
         if gone:
             self._update_view()
+            self._peers_changed()
         if self._ticks % self._heartbeat_every == 0:
             self._send_heartbeat()
         self.paxos.tick()
@@ -237,25 +277,54 @@ class ControlChannel:
 
     # -- control messages ------------------------------------------------------------
 
+    def _send_early_heartbeat(self) -> None:
+        self._early_heartbeat = None
+        try:
+            self._send_heartbeat()
+        except Exception:
+            self.counts["tick_errors"] += 1
+            _log.exception("sending a heartbeat failed")
+
     def _send_heartbeat(self, *, goodbye: bool = False) -> None:
+        subscribes: list[str] | None = None
+        if self._subscribes is not None:
+            subscribes = sorted(self._subscribes())
+            if sum(len(name) + 2 for name in subscribes) > MAX_SUBSCRIBES_BYTES:
+                subscribes = None
+        self._last_heartbeat = asyncio.get_running_loop().time()
         self.endpoint.publish(Heartbeat(
             name=self.name, role=OBSERVER if self.observer else MEMBER, version=self.version,
             clock_synced=self._clock_synced(), publishes=sorted(self._publishes()),
-            goodbye=goodbye))
+            goodbye=goodbye, subscribes=subscribes))
+
+    def _peers_changed(self) -> None:
+        if self._on_peers_changed is not None:
+            try:
+                self._on_peers_changed()
+            except Exception:
+                _log.exception("reacting to a change of the peers' subscriptions failed")
 
     def _on_heartbeat(self, hb: Heartbeat, info: MessageInfo) -> None:
         if hb.goodbye:
             if self.membership.forget(info.sender) is not None:
                 self._update_view()
+                self._peers_changed()
             return
         role = hb.role if hb.role in (MEMBER, OBSERVER) else OBSERVER
+        before = self.membership.get(info.sender)
+        subscribes = None if hb.subscribes is None else frozenset(hb.subscribes)
         changed = self.membership.heard(PeerInfo(
             id=info.sender, name=hb.name, role=role, version=hb.version,
             address=info.source[0] if info.source else "", publishes=tuple(hb.publishes),
-            clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time()))
+            clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time(),
+            subscribes=subscribes))
+        if before is None:
+            self.heartbeat_soon()  # tell the newcomer what we subscribe to, now
         if changed:
             _log.info("peer %s (%s, %s) joined", hb.name, info.sender.hex(), role)
             self._update_view()
+        if before is None or before.subscribes != subscribes:
+            self._peers_changed()
 
     def _on_paxos(self, frame: PaxosFrame, info: MessageInfo) -> None:
         if frame.to is not None and frame.to != self.int_id:
@@ -271,6 +340,8 @@ class ControlChannel:
         self._pump()
 
     def _on_last_value_request(self, req: LastValueRequest, info: MessageInfo) -> None:
+        if self.membership.note_interest(info.sender, req.type_name):
+            self._peers_changed()
         template = self._last_value(req.type_name)
         if template is not None:
             template.to = int.from_bytes(info.sender, "big")

@@ -15,7 +15,15 @@ from ganglion.types import message
 @message("ganglion.control.Heartbeat")
 @dataclass
 class Heartbeat:
-    """I am alive. Sent every heartbeat interval, and once with ``goodbye`` on a clean stop."""
+    """I am alive. Sent every heartbeat interval, and once with ``goodbye`` on a clean stop.
+
+    Also sent at once (rate-limited) when ``subscribes`` changes, so publishers
+    start or stop sending a type within milliseconds (publisher-side matching).
+    ``subscribes`` lists the types this node has a subscriber of (its own, its
+    external plugins', observers' like ``ganglion tail``); None means "not said":
+    a heartbeat from an older node, which does not send the field, or a list too
+    long for one datagram. Receivers then assume it subscribes to every type.
+    """
 
     name: str
     role: str
@@ -23,6 +31,7 @@ class Heartbeat:
     clock_synced: bool
     publishes: list[str] = field(default_factory=list)
     goodbye: bool = False
+    subscribes: list[str] | None = None
 
 
 @message("ganglion.control.Paxos")

@@ -5,13 +5,31 @@ Theory of operation: an endpoint owns one :class:`MulticastSender` and one
 name to its multicast group (the agreed map in a node; the deterministic first
 choice, a hash of the name, when used alone).
 
-* ``publish(msg)`` encodes the message once, refuses it with
-  :class:`~ganglion.errors.MessageTooLarge` if it could never fit in a datagram,
-  hands the object itself to local subscribers (no decoding in-process) and
-  queues the bytes in the type's packer, which batches adaptively
+* ``publish(msg)`` numbers the message (one counter per type), hands the object
+  itself to local subscribers (no decoding in-process) and, when some other node
+  wants the type (see *matching*), encodes it once with the class's generated
+  encoder and queues the bytes in the type's packer, which batches adaptively
   (:mod:`ganglion.runtime._outgoing`).
+* **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
+  sends a type only while that function (asked once per type, then updated with
+  :meth:`Endpoint.set_remote_interest`) says some other node subscribes to it.
+  Without interest nothing is encoded or sent, but the message still takes its
+  sequence number (local subscribers see consecutive numbers, and receivers see
+  a pause in sending as a jump, which they never count as loss because they
+  rebase when they subscribe again), it is still the type's last value (kept as
+  the object and encoded only if a late joiner asks), and its size is still
+  checked: a message that could not fit in a datagram is refused at publish
+  whatever the interest. The check uses the class's size bound (an upper bound
+  of the encoded size computed without encoding, :mod:`ganglion.types._codegen`);
+  only a message whose bound exceeds the budget is encoded to measure it
+  exactly. Messages of a type whose group is still being agreed wait (encoded)
+  whatever the interest, and are sent when it is decided only if someone wants
+  them by then, so a subscriber that appears meanwhile gets a new type's first
+  readings. Without ``remote_interest`` (an endpoint used alone) every type is sent.
 * The first local subscriber of a type joins its group; the last one to close
-  leaves it.
+  leaves it and forgets where the senders' sequences were (the next subscription
+  starts a fresh baseline). ``on_subscriptions(type_name, subscribed)`` is told
+  of both, so a node can tell its peers.
 * A received datagram is decoded once (magic, version, size, MAC), each message
   goes through the per-(sender, type) sequence tracker (gaps, duplicates,
   reordering, replays), is decoded into its class (or a Record) and handed to
@@ -48,6 +66,7 @@ from ganglion.runtime.subscription import (
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender, ReceiverStats
 from ganglion.sequence import SequenceStats, SequenceTable, Verdict
 from ganglion.types import (
+    MessageType,
     Record,
     decode_payload,
     encode_message,
@@ -57,7 +76,7 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
-from ganglion.wire import FLAG_CLOCK_UNSYNCED, NODE_ID_SIZE, decode_fields
+from ganglion.wire import FLAG_CLOCK_UNSYNCED, NODE_ID_SIZE, Packer, decode_fields
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +98,20 @@ GroupFor = Callable[[str], "str | IPv4Address | None"]
 DEFAULT_PENDING_LIMIT = 1000
 #: Seconds subscribers keep listening on a type's old group after it moved.
 DEFAULT_MOVE_GRACE = 10.0
+
+#: Whether some other node subscribes to a type (publisher-side matching).
+RemoteInterest = Callable[[str], bool]
+#: Told ``(type_name, True)`` when a type gets its first local subscriber and
+#: ``(type_name, False)`` when its last one closes.
+SubscriptionsChanged = Callable[[str, bool], None]
+
+
+def _max_payload(packer: Packer) -> int:
+    """The largest payload that fits in one of ``packer``'s datagrams alone."""
+    size = packer.limit
+    while size > 0 and not packer.fits(size):
+        size -= 1
+    return size
 
 
 def _default_group_for(type_name: str) -> IPv4Address:
@@ -147,6 +180,10 @@ class Endpoint:
         rcvbuf: receive buffer to ask the kernel for.
         pending_limit: messages per type held while its group is unknown.
         move_grace: seconds to keep listening on a type's old group after a move.
+        remote_interest: whether another node subscribes to a type; asked once per
+            type, updated with :meth:`set_remote_interest`. None sends every type.
+        on_subscriptions: told when a type gets its first local subscriber or
+            loses its last.
     """
 
     def __init__(
@@ -163,6 +200,8 @@ class Endpoint:
         rcvbuf: int = defaults.RCVBUF_BYTES,
         pending_limit: int = DEFAULT_PENDING_LIMIT,
         move_grace: float = DEFAULT_MOVE_GRACE,
+        remote_interest: RemoteInterest | None = None,
+        on_subscriptions: SubscriptionsChanged | None = None,
     ) -> None:
         if node_id is None:
             node_id = secrets.token_bytes(NODE_ID_SIZE)
@@ -190,8 +229,15 @@ class Endpoint:
         self._pending: dict[str, collections.deque[tuple[int, bytes, int, bytes]]] = {}
         self._joined: dict[str, set[str]] = {}  # type -> groups joined for it
         self._move_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        self._last: dict[str, tuple[bytes, bytes, int, int]] = {}
-        self._held_next: dict[str, int] = {}
+        # type -> (message, payload or None until encoded, fingerprint, seq, sent_ns)
+        self._last: dict[str, tuple[object, bytes | None, bytes, int, int]] = {}
+        self._next_seq: collections.defaultdict[str, int] = collections.defaultdict(int)
+        # class -> (name, type, fingerprint, largest payload that fits): the quiet path
+        self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
+        self._interest: dict[str, bool] = {}
+        self._remote_interest = remote_interest
+        self._on_subscriptions = on_subscriptions
+        self._published: collections.Counter[str] = collections.Counter()
         self._clock_synced = True
 
     # -- lifecycle -------------------------------------------------------------------
@@ -255,7 +301,7 @@ class Endpoint:
 
     # -- publish ---------------------------------------------------------------------
 
-    def publish(self, msg: object) -> None:
+    def publish(self, msg: object) -> str:
         """Publish one message to every subscriber of its type, local and remote.
 
         Never blocks: the message is sent at once when the endpoint is idle, or
@@ -265,6 +311,9 @@ class Endpoint:
             msg: an instance of a registered message class, or a Record. A Record
                 of a type registered here must fit its class; local subscribers
                 then get the class instance, as remote ones do.
+
+        Returns:
+            The message's type name.
 
         Raises:
             TypeRegistrationError: the message's class is not registered.
@@ -277,46 +326,101 @@ class Endpoint:
         out = self._out
         if out is None:
             raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
-        local_msg = msg
+        quiet = self._quiet.get(type(msg))
+        if quiet is not None and not self._interest[quiet[0]]:
+            # The common in-process case, kept short: a registered class nobody
+            # else wants. Checked (validity, size bound), numbered, kept, delivered.
+            name, mtype, fingerprint, max_payload = quiet
+            try:
+                bound = mtype.size_bound(msg)
+            except Exception:
+                bound = max_payload + 1  # the exact check raises the readable error
+            if bound > max_payload:
+                out.packer(name, fingerprint).check_fits(len(encode_message(msg, mtype)))
+            next_seq = self._next_seq
+            seq = next_seq[name]
+            next_seq[name] = seq + 1
+            now_ns = time.time_ns()
+            self._last[name] = (msg, None, fingerprint, seq, now_ns)
+            self._published[name] += 1
+            subs = self._subs.get(name)
+            if subs:
+                info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
+                                               True, None, self._clock_synced, False))
+                for sub in tuple(subs):
+                    sub.deliver(msg, info)
+            return name
         if isinstance(msg, Record):
-            name = validate_type_name(msg.type_name)
-            known = lookup(name)
-            fingerprint = known.fingerprint if known is not None else bytes(8)
-            payload = encode_payload(msg)
-            if known is not None:
-                # Sent under the class's fingerprint, so receivers with the class decode it
-                # strictly: refuse here what they would all drop, and give local
-                # subscribers the class instance remote ones get.
-                try:
-                    local_msg = decode_payload(name, payload, fingerprint)
-                except DecodeError as exc:
-                    raise EncodeError(f"Record does not fit its registered class: {exc}") from None
+            name, fingerprint, payload, local_msg = self._encode_record(msg)
         else:
             mtype = type_of(msg)
-            name, fingerprint = mtype.name, mtype.fingerprint
-            payload = encode_message(msg, mtype)
+            name, fingerprint, payload, local_msg = mtype.name, mtype.fingerprint, None, msg
+        interest = self._interest.get(name)
+        if interest is None:
+            interest = self._interest[name] = (self._remote_interest is None
+                                               or self._remote_interest(name))
         packer = out.packer(name, fingerprint)
-        packer.check_fits(len(payload))
-        # resolve early: a bad group is the publisher's error, not the flush's
-        group = self._group(name)
-        now_ns = time.time_ns()
-        pending = self._pending.get(name)
-        # Queue before local delivery: a subscriber that publishes this type again
-        # from its callback then gets the next sequence number, not this one.
-        if group is None or pending:
-            seq = self._hold(name, payload, now_ns, fingerprint, packer.next_seq)
+        group = self._group(name)  # resolved early: a bad group is the publisher's error
+        # While the group is being agreed, messages wait whatever the interest: a
+        # subscriber that appears meanwhile still gets a new type's first readings.
+        hold = group is None or bool(self._pending.get(name))
+        if interest or hold or payload is not None:
+            if payload is None:
+                payload = encode_message(msg, mtype)
+            packer.check_fits(len(payload))
         else:
-            seq = packer.next_seq
-            out.add(packer, payload, now_ns)
-            self._last[name] = (payload, fingerprint, seq, now_ns)
-        self._counts["published"] += 1
+            self._check_size(msg, mtype, packer)
+            if self._remote_interest is not None and type(msg) not in self._quiet:
+                self._quiet[type(msg)] = (name, mtype, fingerprint, _max_payload(packer))
+        seq = self._next_seq[name]
+        self._next_seq[name] = seq + 1
+        now_ns = time.time_ns()
+        if hold:
+            # Queued before local delivery: a subscriber that publishes this type
+            # again from its callback gets the next number, and it is sent after this.
+            self._hold(name, seq, payload, now_ns, fingerprint)  # type: ignore[arg-type]
+        elif not interest:
+            self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
+        else:
+            if packer.next_seq != seq:
+                out.skip_to(packer, seq)  # numbers taken while nobody else listened
+            out.add(packer, payload, now_ns)  # type: ignore[arg-type]
+            self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
+        self._published[name] += 1
         subs = self._subs.get(name)
         if subs:
-            info = MessageInfo(type_name=name, sender=self.node_id, seq=seq, sent_ns=now_ns,
-                               received_ns=now_ns, boot=self.boot, local=True,
-                               clock_synced=self._clock_synced)
-            for sub in list(subs):
+            info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
+                                           True, None, self._clock_synced, False))
+            for sub in tuple(subs):
                 sub.deliver(local_msg, info)
+        return name
+
+    def _encode_record(self, msg: Record) -> tuple[str, bytes, bytes, object]:
+        """A Record's (name, fingerprint, payload, what local subscribers get)."""
+        name = validate_type_name(msg.type_name)
+        known = lookup(name)
+        fingerprint = known.fingerprint if known is not None else bytes(8)
+        payload = encode_payload(msg)
+        if known is None:
+            return name, fingerprint, payload, msg
+        # Sent under the class's fingerprint, so receivers with the class decode it
+        # strictly: refuse here what they would all drop, and give local subscribers
+        # the class instance remote ones get.
+        try:
+            return name, fingerprint, payload, decode_payload(name, payload, fingerprint)
+        except DecodeError as exc:
+            raise EncodeError(f"Record does not fit its registered class: {exc}") from None
+
+    @staticmethod
+    def _check_size(msg: object, mtype: MessageType, packer: Packer) -> None:
+        """Refuse a message that could never fit, without encoding it if its bound fits."""
+        try:
+            bound = mtype.size_bound(msg)
+        except Exception:
+            bound = len(encode_message(msg, mtype))  # raises EncodeError naming the field
+        if packer.fits(bound):
+            return
+        packer.check_fits(len(encode_message(msg, mtype)))
 
     # -- subscribe -------------------------------------------------------------------
 
@@ -348,11 +452,14 @@ class Endpoint:
             name = type_of(type_or_name).name
         sub = Subscription(name, callback=callback, maxsize=maxsize, on_close=self._unsubscribe)
         subs = self._subs.setdefault(name, [])
-        if not subs:
+        first = not subs
+        if first:
             group = self._group(name)
             if group is not None:
                 self._join(name, group)
         subs.append(sub)
+        if first and self._on_subscriptions is not None:
+            self._on_subscriptions(name, True)
         return sub
 
     def set_group(self, type_name: str, group: str | IPv4Address, *,
@@ -392,12 +499,44 @@ class Endpoint:
         return self._clock_synced
 
     def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
-        """This endpoint's latest *sent* message of a type: (payload, fingerprint, seq, sent_ns).
+        """This endpoint's latest message of a type: (payload, fingerprint, seq, sent_ns).
 
         Messages still waiting for their type's group do not count: a late joiner
-        must not get a reading the network has not seen yet.
+        must not get a reading the network has not seen yet. Messages nobody else
+        wanted (not sent, see *matching*) do count: they are encoded now, from the
+        object published (so a message mutated after publishing is sent as it is now).
         """
-        return self._last.get(type_name)
+        last = self._last.get(type_name)
+        if last is None:
+            return None
+        msg, payload, fingerprint, seq, sent_ns = last
+        if payload is None:
+            try:
+                payload = encode_payload(msg)
+            except EncodeError:
+                _log.warning("the last %s published cannot be encoded any more (mutated "
+                             "after publishing?); not answering for it", type_name)
+                return None
+            self._last[type_name] = (msg, payload, fingerprint, seq, sent_ns)
+        return payload, fingerprint, seq, sent_ns
+
+    def set_remote_interest(self, type_name: str, interested: bool) -> None:
+        """Tell the endpoint whether some other node subscribes to ``type_name`` now.
+
+        While not, its messages are delivered locally, numbered and kept as the
+        last value, but neither encoded nor sent. Ignored by an endpoint made
+        without ``remote_interest`` (it sends everything).
+        """
+        if self._remote_interest is not None:
+            self._interest[type_name] = interested
+
+    def remote_interest(self) -> dict[str, bool]:
+        """The types this endpoint has decided about, and whether it sends each."""
+        return dict(self._interest)
+
+    def published(self) -> dict[str, int]:
+        """Messages published here per type name (sent or not)."""
+        return dict(self._published)
 
     def deliver_last_value(self, type_name: str, payload: bytes, *, sender: bytes,
                            fingerprint: bytes, seq: int, boot: int, sent_ns: int,
@@ -463,7 +602,7 @@ class Endpoint:
         c = self._counts
         pending = sum(len(q) for q in self._pending.values())
         return EndpointStats(
-            published=c["published"], datagrams_sent=self._out.datagrams,
+            published=sum(self._published.values()), datagrams_sent=self._out.datagrams,
             received=c["received"], lost=total["lost"], duplicates=total["duplicates"],
             reordered=total["reordered"], stale=total["stale"],
             decode_errors=c["decode_errors"], bad_mac=c["bad_mac"],
@@ -513,22 +652,18 @@ class Endpoint:
             self._move_timers[key] = loop.call_later(self._move_grace, self._leave,
                                                      type_name, group)
 
-    def _hold(self, name: str, payload: bytes, ts_ns: int, fingerprint: bytes,
-              next_seq: int) -> int:
-        """Queue a message until its type has a group; return its sequence number.
+    def _hold(self, name: str, seq: int, payload: bytes, ts_ns: int, fingerprint: bytes) -> None:
+        """Queue a message until its type has a group.
 
         Numbers are given at publish time, so local subscribers and the network
         agree on them; a message dropped from a full queue keeps its number, and
         receivers see the drop as a gap.
         """
         queue = self._pending.setdefault(name, collections.deque())
-        seq = queue[-1][0] + 1 if queue else self._held_next.get(name, next_seq)
-        self._held_next[name] = seq + 1
         if len(queue) >= self._pending_limit:
             queue.popleft()
             self._counts["pending_dropped"] += 1
         queue.append((seq, payload, ts_ns, fingerprint))
-        return seq
 
     def _release(self, type_name: str) -> None:
         """Send the messages that waited for ``type_name``'s group, with their numbers."""
@@ -537,13 +672,21 @@ class Endpoint:
             return
         del self._pending[type_name]
         out = self._out
+        if not self._interest.get(type_name, True):
+            # nobody else wants them by now: the newest is the last value, none is sent
+            seq, payload, ts_ns, fingerprint = queue[-1]
+            last = self._last.get(type_name)
+            if last is None or last[3] < seq:
+                self._last[type_name] = (None, payload, fingerprint, seq, ts_ns)
+            return
         for seq, payload, ts_ns, fingerprint in queue:
             packer = out.packer(type_name, fingerprint)
             if packer.next_seq != seq:
                 out.skip_to(packer, seq)
             out.add(packer, payload, ts_ns)
-            self._last[type_name] = (payload, fingerprint, seq, ts_ns)
-        self._held_next.pop(type_name, None)
+            last = self._last.get(type_name)
+            if last is None or last[3] < seq:
+                self._last[type_name] = (None, payload, fingerprint, seq, ts_ns)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.type_name)
@@ -554,6 +697,11 @@ class Endpoint:
         if not subs:
             for group in list(self._joined.get(sub.type_name, ())):
                 self._leave(sub.type_name, group)
+            # Senders may stop sending while nobody here listens (matching): the
+            # next subscription must not count that pause as loss.
+            self._sequences.rebase(sub.type_name)
+            if self._on_subscriptions is not None:
+                self._on_subscriptions(sub.type_name, False)
 
     def _count_bad(self, kind: str, detail: str, source: tuple[str, int]) -> None:
         self._counts[kind] += 1

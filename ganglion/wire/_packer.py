@@ -149,6 +149,15 @@ class Packer:
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def limit(self) -> int:
+        """Room for messages in one datagram: the budget minus the envelope (and MAC)."""
+        return self._limit
+
+    def fits(self, payload_size: int) -> bool:
+        """Whether a message of ``payload_size`` bytes fits in a datagram alone."""
+        return 1 + varint_size(payload_size) + payload_size <= self._limit
+
     def check_fits(self, payload_size: int) -> None:
         """Refuse a message that could never fit in a datagram, even alone.
 
