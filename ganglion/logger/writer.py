@@ -53,7 +53,7 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 5_000
 DEFAULT_INTERVAL = 1.0
-DEFAULT_MAX_BATCHES = 64
+DEFAULT_MAX_BATCHES = 16
 MAX_ROWS_PER_COMMIT = 50_000
 
 _INSERT = ("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_ns, flags, data) "
@@ -214,6 +214,8 @@ class Writer:
                         continue
                 thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
+            if self.error is not None:
+                self._count_stranded()  # put while the thread was failing
         else:  # never started: write here, in the caller's thread
             self._drain_inline()
 
@@ -409,7 +411,11 @@ class Writer:
 
     def _fail(self, exc: sqlite3.Error) -> None:
         self.error = LogDatabaseError(f"cannot write {self.path}: {exc}")
-        # Everything still queued is lost with the database: count it.
+        self._count_stranded()  # everything still queued is lost with the database
+        if self.on_error is not None:
+            self.on_error(self.error)
+
+    def _count_stranded(self) -> None:
         lost = 0
         while True:
             try:
@@ -420,5 +426,3 @@ class Writer:
                 lost += len(value)
         with self._lock:
             self._dropped += lost
-        if self.on_error is not None:
-            self.on_error(self.error)
