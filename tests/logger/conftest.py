@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_support import Spawner, free_port_pair  # noqa: E402
+from node_support import Spawner, free_port_pair
 
 
 @pytest.fixture
