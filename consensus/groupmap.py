@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -69,7 +69,9 @@ def entry_digest(entry: Entry) -> int:
 class GroupMap:
     """The fold of a set of decided ``(slot, value)`` entries into a type -> group map."""
 
-    __slots__ = ("_digest", "_entries", "_groups", "_moved_from", "_order", "_owner")
+    __slots__ = (
+        "_digest", "_entries", "_groups", "_low", "_moved_from", "_order", "_owner", "_slots",
+    )
 
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self._entries: set[Entry] = set()
@@ -78,6 +80,8 @@ class GroupMap:
         self._groups: dict[str, IPv4Address] = {}
         self._owner: dict[IPv4Address, str] = {}
         self._moved_from: dict[str, IPv4Address] = {}
+        self._slots: set[int] = set()
+        self._low = 0  # every slot below this one has a known value
         for entry in entries:
             self.add(entry)
 
@@ -92,6 +96,11 @@ class GroupMap:
     def moved_from(self) -> Mapping[str, IPv4Address]:
         """Types that moved, with the group they moved from (listen on both)."""
         return self._moved_from
+
+    @property
+    def taken(self) -> Collection[IPv4Address]:
+        """The groups held by some type (constant-time membership)."""
+        return self._owner.keys()
 
     @property
     def count(self) -> int:
@@ -126,14 +135,10 @@ class GroupMap:
 
     def first_free_slot(self) -> int:
         """Return the lowest slot with no known decided value."""
-        # Slots are dense in practice; scan the sorted distinct slots for the first gap.
-        expected = 0
-        for slot, _ in self._order:
-            if slot > expected:
-                return expected
-            if slot == expected:
-                expected += 1
-        return expected
+        # Slots are only ever added, so the lowest free slot never moves down.
+        while self._low in self._slots:
+            self._low += 1
+        return self._low
 
     # -- updates -------------------------------------------------------------------
 
@@ -149,6 +154,7 @@ class GroupMap:
         if entry in self._entries:
             return []
         self._entries.add(entry)
+        self._slots.add(entry[0])
         self._digest ^= entry_digest(entry)
         if not self._order or entry > self._order[-1]:
             self._order.append(entry)

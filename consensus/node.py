@@ -510,7 +510,7 @@ class PaxosNode:
             if self._now - since < patience:
                 continue
             try:
-                group = allocate(name, self._map.groups.values())
+                group = allocate(name, self._map.taken)
             except AddressSpaceExhausted:
                 del self._wanted[name]  # cannot be assigned; retrying would spin forever
                 continue
