@@ -284,7 +284,10 @@ class GpioInputSensor(_PinSensor):
         await self._publish(node, self._message(state))
         while True:
             try:
-                seconds, level = await asyncio.wait_for(edges.get(), self.spec.interval)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                # cancellation that arrives as the queue hands over an item.
+                async with asyncio.timeout(self.spec.interval):
+                    seconds, level = await edges.get()
             except TimeoutError:
                 await self._publish(node, self._message(state))  # unchanged: a reminder
                 continue
@@ -314,7 +317,8 @@ class GpioCounterSensor(_PinSensor):
         while True:
             loop_now = asyncio.get_running_loop().time()
             try:
-                seconds, level = await asyncio.wait_for(edges.get(), max(0.0, deadline - loop_now))
+                async with asyncio.timeout(max(0.0, deadline - loop_now)):
+                    seconds, level = await edges.get()
                 self.counter.edge(seconds, level)
                 continue
             except TimeoutError:

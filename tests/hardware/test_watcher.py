@@ -179,3 +179,27 @@ def test_a_device_missing_for_one_scan_is_forgiven(tmp_path: Path) -> None:
 
     run(main())
     assert log == [f"start w1:{UNIVERSE[0]}", f"stop w1:{UNIVERSE[0]}"]
+
+
+@pytest.mark.parametrize("spec", ["input:5:debounce=0", "counter:5:debounce=0,interval=60"])
+def test_a_pin_sensor_cancelled_while_an_edge_is_queued_stops(tmp_path: Path, spec: str) -> None:
+    """Regression: 3.11's wait_for swallowed a cancel that met a queued edge (a 60 s hang)."""
+    factory = MockPortFactory()
+    plugin = HardwarePlugin(w1_root=tmp_path, dev=tmp_path, gpio=[spec], factory=factory,
+                            runtime=fast_runtime())
+    node = RecordingNode()
+
+    async def main() -> None:
+        task = asyncio.create_task(plugin.run(node))
+        await until(lambda: "5" in factory.pins and plugin.running(), "the pin")
+        await asyncio.sleep(0.02)
+        for i in range(20):
+            factory.pins["5"].drive(i % 2 == 0, at=2000.0 + i)
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=3.0)
+        assert task in done, "the plugin did not stop"
+
+    for _ in range(5):
+        run(main())
+        factory.pins.clear()
