@@ -15,7 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-common=(--iface lo --port "$port" --no-mdns --interval 0.5)
+common=(--iface lo --port "$port" --no-mdns --no-hardware --interval 0.5)
 ganglion node --name brewery --state-dir "$state/brewery" --sim temperature --sim flow "${common[@]}" & pids+=($!)
 ganglion node --name cellar --state-dir "$state/cellar" --sim temperature --sim humidity "${common[@]}" & pids+=($!)
 ganglion node --name roof --state-dir "$state/roof" --sim pressure "${common[@]}" & pids+=($!)

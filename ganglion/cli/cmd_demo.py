@@ -37,7 +37,7 @@ def _spawn_sensors(port: int, interval: float, state: Path) -> list[subprocess.P
     for name, kinds in DEMO_NODES:
         cmd = [sys.executable, "-m", "ganglion", "node", "--iface", _LOOPBACK,
                "--port", str(port), "--name", name, "--state-dir", str(state / name),
-               "--interval", str(interval), "--no-mdns"]
+               "--interval", str(interval), "--no-mdns", "--no-hardware"]
         for kind in kinds:
             cmd += ["--sim", kind]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
