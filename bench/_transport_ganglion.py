@@ -16,16 +16,24 @@ The subscriber's callback feeds the shared :class:`Tally`.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from _transport_common import HEADER
 from _transport_role import LOOPBACK, RoleConfig, StopRule
 
-from ganglion import message
-from ganglion.runtime.endpoint import Endpoint
+# bench/ holds scripts named like packages (bench/consensus.py would shadow the
+# consensus package that ganglion imports): the repository first, bench/ last.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
+               str(_BENCH)]
+
+from ganglion import message  # noqa: E402
+from ganglion.runtime.endpoint import Endpoint  # noqa: E402
 
 #: How often the subscriber's idle loop checks the stop rule.
 WAKE_SECONDS = 0.05
