@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 # The script's directory comes first on sys.path, but bench/ holds scripts named like
-# packages (bench/consensus.py would shadow the consensus package): the repository
+# packages (a script named like a package, e.g. consensus.py, would shadow it): the repository
 # comes first, bench/ (for the _node_* helpers) last.
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),

@@ -26,7 +26,7 @@ from typing import Any
 from _transport_common import HEADER
 from _transport_role import LOOPBACK, RoleConfig, StopRule
 
-# bench/ holds scripts named like packages (bench/consensus.py would shadow the
+# bench/ holds scripts named like packages (a script named like a package would shadow the
 # consensus package that ganglion imports): the repository first, bench/ last.
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),

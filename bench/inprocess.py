@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script, bench/ comes first on sys.path, and bench/consensus.py would
+# Run as a script, bench/ comes first on sys.path, and a script named like a package would
 # shadow the consensus package: put the repository first and bench/ last.
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),

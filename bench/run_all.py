@@ -3,7 +3,7 @@
 
 Theory of operation: a benchmark is any ``bench/*.py`` whose name does not start
 with an underscore (helpers) and is not this file. ``transport.py`` runs first,
-then ``consensus.py``, then any others in name order; scripts that do not exist
+then ``agreement.py``, then any others in name order; scripts that do not exist
 yet are simply not found. Each runs as its own process with the same interpreter,
 inherits the terminal, and is killed by PID if it exceeds ``--timeout``.
 Anything after ``--`` is passed to every benchmark; ``--quick`` is passed to
@@ -24,7 +24,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 #: Benchmarks that run first, in this order, when present.
-FIRST = ("transport.py", "consensus.py")
+FIRST = ("transport.py", "agreement.py")
 
 
 @dataclass(frozen=True, slots=True)

@@ -401,13 +401,13 @@ def test_bad_arguments_are_refused(argv: list[str]) -> None:
 # --- script discovery (run_all) -------------------------------------------------
 
 
-def test_run_all_orders_transport_then_consensus_and_skips_helpers(tmp_path: Path) -> None:
+def test_run_all_orders_transport_then_agreement_and_skips_helpers(tmp_path: Path) -> None:
     run_all = _mod("run_all")
-    for name in ("zeta.py", "_helper.py", "consensus.py", "transport.py", "alpha.py", "notes.txt"):
+    for name in ("zeta.py", "_helper.py", "agreement.py", "transport.py", "alpha.py", "notes.txt"):
         (tmp_path / name).write_text("")
     assert [p.name for p in run_all.discover(tmp_path)] == [
         "transport.py",
-        "consensus.py",
+        "agreement.py",
         "alpha.py",
         "zeta.py",
     ]

@@ -30,7 +30,7 @@ BENCH = REPO / "bench"
 def bench_on_path() -> Iterator[None]:
     """Make the bench helper modules importable (bench/ is scripts, not a package).
 
-    Appended, not prepended: bench/consensus.py must not shadow the consensus package.
+    Appended, not prepended: no script in bench/ may shadow an installed package.
     """
     sys.path.append(str(BENCH))
     yield

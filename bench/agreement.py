@@ -1,6 +1,6 @@
 """Benchmark of the consensus package; one command, prints the issue's figures.
 
-    python bench/consensus.py [--quick]
+    python bench/agreement.py [--quick]
 
 1. Decisions per second of the state machine alone: messages are handed from node to
    node as objects (no encoding, no simulator), for a lone node and for 3 nodes.
