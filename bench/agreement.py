@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consensus.messages import Message, Status  # noqa: E402
-from consensus.node import Config, PaxosNode  # noqa: E402
-from consensus.sim.network import SimNetwork  # noqa: E402
+from consensus.messages import Message, Status
+from consensus.node import Config, PaxosNode
+from consensus.sim.network import SimNetwork
 
 
 def _in_process(ids: tuple[int, ...], types: int) -> tuple[float, int]:
@@ -103,7 +103,7 @@ def main() -> int:
     opts = parser.parse_args()
     types = 100 if opts.quick else 1000
 
-    print("consensus benchmark (python %s)" % sys.version.split()[0])
+    print(f"consensus benchmark (python {sys.version.split()[0]})")
     print("\n1. decisions per second, state machine alone (no encoding, no simulator)")
     for ids in ((1,), (1, 2, 3)):
         elapsed, decisions = _in_process(ids, types)
