@@ -8,6 +8,7 @@ and prints one JSON line with its counters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 import json
@@ -96,10 +97,8 @@ async def subscribe(port: int, count: int, key: bytes | None) -> None:
     async with Endpoint(interface="127.0.0.1", port=port, key=key) as ep:
         ep.subscribe(Reading, callback=on_reading)
         print("ready", flush=True)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=30)
-        except TimeoutError:
-            pass
         await asyncio.sleep(0.2)  # anything late would show up as a duplicate
         s = ep.stats()
         infos = [info for _, info in got.values()]
