@@ -38,6 +38,7 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -141,6 +142,8 @@ class Node:
         bus_ipc: serve the external plugin bus on ipc sockets: True for
             ``<state dir>/bus.pub`` and ``.sub``, a path for another base, False for none.
         bus_tcp_port: also serve it on ``tcp://127.0.0.1:PORT`` (and PORT+1); None for no TCP.
+        replay: mark everything this node publishes as replayed from a log
+            (``ganglion replay``), so loggers can tell it from live readings.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class Node:
         rng: random.Random | None = None,
         bus_ipc: bool | Path | str = False,
         bus_tcp_port: int | None = None,
+        replay: bool = False,
     ) -> None:
         self.name = name or socket.gethostname()
         self.interface = interface
@@ -193,6 +197,8 @@ class Node:
         self._decided: dict[str, asyncio.Event] = {}
         self._discovery_ready = asyncio.Event()
         self._bus_ipc = bus_ipc
+        self._replay = replay
+        self._type_watchers: list[Callable[[str, str], object]] = []
         self._bus_tcp_port = bus_tcp_port
         self._bus: Any = None
         self._bus_subs: dict[str, Subscription] = {}
@@ -226,7 +232,8 @@ class Node:
                 interface=self.interface, port=self.port, node_id=node_id, boot=boot,
                 key=self._key, ttl=self._ttl, max_datagram=self._max_datagram,
                 group_for=self._agreed_group, pending_limit=self._pending_limit,
-                remote_interest=self._wanted_remotely, on_subscriptions=self._on_subscriptions)
+                remote_interest=self._wanted_remotely, on_subscriptions=self._on_subscriptions,
+                replay=self._replay)
             loop = asyncio.get_running_loop()
             warmup = MATCHING_WARMUP_HEARTBEATS * self._heartbeat_seconds
             self._matching_timer = loop.call_later(warmup, self._start_matching)
@@ -385,6 +392,23 @@ class Node:
         await asyncio.wait_for(event.wait(), timeout)
         return str(control.groups()[type_name])
 
+    def watch_types(self, callback: Callable[[str, str], object]) -> Callable[[], None]:
+        """Call ``callback(type_name, group)`` whenever a type is assigned or moves.
+
+        Types already in the map are not replayed to the callback; read :meth:`types`
+        first. Exceptions from the callback are logged and ignored.
+
+        Returns:
+            A function that stops the calls.
+        """
+        self._type_watchers.append(callback)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self._type_watchers.remove(callback)
+
+        return unwatch
+
     # -- what the node knows ---------------------------------------------------------
 
     def types(self) -> dict[str, str]:
@@ -482,6 +506,11 @@ class Node:
         event = self._decided.pop(change.type_name, None)
         if event is not None:
             event.set()
+        for watcher in list(self._type_watchers):
+            try:
+                watcher(change.type_name, str(change.new))
+            except Exception:
+                _log.exception("a type watcher failed on %s", change.describe())
 
     def _last_value(self, type_name: str) -> LastValue | None:
         if self._endpoint is None:

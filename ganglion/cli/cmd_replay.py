@@ -58,7 +58,6 @@ def replay(db: Path, speed: float, patterns: tuple[str, ...], since: str | None,
     async def main(stop: asyncio.Event) -> int:
         from ganglion.cli._observer import control_port_for
         from ganglion.logger.replay import replay as run_replay
-        from ganglion.logger.replay import replay_node_options
         from ganglion.node import Node
 
         click.echo(f"replaying {total} readings from {db} at speed {speed:g}"
@@ -70,7 +69,7 @@ def replay(db: Path, speed: float, patterns: tuple[str, ...], since: str | None,
                 async with Node(name="ganglion-replay", interface=settings.interface,
                                 port=settings.port, control_port=control_port_for(settings.port),
                                 state_dir=state_dir, key=settings.key, ttl=settings.ttl,
-                                discovery=False, **replay_node_options()) as node:
+                                discovery=False, replay=True) as node:
                     with _progress_bar(show, total) as advance:
                         result = await run_replay(node, conn, patterns=patterns,
                                                   since_ns=since_ns, until_ns=until_ns,

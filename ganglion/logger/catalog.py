@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, lookup
 
 __all__ = ["TypeVersion", "describe", "fingerprint_of", "unit_of"]
@@ -50,10 +51,10 @@ class TypeVersion(NamedTuple):
     source: str
 
 
-def fingerprint_of(info: Any) -> bytes | None:
-    """The envelope's schema fingerprint, once ``MessageInfo`` carries it (else None)."""
-    fp = getattr(info, "fingerprint", None)
-    return fp if isinstance(fp, bytes) and any(fp) else None
+def fingerprint_of(info: MessageInfo) -> bytes | None:
+    """The sender's schema fingerprint (None when unknown, or all zeros: a Record's)."""
+    fp = info.fingerprint
+    return fp if fp is not None and any(fp) else None
 
 
 def describe(type_name: str, msg: object, fields: dict[str, Any],

@@ -12,14 +12,13 @@ the node sends, yielding to the loop every :data:`YIELD_EVERY` readings. With
 Before the first reading, the replaying node makes sure every type it will
 publish has its agreed group, so no reading waits (and is dropped from a full
 queue) while a group is agreed. The replaying node marks its datagrams as
-replayed (:func:`replay_node_options`), so a logger stores ``replayed = 1``.
+replayed (``Node(replay=True)``), so a logger stores ``replayed = 1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,7 +27,7 @@ from ganglion.logger import datajson
 from ganglion.logger.query import select_readings
 from ganglion.types import Record
 
-__all__ = ["SETTLE_SECONDS", "YIELD_EVERY", "ReplayResult", "prepare_types", "replay", "replay_node_options"]
+__all__ = ["SETTLE_SECONDS", "YIELD_EVERY", "ReplayResult", "prepare_types", "replay"]
 
 YIELD_EVERY = 200
 
@@ -54,13 +53,6 @@ class ReplayResult:
         self.published = 0
         self.skipped = 0
         self.passes = 0
-
-
-def replay_node_options() -> dict[str, Any]:
-    """Keyword arguments for the replaying ``Node``: ``replay=True`` once Node accepts it."""
-    from ganglion.node import Node
-
-    return {"replay": True} if "replay" in inspect.signature(Node).parameters else {}
 
 
 async def prepare_types(node: Any, type_names: Iterable[str], *, timeout: float = 10.0,
@@ -94,7 +86,7 @@ async def replay(node: Any, conn: sqlite3.Connection, *, patterns: Iterable[str]
     """Publish the selected readings again through ``node``.
 
     Args:
-        node: a started :class:`ganglion.Node` (see :func:`replay_node_options`).
+        node: a started :class:`ganglion.Node`, made with ``replay=True``.
         conn: the log.
         patterns, since_ns, until_ns: the selection (see :mod:`ganglion.logger.query`).
         speed: 1 for the original timing, 10 for ten times faster, 0 for no waiting.

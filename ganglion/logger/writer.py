@@ -44,6 +44,7 @@ from ganglion.logger.catalog import describe, fingerprint_of
 from ganglion.logger.gaps import Gap, GapTracker
 from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
+from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT", "Writer", "WriterStats",
@@ -60,10 +61,9 @@ _INSERT = ("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def replayed_flag(info: Any) -> bool:
-    """Whether a reading was sent by ``ganglion replay`` (``MessageInfo.replayed``, once the
-    node carries it; False until then)."""
-    return bool(getattr(info, "replayed", False))
+def replayed_flag(info: MessageInfo) -> bool:
+    """Whether a reading was sent by ``ganglion replay`` (``MessageInfo.replayed``)."""
+    return info.replayed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

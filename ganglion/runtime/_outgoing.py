@@ -42,8 +42,10 @@ class Outgoing:
         max_datagram: int = MAX_DATAGRAM,
         send: SendFn,
         loop: asyncio.AbstractEventLoop,
+        replayed: bool = False,
     ) -> None:
         self._node_id = node_id
+        self._replayed = replayed
         self._boot = boot
         self._key = key
         self._max_datagram = max_datagram
@@ -66,6 +68,7 @@ class Outgoing:
         packer = self._packers.get(type_name)
         if packer is None:
             packer = Packer(node_id=self._node_id, type_name=type_name, fingerprint=fingerprint,
+                            replayed=self._replayed,
                             boot=self._boot, key=self._key, max_datagram=self._max_datagram)
             if not self._clock_synced:
                 packer.set_clock_synced(False)

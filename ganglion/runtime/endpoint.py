@@ -76,7 +76,13 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
-from ganglion.wire import FLAG_CLOCK_UNSYNCED, NODE_ID_SIZE, Packer, decode_fields
+from ganglion.wire import (
+    FLAG_CLOCK_UNSYNCED,
+    FLAG_REPLAYED,
+    NODE_ID_SIZE,
+    Packer,
+    decode_fields,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -184,6 +190,8 @@ class Endpoint:
             type, updated with :meth:`set_remote_interest`. None sends every type.
         on_subscriptions: told when a type gets its first local subscriber or
             loses its last.
+        replay: mark every datagram as replayed from a log (``ganglion replay``),
+            so receivers (a logger) can tell replayed readings from live ones.
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class Endpoint:
         move_grace: float = DEFAULT_MOVE_GRACE,
         remote_interest: RemoteInterest | None = None,
         on_subscriptions: SubscriptionsChanged | None = None,
+        replay: bool = False,
     ) -> None:
         if node_id is None:
             node_id = secrets.token_bytes(NODE_ID_SIZE)
@@ -209,6 +218,7 @@ class Endpoint:
             raise LocalError(f"node_id must be {NODE_ID_SIZE} bytes, got {len(node_id)}")
         self.node_id = node_id
         self.boot = int(time.time()) & 0xFFFFFFFF if boot is None else boot
+        self.replay = replay
         self.interface = interface
         self.port = port
         self._key = key
@@ -262,7 +272,8 @@ class Endpoint:
             self._sender.close()
             raise
         self._out = Outgoing(node_id=self.node_id, boot=self.boot, key=self._key,
-                             max_datagram=self._max_datagram, send=self._send, loop=loop)
+                             max_datagram=self._max_datagram, send=self._send, loop=loop,
+                             replayed=self.replay)
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Send every queued message and wait (up to ``timeout`` s) for the socket to take them."""
@@ -346,7 +357,8 @@ class Endpoint:
             subs = self._subs.get(name)
             if subs:
                 info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
-                                               True, None, self._clock_synced, False))
+                                               True, None, self._clock_synced, False,
+                                               self.replay, fingerprint))
                 for sub in tuple(subs):
                     sub.deliver(msg, info)
             return name
@@ -390,7 +402,8 @@ class Endpoint:
         subs = self._subs.get(name)
         if subs:
             info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
-                                           True, None, self._clock_synced, False))
+                                           True, None, self._clock_synced, False, self.replay,
+                                           fingerprint))
             for sub in tuple(subs):
                 sub.deliver(local_msg, info)
         return name
@@ -568,7 +581,7 @@ class Endpoint:
             return False
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
                            received_ns=time.time_ns(), boot=boot, source=source,
-                           clock_synced=clock_synced, last_value=True)
+                           clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)
         for sub in list(subs):
             sub.deliver(msg, info)
         return True
@@ -733,6 +746,7 @@ class Endpoint:
         decode = payload_decoder(type_name, fingerprint)
         observe = self._sequences.tracker(node_id, type_name).observe
         clock_synced = not flags & FLAG_CLOCK_UNSYNCED
+        replayed = bool(flags & FLAG_REPLAYED)
         counts = self._counts
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
@@ -751,7 +765,8 @@ class Endpoint:
                              node_id.hex(), fingerprint.hex(), known.fingerprint.hex()
                              if known else "?")
             info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
-                                           False, source, clock_synced, False))
+                                           False, source, clock_synced, False, replayed,
+                                           fingerprint))
             counts["received"] += 1
             # A copy: a callback may subscribe or unsubscribe (list order is delivery order).
             for sub in tuple(subs_of.get(type_name, ())):

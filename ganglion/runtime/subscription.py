@@ -42,6 +42,8 @@ class MessageInfo(NamedTuple):
             so ``sent_ns`` may be far off.
         last_value: True for a publisher's latest message fetched by a late joiner
             (it was published before this subscriber asked).
+        replayed: True when the sender replays it from a log (``ganglion replay``).
+        fingerprint: the sender's 8-byte schema fingerprint of the type, when known.
     """
 
     type_name: str
@@ -54,6 +56,8 @@ class MessageInfo(NamedTuple):
     source: tuple[str, int] | None = None
     clock_synced: bool = True
     last_value: bool = False
+    replayed: bool = False
+    fingerprint: bytes | None = None
 
     @property
     def sender_hex(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ganglion.wire._envelope import (
     FLAG_CLOCK_UNSYNCED,
     FLAG_MAC,
+    FLAG_REPLAYED,
     HEADER_SIZE,
     MAGIC,
     MAX_BATCH,
@@ -37,6 +38,7 @@ __all__ = [
     "ENV_KEY_FILE",
     "FLAG_CLOCK_UNSYNCED",
     "FLAG_MAC",
+    "FLAG_REPLAYED",
     "HEADER_SIZE",
     "KEY_SIZE",
     "MAC_SIZE",

@@ -39,8 +39,10 @@ FLAG_MAC = 0x01
 #: Flag bit 1: the sender's clock was not synchronised (no NTP yet, e.g. a Pi without
 #: an RTC just after boot), so its timestamps may be far off.
 FLAG_CLOCK_UNSYNCED = 0x02
+#: Flag bit 2: the messages are replayed from a log (``ganglion replay``), not live.
+FLAG_REPLAYED = 0x04
 #: Flags this version understands; a datagram with any other bit set is refused.
-KNOWN_FLAGS = FLAG_MAC | FLAG_CLOCK_UNSYNCED
+KNOWN_FLAGS = FLAG_MAC | FLAG_CLOCK_UNSYNCED | FLAG_REPLAYED
 #: Node ids are 8 random bytes, persisted by each node.
 NODE_ID_SIZE = 8
 #: Most messages one datagram may carry (the count is a u16).
@@ -94,6 +96,11 @@ class Envelope:
     def clock_synced(self) -> bool:
         """False if the sender flagged its clock as not synchronised."""
         return not self.flags & FLAG_CLOCK_UNSYNCED
+
+    @property
+    def replayed(self) -> bool:
+        """True if the sender marked the messages as replayed from a log."""
+        return bool(self.flags & FLAG_REPLAYED)
 
     @property
     def count(self) -> int:
@@ -284,6 +291,7 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
 def encode_prefix(
     node_id: bytes, type_name: str, fingerprint: bytes, boot: int, signed: bool,
     clock_synced: bool = True,
+    replayed: bool = False,
 ) -> bytes:
     """Encode the part of the header that is the same for every datagram of a sender and type.
 
@@ -299,7 +307,8 @@ def encode_prefix(
     if not 0 <= boot < 1 << 32:
         raise EncodeError(f"boot counter must be a u32, got {boot}")
     name = type_name.encode("ascii")
-    flags = (FLAG_MAC if signed else 0) | (0 if clock_synced else FLAG_CLOCK_UNSYNCED)
+    flags = ((FLAG_MAC if signed else 0) | (0 if clock_synced else FLAG_CLOCK_UNSYNCED)
+             | (FLAG_REPLAYED if replayed else 0))
     return _FIXED.pack(MAGIC, VERSION, flags, node_id, boot, fingerprint, len(name)) + name
 
 

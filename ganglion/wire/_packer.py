@@ -75,8 +75,10 @@ class Packer:
         "_node_id",
         "_prefix",
         "_prev",
+        "_replayed",
         "_seq",
         "_size",
+        "_synced",
         "max_datagram",
         "type_name",
     )
@@ -91,10 +93,13 @@ class Packer:
         boot: int = 0,
         key: bytes | None = None,
         max_datagram: int = MAX_DATAGRAM,
+        replayed: bool = False,
     ) -> None:
         self._key = None if key is None else check_key(key)
         self._node_id, self._fingerprint, self._boot = node_id, fingerprint, boot
-        self._prefix = encode_prefix(node_id, type_name, fingerprint, boot, key is not None)
+        self._replayed, self._synced = replayed, True
+        self._prefix = encode_prefix(node_id, type_name, fingerprint, boot, key is not None,
+                                     True, replayed)
         self.type_name = type_name
         self.max_datagram = max_datagram
         smallest = datagram_size(type_name, 1, signed=key is not None)
@@ -128,8 +133,9 @@ class Packer:
 
     def set_clock_synced(self, synced: bool) -> None:
         """Set or clear the clock-unsynchronised flag of the datagrams built from now on."""
+        self._synced = synced
         self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
-                                     self._boot, self._key is not None, synced)
+                                     self._boot, self._key is not None, synced, self._replayed)
 
     @property
     def count(self) -> int:

@@ -20,10 +20,6 @@ from ganglion.runtime.subscription import MessageInfo
 
 LOOPBACK = "127.0.0.1"
 
-#: MessageInfo has the ``replayed`` field once the node marks replayed datagrams.
-HAS_REPLAYED = hasattr(MessageInfo, "_fields") and "replayed" in MessageInfo._fields
-
-
 def info(type_name: str = "t.A", *, sender: bytes = b"\x01" * 8, seq: int = 0,
          sent_ns: int = 1_000, received_ns: int | None = None, boot: int = 1,
          last_value: bool = False, local: bool = False, clock_synced: bool = True) -> MessageInfo:

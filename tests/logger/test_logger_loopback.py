@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from log_support import HAS_REPLAYED, node_kwargs, rows, run, skip_numbers, until
+from log_support import node_kwargs, rows, run, skip_numbers, until
 
 from ganglion.errors import LogDatabaseError
 from ganglion.logger import datajson
@@ -244,7 +244,7 @@ def test_replay_into_a_second_logger_reproduces_the_readings(port: int, tmp_path
 
     async def play(port2: int) -> None:
         kw = node_kwargs(port2, tmp_path / "r")
-        async with Node(name="r", **kw) as r, Node(name="c2", **node_kwargs(port2)) as c2:
+        async with Node(name="r", **kw, replay=True) as r, Node(name="c2", **node_kwargs(port2)) as c2:
             logger = Logger(c2, second_db)
             conn = open_log(first_db, write=False)
             # The logger subscribes as soon as replay() gets the groups agreed.
@@ -264,9 +264,8 @@ def test_replay_into_a_second_logger_reproduces_the_readings(port: int, tmp_path
         after = [d for (d,) in rows(second_db, "SELECT data FROM readings WHERE type = ? AND NOT "
                                                "last_value ORDER BY id", type_name)]
         assert after == before, type_name
-    if HAS_REPLAYED:
-        assert rows(second_db, "SELECT count(*) FROM readings WHERE NOT last_value AND NOT "
-                               "replayed") == [(0,)]
+    assert rows(second_db, "SELECT count(*) FROM readings WHERE NOT last_value AND NOT "
+                           "replayed") == [(0,)]
 
 
 async def _replay_when_ready(node: Node, conn: sqlite3.Connection, logger: Logger) -> Any:
@@ -279,15 +278,11 @@ async def _replay_when_ready(node: Node, conn: sqlite3.Connection, logger: Logge
     return await replay(node, conn, speed=0)
 
 
-@pytest.mark.skipif(not HAS_REPLAYED, reason="MessageInfo has no `replayed` field yet "
-                    "(Node(replay=True) not landed)")
 def test_replayed_readings_are_marked(port: int, tmp_path: Path) -> None:
     db = tmp_path / "x.db"
 
     async def scenario() -> None:
-        from ganglion.logger.replay import replay_node_options
-
-        async with Node(name="r", **node_kwargs(port, tmp_path / "r"), **replay_node_options()) as r, \
+        async with Node(name="r", **node_kwargs(port, tmp_path / "r"), replay=True) as r, \
                 Node(name="c", **node_kwargs(port)) as c:
             logger = Logger(c, db)
             await _warm_up([(r, Temperature("t", 1.0))], c, logger)

@@ -16,7 +16,7 @@ from ganglion.logger import datajson
 from ganglion.logger.export import export_csv
 from ganglion.logger.info import format_summary, summarize, summary_json
 from ganglion.logger.query import count_readings, select_readings
-from ganglion.logger.replay import replay, replay_node_options
+from ganglion.logger.replay import replay
 from ganglion.logger.retention import Retention, apply_retention, used_bytes
 from ganglion.logger.schema import APPLICATION_ID, SCHEMA_VERSION, open_log
 from ganglion.logger.writer import Writer
@@ -358,15 +358,6 @@ def test_replay_skips_readings_that_no_longer_fit_their_class(db: Path) -> None:
 
     result = run(replay(Strict(), open_log(db, write=False), speed=0))
     assert (result.published, result.skipped) == (1, 1)
-
-
-def test_replay_marks_the_node_once_it_supports_it() -> None:
-    import inspect
-
-    from ganglion.node import Node
-
-    assert replay_node_options() == ({"replay": True} if "replay" in
-                                     inspect.signature(Node).parameters else {})
 
 
 def test_stored_data_survives_sqlite_json_functions(db: Path) -> None:

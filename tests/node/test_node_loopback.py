@@ -537,3 +537,19 @@ def test_clock_flag_survives_a_last_value(tmp_path: Path, port: int) -> None:
             assert info.clock_synced is False
 
     run(scenario())
+
+
+def test_watch_types_reports_each_new_assignment(port: int, tmp_path: Path) -> None:
+    async def main() -> None:
+        seen: list[tuple[str, str]] = []
+        async with Node(name="w", interface=LOOPBACK, port=port, control_port=port + 1,
+                        state_dir=tmp_path / "w", discovery=False) as node:
+            unwatch = node.watch_types(lambda name, group: seen.append((name, group)))
+            node.publish_nowait(Record("test_watch.One", {"x": 1}))
+            group = await node.wait_for_group("test_watch.One", 10)
+            unwatch()
+            node.publish_nowait(Record("test_watch.Two", {"x": 2}))
+            await node.wait_for_group("test_watch.Two", 10)
+        assert seen == [("test_watch.One", group)]
+
+    run(main())
