@@ -592,8 +592,8 @@ class PaxosNode:
     def _owe_move(self, change: MapChange) -> None:
         # A type this node already placed was re-placed by a merge: it owes the network
         # an explicit Move decision so every node listens on both groups.
-        if change.old is None:
-            return
+        if change.old is None or self._cfg.observer:
+            return  # observers never propose; a member that held the old group owes it
         move = Move(type_name=change.type_name, old=change.old, new=change.new)
         if move.encode() in self._decided_values or move in self._moves:
             return

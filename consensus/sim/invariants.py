@@ -13,8 +13,8 @@ reported at the step that caused it. Checks, by property (see ``docs/consensus.m
   a majority at one ballot); no slot ever has two learned values anywhere.
 * Agreement and catch-up (at convergence): every live node, observers included, knows
   the same entries and so holds the same map.
-* Convergence after partitions (at convergence): every group a live node ever held for a
-  type is linked to the type's final group by decided ``Move`` entries.
+* Convergence after partitions (at convergence): every group a live member ever held for
+  a type is linked to the type's final group by decided ``Move`` entries.
 * Liveness (at convergence): every type a live node asked for has a group.
 """
 
@@ -121,8 +121,8 @@ class Checker:
             if isinstance(cmd, Move):
                 moves[cmd.type_name][cmd.old].add(cmd.new)
         for (node_id, name), groups in sorted(self.held.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-            if node_id not in up or name not in final.groups:
-                continue
+            if node_id not in up or node_id in self.net.observers or name not in final.groups:
+                continue  # observers never propose, so they owe no Move (docs/consensus.md)
             target = final.groups[name]
             for group in groups:
                 if group != target and not _reaches(moves[name], group, target):

@@ -76,7 +76,7 @@ def test_explore_cli_reports_distinct_states() -> None:
 
 def test_bench_runs_in_quick_mode() -> None:
     proc = subprocess.run(
-        [sys.executable, "bench/consensus.py", "--quick"], cwd=ROOT, capture_output=True,
+        [sys.executable, "bench/agreement.py", "--quick"], cwd=ROOT, capture_output=True,
         text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
