@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CI_SEEDS = 1000
 
 
+@pytest.mark.timeout(300)  # ~15 s on a quiet 2-core machine; leave room for a loaded one
 def test_ci_runs_a_thousand_seeds_without_a_violation() -> None:
     failed = []
     decisions = 0
