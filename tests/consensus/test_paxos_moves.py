@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address
 
-from helpers import drain, make_node, messages
+from paxos_helpers import drain, make_node, messages
 
 from consensus.allocator import allocate, preferred_group
 from consensus.commands import Assign, Move

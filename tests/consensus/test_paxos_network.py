@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import Cluster, drain, make_node, messages
+from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus.messages import Accept, Ballot, Nack, Prepare, Promise, ProposeRequest
 from consensus.proposer import Attempt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from helpers import Cluster, drain, make_node, messages
+from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus.errors import ConfigError, ConsensusError, InvalidCommand, PersistOrderError
 from consensus.journal import Learned, Promised, RoundUsed

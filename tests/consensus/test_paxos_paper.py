@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from helpers import Cluster, drain, make_node, messages
+from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus.messages import Accept, Accepted, Ballot, Commit, Nack, Prepare, Promise
 from consensus.node import PaxosNode

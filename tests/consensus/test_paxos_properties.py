@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 
 import cbor2
-from helpers import drain, make_node, messages
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from paxos_helpers import drain, make_node, messages
 
 from consensus.journal import Record
 from consensus.messages import (

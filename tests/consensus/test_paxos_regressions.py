@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from helpers import Cluster, drain, make_node, messages
+from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus import proposer
 from consensus.allocator import preferred_group
