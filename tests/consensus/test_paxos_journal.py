@@ -16,6 +16,7 @@ from consensus.journal import (
     Learned,
     MoveIntent,
     Promised,
+    Record,
     RoundUsed,
     record_from_wire,
     replay,
@@ -69,7 +70,7 @@ def test_commands_refuse_unassignable_groups() -> None:
         Move(type_name="a", old=G1, new=G1)
 
 
-RECORDS = [
+RECORDS: list[Record] = [
     Promised(slot=3, ballot=Ballot(2, 1)),
     AcceptedRecord(slot=3, ballot=Ballot(2, 1), value=b"v"),
     Learned(slot=0, value=b"assign a 239.255.1.1"),

@@ -82,7 +82,7 @@ def test_messages_are_frozen_and_keyword_only() -> None:
     with pytest.raises(AttributeError):
         msg.slot = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Commit(1, 2, b"x")  # type: ignore[misc]
+        Commit(1, 2, b"x")  # type: ignore[call-arg]
 
 
 def test_ballots_order_by_round_then_node() -> None:
@@ -96,12 +96,12 @@ def test_ballots_order_by_round_then_node() -> None:
         lambda: Prepare(sender=-1, slot=0, ballot=B),
         lambda: Prepare(sender=1, slot=True, ballot=B),
         lambda: Commit(sender=1, slot=0, value=b"x" * (MAX_VALUE_BYTES + 1)),
-        lambda: Commit(sender=1, slot=0, value="text"),
+        lambda: Commit(sender=1, slot=0, value="text"),  # type: ignore[arg-type]
         lambda: Promise(sender=1, slot=0, ballot=B, accepted_ballot=B),
         lambda: Promise(sender=1, slot=0, ballot=Ballot(1, 1), accepted_ballot=B, accepted_value=b""),
         lambda: Status(sender=1, count=0, digest=b"short"),
         lambda: CatchUpReply(sender=1, entries=((0, b""),) * (MAX_ENTRIES_PER_REPLY + 1)),
-        lambda: CatchUpReply(sender=1, entries=[(0, b"")]),
+        lambda: CatchUpReply(sender=1, entries=[(0, b"")]),  # type: ignore[arg-type]
         lambda: ProposeRequest(sender=1, type_name=""),
         lambda: Ballot(-1, 0),
         lambda: Ballot(0, 2**64),

@@ -8,7 +8,7 @@ import pytest
 from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus.errors import ConfigError, ConsensusError, InvalidCommand, PersistOrderError
-from consensus.journal import Learned, Promised, RoundUsed
+from consensus.journal import Learned, Promised, Record, RoundUsed
 from consensus.messages import (
     Accept,
     Ballot,
@@ -159,7 +159,7 @@ def test_catch_up_is_chunked() -> None:
 
 
 def test_a_restarted_node_rebuilds_its_map_and_promises() -> None:
-    journal: list = []
+    journal: list[Record] = []
     node = make_node(1, (1,))
     node.propose("a.B")
     drain(node, journal)

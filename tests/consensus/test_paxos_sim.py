@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from consensus.allocator import preferred_group
 from consensus.sim import __main__ as cli
 from consensus.sim import scenario
+from consensus.sim.invariants import Checker
 from consensus.sim.network import Faults, SimNetwork
 from consensus.sim.scenario import replay_command, run_seed
 
@@ -95,10 +97,10 @@ def test_the_checker_flags_a_broken_invariant(monkeypatch: pytest.MonkeyPatch) -
     from consensus import groupmap, node
 
     monkeypatch.setattr(groupmap, "allocate", lambda name, taken: next(iter(taken)))
-    monkeypatch.setattr(node, "allocate", lambda name, taken: scenario.preferred_group(name))
+    monkeypatch.setattr(node, "allocate", lambda name, taken: preferred_group(name))
     a, b = scenario.colliding_names(1)[0]
     net = SimNetwork([1], seed=0)
-    checker = scenario.Checker(net)
+    checker = Checker(net)
     net.propose(1, a)
     net.propose(1, b)
     assert any("uniqueness" in v for v in checker.violations)
