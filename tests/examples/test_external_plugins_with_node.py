@@ -94,9 +94,20 @@ def _node(procs: Procs, state_dir: Path, port: int) -> int:
 
 
 def _tail(procs: Procs, type_name: str, port: int, count: int) -> int:
-    return procs.start("tail", [sys.executable, "-m", "ganglion", "tail", type_name, "--json",
-                                "--no-last", "--iface", "127.0.0.1", "--port", str(port),
-                                "--count", str(count), "--timeout", "40"])
+    """Start a tail and wait until it listens and the node can know it (its heartbeat).
+
+    Nodes send a type only while some peer subscribes to it (matching): readings
+    published before the tail's first heartbeat reached the node are not sent.
+    """
+    index = procs.start("tail", [sys.executable, "-m", "ganglion", "tail", type_name, "--json",
+                                 "--no-last", "--iface", "127.0.0.1", "--port", str(port),
+                                 "--count", str(count), "--timeout", "40"])
+    deadline = time.monotonic() + 20
+    while "listening for" not in procs.output(index)[1]:
+        assert time.monotonic() < deadline, f"tail did not start: {procs.output(index)}"
+        time.sleep(0.05)
+    time.sleep(1.0)  # two heartbeats: the node has heard the tail's subscription
+    return index
 
 
 @pytest.mark.timeout(90)
