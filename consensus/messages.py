@@ -94,8 +94,10 @@ class Ballot:
         return f"{self.round}.{self.node}"
 
 
-def _show(value: bytes) -> str:
-    return value.decode("utf-8", errors="replace")
+def _show(value: bytes | str) -> str:
+    # Traces are one line per message: a peer's newline or control byte is escaped.
+    text = value if isinstance(value, str) else value.decode("utf-8", errors="replace")
+    return text if text.isprintable() else repr(text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,7 +335,7 @@ class ProposeRequest(_Base):
 
     def describe(self) -> str:
         """Return a one-line human description."""
-        return f"{self.sender} propose-request {self.type_name}"
+        return f"{self.sender} propose-request {_show(self.type_name)}"
 
 
 Message = (
