@@ -207,6 +207,34 @@ class SequenceTracker:
             self.lost -= 1
         return Verdict.LATE
 
+    def observe_run(self, first_seq: int, count: int, boot: int, newest_ts: int) -> bool:
+        """Accept ``count`` consecutive messages at once when they simply continue the stream.
+
+        The common case of a datagram: same boot, numbers ``first_seq`` .. ``first_seq
+        + count - 1`` right after the highest seen, no rebase pending. Then the
+        outcome of :meth:`observe` for each is known (every one NEW, nothing lost),
+        and this applies it in one step: the same counters, window and newest
+        timestamp that ``count`` calls of :meth:`observe` would leave.
+
+        Args:
+            first_seq: the first message's sequence number.
+            count: how many messages (>= 1).
+            boot: the sender's boot counter from the envelope.
+            newest_ts: the largest timestamp among the messages.
+
+        Returns:
+            True if all were accepted as NEW; False if nothing was done (call
+            :meth:`observe` per message instead).
+        """
+        if boot != self._boot or first_seq != self._highest + 1 or self._resync or count < 1:
+            return False
+        if newest_ts > self._newest_ts:
+            self._newest_ts = newest_ts
+        self._seen = ((self._seen << count) | ((1 << count) - 1)) & self._mask
+        self._highest = first_seq + count - 1
+        self.received += count
+        return True
+
     def rebase(self) -> None:
         """Start a new baseline at the next message, keeping the counters.
 

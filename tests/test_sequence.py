@@ -292,3 +292,46 @@ def test_table_schema_mismatch_once_per_sender_and_type() -> None:
     assert not table.note_schema_mismatch(b"a" * 8, "x.T")
     assert table.note_schema_mismatch(b"b" * 8, "x.T")
     assert table.note_schema_mismatch(b"a" * 8, "x.U")
+
+
+# -- observe_run: a whole datagram in one step -------------------------------------
+
+_RUN_FIELDS = ("_boot", "_floor", "_highest", "_newest_ts", "_resync", "_seen")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20), st.integers(0, 2),
+                          st.integers(0, 10**6), st.booleans()), max_size=25),
+       st.booleans())
+def test_observe_run_is_observe_per_message(runs: list[tuple[int, int, int, int, bool]],
+                                            strict: bool) -> None:
+    from ganglion.sequence import SequenceTracker, Verdict
+
+    batched = SequenceTracker(window=32, strict=strict)
+    single = SequenceTracker(window=32, strict=strict)
+    for first, count, boot, ts, rebase in runs:
+        if rebase:
+            batched.rebase()
+            single.rebase()
+        stamps = [ts + i for i in range(count)]
+        verdicts = [single.observe(first + i, boot, stamps[i]) for i in range(count)]
+        if batched.observe_run(first, count, boot, max(stamps)):
+            assert all(v is Verdict.NEW for v in verdicts)
+        else:
+            assert [batched.observe(first + i, boot, stamps[i]) for i in range(count)] == verdicts
+        assert batched.stats() == single.stats()
+        assert [getattr(batched, f) for f in _RUN_FIELDS] == [getattr(single, f) for f in _RUN_FIELDS]
+
+
+def test_observe_run_takes_a_continuing_stream_only() -> None:
+    from ganglion.sequence import SequenceTracker
+
+    tracker = SequenceTracker()
+    assert not tracker.observe_run(0, 4, 1, 10)  # no baseline yet
+    tracker.observe(0, 1, 10)
+    assert tracker.observe_run(1, 4, 1, 14)
+    assert tracker.stats().received == 5
+    assert not tracker.observe_run(6, 2, 1, 20)  # a gap: per message, counted as loss
+    assert not tracker.observe_run(5, 2, 2, 20)  # a new boot
+    tracker.rebase()
+    assert not tracker.observe_run(5, 2, 1, 20)

@@ -91,6 +91,8 @@ _LOG_LIMIT = 5
 #: The sequence verdicts whose message is dropped (``not Verdict.deliver``), compared
 #: by identity: an Enum's ``__hash__`` is Python code, a set lookup costs a call.
 _DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
+#: Payload decoders cached (per type name and sender's fingerprint) before starting over.
+_DECODERS_CAP = 1024
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
 _new_info = tuple.__new__
 
@@ -244,6 +246,12 @@ class Endpoint:
         self._next_seq: collections.defaultdict[str, int] = collections.defaultdict(int)
         # class -> (name, type, fingerprint, largest payload that fits): the quiet path
         self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
+        # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
+        # sending path, valid while the type is wanted, has a group and nothing waits
+        self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes]] = {}
+        # (type name, sender's fingerprint) -> (registered type when made, payload decoder)
+        self._decoders: dict[tuple[str, bytes], tuple[MessageType | None,
+                                                       Callable[[bytes], object]]] = {}
         self._interest: dict[str, bool] = {}
         self._remote_interest = remote_interest
         self._on_subscriptions = on_subscriptions
@@ -289,6 +297,7 @@ class Endpoint:
             await self.flush()
             self._out.close()
             self._out = None
+        self._routes.clear()
         for handle in self._move_timers.values():
             handle.cancel()
         self._move_timers.clear()
@@ -337,6 +346,33 @@ class Endpoint:
         out = self._out
         if out is None:
             raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        route = self._routes.get(type(msg))
+        if route is not None:
+            # The hot path of a sustained stream: a registered class whose type is
+            # sent (someone wants it, its group is known, nothing waits). The state
+            # that makes this valid is checked when the route is made, and every
+            # change to it (interest, group, release) drops the routes.
+            name, encode, packer, max_payload, fingerprint = route
+            try:
+                encoded = encode(msg)
+            except Exception:
+                encoded = b""  # the full path below re-encodes and raises the readable error
+            if 0 < len(encoded) <= max_payload:
+                next_seq = self._next_seq
+                seq = next_seq[name]
+                next_seq[name] = seq + 1
+                now_ns = time.time_ns()
+                out.add(packer, encoded, now_ns)
+                self._last[name] = (msg, encoded, fingerprint, seq, now_ns)
+                self._published[name] += 1
+                subs = self._subs.get(name)
+                if subs:
+                    info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns,
+                                                   self.boot, True, None, self._clock_synced,
+                                                   False, self.replay, fingerprint))
+                    for sub in tuple(subs):
+                        sub.deliver(msg, info)
+                return name
         quiet = self._quiet.get(type(msg))
         if quiet is not None and not self._interest[quiet[0]]:
             # The common in-process case, kept short: a registered class nobody
@@ -398,6 +434,10 @@ class Endpoint:
                 out.skip_to(packer, seq)  # numbers taken while nobody else listened
             out.add(packer, payload, now_ns)  # type: ignore[arg-type]
             self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
+            if not isinstance(msg, Record) and type(msg) is mtype.cls \
+                    and type(msg) not in self._routes:
+                self._routes[type(msg)] = (name, mtype.encode, packer, _max_payload(packer),
+                                           fingerprint)
         self._published[name] += 1
         subs = self._subs.get(name)
         if subs:
@@ -497,6 +537,7 @@ class Endpoint:
         group = validate_group(str(group))
         old = self._groups.get(type_name)
         self._groups[type_name] = group
+        self._routes.clear()
         if self._subs.get(type_name) and self._receiver is not None:
             self._join(type_name, group)
             if old is not None and old != group:
@@ -542,6 +583,7 @@ class Endpoint:
         """
         if self._remote_interest is not None:
             self._interest[type_name] = interested
+            self._routes.clear()
 
     def remote_interest(self) -> dict[str, bool]:
         """The types this endpoint has decided about, and whether it sends each."""
@@ -684,6 +726,7 @@ class Endpoint:
         if not queue or self._out is None or type_name not in self._groups:
             return
         del self._pending[type_name]
+        self._routes.clear()
         out = self._out
         if not self._interest.get(type_name, True):
             # nobody else wants them by now: the newest is the last value, none is sent
@@ -742,18 +785,29 @@ class Endpoint:
             return  # another type sharing this group, or one we just left
         received_ns = time.time_ns()
         known = lookup(type_name)
+        cached = self._decoders.get((type_name, fingerprint))
+        if cached is None or cached[0] is not known:
+            # Made again when the type is (re)registered here meanwhile.
+            if len(self._decoders) >= _DECODERS_CAP:
+                self._decoders.clear()
+            cached = self._decoders[(type_name, fingerprint)] = (
+                known, payload_decoder(type_name, fingerprint))
+        decode = cached[1]
         mismatch = known is not None and known.fingerprint != fingerprint
-        decode = payload_decoder(type_name, fingerprint)
-        observe = self._sequences.tracker(node_id, type_name).observe
+        tracker = self._sequences.tracker(node_id, type_name)
+        # The common case: the datagram continues its stream, every message is new.
+        in_order = tracker.observe_run(first_seq, len(timestamps), boot, max(timestamps))
+        observe = tracker.observe
         clock_synced = not flags & FLAG_CLOCK_UNSYNCED
         replayed = bool(flags & FLAG_REPLAYED)
         counts = self._counts
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
             seq += 1
-            verdict = observe(seq, boot, ts)
-            if verdict is _DUPLICATE or verdict is _STALE:
-                continue
+            if not in_order:
+                verdict = observe(seq, boot, ts)
+                if verdict is _DUPLICATE or verdict is _STALE:
+                    continue
             try:
                 msg: Any = decode(payload)
             except DecodeError as exc:

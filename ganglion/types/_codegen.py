@@ -44,6 +44,8 @@ _U64 = 1 << 64
 _SMALL = tuple(bytes((i,)) for i in range(24))
 #: A float64 with its CBOR head (0xfb).
 _PACK_F64 = struct.Struct(">Bd").pack
+#: An initial byte and a 2-, 4- or 8-byte big-endian argument (the longer int heads).
+_PACK_2, _PACK_4, _PACK_8 = (struct.Struct(f">B{c}").pack for c in "HIQ")
 
 Encoder = Callable[[Any], bytes]
 SizeBound = Callable[[Any], int]
@@ -61,6 +63,10 @@ def cbor_head(major: int, n: int) -> bytes:
     if n < 0x100000000:
         return bytes((mt | 26,)) + n.to_bytes(4, "big")
     return bytes((mt | 27,)) + n.to_bytes(8, "big")
+
+
+#: Heads of arguments 0..255 of major types 0 (ints), 2 (bytes) and 3 (text), prebuilt.
+_HEAD0, _HEAD2, _HEAD3 = (tuple(cbor_head(major, n) for n in range(0x100)) for major in (0, 2, 3))
 
 
 def _int(v: int, slow: Encoder) -> bytes:
@@ -92,7 +98,13 @@ def _slow_path(convert: Callable[[Any], Any]) -> Encoder:
 # Per kind: (encode statement, size-bound statement). ``{i}`` is the field index;
 # ``v`` holds the field's value; the encoder assigns ``b{i}``, the bound adds to ``n``.
 _INT = (
-    "if type(v) is int and 0 <= v < 24:\n    b{i} = _SMALL[v]\n"
+    "if type(v) is int and v >= 0:\n"
+    "    if v < 24:\n        b{i} = _SMALL[v]\n"
+    "    elif v < 0x100:\n        b{i} = _HEAD0[v]\n"
+    "    elif v < 0x10000:\n        b{i} = _p2(25, v)\n"
+    "    elif v < 0x100000000:\n        b{i} = _p4(26, v)\n"
+    "    elif v < _U64:\n        b{i} = _p8(27, v)\n"
+    "    else:\n        b{i} = _slow{i}(v)\n"
     "elif type(v) is int:\n    b{i} = _int(v, _slow{i})\n"
     "else:\n    b{i} = _slow{i}(v)\n",
     "if type(v) is int and -_U64 <= v < _U64:\n    n += 9\n"
@@ -109,12 +121,14 @@ _BOOL = (
     "if v is True or v is False:\n    n += 1\nelse:\n    n += len(_slow{i}(v))\n",
 )
 _STR = (
-    "if type(v) is str:\n    b{i} = _text(v)\nelse:\n    b{i} = _slow{i}(v)\n",
+    "if type(v) is str and v.isascii() and len(v) < 0x100:\n    b{i} = _HEAD3[len(v)] + v.encode()\n"
+    "elif type(v) is str:\n    b{i} = _text(v)\nelse:\n    b{i} = _slow{i}(v)\n",
     "if type(v) is str and v.isascii():\n    n += 9 + len(v)\n"
     "else:\n    n += len(_slow{i}(v))\n",
 )
 _BYTES = (
-    "if type(v) is bytes:\n    b{i} = _blob(v)\nelse:\n    b{i} = _slow{i}(v)\n",
+    "if type(v) is bytes and len(v) < 0x100:\n    b{i} = _HEAD2[len(v)] + v\n"
+    "elif type(v) is bytes:\n    b{i} = _blob(v)\nelse:\n    b{i} = _slow{i}(v)\n",
     "if type(v) is bytes:\n    n += 9 + len(v)\nelse:\n    n += len(_slow{i}(v))\n",
 )
 _OTHER = ("b{i} = _slow{i}(v)\n", "n += len(_slow{i}(v))\n")
@@ -138,6 +152,8 @@ def compile_codecs(cls: type, fields: tuple[tuple[str, str, Callable[[Any], Any]
     env: dict[str, Any] = {
         "_CLS": cls, "_generic": generic, "_SMALL": _SMALL, "_U64": _U64, "_int": _int,
         "_text": _text, "_blob": _blob, "_pd": _PACK_F64,
+        "_p2": _PACK_2, "_p4": _PACK_4, "_p8": _PACK_8, "_HEAD0": _HEAD0, "_HEAD2": _HEAD2,
+        "_HEAD3": _HEAD3,
     }
     keys = [cbor2.dumps(name) for name, _schema, _convert in fields]
     head = cbor_head(5, len(fields))

@@ -31,6 +31,7 @@ from typing import Any
 import cbor2
 
 from ganglion.errors import DecodeError, EncodeError
+from ganglion.types._decodegen import FALLBACK
 from ganglion.types._fields import encode_datetime
 from ganglion.types._record import Record
 from ganglion.types._registry import MessageType, TypeRegistry, default_registry
@@ -169,8 +170,15 @@ def payload_decoder(
     to_class = None if mtype is None else mtype.struct.decode
     strict = mtype is not None and fingerprint == mtype.fingerprint
     loads = cbor2.loads
+    fast = None if mtype is None else mtype.decode_fast
 
     def decode(data: bytes) -> object:
+        if fast is not None:
+            # The generated decoder reads the shape our encoder writes, and hands
+            # anything else to the generic path below (same results, same errors).
+            obj = fast(data)
+            if obj is not FALLBACK:
+                return obj
         try:
             item = loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
                          allow_duplicate_keys=False, semantic_decoders=_REFUSED_TAGS)

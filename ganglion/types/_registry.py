@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from ganglion.errors import TypeRegistrationError
 from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
+from ganglion.types._decodegen import Decoder, compile_decoder
 from ganglion.types._fields import FieldSpec, StructKind, struct_kind
 from ganglion.types._names import validate_type_name
 
@@ -67,6 +68,9 @@ class MessageType:
             ``ValueError`` and cbor2's errors, use :func:`encode_message` for
             readable errors.
         size_bound: an upper bound of ``len(encode(obj))``, computed without encoding.
+        decode_fast: the class's generated payload decoder (:mod:`._decodegen`), which
+            returns ``FALLBACK`` for bytes it does not handle; None when its fields
+            have kinds it does not read. Use :func:`payload_decoder`.
     """
 
     name: str
@@ -77,6 +81,7 @@ class MessageType:
     struct: StructKind = dataclasses.field(repr=False)
     encode: Encoder = dataclasses.field(repr=False)
     size_bound: SizeBound = dataclasses.field(repr=False)
+    decode_fast: Decoder | None = dataclasses.field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"MessageType({self.name!r}, {self.cls.__qualname__}, {self.fingerprint.hex()})"
@@ -156,6 +161,7 @@ class TypeRegistry:
             struct=struct,
             encode=encode,
             size_bound=size_bound,
+            decode_fast=compile_decoder(cls, tuple((f.name, f.schema) for f in struct.fields)),
         )
         if existing is not None:
             if not _is_reload(existing, mtype):

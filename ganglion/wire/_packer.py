@@ -218,7 +218,12 @@ class Packer:
         if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
             raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
         dz = (delta << 1) if delta >= 0 else ((-delta) << 1) - 1  # zigzag, inlined
-        head = (_BYTE[dz] if dz < 0x80 else encode_varint(dz)) + size_bytes
+        if dz < 0x80:
+            head = _BYTE[dz] + size_bytes
+        elif dz < 0x4000:  # messages microseconds apart: a two-byte varint, inlined
+            head = bytes((dz & 0x7F | 0x80, dz >> 7)) + size_bytes
+        else:
+            head = encode_varint(dz) + size_bytes
         if (
             self._size + len(head) + n > self._limit
             or self._count >= MAX_BATCH
