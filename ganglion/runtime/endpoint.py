@@ -362,6 +362,8 @@ class Endpoint:
                 seq = next_seq[name]
                 next_seq[name] = seq + 1
                 now_ns = time.time_ns()
+                if packer.next_seq != seq:
+                    out.skip_to(packer, seq)  # numbers taken that were never sent
                 out.add(packer, encoded, now_ns)
                 self._last[name] = (msg, encoded, fingerprint, seq, now_ns)
                 self._published[name] += 1
