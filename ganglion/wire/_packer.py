@@ -195,8 +195,37 @@ class Packer:
                 numbers would pass 2**64.
         """
         n = len(payload)
+        count = self._count
+        if count:
+            # The common case, kept short: a message microseconds after the previous one.
+            delta = ts_ns - self._prev
+            if 0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64:
+                size = self._size + (delta >= 0x40) + (n >= 0x80) + 2 + n
+                if size > self._limit or count >= MAX_BATCH or self._seq + count >= U64:
+                    return self._add_slow(payload, ts_ns, n, count)
+                body = self._body
+                dz = delta << 1
+                if dz < 0x80:
+                    body.append(dz)
+                else:
+                    body.append(dz & 0x7F | 0x80)
+                    body.append(dz >> 7)
+                if n < 0x80:
+                    body.append(n)
+                else:
+                    body.append(n & 0x7F | 0x80)
+                    body.append(n >> 7)
+                body += payload
+                self._size = size
+                self._count = count + 1
+                self._prev = ts_ns
+                return True
+        return self._add_slow(payload, ts_ns, n, count)
+
+    def _add_slow(self, payload: bytes, ts_ns: int, n: int, count: int) -> bool:
+        """:meth:`add` for every case: first message, long varints, full datagram, errors."""
         size_bytes = _BYTE[n] if n < 0x80 else encode_varint(n)
-        if self._count == 0:
+        if count == 0:
             if not n:
                 raise EncodeError("a payload must not be empty")
             if not 0 <= ts_ns < U64:
