@@ -76,6 +76,7 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
+from ganglion.types._decodegen import FALLBACK as _FALLBACK
 from ganglion.wire import (
     FLAG_CLOCK_UNSYNCED,
     FLAG_REPLAYED,
@@ -249,9 +250,10 @@ class Endpoint:
         # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
         # sending path, valid while the type is wanted, has a group and nothing waits
         self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes]] = {}
-        # (type name, sender's fingerprint) -> (registered type when made, payload decoder)
-        self._decoders: dict[tuple[str, bytes], tuple[MessageType | None,
-                                                       Callable[[bytes], object]]] = {}
+        # (type name, sender's fingerprint) -> (registered type when made, payload decoder,
+        # generated decoder when the fingerprints match)
+        self._decoders: dict[tuple[str, bytes], tuple[
+            MessageType | None, Callable[[bytes], object], Callable[[bytes], Any] | None]] = {}
         self._interest: dict[str, bool] = {}
         self._remote_interest = remote_interest
         self._on_subscriptions = on_subscriptions
@@ -792,9 +794,11 @@ class Endpoint:
             # Made again when the type is (re)registered here meanwhile.
             if len(self._decoders) >= _DECODERS_CAP:
                 self._decoders.clear()
+            fast = None if known is None or known.fingerprint != fingerprint \
+                else known.decode_fast
             cached = self._decoders[(type_name, fingerprint)] = (
-                known, payload_decoder(type_name, fingerprint))
-        decode = cached[1]
+                known, payload_decoder(type_name, fingerprint), fast)
+        _known, decode, fast = cached
         mismatch = known is not None and known.fingerprint != fingerprint
         tracker = self._sequences.tracker(node_id, type_name)
         # The common case: the datagram continues its stream, every message is new.
@@ -802,7 +806,7 @@ class Endpoint:
         observe = tracker.observe
         clock_synced = not flags & FLAG_CLOCK_UNSYNCED
         replayed = bool(flags & FLAG_REPLAYED)
-        counts = self._counts
+        delivered = 0
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
             seq += 1
@@ -810,11 +814,15 @@ class Endpoint:
                 verdict = observe(seq, boot, ts)
                 if verdict is _DUPLICATE or verdict is _STALE:
                     continue
-            try:
-                msg: Any = decode(payload)
-            except DecodeError as exc:
-                self._count_bad("decode_errors", str(exc), source)
-                continue
+            # The generated decoder directly (one call less per message); what it
+            # does not read goes through the full decoder, which also raises.
+            msg: Any = _FALLBACK if fast is None else fast(payload)
+            if msg is _FALLBACK:
+                try:
+                    msg = decode(payload)
+                except DecodeError as exc:
+                    self._count_bad("decode_errors", str(exc), source)
+                    continue
             if mismatch and self._sequences.note_schema_mismatch(node_id, type_name):
                 _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
                              "leniently (logged once per sender and type)", type_name,
@@ -823,7 +831,14 @@ class Endpoint:
             info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
                                            False, source, clock_synced, False, replayed,
                                            fingerprint))
-            counts["received"] += 1
-            # A copy: a callback may subscribe or unsubscribe (list order is delivery order).
-            for sub in tuple(subs_of.get(type_name, ())):
-                sub.deliver(msg, info)
+            delivered += 1
+            # Read again per message: a callback may subscribe or unsubscribe. Several
+            # subscribers are iterated over a copy (list order is delivery order).
+            subs = subs_of.get(type_name)
+            if subs:
+                if len(subs) == 1:
+                    subs[0].deliver(msg, info)
+                else:
+                    for sub in tuple(subs):
+                        sub.deliver(msg, info)
+        self._counts["received"] += delivered
