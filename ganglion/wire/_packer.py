@@ -202,7 +202,9 @@ class Packer:
             if 0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64:
                 size = self._size + (delta >= 0x40) + (n >= 0x80) + 2 + n
                 if size > self._limit or count >= MAX_BATCH or self._seq + count >= U64:
-                    return self._add_slow(payload, ts_ns, n, count)
+                    if size <= self._limit or n + 3 <= self._limit:
+                        return False  # full, and the message fits an empty datagram
+                    return self._add_slow(payload, ts_ns, n, count)  # raises MessageTooLarge
                 body = self._body
                 dz = delta << 1
                 if dz < 0x80:
