@@ -38,9 +38,10 @@ from __future__ import annotations
 import argparse
 import pickle
 import random
+import resource
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consensus.journal import (
@@ -54,11 +55,14 @@ from consensus.journal import (
 )
 from consensus.messages import Accept, Accepted, Message, Prepare, Promise, message_from_wire
 from consensus.node import Config, PaxosNode
+from consensus.sim.explore_reduce import Reductions, is_dead, msg_key, node_key, symmetries
+from consensus.sim.explore_reduce import compact as compact_key
 from consensus.sim.scenario import colliding_names
 
-__all__ = ["ExploreResult", "explore"]
+__all__ = ["ExploreResult", "Outcome", "Reductions", "explore"]
 
 NODES = (1, 2, 3)
+ALL_REDUCTIONS = Reductions()
 DurableKey = tuple[object, ...]
 
 
@@ -74,6 +78,7 @@ class ExploreResult:
     decided_worlds: int = 0
     complete: bool = True
     example: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
 
 
 @dataclass(slots=True)
@@ -96,6 +101,8 @@ def explore(
     crashes: int = 1,
     state_limit: int = 2_000_000,
     proposers: int = 2,
+    reductions: Reductions = ALL_REDUCTIONS,
+    outcomes: set[Outcome] | None = None,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -108,6 +115,10 @@ def explore(
         proposers: 2: node 1 proposes the first type and node 2 the second, at once
             (concurrent proposers); 1: node 1 proposes both (a smaller space, which
             leaves room for more faults).
+        reductions: which sound reductions to apply (see
+            :mod:`consensus.sim.explore_reduce`); all by default.
+        outcomes: if given, every distinct world's :func:`_outcome` is added to it (to
+            compare the reachable outcomes with and without a reduction).
 
     Returns:
         States explored, violations found (with one example path), timing.
@@ -116,12 +127,22 @@ def explore(
     type_a, type_b = colliding_names(1)[0]
     wants = {1: (type_a,), 2: (type_b,), 3: ()} if proposers > 1 else {1: (type_a, type_b), 2: (), 3: ()}
     world = _initial(wants, loss, dup, crashes)
+    perms = symmetries(NODES, wants) if reductions.symmetry else [None]
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
     seen: set[object] = set()
     stack: list[tuple[_World, int, list[str]]] = [(world, 0, [])]
     while stack:
         world, depth, path = stack.pop()
-        key = _key(world)
+        # Check the world as reached, before any reduction forgets part of it.
+        problems = _check(world)
+        if problems:
+            result.violations.extend(problems)
+            if not result.example:
+                result.example = path
+            continue
+        if reductions.dead:
+            _drop_dead(world)
+        key = _key(world, perms, compact=reductions.compact)
         if key in seen:
             continue
         if result.states >= state_limit:
@@ -130,12 +151,8 @@ def explore(
         seen.add(key)
         result.states += 1
         result.max_depth = max(result.max_depth, depth)
-        problems = _check(world)
-        if problems:
-            result.violations.extend(problems)
-            if not result.example:
-                result.example = path
-            continue
+        if outcomes is not None:
+            outcomes.add(_outcome(world))
         if any(n is not None and n.groups for n in world.nodes.values()):
             result.decided_worlds += 1
         if world.ballots > max_ballots:
@@ -144,7 +161,23 @@ def explore(
             result.transitions += 1
             stack.append((nxt, depth + 1, [*path, label] if len(path) < 200 else path))
     result.seconds = time.perf_counter() - began
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+Outcome = tuple[frozenset[tuple[int, bytes]], ...]
+
+
+def _outcome(world: _World) -> Outcome:
+    """The safety-relevant outcome: the entries each node has learned (durable or live)."""
+    out = []
+    for i in NODES:
+        entries = set(world.durable[i].learned)
+        node = world.nodes[i]
+        if node is not None:
+            entries.update(node.entries())
+        out.append(frozenset(entries))
+    return tuple(out)
 
 
 # -- world construction and transitions ---------------------------------------------
@@ -336,8 +369,14 @@ def _records(state: DurableState) -> list[Record]:
 
 
 def _msg_key(item: tuple[int, int, Message]) -> tuple[int, int, str]:
-    src, dst, msg = item
-    return (src, dst, repr(msg.to_wire()))
+    return msg_key(*item)
+
+
+def _drop_dead(world: _World) -> None:
+    world.in_flight = [
+        (src, dst, msg) for src, dst, msg in world.in_flight
+        if not is_dead(world.nodes[dst], world.durable[dst], dst, msg)
+    ]
 
 
 def _durable_key(state: DurableState) -> DurableKey:
@@ -352,14 +391,26 @@ def _durable_key(state: DurableState) -> DurableKey:
     )
 
 
-def _key(world: _World) -> object:
+def _key(world: _World, perms: Sequence[Mapping[int, int] | None], *, compact: bool) -> object:
+    keys = [_perm_key(world, perm) for perm in perms]
+    if compact:
+        return min(compact_key(k) for k in keys)
+    return keys[0] if len(keys) == 1 else min(keys, key=repr)
+
+
+def _perm_key(world: _World, perm: Mapping[int, int] | None) -> object:
+    """The world's key after renaming node ``i`` to ``perm[i]``."""
+    inverse = {i: i for i in NODES} if perm is None else {v: k for k, v in perm.items()}
+    parts = []
+    for j in NODES:
+        i = inverse[j]
+        node = world.nodes[i]
+        if perm is not None and i != j and world.durable[i].max_round:
+            raise RuntimeError(f"symmetry broken: node {i} owns a ballot")
+        parts.append((None if node is None else node_key(node, perm), _durable_key(world.durable[i])))
     return (
-        tuple(
-            (None if world.nodes[i] is None else world.nodes[i].state_key(),  # type: ignore[union-attr]
-             _durable_key(world.durable[i]))
-            for i in NODES
-        ),
-        tuple(sorted(_msg_key(m) for m in world.in_flight)),
+        tuple(parts),
+        tuple(sorted(msg_key(src, dst, msg, perm) for src, dst, msg in world.in_flight)),
         world.loss,
         world.dup,
         world.crash,

@@ -33,7 +33,7 @@ def test_ci_sized_exhaustive_search_finds_no_violation() -> None:
     for config, result in zip(CI_CONFIGS, results, strict=True):
         assert result.complete, f"{config}: state limit hit"
         assert not result.violations, f"{config}: {result.violations[:3]} via {result.example}"
-        assert result.states > 5000 and result.decided_worlds > 0
+        assert result.states > 1000 and result.decided_worlds > 0
     print("distinct states:", [r.states for r in results])
 
 

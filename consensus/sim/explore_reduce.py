@@ -1,0 +1,194 @@
+"""State-space reductions for the exhaustive search, each one sound and switchable.
+
+Theory of operation: the explorer prunes a world whose *key* was seen before. Each
+reduction here makes more worlds share a key, and is sound because worlds with equal keys
+have the same futures up to a renaming that the checked properties do not see:
+
+* **Dead messages** (``dead``). Some messages in flight can never change anything again;
+  a world with such a message behaves exactly as the world without it (delivering it is a
+  no-op, dropping or duplicating it only spends budget, and a world with *more* budget
+  can do everything one with less can). The explorer removes them after checking the
+  world, so they no longer multiply the in-flight combinations. From the handlers in
+  ``consensus/node.py``:
+
+  - ``Promise``, ``Accepted`` or ``Nack`` for ballot ``b`` to proposer ``p`` when ``p``'s
+    current attempt is not ``(slot, b)``: ``p`` persisted ``RoundUsed(b.round)`` before
+    sending ``Prepare(b)`` and every later attempt uses a higher round, so ``p`` never
+    has attempt ``b`` again, and the handlers ignore a reply for any other attempt. A
+    ``Nack`` also raises the round ``p`` has seen, so it is dead only when its promised
+    round is at most ``p``'s *durable* ``max_round`` (a restart keeps that one).
+  - ``Commit(slot, value)`` to a node that durably learned ``(slot, value)``:
+    ``_learn`` returns at once, before and after any restart.
+
+  ``tests/consensus/test_paxos_explore_reduce.py`` also checks it empirically: delivering
+  a message judged dead leaves the receiver's ``state_key()`` unchanged and sends nothing.
+
+* **Symmetry** (``symmetry``). A permutation ``pi`` of node ids is a symmetry when it maps
+  every behaviour to a behaviour and keeps every checked property. The protocol compares
+  node ids in two places only: ballots ``(round, node)`` are ordered by id, and the leader
+  is the lowest id of the view. So ``pi`` must fix every node that ever owns a ballot, and
+  fix the leader; it must also fix each node's role in the configuration (which types it
+  wants). With one proposer (node 1 wants both types), nodes 2 and 3 are pure acceptors:
+  they own no ballot (they never start an attempt: no wanted type, no owed move with a
+  static view), node 1 stays the leader, and ``follow_leader=False`` makes the leader
+  irrelevant anyway. So swapping 2 and 3 is a symmetry, and the key is the smaller of the
+  key and the key of the swapped world. With two proposers (1 wants A, 2 wants B) no
+  non-trivial permutation qualifies: 1 and 2 want different types and own ballots whose
+  order a swap would reverse at equal rounds; 3 is the only pure acceptor. The explorer
+  checks the precondition (no ballot owned by a swapped node) on every key it builds and
+  raises if it is broken rather than prune unsoundly. Every checked property is invariant
+  under renaming nodes.
+
+* **Compact keys** (``compact``). The canonical key's ``repr`` is hashed with BLAKE2b to
+  16 bytes. Two different keys collide with probability about ``n**2 / 2**129`` for ``n``
+  states (below 1e-26 for ten million), so the set of seen states is exact in practice
+  and a few times smaller than storing the nested tuples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from consensus.journal import DurableState
+from consensus.messages import Accepted, Commit, Message, Nack, Promise
+from consensus.node import PaxosNode
+
+__all__ = ["Reductions", "compact", "is_dead", "msg_key", "node_key", "symmetries"]
+
+Perm = Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Reductions:
+    """Which reductions the explorer applies (all sound; off only to measure them)."""
+
+    dead: bool = True
+    symmetry: bool = True
+    compact: bool = True
+
+    @classmethod
+    def none(cls) -> Reductions:
+        """No reduction at all: the plain search."""
+        return cls(dead=False, symmetry=False, compact=False)
+
+
+def symmetries(nodes: Sequence[int], wants: Mapping[int, tuple[str, ...]]) -> list[dict[int, int]]:
+    """Return the node permutations that are symmetries of the configuration.
+
+    Only nodes that want nothing (pure acceptors, which own no ballot) may be permuted,
+    and only among themselves; the identity comes first.
+
+    Args:
+        nodes: all node ids.
+        wants: the types each node proposes.
+
+    Returns:
+        The identity, plus the swap of the two idle nodes when there are exactly two.
+    """
+    identity = {i: i for i in nodes}
+    idle = [i for i in nodes if not wants[i] and i != min(nodes)]
+    if len(idle) != 2:
+        return [identity]
+    a, b = idle
+    return [identity, {**identity, a: b, b: a}]
+
+
+def is_dead(node: PaxosNode | None, durable: DurableState, dst: int, msg: Message) -> bool:
+    """True when delivering ``msg`` to ``dst`` is a no-op now and after any future.
+
+    Args:
+        node: the receiver (None when crashed: its messages are already gone).
+        durable: the receiver's durable state.
+        dst: the receiver's id.
+        msg: the message in flight.
+
+    Returns:
+        Whether the message can be removed without changing any behaviour.
+    """
+    if node is None:
+        return False
+    if isinstance(msg, Commit):
+        return (msg.slot, msg.value) in durable.learned
+    if isinstance(msg, Promise | Accepted | Nack):
+        if msg.ballot.node != dst or msg.ballot.round > durable.max_round:
+            return False
+        a = node._attempt
+        if a is not None and (a.slot, a.ballot) == (msg.slot, msg.ballot):
+            return False
+        return not isinstance(msg, Nack) or msg.promised.round <= durable.max_round
+    return False
+
+
+@lru_cache(maxsize=1 << 16)
+def _wire(msg: Message) -> tuple[str, list[Any]]:
+    wire = msg.to_wire()
+    return repr(wire), wire
+
+
+def msg_key(src: int, dst: int, msg: Message, perm: Perm | None = None) -> tuple[int, int, str]:
+    """Key of one message in flight, with node ids renamed by ``perm``.
+
+    Args:
+        src: sender.
+        dst: receiver.
+        msg: the message.
+        perm: node renaming, or None for the identity.
+
+    Returns:
+        ``(src, dst, repr(wire form))`` after renaming (the wire form names the sender).
+    """
+    text, wire = _wire(msg)
+    if perm is None:
+        return (src, dst, text)
+    renamed = list(wire)
+    renamed[1] = perm[wire[1]]
+    return (perm[src], perm[dst], repr(renamed))
+
+
+def node_key(node: PaxosNode, perm: Perm | None = None) -> tuple[Any, ...]:
+    """``node.state_key()`` with the node ids inside it renamed by ``perm``.
+
+    Args:
+        node: a live node.
+        perm: node renaming, or None for the identity.
+
+    Returns:
+        The key. Ids appear only in ballots (which a symmetry fixes) and in the current
+        attempt's promise and acceptance senders (index 5 of ``state_key``).
+
+    Raises:
+        RuntimeError: ``perm`` moves a node that owns a ballot (not a symmetry).
+    """
+    key = node.state_key()
+    if perm is None:
+        return key
+    if perm[node.node_id] != node.node_id and node._attempt is not None:
+        raise RuntimeError(f"symmetry broken: node {node.node_id} owns a ballot")
+    attempt = key[5]
+    if attempt is None:
+        return key
+    slot, ballot, own, value, deadline, promises, accepted = attempt
+    if perm[ballot.node] != ballot.node:
+        raise RuntimeError(f"symmetry broken: ballot {ballot} is moved")
+    renamed = (
+        slot, ballot, own, value, deadline,
+        tuple(sorted((perm[s], ab, av) for s, ab, av in promises)),
+        tuple(sorted(perm[s] for s in accepted)),
+    )
+    return (*key[:5], renamed, *key[6:])
+
+
+def compact(key: object) -> bytes:
+    """Hash a canonical key to 16 bytes (BLAKE2b over its ``repr``).
+
+    Args:
+        key: nested tuples of ints, strings, bytes, ballots, None and frozensets of ints.
+
+    Returns:
+        The 16-byte digest.
+    """
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
