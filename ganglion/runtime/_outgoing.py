@@ -77,14 +77,21 @@ class Outgoing:
 
     def add(self, packer: Packer, payload: bytes, ts_ns: int) -> None:
         """Queue one encoded message (already checked to fit) and send as the policy says."""
-        if not packer.add(payload, ts_ns):
+        if self._busy or packer.count:
+            if not packer.add(payload, ts_ns):
+                self._emit(packer)
+                packer.add(payload, ts_ns)
+            self.messages += 1
+            if self._busy:
+                self._dirty[packer.type_name] = packer
+                return
             self._emit(packer)
-            packer.add(payload, ts_ns)
-        self.messages += 1
-        if self._busy:
-            self._dirty[packer.type_name] = packer
-            return
-        self._emit(packer)
+        else:
+            # Idle: the message leaves at once, alone (the latency path, kept short).
+            datagram = packer.build_one(payload, ts_ns)
+            self.messages += 1
+            self.datagrams += 1
+            self._send(datagram, packer.type_name)
         self._busy = True
         self._schedule()
 

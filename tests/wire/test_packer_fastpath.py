@@ -9,10 +9,11 @@ the one- and two-byte varints and of the size budget.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganglion.errors import MessageTooLarge
+from ganglion.errors import EncodeError, MessageTooLarge
 from ganglion.wire import Packer, encode_datagram
 
 NODE = b"node-id!"
@@ -60,3 +61,37 @@ def test_datagrams_are_encode_datagrams(messages: list[tuple[int, int]], budget:
                                    max_datagram=budget)
         assert datagram == expected
         seq += len(batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), sizes), min_size=1, max_size=10),
+       st.integers(200, 1400), st.booleans())
+def test_build_one_is_add_then_build(messages: list[tuple[int, int]], budget: int,
+                                     signed: bool) -> None:
+    key = b"k" * 32 if signed else None
+    args = {"node_id": NODE, "type_name": NAME, "fingerprint": FP, "key": key,
+            "max_datagram": budget}
+    one = Packer(**args)  # type: ignore[arg-type]
+    two = Packer(**args)  # type: ignore[arg-type]
+    ts = 10**15
+    for delta, size in messages:
+        ts += delta
+        payload = bytes([size % 255 + 1]) * size
+        try:
+            expected: object = (two.add(payload, ts), two.build())[1]
+        except MessageTooLarge as exc:
+            expected = str(exc)
+        try:
+            got: object = one.build_one(payload, ts)
+        except MessageTooLarge as exc:
+            got = str(exc)
+        assert got == expected
+        assert one.next_seq == two.next_seq
+
+
+def test_build_one_refuses_when_messages_wait() -> None:
+    p = Packer(node_id=NODE, type_name=NAME, fingerprint=FP)
+    p.add(b"\x01", 5)
+    with pytest.raises(EncodeError):
+        p.build_one(b"\x02", 6)
+    assert p.count == 1
