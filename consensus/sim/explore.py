@@ -2,13 +2,14 @@
 
     python -m consensus.sim.explore --ballots 2 --loss 0 --dup 0 --crashes 0   # CI, part 1
     python -m consensus.sim.explore --ballots 1 --loss 1 --dup 1 --crashes 1 --proposers 1
-    python -m consensus.sim.explore --big           # more faults, about a minute
+    python -m consensus.sim.explore --big           # more faults
+    python -m consensus.sim.explore --issue         # 3 ballots, loss, dup and crash
 
-Sizes measured on the 2-core development machine: two concurrent proposers with 2
-ballots and no faults: 42,872 distinct states (~25 s); one proposer, 1 ballot, one loss,
-one duplicate, one crash: 9,865 states (~6 s); ``--big`` (two of each fault): 66,318
-states (~45 s). Three ballots with concurrent proposers and faults is beyond what this
-pure-Python search covers in minutes; the simulator covers that ground statistically.
+Sizes (2-core development machine, all reductions of
+:mod:`consensus.sim.explore_reduce`): two concurrent proposers with 2 ballots and no
+faults: 5,095 distinct states (42,872 without reductions); one proposer, 1 ballot, one
+loss, one duplicate, one crash: 2,241 states (9,865 without). See docs/consensus.md for
+``--big``, ``--issue`` and what stays out of reach.
 
 Theory of operation: a *world* is the three real :class:`~consensus.node.PaxosNode`
 objects (or ``None`` for a crashed one), each node's durable state, the multiset of
@@ -17,8 +18,9 @@ a successor: deliver any in-flight message, drop it (loss budget), deliver it bu
 copy (duplication budget), tick a node (its timeouts fire), crash a node (crash budget;
 volatile state lost) or restart a crashed one from its durable state. Depth-first
 search visits every world reachable while at most ``max_ballots`` ballots have been used,
-and prunes a world whose canonical key (node ``state_key()``s, durable states, sorted
-in-flight messages, budgets) was seen before. Every message goes through the wire
+checks it, removes its dead messages, and prunes it when its canonical key (node
+``state_key()``s, durable states, sorted in-flight messages, budgets; the smaller over
+the configuration's node symmetries; hashed to 16 bytes) was seen before. Every message goes through the wire
 encoding on send.
 
 Checked in every world (membership is static, so classic Paxos safety must hold):
@@ -63,6 +65,9 @@ __all__ = ["ExploreResult", "Outcome", "Reductions", "explore"]
 
 NODES = (1, 2, 3)
 ALL_REDUCTIONS = Reductions()
+# The issue's configuration (3 nodes, 2 types, up to 3 ballots, a loss, a duplicate and a
+# crash on every path), in the variant that completes in minutes (see the docstring).
+ISSUE = {"max_ballots": 3, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1}
 DurableKey = tuple[object, ...]
 
 
@@ -461,18 +466,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--big", action="store_true", help="one proposer, loss 2, dup 2, crashes 2 (about a minute)"
     )
+    parser.add_argument("--issue", action="store_true", help=f"the issue's configuration: {ISSUE}")
+    for name in ("dead", "symmetry", "compact"):
+        parser.add_argument(f"--no-{name}", action="store_true", help=f"turn off the {name} reduction")
     opts = parser.parse_args(argv)
     if opts.big:
         opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = 1, 2, 2, 2, 1
+    if opts.issue:
+        opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = (
+            ISSUE["max_ballots"], ISSUE["loss"], ISSUE["dup"], ISSUE["crashes"], ISSUE["proposers"]
+        )
+    reductions = Reductions(dead=not opts.no_dead, symmetry=not opts.no_symmetry, compact=not opts.no_compact)
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
-        state_limit=opts.limit, proposers=opts.proposers,
+        state_limit=opts.limit, proposers=opts.proposers, reductions=reductions,
     )
     print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={opts.loss}, "
-          f"dup<={opts.dup}, crashes<={opts.crashes}")
+          f"dup<={opts.dup}, crashes<={opts.crashes}, proposers={opts.proposers}; {reductions}")
     print(f"distinct states: {res.states} ({'complete' if res.complete else 'INCOMPLETE: limit hit'})")
     print(f"transitions: {res.transitions}, max depth {res.max_depth}, "
-          f"worlds with a decision: {res.decided_worlds}, {res.seconds:.1f} s")
+          f"worlds with a decision: {res.decided_worlds}, {res.seconds:.1f} s, "
+          f"peak RSS {res.peak_rss_mb:.0f} MB")
     print(f"violations: {len(res.violations)}")
     for problem in res.violations[:10]:
         print(f"  {problem}")
