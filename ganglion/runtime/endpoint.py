@@ -9,7 +9,10 @@ choice, a hash of the name, when used alone).
   itself to local subscribers (no decoding in-process) and, when some other node
   wants the type (see *matching*), encodes it once with the class's generated
   encoder and queues the bytes in the type's packer, which batches adaptively
-  (:mod:`ganglion.runtime._outgoing`).
+  (:mod:`ganglion.runtime._outgoing`). Once a class has been sent this way, a
+  *route* (name, encoder, packer, largest payload) is kept for it, so the next
+  publishes skip every lookup and check that cannot have changed; any change of
+  interest, group or waiting messages drops the routes.
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
   sends a type only while that function (asked once per type, then updated with
   :meth:`Endpoint.set_remote_interest`) says some other node subscribes to it.
@@ -33,7 +36,10 @@ choice, a hash of the name, when used alone).
 * A received datagram is decoded once (magic, version, size, MAC), each message
   goes through the per-(sender, type) sequence tracker (gaps, duplicates,
   reordering, replays), is decoded into its class (or a Record) and handed to
-  every local subscriber of the type. Datagrams this endpoint sent itself come
+  every local subscriber of the type. A datagram that simply continues its
+  stream is accounted in one step (:meth:`SequenceTracker.observe_run`), and
+  payloads under the local fingerprint go through the class's generated decoder
+  (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one. Datagrams this endpoint sent itself come
   back through multicast loop and are ignored: local subscribers already have
   them. Nothing a peer sends raises out of the receive path: bad datagrams are
   counted and dropped, and the first few of each kind are logged.
@@ -69,6 +75,7 @@ from ganglion.types import (
     MessageType,
     Record,
     decode_payload,
+    default_registry,
     encode_message,
     encode_payload,
     lookup,
@@ -92,6 +99,8 @@ _LOG_LIMIT = 5
 #: The sequence verdicts whose message is dropped (``not Verdict.deliver``), compared
 #: by identity: an Enum's ``__hash__`` is Python code, a set lookup costs a call.
 _DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
+#: The default registry's lookup, bound once (the receive path asks per datagram).
+_lookup = default_registry.lookup
 #: Payload decoders cached (per type name and sender's fingerprint) before starting over.
 _DECODERS_CAP = 1024
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
@@ -788,7 +797,7 @@ class Endpoint:
         if not subs:
             return  # another type sharing this group, or one we just left
         received_ns = time.time_ns()
-        known = lookup(type_name)
+        known = _lookup(type_name)
         cached = self._decoders.get((type_name, fingerprint))
         if cached is None or cached[0] is not known:
             # Made again when the type is (re)registered here meanwhile.
@@ -802,7 +811,9 @@ class Endpoint:
         mismatch = known is not None and known.fingerprint != fingerprint
         tracker = self._sequences.tracker(node_id, type_name)
         # The common case: the datagram continues its stream, every message is new.
-        in_order = tracker.observe_run(first_seq, len(timestamps), boot, max(timestamps))
+        count = len(timestamps)
+        in_order = tracker.observe_run(first_seq, count, boot,
+                                       timestamps[0] if count == 1 else max(timestamps))
         observe = tracker.observe
         clock_synced = not flags & FLAG_CLOCK_UNSYNCED
         replayed = bool(flags & FLAG_REPLAYED)
