@@ -43,7 +43,7 @@ import random
 import resource
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consensus.journal import (
@@ -69,6 +69,7 @@ ALL_REDUCTIONS = Reductions()
 # crash on every path), in the variant that completes in minutes (see the docstring).
 ISSUE = {"max_ballots": 3, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1}
 DurableKey = tuple[object, ...]
+Item = tuple[int, int, Message]  # (src, dst, msg) in flight
 
 
 @dataclass(slots=True)
@@ -108,6 +109,7 @@ def explore(
     proposers: int = 2,
     reductions: Reductions = ALL_REDUCTIONS,
     outcomes: set[Outcome] | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -124,6 +126,7 @@ def explore(
             :mod:`consensus.sim.explore_reduce`); all by default.
         outcomes: if given, every distinct world's :func:`_outcome` is added to it (to
             compare the reachable outcomes with and without a reduction).
+        progress: called with (states, seconds) every 50,000 distinct states.
 
     Returns:
         States explored, violations found (with one example path), timing.
@@ -134,10 +137,12 @@ def explore(
     world = _initial(wants, loss, dup, crashes)
     perms = symmetries(NODES, wants) if reductions.symmetry else [None]
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
-    seen: set[object] = set()
-    stack: list[tuple[_World, int, list[str]]] = [(world, 0, [])]
+    # Distinct key -> the deliveries that were asleep when it was expanded (canonical
+    # names); a later visit with fewer asleep re-explores just the difference.
+    seen: dict[object, frozenset[tuple[int, int, str]]] = {}
+    stack: list[tuple[_World, int, list[str], dict[Item, Action]]] = [(world, 0, [], {})]
     while stack:
-        world, depth, path = stack.pop()
+        world, depth, path, asleep = stack.pop()
         # Check the world as reached, before any reduction forgets part of it.
         problems = _check(world)
         if problems:
@@ -147,24 +152,46 @@ def explore(
             continue
         if reductions.dead:
             _drop_dead(world)
-        key = _key(world, perms, compact=reductions.compact)
+        key, perm = _key(world, perms, compact=reductions.compact)
+        canonical = {msg_key(*item, perm): item for item in asleep}
+        only: set[Item] | None = None
         if key in seen:
-            continue
-        if result.states >= state_limit:
-            result.complete = False
-            break
-        seen.add(key)
-        result.states += 1
-        result.max_depth = max(result.max_depth, depth)
-        if outcomes is not None:
-            outcomes.add(_outcome(world))
-        if any(n is not None and n.groups for n in world.nodes.values()):
-            result.decided_worlds += 1
+            stored = seen[key]
+            if stored <= canonical.keys():
+                continue
+            # Sound revisit (Godefroid 1996, section 5.3): explore what was asleep then
+            # but is awake now, with the intersection as the sleep set.
+            seen[key] = stored & canonical.keys()
+            only = {item for item in _enabled(world) if msg_key(*item, perm) in stored - canonical.keys()}
+            asleep = {item: act for item, act in asleep.items() if msg_key(*item, perm) in stored}
+        else:
+            if result.states >= state_limit:
+                result.complete = False
+                break
+            seen[key] = frozenset(canonical)
+            result.states += 1
+            if progress is not None and result.states % 50_000 == 0:
+                progress(result.states, time.perf_counter() - began)
+            result.max_depth = max(result.max_depth, depth)
+            if outcomes is not None:
+                outcomes.add(_outcome(world))
+            if any(n is not None and n.groups for n in world.nodes.values()):
+                result.decided_worlds += 1
         if world.ballots > max_ballots:
             continue  # beyond the ballot bound: checked, not expanded
-        for label, nxt in _successors(world):
+        children = list(_successors(world, asleep, only))
+        # Children are popped last-first; each sleeps on the deliveries popped before it
+        # (later in the list) and on its parent's, as far as they commute with its own.
+        explored = dict(asleep)
+        pending: list[tuple[_World, int, list[str], dict[Item, Action]]] = []
+        for label, nxt, action in reversed(children):
             result.transitions += 1
-            stack.append((nxt, depth + 1, [*path, label] if len(path) < 200 else path))
+            child_sleep: dict[Item, Action] = {}
+            if action is not None and reductions.sleep:
+                child_sleep = {i: a for i, a in explored.items() if a.independent(action)}
+                explored[action.item] = action
+            pending.append((nxt, depth + 1, [*path, label] if len(path) < 200 else path, child_sleep))
+        stack.extend(reversed(pending))
     result.seconds = time.perf_counter() - began
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -214,7 +241,39 @@ def _initial(wants: dict[int, tuple[str, ...]], loss: int, dup: int, crashes: in
     return world
 
 
-def _successors(world: _World) -> Iterator[tuple[str, _World]]:
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A plain delivery, as the sleep-set reduction sees it."""
+
+    item: tuple[int, int, Message]  # (src, dst, msg) delivered
+    sent: frozenset[tuple[int, int, Message]]  # every message the receiver generated
+    prepared: bool  # it sent a Prepare (moves the global ballot count)
+
+    def independent(self, other: Action) -> bool:
+        """True when the two deliveries commute and neither disables the other.
+
+        They touch different nodes (a delivery changes only its receiver, its durable
+        state and the in-flight set), neither moves the shared ballot count (the bound
+        could stop one order early), and neither re-sends the message the other consumes
+        (in-flight copies are merged, so remove-then-add and add-then-remove differ).
+        """
+        return (
+            self.item[1] != other.item[1]
+            and not self.prepared
+            and not other.prepared
+            and self.item not in other.sent
+            and other.item not in self.sent
+        )
+
+
+def _enabled(world: _World) -> set[Item]:
+    return set(world.in_flight)
+
+
+def _successors(
+    world: _World, asleep: Mapping[Item, Action], only: set[Item] | None
+) -> Iterator[tuple[str, _World, Action | None]]:
+    """Every successor, except deliveries that are asleep; with ``only``, just those deliveries."""
     distinct = sorted(set(range(len(world.in_flight))), key=lambda k: _msg_key(world.in_flight[k]))
     done: set[object] = set()
     for k in distinct:
@@ -222,34 +281,38 @@ def _successors(world: _World) -> Iterator[tuple[str, _World]]:
         if mk in done:
             continue
         done.add(mk)
-        src, dst, msg = world.in_flight[k]
-        yield f"deliver {src}->{dst} {msg.describe()}", _deliver(world, k, keep=False)
+        src, dst, msg = item = world.in_flight[k]
+        if item not in asleep and (only is None or item in only):
+            nxt, action = _deliver(world, k, keep=False)
+            yield f"deliver {src}->{dst} {msg.describe()}", nxt, action
+        if only is not None:
+            continue
         if world.loss:
             nxt = _clone(world)
             del nxt.in_flight[k]
             nxt.loss -= 1
-            yield f"drop {src}->{dst} {msg.describe()}", nxt
+            yield f"drop {src}->{dst} {msg.describe()}", nxt, None
         if world.dup:
-            nxt = _deliver(world, k, keep=True)
+            nxt, _ = _deliver(world, k, keep=True)
             nxt.dup -= 1
-            yield f"duplicate {src}->{dst} {msg.describe()}", nxt
-    for i in NODES:
+            yield f"duplicate {src}->{dst} {msg.describe()}", nxt, None
+    for i in NODES if only is None else ():
         node = world.nodes[i]
         if node is None:
-            yield f"restart {i}", _restart(world, i)
+            yield f"restart {i}", _restart(world, i), None
             continue
         nxt = _clone(world, i)
         live = nxt.nodes[i]
         assert live is not None
         if _fire_timeout(live):
             _flush(nxt, i)
-            yield f"timeout {i}", nxt
+            yield f"timeout {i}", nxt, None
         if world.crash:
             nxt = _clone(world)
             nxt.nodes[i] = None
             nxt.crash -= 1
             nxt.in_flight = [m for m in nxt.in_flight if m[1] != i]  # its socket buffer dies
-            yield f"crash {i}", nxt
+            yield f"crash {i}", nxt, None
 
 
 def _fire_timeout(node: PaxosNode) -> bool:
@@ -296,14 +359,15 @@ def _copy_node(node: PaxosNode | None) -> PaxosNode | None:
     return copied
 
 
-def _deliver(world: _World, k: int, *, keep: bool) -> _World:
+def _deliver(world: _World, k: int, *, keep: bool) -> tuple[_World, Action]:
     nxt = _clone(world, world.in_flight[k][1])
-    _src, dst, msg = nxt.in_flight[k] if keep else nxt.in_flight.pop(k)
-    node = nxt.nodes[dst]
+    item = nxt.in_flight[k] if keep else nxt.in_flight.pop(k)
+    node = nxt.nodes[item[1]]
+    sent: list[tuple[int, int, Message]] = []
     if node is not None:
-        node.step(msg)
-        _flush(nxt, dst)
-    return nxt
+        node.step(item[2])
+        sent = _flush(nxt, item[1])
+    return nxt, Action(item, frozenset(sent), nxt.ballots != world.ballots)
 
 
 def _restart(world: _World, i: int) -> _World:
@@ -317,11 +381,13 @@ def _restart(world: _World, i: int) -> _World:
     return nxt
 
 
-def _flush(world: _World, i: int) -> None:
+def _flush(world: _World, i: int) -> list[tuple[int, int, Message]]:
+    """Persist and send node ``i``'s effects; return every message it generated."""
     node = world.nodes[i]
     assert node is not None
+    sent: list[tuple[int, int, Message]] = []
     if not node.has_ready():
-        return
+        return sent
     rd = node.ready()
     _apply(world.durable[i], rd.to_persist)
     rd.mark_persisted()
@@ -333,12 +399,14 @@ def _flush(world: _World, i: int) -> None:
         targets = [env.to] if env.to is not None else [j for j in NODES if j != i]
         for dst in targets:
             item = (i, dst, msg)
+            sent.append(item)
             # Identical copies in flight are merged: a message is in flight or not, and
             # re-delivery is what the duplication budget models. Without this a resent
             # request would make the state space infinite.
             if world.nodes.get(dst) is not None and item not in world.in_flight:
                 world.in_flight.append(item)
     node.advance(rd)
+    return sent
 
 
 def _apply(state: DurableState, records: Sequence[Record]) -> None:
@@ -396,11 +464,14 @@ def _durable_key(state: DurableState) -> DurableKey:
     )
 
 
-def _key(world: _World, perms: Sequence[Mapping[int, int] | None], *, compact: bool) -> object:
-    keys = [_perm_key(world, perm) for perm in perms]
+def _key(
+    world: _World, perms: Sequence[Mapping[int, int] | None], *, compact: bool
+) -> tuple[object, Mapping[int, int] | None]:
+    """The canonical key (smallest over ``perms``) and the renaming that gives it."""
+    keys = [(_perm_key(world, perm), perm) for perm in perms]
     if compact:
-        return min(compact_key(k) for k in keys)
-    return keys[0] if len(keys) == 1 else min(keys, key=repr)
+        return min(((compact_key(k), perm) for k, perm in keys), key=lambda kp: kp[0])
+    return keys[0] if len(keys) == 1 else min(keys, key=lambda kp: repr(kp[0]))
 
 
 def _perm_key(world: _World, perm: Mapping[int, int] | None) -> object:
@@ -480,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
         state_limit=opts.limit, proposers=opts.proposers, reductions=reductions,
+        progress=lambda n, t: print(f"  ... {n} states, {t:.0f} s", file=sys.stderr, flush=True),
     )
     print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={opts.loss}, "
           f"dup<={opts.dup}, crashes<={opts.crashes}, proposers={opts.proposers}; {reductions}")

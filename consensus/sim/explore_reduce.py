@@ -69,11 +69,12 @@ class Reductions:
     dead: bool = True
     symmetry: bool = True
     compact: bool = True
+    sleep: bool = True
 
     @classmethod
     def none(cls) -> Reductions:
         """No reduction at all: the plain search."""
-        return cls(dead=False, symmetry=False, compact=False)
+        return cls(dead=False, symmetry=False, compact=False, sleep=False)
 
 
 def symmetries(nodes: Sequence[int], wants: Mapping[int, tuple[str, ...]]) -> list[dict[int, int]]:
