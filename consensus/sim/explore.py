@@ -152,7 +152,7 @@ def explore(
             continue
         if reductions.dead:
             _drop_dead(world)
-        key, perm = _key(world, perms, compact=reductions.compact)
+        key, perm = _canonical(world, perms, compact=reductions.compact)
         canonical = {msg_key(*item, perm): item for item in asleep}
         only: set[Item] | None = None
         if key in seen:
@@ -179,7 +179,7 @@ def explore(
                 result.decided_worlds += 1
         if world.ballots > max_ballots:
             continue  # beyond the ballot bound: checked, not expanded
-        children = list(_successors(world, asleep, only))
+        children = list(_children(world, asleep, only))
         # Children are popped last-first; each sleeps on the deliveries popped before it
         # (later in the list) and on its parent's, as far as they commute with its own.
         explored = dict(asleep)
@@ -270,7 +270,13 @@ def _enabled(world: _World) -> set[Item]:
     return set(world.in_flight)
 
 
-def _successors(
+def _successors(world: _World) -> Iterator[tuple[str, _World]]:
+    """Every successor of ``world`` with its label (no reduction)."""
+    for label, nxt, _action in _children(world, {}, None):
+        yield label, nxt
+
+
+def _children(
     world: _World, asleep: Mapping[Item, Action], only: set[Item] | None
 ) -> Iterator[tuple[str, _World, Action | None]]:
     """Every successor, except deliveries that are asleep; with ``only``, just those deliveries."""
@@ -464,7 +470,12 @@ def _durable_key(state: DurableState) -> DurableKey:
     )
 
 
-def _key(
+def _key(world: _World) -> object:
+    """The world's plain key (no renaming, not hashed)."""
+    return _perm_key(world, None)
+
+
+def _canonical(
     world: _World, perms: Sequence[Mapping[int, int] | None], *, compact: bool
 ) -> tuple[object, Mapping[int, int] | None]:
     """The canonical key (smallest over ``perms``) and the renaming that gives it."""

@@ -4,6 +4,7 @@ which safety-relevant outcomes (the entries each node has learned) are reachable
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,8 @@ NODES = (1, 2, 3)
 
 # Small enough to search without any reduction in seconds, large enough to decide, duel
 # (two proposers) and exercise every fault (one proposer).
-DUEL = {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2}
-FAULTS = {"max_ballots": 1, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1}
+DUEL: dict[str, Any] = {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2}
+FAULTS: dict[str, Any] = {"max_ballots": 1, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1}
 ONLY = {
     "none": Reductions.none(),
     "dead": Reductions(dead=True, symmetry=False, compact=False, sleep=False),
@@ -87,7 +88,7 @@ def test_a_swap_that_moves_a_ballot_owner_is_refused() -> None:
     world = explore._initial({1: (), 2: ("t.x",), 3: ()}, 0, 0, 0)
     swap = {1: 1, 2: 3, 3: 2}
     with pytest.raises(RuntimeError, match="symmetry broken"):
-        explore._key(world, [None, swap], compact=True)
+        explore._canonical(world, [None, swap], compact=True)
 
 
 def test_dead_messages_are_no_ops_when_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
