@@ -549,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--big", action="store_true", help="one proposer, loss 2, dup 2, crashes 2 (about a minute)"
     )
     parser.add_argument("--issue", action="store_true", help=f"the issue's configuration: {ISSUE}")
-    for name in ("dead", "symmetry", "compact"):
+    for name in ("dead", "symmetry", "compact", "sleep"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"turn off the {name} reduction")
     opts = parser.parse_args(argv)
     if opts.big:
@@ -558,7 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = (
             ISSUE["max_ballots"], ISSUE["loss"], ISSUE["dup"], ISSUE["crashes"], ISSUE["proposers"]
         )
-    reductions = Reductions(dead=not opts.no_dead, symmetry=not opts.no_symmetry, compact=not opts.no_compact)
+    reductions = Reductions(
+        dead=not opts.no_dead, symmetry=not opts.no_symmetry, compact=not opts.no_compact,
+        sleep=not opts.no_sleep,
+    )
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
         state_limit=opts.limit, proposers=opts.proposers, reductions=reductions,

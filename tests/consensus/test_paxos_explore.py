@@ -6,6 +6,7 @@ import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,13 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # Each configuration is searched completely (see consensus/sim/explore.py for sizes):
 # two concurrent proposers duelling over two ballots, and one proposer under one loss,
 # one duplication and one crash. ``--big`` (two of each fault) runs by hand.
-CI_CONFIGS = [
+CI_CONFIGS: list[dict[str, Any]] = [
     {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2},
     {"max_ballots": 1, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1},
 ]
 
 
-def _run(config: dict[str, int]) -> explore.ExploreResult:
+def _run(config: dict[str, Any]) -> explore.ExploreResult:
     return explore.explore(**config)
 
 
@@ -72,6 +73,17 @@ def test_explore_cli_reports_distinct_states() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "distinct states:" in proc.stdout and "violations: 0" in proc.stdout
+
+
+def test_explore_cli_issue_flag_selects_the_issue_configuration() -> None:
+    # The full --issue search takes minutes (docs/consensus.md); here only its first states.
+    proc = subprocess.run(
+        [sys.executable, "-m", "consensus.sim.explore", "--issue", "--limit", "300", "--no-sleep"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the limit stops it: incomplete
+    assert "ballots<=3, loss<=1, dup<=1, crashes<=1" in proc.stdout
+    assert "sleep=False" in proc.stdout and "INCOMPLETE" in proc.stdout
 
 
 def test_bench_runs_in_quick_mode() -> None:
