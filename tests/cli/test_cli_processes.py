@@ -35,6 +35,15 @@ def readings(output: str) -> list[tuple[str, str, int | None, str]]:
     return found
 
 
+def _same_netns(proc: Path) -> bool:
+    """Whether a process shares this one's network namespace (another test run on the
+    machine, in its own namespace, may use the same port number)."""
+    try:
+        return os.readlink(proc / "ns" / "net") == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False
+
+
 def sims_on_port(port: int) -> list[int]:
     """PIDs of live ``ganglion node --sim`` processes on ``port`` (the demo's children)."""
     pids = []
@@ -48,7 +57,8 @@ def sims_on_port(port: int) -> list[int]:
             continue
         if state == "Z":
             continue
-        if b"ganglion" in args and b"--sim" in args and str(port).encode() in args:
+        if b"ganglion" in args and b"--sim" in args and str(port).encode() in args \
+                and _same_netns(entry):
             pids.append(int(entry.name))
     return pids
 
