@@ -20,7 +20,19 @@ volatile state lost) or restart a crashed one from its durable state. Depth-firs
 search visits every world reachable while at most ``max_ballots`` ballots have been used,
 checks it, removes its dead messages, and prunes it when its canonical key (node
 ``state_key()``s, durable states, sorted in-flight messages, budgets; the smaller over
-the configuration's node symmetries; hashed to 16 bytes) was seen before. Every message goes through the wire
+the configuration's node symmetries; hashed to 16 bytes) was seen before.
+
+Sleep sets (Godefroid, "Partial-Order Methods for the Verification of Concurrent
+Systems", 1996, chapter 5, with the stateful variant that stores each state's sleep set
+and re-explores on a revisit whose sleep set is not a superset): after exploring a
+delivery, its later siblings do not re-explore it while only deliveries independent of
+it happen (:meth:`Action.independent`). Two deliveries are independent when they reach
+different nodes, neither sends a ``Prepare`` (the shared ballot count and its bound) and
+neither re-sends the message the other consumes (merged copies); a delivery changes only
+its receiver, the receiver's durable state and the in-flight set, so such pairs commute
+and neither disables the other. Drops, duplicates, crashes, restarts and timeouts spend
+shared budgets or kill messages, so they are never put to sleep and wake everything.
+Sleep sets never lose a reachable state, only redundant transitions. Every message goes through the wire
 encoding on send.
 
 Checked in every world (membership is static, so classic Paxos safety must hold):
