@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +34,29 @@ DEMO_NODES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 DEMO_TYPES = ("sensors.Temperature", "sensors.Humidity", "sensors.Pressure", "sensors.Flow")
 _LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A pre-exec hook making a child get SIGTERM when the demo dies, even by SIGKILL.
+
+    libc is loaded here, in the parent: the hook itself only makes one system call
+    (``prctl(PR_SET_PDEATHSIG)``, Linux), which is safe between fork and exec.
+    """
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the demo's own stop still ends its children
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 def _spawn_sensors(port: int, interval: float, state: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
+    hook = _death_signal_setter()
     for name, kinds in DEMO_NODES:
         cmd = [sys.executable, "-m", "ganglion", "node", "--iface", _LOOPBACK,
                "--port", str(port), "--name", name, "--state-dir", str(state / name),
@@ -41,7 +64,7 @@ def _spawn_sensors(port: int, interval: float, state: Path) -> list[subprocess.P
         for kind in kinds:
             cmd += ["--sim", kind]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+                                      stderr=subprocess.DEVNULL, preexec_fn=hook))
     return procs
 
 

@@ -194,3 +194,21 @@ def test_demo_stopped_by_a_signal_ends_its_sensor_processes(
             os.kill(pid, signal.SIGKILL)
     assert leftovers == []
     assert "received" in demo.out
+
+
+def test_demo_killed_outright_takes_its_sensor_processes_with_it(
+        spawn: Spawn, free_udp_port: int) -> None:
+    demo = spawn("demo", "--interval", "0.1", "--port", str(free_udp_port))
+    try:
+        demo.wait_for_output(r"(brewery|cellar|roof) .*sensors\.", stream="out", timeout=20)
+        assert len(sims_on_port(free_udp_port)) == 3
+        os.kill(demo.pid, signal.SIGKILL)  # no chance to stop its children itself
+        demo.finish(timeout=20)
+        deadline = time.monotonic() + 10
+        while sims_on_port(free_udp_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        leftovers = sims_on_port(free_udp_port)
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
