@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from port_pairs import free_port_pair as free_port_pair  # re-exported for the tests here
+
 from hardware.supervise import Runtime
+
+__all__ = ["free_port_pair"]  # re-exported for the hardware tests
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
-_handed_out: set[int] = set()
 
 
 class RecordingNode:
@@ -53,19 +55,3 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 5.0
         await asyncio.sleep(0.01)
 
 
-def free_port_pair() -> int:
-    """A UDP port P with P and P + 1 free on loopback (data and control port)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port = int(probe.getsockname()[1])
-            if port >= 65534 or port in _handed_out or port + 1 in _handed_out:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                try:
-                    second.bind((LOOPBACK, port + 1))
-                except OSError:
-                    continue
-        _handed_out.update((port, port + 1))
-        return port
-    raise RuntimeError("no free UDP port pair after 200 tries")

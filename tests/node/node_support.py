@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,38 +23,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from port_pairs import free_port_pair as free_port_pair  # re-exported for the tests here
+
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 T = TypeVar("T")
-
-_handed_out: set[int] = set()
-
-
-def free_port_pair() -> int:
-    """A UDP port P such that P and P + 1 (the control port) are both free now.
-
-    Returns:
-        The data port; the control port is the next one.
-
-    Raises:
-        RuntimeError: no such pair was found in 200 tries.
-    """
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port = int(probe.getsockname()[1])
-            if port >= 65534 or port in _handed_out or port + 1 in _handed_out:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
-                try:
-                    second.bind((LOOPBACK, port + 1))
-                except OSError:
-                    continue
-        _handed_out.update((port, port + 1))
-        return port
-    raise RuntimeError("no free UDP port pair after 200 tries")
-
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     """Run ``coro`` on a fresh event loop, failing it after ``timeout`` seconds."""
