@@ -33,16 +33,11 @@ choice, a hash of the name, when used alone).
   leaves it and forgets where the senders' sequences were (the next subscription
   starts a fresh baseline). ``on_subscriptions(type_name, subscribed)`` is told
   of both, so a node can tell its peers.
-* A received datagram is decoded once (magic, version, size, MAC), each message
-  goes through the per-(sender, type) sequence tracker (gaps, duplicates,
-  reordering, replays), is decoded into its class (or a Record) and handed to
-  every local subscriber of the type. A datagram that simply continues its
-  stream is accounted in one step (:meth:`SequenceTracker.observe_run`), and
-  payloads under the local fingerprint go through the class's generated decoder
-  (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one. Datagrams this endpoint sent itself come
-  back through multicast loop and are ignored: local subscribers already have
-  them. Nothing a peer sends raises out of the receive path: bad datagrams are
-  counted and dropped, and the first few of each kind are logged.
+* Received datagrams are decoded, sequence-checked and delivered by
+  :class:`~ganglion.runtime._incoming.Incoming` (a datagram of a stream already
+  seen is matched by its header bytes and only its batch is decoded). Nothing a
+  peer sends raises out of the receive path: bad datagrams are counted and
+  dropped, and the first few of each kind are logged.
 """
 
 from __future__ import annotations
@@ -59,7 +54,8 @@ from types import TracebackType
 from typing import Any
 
 from ganglion import defaults
-from ganglion.errors import AuthError, DecodeError, EncodeError, LocalError
+from ganglion.errors import DecodeError, EncodeError, LocalError
+from ganglion.runtime._incoming import Incoming
 from ganglion.runtime._outgoing import Outgoing
 from ganglion.runtime._sender import SenderStats
 from ganglion.runtime._sockets import validate_group
@@ -70,39 +66,26 @@ from ganglion.runtime.subscription import (
     Subscription,
 )
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender, ReceiverStats
-from ganglion.sequence import SequenceStats, SequenceTable, Verdict
+from ganglion.sequence import SequenceStats, SequenceTable
 from ganglion.types import (
     MessageType,
     Record,
     decode_payload,
-    default_registry,
     encode_message,
     encode_payload,
     lookup,
-    payload_decoder,
     type_of,
     validate_type_name,
 )
-from ganglion.types._decodegen import FALLBACK as _FALLBACK
 from ganglion.wire import (
-    FLAG_CLOCK_UNSYNCED,
-    FLAG_REPLAYED,
     NODE_ID_SIZE,
     Packer,
-    decode_fields,
 )
 
 _log = logging.getLogger(__name__)
 
 #: How many bad datagrams of each kind are logged before going quiet (all are counted).
 _LOG_LIMIT = 5
-#: The sequence verdicts whose message is dropped (``not Verdict.deliver``), compared
-#: by identity: an Enum's ``__hash__`` is Python code, a set lookup costs a call.
-_DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
-#: The default registry's lookup, bound once (the receive path asks per datagram).
-_lookup = default_registry.lookup
-#: Payload decoders cached (per type name and sender's fingerprint) before starting over.
-_DECODERS_CAP = 1024
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
 _new_info = tuple.__new__
 
@@ -259,15 +242,14 @@ class Endpoint:
         # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
         # sending path, valid while the type is wanted, has a group and nothing waits
         self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes]] = {}
-        # (type name, sender's fingerprint) -> (registered type when made, payload decoder,
-        # generated decoder when the fingerprints match)
-        self._decoders: dict[tuple[str, bytes], tuple[
-            MessageType | None, Callable[[bytes], object], Callable[[bytes], Any] | None]] = {}
         self._interest: dict[str, bool] = {}
         self._remote_interest = remote_interest
         self._on_subscriptions = on_subscriptions
         self._published: collections.Counter[str] = collections.Counter()
         self._clock_synced = True
+        self._in = Incoming(node_id=node_id, key=key, subs=self._subs,
+                            sequences=self._sequences, counts=self._counts,
+                            count_bad=self._count_bad)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -285,7 +267,7 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         self._sender = MulticastSender(self.interface, ttl=self._ttl, loop=loop)
         try:
-            self._receiver = MulticastReceiver(self.interface, self.port, self._on_datagram,
+            self._receiver = MulticastReceiver(self.interface, self.port, self._in.on_datagram,
                                                rcvbuf=self._rcvbuf, loop=loop)
         except BaseException:
             self._sender.close()
@@ -632,7 +614,9 @@ class Endpoint:
         except DecodeError as exc:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
-        if not self._sequences.observe(sender, type_name, seq, boot, sent_ns).deliver:
+        verdict = self._sequences.observe(sender, type_name, seq, boot, sent_ns)
+        self._in.sync_evictions()
+        if not verdict.deliver:
             return False
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
                            received_ns=time.time_ns(), boot=boot, source=source,
@@ -777,79 +761,3 @@ class Endpoint:
         if self._counts[kind] <= _LOG_LIMIT:
             _log.warning("dropped a datagram from %s:%d (%s): %s%s", source[0], source[1], kind,
                          detail, " (further ones are only counted)" if self._counts[kind] == _LOG_LIMIT else "")
-
-    def _on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
-        # The receive hot path: a tuple instead of an Envelope, one sequence tracker
-        # and one payload decoder per datagram, not per message.
-        try:
-            node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags = (
-                decode_fields(data, self._key))
-        except AuthError as exc:
-            self._count_bad("bad_mac", str(exc), source)
-            return
-        except DecodeError as exc:
-            self._count_bad("decode_errors", str(exc), source)
-            return
-        if node_id == self.node_id:
-            return  # our own datagram looped back; local subscribers already have it
-        subs_of = self._subs
-        subs = subs_of.get(type_name)
-        if not subs:
-            return  # another type sharing this group, or one we just left
-        received_ns = time.time_ns()
-        known = _lookup(type_name)
-        cached = self._decoders.get((type_name, fingerprint))
-        if cached is None or cached[0] is not known:
-            # Made again when the type is (re)registered here meanwhile.
-            if len(self._decoders) >= _DECODERS_CAP:
-                self._decoders.clear()
-            fast = None if known is None or known.fingerprint != fingerprint \
-                else known.decode_fast
-            cached = self._decoders[(type_name, fingerprint)] = (
-                known, payload_decoder(type_name, fingerprint), fast)
-        _known, decode, fast = cached
-        mismatch = known is not None and known.fingerprint != fingerprint
-        tracker = self._sequences.tracker(node_id, type_name)
-        # The common case: the datagram continues its stream, every message is new.
-        count = len(timestamps)
-        in_order = tracker.observe_run(first_seq, count, boot,
-                                       timestamps[0] if count == 1 else max(timestamps))
-        observe = tracker.observe
-        clock_synced = not flags & FLAG_CLOCK_UNSYNCED
-        replayed = bool(flags & FLAG_REPLAYED)
-        delivered = 0
-        seq = first_seq - 1
-        for ts, payload in zip(timestamps, payloads, strict=True):
-            seq += 1
-            if not in_order:
-                verdict = observe(seq, boot, ts)
-                if verdict is _DUPLICATE or verdict is _STALE:
-                    continue
-            # The generated decoder directly (one call less per message); what it
-            # does not read goes through the full decoder, which also raises.
-            msg: Any = _FALLBACK if fast is None else fast(payload)
-            if msg is _FALLBACK:
-                try:
-                    msg = decode(payload)
-                except DecodeError as exc:
-                    self._count_bad("decode_errors", str(exc), source)
-                    continue
-            if mismatch and self._sequences.note_schema_mismatch(node_id, type_name):
-                _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
-                             "leniently (logged once per sender and type)", type_name,
-                             node_id.hex(), fingerprint.hex(), known.fingerprint.hex()
-                             if known else "?")
-            info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
-                                           False, source, clock_synced, False, replayed,
-                                           fingerprint))
-            delivered += 1
-            # Read again per message: a callback may subscribe or unsubscribe. Several
-            # subscribers are iterated over a copy (list order is delivery order).
-            subs = subs_of.get(type_name)
-            if subs:
-                if len(subs) == 1:
-                    subs[0].deliver(msg, info)
-                else:
-                    for sub in tuple(subs):
-                        sub.deliver(msg, info)
-        self._counts["received"] += delivered

@@ -35,6 +35,7 @@ from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
 from ganglion.types._decodegen import Decoder, compile_decoder
 from ganglion.types._fields import FieldSpec, StructKind, struct_kind
 from ganglion.types._names import validate_type_name
+from ganglion.types._templates import with_templates
 
 T = TypeVar("T")
 
@@ -161,7 +162,7 @@ class TypeRegistry:
             struct=struct,
             encode=encode,
             size_bound=size_bound,
-            decode_fast=compile_decoder(cls, tuple((f.name, f.schema) for f in struct.fields)),
+            decode_fast=_fast_decoder(cls, tuple((f.name, f.schema) for f in struct.fields)),
         )
         if existing is not None:
             if not _is_reload(existing, mtype):
@@ -266,3 +267,9 @@ def type_of(obj: object) -> MessageType:
 def registered() -> list[MessageType]:
     """Return every type in the default registry, sorted by name."""
     return default_registry.registered()
+
+
+def _fast_decoder(cls: type, fields: tuple[tuple[str, str], ...]) -> Decoder | None:
+    """The class's generated decoder, behind layout templates; None for classes without one."""
+    generated = compile_decoder(cls, fields)
+    return None if generated is None else with_templates(cls, fields, generated)

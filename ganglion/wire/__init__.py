@@ -24,12 +24,13 @@ from ganglion.wire._envelope import (
     NODE_ID_SIZE,
     VERSION,
     Envelope,
+    decode_batch,
     decode_datagram,
     decode_fields,
     encode_datagram,
     overhead,
 )
-from ganglion.wire._mac import KEY_SIZE, MAC_SIZE, compute_mac
+from ganglion.wire._mac import KEY_SIZE, MAC_SIZE, compute_mac, mac_ok
 from ganglion.wire._packer import Packer, datagram_size
 from ganglion.wire.keys import ENV_KEY, ENV_KEY_FILE, generate_key_file, load_key, read_key_file
 
@@ -52,11 +53,13 @@ __all__ = [
     "Packer",
     "compute_mac",
     "datagram_size",
+    "decode_batch",
     "decode_datagram",
     "decode_fields",
     "encode_datagram",
     "generate_key_file",
     "load_key",
+    "mac_ok",
     "overhead",
     "read_key_file",
 ]

@@ -246,7 +246,30 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
         raise AuthError("unsigned datagram on a network with a key")
     pos = _FIXED.size
     type_name = _NAMES.get(data[pos : pos + name_len]) or _read_name(data, pos, name_len, end)
-    pos += name_len
+    first_seq, timestamps, payloads = decode_batch(data, pos + name_len, end)
+    return node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags
+
+
+def decode_batch(data: bytes, pos: int, end: int) -> tuple[int, list[int], list[bytes]]:
+    """Decode the batch of a datagram: its header at ``pos``, then every message up to ``end``.
+
+    The part of :func:`decode_fields` after the type name. A receiver that already
+    accepted a datagram whose bytes up to ``pos`` are identical (same sender, boot,
+    flags, fingerprint and name: a stream it knows) calls this directly, after
+    checking the MAC itself when the flags say there is one; it accepts and refuses
+    exactly what :func:`decode_fields` would for the whole datagram.
+
+    Args:
+        data: the whole datagram.
+        pos: where the batch header starts (after the type name).
+        end: where the messages end (the datagram's length, minus the MAC if any).
+
+    Returns:
+        ``(first_seq, timestamps, payloads)``; the lists are fresh.
+
+    Raises:
+        DecodeError: the batch is truncated, empty, overflows, or has stray bytes.
+    """
     if pos + _BATCH.size > end:
         raise DecodeError("datagram truncated in the batch header")
     first_seq, base, count = _BATCH.unpack_from(data, pos)
@@ -285,7 +308,7 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
         pos = nxt
     if pos != end:
         raise DecodeError(f"{end - pos} stray bytes after the last message")
-    return node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags
+    return first_seq, timestamps, payloads
 
 
 def encode_prefix(

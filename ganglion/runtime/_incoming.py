@@ -1,0 +1,258 @@
+"""The receive side of an endpoint: datagram to typed messages for local subscribers.
+
+Theory of operation: a datagram is decoded once (magic, version, size, MAC), its
+messages go through the per-(sender, type) sequence tracker (gaps, duplicates,
+reordering, replays), are decoded into their class (or a Record) and handed to
+every local subscriber of the type. Nothing a peer sends raises out of here: bad
+datagrams are counted and dropped, and the first few of each kind are logged.
+
+Most datagrams belong to a *stream* already seen: the same sender, boot, flags,
+fingerprint and type name, which are exactly the datagram's first bytes up to the
+end of the name. So the first datagram of a stream goes through the full decoder
+(:func:`~ganglion.wire.decode_fields`) and leaves a :class:`_Stream` behind, keyed
+by those bytes; it holds everything that is the same for every datagram of the
+stream: the decoded header fields, the sequence tracker, the payload decoders, the
+flags read as booleans. A later datagram is matched with one slice and one dict
+lookup, its MAC checked when the flags say so, and only its batch is decoded
+(:func:`~ganglion.wire.decode_batch`), which accepts and refuses exactly what the
+full decoder would. Anything the short path refuses is decoded again by the full
+one, which counts the precise error. The cache is bounded and forgotten whole
+when full, and whenever the sequence table evicts a tracker (a stream must never
+update a tracker the table no longer holds).
+
+A stream's decoders are made again when the type is (re)registered here
+meanwhile: the registered type is looked up per datagram and compared by
+identity. Datagrams this endpoint sent itself come back through multicast loop
+and are ignored: local subscribers already have them. A datagram that simply
+continues its stream is accounted in one step
+(:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
+local fingerprint go through the class's generated decoder
+(:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ganglion.errors import AuthError, DecodeError
+from ganglion.runtime.subscription import MessageInfo, Subscription
+from ganglion.sequence import SequenceTable, SequenceTracker, Verdict
+from ganglion.types import MessageType, default_registry, payload_decoder
+from ganglion.types._decodegen import FALLBACK as _FALLBACK
+from ganglion.wire import (
+    FLAG_CLOCK_UNSYNCED,
+    FLAG_MAC,
+    FLAG_REPLAYED,
+    HEADER_SIZE,
+    MAC_SIZE,
+    decode_batch,
+    decode_fields,
+    mac_ok,
+)
+
+_log = logging.getLogger(__name__)
+
+#: The sequence verdicts whose message is dropped, compared by identity (an Enum's
+#: ``__hash__`` is Python code, a set lookup costs a call).
+_DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
+#: The default registry's lookup, bound once (asked per datagram).
+_lookup = default_registry.lookup
+#: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
+_new_info = tuple.__new__
+#: Where the type name's length byte is, and where the name starts (wire format v1).
+_NAME_LEN_AT = 24
+_NAME_AT = 25
+#: Streams remembered before the cache starts over.
+STREAMS_CAP = 1024
+
+#: Counts a dropped datagram: (counter name, detail, source address).
+CountBad = Callable[[str, str, tuple[str, int]], None]
+
+
+class _Stream:
+    """What every datagram of one (sender, boot, flags, fingerprint, type) shares."""
+
+    __slots__ = ("boot", "clock_synced", "decode", "fast", "fingerprint", "known", "mismatch",
+                 "node_id", "own", "pos", "replayed", "signed", "tracker", "type_name")
+
+    def __init__(self, node_id: bytes, type_name: str, fingerprint: bytes, boot: int,
+                 flags: int, pos: int, own: bool) -> None:
+        self.node_id = node_id
+        self.type_name = type_name
+        self.fingerprint = fingerprint
+        self.boot = boot
+        self.pos = pos  # where the batch header starts
+        self.signed = bool(flags & FLAG_MAC)
+        self.clock_synced = not flags & FLAG_CLOCK_UNSYNCED
+        self.replayed = bool(flags & FLAG_REPLAYED)
+        self.own = own
+        self.tracker: SequenceTracker | None = None  # made on the first delivery
+        # Payload decoders, made for ``known`` (the type registered here then).
+        self.known: MessageType | None = None
+        self.decode: Callable[[bytes], object] | None = None
+        self.fast: Callable[[bytes], Any] | None = None
+        self.mismatch = False
+
+
+class Incoming:
+    """Turns received datagrams into deliveries to an endpoint's subscribers.
+
+    Args:
+        node_id: the endpoint's own node id (its looped-back datagrams are ignored).
+        key: the network key, or None.
+        subs: the endpoint's subscribers per type name (read, never changed here).
+        sequences: the endpoint's sequence table.
+        counts: the endpoint's counters (``received`` is added to).
+        count_bad: counts and logs a dropped datagram.
+    """
+
+    def __init__(self, *, node_id: bytes, key: bytes | None,
+                 subs: dict[str, list[Subscription]], sequences: SequenceTable,
+                 counts: collections.Counter[str], count_bad: CountBad) -> None:
+        self._node_id = node_id
+        self._key = key
+        self._subs = subs
+        self._sequences = sequences
+        self._counts = counts
+        self._count_bad = count_bad
+        self._streams: dict[bytes, _Stream] = {}
+        self._evicted = sequences.evicted
+
+    def on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        """Handle one datagram (the receiver's callback; never raises for its content)."""
+        try:
+            stream = self._streams.get(data[:_NAME_AT + data[_NAME_LEN_AT]])
+        except (IndexError, TypeError):  # too short for a header, or not bytes
+            stream = None
+        if stream is not None:
+            end = len(data)
+            if stream.signed:
+                end -= MAC_SIZE
+                if end < HEADER_SIZE or not mac_ok(self._key, data[:end],  # type: ignore[arg-type]
+                                                  data[end:]):
+                    stream = None
+            if stream is not None:
+                try:
+                    first_seq, timestamps, payloads = decode_batch(data, stream.pos, end)
+                except DecodeError:
+                    stream = None
+        if stream is None:
+            found = self._decode_new(data, source)
+            if found is None:
+                return
+            stream, first_seq, timestamps, payloads = found
+        if stream.own:
+            return  # our own datagram looped back; local subscribers already have it
+        subs = self._subs.get(stream.type_name)
+        if subs:
+            self._deliver(stream, first_seq, timestamps, payloads, source)
+
+    def sync_evictions(self) -> None:
+        """Forget every stream if the sequence table evicted a tracker since the last look.
+
+        Call after anything else made the table create trackers (it evicts the least
+        recently used one when full), so no stream keeps updating an evicted tracker.
+        """
+        if self._sequences.evicted != self._evicted:
+            self._evicted = self._sequences.evicted
+            self._streams.clear()
+
+    # -- private ---------------------------------------------------------------------
+
+    def _decode_new(self, data: bytes, source: tuple[str, int]
+                    ) -> tuple[_Stream, int, list[int], list[bytes]] | None:
+        """The full decoder; remembers the datagram's stream. None when it is dropped."""
+        try:
+            node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags = (
+                decode_fields(data, self._key))
+        except AuthError as exc:
+            self._count_bad("bad_mac", str(exc), source)
+            return None
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source)
+            return None
+        if type(data) is not bytes:
+            # Not a receiver's datagram (a test, a replay): decoded, not remembered.
+            return (_Stream(node_id, type_name, fingerprint, boot, flags, 0,
+                            node_id == self._node_id), first_seq, timestamps, payloads)
+        pos = _NAME_AT + data[_NAME_LEN_AT]
+        stream = _Stream(node_id, type_name, fingerprint, boot, flags, pos,
+                         node_id == self._node_id)
+        if len(self._streams) >= STREAMS_CAP:
+            self._streams.clear()
+        self._streams[data[:pos]] = stream
+        return stream, first_seq, timestamps, payloads
+
+    def _tracker(self, stream: _Stream) -> SequenceTracker:
+        """The stream's tracker, from the table; forgets every stream if one was evicted."""
+        tracker = self._sequences.tracker(stream.node_id, stream.type_name)
+        self.sync_evictions()
+        stream.tracker = tracker
+        return tracker
+
+    def _decoders(self, stream: _Stream, known: MessageType | None) -> None:
+        """(Re)make the stream's payload decoders for the type registered here now."""
+        fingerprint = stream.fingerprint
+        stream.known = known
+        stream.decode = payload_decoder(stream.type_name, fingerprint)
+        stream.fast = None if known is None or known.fingerprint != fingerprint \
+            else known.decode_fast
+        stream.mismatch = known is not None and known.fingerprint != fingerprint
+
+    def _deliver(self, stream: _Stream, first_seq: int, timestamps: list[int],
+                 payloads: list[bytes], source: tuple[str, int]) -> None:
+        """Sequence-check, decode and hand out the messages of one datagram."""
+        received_ns = time.time_ns()
+        type_name = stream.type_name
+        known = _lookup(type_name)
+        if stream.decode is None or known is not stream.known:
+            self._decoders(stream, known)
+        decode, fast = stream.decode, stream.fast
+        tracker = stream.tracker or self._tracker(stream)
+        node_id, boot = stream.node_id, stream.boot
+        # The common case: the datagram continues its stream, every message is new.
+        count = len(timestamps)
+        in_order = tracker.observe_run(first_seq, count, boot,
+                                       timestamps[0] if count == 1 else max(timestamps))
+        observe = tracker.observe
+        subs_of = self._subs
+        delivered = 0
+        seq = first_seq - 1
+        for ts, payload in zip(timestamps, payloads, strict=True):
+            seq += 1
+            if not in_order:
+                verdict = observe(seq, boot, ts)
+                if verdict is _DUPLICATE or verdict is _STALE:
+                    continue
+            # The generated decoder directly (one call less per message); what it
+            # does not read goes through the full decoder, which also raises.
+            msg: Any = _FALLBACK if fast is None else fast(payload)
+            if msg is _FALLBACK:
+                try:
+                    msg = decode(payload)  # type: ignore[misc]
+                except DecodeError as exc:
+                    self._count_bad("decode_errors", str(exc), source)
+                    continue
+            if stream.mismatch and self._sequences.note_schema_mismatch(node_id, type_name):
+                _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
+                             "leniently (logged once per sender and type)", type_name,
+                             node_id.hex(), stream.fingerprint.hex(),
+                             known.fingerprint.hex() if known else "?")
+            info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
+                                           False, source, stream.clock_synced, False,
+                                           stream.replayed, stream.fingerprint))
+            delivered += 1
+            # Read again per message: a callback may subscribe or unsubscribe. Several
+            # subscribers are iterated over a copy (list order is delivery order).
+            subs = subs_of.get(type_name)
+            if subs:
+                if len(subs) == 1:
+                    subs[0].deliver(msg, info)
+                else:
+                    for sub in tuple(subs):
+                        sub.deliver(msg, info)
+        self._counts["received"] += delivered
