@@ -12,8 +12,11 @@ messages should share datagrams. So:
   iteration (in a burst from one coroutine, or from several callbacks handled in
   the same iteration) waits in its type's packer, which sends a full datagram
   whenever the next message would not fit.
-* The flush sends what is left. If it found anything, the endpoint stays busy
-  for one more iteration, so a sustained stream keeps batching instead of
+* A datagram leaves as soon as the next message like the last one (as large)
+  would not fit, and a message larger than half the room never waits: nothing
+  could join it, so waiting would only add latency and a copy.
+* The flush sends what is left. If anything was published since the previous
+  flush, the endpoint stays busy for one more iteration, so a sustained stream keeps batching instead of
   sending the first message of every iteration alone; an iteration with nothing
   to flush makes it idle again.
 """
@@ -25,7 +28,11 @@ from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.wire import Packer
+from ganglion.wire._packer import FULL
 
+#: Bytes a message takes in a datagram besides its payload, at most for messages
+#: microseconds apart (time delta and length varints, two bytes each).
+_HEAD_MAX = 4
 #: Sends one datagram of a type; returns whether the kernel took it.
 SendFn = Callable[[bytes, str], bool]
 
@@ -58,6 +65,7 @@ class Outgoing:
         self._flush_handle: asyncio.Handle | None = None
         self.messages = 0
         self.datagrams = 0
+        self._mark = 0  # ``messages`` when the load was last looked at
 
     def packer(self, type_name: str, fingerprint: bytes) -> Packer:
         """The packer of ``type_name``, created on first use.
@@ -77,21 +85,34 @@ class Outgoing:
 
     def add(self, packer: Packer, payload: bytes, ts_ns: int) -> None:
         """Queue one encoded message (already checked to fit) and send as the policy says."""
-        if self._busy or packer.count:
+        self.messages += 1
+        if self._busy:
+            if packer.count:
+                added = packer.add(payload, ts_ns)
+                if added:
+                    if added == FULL:
+                        self._emit(packer)  # the next message like this one would not fit
+                    return
+                self._emit(packer)
+            if len(payload) + _HEAD_MAX > packer.limit >> 1:
+                # No second message like this one fits beside it: waiting gains nothing.
+                self.datagrams += 1
+                self._send(packer.build_one(payload, ts_ns), packer.type_name)
+                return
+            packer.add(payload, ts_ns)
+            self._dirty[packer.type_name] = packer
+            return
+        if packer.count:
+            # Idle with messages left over (numbering skipped meanwhile): all leave now.
             if not packer.add(payload, ts_ns):
                 self._emit(packer)
                 packer.add(payload, ts_ns)
-            self.messages += 1
-            if self._busy:
-                self._dirty[packer.type_name] = packer
-                return
             self._emit(packer)
         else:
             # Idle: the message leaves at once, alone (the latency path, kept short).
-            datagram = packer.build_one(payload, ts_ns)
-            self.messages += 1
             self.datagrams += 1
-            self._send(datagram, packer.type_name)
+            self._send(packer.build_one(payload, ts_ns), packer.type_name)
+        self._mark = self.messages
         self._busy = True
         self._schedule()
 
@@ -128,7 +149,10 @@ class Outgoing:
 
     def _on_iteration_end(self) -> None:
         self._flush_handle = None
-        had_work = any(p.count for p in self._dirty.values())
+        # Messages published since the last look: datagrams that filled up left
+        # already, so what the flush finds does not tell whether load goes on.
+        had_work = self.messages != self._mark
+        self._mark = self.messages
         self.flush()
         if had_work:
             self._schedule()  # still under load: keep batching one more iteration

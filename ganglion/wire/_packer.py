@@ -28,6 +28,10 @@ from ganglion.wire._envelope import (
 from ganglion.wire._mac import check_key, compute_mac
 from ganglion.wire._varint import U64, encode_varint, varint_size
 
+#: What :meth:`Packer.add` answers: the message did not fit (build, then add it
+#: again); it was added; it was added and the next message as large would not fit
+#: (a sender may build now rather than try). Only NOT_ADDED is false.
+NOT_ADDED, ADDED, FULL = 0, 1, 2
 #: The one-byte varints, prebuilt (lengths and time deltas below 128 are the common case).
 _BYTE = tuple(bytes((i,)) for i in range(0x80))
 #: Delta 0 and a one-byte length: the head of a message alone in its datagram.
@@ -60,6 +64,9 @@ class Packer:
         key: the network key (32 bytes) if datagrams must carry a MAC.
         max_datagram: the size budget in bytes, MAC included.
 
+    Attributes:
+        count: messages in the datagram being built (read only).
+
     Raises:
         EncodeError: a header field is malformed.
         ConfigError: the key is not 32 bytes, or ``max_datagram`` is too small
@@ -70,7 +77,6 @@ class Packer:
         "_base",
         "_body",
         "_boot",
-        "_count",
         "_fingerprint",
         "_key",
         "_limit",
@@ -81,6 +87,7 @@ class Packer:
         "_seq",
         "_size",
         "_synced",
+        "count",
         "max_datagram",
         "type_name",
     )
@@ -116,7 +123,7 @@ class Packer:
         self._limit = max_datagram - overhead(type_name, signed=key is not None)
         self._seq = first_seq
         self._body = bytearray()
-        self._count = 0
+        self.count = 0
         self._size = 0
         self._base = 0
         self._prev = 0
@@ -127,7 +134,7 @@ class Packer:
         Raises:
             EncodeError: messages are waiting to be built, or ``seq`` would go back.
         """
-        if self._count:
+        if self.count:
             raise EncodeError("build the datagram before skipping sequence numbers")
         if not self._seq <= seq < U64:
             raise EncodeError(f"cannot skip from sequence number {self._seq} to {seq}")
@@ -140,14 +147,9 @@ class Packer:
                                      self._boot, self._key is not None, synced, self._replayed)
 
     @property
-    def count(self) -> int:
-        """Messages in the datagram being built."""
-        return self._count
-
-    @property
     def next_seq(self) -> int:
         """The sequence number the next added message gets."""
-        return self._seq + self._count
+        return self._seq + self.count
 
     @property
     def size(self) -> int:
@@ -155,7 +157,7 @@ class Packer:
         return self.max_datagram - self._limit + self._size
 
     def __len__(self) -> int:
-        return self._count
+        return self.count
 
     @property
     def limit(self) -> int:
@@ -180,7 +182,7 @@ class Packer:
             raise MessageTooLarge(self.type_name, self.max_datagram - self._limit + need,
                                   self.max_datagram)
 
-    def add(self, payload: bytes, ts_ns: int) -> bool:
+    def add(self, payload: bytes, ts_ns: int) -> int:
         """Append one message if it fits in the current datagram.
 
         Args:
@@ -188,8 +190,10 @@ class Packer:
             ts_ns: the sender's timestamp of the message, ns since the epoch.
 
         Returns:
-            True if the message was added; False if the datagram is full (build
-            it, then add the message again).
+            :data:`ADDED` if the message was added, :data:`FULL` if it was added
+            and another as large would not fit any more, :data:`NOT_ADDED` (the
+            only false answer) if the datagram is full: build it, then add the
+            message again.
 
         Raises:
             MessageTooLarge: the message cannot fit even in an empty datagram.
@@ -197,7 +201,7 @@ class Packer:
                 numbers would pass 2**64.
         """
         n = len(payload)
-        count = self._count
+        count = self.count
         if count:
             # The common case, kept short: a message microseconds after the previous one.
             delta = ts_ns - self._prev
@@ -205,7 +209,7 @@ class Packer:
                 size = self._size + (delta >= 0x40) + (n >= 0x80) + 2 + n
                 if size > self._limit or count >= MAX_BATCH or self._seq + count >= U64:
                     if size <= self._limit or n + 3 <= self._limit:
-                        return False  # full, and the message fits an empty datagram
+                        return NOT_ADDED  # full, and the message fits an empty datagram
                     return self._add_slow(payload, ts_ns, n, count)  # raises MessageTooLarge
                 body = self._body
                 dz = delta << 1
@@ -221,12 +225,12 @@ class Packer:
                     body.append(n >> 7)
                 body += payload
                 self._size = size
-                self._count = count + 1
+                self.count = count + 1
                 self._prev = ts_ns
-                return True
+                return FULL if self._limit - size < n + 4 else ADDED
         return self._add_slow(payload, ts_ns, n, count)
 
-    def _add_slow(self, payload: bytes, ts_ns: int, n: int, count: int) -> bool:
+    def _add_slow(self, payload: bytes, ts_ns: int, n: int, count: int) -> int:
         """:meth:`add` for every case: first message, long varints, full datagram, errors."""
         size_bytes = _BYTE[n] if n < 0x80 else encode_varint(n)
         if count == 0:
@@ -245,8 +249,8 @@ class Packer:
             body += size_bytes
             body += payload
             self._size = len(body)
-            self._count = 1
-            return True
+            self.count = 1
+            return FULL if self._limit - self._size < n + 4 else ADDED
         delta = ts_ns - self._prev
         if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
             raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
@@ -259,19 +263,19 @@ class Packer:
             head = encode_varint(dz) + size_bytes
         if (
             self._size + len(head) + n > self._limit
-            or self._count >= MAX_BATCH
-            or self._seq + self._count >= U64
+            or self.count >= MAX_BATCH
+            or self._seq + self.count >= U64
         ):
             if self._size + len(head) + n > self._limit:
                 self.check_fits(n)
-            return False
+            return NOT_ADDED
         body = self._body
         body += head
         body += payload
         self._size = len(body)
-        self._count += 1
+        self.count += 1
         self._prev = ts_ns
-        return True
+        return FULL if self._limit - self._size < n + 4 else ADDED
 
     def build_one(self, payload: bytes, ts_ns: int) -> bytes:
         """Return the datagram of one message alone (nothing may be waiting), numbering it.
@@ -283,7 +287,7 @@ class Packer:
             EncodeError: messages are waiting, or as :meth:`add`.
             MessageTooLarge: as :meth:`add`.
         """
-        if self._count:
+        if self.count:
             raise EncodeError("messages are waiting: add this one and build them together")
         n = len(payload)
         if 0 < n < 0x4000 and 0 <= ts_ns < U64 and self._seq < U64 \
@@ -306,13 +310,13 @@ class Packer:
         Raises:
             EncodeError: no message was added.
         """
-        if not self._count:
+        if not self.count:
             raise EncodeError("nothing to build: add a message first")
-        out = b"".join((self._prefix, _BATCH.pack(self._seq, self._base, self._count), self._body))
+        out = b"".join((self._prefix, _BATCH.pack(self._seq, self._base, self.count), self._body))
         if self._key is not None:
             out += compute_mac(self._key, out)
-        self._seq += self._count
-        self._count = 0
+        self._seq += self.count
+        self.count = 0
         self._size = 0
         self._body = bytearray()
         return out

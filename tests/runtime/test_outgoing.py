@@ -304,3 +304,61 @@ def test_every_message_is_sent_exactly_once_in_order(burst: int) -> None:
         assert all(size <= 120 for size in send.sizes)
 
     run(main())
+
+
+def test_a_message_larger_than_half_the_room_never_waits_under_load() -> None:
+    async def main() -> None:
+        send = FakeSend()
+        out = make(send, max_datagram=400)
+        add = adder(out)
+        big = b"\x59\x00\xc8" + bytes(200)  # a 203-byte CBOR byte string: two cannot share
+        add(b"\x01")  # idle: alone, and the endpoint is busy for this iteration
+        for _ in range(3):
+            add(big)
+        # Each big one left inside add(), alone, although the endpoint is busy.
+        assert send.counts == [1, 1, 1, 1]
+        await next_iteration()
+        assert send.counts == [1, 1, 1, 1]
+        assert send.seqs("t.A") == [0, 1, 2, 3]
+
+    run(main())
+
+
+def test_a_datagram_leaves_once_the_next_message_as_large_would_not_fit() -> None:
+    async def main() -> None:
+        send = FakeSend()
+        out = make(send, max_datagram=200)
+        add = adder(out)
+        payload = b"\x58\x28" + bytes(40)  # 42 bytes; three fit beside the header, not four
+        add(payload)  # idle: alone
+        for _ in range(3):
+            add(payload)
+        # The third filled the datagram for a fourth like it: sent without waiting.
+        assert send.counts == [1, 3]
+        await next_iteration()
+        assert send.counts == [1, 3]
+        assert all(size <= 200 for size in send.sizes)
+
+    run(main())
+
+
+def test_an_iteration_whose_datagrams_all_filled_up_keeps_the_endpoint_busy() -> None:
+    async def main() -> None:
+        send = FakeSend()
+        out = make(send, max_datagram=200)
+        add = adder(out)
+        payload = b"\x58\x28" + bytes(40)
+        add(payload)
+        for _ in range(3):
+            add(payload)  # leaves full: the flush finds nothing to send
+        await asyncio.sleep(0)
+        # Still under load: the next message waits to be batched, not sent alone.
+        add(payload)
+        assert send.counts == [1, 3]
+        await next_iteration()
+        assert send.counts == [1, 3, 1]
+        await next_iteration()
+        add(payload)  # an iteration passed with nothing published: idle again
+        assert send.counts == [1, 3, 1, 1]
+
+    run(main())

@@ -239,3 +239,19 @@ def test_largest_payload_for_a_19_byte_name_is_as_documented(
         p.check_fits(largest + 1)
     assert p.add(b"\x01" * largest, 0)
     assert len(p.build()) == MAX_DATAGRAM
+
+
+def test_add_says_when_the_next_message_as_large_would_not_fit() -> None:
+    from ganglion.wire._packer import ADDED, FULL, NOT_ADDED
+
+    packer = Packer(node_id=bytes(8), type_name="t.A", fingerprint=bytes(8), max_datagram=200)
+    payload = bytes(40)
+    room = packer.limit
+    answers = []
+    for i in range(4):
+        answers.append(packer.add(payload, 1_000 + i))
+    # 40 bytes plus at most 4 of heads each: three fit, the third leaves no room for a fourth.
+    assert room // 44 == 3
+    assert answers[:3] == [ADDED, ADDED, FULL]
+    assert answers[3] == NOT_ADDED and packer.count == 3
+    assert not NOT_ADDED and ADDED and FULL
