@@ -274,6 +274,17 @@ def decode_batch(data: bytes, pos: int, end: int) -> tuple[int, list[int], list[
         raise DecodeError("datagram truncated in the batch header")
     first_seq, base, count = _BATCH.unpack_from(data, pos)
     pos += _BATCH.size
+    if count == 1 and pos + 2 < end and not data[pos]:
+        # A lone message at the base time: every light-traffic and every large
+        # message. Taken here only when it is exactly well formed; anything else
+        # goes through the loop below, which says what is wrong.
+        size = data[pos + 1]
+        start = pos + 2
+        if size >= 0x80 and data[start] < 0x80:
+            size = size & 0x7F | data[start] << 7
+            start += 1
+        if (size < 0x80 or start > pos + 2) and size and start + size == end:
+            return first_seq, [base], [data[start:end]]
     if count == 0:
         raise DecodeError("datagram carries no messages")
     if first_seq + count > U64:
