@@ -126,9 +126,13 @@ _STR = (
     "if type(v) is str and v.isascii():\n    n += 9 + len(v)\n"
     "else:\n    n += len(_slow{i}(v))\n",
 )
+# The head and the content of a byte string are separate parts of the join, so the
+# content (often the bulk of a message) is copied once, not twice.
 _BYTES = (
-    "if type(v) is bytes and len(v) < 0x100:\n    b{i} = _HEAD2[len(v)] + v\n"
-    "elif type(v) is bytes:\n    b{i} = _blob(v)\nelse:\n    b{i} = _slow{i}(v)\n",
+    "if type(v) is bytes and len(v) < 0x100:\n    h{i} = _HEAD2[len(v)]\n    b{i} = v\n"
+    "elif type(v) is bytes and len(v) < 0x10000:\n    h{i} = _p2(0x59, len(v))\n    b{i} = v\n"
+    "elif type(v) is bytes:\n    h{i} = b''\n    b{i} = _blob(v)\n"
+    "else:\n    h{i} = b''\n    b{i} = _slow{i}(v)\n",
     "if type(v) is bytes:\n    n += 9 + len(v)\nelse:\n    n += len(_slow{i}(v))\n",
 )
 _OTHER = ("b{i} = _slow{i}(v)\n", "n += len(_slow{i}(v))\n")
@@ -169,7 +173,7 @@ def compile_codecs(cls: type, fields: tuple[tuple[str, str, Callable[[Any], Any]
         for lines, code in ((enc, enc_code), (bnd, bnd_code)):
             lines.append(f"    v = obj.{name}\n")
             lines.extend("    " + line + "\n" for line in code.format(i=i).splitlines())
-        parts.append(f"_K{i}, b{i}")
+        parts.append(f"_K{i}, h{i}, b{i}" if enc_code is _BYTES[0] else f"_K{i}, b{i}")
     if fields:
         enc.append(f"    return b''.join(({', '.join(parts)},))\n")
     else:

@@ -15,6 +15,8 @@ continues at ``first_seq + count``.
 
 from __future__ import annotations
 
+import struct
+
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.errors import ConfigError, EncodeError, MessageTooLarge
 from ganglion.wire._envelope import (
@@ -34,8 +36,10 @@ from ganglion.wire._varint import U64, encode_varint, varint_size
 NOT_ADDED, ADDED, FULL = 0, 1, 2
 #: The one-byte varints, prebuilt (lengths and time deltas below 128 are the common case).
 _BYTE = tuple(bytes((i,)) for i in range(0x80))
-#: Delta 0 and a one-byte length: the head of a message alone in its datagram.
-_ONE = tuple(bytes((0, i)) for i in range(0x80))
+#: The batch header of a lone message (count 1) with its delta 0 and a one- or
+#: two-byte length varint: the whole head of a message alone in its datagram.
+_LONE1 = struct.Struct(">QQHBB").pack
+_LONE2 = struct.Struct(">QQHBBB").pack
 
 
 def datagram_size(type_name: str, payload_size: int, *, signed: bool) -> int:
@@ -292,8 +296,10 @@ class Packer:
         n = len(payload)
         if 0 < n < 0x4000 and 0 <= ts_ns < U64 and self._seq < U64 \
                 and n + (2 if n < 0x80 else 3) <= self._limit:
-            head = _ONE[n] if n < 0x80 else bytes((0, n & 0x7F | 0x80, n >> 7))
-            out = b"".join((self._prefix, _BATCH.pack(self._seq, ts_ns, 1), head, payload))
+            # The batch header, the delta (0) and the length varint in one pack.
+            head = _LONE1(self._seq, ts_ns, 1, 0, n) if n < 0x80 else \
+                _LONE2(self._seq, ts_ns, 1, 0, n & 0x7F | 0x80, n >> 7)
+            out = b"".join((self._prefix, head, payload))
             if self._key is not None:
                 out += compute_mac(self._key, out)
             self._seq += 1
