@@ -288,6 +288,28 @@ class PaxosNode:
         out += [MoveIntent(move=m) for m in self._moves]
         return out
 
+    def clone(self) -> PaxosNode:
+        """Return an independent copy that evolves exactly like this node (for search).
+
+        Containers are copied one level deep; what they hold (messages, ballots, entries,
+        commands, addresses) is immutable and shared. The RNG and the config are shared.
+
+        Returns:
+            The copy.
+
+        Raises:
+            ConsensusError: a ``Ready`` is handed out and not yet advanced.
+        """
+        if self._handed_out is not None:
+            raise ConsensusError("clone() between ready() and advance()")
+        new = PaxosNode.__new__(PaxosNode)
+        new.__dict__.update({k: _copy1(v) for k, v in self.__dict__.items()})
+        new._map = _copy_slots(self._map)
+        new._acceptor = _copy_slots(self._acceptor)
+        if self._attempt is not None:
+            new._attempt = _copy_slots(self._attempt)
+        return new
+
     def state_key(self) -> tuple[Any, ...]:
         """Return a canonical, hashable summary of the whole state (for state-space search).
 
@@ -612,3 +634,15 @@ class PaxosNode:
         CatchUpReply: _on_catchup_reply,
         ProposeRequest: _on_propose_request,
     }
+
+
+def _copy1(value: Any) -> Any:
+    # One level: the containers a node holds are mutable, their contents are not.
+    return value.copy() if isinstance(value, dict | list | set | deque) else value
+
+
+def _copy_slots(obj: Any) -> Any:
+    copied = object.__new__(type(obj))
+    for name in type(obj).__slots__:
+        object.__setattr__(copied, name, _copy1(getattr(obj, name)))
+    return copied

@@ -39,6 +39,13 @@ have the same futures up to a renaming that the checked properties do not see:
   raises if it is broken rather than prune unsoundly. Every checked property is invariant
   under renaming nodes.
 
+* **Inert fields** (``inert``). ``state_key()`` keeps the count of consecutive failed
+  attempts, which ``PaxosNode`` reads in one place only: ``_abandon`` computes the
+  random backoff spread as ``backoff_ticks << (failures - 1)``. The explorer's nodes
+  have ``backoff_ticks = 0``, so the spread is 0 whatever the count, no random number
+  is drawn, and two nodes that differ only in the count behave identically; the key
+  leaves it out (as ``state_key()`` itself already leaves out timers that cannot fire).
+
 * **Compact keys** (``compact``). The canonical key's ``repr`` is hashed with BLAKE2b to
   16 bytes. Two different keys collide with probability about ``n**2 / 2**129`` for ``n``
   states (below 1e-26 for ten million), so the set of seen states is exact in practice
@@ -49,7 +56,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -70,11 +77,31 @@ class Reductions:
     symmetry: bool = True
     compact: bool = True
     sleep: bool = True
+    lossless: bool = True  # see consensus.sim.explore_faults
+    crash: bool = True  # see consensus.sim.explore_faults
+    dominance: bool = True  # see consensus.sim.explore_faults
+    inert: bool = True
+
 
     @classmethod
     def none(cls) -> Reductions:
         """No reduction at all: the plain search."""
-        return cls(dead=False, symmetry=False, compact=False, sleep=False)
+        return cls(
+            dead=False, symmetry=False, compact=False, sleep=False, lossless=False, crash=False,
+            dominance=False, inert=False,
+        )
+
+    @classmethod
+    def only(cls, *names: str) -> Reductions:
+        """Just the named reductions (field names), every other one off.
+
+        Args:
+            names: field names of this class.
+
+        Returns:
+            The selection.
+        """
+        return replace(cls.none(), **dict.fromkeys(names, True))
 
 
 def symmetries(nodes: Sequence[int], wants: Mapping[int, tuple[str, ...]]) -> list[dict[int, int]]:
@@ -150,12 +177,14 @@ def msg_key(src: int, dst: int, msg: Message, perm: Perm | None = None) -> tuple
     return (perm[src], perm[dst], repr(renamed))
 
 
-def node_key(node: PaxosNode, perm: Perm | None = None) -> tuple[Any, ...]:
+def node_key(node: PaxosNode, perm: Perm | None = None, *, inert: bool = False) -> tuple[Any, ...]:
     """``node.state_key()`` with the node ids inside it renamed by ``perm``.
 
     Args:
         node: a live node.
         perm: node renaming, or None for the identity.
+        inert: leave out the failure count when the configuration makes it inert
+            (the ``inert`` reduction in the module docstring).
 
     Returns:
         The key. Ids appear only in ballots (which a symmetry fixes) and in the current
@@ -165,6 +194,8 @@ def node_key(node: PaxosNode, perm: Perm | None = None) -> tuple[Any, ...]:
         RuntimeError: ``perm`` moves a node that owns a ballot (not a symmetry).
     """
     key = node.state_key()
+    if inert and node.config.backoff_ticks == 0:
+        key = (*key[:10], 0, *key[11:])  # index 10: consecutive failures
     if perm is None:
         return key
     if perm[node.node_id] != node.node_id and node._attempt is not None:

@@ -19,14 +19,8 @@ NODES = (1, 2, 3)
 # (two proposers) and exercise every fault (one proposer).
 DUEL: dict[str, Any] = {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2}
 FAULTS: dict[str, Any] = {"max_ballots": 1, "loss": 1, "dup": 1, "crashes": 1, "proposers": 1}
-ONLY = {
-    "none": Reductions.none(),
-    "dead": Reductions(dead=True, symmetry=False, compact=False, sleep=False),
-    "symmetry": Reductions(dead=False, symmetry=True, compact=False, sleep=False),
-    "compact": Reductions(dead=False, symmetry=False, compact=True, sleep=False),
-    "sleep": Reductions(dead=False, symmetry=False, compact=False, sleep=True),
-    "all": Reductions(),
-}
+ONLY = {"none": Reductions.none(), "all": Reductions()}
+ONLY.update({name: Reductions.only(name) for name in explore.REDUCTION_NAMES})
 # With two proposers symmetry is the identity and compact keys change no count, so the
 # (slow) unreduced duel is compared with the reductions that change it.
 JOBS = [("duel", "none"), ("duel", "dead"), ("duel", "all")] + [("faults", name) for name in ONLY]
