@@ -7,6 +7,14 @@ messages should share datagrams. So:
 
 * When the sender is *idle* (nothing sent yet in this loop iteration), a
   published message is sent at once, alone in its datagram.
+* After that lone send the sender yields the CPU (``sched_yield``). A subscriber
+  on the same host (multicast loop) was just woken by the datagram, and Linux
+  tends to queue a wakee on the waker's CPU; without the yield it waits there
+  until this process is done with the rest of its loop iteration, tens of
+  microseconds of cold Python at light traffic. Measured with two processes at
+  1,000 msg/s: p50 one-way latency 136-149 us without, 72-125 us with. The yield
+  costs one system call when nothing else is runnable, and happens at most once
+  per loop iteration (the next message of the iteration is batched).
 * That first send marks the endpoint *busy* and schedules a flush with
   ``loop.call_soon``: every further message published before the loop's next
   iteration (in a burst from one coroutine, or from several callbacks handled in
@@ -16,14 +24,15 @@ messages should share datagrams. So:
   would not fit, and a message larger than half the room never waits: nothing
   could join it, so waiting would only add latency and a copy.
 * The flush sends what is left. If anything was published since the previous
-  flush, the endpoint stays busy for one more iteration, so a sustained stream keeps batching instead of
-  sending the first message of every iteration alone; an iteration with nothing
-  to flush makes it idle again.
+  flush, the endpoint stays busy for one more iteration, so a sustained stream
+  keeps batching instead of sending the first message of every iteration alone;
+  an iteration with nothing published makes it idle again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
@@ -33,6 +42,9 @@ from ganglion.wire._packer import FULL
 #: Bytes a message takes in a datagram besides its payload, at most for messages
 #: microseconds apart (time delta and length varints, two bytes each).
 _HEAD_MAX = 4
+#: Called after a message left alone while idle: give the CPU to whoever our
+#: datagram just woke (see the module docstring); None where there is no such call.
+_YIELD = getattr(os, "sched_yield", None)
 #: Sends one datagram of a type; returns whether the kernel took it.
 SendFn = Callable[[bytes, str], bool]
 
@@ -50,6 +62,7 @@ class Outgoing:
         send: SendFn,
         loop: asyncio.AbstractEventLoop,
         replayed: bool = False,
+        after_idle_send: Callable[[], object] | None = _YIELD,
     ) -> None:
         self._node_id = node_id
         self._replayed = replayed
@@ -63,6 +76,7 @@ class Outgoing:
         self._busy = False
         self._clock_synced = True
         self._flush_handle: asyncio.Handle | None = None
+        self._after_idle_send = after_idle_send
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
@@ -112,6 +126,8 @@ class Outgoing:
             # Idle: the message leaves at once, alone (the latency path, kept short).
             self.datagrams += 1
             self._send(packer.build_one(payload, ts_ns), packer.type_name)
+            if self._after_idle_send is not None:
+                self._after_idle_send()
         self._mark = self.messages
         self._busy = True
         self._schedule()

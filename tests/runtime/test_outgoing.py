@@ -362,3 +362,32 @@ def test_an_iteration_whose_datagrams_all_filled_up_keeps_the_endpoint_busy() ->
         assert send.counts == [1, 3, 1, 1]
 
     run(main())
+
+
+def test_the_sender_yields_the_cpu_after_each_lone_send_only() -> None:
+    async def main() -> None:
+        send = FakeSend()
+        yields: list[int] = []
+        out = Outgoing(node_id=NODE, boot=7, key=None, send=send,
+                       loop=asyncio.get_running_loop(),
+                       after_idle_send=lambda: yields.append(len(send.sent)))
+        add = adder(out)
+        add(b"\x01")
+        assert yields == [1]  # right after the datagram was handed over
+        for _ in range(5):
+            add(b"\x02")  # busy: batched, no yield
+        await next_iteration()
+        assert yields == [1] and send.counts == [1, 5]
+        await next_iteration()
+        add(b"\x03")  # idle again
+        assert yields == [1, 3]
+
+    run(main())
+
+
+def test_the_default_yield_is_the_schedulers() -> None:
+    import os
+
+    from ganglion.runtime import _outgoing
+
+    assert _outgoing._YIELD is getattr(os, "sched_yield", None)
