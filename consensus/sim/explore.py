@@ -56,10 +56,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
-from consensus.messages import Accept, Accepted, Promise
+from consensus.messages import Accept, Accepted, Message, Promise
 from consensus.sim.explore_faults import crash, crash_restart
 from consensus.sim.explore_key import budgets, canonical, dominators, plain_key, reset_cache
-from consensus.sim.explore_reduce import Reductions, is_dead, msg_key, symmetries
+from consensus.sim.explore_reduce import Reductions, is_dead, is_stale, msg_key, symmetries
 from consensus.sim.explore_world import (
     NODES,
     Action,
@@ -149,6 +149,8 @@ def explore(
     wants = {1: (type_a,), 2: (type_b,), 3: ()} if proposers > 1 else {1: (type_a, type_b), 2: (), 3: ()}
     world = initial(wants, 0 if reductions.lossless else loss, dup, crashes)
     perms = symmetries(NODES, wants) if reductions.symmetry else [None]
+    owners = [i for i in NODES if wants[i]]
+    sole = owners[0] if len(owners) == 1 else None  # the only node that ever owns a ballot
     most = budgets(world, max_ballots)
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
     # Distinct key -> the deliveries that were asleep when it was expanded (canonical
@@ -165,7 +167,7 @@ def explore(
                 result.example = path
             continue
         if reductions.dead:
-            _drop_dead(world)
+            _drop_dead(world, sole if reductions.stale else None)
         key, perm = canonical(
             world, perms, compact=reductions.compact, max_ballots=max_ballots, inert=reductions.inert
         )
@@ -307,11 +309,14 @@ def _dominated(
     return False
 
 
-def _drop_dead(world: World) -> None:
-    world.in_flight = {
-        (src, dst, msg) for src, dst, msg in world.in_flight
-        if not is_dead(world.nodes[dst], world.durable[dst], dst, msg)
-    }
+def _drop_dead(world: World, sole: int | None = None) -> None:
+    # ``sole``: the configuration's only proposer, when it has one (stale requests).
+    def dead(src: int, dst: int, msg: Message) -> bool:
+        if is_dead(world.nodes[dst], world.durable[dst], dst, msg):
+            return True
+        return src == sole and is_stale(world.nodes[dst], world.nodes[src], world.durable[src], msg)
+
+    world.in_flight = {item for item in world.in_flight if not dead(*item)}
 
 
 def _key(world: World) -> object:
@@ -360,7 +365,7 @@ def check(world: World) -> list[str]:
 
 _check = check
 REDUCTION_NAMES = (
-    "dead", "symmetry", "compact", "sleep", "lossless", "crash", "dominance", "inert",
+    "dead", "symmetry", "compact", "sleep", "lossless", "crash", "dominance", "inert", "stale",
 )
 
 

@@ -23,6 +23,22 @@ have the same futures up to a renaming that the checked properties do not see:
   ``tests/consensus/test_paxos_explore_reduce.py`` also checks it empirically: delivering
   a message judged dead leaves the receiver's ``state_key()`` unchanged and sends nothing.
 
+* **Stale requests** (``stale``), with one proposer ``p`` only (nodes 2 and 3 want
+  nothing, so they never start an attempt and own no ballot; every ballot is ``p``'s).
+  A ``Prepare``/``Accept`` for ``(slot, b)`` in flight to ``d`` is dead when ``p``'s
+  attempt is not ``(slot, b)`` (so every ``Promise``/``Accepted``/``Nack`` for ``b`` is a
+  dead reply, by the rule above) and delivering it changes nothing at ``d``: ``d`` has
+  noted round ``b.round`` already and has no attempt to yield, and either ``d`` learned
+  the slot and ``p`` durably learned each value ``d`` would send back in a ``Commit``, or
+  ``d`` promised a higher ballot (a ``Nack`` whose promised round ``p`` already used), or
+  ``d`` promised ``b`` itself and the request is a ``Prepare`` or an ``Accept`` of the
+  value ``d`` already accepted at ``b`` (the same answer again, nothing persisted). It
+  stays so: ``d``'s promise only grows and survives restarts (the journal's promise
+  also restores the noted round), a node learns a slot only after ``p`` persisted it
+  (``p`` sends the first ``Commit`` of a slot, from the ``Ready`` that persists it), and
+  ``p`` never returns to ballot ``b``. The explorer applies the rule only when the
+  configuration has one proposer.
+
 * **Symmetry** (``symmetry``). A permutation ``pi`` of node ids is a symmetry when it maps
   every behaviour to a behaviour and keeps every checked property. The protocol compares
   node ids in two places only: ballots ``(round, node)`` are ordered by id, and the leader
@@ -61,10 +77,10 @@ from functools import lru_cache
 from typing import Any
 
 from consensus.journal import DurableState
-from consensus.messages import Accepted, Commit, Message, Nack, Promise
+from consensus.messages import Accept, Accepted, Commit, Message, Nack, Prepare, Promise
 from consensus.node import PaxosNode
 
-__all__ = ["Reductions", "compact", "is_dead", "msg_key", "node_key", "symmetries"]
+__all__ = ["Reductions", "compact", "is_dead", "is_stale", "msg_key", "node_key", "symmetries"]
 
 Perm = Mapping[int, int]
 
@@ -81,6 +97,7 @@ class Reductions:
     crash: bool = True  # see consensus.sim.explore_faults
     dominance: bool = True  # see consensus.sim.explore_faults
     inert: bool = True
+    stale: bool = True
 
 
     @classmethod
@@ -88,7 +105,7 @@ class Reductions:
         """No reduction at all: the plain search."""
         return cls(
             dead=False, symmetry=False, compact=False, sleep=False, lossless=False, crash=False,
-            dominance=False, inert=False,
+            dominance=False, inert=False, stale=False,
         )
 
     @classmethod
@@ -123,6 +140,46 @@ def symmetries(nodes: Sequence[int], wants: Mapping[int, tuple[str, ...]]) -> li
         return [identity]
     a, b = idle
     return [identity, {**identity, a: b, b: a}]
+
+
+def is_stale(
+    receiver: PaxosNode | None, sender: PaxosNode | None, sender_durable: DurableState, msg: Message
+) -> bool:
+    """True when a ``Prepare``/``Accept`` changes nothing now and after any future.
+
+    Only for a configuration with one proposer (the ``stale`` reduction in the module
+    docstring): the receiver must own no ballot, and every ballot is the sender's.
+
+    Args:
+        receiver: the node the request is in flight to (None when crashed).
+        sender: the proposer that sent it (None when crashed).
+        sender_durable: the proposer's durable state.
+        msg: the message in flight.
+
+    Returns:
+        Whether the request can be removed without changing any behaviour.
+    """
+    if receiver is None or not isinstance(msg, Prepare | Accept):
+        return False
+    slot, ballot = msg.slot, msg.ballot
+    if ballot.node != msg.sender or ballot.round > sender_durable.max_round:
+        return False
+    a = None if sender is None else sender._attempt
+    if a is not None and (a.slot, a.ballot) == (slot, ballot):
+        return False  # its replies still count
+    if receiver._attempt is not None or receiver._max_round < ballot.round:
+        return False  # it would yield, or note a higher round
+    decided = receiver._map.values_at(slot)
+    if decided:
+        return all((slot, v) in sender_durable.learned for v in decided)
+    current = receiver.acceptor.promised(slot)
+    if current is None or current < ballot:
+        return False  # it would promise or accept
+    if current > ballot:
+        return current.round <= sender_durable.max_round  # a Nack the proposer ignores
+    if isinstance(msg, Prepare):
+        return True  # the same Promise again, nothing persisted
+    return receiver.acceptor.accepted(slot) == (ballot, msg.value)
 
 
 def is_dead(node: PaxosNode | None, durable: DurableState, dst: int, msg: Message) -> bool:
