@@ -120,6 +120,7 @@ def explore(
     reductions: Reductions = ALL_REDUCTIONS,
     outcomes: set[Outcome] | None = None,
     progress: Callable[[int, float, int], None] | None = None,
+    observe: Callable[[World], None] | None = None,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -139,6 +140,7 @@ def explore(
         outcomes: if given, every distinct world's :func:`outcome` is added to it (to
             compare the reachable outcomes with and without a reduction).
         progress: called with (states, seconds, violations) every 50,000 distinct states.
+        observe: called with every distinct world (after dead messages are removed).
 
     Returns:
         States explored, violations found (with one example path), timing.
@@ -166,8 +168,8 @@ def explore(
             if not result.example:
                 result.example = path
             continue
-        if reductions.dead:
-            _drop_dead(world, sole if reductions.stale else None)
+        if reductions.dead or reductions.stale:
+            _drop_dead(world, sole if reductions.stale else None, dead=reductions.dead)
         key, perm = canonical(
             world, perms, compact=reductions.compact, max_ballots=max_ballots, inert=reductions.inert
         )
@@ -195,6 +197,8 @@ def explore(
             result.max_depth = max(result.max_depth, depth)
             if outcomes is not None:
                 outcomes.add(outcome(world))
+            if observe is not None:
+                observe(world)
             if any(n is not None and n.groups for n in world.nodes.values()):
                 result.decided_worlds += 1
         if world.ballots > max_ballots:
@@ -309,14 +313,15 @@ def _dominated(
     return False
 
 
-def _drop_dead(world: World, sole: int | None = None) -> None:
-    # ``sole``: the configuration's only proposer, when it has one (stale requests).
-    def dead(src: int, dst: int, msg: Message) -> bool:
-        if is_dead(world.nodes[dst], world.durable[dst], dst, msg):
+def _drop_dead(world: World, sole: int | None = None, *, dead: bool = True) -> None:
+    # ``sole``: the configuration's only proposer, when it has one (stale requests);
+    # ``dead``: apply the dead-message rule too.
+    def gone(src: int, dst: int, msg: Message) -> bool:
+        if dead and is_dead(world.nodes[dst], world.durable[dst], dst, msg):
             return True
         return src == sole and is_stale(world.nodes[dst], world.nodes[src], world.durable[src], msg)
 
-    world.in_flight = {item for item in world.in_flight if not dead(*item)}
+    world.in_flight = {item for item in world.in_flight if not gone(*item)}
 
 
 def _key(world: World) -> object:
