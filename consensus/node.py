@@ -636,9 +636,12 @@ class PaxosNode:
     }
 
 
+_CONTAINERS = frozenset({dict, list, set, deque})
+
+
 def _copy1(value: Any) -> Any:
     # One level: the containers a node holds are mutable, their contents are not.
-    return value.copy() if isinstance(value, dict | list | set | deque) else value
+    return value.copy() if type(value) in _CONTAINERS else value
 
 
 def _copy_slots(obj: Any) -> Any:

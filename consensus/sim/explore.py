@@ -53,12 +53,12 @@ import argparse
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consensus.messages import Accept, Accepted, Message, Promise
 from consensus.sim.explore_faults import crash, crash_restart
-from consensus.sim.explore_key import budgets, canonical, dominators, plain_key, reset_cache
+from consensus.sim.explore_key import canonical, plain_key, reset_cache
 from consensus.sim.explore_reduce import Reductions, is_dead, is_stale, msg_key, symmetries
 from consensus.sim.explore_world import (
     NODES,
@@ -153,7 +153,6 @@ def explore(
     perms = symmetries(NODES, wants) if reductions.symmetry else [None]
     owners = [i for i in NODES if wants[i]]
     sole = owners[0] if len(owners) == 1 else None  # the only node that ever owns a ballot
-    most = budgets(world, max_ballots)
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
     # Distinct key -> the deliveries that were asleep when it was expanded (canonical
     # names); a later visit with fewer asleep re-explores just the difference.
@@ -175,8 +174,6 @@ def explore(
         )
         named = {msg_key(*item, perm): item for item in asleep}
         only: set[Item] | None = None
-        if reductions.dominance and _dominated(seen, key, most, named.keys()):
-            continue
         if key in seen:
             stored = seen[key]
             if stored <= named.keys():
@@ -281,12 +278,15 @@ def _children(
         if node is None:
             yield f"restart {i}", restart(world, i), None
             continue
-        nxt = clone(world, i)
-        live = nxt.nodes[i]
-        assert live is not None
-        if fire_timeout(live):
-            flush(nxt, i)
-            yield f"timeout {i}", nxt, None
+        if node._attempt is not None or node._wanted or node._moves:
+            # Otherwise no timer can fire (no attempt, nothing to propose, no
+            # heartbeats): fire_timeout would give up, so skip the copy.
+            nxt = clone(world, i)
+            live = nxt.nodes[i]
+            assert live is not None
+            if fire_timeout(live):
+                flush(nxt, i)
+                yield f"timeout {i}", nxt, None
         if world.crash and not reductions.crash:
             yield f"crash {i}", crash(world, i), None
         elif world.crash:
@@ -296,21 +296,6 @@ def _children(
 
 
 # -- keys and checks ------------------------------------------------------------------
-
-
-def _dominated(
-    seen: Mapping[object, frozenset[tuple[int, int, str]]],
-    key: object,
-    most: tuple[int, ...],
-    asleep: Set[tuple[int, int, str]],
-) -> bool:
-    # Budget dominance: a world equal to this one but with more budget left, expanded
-    # with no more deliveries asleep, reaches everything this one can (module docstring).
-    for other in dominators(key, most):
-        stored = seen.get(other)
-        if stored is not None and stored <= asleep:
-            return True
-    return False
 
 
 def _drop_dead(world: World, sole: int | None = None, *, dead: bool = True) -> None:
@@ -370,7 +355,7 @@ def check(world: World) -> list[str]:
 
 _check = check
 REDUCTION_NAMES = (
-    "dead", "symmetry", "compact", "sleep", "lossless", "crash", "dominance", "inert", "stale",
+    "dead", "symmetry", "compact", "sleep", "lossless", "crash", "inert", "stale",
 )
 
 

@@ -26,7 +26,7 @@ from consensus.sim.explore_reduce import compact, msg_key, node_key
 from consensus.sim.explore_world import NODES, Item, World
 
 __all__ = [
-    "budgets", "canonical", "digest_key", "dominators", "durable_key", "larger", "plain_key", "reset_cache",
+    "budgets", "canonical", "digest_key", "durable_key", "plain_key", "reset_cache",
     "with_budgets",
 ]
 
@@ -184,7 +184,7 @@ def budgets(world: World, max_ballots: int) -> Budgets:
         max_ballots: the ballot bound.
 
     Returns:
-        ``(loss, dup, crash, ballots left)``; more of each never allows less.
+        ``(loss, dup, crash, ballots left)``.
     """
     return (world.loss, world.dup, world.crash, max(0, max_ballots + 1 - world.ballots))
 
@@ -202,37 +202,3 @@ def with_budgets(base: object, left: Budgets) -> object:
     if isinstance(base, bytes):
         return base + bytes(left)
     return (base, left)
-
-
-def dominators(key: object, most: Budgets) -> list[object]:
-    """Keys of the worlds that equal this one but have more of some budget.
-
-    Args:
-        key: from :func:`canonical`.
-        most: the largest budgets of the search.
-
-    Returns:
-        Their keys.
-    """
-    if isinstance(key, bytes):
-        base: object = key[: -len(most)]
-        left = tuple(key[-len(most) :])
-    else:
-        base, left = key  # type: ignore[misc]
-    return [with_budgets(base, v) for v in larger(left, most)]
-
-
-def larger(left: Budgets, most: Budgets) -> list[Budgets]:
-    """Every budget vector at least ``left`` and at most ``most``, ``left`` excluded.
-
-    Args:
-        left: a world's budgets.
-        most: the largest budgets of the search (its first world's).
-
-    Returns:
-        The vectors of worlds that would dominate one with ``left``.
-    """
-    out: list[Budgets] = [()]
-    for have, top in zip(left, most, strict=True):
-        out = [(*v, x) for v in out for x in range(have, max(have, top) + 1)]
-    return [v for v in out if v != left]

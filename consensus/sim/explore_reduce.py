@@ -95,7 +95,6 @@ class Reductions:
     sleep: bool = True
     lossless: bool = True  # see consensus.sim.explore_faults
     crash: bool = True  # see consensus.sim.explore_faults
-    dominance: bool = True  # see consensus.sim.explore_faults
     inert: bool = True
     stale: bool = True
 
@@ -105,7 +104,7 @@ class Reductions:
         """No reduction at all: the plain search."""
         return cls(
             dead=False, symmetry=False, compact=False, sleep=False, lossless=False, crash=False,
-            dominance=False, inert=False, stale=False,
+            inert=False, stale=False,
         )
 
     @classmethod

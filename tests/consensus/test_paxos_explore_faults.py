@@ -1,4 +1,4 @@
-"""The newer reductions (lossless, crash+restart, dominance, inert fields, stale requests)
+"""The newer reductions (lossless, crash+restart, inert fields, stale requests)
 are sound: leaving any one of them out reaches exactly the same outcomes and the same
 node states, and every request judged stale is a no-op when delivered."""
 
@@ -24,7 +24,7 @@ from consensus.sim.explore_world import NODES, World, deliver, initial
 # compared as reached (it keeps one world per orbit, whichever comes first).
 CONFIG: dict[str, Any] = {"max_ballots": 2, "loss": 1, "dup": 0, "crashes": 1, "proposers": 1}
 BASE = replace(Reductions(), symmetry=False)
-LEFT_OUT = ("stale", "lossless", "crash", "dominance", "inert")
+LEFT_OUT = ("stale", "lossless", "crash", "inert")
 NodeStates = set[tuple[object, ...]]
 Found = tuple[set[Outcome], NodeStates, explore.ExploreResult]
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from consensus.messages import Accept, Ballot, Commit, Message, Nack, Prepare, Promise
 from consensus.node import Config, PaxosNode
 from consensus.sim import explore_world as ew
-from consensus.sim.explore_key import budgets, dominators, larger, with_budgets
 
 NODES = (1, 2, 3)
 VALUE = b"assign a.A 239.255.1.1"
@@ -125,16 +124,3 @@ def test_a_child_world_never_changes_its_parent() -> None:
     assert {i: n.state_key() for i, n in world.nodes.items() if n is not None} == keys
     assert {i: ew.records(d) for i, d in world.durable.items()} == durable
     assert world.in_flight == flight
-
-
-def test_budget_vectors_that_dominate() -> None:
-    assert larger((0, 1, 0, 2), (1, 1, 1, 3)) == [
-        (0, 1, 0, 3), (0, 1, 1, 2), (0, 1, 1, 3), (1, 1, 0, 2), (1, 1, 0, 3), (1, 1, 1, 2), (1, 1, 1, 3),
-    ]
-    assert larger((1, 1), (1, 1)) == []
-    world = ew.initial({1: ("a.A",), 2: (), 3: ()}, 0, 1, 1)
-    assert budgets(world, 3) == (0, 1, 1, 3)  # one Prepare sent: three more allowed
-    key = with_budgets(b"x" * 16, (0, 0, 1, 2))
-    assert with_budgets(b"x" * 16, (0, 1, 1, 2)) in dominators(key, (0, 1, 1, 4))
-    assert key not in dominators(key, (0, 1, 1, 4))
-    assert dominators(("base", (0, 0)), (0, 1)) == [("base", (0, 1))]
