@@ -77,7 +77,7 @@ from consensus.sim.explore_world import (
 )
 from consensus.sim.scenario import colliding_names
 
-__all__ = ["ExploreResult", "Outcome", "Reductions", "check", "explore"]
+__all__ = ["ExploreResult", "Outcome", "Reductions", "World", "check", "explore", "outcome"]
 
 ALL_REDUCTIONS = Reductions()
 # The issue's configuration (3 nodes, 2 types, up to 3 ballots, a loss, a duplicate and a
@@ -121,6 +121,7 @@ def explore(
     outcomes: set[Outcome] | None = None,
     progress: Callable[[int, float, int], None] | None = None,
     observe: Callable[[World], None] | None = None,
+    hold: bool = True,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -141,6 +142,11 @@ def explore(
             compare the reachable outcomes with and without a reduction).
         progress: called with (states, seconds, violations) every 50,000 distinct states.
         observe: called with every distinct world (after dead messages are removed).
+        hold: a transition that starts ballot ``max_ballots + 1`` is explored with that
+            ballot's ``Prepare`` held back (never sent), and the search goes on from
+            there; False ends every path at that transition (as before; then with one
+            ballot no ``Commit`` is ever delivered, as it leaves in the same ``Ready`` as
+            the next slot's ``Prepare``).
 
     Returns:
         States explored, violations found (with one example path), timing.
@@ -150,6 +156,10 @@ def explore(
     type_a, type_b = colliding_names(1)[0]
     wants = {1: (type_a,), 2: (type_b,), 3: ()} if proposers > 1 else {1: (type_a, type_b), 2: (), 3: ()}
     world = initial(wants, 0 if reductions.lossless else loss, dup, crashes)
+    # With ``hold``, one ballot past the bound is started but its Prepare stays unsent,
+    # so the rest of the Ready that started it (a Commit) is explored too.
+    limit = max_ballots + 1 if hold else max_ballots
+    world.hold_after = max_ballots if hold else None
     perms = symmetries(NODES, wants) if reductions.symmetry else [None]
     owners = [i for i in NODES if wants[i]]
     sole = owners[0] if len(owners) == 1 else None  # the only node that ever owns a ballot
@@ -170,7 +180,7 @@ def explore(
         if reductions.dead or reductions.stale:
             _drop_dead(world, sole if reductions.stale else None, dead=reductions.dead)
         key, perm = canonical(
-            world, perms, compact=reductions.compact, max_ballots=max_ballots, inert=reductions.inert
+            world, perms, compact=reductions.compact, max_ballots=limit, inert=reductions.inert
         )
         named = {msg_key(*item, perm): item for item in asleep}
         only: set[Item] | None = None
@@ -198,7 +208,7 @@ def explore(
                 observe(world)
             if any(n is not None and n.groups for n in world.nodes.values()):
                 result.decided_worlds += 1
-        if world.ballots > max_ballots:
+        if world.ballots > limit:
             continue  # beyond the ballot bound: checked, not expanded
         children = list(_children(world, asleep, only, reductions))
         # Children are popped last-first; each sleeps on the deliveries popped before it
@@ -374,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--issue", action="store_true", help=f"the issue's configuration: {ISSUE}")
     for name in REDUCTION_NAMES:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"turn off the {name} reduction")
+    parser.add_argument(
+        "--no-hold", action="store_true",
+        help="end each path at the transition that starts a ballot past the bound",
+    )
     opts = parser.parse_args(argv)
     if opts.big:
         opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = 1, 2, 2, 2, 1
@@ -384,12 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     reductions = Reductions(**{name: not getattr(opts, f"no_{name}") for name in REDUCTION_NAMES})
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
-        state_limit=opts.limit, proposers=opts.proposers, reductions=reductions,
+        state_limit=opts.limit, proposers=opts.proposers, reductions=reductions, hold=not opts.no_hold,
         progress=lambda n, t, v: print(f"  ... {n} states, {t:.0f} s, {v} violations", file=sys.stderr, flush=True),
     )
     loss = "any number (lossless)" if reductions.lossless else str(opts.loss)
     print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={loss}, "
-          f"dup<={opts.dup}, crashes<={opts.crashes}, proposers={opts.proposers}; {reductions}")
+          f"dup<={opts.dup}, crashes<={opts.crashes}, proposers={opts.proposers}, "
+          f"hold={not opts.no_hold}; {reductions}")
     print(f"distinct states: {res.states} ({'complete' if res.complete else 'INCOMPLETE: limit hit'})")
     print(f"transitions: {res.transitions}, max depth {res.max_depth}, "
           f"worlds with a decision: {res.decided_worlds}, {res.seconds:.1f} s, "

@@ -69,6 +69,7 @@ class World:
     crash: int
     wants: dict[int, tuple[str, ...]]
     ballots: int = 0  # distinct ballots any proposer has used so far
+    hold_after: int | None = None  # Prepares of ballots past this many stay unsent
     # node -> renaming index -> digest of (node key, durable key); see explore_key.
     parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
 
@@ -173,6 +174,7 @@ def clone(world: World, touched: int | None = None) -> World:
     return World(
         nodes=nodes, durable=durable, in_flight=set(world.in_flight), loss=world.loss,
         dup=world.dup, crash=world.crash, wants=world.wants, ballots=world.ballots, parts=parts,
+        hold_after=world.hold_after,
     )
 
 
@@ -263,13 +265,17 @@ def flush(world: World, i: int) -> list[Item]:
     rd.mark_persisted()
     for env in rd.outbox:
         msg = message_from_wire(env.msg.to_wire())
+        held = False
         if isinstance(msg, Prepare):
             world.ballots += 1
+            # Past the ballot bound the Prepare stays unsent (in flight forever, a real
+            # behaviour) instead of ending the path: the rest of its Ready still counts.
+            held = world.hold_after is not None and world.ballots > world.hold_after
         targets = [env.to] if env.to is not None else [j for j in NODES if j != i]
         for dst in targets:
             item = (i, dst, msg)
             sent.append(item)
-            if world.nodes.get(dst) is not None:  # a down node's socket buffer is gone
+            if world.nodes.get(dst) is not None and not held:  # a down node's buffer is gone
                 world.in_flight.add(item)
     node.advance(rd)
     return sent

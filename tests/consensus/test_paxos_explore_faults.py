@@ -98,8 +98,8 @@ def test_stale_requests_are_no_ops_whose_answers_are_dead(monkeypatch: pytest.Mo
 
 def test_stale_requires_one_proposer() -> None:
     # Two proposers: node 2 owns ballots, so the rule never applies to anyone.
-    duel = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2)
-    without = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2,
+    duel = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2, hold=False)
+    without = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2, hold=False,
                               reductions=replace(Reductions(), stale=False))
     assert duel.states == without.states
 
