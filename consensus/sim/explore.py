@@ -53,7 +53,7 @@ import argparse
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from consensus.messages import Accept, Accepted, Message, Promise
@@ -162,7 +162,8 @@ def explore(
     world.hold_after = max_ballots if hold else None
     perms = symmetries(NODES, wants) if reductions.symmetry else [None]
     owners = [i for i in NODES if wants[i]]
-    sole = owners[0] if len(owners) == 1 else None  # the only node that ever owns a ballot
+    # Nodes that propose; with one, it is the only node that ever owns a ballot.
+    proposing = frozenset(owners) if reductions.stale else frozenset()
     result = ExploreResult(states=0, transitions=0, violations=[], max_depth=0, seconds=0.0)
     # Distinct key -> the deliveries that were asleep when it was expanded (canonical
     # names); a later visit with fewer asleep re-explores just the difference.
@@ -178,7 +179,7 @@ def explore(
                 result.example = path
             continue
         if reductions.dead or reductions.stale:
-            _drop_dead(world, sole if reductions.stale else None, dead=reductions.dead)
+            _drop_dead(world, proposing, dead=reductions.dead)
         key, perm = canonical(
             world, perms, compact=reductions.compact, max_ballots=limit, inert=reductions.inert
         )
@@ -308,13 +309,17 @@ def _children(
 # -- keys and checks ------------------------------------------------------------------
 
 
-def _drop_dead(world: World, sole: int | None = None, *, dead: bool = True) -> None:
-    # ``sole``: the configuration's only proposer, when it has one (stale requests);
-    # ``dead``: apply the dead-message rule too.
+def _drop_dead(world: World, proposing: Set[int] = frozenset(), *, dead: bool = True) -> None:
+    # ``proposing``: the configuration's proposers, for stale requests (none: no such
+    # rule); ``dead``: apply the dead-message rule too.
+    sole = len(proposing) == 1
+
     def gone(src: int, dst: int, msg: Message) -> bool:
         if dead and is_dead(world.nodes[dst], world.durable[dst], dst, msg):
             return True
-        return src == sole and is_stale(world.nodes[dst], world.nodes[src], world.durable[src], msg)
+        return src in proposing and is_stale(
+            world.nodes[dst], world.nodes[src], world.durable[src], msg, sole=sole
+        )
 
     world.in_flight = {item for item in world.in_flight if not gone(*item)}
 

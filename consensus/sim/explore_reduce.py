@@ -23,21 +23,27 @@ have the same futures up to a renaming that the checked properties do not see:
   ``tests/consensus/test_paxos_explore_reduce.py`` also checks it empirically: delivering
   a message judged dead leaves the receiver's ``state_key()`` unchanged and sends nothing.
 
-* **Stale requests** (``stale``), with one proposer ``p`` only (nodes 2 and 3 want
-  nothing, so they never start an attempt and own no ballot; every ballot is ``p``'s).
-  A ``Prepare``/``Accept`` for ``(slot, b)`` in flight to ``d`` is dead when ``p``'s
-  attempt is not ``(slot, b)`` (so every ``Promise``/``Accepted``/``Nack`` for ``b`` is a
-  dead reply, by the rule above) and delivering it changes nothing at ``d``: ``d`` has
-  noted round ``b.round`` already and has no attempt to yield, and either ``d`` learned
-  the slot and ``p`` durably learned each value ``d`` would send back in a ``Commit``, or
-  ``d`` promised a higher ballot (a ``Nack`` whose promised round ``p`` already used), or
-  ``d`` promised ``b`` itself and the request is a ``Prepare`` or an ``Accept`` of the
-  value ``d`` already accepted at ``b`` (the same answer again, nothing persisted). It
-  stays so: ``d``'s promise only grows and survives restarts (the journal's promise
-  also restores the noted round), a node learns a slot only after ``p`` persisted it
-  (``p`` sends the first ``Commit`` of a slot, from the ``Ready`` that persists it), and
-  ``p`` never returns to ballot ``b``. The explorer applies the rule only when the
-  configuration has one proposer.
+* **Stale requests** (``stale``). A ``Prepare``/``Accept`` for ``(slot, b)`` from ``p``
+  in flight to ``d`` is dead when ``p``'s attempt is not ``(slot, b)`` (``p`` never
+  returns to ``b``, so every ``Promise``/``Accepted`` for ``b`` is a dead reply by the
+  rule above), ``d`` has noted round ``b.round`` already, and delivering it changes
+  nothing at ``d`` now or later:
+
+  - ``d`` learned the slot and ``p`` durably learned each value ``d`` would send back in
+    a ``Commit`` (a node answers a learned slot with its decision only; its attempt in
+    that slot was dropped when it learned). Stays so: both only learn more, and a slot
+    holds one value unless agreement is already violated. Any number of proposers.
+  - With one proposer only (nodes 2 and 3 want nothing, so they never start an attempt
+    and own no ballot; every ballot is ``p``'s): ``d`` promised a higher ballot (a
+    ``Nack`` whose promised round ``p`` already used: dead), or ``d`` promised ``b``
+    itself and the request is a ``Prepare`` or an ``Accept`` of the value ``d`` already
+    accepted at ``b`` (the same answer again, nothing persisted). Stays so: ``d``'s
+    promise only grows, is always one of ``p``'s ballots and survives restarts (the
+    journal's promise also restores the noted round), and a node learns a slot only
+    after ``p`` persisted it (``p`` sends the first ``Commit`` of a slot, from the
+    ``Ready`` that persists it), which is the first case. With two proposers a later
+    promise can carry the other proposer's higher round back to ``p`` in a ``Nack``, so
+    this case is left out.
 
 * **Symmetry** (``symmetry``). A permutation ``pi`` of node ids is a symmetry when it maps
   every behaviour to a behaviour and keeps every checked property. The protocol compares
@@ -142,18 +148,25 @@ def symmetries(nodes: Sequence[int], wants: Mapping[int, tuple[str, ...]]) -> li
 
 
 def is_stale(
-    receiver: PaxosNode | None, sender: PaxosNode | None, sender_durable: DurableState, msg: Message
+    receiver: PaxosNode | None,
+    sender: PaxosNode | None,
+    sender_durable: DurableState,
+    msg: Message,
+    *,
+    sole: bool = True,
 ) -> bool:
     """True when a ``Prepare``/``Accept`` changes nothing now and after any future.
 
-    Only for a configuration with one proposer (the ``stale`` reduction in the module
-    docstring): the receiver must own no ballot, and every ballot is the sender's.
+    See the ``stale`` reduction in the module docstring.
 
     Args:
         receiver: the node the request is in flight to (None when crashed).
         sender: the proposer that sent it (None when crashed).
         sender_durable: the proposer's durable state.
         msg: the message in flight.
+        sole: the sender is the configuration's only proposer (every ballot is its own
+            and the receiver never starts an attempt); otherwise only the decided-slot
+            case applies.
 
     Returns:
         Whether the request can be removed without changing any behaviour.
@@ -166,11 +179,14 @@ def is_stale(
     a = None if sender is None else sender._attempt
     if a is not None and (a.slot, a.ballot) == (slot, ballot):
         return False  # its replies still count
-    if receiver._attempt is not None or receiver._max_round < ballot.round:
-        return False  # it would yield, or note a higher round
+    if receiver._max_round < ballot.round:
+        return False  # it would note a higher round
     decided = receiver._map.values_at(slot)
     if decided:
+        # It answers with Commits only (an attempt in a learned slot was dropped).
         return all((slot, v) in sender_durable.learned for v in decided)
+    if not sole or receiver._attempt is not None:
+        return False  # a later promise may be another proposer's; it may yield
     current = receiver.acceptor.promised(slot)
     if current is None or current < ballot:
         return False  # it would promise or accept

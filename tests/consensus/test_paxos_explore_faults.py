@@ -79,29 +79,43 @@ def _no_op(world: World, src: int, dst: int, msg: Message) -> None:
         assert is_dead(child.nodes[d], child.durable[d], d, reply), reply.describe()
 
 
-def test_stale_requests_are_no_ops_whose_answers_are_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+# One proposer with faults (a prefix of the search), and a whole duel.
+STALE_CONFIGS: list[dict[str, Any]] = [
+    {"max_ballots": 3, "loss": 0, "dup": 1, "crashes": 1, "proposers": 1, "state_limit": 3000},
+    {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2, "hold": False},
+]
+
+
+@pytest.mark.parametrize("config", STALE_CONFIGS, ids=["one-proposer", "duel"])
+def test_stale_requests_are_no_ops_with_any_number_of_proposers(
+    monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]
+) -> None:
     checked: list[str] = []
     real = explore._drop_dead
 
-    def checking(world: World, sole: int | None = None, *, dead: bool = True) -> None:
+    def checking(world: World, proposing: frozenset[int] = frozenset(), *, dead: bool = True) -> None:
         for src, dst, msg in world.in_flight:
-            if sole is not None and src == sole and is_stale(world.nodes[dst], world.nodes[src], world.durable[src], msg):
+            if src in proposing and is_stale(
+                world.nodes[dst], world.nodes[src], world.durable[src], msg, sole=len(proposing) == 1
+            ):
                 _no_op(world, src, dst, msg)
                 checked.append(type(msg).__name__)
-        real(world, sole, dead=dead)
+        real(world, proposing, dead=dead)
 
     monkeypatch.setattr(explore, "_drop_dead", checking)
-    result = explore.explore(max_ballots=3, loss=0, dup=1, crashes=0, proposers=1, state_limit=3000)
+    result = explore.explore(**config)
     assert not result.violations
     assert {"Prepare", "Accept"} <= set(checked)
 
 
-def test_stale_requires_one_proposer() -> None:
-    # Two proposers: node 2 owns ballots, so the rule never applies to anyone.
-    duel = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2, hold=False)
-    without = explore.explore(max_ballots=2, loss=0, dup=0, crashes=0, proposers=2, hold=False,
-                              reductions=replace(Reductions(), stale=False))
-    assert duel.states == without.states
+def test_two_proposers_reach_the_same_outcomes_with_and_without_stale_requests() -> None:
+    config: dict[str, Any] = {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2}
+    with_rule: set[Outcome] = set()
+    without: set[Outcome] = set()
+    a = explore.explore(**config, outcomes=with_rule)
+    b = explore.explore(**config, outcomes=without, reductions=replace(Reductions(), stale=False))
+    assert a.complete and b.complete and not a.violations and not b.violations
+    assert with_rule == without and a.states < b.states
 
 
 def test_a_live_request_is_not_stale() -> None:
