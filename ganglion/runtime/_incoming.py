@@ -237,7 +237,7 @@ class Incoming:
                 except DecodeError as exc:
                     self._count_bad("decode_errors", str(exc), source)
                     continue
-            if stream.mismatch and self._sequences.note_schema_mismatch(node_id, type_name):
+            if stream.mismatch and tracker.note_schema_mismatch():
                 _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
                              "leniently (logged once per sender and type)", type_name,
                              node_id.hex(), stream.fingerprint.hex(),
