@@ -1,26 +1,28 @@
 """Exhaustive search: every interleaving of a small configuration, safety in every state.
 
-    python -m consensus.sim.explore --ballots 2 --loss 0 --dup 0 --crashes 0   # CI, part 1
-    python -m consensus.sim.explore --ballots 1 --loss 1 --dup 1 --crashes 1 --proposers 1
-    python -m consensus.sim.explore --big           # more faults
-    python -m consensus.sim.explore --issue         # 3 ballots, loss, dup and crash
+    python -m consensus.sim.explore --issue         # 3 ballots, loss, dup, crash (CI)
+    python -m consensus.sim.explore --ballots 2 --loss 0 --dup 0 --crashes 0   # CI duel
+    python -m consensus.sim.explore --big           # 3 ballots, two dups, two crashes
+    python -m consensus.sim.explore --issue --no-stale --no-hold   # measure a reduction
 
-Sizes (2-core development machine, all reductions of
-:mod:`consensus.sim.explore_reduce`): two concurrent proposers with 2 ballots and no
-faults: 5,095 distinct states (42,872 without reductions); one proposer, 1 ballot, one
-loss, one duplicate, one crash: 2,241 states (9,865 without). See docs/consensus.md for
-``--big``, ``--issue`` and what stays out of reach.
+Sizes: see docs/consensus.md (measured on the 2-core development machine, one core).
 
 Theory of operation: a *world* is the three real :class:`~consensus.node.PaxosNode`
-objects (or ``None`` for a crashed one), each node's durable state, the multiset of
-messages in flight and the fault budgets left. From a world, every enabled action gives
-a successor: deliver any in-flight message, drop it (loss budget), deliver it but keep a
-copy (duplication budget), tick a node (its timeouts fire), crash a node (crash budget;
-volatile state lost) or restart a crashed one from its durable state. Depth-first
-search visits every world reachable while at most ``max_ballots`` ballots have been used,
-checks it, removes its dead messages, and prunes it when its canonical key (node
-``state_key()``s, durable states, sorted in-flight messages, budgets; the smaller over
-the configuration's node symmetries; hashed to 16 bytes) was seen before.
+objects (or ``None`` for a crashed one), each node's durable state, the set of messages
+in flight and the fault budgets left (:mod:`consensus.sim.explore_world`). From a
+world, every enabled action gives a successor: deliver any in-flight message, drop it
+(loss budget), deliver it but keep a copy (duplication budget), tick a node (its
+timeouts fire), crash a node (crash budget; volatile state lost) or restart a crashed
+one from its durable state. Depth-first search visits every world reachable while at
+most ``max_ballots`` ballots have been used (with ``hold``, one more is started but its
+``Prepare`` never sent, so the rest of that ``Ready`` still plays out), checks it,
+removes its dead messages, and prunes it when its canonical key
+(:mod:`consensus.sim.explore_key`: node keys, durable states, in-flight messages,
+budgets; the smallest over the node symmetries; 16-byte digests) was seen before. The
+reductions that make the issue's configuration fit in a minute are argued in
+:mod:`consensus.sim.explore_reduce` (dead messages, stale requests, symmetry, inert
+fields, compact keys) and :mod:`consensus.sim.explore_faults` (loss is non-delivery; a
+crash is restarted at once and skipped when it changes nothing).
 
 Sleep sets (Godefroid, "Partial-Order Methods for the Verification of Concurrent
 Systems", 1996, chapter 5, with the stateful variant that stores each state's sleep set
@@ -32,8 +34,8 @@ neither re-sends the message the other consumes (merged copies); a delivery chan
 its receiver, the receiver's durable state and the in-flight set, so such pairs commute
 and neither disables the other. Drops, duplicates, crashes, restarts and timeouts spend
 shared budgets or kill messages, so they are never put to sleep and wake everything.
-Sleep sets never lose a reachable state, only redundant transitions. Every message goes through the wire
-encoding on send.
+Sleep sets never lose a reachable state, only redundant transitions. Every message goes
+through the wire encoding on send.
 
 Checked in every world (membership is static, so classic Paxos safety must hold):
 
@@ -384,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=2_000_000, help="stop after this many states")
     parser.add_argument("--proposers", type=int, choices=(1, 2), default=2)
     parser.add_argument(
-        "--big", action="store_true", help="one proposer, loss 2, dup 2, crashes 2 (about a minute)"
+        "--big", action="store_true",
+        help="one proposer, 3 ballots, loss 1, dup 2, crashes 2 (about two minutes)",
     )
     parser.add_argument("--issue", action="store_true", help=f"the issue's configuration: {ISSUE}")
     for name in REDUCTION_NAMES:
@@ -395,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     opts = parser.parse_args(argv)
     if opts.big:
-        opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = 1, 2, 2, 2, 1
+        opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = 3, 1, 2, 2, 1
     if opts.issue:
         opts.ballots, opts.loss, opts.dup, opts.crashes, opts.proposers = (
             ISSUE["max_ballots"], ISSUE["loss"], ISSUE["dup"], ISSUE["crashes"], ISSUE["proposers"]

@@ -21,7 +21,9 @@ have the same futures up to a renaming that the checked properties do not see:
     ``_learn`` returns at once, before and after any restart.
 
   ``tests/consensus/test_paxos_explore_reduce.py`` also checks it empirically: delivering
-  a message judged dead leaves the receiver's ``state_key()`` unchanged and sends nothing.
+  a message judged dead leaves the receiver's ``state_key()`` unchanged and sends nothing
+  (``test_paxos_explore_faults.py`` does the same for stale requests, whose answers must
+  be dead on arrival, and compares outcomes and node states with and without the rule).
 
 * **Stale requests** (``stale``). A ``Prepare``/``Accept`` for ``(slot, b)`` from ``p``
   in flight to ``d`` is dead when ``p``'s attempt is not ``(slot, b)`` (``p`` never

@@ -109,7 +109,9 @@ def test_stale_requests_are_no_ops_with_any_number_of_proposers(
 
 
 def test_two_proposers_reach_the_same_outcomes_with_and_without_stale_requests() -> None:
-    config: dict[str, Any] = {"max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2}
+    config: dict[str, Any] = {
+        "max_ballots": 2, "loss": 0, "dup": 0, "crashes": 0, "proposers": 2, "hold": False,
+    }
     with_rule: set[Outcome] = set()
     without: set[Outcome] = set()
     a = explore.explore(**config, outcomes=with_rule)
