@@ -14,7 +14,8 @@ case), and prints the medians:
 * raw: ``recv_into`` of a waiting datagram plus the header ``unpack``, what the raw
   subscriber of ``transport.py`` does per message, and ``sendto`` (the publisher);
 * ganglion publish: ``Endpoint.publish`` of a 64-byte ``Blob`` while idle, ``sendto``
-  included (to a group nobody on this host joined, so no receiver is woken);
+  included (to a group nobody on this host joined, so no receiver is woken), without
+  the ``sched_yield`` that follows a lone send (``yield_on_send=False``);
 * ganglion receive: ``recvfrom`` plus the endpoint's receive path on a known stream
   (``Incoming.on_datagram``: batch decode, sequence check, payload decode, delivery
   to a callback), and each of its parts alone.
@@ -34,13 +35,16 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+# The repository first and bench/ last, as _transport_ganglion does (a script here named
+# like a package must not shadow it).
 _BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH)]
+sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
+               str(_BENCH)]
 
-from ganglion import message  # noqa: E402
+from _transport_ganglion import Blob  # noqa: E402  (transport.py's message, 64 B here)
+
 from ganglion.runtime.endpoint import Endpoint  # noqa: E402
 from ganglion.types import encode_message, type_of  # noqa: E402
 from ganglion.wire import Packer, decode_batch  # noqa: E402
@@ -52,39 +56,17 @@ NOBODY_GROUP = "239.255.222.1"
 PORT = 47996
 
 
-@message("bench.Blob")
-@dataclass
-class Blob:
-    """The benchmark message: sequence number, sender timestamp, padding."""
-
-    seq: int
-    t_ns: int
-    data: bytes
-
-
-def timed(stage: Callable[[], object], setup: Callable[[], object] | None, *,
-          runs: int, gap: float) -> float:
-    """Median microseconds of ``stage()``, each run after ``setup()`` and ``time.sleep(gap)``."""
+async def timed(stage: Callable[[], object], setup: Callable[[], object] | None = None, *,
+                runs: int, gap: float) -> float:
+    """Median microseconds of ``stage()``, each run after ``setup()``, a few passes of the
+    event loop (a sender's flush runs and it goes idle) and ``time.sleep(gap)``."""
     now = time.perf_counter_ns
     samples = []
     for _ in range(runs):
         if setup is not None:
             setup()
-        if gap:
-            time.sleep(gap)
-        start = now()
-        stage()
-        samples.append(now() - start)
-    return statistics.median(samples) / 1000
-
-
-async def timed_idle(stage: Callable[[], object], *, runs: int, gap: float) -> float:
-    """As :func:`timed`, letting the event loop run before each run (the sender goes idle)."""
-    now = time.perf_counter_ns
-    samples = []
-    for _ in range(runs):
         for _ in range(3):
-            await asyncio.sleep(0)  # the flush, then an iteration with nothing published
+            await asyncio.sleep(0)
         if gap:
             time.sleep(gap)
         start = now()
@@ -114,30 +96,31 @@ async def measure(runs: int, gap: float) -> list[tuple[str, float, float]]:
     """Time every stage warm and cold; returns (name, warm us, cold us) rows."""
     rows: list[tuple[str, float, float]] = []
 
-    def row(name: str, stage: Callable[[], object], setup: Callable[[], object] | None = None) -> None:
+    async def row(name: str, stage: Callable[[], object],
+                  setup: Callable[[], object] | None = None) -> None:
         # The setup (untimed) refills what the stage consumes, e.g. a datagram to read.
-        rows.append((name, timed(stage, setup, runs=runs, gap=0.0),
-                     timed(stage, setup, runs=runs, gap=gap)))
+        rows.append((name, await timed(stage, setup, runs=runs, gap=0.0),
+                     await timed(stage, setup, runs=runs, gap=gap)))
 
     rx, tx, addr = _udp_pair()
     raw = bytearray(64)
     buf = bytearray(2048)
     HEADER.pack_into(raw, 0, 1, 2)
-    row("raw: sendto 64 B", lambda: tx.sendto(raw, addr), setup=lambda: _drain(rx))
-    row("raw: recv_into + unpack", lambda: (rx.recv_into(buf), HEADER.unpack_from(buf)),
+    await row("raw: sendto 64 B", lambda: tx.sendto(raw, addr), setup=lambda: _drain(rx))
+    await row("raw: recv_into + unpack", lambda: (rx.recv_into(buf), HEADER.unpack_from(buf)),
         setup=lambda: tx.sendto(raw, addr))
 
     pad = bytes(48)
-    async with Endpoint(interface="127.0.0.1", port=PORT,
+    # Without the yield after a lone send: on a busy machine it hands the CPU to other
+    # work, which is scheduling, not the cost of the path this script measures.
+    async with Endpoint(interface="127.0.0.1", port=PORT, yield_on_send=False,
                         group_for=lambda name: NOBODY_GROUP) as ep:
         seq = iter(range(10**9))
 
         def publish() -> None:
             ep.publish(Blob(next(seq), time.monotonic_ns(), pad))
 
-        rows.append(("ganglion: publish (idle, sendto included)",
-                     await timed_idle(publish, runs=runs, gap=0.0),
-                     await timed_idle(publish, runs=runs, gap=gap)))
+        await row("ganglion: publish (idle, sendto included)", publish)
 
         got: list[object] = []
         receiver = Endpoint(interface="127.0.0.1", port=PORT + 1)
@@ -154,15 +137,15 @@ async def measure(runs: int, gap: float) -> list[tuple[str, float, float]]:
 
         on_datagram(next_datagram(), source, 0.0)  # the stream is known from here on
         _drain(rx)  # the raw stages' last datagram
-        row("ganglion: recvfrom + receive path", lambda: on_datagram(rx.recvfrom(2048)[0], source, 0.0),
+        await row("ganglion: recvfrom + receive path", lambda: on_datagram(rx.recvfrom(2048)[0], source, 0.0),
             setup=lambda: tx.sendto(next_datagram(), addr))
         one = next_datagram()
         pos = 25 + one[24]
         payload = encode_message(Blob(7, 8, pad), mtype)
         decode = mtype.decode_fast
         assert decode is not None
-        row("  of which: batch decode", lambda: decode_batch(one, pos, len(one)))
-        row("  of which: payload decode", lambda: decode(payload))
+        await row("  of which: batch decode", lambda: decode_batch(one, pos, len(one)))
+        await row("  of which: payload decode", lambda: decode(payload))
         await receiver.close()
     rx.close()
     tx.close()

@@ -44,7 +44,7 @@ from ganglion.wire._packer import FULL
 _HEAD_MAX = 4
 #: Called after a message left alone while idle: give the CPU to whoever our
 #: datagram just woke (see the module docstring); None where there is no such call.
-_YIELD = getattr(os, "sched_yield", None)
+YIELD_CPU = getattr(os, "sched_yield", None)
 #: Sends one datagram of a type; returns whether the kernel took it.
 SendFn = Callable[[bytes, str], bool]
 
@@ -62,7 +62,7 @@ class Outgoing:
         send: SendFn,
         loop: asyncio.AbstractEventLoop,
         replayed: bool = False,
-        after_idle_send: Callable[[], object] | None = _YIELD,
+        after_idle_send: Callable[[], object] | None = YIELD_CPU,
     ) -> None:
         self._node_id = node_id
         self._replayed = replayed

@@ -117,3 +117,17 @@ def test_interest_off_then_on_sends_with_the_numbers_given_at_publish(
             assert last is not None and last[2] == 8
 
     run(main())
+
+
+def test_yield_on_send_can_be_turned_off() -> None:
+    from ganglion.runtime import _outgoing
+
+    # No subscription: no receive socket is opened, so the ports are never bound.
+    async def main() -> None:
+        async with Endpoint(interface="127.0.0.1", port=47870) as on, \
+                Endpoint(interface="127.0.0.1", port=47872, yield_on_send=False) as off:
+            assert on._out is not None and off._out is not None
+            assert on._out._after_idle_send is _outgoing.YIELD_CPU
+            assert off._out._after_idle_send is None
+
+    asyncio.run(asyncio.wait_for(main(), 10))

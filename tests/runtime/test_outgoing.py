@@ -390,4 +390,4 @@ def test_the_default_yield_is_the_schedulers() -> None:
 
     from ganglion.runtime import _outgoing
 
-    assert _outgoing._YIELD is getattr(os, "sched_yield", None)
+    assert _outgoing.YIELD_CPU is getattr(os, "sched_yield", None)
