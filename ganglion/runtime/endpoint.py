@@ -77,10 +77,7 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
-from ganglion.wire import (
-    NODE_ID_SIZE,
-    Packer,
-)
+from ganglion.wire import NODE_ID_SIZE, Packer
 
 _log = logging.getLogger(__name__)
 
