@@ -37,11 +37,8 @@ from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.wire import Packer
-from ganglion.wire._packer import FULL
+from ganglion.wire._packer import FULL, HEAD_MAX
 
-#: Bytes a message takes in a datagram besides its payload, at most for messages
-#: microseconds apart (time delta and length varints, two bytes each).
-_HEAD_MAX = 4
 #: Called after a message left alone while idle: give the CPU to whoever our
 #: datagram just woke (see the module docstring); None where there is no such call.
 YIELD_CPU = getattr(os, "sched_yield", None)
@@ -108,7 +105,7 @@ class Outgoing:
                         self._emit(packer)  # the next message like this one would not fit
                     return
                 self._emit(packer)
-            if len(payload) + _HEAD_MAX > packer.limit >> 1:
+            if len(payload) + HEAD_MAX > packer.limit >> 1:
                 # No second message like this one fits beside it: waiting gains nothing.
                 self.datagrams += 1
                 self._send(packer.build_one(payload, ts_ns), packer.type_name)

@@ -34,6 +34,9 @@ from ganglion.wire._varint import U64, encode_varint, varint_size
 #: again); it was added; it was added and the next message as large would not fit
 #: (a sender may build now rather than try). Only NOT_ADDED is false.
 NOT_ADDED, ADDED, FULL = 0, 1, 2
+#: Most bytes a message takes in a datagram besides its payload when it follows
+#: another within microseconds: time delta and length varints, two bytes each.
+HEAD_MAX = 4
 #: The one-byte varints, prebuilt (lengths and time deltas below 128 are the common case).
 _BYTE = tuple(bytes((i,)) for i in range(0x80))
 #: The batch header of a lone message (count 1) with its delta 0 and a one- or
@@ -231,7 +234,7 @@ class Packer:
                 self._size = size
                 self.count = count + 1
                 self._prev = ts_ns
-                return FULL if self._limit - size < n + 4 else ADDED
+                return FULL if self._limit - size < n + HEAD_MAX else ADDED
         return self._add_slow(payload, ts_ns, n, count)
 
     def _add_slow(self, payload: bytes, ts_ns: int, n: int, count: int) -> int:
@@ -254,7 +257,7 @@ class Packer:
             body += payload
             self._size = len(body)
             self.count = 1
-            return FULL if self._limit - self._size < n + 4 else ADDED
+            return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
         delta = ts_ns - self._prev
         if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
             raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
@@ -279,7 +282,7 @@ class Packer:
         self._size = len(body)
         self.count += 1
         self._prev = ts_ns
-        return FULL if self._limit - self._size < n + 4 else ADDED
+        return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
 
     def build_one(self, payload: bytes, ts_ns: int) -> bytes:
         """Return the datagram of one message alone (nothing may be waiting), numbering it.
