@@ -32,8 +32,8 @@ local fingerprint go through the class's generated decoder
 
 from __future__ import annotations
 
-import collections
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,13 +59,18 @@ _log = logging.getLogger(__name__)
 #: The sequence verdicts whose message is dropped, compared by identity (an Enum's
 #: ``__hash__`` is Python code, a set lookup costs a call).
 _DUPLICATE, _STALE = Verdict.DUPLICATE, Verdict.STALE
-#: The default registry's lookup, bound once (asked per datagram).
-_lookup = default_registry.lookup
+#: The default registry's lookup (asked per datagram): its dict's own ``get``, which
+#: runs no Python frame. The registry never replaces that dict.
+_lookup = default_registry._by_name.get
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
 _new_info = tuple.__new__
 #: Where the type name's length byte is, and where the name starts (wire format v1).
 _NAME_LEN_AT = 24
 _NAME_AT = 25
+#: A batch header of one message, then that message's time delta and the first byte
+#: of its length (wire format v1): first seq, base ts, count, delta, length.
+_LONE = struct.Struct(">QQHBB").unpack_from
+_LONE_SIZE = 20
 #: Streams remembered before the cache starts over.
 STREAMS_CAP = 1024
 
@@ -106,21 +111,21 @@ class Incoming:
         key: the network key, or None.
         subs: the endpoint's subscribers per type name (read, never changed here).
         sequences: the endpoint's sequence table.
-        counts: the endpoint's counters (``received`` is added to).
         count_bad: counts and logs a dropped datagram.
     """
 
     def __init__(self, *, node_id: bytes, key: bytes | None,
                  subs: dict[str, list[Subscription]], sequences: SequenceTable,
-                 counts: collections.Counter[str], count_bad: CountBad) -> None:
+                 count_bad: CountBad) -> None:
         self._node_id = node_id
         self._key = key
         self._subs = subs
         self._sequences = sequences
-        self._counts = counts
         self._count_bad = count_bad
         self._streams: dict[bytes, _Stream] = {}
         self._evicted = sequences.evicted
+        #: Messages handed to subscribers (the endpoint's ``received``).
+        self.received = 0
 
     def on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
         """Handle one datagram (the receiver's callback; never raises for its content)."""
@@ -136,8 +141,23 @@ class Incoming:
                                                   data[end:]):
                     stream = None
             if stream is not None:
+                pos = stream.pos
+                if end - pos > _LONE_SIZE:
+                    # A lone message at the base time, with a one- or two-byte length:
+                    # every light-traffic and every large message. Read here in one
+                    # unpack when exactly well formed; decode_batch takes the rest.
+                    seq, ts, count, delta, size = _LONE(data, pos)
+                    start = pos + _LONE_SIZE
+                    if size >= 0x80:
+                        high = data[start]
+                        size = size & 0x7F | high << 7 if 0 < high < 0x80 else 0
+                        start += 1
+                    if count == 1 and not delta and size and start + size == end:
+                        if not stream.own and self._subs.get(stream.type_name):
+                            self._deliver_one(stream, seq, ts, data[start:end], source)
+                        return
                 try:
-                    first_seq, timestamps, payloads = decode_batch(data, stream.pos, end)
+                    first_seq, timestamps, payloads = decode_batch(data, pos, end)
                 except DecodeError:
                     stream = None
         if stream is None:
@@ -203,24 +223,57 @@ class Incoming:
             else known.decode_fast
         stream.mismatch = known is not None and known.fingerprint != fingerprint
 
+    def _ready(self, stream: _Stream) -> SequenceTracker:
+        """Bring the stream's decoders up to date with the registry; its tracker."""
+        known = _lookup(stream.type_name)
+        if stream.decode is None or known is not stream.known:
+            self._decoders(stream, known)
+        return stream.tracker or self._tracker(stream)
+
+    def _deliver_one(self, stream: _Stream, seq: int, ts: int, payload: bytes,
+                     source: tuple[str, int]) -> None:
+        """Sequence-check, decode and hand out a datagram's lone message."""
+        received_ns = time.time_ns()
+        tracker = stream.tracker
+        if tracker is None or stream.known is not _lookup(stream.type_name):
+            tracker = self._ready(stream)
+        boot = stream.boot
+        if not tracker.observe_run(seq, 1, boot, ts):
+            verdict = tracker.observe(seq, boot, ts)
+            if verdict is _DUPLICATE or verdict is _STALE:
+                return
+        fast = stream.fast
+        msg: Any = _FALLBACK if fast is None else fast(payload)
+        if msg is _FALLBACK:
+            msg = self._decode_slow(stream, tracker, payload, source)
+            if msg is _FALLBACK:
+                return
+        type_name = stream.type_name
+        info = _new_info(MessageInfo, (type_name, stream.node_id, seq, ts, received_ns, boot,
+                                       False, source, stream.clock_synced, False,
+                                       stream.replayed, stream.fingerprint))
+        self.received += 1
+        subs = self._subs.get(type_name)
+        if subs:
+            if len(subs) == 1:
+                subs[0].deliver(msg, info)
+            else:
+                for sub in tuple(subs):
+                    sub.deliver(msg, info)
+
     def _deliver(self, stream: _Stream, first_seq: int, timestamps: list[int],
                  payloads: list[bytes], source: tuple[str, int]) -> None:
         """Sequence-check, decode and hand out the messages of one datagram."""
         received_ns = time.time_ns()
-        type_name = stream.type_name
-        known = _lookup(type_name)
-        if stream.decode is None or known is not stream.known:
-            self._decoders(stream, known)
-        decode, fast = stream.decode, stream.fast
-        tracker = stream.tracker or self._tracker(stream)
-        node_id, boot = stream.node_id, stream.boot
+        tracker = self._ready(stream)
+        fast = stream.fast
+        type_name, node_id, boot = stream.type_name, stream.node_id, stream.boot
         # The common case: the datagram continues its stream, every message is new.
         count = len(timestamps)
         in_order = tracker.observe_run(first_seq, count, boot,
                                        timestamps[0] if count == 1 else max(timestamps))
         observe = tracker.observe
         subs_of = self._subs
-        delivered = 0
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
             seq += 1
@@ -232,20 +285,13 @@ class Incoming:
             # does not read goes through the full decoder, which also raises.
             msg: Any = _FALLBACK if fast is None else fast(payload)
             if msg is _FALLBACK:
-                try:
-                    msg = decode(payload)  # type: ignore[misc]
-                except DecodeError as exc:
-                    self._count_bad("decode_errors", str(exc), source)
+                msg = self._decode_slow(stream, tracker, payload, source)
+                if msg is _FALLBACK:
                     continue
-            if stream.mismatch and tracker.note_schema_mismatch():
-                _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
-                             "leniently (logged once per sender and type)", type_name,
-                             node_id.hex(), stream.fingerprint.hex(),
-                             known.fingerprint.hex() if known else "?")
             info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
                                            False, source, stream.clock_synced, False,
                                            stream.replayed, stream.fingerprint))
-            delivered += 1
+            self.received += 1
             # Read again per message: a callback may subscribe or unsubscribe. Several
             # subscribers are iterated over a copy (list order is delivery order).
             subs = subs_of.get(type_name)
@@ -255,4 +301,23 @@ class Incoming:
                 else:
                     for sub in tuple(subs):
                         sub.deliver(msg, info)
-        self._counts["received"] += delivered
+
+    def _decode_slow(self, stream: _Stream, tracker: SequenceTracker, payload: bytes,
+                     source: tuple[str, int]) -> Any:
+        """The full payload decoder: the message, or FALLBACK when it is dropped (counted).
+
+        Also where a fingerprint mismatch is noticed (the fast decoder never reads
+        those) and logged once per sender and type.
+        """
+        try:
+            msg = stream.decode(payload)  # type: ignore[misc]
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source)
+            return _FALLBACK
+        if stream.mismatch and tracker.note_schema_mismatch():
+            known = stream.known
+            _log.warning("%s from node %s has schema fingerprint %s, ours is %s; decoding "
+                         "leniently (logged once per sender and type)", stream.type_name,
+                         stream.node_id.hex(), stream.fingerprint.hex(),
+                         known.fingerprint.hex() if known else "?")
+        return msg

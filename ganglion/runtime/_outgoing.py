@@ -23,6 +23,13 @@ messages should share datagrams. So:
 * A datagram leaves as soon as the next message like the last one (as large)
   would not fit, and a message larger than half the room never waits: nothing
   could join it, so waiting would only add latency and a copy.
+* Where the send socket has UDP segmentation offload (``send_many``), datagrams
+  made while busy wait in a per-type *train* instead of leaving one system call
+  each, and the train leaves at the end of the iteration (or when it holds as
+  much as one segmented send can carry) in one ``sendmsg`` per run of
+  equal-size datagrams. That is what lets a stream of large messages, which
+  cannot share datagrams, still share system calls; receivers get ordinary
+  datagrams. Light traffic never waits for a train: the idle path sends at once.
 * The flush sends what is left. If anything was published since the previous
   flush, the endpoint stays busy for one more iteration, so a sustained stream
   keeps batching instead of sending the first message of every iteration alone;
@@ -36,6 +43,7 @@ import os
 from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
+from ganglion.runtime._sockets import GSO_MAX_BYTES, GSO_MAX_SEGMENTS
 from ganglion.wire import Packer
 from ganglion.wire._packer import FULL, HEAD_MAX
 
@@ -44,6 +52,8 @@ from ganglion.wire._packer import FULL, HEAD_MAX
 YIELD_CPU = getattr(os, "sched_yield", None)
 #: Sends one datagram of a type; returns whether the kernel took it.
 SendFn = Callable[[bytes, str], bool]
+#: Sends several datagrams of a type in order, in as few system calls as it can.
+SendManyFn = Callable[[list[bytes], str], object]
 
 
 class Outgoing:
@@ -60,6 +70,7 @@ class Outgoing:
         loop: asyncio.AbstractEventLoop,
         replayed: bool = False,
         after_idle_send: Callable[[], object] | None = YIELD_CPU,
+        send_many: SendManyFn | None = None,
     ) -> None:
         self._node_id = node_id
         self._replayed = replayed
@@ -74,6 +85,10 @@ class Outgoing:
         self._clock_synced = True
         self._flush_handle: asyncio.Handle | None = None
         self._after_idle_send = after_idle_send
+        self._send_many = send_many
+        # Datagrams made while busy, per type, when they leave in trains (send_many).
+        self._trains: dict[str, list[bytes]] | None = None if send_many is None else {}
+        self._train_cap = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // max_datagram))
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
@@ -106,9 +121,12 @@ class Outgoing:
                     return
                 self._emit(packer)
             if len(payload) + HEAD_MAX > packer.limit >> 1:
-                # No second message like this one fits beside it: waiting gains nothing.
+                # No second message like this one fits beside it: waiting for one gains nothing.
                 self.datagrams += 1
-                self._send(packer.build_one(payload, ts_ns), packer.type_name)
+                if self._trains is None:
+                    self._send(packer.build_one(payload, ts_ns), packer.type_name)
+                else:
+                    self._board(packer.type_name, packer.build_one(payload, ts_ns))
                 return
             packer.add(payload, ts_ns)
             self._dirty[packer.type_name] = packer
@@ -147,6 +165,13 @@ class Outgoing:
             if packer.count:
                 self._emit(packer)
         self._dirty.clear()
+        trains = self._trains
+        if trains:
+            send_many = self._send_many
+            assert send_many is not None
+            for type_name, train in trains.items():
+                send_many(train, type_name)
+            trains.clear()
 
     def close(self) -> None:
         """Flush and stop scheduling."""
@@ -174,4 +199,20 @@ class Outgoing:
 
     def _emit(self, packer: Packer) -> None:
         self.datagrams += 1
-        self._send(packer.build(), packer.type_name)
+        if self._busy and self._trains is not None:
+            self._board(packer.type_name, packer.build())
+        else:
+            self._send(packer.build(), packer.type_name)
+
+    def _board(self, type_name: str, datagram: bytes) -> None:
+        """Put a datagram on its type's train; a train as long as one send carries leaves."""
+        trains = self._trains
+        assert trains is not None and self._send_many is not None
+        train = trains.get(type_name)
+        if train is None:
+            trains[type_name] = [datagram]
+        else:
+            train.append(datagram)
+            if len(train) >= self._train_cap:
+                del trains[type_name]
+                self._send_many(train, type_name)

@@ -21,6 +21,13 @@ Linux specifics, with fallbacks so the module imports anywhere:
   ``fd_increase_rxbuf`` we fall back to ``SO_RCVBUFFORCE`` when that cap bites
   and the process has CAP_NET_ADMIN. The kernel doubles the request for its
   bookkeeping, so the effective size read back is about twice what was asked.
+* UDP segmentation offload (``UDP_SEGMENT``, Linux 4.18+) sends a run of
+  equal-size datagrams (the last may be shorter) in one ``sendmsg``; the kernel
+  cuts it into ordinary datagrams, in software where the device cannot. Its
+  receiving twin ``UDP_GRO`` (Linux 5.0+) lets such a run, coalesced on its way
+  in (always on loopback, by the driver on some NICs), reach a socket as one
+  buffer plus its segment size in a control message. Both are optional: where
+  the kernel refuses them, datagrams go one per system call.
 * ``/proc/net/udp`` lists a per-socket ``drops`` count (datagrams the kernel
   discarded because the receive buffer was full); reading it is a file read
   per call, so it is done only when stats are asked for.
@@ -41,10 +48,17 @@ from pathlib import Path
 from ganglion.errors import ConfigError, InterfaceError, TransportError
 
 __all__ = [
+    "GRO_CMSG_SPACE",
+    "GSO_MAX_BYTES",
+    "GSO_MAX_SEGMENTS",
     "IP_MULTICAST_ALL",
     "add_membership",
     "check_local_address",
     "drop_membership",
+    "enable_gro",
+    "gro_segment_size",
+    "gso_available",
+    "gso_cmsg",
     "kernel_drops",
     "open_receive_socket",
     "open_send_socket",
@@ -63,6 +77,19 @@ IP_MULTICAST_ALL: int = getattr(socket, "IP_MULTICAST_ALL", 49)
 _SO_RCVBUFFORCE: int | None = getattr(
     socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None
 )
+
+#: SOL_UDP and its options UDP_SEGMENT (send) and UDP_GRO (receive); Python 3.11's
+#: socket module exports none of the latter two.
+SOL_UDP: int = getattr(socket, "SOL_UDP", 17)
+UDP_SEGMENT: int = getattr(socket, "UDP_SEGMENT", 103)
+UDP_GRO: int = getattr(socket, "UDP_GRO", 104)
+#: Most datagrams one segmented send may carry (the kernel's UDP_MAX_SEGMENTS
+#: was 64 before Linux 6.2, 128 since), and most bytes: one UDP datagram over IPv4.
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65507
+#: Room for the UDP_GRO control message (an int: the segment size).
+GRO_CMSG_SPACE: int = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+_U16 = struct.Struct("=H").pack
 
 _MAX_MEMBERSHIPS_PATH = Path("/proc/sys/net/ipv4/igmp_max_memberships")
 _DEFAULT_MAX_MEMBERSHIPS = 20
@@ -267,6 +294,46 @@ def drop_membership(sock: socket.socket, group: str, interface: str) -> bool:
         if exc.errno in {errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV}:
             return False
         raise TransportError(exc.errno, f"cannot leave multicast group {group}: {exc}") from exc
+    return True
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Ask the kernel to hand coalesced runs of datagrams to ``sock`` whole (UDP_GRO).
+
+    Returns:
+        Whether it agreed; where it did not (not Linux, a kernel before 5.0), the
+        socket receives one datagram per read as before.
+    """
+    if not sys.platform.startswith("linux") or not GRO_CMSG_SPACE:
+        return False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The segment size of a coalesced read, from ``recvmsg``'s control messages; 0 if none."""
+    for level, kind, data in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
+            return int.from_bytes(data[:4], sys.byteorder)
+    return 0
+
+
+def gso_cmsg(segment_size: int) -> list[tuple[int, int, bytes]]:
+    """The control message that makes one ``sendmsg`` leave as datagrams of ``segment_size``."""
+    return [(SOL_UDP, UDP_SEGMENT, _U16(segment_size))]
+
+
+def gso_available(sock: socket.socket) -> bool:
+    """Whether the kernel knows UDP_SEGMENT (a send may still refuse it: see the sender)."""
+    if not sys.platform.startswith("linux") or not hasattr(sock, "sendmsg"):
+        return False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
     return True
 
 

@@ -253,7 +253,7 @@ class Endpoint:
         self._on_subscriptions = on_subscriptions
         self._clock_synced = True
         self._in = Incoming(node_id=node_id, key=key, subs=self._subs,
-                            sequences=self._sequences, counts=self._counts,
+                            sequences=self._sequences,
                             count_bad=self._count_bad)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -280,7 +280,8 @@ class Endpoint:
         self._out = Outgoing(node_id=self.node_id, boot=self.boot, key=self._key,
                              max_datagram=self._max_datagram, send=self._send, loop=loop,
                              replayed=self.replay,
-                             after_idle_send=YIELD_CPU if self._yield_on_send else None)
+                             after_idle_send=YIELD_CPU if self._yield_on_send else None,
+                             send_many=self._send_many if self._sender.gso else None)
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Send every queued message and wait (up to ``timeout`` s) for the socket to take them."""
@@ -659,7 +660,7 @@ class Endpoint:
         pending = sum(len(q) for q in self._pending.values())
         return EndpointStats(
             published=sum(self._next_seq.values()), datagrams_sent=self._out.datagrams,
-            received=c["received"], lost=total["lost"], duplicates=total["duplicates"],
+            received=self._in.received, lost=total["lost"], duplicates=total["duplicates"],
             reordered=total["reordered"], stale=total["stale"],
             decode_errors=c["decode_errors"], bad_mac=c["bad_mac"],
             schema_mismatches=total["schema_mismatches"], pending=pending,
@@ -682,6 +683,10 @@ class Endpoint:
         assert self._sender is not None
         group = self._groups[type_name]  # resolved before anything was queued
         return self._sender.send(datagram, group, self.port)
+
+    def _send_many(self, datagrams: list[bytes], type_name: str) -> None:
+        assert self._sender is not None
+        self._sender.send_many(datagrams, self._groups[type_name], self.port)
 
     def _join(self, type_name: str, group: str) -> None:
         assert self._receiver is not None

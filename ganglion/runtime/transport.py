@@ -31,6 +31,16 @@ opened when all are full and closed when its last group leaves. If the kernel
 refuses a membership with ENOBUFS (its limit is lower than we were told), that
 socket is marked full and the group goes to another one.
 
+Where the kernel has ``UDP_GRO`` each socket turns it on, and is then read with
+``recvmsg``: a run of datagrams that one sender sent in a single segmented send
+(see :mod:`ganglion.runtime._sender`) and that reached us coalesced (always on
+loopback) comes back as one buffer plus the segment size, and is cut into its
+datagrams here, each handed to the callback as if read alone. That saves a
+system call per datagram of the run; a datagram that was not coalesced comes
+back with no control message and is handed on whole. ``recvmsg`` costs about
+what ``recvfrom`` does (measured: 0.94-0.98 us against 0.79-1.06 us for 1,100
+bytes), so nothing is lost on ordinary traffic.
+
 IGMP-snooping switches forget a group after ~260 s without a membership
 report, and without a querier on the LAN nobody asks for one. So every
 ``reannounce_seconds`` each membership is dropped and re-added, which makes
@@ -71,6 +81,9 @@ DatagramCallback = Callable[[bytes, tuple[str, int], float], None]
 
 # Largest UDP payload over IPv4 is 65,507 bytes; a 64 KiB buffer never truncates.
 _RECV_SIZE = 65536
+_GRO_CMSG_SPACE = _sockets.GRO_CMSG_SPACE
+_gro_segment_size = _sockets.gro_segment_size
+_MSG_TRUNC: int = getattr(socket, "MSG_TRUNC", 0x20)
 _DEFAULT_MAX_BATCH = 512
 
 
@@ -94,6 +107,9 @@ class ReceiverStats:
         reannounce_errors: re-announcements that failed (logged; retried next time).
         kernel_drops: datagrams the kernel dropped on the open sockets because the
             buffer was full, from ``/proc/net/udp``; None where unavailable.
+        coalesced: datagrams that arrived in coalesced runs (UDP_GRO) and were cut
+            apart here (included in ``datagrams``).
+        gro: whether the open sockets accept coalesced runs.
     """
 
     datagrams: int
@@ -109,17 +125,20 @@ class ReceiverStats:
     reannounces: int
     reannounce_errors: int
     kernel_drops: int | None
+    coalesced: int = 0
+    gro: bool = False
 
 
 class _Slot:
     """One receive socket and the groups it holds."""
 
-    __slots__ = ("capacity", "closed", "groups", "rcvbuf", "sock")
+    __slots__ = ("capacity", "closed", "gro", "groups", "rcvbuf", "sock")
 
-    def __init__(self, sock: socket.socket, capacity: int, rcvbuf: int) -> None:
+    def __init__(self, sock: socket.socket, capacity: int, rcvbuf: int, gro: bool) -> None:
         self.sock = sock
         self.capacity = capacity
         self.rcvbuf = rcvbuf
+        self.gro = gro  # read with recvmsg: runs of datagrams may arrive coalesced
         self.groups: set[str] = set()
         self.closed = False
 
@@ -148,6 +167,7 @@ class MulticastReceiver:
         max_batch: int = _DEFAULT_MAX_BATCH,
         reannounce_seconds: float | None = defaults.REANNOUNCE_SECONDS,
         loop: asyncio.AbstractEventLoop | None = None,
+        gro: bool = True,
     ) -> None:
         """Validate the settings; no socket is opened until the first join.
 
@@ -161,6 +181,7 @@ class MulticastReceiver:
             max_batch: most datagrams read per socket per loop wake-up.
             reannounce_seconds: period of IGMP re-announcements; None disables them.
             loop: the event loop; None takes the running loop.
+            gro: accept coalesced runs of datagrams (UDP_GRO) where the kernel can.
 
         Raises:
             InterfaceError: ``interface`` is not an IPv4 address of this host.
@@ -179,6 +200,8 @@ class MulticastReceiver:
         if reannounce_seconds is not None and not reannounce_seconds > 0:
             raise ConfigError(f"reannounce_seconds must be > 0 or None, not {reannounce_seconds!r}")
         self._reannounce_seconds = reannounce_seconds
+        self._gro = gro
+        self._coalesced = 0
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._slots: list[_Slot] = []
         self._slot_of: dict[str, _Slot] = {}
@@ -325,6 +348,8 @@ class MulticastReceiver:
             reannounces=self._reannounces,
             reannounce_errors=self._reannounce_errors,
             kernel_drops=_sockets.kernel_drops(s.sock for s in open_slots),
+            coalesced=self._coalesced,
+            gro=bool(open_slots) and all(s.gro for s in open_slots),
         )
 
     def close(self) -> None:
@@ -387,8 +412,8 @@ class MulticastReceiver:
         """Open a socket, register its reader, and remember it."""
         sock = _sockets.open_receive_socket(self._port, self._rcvbuf)
         rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        slot = _Slot(sock, self._per_socket, rcvbuf)
-        self._loop.add_reader(sock.fileno(), self._drain, slot)
+        slot = _Slot(sock, self._per_socket, rcvbuf, self._gro and _sockets.enable_gro(sock))
+        self._loop.add_reader(sock.fileno(), self._drain_gro if slot.gro else self._drain, slot)
         self._slots.append(slot)
         return slot
 
@@ -437,6 +462,54 @@ class MulticastReceiver:
             if count > self._max_seen:
                 self._max_seen = count
             if count == limit:
+                self._full_drains += 1
+
+    def _drain_gro(self, slot: _Slot) -> None:
+        """:meth:`_drain` for a socket with UDP_GRO: coalesced runs are cut into datagrams."""
+        recvmsg = slot.sock.recvmsg
+        on_datagram = self._on_datagram
+        now = self._loop.time()
+        limit = self._max_batch
+        count = 0
+        nbytes = 0
+        while count < limit:
+            try:
+                data, ancdata, flags, source = recvmsg(_RECV_SIZE, _GRO_CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._receive_errors += 1
+                _log.warning("receive error on port %d: %s", self._port, exc)
+                break
+            nbytes += len(data)
+            size = _gro_segment_size(ancdata) if ancdata else 0
+            if flags & _MSG_TRUNC:
+                # Larger than any datagram; nothing of it can be trusted.
+                self._receive_errors += 1
+                _log.warning("a %d-byte read on port %d was truncated; dropped",
+                             len(data), self._port)
+                continue
+            if not size or size >= len(data):
+                segments: tuple[bytes, ...] | list[bytes] = (data,)
+            else:
+                segments = [data[at:at + size] for at in range(0, len(data), size)]
+                self._coalesced += len(segments)
+            for segment in segments:
+                count += 1
+                try:
+                    on_datagram(segment, source, now)
+                except Exception:
+                    self._callback_errors += 1
+                    _log.exception("datagram callback raised; datagram dropped")
+            if slot.closed:
+                break
+        if count:
+            self._drains += 1
+            self._datagrams += count
+            self._bytes += nbytes
+            if count > self._max_seen:
+                self._max_seen = count
+            if count >= limit:
                 self._full_drains += 1
 
     # -- private: re-announce timer -------------------------------------------

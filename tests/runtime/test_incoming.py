@@ -11,7 +11,6 @@ datagram arrived.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,13 +44,12 @@ class Harness:
     def __init__(self, *types: str, key: bytes | None = None, max_entries: int = 4096) -> None:
         self.got: list[tuple[Any, MessageInfo]] = []
         self.bad: list[tuple[str, str]] = []
-        self.counts: collections.Counter[str] = collections.Counter()
         self.sequences = SequenceTable(strict=key is not None, max_entries=max_entries)
         self.subs: dict[str, list[Subscription]] = {
             name: [Subscription(name, callback=lambda m, i: self.got.append((m, i)),
                                 maxsize=16, on_close=lambda s: None)] for name in types}
         self.incoming = Incoming(node_id=OURS, key=key, subs=self.subs,
-                                 sequences=self.sequences, counts=self.counts,
+                                 sequences=self.sequences,
                                  count_bad=lambda kind, detail, src: self.bad.append((kind, detail)))
 
     def feed(self, *datagrams: bytes) -> None:
@@ -85,7 +83,7 @@ def test_a_stream_is_remembered_and_every_message_delivered_in_order() -> None:
     assert [i.seq for _, i in h.got] == list(range(10))
     assert {(i.sender, i.boot, i.source) for _, i in h.got} == {(PEER, 7, SOURCE)}
     assert len(h.incoming._streams) == 1
-    assert h.counts["received"] == 10 and not h.bad
+    assert h.incoming.received == 10 and not h.bad
     stats = h.sequences.peek(PEER, "test_incoming.Reading")
     assert stats is not None and stats.received == 10 and stats.lost == 0
 
@@ -129,7 +127,7 @@ def test_a_forged_datagram_of_a_signed_stream_is_counted_as_bad_mac() -> None:
 def test_own_datagrams_are_ignored_also_once_remembered() -> None:
     h = Harness("test_incoming.Reading")
     h.feed(*reading_datagrams(packer(node_id=OURS), 9))
-    assert h.got == [] and not h.bad and h.counts["received"] == 0
+    assert h.got == [] and not h.bad and h.incoming.received == 0
 
 
 def test_unsubscribed_types_are_dropped_without_a_tracker() -> None:
