@@ -30,7 +30,7 @@ from ganglion.types import (
     payload_decoder,
     type_of,
 )
-from ganglion.types._decodegen import FALLBACK, compile_decoder
+from ganglion.types._decodegen import FALLBACK, call_args, compile_decoder
 
 
 @message("test_decodegen.Scalars")
@@ -195,3 +195,44 @@ def test_invalid_utf8_and_wrong_kinds_fall_back() -> None:
                           "ok": True})
     assert fast(as_int) is FALLBACK  # an int where a float is declared: generic converts
     same(Scalars, as_int)
+
+
+@message("test_decodegen.KwOnly")
+@dataclass
+class KwOnly:
+    seq: int
+    label: str = dataclasses.field(default="k", kw_only=True)
+    t_ns: int = 0
+
+
+@message("test_decodegen.Reordered")
+@dataclass(init=False)
+class Reordered:
+    a: int
+    b: int
+
+    def __init__(self, b: int, a: int) -> None:  # the fields, in another order
+        self.a, self.b = a, b
+
+
+def test_call_args_go_by_position_only_where_the_parameter_is_that_field() -> None:
+    assert call_args(Scalars, ["seq", "t_ns", "data"], ["x", "y", "z"]) == "x, y, z"
+    # A kw_only field and every field after it go by keyword.
+    assert call_args(KwOnly, ["seq", "label", "t_ns"], ["x", "y", "z"]) == "x, label=y, t_ns=z"
+    assert call_args(Reordered, ["a", "b"], ["x", "y"]) == "a=x, b=y"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-(2**40), 2**40), texts, st.integers(0, 2**40))
+def test_kw_only_and_reordered_classes_decode_as_the_generic_path(a: int, label: str,
+                                                                   b: int) -> None:
+    data = encode_message(KwOnly(a, label=label, t_ns=b), type_of(KwOnly))
+    fast = type_of(KwOnly).decode_fast
+    assert fast is not None and fast(data) == KwOnly(a, label=label, t_ns=b)
+    same(KwOnly, data)
+    data = encode_message(Reordered(b=b, a=a), type_of(Reordered))
+    fast = type_of(Reordered).decode_fast
+    assert fast is not None
+    got = fast(data)
+    assert (got.a, got.b) == (a, b)
+    same(Reordered, data)

@@ -22,7 +22,7 @@ generated decoder would read. The few values that live in the head byte itself
 one-byte int, a bool stays the template's constant, being in the skeleton).
 Negative ints (major type 1) become ``-1 - n`` and str contents are decoded as
 strict UTF-8, as the generated decoder does; the class is called with the same
-keyword arguments. Anything else, a constructor that raises included, returns
+arguments. Anything else, a constructor that raises included, returns
 :data:`~ganglion.types._decodegen.FALLBACK` and the generated decoder runs. So a
 template never changes a result, only how fast it comes.
 
@@ -38,7 +38,7 @@ from typing import Any
 import cbor2
 
 from ganglion.types._codegen import cbor_head
-from ganglion.types._decodegen import FALLBACK, Decoder
+from ganglion.types._decodegen import FALLBACK, Decoder, call_args
 
 #: Payload lengths per type that get a template.
 MAX_TEMPLATES = 8
@@ -162,8 +162,7 @@ def compile_template(cls: type, fields: tuple[tuple[str, str], ...], data: bytes
     env: dict[str, Any] = {"_CLS": cls, "FALLBACK": FALLBACK, "_SK": skeleton.unpack,
                            "_SKV": skeleton.unpack(data), "_V": struct.Struct(values_fmt).unpack}
     raws = ", ".join(f"u{i}" for i in range(layout.count))
-    args = ", ".join(f"{name}={var}" for (name, _schema), var in zip(fields, layout.names,
-                                                                     strict=True))
+    args = call_args(cls, [name for name, _schema in fields], layout.names)
     lines = ["def decode(d):\n", "    try:\n", "        if _SK(d) != _SKV:\n",
              "            return FALLBACK\n"]
     if layout.count:
