@@ -81,7 +81,7 @@ class Outgoing:
         self._loop = loop
         self._packers: dict[str, Packer] = {}
         self._dirty: dict[str, Packer] = {}
-        self._busy = False
+        self.busy = False
         self._clock_synced = True
         self._flush_handle: asyncio.Handle | None = None
         self._after_idle_send = after_idle_send
@@ -89,6 +89,9 @@ class Outgoing:
         # Datagrams made while busy, per type, when they leave in trains (send_many).
         self._trains: dict[str, list[bytes]] | None = None if send_many is None else {}
         self._train_cap = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // max_datagram))
+        #: Messages added so far, and whether this loop iteration already sent one:
+        #: read and updated by the endpoint's publish, which inlines :meth:`add`'s
+        #: commonest case (a message joining an open datagram while busy).
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
@@ -112,14 +115,14 @@ class Outgoing:
     def add(self, packer: Packer, payload: bytes, ts_ns: int) -> None:
         """Queue one encoded message (already checked to fit) and send as the policy says."""
         self.messages += 1
-        if self._busy:
+        if self.busy:
             if packer.count:
                 added = packer.add(payload, ts_ns)
                 if added:
                     if added == FULL:
-                        self._emit(packer)  # the next message like this one would not fit
+                        self.emit(packer)  # the next message like this one would not fit
                     return
-                self._emit(packer)
+                self.emit(packer)
             if len(payload) + HEAD_MAX > packer.limit >> 1:
                 # No second message like this one fits beside it: waiting for one gains nothing.
                 self.datagrams += 1
@@ -134,9 +137,9 @@ class Outgoing:
         if packer.count:
             # Idle with messages left over (numbering skipped meanwhile): all leave now.
             if not packer.add(payload, ts_ns):
-                self._emit(packer)
+                self.emit(packer)
                 packer.add(payload, ts_ns)
-            self._emit(packer)
+            self.emit(packer)
         else:
             # Idle: the message leaves at once, alone (the latency path, kept short).
             self.datagrams += 1
@@ -144,13 +147,13 @@ class Outgoing:
             if self._after_idle_send is not None:
                 self._after_idle_send()
         self._mark = self.messages
-        self._busy = True
+        self.busy = True
         self._schedule()
 
     def skip_to(self, packer: Packer, seq: int) -> None:
         """Send what ``packer`` holds, then continue its numbering at ``seq`` (a gap)."""
         if packer.count:
-            self._emit(packer)
+            self.emit(packer)
         packer.skip_to(seq)
 
     def set_clock_synced(self, synced: bool) -> None:
@@ -163,7 +166,7 @@ class Outgoing:
         """Send every queued message now."""
         for packer in self._dirty.values():
             if packer.count:
-                self._emit(packer)
+                self.emit(packer)
         self._dirty.clear()
         trains = self._trains
         if trains:
@@ -179,7 +182,7 @@ class Outgoing:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._busy = False
+        self.busy = False
 
     def _schedule(self) -> None:
         if self._flush_handle is None:
@@ -195,11 +198,12 @@ class Outgoing:
         if had_work:
             self._schedule()  # still under load: keep batching one more iteration
         else:
-            self._busy = False
+            self.busy = False
 
-    def _emit(self, packer: Packer) -> None:
+    def emit(self, packer: Packer) -> None:
+        """Build what ``packer`` holds and send it (onto its train while busy)."""
         self.datagrams += 1
-        if self._busy and self._trains is not None:
+        if self.busy and self._trains is not None:
             self._board(packer.type_name, packer.build())
         else:
             self._send(packer.build(), packer.type_name)

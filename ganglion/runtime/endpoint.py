@@ -78,6 +78,7 @@ from ganglion.types import (
     validate_type_name,
 )
 from ganglion.wire import NODE_ID_SIZE, Packer
+from ganglion.wire._packer import FULL
 
 _log = logging.getLogger(__name__)
 
@@ -364,7 +365,14 @@ class Endpoint:
                 now_ns = time.time_ns()
                 if packer.next_seq != seq:
                     out.skip_to(packer, seq)  # numbers taken that were never sent
-                out.add(packer, encoded, now_ns)
+                if out.busy and packer.count and (added := packer.add(encoded, now_ns)):
+                    # Outgoing.add's commonest case inlined: joining an open datagram
+                    # under load. A full one (not added) takes the general path.
+                    out.messages += 1
+                    if added == FULL:
+                        out.emit(packer)
+                else:
+                    out.add(packer, encoded, now_ns)
                 self._last[name] = (msg, encoded, fingerprint, seq, now_ns)
                 subs = self._subs.get(name)
                 if subs:

@@ -73,6 +73,8 @@ class Packer:
 
     Attributes:
         count: messages in the datagram being built (read only).
+        next_seq: the sequence number the next added message gets (read only; an
+            attribute, not a property: a sender compares it per message).
 
     Raises:
         EncodeError: a header field is malformed.
@@ -96,6 +98,7 @@ class Packer:
         "_synced",
         "count",
         "max_datagram",
+        "next_seq",
         "type_name",
     )
 
@@ -129,6 +132,7 @@ class Packer:
         # Room for messages: the budget minus everything that is not a message.
         self._limit = max_datagram - overhead(type_name, signed=key is not None)
         self._seq = first_seq
+        self.next_seq = first_seq
         self._body = bytearray()
         self.count = 0
         self._size = 0
@@ -146,17 +150,13 @@ class Packer:
         if not self._seq <= seq < U64:
             raise EncodeError(f"cannot skip from sequence number {self._seq} to {seq}")
         self._seq = seq
+        self.next_seq = seq
 
     def set_clock_synced(self, synced: bool) -> None:
         """Set or clear the clock-unsynchronised flag of the datagrams built from now on."""
         self._synced = synced
         self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
                                      self._boot, self._key is not None, synced, self._replayed)
-
-    @property
-    def next_seq(self) -> int:
-        """The sequence number the next added message gets."""
-        return self._seq + self.count
 
     @property
     def size(self) -> int:
@@ -233,6 +233,7 @@ class Packer:
                 body += payload
                 self._size = size
                 self.count = count + 1
+                self.next_seq += 1
                 self._prev = ts_ns
                 return FULL if self._limit - size < n + HEAD_MAX else ADDED
         return self._add_slow(payload, ts_ns, n, count)
@@ -257,6 +258,7 @@ class Packer:
             body += payload
             self._size = len(body)
             self.count = 1
+            self.next_seq += 1
             return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
         delta = ts_ns - self._prev
         if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
@@ -281,6 +283,7 @@ class Packer:
         body += payload
         self._size = len(body)
         self.count += 1
+        self.next_seq += 1
         self._prev = ts_ns
         return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
 
@@ -306,6 +309,7 @@ class Packer:
             if self._key is not None:
                 out += compute_mac(self._key, out)
             self._seq += 1
+            self.next_seq += 1
             return out
         self.add(payload, ts_ns)  # raises for what the short path does not take, else adds
         return self.build()

@@ -215,6 +215,36 @@ def test_burst_is_batched_into_fewer_datagrams_and_arrives_complete(
     run(main())
 
 
+def test_burst_of_large_messages_shares_system_calls_and_arrives_complete_in_order(
+        free_udp_port: int, test_group: str) -> None:
+    # 1,000-byte messages cannot share a datagram; under load they leave in trains of
+    # segmented sends (UDP GSO) and are read back in coalesced runs (UDP_GRO), where
+    # the kernel has both. Either way every message arrives once, in order.
+    async def main() -> None:
+        inbox = Inbox()
+        async with endpoint(free_udp_port, test_group) as tx, \
+                endpoint(free_udp_port, test_group) as rx:
+            rx.subscribe(Blob, inbox)
+            for burst in range(10):
+                for i in range(30):
+                    tx.publish(Blob(bytes([burst, i]) * 500))
+                await asyncio.sleep(0)
+            await tx.flush()
+            await inbox.wait_for(300)
+            assert [m.data[:2] for m in inbox.msgs] == [bytes([b, i]) for b in range(10)
+                                                        for i in range(30)]
+            assert [info.seq for info in inbox.infos] == list(range(300))
+            sent, received = tx.stats(), rx.stats()
+            assert sent.datagrams_sent == sent.sender.sent == 300
+            assert received.received == 300 and received.lost == 0
+            if sent.sender.gso:
+                assert sent.sender.segmented_sends >= 10 and sent.sender.segmented >= 280
+                if received.receiver.gro:
+                    assert received.receiver.coalesced >= 280
+
+    run(main())
+
+
 def test_message_published_alone_leaves_at_once(free_udp_port: int, test_group: str) -> None:
     async def main() -> None:
         async with endpoint(free_udp_port, test_group) as tx:

@@ -391,3 +391,89 @@ def test_the_default_yield_is_the_schedulers() -> None:
     from ganglion.runtime import _outgoing
 
     assert _outgoing.YIELD_CPU is getattr(os, "sched_yield", None)
+
+
+class FakeSendMany:
+    """A ``send_many`` that records each call's datagrams (and decodes them through ``send``)."""
+
+    def __init__(self, send: FakeSend) -> None:
+        self.send = send
+        self.calls: list[list[int]] = []  # datagram sizes per call
+
+    def __call__(self, datagrams: list[bytes], type_name: str) -> None:
+        self.calls.append([len(d) for d in datagrams])
+        for datagram in datagrams:
+            self.send(datagram, type_name)
+
+
+def make_trains(max_datagram: int = 400) -> tuple[Outgoing, FakeSend, FakeSendMany]:
+    send = FakeSend()
+    many = FakeSendMany(send)
+    out = Outgoing(node_id=NODE, boot=7, key=None, max_datagram=max_datagram, send=send,
+                   loop=asyncio.get_running_loop(), send_many=many, after_idle_send=None)
+    return out, send, many
+
+
+def test_with_send_many_large_messages_under_load_leave_together_at_the_iteration_end() -> None:
+    async def main() -> None:
+        out, send, many = make_trains()
+        add = adder(out)
+        big = b"\x59\x00\xc8" + bytes(200)
+        add(b"\x01")  # idle: at once, alone, through the plain send
+        assert send.counts == [1] and many.calls == []
+        for _ in range(5):
+            add(big)
+        assert send.counts == [1]  # on the train, not sent yet
+        await next_iteration()
+        assert len(many.calls) == 1 and len(many.calls[0]) == 5
+        assert len(set(many.calls[0])) == 1  # equal sizes: one segmented send
+        assert send.seqs("t.A") == list(range(6))
+
+    run(main())
+
+
+def test_a_train_as_long_as_one_send_carries_leaves_at_once() -> None:
+    async def main() -> None:
+        out, send, many = make_trains(max_datagram=1400)
+        cap = 65507 // 1400  # 46: what one segmented send of 1,400-byte datagrams can hold
+        add = adder(out)
+        big = b"\x59\x03\x00" + bytes(1200)
+        add(b"\x01")
+        for _ in range(cap + 3):
+            add(big)
+        assert [len(call) for call in many.calls] == [cap]  # left inside add()
+        await next_iteration()
+        assert [len(call) for call in many.calls] == [cap, 3]
+        assert send.seqs("t.A") == list(range(cap + 4))
+
+    run(main())
+
+
+def test_trains_keep_each_types_order_across_batched_and_large_messages() -> None:
+    async def main() -> None:
+        out, send, many = make_trains()
+        add_a, add_b = adder(out, "t.A"), adder(out, "t.B")
+        big = b"\x59\x00\xc8" + bytes(200)
+        add_a(b"\x01")
+        for i in range(40):
+            (add_a if i % 3 else add_b)(big if i % 2 else b"\x02" * 20)
+        await next_iteration()
+        await next_iteration()
+        assert send.seqs("t.A") == list(range(len(send.seqs("t.A"))))
+        assert send.seqs("t.B") == list(range(len(send.seqs("t.B"))))
+        assert len(send.payloads()) == 41
+        assert {len(call) for call in many.calls} != {1}  # several datagrams per call
+
+    run(main())
+
+
+def test_close_sends_what_waits_on_a_train() -> None:
+    async def main() -> None:
+        out, send, many = make_trains()
+        add = adder(out)
+        add(b"\x01")
+        add(b"\x59\x00\xc8" + bytes(200))
+        out.close()
+        assert send.seqs("t.A") == [0, 1] and len(many.calls) == 1
+
+    run(main())
