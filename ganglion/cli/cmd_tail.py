@@ -71,6 +71,8 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
 
         def show(msg: Any, info: MessageInfo) -> None:
             nonlocal seen
+            if count and seen >= count:
+                return  # more readings of the same drain, or datagram, after the last one
             if as_json:
                 click.echo(reading_json(msg, info))
             else:

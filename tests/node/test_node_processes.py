@@ -149,3 +149,41 @@ def test_sigkilled_node_restarts_with_same_id_and_map(spawn: Spawner, port: int,
     assert again_id == node_id
     after = wait_types(spawn, port, set(before))
     assert after == before
+
+
+def test_tail_stops_at_its_count_even_inside_one_datagram(spawn: Spawner, port: int,
+                                                           tmp_path: Path) -> None:
+    # Ten readings batched into one datagram: tail --count 3 prints three, not ten. The
+    # node only gets the type agreed (its own readings come once a minute).
+    import socket
+    import time
+
+    from ganglion.types import encode_message, type_of
+    from ganglion.wire import Packer
+    from hardware.readings import Temperature
+
+    start_node(spawn, port, "solo", tmp_path / "solo", "temperature", interval="60")
+    group = wait_types(spawn, port, {TEMPERATURE})[TEMPERATURE]
+    tail = spawn("tail", TEMPERATURE, "--json", "--no-last", "--count", "3", "--timeout", "20",
+                 *LO, "--port", str(port), label="tail")
+    mtype = type_of(Temperature)
+    packer = Packer(node_id=b"\x07" * 8, type_name=mtype.name, fingerprint=mtype.fingerprint,
+                    boot=1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        deadline = time.monotonic() + 15
+        # Until tail has joined the group (it learns the group by catch-up), and is done.
+        while tail.popen.poll() is None and time.monotonic() < deadline:
+            for i in range(10):
+                packer.add(encode_message(Temperature("batch", float(i)), mtype),
+                           time.time_ns() + i)
+            sock.sendto(packer.build(), (group, port))
+            time.sleep(0.2)
+    finally:
+        sock.close()
+    assert tail.finish(30) == 0, tail.describe()
+    lines = [line for line in tail.json_lines() if line["node"] == "07" * 8]
+    assert len(tail.json_lines()) == 3 and len(lines) == 3, tail.describe()
+    first = lines[0]["seq"]
+    assert first % 10 == 0 and [line["seq"] for line in lines] == [first, first + 1, first + 2]
