@@ -4,6 +4,6 @@ demo:   ## run the demo network over loopback (Ctrl-C stops it)
 test:   ## install everything and run the test suite (isolated from the real network)
 	scripts/test.sh
 lint:
-	scripts/venv.sh "dev,bench,pi" && .venv/bin/ruff check . && .venv/bin/mypy
+	scripts/venv.sh "dev,bench,pi,fast" && .venv/bin/ruff check . && .venv/bin/mypy
 bench:
-	scripts/venv.sh "dev,bench" && .venv/bin/python bench/run_all.py
+	scripts/venv.sh "dev,bench,fast" && .venv/bin/python bench/run_all.py

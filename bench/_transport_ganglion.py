@@ -10,6 +10,9 @@ against it. ``Endpoint.publish`` is synchronous and batches what is published in
 one loop iteration, so the blast publisher yields to the loop every
 ``yield_every`` publishes to let it flush; the paced publisher yields between
 every message, which is the light-traffic path that must not add latency.
+Both run on the loop ``ganglion.run`` picks, as the ``ganglion`` commands do: uvloop
+where it is installed (the ``fast`` extra), asyncio's otherwise; the subscriber
+reports which (``GANGLION_EVENT_LOOP=asyncio`` measures asyncio's loop instead).
 The subscriber's callback feeds the shared :class:`Tally`.
 """
 
@@ -32,7 +35,9 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
                str(_BENCH)]
 
+import ganglion  # noqa: E402
 from ganglion import message  # noqa: E402
+from ganglion.eventloop import loop_name  # noqa: E402
 from ganglion.runtime.endpoint import Endpoint  # noqa: E402
 
 #: How often the subscriber's idle loop checks the stop rule.
@@ -69,7 +74,7 @@ def run_subscriber(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, Any]
     Raises:
         ganglion.errors.GanglionError: if the endpoint cannot be opened.
     """
-    return asyncio.run(_subscribe(cfg, ready))
+    return ganglion.run(_subscribe(cfg, ready))
 
 
 def run_publisher(cfg: RoleConfig) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def run_publisher(cfg: RoleConfig) -> dict[str, Any]:
     Raises:
         ganglion.errors.GanglionError: if the endpoint cannot be opened or a publish fails.
     """
-    return asyncio.run(_publish(cfg))
+    return ganglion.run(_publish(cfg))
 
 
 async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, Any]:
@@ -108,6 +113,7 @@ async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, An
         del subscription
     summary = tally.summary()
     summary["endpoint_stats"] = counters
+    summary["loop"] = loop_name()
     return summary
 
 

@@ -49,6 +49,7 @@ class Row:
     paced_loss: float
     per_datagram: float = math.nan
     note: str = ""
+    loop: str = ""  # the event loop a system's processes ran on, where it reports one
 
     def to_json(self) -> dict[str, Any]:
         """Return the row as a JSON-ready dict (NaN becomes null)."""
@@ -87,6 +88,7 @@ def summarize(system: str, trials: Iterable[TrialResult], note: str = "") -> Row
         paced_loss=_pooled_loss(paced_sent, paced_received),
         per_datagram=median_or_nan([_per_datagram(t) for t in blast]),
         note=note,
+        loop="/".join(sorted({str(t.extra["loop"]) for t in items if t.extra.get("loop")})),
     )
 
 
@@ -142,7 +144,9 @@ def format_table(size: int, rows: Sequence[Row]) -> str:
             f"{_fmt(r.p50_us, 1):>9}{_fmt(r.p99_us, 1):>9}{_fmt(r.paced_loss * 100, 2):>14}"
         )
         if not math.isnan(r.per_datagram):
-            lines.append(f"{'':<13}  batching: {r.per_datagram:.1f} messages per datagram (blast)")
+            on = f", event loop: {r.loop}" if r.loop else ""
+            lines.append(f"{'':<13}  batching: {r.per_datagram:.1f} messages per datagram "
+                         f"(blast){on}")
         if r.note:
             lines.append(f"{'':<13}  note: {r.note}")
     for key, value in ratios(rows).items():

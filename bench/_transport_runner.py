@@ -152,7 +152,7 @@ def _combine(cfg: RoleConfig, pub: dict[str, Any], sub: dict[str, Any]) -> Trial
     """Merge the publisher's and subscriber's reports into one :class:`TrialResult`."""
     try:
         extra: dict[str, Any] = {
-            k: sub[k] for k in ("out_of_range", "rcvbuf", "endpoint_stats") if k in sub
+            k: sub[k] for k in ("out_of_range", "rcvbuf", "endpoint_stats", "loop") if k in sub
         }
         extra.update({k: pub[k] for k in ("published", "datagrams_sent") if k in pub})
         return TrialResult(

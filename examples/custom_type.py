@@ -16,6 +16,7 @@ import enum
 import tempfile
 from dataclasses import dataclass, field
 
+import ganglion
 from ganglion import message
 from ganglion.node import Node
 from ganglion.runtime.subscription import MessageInfo
@@ -78,4 +79,4 @@ async def main(port: int = 47900, count: int = 3) -> int:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    ganglion.run(main())  # asyncio.run, on uvloop where it is installed

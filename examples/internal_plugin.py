@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import ganglion
 from ganglion import message
 from ganglion.node import Node
 from ganglion.plugins import PluginHost
@@ -91,4 +92,4 @@ async def main(seconds: float, port: int = 47910) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    asyncio.run(main(parser.parse_args().seconds))
+    ganglion.run(main(parser.parse_args().seconds))  # on uvloop where installed

@@ -13,7 +13,9 @@ The supported API is what this module re-exports. Message types::
 
 The network side (:class:`~ganglion.node.Node`, :class:`~ganglion.runtime.endpoint.Endpoint`,
 :class:`~ganglion.client.PluginClient`) is imported lazily
-so that ``import ganglion`` stays cheap and works on any machine.
+so that ``import ganglion`` stays cheap and works on any machine. :func:`ganglion.run`
+runs a main coroutine as :func:`asyncio.run` does, on uvloop where it is installed
+(:mod:`ganglion.eventloop`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ganglion.types import (
 
 if TYPE_CHECKING:
     from ganglion.client import PluginClient
+    from ganglion.eventloop import run
     from ganglion.node import Node, NodeStats
     from ganglion.runtime.endpoint import Endpoint, EndpointStats
     from ganglion.runtime.subscription import MessageInfo, Subscription
@@ -62,6 +65,7 @@ _LAZY = {
     "NodeStats": "ganglion.node",
     "PluginClient": "ganglion.client",
     "Subscription": "ganglion.runtime.subscription",
+    "run": "ganglion.eventloop",
 }
 
 
@@ -102,6 +106,7 @@ __all__ = [
     "lookup",
     "message",
     "registered",
+    "run",
     "type_name_of",
     "type_of",
 ]

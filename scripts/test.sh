@@ -5,7 +5,7 @@
 # allows it (root and `ip netns`), otherwise directly (every test binds to loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh "dev,bench,pi"
+scripts/venv.sh "dev,bench,pi,fast"
 PYTEST=(.venv/bin/python -m pytest "$@")
 
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then

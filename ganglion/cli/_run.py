@@ -7,9 +7,13 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ganglion.eventloop import run
+
 
 def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
     """Run ``main(stop)`` on a fresh event loop; SIGINT/SIGTERM set ``stop`` instead of killing.
+
+    The loop is uvloop where it is installed (:mod:`ganglion.eventloop`).
 
     Args:
         main: a coroutine function that returns when ``stop`` is set (or earlier)
@@ -30,7 +34,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(runner())
+    return run(runner())
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
