@@ -86,6 +86,8 @@ _log = logging.getLogger(__name__)
 _LOG_LIMIT = 5
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
 _new_info = tuple.__new__
+#: The clock of every send timestamp, bound once (read per published message).
+_time_ns = time.time_ns
 
 __all__ = ["Endpoint", "EndpointStats", "GroupFor", "MessageInfo", "Subscription"]
 
@@ -362,7 +364,7 @@ class Endpoint:
                 next_seq = self._next_seq
                 seq = next_seq[name]
                 next_seq[name] = seq + 1
-                now_ns = time.time_ns()
+                now_ns = _time_ns()
                 if packer.next_seq != seq:
                     out.skip_to(packer, seq)  # numbers taken that were never sent
                 if out.busy and packer.count and (added := packer.add(encoded, now_ns)):

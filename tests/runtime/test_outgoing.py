@@ -473,7 +473,18 @@ def test_close_sends_what_waits_on_a_train() -> None:
         add = adder(out)
         add(b"\x01")
         add(b"\x59\x00\xc8" + bytes(200))
+        add(b"\x59\x00\xc8" + bytes(200))
         out.close()
-        assert send.seqs("t.A") == [0, 1] and len(many.calls) == 1
+        assert send.seqs("t.A") == [0, 1, 2] and many.calls == [[send.sizes[1]] * 2]
+
+
+def test_a_train_of_one_leaves_through_the_plain_send() -> None:
+    async def main() -> None:
+        out, send, many = make_trains()
+        add = adder(out)
+        add(b"\x01")
+        add(b"\x59\x00\xc8" + bytes(200))
+        await next_iteration()
+        assert send.seqs("t.A") == [0, 1] and many.calls == []
 
     run(main())
