@@ -16,8 +16,8 @@ case), and prints the medians:
 * ganglion publish: ``Endpoint.publish`` of a 64-byte ``Blob`` while idle, ``sendto``
   included (to a group nobody on this host joined, so no receiver is woken), without
   the ``sched_yield`` that follows a lone send (``yield_on_send=False``);
-* ganglion receive: ``recvfrom`` plus the endpoint's receive path on a known stream
-  (``Incoming.on_datagram``: batch decode, sequence check, payload decode, delivery
+* ganglion receive: ``recvmsg`` plus the endpoint's receive path on a known stream
+  (``Incoming.on_datagram``: the lone message's header unpack, sequence check, payload decode, delivery
   to a callback), and each of its parts alone.
 
 The last lines add them up: the Python a ganglion message runs cold (publish +
@@ -45,9 +45,10 @@ sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resol
 
 from _transport_ganglion import Blob  # noqa: E402  (transport.py's message, 64 B here)
 
+from ganglion.runtime._incoming import _LONE  # noqa: E402  (the header read a lone message takes)
 from ganglion.runtime.endpoint import Endpoint  # noqa: E402
 from ganglion.types import encode_message, type_of  # noqa: E402
-from ganglion.wire import Packer, decode_batch  # noqa: E402
+from ganglion.wire import Packer  # noqa: E402
 
 #: The benchmark message of transport.py: seq, timestamp, 48 bytes of padding (64 B).
 HEADER = struct.Struct("<QQ")
@@ -137,14 +138,14 @@ async def measure(runs: int, gap: float) -> list[tuple[str, float, float]]:
 
         on_datagram(next_datagram(), source, 0.0)  # the stream is known from here on
         _drain(rx)  # the raw stages' last datagram
-        await row("ganglion: recvfrom + receive path", lambda: on_datagram(rx.recvfrom(2048)[0], source, 0.0),
+        await row("ganglion: recvmsg + receive path", lambda: on_datagram(rx.recvmsg(2048)[0], source, 0.0),
             setup=lambda: tx.sendto(next_datagram(), addr))
         one = next_datagram()
         pos = 25 + one[24]
         payload = encode_message(Blob(7, 8, pad), mtype)
         decode = mtype.decode_fast
         assert decode is not None
-        await row("  of which: batch decode", lambda: decode_batch(one, pos, len(one)))
+        await row("  of which: header unpack", lambda: _LONE(one, pos))
         await row("  of which: payload decode", lambda: decode(payload))
         await receiver.close()
     rx.close()
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {name: (warm, cold) for name, warm, cold in rows}
     raw = by_name["raw: sendto 64 B"][1] + by_name["raw: recv_into + unpack"][1]
     ours = by_name["ganglion: publish (idle, sendto included)"][1] + \
-        by_name["ganglion: recvfrom + receive path"][1]
+        by_name["ganglion: recvmsg + receive path"][1]
     print(f"\ncold, per message: raw sendto + recv {raw:.1f} us; ganglion publish + receive "
           f"{ours:.1f} us; ganglion adds {ours - raw:.1f} us to the kernel's wake-up path")
     return 0

@@ -189,12 +189,7 @@ class MulticastSender:
             ConfigError: ``group`` is not a multicast address or ``port`` is invalid.
             TransportError: the sender is closed (errno EBADF).
         """
-        sock = self._sock
-        if sock is None:
-            raise TransportError(errno.EBADF, "MulticastSender is closed")
-        addr = self._addrs.get((group, port))
-        if addr is None:
-            addr = self._validate(group, port)
+        sock, addr = self._destination(group, port)
         return self._send_one(sock, data, addr)
 
     def _send_one(self, sock: socket.socket, data: bytes, addr: tuple[str, int]) -> bool:
@@ -229,12 +224,7 @@ class MulticastSender:
             ConfigError: ``group`` is not a multicast address or ``port`` is invalid.
             TransportError: the sender is closed (errno EBADF).
         """
-        sock = self._sock
-        if sock is None:
-            raise TransportError(errno.EBADF, "MulticastSender is closed")
-        addr = self._addrs.get((group, port))
-        if addr is None:
-            addr = self._validate(group, port)
+        sock, addr = self._destination(group, port)
         total = len(datagrams)
         taken = 0
         start = 0
@@ -318,6 +308,16 @@ class MulticastSender:
         return f"<MulticastSender {self._interface} {state}>"
 
     # -- private ---------------------------------------------------------------
+
+    def _destination(self, group: str, port: int) -> tuple[socket.socket, tuple[str, int]]:
+        """The open socket and the checked (cached) address of ``group:port``."""
+        sock = self._sock
+        if sock is None:
+            raise TransportError(errno.EBADF, "MulticastSender is closed")
+        addr = self._addrs.get((group, port))
+        if addr is None:
+            addr = self._validate(group, port)
+        return sock, addr
 
     def _validate(self, group: str, port: int) -> tuple[str, int]:
         """Check and cache a destination."""

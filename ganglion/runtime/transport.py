@@ -7,7 +7,7 @@ datagrams): asyncio's ``create_datagram_endpoint`` reads ~70k datagrams/s and
 loses ~85% under a blast, because it takes one event-loop pass per datagram and
 ``recvfrom`` with a 256 KiB buffer (an mmap/munmap each time). Instead, each
 socket is registered with ``loop.add_reader`` and, when readable, *drained*:
-``recvfrom(65536)`` (a malloc, no mmap; measured ~1.4 us) until the kernel says
+``recvmsg(65536, ...)`` (a malloc, no mmap; measured ~1 us) until the kernel says
 EAGAIN, bounded by ``max_batch`` per wake-up so one busy socket cannot starve
 the rest of the loop. The loop clock is read once per drain and handed to every
 datagram of it, as zeroconf's ``datagram_received`` does.
@@ -31,15 +31,15 @@ opened when all are full and closed when its last group leaves. If the kernel
 refuses a membership with ENOBUFS (its limit is lower than we were told), that
 socket is marked full and the group goes to another one.
 
-Where the kernel has ``UDP_GRO`` each socket turns it on, and is then read with
-``recvmsg``: a run of datagrams that one sender sent in a single segmented send
+Where the kernel has ``UDP_GRO`` each socket turns it on: a run of datagrams that one sender sent in a single segmented send
 (see :mod:`ganglion.runtime._sender`) and that reached us coalesced (always on
 loopback) comes back as one buffer plus the segment size, and is cut into its
 datagrams here, each handed to the callback as if read alone. That saves a
 system call per datagram of the run; a datagram that was not coalesced comes
-back with no control message and is handed on whole. ``recvmsg`` costs about
-what ``recvfrom`` does (measured: 0.94-0.98 us against 0.79-1.06 us for 1,100
-bytes), so nothing is lost on ordinary traffic.
+back with no control message and is handed on whole. ``recvmsg``, which can
+carry that control message, costs about what ``recvfrom`` does (measured:
+0.94-0.98 us against 0.79-1.06 us for 1,100 bytes), so every socket is read with
+it, GRO or not.
 
 IGMP-snooping switches forget a group after ~260 s without a membership
 report, and without a querier on the LAN nobody asks for one. So every
@@ -98,7 +98,7 @@ class ReceiverStats:
         max_batch: the most datagrams one drain read.
         full_drains: drains that stopped at the ``max_batch`` bound with data left.
         callback_errors: exceptions the callback raised (logged, then ignored).
-        receive_errors: unexpected ``recvfrom`` errors (logged).
+        receive_errors: unexpected ``recvmsg`` errors and truncated reads (logged).
         sockets: sockets open now.
         groups: groups joined now.
         rcvbuf: the smallest effective SO_RCVBUF of the open sockets (kernel's
@@ -138,7 +138,7 @@ class _Slot:
         self.sock = sock
         self.capacity = capacity
         self.rcvbuf = rcvbuf
-        self.gro = gro  # read with recvmsg: runs of datagrams may arrive coalesced
+        self.gro = gro  # UDP_GRO is on: runs of datagrams may arrive coalesced
         self.groups: set[str] = set()
         self.closed = False
 
@@ -413,7 +413,7 @@ class MulticastReceiver:
         sock = _sockets.open_receive_socket(self._port, self._rcvbuf)
         rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         slot = _Slot(sock, self._per_socket, rcvbuf, self._gro and _sockets.enable_gro(sock))
-        self._loop.add_reader(sock.fileno(), self._drain_gro if slot.gro else self._drain, slot)
+        self._loop.add_reader(sock.fileno(), self._drain, slot)
         self._slots.append(slot)
         return slot
 
@@ -429,43 +429,11 @@ class MulticastReceiver:
     # -- private: the drain loop ----------------------------------------------
 
     def _drain(self, slot: _Slot) -> None:
-        """Read until EAGAIN or ``max_batch`` datagrams; the reader callback."""
-        recvfrom = slot.sock.recvfrom
-        on_datagram = self._on_datagram
-        now = self._loop.time()
-        limit = self._max_batch
-        count = 0
-        nbytes = 0
-        while count < limit:
-            try:
-                data, source = recvfrom(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._receive_errors += 1
-                _log.warning("receive error on port %d: %s", self._port, exc)
-                break
-            count += 1
-            nbytes += len(data)
-            try:
-                on_datagram(data, source, now)
-            except Exception:
-                self._callback_errors += 1
-                _log.exception("datagram callback raised; datagram dropped")
-            if slot.closed:
-                # The callback left the socket's last group.
-                break
-        if count:
-            self._drains += 1
-            self._datagrams += count
-            self._bytes += nbytes
-            if count > self._max_seen:
-                self._max_seen = count
-            if count == limit:
-                self._full_drains += 1
+        """Read until EAGAIN or ``max_batch`` datagrams; the reader callback.
 
-    def _drain_gro(self, slot: _Slot) -> None:
-        """:meth:`_drain` for a socket with UDP_GRO: coalesced runs are cut into datagrams."""
+        A coalesced run (UDP_GRO) comes with its segment size and is cut into its
+        datagrams, each counted and handed on alone.
+        """
         recvmsg = slot.sock.recvmsg
         on_datagram = self._on_datagram
         now = self._loop.time()

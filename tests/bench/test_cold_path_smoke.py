@@ -25,7 +25,7 @@ def test_cold_path_reports_every_stage_warm_and_cold() -> None:
     names = [name.strip() for name, _warm, _cold in rows]
     assert names == ["raw: sendto 64 B", "raw: recv_into + unpack",
                      "ganglion: publish (idle, sendto included)",
-                     "ganglion: recvfrom + receive path", "of which: batch decode",
+                     "ganglion: recvmsg + receive path", "of which: header unpack",
                      "of which: payload decode"]
     assert all(float(warm) > 0 and float(cold) > 0 for _name, warm, cold in rows)
     assert "ganglion adds" in done.stdout
