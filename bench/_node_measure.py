@@ -187,14 +187,18 @@ def _settled_rss_mb(proc: Proc, settle_s: float, samples: int = 5) -> float:
     return float(statistics.median(values))
 
 
-def rss_idle_trial(*, mdns: bool, settle_s: float) -> dict[str, Any]:
-    """Resident memory of an idle ``ganglion node`` (no plugins), after ``settle_s`` seconds."""
+def rss_idle_trial(*, mdns: bool, settle_s: float, loop: str = "asyncio") -> dict[str, Any]:
+    """Resident memory of an idle ``ganglion node`` (no plugins), after ``settle_s`` seconds.
+
+    ``loop`` is its event loop (``GANGLION_EVENT_LOOP``): asyncio's, as a plain
+    ``pip install ganglion-net`` has it, or uvloop (the ``fast`` extra).
+    """
     port = PORTS["rss_idle" if mdns else "rss_idle_nomdns"]
     with ProcGroup("rss-idle") as group:
         node = group.node(port, group.state_dir(), *(() if mdns else ("--no-mdns",)),
-                          name="bench-idle")
+                          name="bench-idle", env={"GANGLION_EVENT_LOOP": loop})
         _node_id(node, 20)
-        return {"rss_mb": _settled_rss_mb(node, settle_s), "mdns": mdns}
+        return {"rss_mb": _settled_rss_mb(node, settle_s), "mdns": mdns, "loop": loop}
 
 
 def rss_types_trial(types: int, *, settle_s: float) -> dict[str, Any]:

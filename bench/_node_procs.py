@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -79,13 +80,15 @@ class Proc:
         graceful: ``quit`` (write it to stdin) or ``sigterm`` to ask it to stop.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], *, graceful: str = "quit") -> None:
+    def __init__(self, name: str, argv: Sequence[str], *, graceful: str = "quit",
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.graceful = graceful
         self.started_ns = time.monotonic_ns()
         self.popen = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, cwd=str(BENCH_DIR.parent))
+            text=True, bufsize=1, cwd=str(BENCH_DIR.parent),
+            env=None if env is None else {**os.environ, **env})
         self.pid = self.popen.pid
         self._cond = threading.Condition()
         self._events: list[tuple[int, Event]] = []
@@ -239,11 +242,13 @@ class ProcGroup:
         self.procs.append(proc)
         return proc
 
-    def node(self, port: int, state_dir: str, *extra: str, name: str = "bench-node") -> Proc:
-        """Start ``ganglion node`` on 127.0.0.1 with this port and state directory."""
+    def node(self, port: int, state_dir: str, *extra: str, name: str = "bench-node",
+             env: dict[str, str] | None = None) -> Proc:
+        """Start ``ganglion node`` on 127.0.0.1 with this port and state directory
+        (``env``: variables to set for it, on top of this process's)."""
         argv = [*ganglion_command(), "node", "--iface", LOOPBACK, "--port", str(port),
                 "--state-dir", state_dir, "--name", name, *extra]
-        proc = Proc(f"ganglion node {name}", argv, graceful="sigterm")
+        proc = Proc(f"ganglion node {name}", argv, graceful="sigterm", env=env)
         self.procs.append(proc)
         return proc
 

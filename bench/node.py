@@ -29,6 +29,7 @@ Usage: ``python bench/node.py [--quick] [--trials K] [--only LIST] [--json FILE]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -166,6 +167,9 @@ def run_steps(plan: Plan, steps: Sequence[str], *, log: Callable[[str], None] = 
             trial("rss_idle", lambda: measure.rss_idle_trial(mdns=True, settle_s=plan.settle_s))
             trial("rss_idle_nomdns",
                   lambda: measure.rss_idle_trial(mdns=False, settle_s=plan.settle_s))
+            if importlib.util.find_spec("uvloop") is not None:
+                trial("rss_idle_uvloop", lambda: measure.rss_idle_trial(
+                    mdns=True, settle_s=plan.settle_s, loop="uvloop"))
             trial("rss_types", lambda: measure.rss_types_trial(plan.types,
                                                                settle_s=plan.settle_s))
     return out
