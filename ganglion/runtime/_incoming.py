@@ -171,6 +171,62 @@ class Incoming:
         if subs:
             self._deliver(stream, first_seq, timestamps, payloads, source)
 
+    def on_run(self, data: bytes, size: int, source: tuple[str, int], now: float) -> int:
+        """Handle a coalesced run: datagrams of ``size`` bytes back to back, the last
+        possibly shorter (one segmented send, read whole with UDP_GRO).
+
+        The same deliveries and counts as :meth:`on_datagram` for each datagram in
+        turn, with one shortcut: consecutive lone messages of one known unsigned
+        stream, numbered one after the other, are handed on together as one batch
+        (one sequence step, one receive time), their payloads sliced straight out of
+        the run. Anything else goes through :meth:`on_datagram` alone, in order.
+
+        Returns:
+            How many datagrams the run held.
+        """
+        total = len(data)
+        streams = self._streams
+        count = 0
+        # The batch being gathered: its stream, numbers and payloads.
+        batch: _Stream | None = None
+        first_seq = next_seq = 0
+        timestamps: list[int] = []
+        payloads: list[bytes] = []
+        at = 0
+        while at < total:
+            end = min(at + size, total)
+            count += 1
+            try:
+                stream = streams.get(data[at:at + _NAME_AT + data[at + _NAME_LEN_AT]])
+            except IndexError:
+                stream = None
+            if stream is not None and not stream.signed and not stream.own \
+                    and end - (pos := at + stream.pos) > _LONE_SIZE:
+                seq, ts, n, delta, length = _LONE(data, pos)
+                start = pos + _LONE_SIZE
+                if length >= 0x80:
+                    high = data[start]
+                    length = length & 0x7F | high << 7 if 0 < high < 0x80 else 0
+                    start += 1
+                if n == 1 and not delta and length and start + length == end:
+                    if stream is not batch or seq != next_seq:
+                        if batch is not None:
+                            self._deliver_batch(batch, first_seq, timestamps, payloads, source)
+                        batch, first_seq, timestamps, payloads = stream, seq, [], []
+                    timestamps.append(ts)
+                    payloads.append(data[start:end])
+                    next_seq = seq + 1
+                    at = end
+                    continue
+            if batch is not None:
+                self._deliver_batch(batch, first_seq, timestamps, payloads, source)
+                batch = None
+            self.on_datagram(data[at:end], source, now)
+            at = end
+        if batch is not None:
+            self._deliver_batch(batch, first_seq, timestamps, payloads, source)
+        return count
+
     def sync_evictions(self) -> None:
         """Forget every stream if the sequence table evicted a tracker since the last look.
 
@@ -260,6 +316,12 @@ class Incoming:
             else:
                 for sub in tuple(subs):
                     sub.deliver(msg, info)
+
+    def _deliver_batch(self, stream: _Stream, first_seq: int, timestamps: list[int],
+                       payloads: list[bytes], source: tuple[str, int]) -> None:
+        """:meth:`_deliver` of gathered lone messages, when the type still has subscribers."""
+        if self._subs.get(stream.type_name):
+            self._deliver(stream, first_seq, timestamps, payloads, source)
 
     def _deliver(self, stream: _Stream, first_seq: int, timestamps: list[int],
                  payloads: list[bytes], source: tuple[str, int]) -> None:

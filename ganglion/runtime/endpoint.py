@@ -276,7 +276,8 @@ class Endpoint:
         self._sender = MulticastSender(self.interface, ttl=self._ttl, loop=loop)
         try:
             self._receiver = MulticastReceiver(self.interface, self.port, self._in.on_datagram,
-                                               rcvbuf=self._rcvbuf, loop=loop)
+                                               rcvbuf=self._rcvbuf, loop=loop,
+                                               on_run=self._in.on_run)
         except BaseException:
             self._sender.close()
             raise

@@ -198,3 +198,98 @@ def test_decode_batch_accepts_and_refuses_exactly_what_decode_fields_does(
     before = len(h.bad)
     h.feed(candidate)
     assert (len(h.bad) > before) == (full == "refused")
+
+
+# -- coalesced runs (UDP_GRO): on_run gives what on_datagram gives for each ----------
+
+
+@message("test_incoming.Fixed")
+@dataclass
+class Fixed:
+    value: float
+    tag: bytes
+
+
+FIXED = "test_incoming.Fixed"
+#: Same length as FIXED, so its lone datagrams have the same size; nobody subscribes.
+OTHER = "test_incoming.Fixe2"
+
+
+def lone(node_id: bytes, seq: int, value: float, *, name: str = FIXED, boot: int = 7) -> bytes:
+    """A datagram with one Fixed message numbered ``seq`` (every one the same size)."""
+    pk = Packer(node_id=node_id, type_name=name, fingerprint=type_of(Fixed).fingerprint,
+                first_seq=seq, boot=boot)
+    return pk.build_one(encode_message(Fixed(value, b"\x00\x01\x02\x03"), type_of(Fixed)),
+                        1_000_000 + seq)
+
+
+def outcome(h: Harness) -> tuple[Any, ...]:
+    """What a harness delivered and counted, receive times left out (a batch shares one)."""
+    got = [(m, i._replace(received_ns=0)) for m, i in h.got]
+    stats = {(s, t): h.sequences.peek(s, t) for s in (PEER, b"\x02" * 8) for t in (FIXED, OTHER)}
+    return got, h.bad, h.incoming.received, stats
+
+
+# A datagram: (sender, seq step, kind): kind 0 ordinary, 1 own, 2 other type,
+# 3 a corrupted payload byte, 4 another sender.
+steps = st.lists(st.tuples(st.integers(-3, 4), st.integers(0, 4)), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.integers(0, 3))
+def test_a_run_delivers_and_counts_what_its_datagrams_would_alone(
+        plan: list[tuple[int, int]], warm: int) -> None:
+    datagrams = [lone(PEER, 100 + i, float(i)) for i in range(warm)]  # a stream known first
+    seq = 100 + warm
+    for step, kind in plan:
+        seq = max(0, seq + step)
+        if kind == 1:
+            datagrams.append(lone(OURS, seq, 1.5))
+        elif kind == 2:
+            datagrams.append(lone(PEER, seq, 2.5, name=OTHER))
+        elif kind == 3:
+            bad = bytearray(lone(PEER, seq, 3.5))
+            bad[-5] = 0xFF  # inside the tag's head or bytes: not a valid Fixed any more
+            datagrams.append(bytes(bad))
+        elif kind == 4:
+            datagrams.append(lone(b"\x02" * 8, seq, 4.5))
+        else:
+            datagrams.append(lone(PEER, seq, float(seq)))
+    size = len(datagrams[0])
+    assert all(len(d) == size for d in datagrams)
+    alone, together = Harness(FIXED), Harness(FIXED)
+    alone.feed(*datagrams)
+    assert together.incoming.on_run(b"".join(datagrams), size, SOURCE, 0.0) == len(datagrams)
+    assert outcome(together) == outcome(alone)
+
+
+def test_a_run_may_end_with_a_shorter_datagram_and_mix_in_batches() -> None:
+    pk = Packer(node_id=PEER, type_name=FIXED, fingerprint=type_of(Fixed).fingerprint,
+                first_seq=10, boot=7)
+    mtype = type_of(Fixed)
+    one = [pk.build_one(encode_message(Fixed(float(i), b"abcd"), mtype), 5 + i) for i in range(4)]
+    pk.add(encode_message(Fixed(9.0, b"ab"), mtype), 20)
+    short = pk.build()  # seq 14, a shorter payload: a shorter datagram can end a run
+    assert len(short) < len(one[0])
+    alone, together = Harness(FIXED), Harness(FIXED)
+    alone.feed(*one, short)
+    assert together.incoming.on_run(b"".join([*one, short]), len(one[0]), SOURCE, 0.0) == 5
+    assert outcome(together) == outcome(alone)
+    assert [i.seq for _m, i in together.got] == [10, 11, 12, 13, 14]
+
+
+def test_signed_runs_check_every_datagrams_mac() -> None:
+    pk = Packer(node_id=PEER, type_name=FIXED, fingerprint=type_of(Fixed).fingerprint,
+                boot=7, key=KEY)
+    mtype = type_of(Fixed)
+    datagrams = [pk.build_one(encode_message(Fixed(float(i), b"abcd"), mtype), 5 + i)
+                 for i in range(5)]
+    forged = bytearray(datagrams[2])
+    forged[-20] ^= 1
+    datagrams[2] = bytes(forged)
+    alone, together = Harness(FIXED, key=KEY), Harness(FIXED, key=KEY)
+    alone.feed(*datagrams)
+    together.incoming.on_run(b"".join(datagrams), len(datagrams[0]), SOURCE, 0.0)
+    assert outcome(together) == outcome(alone)
+    assert [kind for kind, _ in together.bad] == ["bad_mac"]
+    assert [i.seq for _m, i in together.got] == [0, 1, 3, 4]
