@@ -15,8 +15,11 @@ stream: the decoded header fields, the sequence tracker, the payload decoders, t
 flags read as booleans. A later datagram is matched with one slice and one dict
 lookup, its MAC checked when the flags say so, and only its batch is decoded
 (:func:`~ganglion.wire.decode_batch`), which accepts and refuses exactly what the
-full decoder would. Anything the short path refuses is decoded again by the full
-one, which counts the precise error. The cache is bounded and forgotten whole
+full decoder would. A batch of one message at the base time (every message at
+light traffic, and every large one) is read with a single ``struct`` unpack when it
+is exactly well formed, and handed on by :meth:`Incoming._deliver_one`; any other
+shape takes ``decode_batch``. Anything the short path refuses is decoded again by
+the full one, which counts the precise error. The cache is bounded and forgotten whole
 when full, and whenever the sequence table evicts a tracker (a stream must never
 update a tracker the table no longer holds).
 
@@ -28,6 +31,14 @@ continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
 (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one.
+
+A coalesced run of datagrams (UDP_GRO: one sender's segmented send, read whole) is
+handled by :meth:`Incoming.on_run`: consecutive lone messages of one known unsigned
+stream, numbered one after the other, become one batch for :meth:`Incoming._deliver`
+(one sequence step, one receive time, payloads sliced straight out of the run), which
+measured 1.85 us per 1 KiB datagram against 2.3 us one by one. Everything else in
+the run goes through :meth:`Incoming.on_datagram`, in order, so a run is delivered
+and counted exactly as its datagrams would be alone (tests compare the two).
 """
 
 from __future__ import annotations
