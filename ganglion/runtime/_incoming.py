@@ -82,6 +82,25 @@ _NAME_AT = 25
 #: of its length (wire format v1): first seq, base ts, count, delta, length.
 _LONE = struct.Struct(">QQHBB").unpack_from
 _LONE_SIZE = 20
+
+
+def _read_lone(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """A batch at ``pos`` that is one message at the base time with a one- or two-byte
+    length, exactly well formed up to ``end``: its (seq, timestamp, payload start).
+
+    None for any other batch (``decode_batch`` reads those, and says what is wrong).
+    """
+    if end - pos <= _LONE_SIZE:
+        return None
+    seq, ts, count, delta, size = _LONE(data, pos)
+    start = pos + _LONE_SIZE
+    if size >= 0x80:
+        high = data[start]
+        size = size & 0x7F | high << 7 if 0 < high < 0x80 else 0
+        start += 1
+    if count == 1 and not delta and size and start + size == end:
+        return seq, ts, start
+    return None
 #: Streams remembered before the cache starts over.
 STREAMS_CAP = 1024
 
@@ -153,20 +172,13 @@ class Incoming:
                     stream = None
             if stream is not None:
                 pos = stream.pos
-                if end - pos > _LONE_SIZE:
-                    # A lone message at the base time, with a one- or two-byte length:
-                    # every light-traffic and every large message. Read here in one
-                    # unpack when exactly well formed; decode_batch takes the rest.
-                    seq, ts, count, delta, size = _LONE(data, pos)
-                    start = pos + _LONE_SIZE
-                    if size >= 0x80:
-                        high = data[start]
-                        size = size & 0x7F | high << 7 if 0 < high < 0x80 else 0
-                        start += 1
-                    if count == 1 and not delta and size and start + size == end:
-                        if not stream.own and self._subs.get(stream.type_name):
-                            self._deliver_one(stream, seq, ts, data[start:end], source)
-                        return
+                # Every light-traffic and every large message: read in one unpack.
+                lone = _read_lone(data, pos, end)
+                if lone is not None:
+                    if not stream.own and self._subs.get(stream.type_name):
+                        seq, ts, start = lone
+                        self._deliver_one(stream, seq, ts, data[start:end], source)
+                    return
                 try:
                     first_seq, timestamps, payloads = decode_batch(data, pos, end)
                 except DecodeError:
@@ -211,24 +223,19 @@ class Incoming:
                 stream = streams.get(data[at:at + _NAME_AT + data[at + _NAME_LEN_AT]])
             except IndexError:
                 stream = None
-            if stream is not None and not stream.signed and not stream.own \
-                    and end - (pos := at + stream.pos) > _LONE_SIZE:
-                seq, ts, n, delta, length = _LONE(data, pos)
-                start = pos + _LONE_SIZE
-                if length >= 0x80:
-                    high = data[start]
-                    length = length & 0x7F | high << 7 if 0 < high < 0x80 else 0
-                    start += 1
-                if n == 1 and not delta and length and start + length == end:
-                    if stream is not batch or seq != next_seq:
-                        if batch is not None:
-                            self._deliver_batch(batch, first_seq, timestamps, payloads, source)
-                        batch, first_seq, timestamps, payloads = stream, seq, [], []
-                    timestamps.append(ts)
-                    payloads.append(data[start:end])
-                    next_seq = seq + 1
-                    at = end
-                    continue
+            lone = None if stream is None or stream.signed or stream.own else \
+                _read_lone(data, at + stream.pos, end)
+            if lone is not None:
+                seq, ts, start = lone
+                if stream is not batch or seq != next_seq:
+                    if batch is not None:
+                        self._deliver_batch(batch, first_seq, timestamps, payloads, source)
+                    batch, first_seq, timestamps, payloads = stream, seq, [], []
+                timestamps.append(ts)
+                payloads.append(data[start:end])
+                next_seq = seq + 1
+                at = end
+                continue
             if batch is not None:
                 self._deliver_batch(batch, first_seq, timestamps, payloads, source)
                 batch = None
