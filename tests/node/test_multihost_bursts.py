@@ -39,12 +39,13 @@ class Big:
     data: bytes
 
 ADDRESS, PORT, COUNT, BURST = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+GROUP = sys.argv[5]
 """
 
 _SUBSCRIBER = _COMMON + """
 async def main():
     got = []
-    async with Endpoint(interface=ADDRESS, port=PORT, group_for=lambda _: "%s") as ep:
+    async with Endpoint(interface=ADDRESS, port=PORT, group_for=lambda _: GROUP) as ep:
         ep.subscribe(Big, callback=lambda msg, info: got.append((msg.n, info.seq, msg.data)))
         print("READY", flush=True)
         deadline, last = time.monotonic() + 30, 0
@@ -54,18 +55,18 @@ async def main():
                 last, deadline = len(got), time.monotonic() + 5
         stats = ep.stats()
         print(json.dumps({"n": [n for n, _s, _d in got], "seq": [s for _n, s, _d in got],
-                          "intact": all(d == bytes([n %% 251]) * 1000 for n, _s, d in got),
+                          "intact": all(d == bytes([n % 251]) * 1000 for n, _s, d in got),
                           "lost": stats.lost, "coalesced": stats.receiver.coalesced}))
 
 ganglion.run(main())
-""" % GROUP
+"""
 
 _PUBLISHER = _COMMON + """
 async def main():
-    async with Endpoint(interface=ADDRESS, port=PORT, group_for=lambda _: "%s") as ep:
+    async with Endpoint(interface=ADDRESS, port=PORT, group_for=lambda _: GROUP) as ep:
         for n in range(COUNT):
-            ep.publish(Big(n, bytes([n %% 251]) * 1000))
-            if n %% BURST == BURST - 1:
+            ep.publish(Big(n, bytes([n % 251]) * 1000))
+            if n % BURST == BURST - 1:
                 await asyncio.sleep(0.001)  # bursts, not a flood the receiver cannot take
         await ep.flush()
         sender = ep.stats().sender
@@ -73,7 +74,7 @@ async def main():
                           "gso": sender.gso, "dropped": sender.dropped}))
 
 ganglion.run(main())
-""" % GROUP
+"""
 
 
 def test_bursts_of_large_messages_cross_hosts_complete_and_in_order(lab: NetnsLab,
@@ -84,7 +85,7 @@ def test_bursts_of_large_messages_cross_hosts_complete_and_in_order(lab: NetnsLa
     sub_script.write_text(textwrap.dedent(_SUBSCRIBER))
     pub_script.write_text(textwrap.dedent(_PUBLISHER))
     repo = str(Path(__file__).resolve().parents[2])
-    args = ["47930", str(COUNT), str(BURST)]
+    args = ["47930", str(COUNT), str(BURST), GROUP]
     subscriber = subprocess.Popen(
         [*lab.prefix(1), sys.executable, str(sub_script), lab.address(1), *args],
         stdout=subprocess.PIPE, text=True, cwd=repo)
