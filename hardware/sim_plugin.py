@@ -5,7 +5,9 @@ kind, named after the node (sensor ids ``sim:<node name>/<kind>``), and fixes
 the plugin's time origin. ``run`` publishes one reading per sensor, then sleeps
 until the next multiple of ``interval`` after the origin: the schedule does not
 drift with the time publishing takes, and a run that fell behind (a busy loop, a
-suspended laptop) skips the missed ticks instead of bursting to catch up. The
+suspended laptop) skips the missed ticks instead of bursting to catch up. A sleep
+that ends a little before its tick (uvloop's timers round to whole milliseconds)
+still counts for that tick, so no tick is published twice. The
 sensors and the origin live on the plugin, so a run restarted after a crash
 carries on the same smooth series. Time and sleep are injectable for tests.
 
@@ -79,6 +81,8 @@ class SimPlugin:
         self.name = name
         self.kinds = tuple(kinds)
         self.interval = float(interval)
+        # How early a sleep may end and still count for its tick.
+        self._slack = min(0.001, self.interval / 4)
         self.publishes: tuple[type | str, ...] = tuple(_TYPES[k] for k in self.kinds)
         self.published = 0
         self._rng = random.Random(seed)
@@ -111,11 +115,16 @@ class SimPlugin:
         if self._origin is None:  # run without setup: the host always calls setup first
             await self.setup(node)
         origin = self._origin if self._origin is not None else self._clock()
+        done = -1  # the last tick published for
         while True:
             elapsed = self._clock() - origin
             for sensor in self._sensors:
                 await node.publish(sensor.read(elapsed))
                 self.published += 1
-            # Next tick strictly after now: late wake-ups skip ticks instead of bursting.
-            tick = math.floor((self._clock() - origin) / self.interval) + 1
+            # The tick this round stood for: a sleep may end a little early (uvloop's
+            # timers round to whole milliseconds), and that tick must not come twice.
+            done = max(done + 1, math.floor((elapsed + self._slack) / self.interval))
+            # Next tick strictly after now and after the last one: late wake-ups skip
+            # ticks instead of bursting, early ones do not repeat one.
+            tick = max(math.floor((self._clock() - origin) / self.interval) + 1, done + 1)
             await self._sleep(max(0.0, origin + tick * self.interval - self._clock()))

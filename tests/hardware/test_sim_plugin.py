@@ -150,6 +150,45 @@ def test_a_late_run_skips_missed_ticks_instead_of_bursting() -> None:
     assert all(0 < s <= 1.0 for s in clock.sleeps)
 
 
+class EarlyClock(Clock):
+    """Sleeps end 0.4 ms early, as uvloop's whole-millisecond timers can end them."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        if seconds > 0.0004:
+            self.now -= 0.0004
+
+
+@pytest.mark.parametrize("interval", [1.0, 0.05])
+def test_a_sleep_that_ends_early_does_not_publish_its_tick_twice(interval: float) -> None:
+    clock = EarlyClock(sleeps_allowed=8)
+    plugin = SimPlugin(["temperature"], interval=interval, clock=clock, sleep=clock.sleep)
+    node = RecordingNode(clock)
+    drive(plugin, node)
+    times = [t - 500.0 for t, _ in node.published]
+    # One reading per tick, each at most 0.4 ms before it: never two for one tick.
+    assert [round(t / interval) for t in times] == list(range(len(times)))
+    assert all(-0.0005 < t - round(t / interval) * interval <= 0 for t in times)
+    assert len(times) >= 5
+
+
+def test_an_early_wake_after_skipped_ticks_does_not_repeat_a_tick() -> None:
+    # A late round (ticks skipped), then sleeps that end early: still one per tick.
+    clock = EarlyClock(sleeps_allowed=6, publish_cost=0.0)
+    plugin = SimPlugin(["flow"], interval=1.0, clock=clock, sleep=clock.sleep)
+    node = RecordingNode(clock)
+
+    async def main() -> None:
+        await plugin.setup(node)
+        clock.now += 2.5  # the loop was busy: ticks 1 and 2 are missed
+        with pytest.raises(_Stop):
+            await plugin.run(node)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    ticks = [round(t - 500.0) for t, _ in node.published]
+    assert ticks == sorted(set(ticks)) and ticks[:2] == [2, 3]
+
+
 def test_readings_carry_the_elapsed_time_so_values_drift_smoothly() -> None:
     clock = Clock(sleeps_allowed=200)
     plugin = SimPlugin(["temperature"], interval=1.0, seed=3, clock=clock, sleep=clock.sleep)
