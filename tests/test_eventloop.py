@@ -69,3 +69,15 @@ def test_run_returns_the_result_and_propagates_errors(monkeypatch: pytest.Monkey
     assert run(value()) == 7
     with pytest.raises(KeyError):
         run(fails())
+
+
+def test_a_command_with_a_bad_choice_says_what_is_wrong_without_a_traceback() -> None:
+    import os
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "ganglion", "types", "--iface", "127.0.0.1",
+                           "--timeout", "1"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, ENV: "trio"}, check=False)
+    assert done.returncode == 1
+    assert "Error: GANGLION_EVENT_LOOP='trio' is not one of auto, uvloop, asyncio" in done.stderr
+    assert "Traceback" not in done.stderr

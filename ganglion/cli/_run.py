@@ -7,7 +7,10 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ganglion.eventloop import run
+import click
+
+from ganglion.errors import ConfigError
+from ganglion.eventloop import loop_factory, run
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
@@ -34,6 +37,10 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
+    try:
+        loop_factory()  # a bad GANGLION_EVENT_LOOP is the user's to fix: say so, no traceback
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     return run(runner())
 
 

@@ -81,6 +81,10 @@ class Outgoing:
         self._loop = loop
         self._packers: dict[str, Packer] = {}
         self._dirty: dict[str, Packer] = {}
+        #: Whether this loop iteration already sent a message (then later ones batch).
+        #: Read by the endpoint's publish, which does :meth:`add`'s commonest case
+        #: itself (a message joining an open datagram while busy), counting it in
+        #: ``messages``.
         self.busy = False
         self._clock_synced = True
         self._flush_handle: asyncio.Handle | None = None
@@ -89,9 +93,7 @@ class Outgoing:
         # Datagrams made while busy, per type, when they leave in trains (send_many).
         self._trains: dict[str, list[bytes]] | None = None if send_many is None else {}
         self._train_cap = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // max_datagram))
-        #: Messages added so far, and whether this loop iteration already sent one:
-        #: read and updated by the endpoint's publish, which inlines :meth:`add`'s
-        #: commonest case (a message joining an open datagram while busy).
+        #: Messages added so far (the endpoint's publish adds to it too, see ``busy``).
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
