@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import warnings
 
@@ -72,9 +74,6 @@ def test_run_returns_the_result_and_propagates_errors(monkeypatch: pytest.Monkey
 
 
 def test_a_command_with_a_bad_choice_says_what_is_wrong_without_a_traceback() -> None:
-    import os
-    import subprocess
-
     done = subprocess.run([sys.executable, "-m", "ganglion", "types", "--iface", "127.0.0.1",
                            "--timeout", "1"], capture_output=True, text=True, timeout=60,
                           env={**os.environ, ENV: "trio"}, check=False)
