@@ -322,18 +322,7 @@ class Incoming:
             msg = self._decode_slow(stream, tracker, payload, source)
             if msg is _FALLBACK:
                 return
-        type_name = stream.type_name
-        info = _new_info(MessageInfo, (type_name, stream.node_id, seq, ts, received_ns, boot,
-                                       False, source, stream.clock_synced, False,
-                                       stream.replayed, stream.fingerprint))
-        self.received += 1
-        subs = self._subs.get(type_name)
-        if subs:
-            if len(subs) == 1:
-                subs[0].deliver(msg, info)
-            else:
-                for sub in tuple(subs):
-                    sub.deliver(msg, info)
+        self._hand_out(stream, msg, seq, ts, received_ns, source)
 
     def _deliver_batch(self, stream: _Stream, first_seq: int, timestamps: list[int],
                        payloads: list[bytes], source: tuple[str, int]) -> None:
@@ -346,14 +335,12 @@ class Incoming:
         """Sequence-check, decode and hand out the messages of one datagram."""
         received_ns = time.time_ns()
         tracker = self._ready(stream)
-        fast = stream.fast
-        type_name, node_id, boot = stream.type_name, stream.node_id, stream.boot
+        fast, boot, hand_out = stream.fast, stream.boot, self._hand_out
         # The common case: the datagram continues its stream, every message is new.
         count = len(timestamps)
         in_order = tracker.observe_run(first_seq, count, boot,
                                        timestamps[0] if count == 1 else max(timestamps))
         observe = tracker.observe
-        subs_of = self._subs
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
             seq += 1
@@ -368,19 +355,27 @@ class Incoming:
                 msg = self._decode_slow(stream, tracker, payload, source)
                 if msg is _FALLBACK:
                     continue
-            info = _new_info(MessageInfo, (type_name, node_id, seq, ts, received_ns, boot,
-                                           False, source, stream.clock_synced, False,
-                                           stream.replayed, stream.fingerprint))
-            self.received += 1
-            # Read again per message: a callback may subscribe or unsubscribe. Several
-            # subscribers are iterated over a copy (list order is delivery order).
-            subs = subs_of.get(type_name)
-            if subs:
-                if len(subs) == 1:
-                    subs[0].deliver(msg, info)
-                else:
-                    for sub in tuple(subs):
-                        sub.deliver(msg, info)
+            hand_out(stream, msg, seq, ts, received_ns, source)
+
+    def _hand_out(self, stream: _Stream, msg: Any, seq: int, ts: int, received_ns: int,
+                  source: tuple[str, int]) -> None:
+        """Give one decoded message, with its MessageInfo, to every subscriber of its type.
+
+        The subscribers are read per message: a callback may subscribe or unsubscribe.
+        Several are iterated over a copy (list order is delivery order).
+        """
+        type_name = stream.type_name
+        info = _new_info(MessageInfo, (type_name, stream.node_id, seq, ts, received_ns,
+                                       stream.boot, False, source, stream.clock_synced, False,
+                                       stream.replayed, stream.fingerprint))
+        self.received += 1
+        subs = self._subs.get(type_name)
+        if subs:
+            if len(subs) == 1:
+                subs[0].deliver(msg, info)
+            else:
+                for sub in tuple(subs):
+                    sub.deliver(msg, info)
 
     def _decode_slow(self, stream: _Stream, tracker: SequenceTracker, payload: bytes,
                      source: tuple[str, int]) -> Any:

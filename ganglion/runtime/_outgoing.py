@@ -175,10 +175,7 @@ class Outgoing:
             send_many = self._send_many
             assert send_many is not None
             for type_name, train in trains.items():
-                if len(train) == 1:
-                    self._send(train[0], type_name)  # the plain call costs less for one
-                else:
-                    send_many(train, type_name)
+                send_many(train, type_name)
             trains.clear()
 
     def close(self) -> None:

@@ -226,6 +226,8 @@ class MulticastSender:
         """
         sock, addr = self._destination(group, port)
         total = len(datagrams)
+        if total == 1:
+            return int(self._send_one(sock, datagrams[0], addr))  # no run to look for
         taken = 0
         start = 0
         while start < total:

@@ -478,13 +478,14 @@ def test_close_sends_what_waits_on_a_train() -> None:
         assert send.seqs("t.A") == [0, 1, 2] and many.calls == [[send.sizes[1]] * 2]
 
 
-def test_a_train_of_one_leaves_through_the_plain_send() -> None:
+def test_a_train_of_one_leaves_at_the_iteration_end_as_a_call_of_one() -> None:
     async def main() -> None:
         out, send, many = make_trains()
         add = adder(out)
         add(b"\x01")
         add(b"\x59\x00\xc8" + bytes(200))
+        assert send.seqs("t.A") == [0] and many.calls == []  # waiting on its train
         await next_iteration()
-        assert send.seqs("t.A") == [0, 1] and many.calls == []
+        assert send.seqs("t.A") == [0, 1] and many.calls == [[send.sizes[1]]]
 
     run(main())

@@ -138,6 +138,26 @@ def test_a_refused_segmented_send_falls_back_to_one_datagram_per_call(
     run(body())
 
 
+def test_a_lone_datagram_goes_as_a_plain_send(free_udp_port: int, test_group: str) -> None:
+    gso_or_skip()
+
+    async def body() -> None:
+        got: list[bytes] = []
+        async with (
+            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
+                              reannounce_seconds=None) as rx,
+            MulticastSender(LO) as tx,
+        ):
+            rx.join(test_group)
+            assert tx.send_many(datagrams([700]), test_group, free_udp_port) == 1
+            await until(lambda: len(got) == 1)
+            assert got == datagrams([700])
+            out = tx.stats()
+            assert (out.sent, out.segmented_sends, out.segmented, out.gso) == (1, 0, 0, True)
+
+    run(body())
+
+
 def test_gso_false_sends_one_datagram_per_call(free_udp_port: int, test_group: str) -> None:
     sent = datagrams([600] * 6)
 
