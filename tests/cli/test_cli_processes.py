@@ -63,6 +63,18 @@ def sims_on_port(port: int) -> list[int]:
     return pids
 
 
+def reap_sims(port: int, grace: float = 0.0) -> list[int]:
+    """Wait up to ``grace`` seconds for the demo's sensor processes on ``port`` to end,
+    then kill (SIGKILL) any left; return the PIDs that were left."""
+    deadline = time.monotonic() + grace
+    while sims_on_port(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leftovers = sims_on_port(port)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    return leftovers
+
+
 def test_tail_prints_what_sim_publishes(spawn: Spawn, free_udp_port: int) -> None:
     port = str(free_udp_port)
     tail = spawn("tail", "--no-last", "sensors.Temperature", "sensors.Humidity", *LO, "--port", port,
@@ -158,9 +170,7 @@ def test_demo_prints_readings_from_three_nodes_and_exits_0(spawn: Spawn,
     try:
         assert demo.finish(timeout=30) == 0, demo.err
     finally:
-        leftovers = sims_on_port(free_udp_port)
-        for pid in leftovers:
-            os.kill(pid, signal.SIGKILL)
+        leftovers = reap_sims(free_udp_port)
     assert leftovers == [], "the demo left sensor processes running"
     got = readings(demo.out)
     assert {sender for sender, *_ in got} == {"brewery", "cellar", "roof"}
@@ -185,13 +195,8 @@ def test_demo_stopped_by_a_signal_ends_its_sensor_processes(
         assert len(children) == 3
         os.kill(demo.pid, sig)
         assert demo.finish(timeout=20) == 0, demo.err
-        deadline = time.monotonic() + 5
-        while sims_on_port(free_udp_port) and time.monotonic() < deadline:
-            time.sleep(0.05)
     finally:
-        leftovers = sims_on_port(free_udp_port)
-        for pid in leftovers:
-            os.kill(pid, signal.SIGKILL)
+        leftovers = reap_sims(free_udp_port, grace=5)
     assert leftovers == []
     assert "received" in demo.out
 
@@ -204,11 +209,6 @@ def test_demo_killed_outright_takes_its_sensor_processes_with_it(
         assert len(sims_on_port(free_udp_port)) == 3
         os.kill(demo.pid, signal.SIGKILL)  # no chance to stop its children itself
         demo.finish(timeout=20)
-        deadline = time.monotonic() + 10
-        while sims_on_port(free_udp_port) and time.monotonic() < deadline:
-            time.sleep(0.05)
     finally:
-        leftovers = sims_on_port(free_udp_port)
-        for pid in leftovers:
-            os.kill(pid, signal.SIGKILL)
+        leftovers = reap_sims(free_udp_port, grace=10)
     assert leftovers == []

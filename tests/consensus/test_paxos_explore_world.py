@@ -4,6 +4,7 @@ child world never changes its parent."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,9 +58,12 @@ def _feed(node: PaxosNode, op: str, arg: object) -> list[object]:
     return out
 
 
-def _node() -> PaxosNode:
+def _node(inputs: Sequence[tuple[str, object]] = ()) -> PaxosNode:
+    """A fresh node that has been fed ``inputs``."""
     node = PaxosNode(ew.config(1), rng=random.Random(0))
     node.set_view(NODES)
+    for op, arg in inputs:
+        _feed(node, op, arg)
     return node
 
 
@@ -68,9 +72,7 @@ def _node() -> PaxosNode:
 def test_a_clone_evolves_exactly_like_the_original(
     prefix: list[tuple[str, object]], suffix: list[tuple[str, object]]
 ) -> None:
-    original = _node()
-    for op, arg in prefix:
-        _feed(original, op, arg)
+    original = _node(prefix)
     before = original.state_key()
     copy = original.clone()
     assert copy.state_key() == before
@@ -85,9 +87,7 @@ def test_a_clone_evolves_exactly_like_the_original(
 def test_changing_a_clone_leaves_the_original_alone(
     prefix: list[tuple[str, object]], suffix: list[tuple[str, object]]
 ) -> None:
-    original = _node()
-    for op, arg in prefix:
-        _feed(original, op, arg)
+    original = _node(prefix)
     before = original.state_key()
     entries = original.entries()
     copy = original.clone()
