@@ -50,10 +50,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ganglion.errors import AuthError, DecodeError
+from ganglion.runtime._accel import speedups
 from ganglion.runtime.subscription import MessageInfo, Subscription
 from ganglion.sequence import SequenceTable, SequenceTracker, Verdict
 from ganglion.types import MessageType, default_registry, payload_decoder
 from ganglion.types._decodegen import FALLBACK as _FALLBACK
+from ganglion.types._decodegen import Plan
 from ganglion.wire import (
     FLAG_CLOCK_UNSYNCED,
     FLAG_MAC,
@@ -112,7 +114,7 @@ class _Stream:
     """What every datagram of one (sender, boot, flags, fingerprint, type) shares."""
 
     __slots__ = ("boot", "clock_synced", "decode", "fast", "fingerprint", "known", "mismatch",
-                 "node_id", "own", "pos", "replayed", "signed", "tracker", "type_name")
+                 "node_id", "own", "plan", "pos", "replayed", "signed", "tracker", "type_name")
 
     def __init__(self, node_id: bytes, type_name: str, fingerprint: bytes, boot: int,
                  flags: int, pos: int, own: bool) -> None:
@@ -130,6 +132,8 @@ class _Stream:
         self.known: MessageType | None = None
         self.decode: Callable[[bytes], object] | None = None
         self.fast: Callable[[bytes], Any] | None = None
+        # What the compiled path reads of ``fast``'s common case (ganglion._speedups).
+        self.plan: Plan | None = None
         self.mismatch = False
 
 
@@ -245,6 +249,19 @@ class Incoming:
             self._deliver_batch(batch, first_seq, timestamps, payloads, source)
         return count
 
+    def lane(self) -> object | None:
+        """What the compiled receive path needs to deliver known streams' lone messages
+        itself (a ``ganglion._speedups.Lane``); None when that path is not in use.
+
+        The lane reads this object's streams, subscribers and the registry as they
+        are at each datagram, and calls back into :meth:`_deliver_one` and
+        :meth:`_decode_slow` for every case but the common one.
+        """
+        if speedups is None:
+            return None
+        return speedups.Lane(self, self._streams, self._subs, default_registry._by_name,
+                             MessageInfo, _FALLBACK)
+
     def sync_evictions(self) -> None:
         """Forget every stream if the sequence table evicted a tracker since the last look.
 
@@ -295,6 +312,7 @@ class Incoming:
         stream.decode = payload_decoder(stream.type_name, fingerprint)
         stream.fast = None if known is None or known.fingerprint != fingerprint \
             else known.decode_fast
+        stream.plan = None if stream.fast is None else known.plan  # type: ignore[union-attr]
         stream.mismatch = known is not None and known.fingerprint != fingerprint
 
     def _ready(self, stream: _Stream) -> SequenceTracker:

@@ -277,7 +277,7 @@ class Endpoint:
         try:
             self._receiver = MulticastReceiver(self.interface, self.port, self._in.on_datagram,
                                                rcvbuf=self._rcvbuf, loop=loop,
-                                               on_run=self._in.on_run)
+                                               on_run=self._in.on_run, lane=self._in.lane())
         except BaseException:
             self._sender.close()
             raise

@@ -129,31 +129,68 @@ _READ = {
 }
 
 
-def call_args(cls: type, names: Sequence[str], values: Sequence[str]) -> str:
-    """The argument list (source text) that calls ``cls`` with each field's value.
+def positional_count(cls: type, names: Sequence[str]) -> int:
+    """How many of the fields, in order, can be passed to ``cls`` by position.
 
     A field goes by position while it is the next positional-or-keyword parameter
     of ``cls.__init__`` (a dataclass's fields, in order, unless ``kw_only``); from
     the first one that is not, every field goes by keyword. Either way Python
     binds every value to the same parameter as ``cls(name=value, ...)`` would.
+    """
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: keywords only
+        return 0
+    for index, name in enumerate(names):
+        param = params[index] if index < len(params) else None
+        if param is None or param.name != name \
+                or param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return index
+    return len(names)
+
+
+def call_args(cls: type, names: Sequence[str], values: Sequence[str]) -> str:
+    """The argument list (source text) that calls ``cls`` with each field's value:
+    the first :func:`positional_count` by position, the rest by keyword.
 
     Args:
         cls: the class to call.
         names: the field names, in the order the values come.
         values: the source expression of each field's value.
     """
-    try:
-        params = list(inspect.signature(cls).parameters.values())
-    except (TypeError, ValueError):  # no signature to read: keywords only
-        params = []
-    args = []
-    positional = True
-    for index, (name, value) in enumerate(zip(names, values, strict=True)):
-        param = params[index] if index < len(params) else None
-        positional = positional and param is not None and param.name == name \
-            and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-        args.append(value if positional else f"{name}={value}")
-    return ", ".join(args)
+    npos = positional_count(cls, names)
+    return ", ".join(value if index < npos else f"{name}={value}"
+                     for index, (name, value) in enumerate(zip(names, values, strict=True)))
+
+
+#: Field kinds of a native plan, by position: the codes ``ganglion/_speedups.c`` reads.
+PLAN_KINDS = ("int", "float", "bool", "str", "bytes")
+#: Most fields a plan may have (the C reader's fixed array).
+PLAN_MAX_FIELDS = 64
+
+#: A plan: (class, the constant bytes before each field's value, one kind code per
+#: field, how many go by position, the keyword names of the rest).
+Plan = tuple[type, tuple[bytes, ...], bytes, int, tuple[str, ...]]
+
+
+def native_plan(cls: type, fields: tuple[tuple[str, str], ...]) -> Plan | None:
+    """The description of the generated decoder's common case that the compiled
+    receive path (``ganglion._speedups``) reads: the same constant bytes, the same
+    kinds, the same call. None when there is no generated decoder, or no fields.
+
+    The C reader accepts a subset of what :func:`compile_decoder`'s decoder accepts
+    (it leaves the rest to it) and builds the same values and the same call.
+    """
+    if not fields or len(fields) > PLAN_MAX_FIELDS \
+            or any(schema not in PLAN_KINDS for _name, schema in fields):
+        return None
+    head = cbor_head(5, len(fields))
+    heads = tuple((head if i == 0 else b"") + cbor2.dumps(name)
+                  for i, (name, _schema) in enumerate(fields))
+    kinds = bytes(PLAN_KINDS.index(schema) for _name, schema in fields)
+    names = [name for name, _schema in fields]
+    npos = positional_count(cls, names)
+    return cls, heads, kinds, npos, tuple(names[npos:])
 
 
 def compile_decoder(cls: type, fields: tuple[tuple[str, str], ...]) -> Decoder | None:

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from ganglion.errors import TypeRegistrationError
 from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
-from ganglion.types._decodegen import Decoder, compile_decoder
+from ganglion.types._decodegen import Decoder, Plan, compile_decoder, native_plan
 from ganglion.types._fields import FieldSpec, StructKind, struct_kind
 from ganglion.types._names import validate_type_name
 from ganglion.types._templates import with_templates
@@ -72,6 +72,8 @@ class MessageType:
         decode_fast: the class's generated payload decoder (:mod:`._decodegen`), which
             returns ``FALLBACK`` for bytes it does not handle; None when its fields
             have kinds it does not read. Use :func:`payload_decoder`.
+        plan: what the compiled receive path reads of ``decode_fast``'s common case
+            (:func:`._decodegen.native_plan`); None where it reads nothing.
     """
 
     name: str
@@ -83,6 +85,7 @@ class MessageType:
     encode: Encoder = dataclasses.field(repr=False)
     size_bound: SizeBound = dataclasses.field(repr=False)
     decode_fast: Decoder | None = dataclasses.field(default=None, repr=False)
+    plan: Plan | None = dataclasses.field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"MessageType({self.name!r}, {self.cls.__qualname__}, {self.fingerprint.hex()})"
@@ -153,6 +156,8 @@ class TypeRegistry:
             )
         struct = struct_kind(cls, name)
         encode, size_bound = _codecs(cls, struct)
+        kinds = tuple((f.name, f.schema) for f in struct.fields)
+        decode_fast = _fast_decoder(cls, kinds)
         mtype = MessageType(
             name=name,
             cls=cls,
@@ -162,7 +167,8 @@ class TypeRegistry:
             struct=struct,
             encode=encode,
             size_bound=size_bound,
-            decode_fast=_fast_decoder(cls, tuple((f.name, f.schema) for f in struct.fields)),
+            decode_fast=decode_fast,
+            plan=None if decode_fast is None else native_plan(cls, kinds),
         )
         if existing is not None:
             if not _is_reload(existing, mtype):

@@ -1,0 +1,799 @@
+/*
+ * ganglion._speedups: the receive path's common case, compiled (optional).
+ *
+ * Theory of operation: at light traffic a subscriber sleeps between datagrams, and
+ * on a wake-up every line of Python it runs is slow (its code and data are no longer
+ * in the CPU caches). Reading a datagram and handing its one message to the
+ * subscribers took about 30 us more in Python than a bare socket read on the test
+ * machine, and about 2 us in C. So the socket drain and the common case of a
+ * datagram are done here:
+ *
+ * drain() reads a socket until EAGAIN, exactly as MulticastReceiver._drain does
+ * (ganglion/runtime/transport.py, the pure-Python reference): a coalesced run goes to
+ * on_run, every other datagram first to the lane and, unless the lane took it, to
+ * on_datagram. The lane takes a datagram only in the case Incoming.on_datagram reads
+ * with _read_lone (ganglion/runtime/_incoming.py): a known, unsigned stream and one
+ * message at the base time. It then does what Incoming._deliver_one does, calling the
+ * same Python methods for everything but the header, the payload and the hand-out.
+ * The payload is parsed with the stream's *plan* (ganglion/types/_decodegen.py,
+ * native_plan), which reads a subset of what the generated decoder reads and gives
+ * the same values; anything else is left to the Python methods, unchanged.
+ *
+ * Nothing here decides anything the Python path does not: every refusal falls back
+ * to the Python path on the same bytes, so the two give the same deliveries, counts
+ * and errors (tests/runtime/test_speedups.py compares them).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Bumped whenever the Python side's expectations change; checked at import. */
+#define SPEEDUPS_ABI 1
+
+#define RECV_SIZE 65536
+#define NAME_LEN_AT 24
+#define NAME_AT 25
+#define LONE_SIZE 20
+#define SOL_UDP_ 17
+#define UDP_GRO_ 104
+
+/* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
+enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
+
+static PyObject *one;
+static PyObject *s_signed, *s_pos, *s_own, *s_type_name, *s_tracker, *s_known, *s_plan,
+    *s_boot, *s_node_id, *s_clock_synced, *s_replayed, *s_fingerprint, *s_closed,
+    *s_observe_run, *s_deliver, *s_deliver_one, *s_decode_slow, *s_received;
+
+/* ---- Lane: what Incoming shares with the compiled path ----------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *incoming;   /* the Incoming: its _deliver_one, _decode_slow, received */
+    PyObject *streams;    /* Incoming._streams (dict, cleared, never replaced) */
+    PyObject *subs;       /* the endpoint's subscribers per type name (dict) */
+    PyObject *by_name;    /* the registry's dict of types by name */
+    PyObject *info_cls;   /* MessageInfo */
+    PyObject *fallback;   /* _decodegen.FALLBACK */
+} Lane;
+
+static int
+Lane_init(Lane *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"incoming", "streams", "subs", "by_name", "info_cls", "fallback",
+                             NULL};
+    PyObject *incoming, *streams, *subs, *by_name, *info_cls, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!O", kwlist, &incoming,
+                                     &PyDict_Type, &streams, &PyDict_Type, &subs,
+                                     &PyDict_Type, &by_name, &PyType_Type, &info_cls,
+                                     &fallback))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)info_cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "info_cls must be a tuple subclass");
+        return -1;
+    }
+    Py_XSETREF(self->incoming, Py_NewRef(incoming));
+    Py_XSETREF(self->streams, Py_NewRef(streams));
+    Py_XSETREF(self->subs, Py_NewRef(subs));
+    Py_XSETREF(self->by_name, Py_NewRef(by_name));
+    Py_XSETREF(self->info_cls, Py_NewRef(info_cls));
+    Py_XSETREF(self->fallback, Py_NewRef(fallback));
+    return 0;
+}
+
+static int
+Lane_traverse(Lane *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->incoming);
+    Py_VISIT(self->streams);
+    Py_VISIT(self->subs);
+    Py_VISIT(self->by_name);
+    Py_VISIT(self->info_cls);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+Lane_clear(Lane *self)
+{
+    Py_CLEAR(self->incoming);
+    Py_CLEAR(self->streams);
+    Py_CLEAR(self->subs);
+    Py_CLEAR(self->by_name);
+    Py_CLEAR(self->info_cls);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void
+Lane_dealloc(Lane *self)
+{
+    PyObject_GC_UnTrack(self);
+    Lane_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ganglion._speedups.Lane",
+    .tp_doc = PyDoc_STR("Lane(incoming, streams, subs, by_name, info_cls, fallback): what "
+                        "drain() needs to deliver a known stream's lone messages itself."),
+    .tp_basicsize = sizeof(Lane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Lane_init,
+    .tp_traverse = (traverseproc)Lane_traverse,
+    .tp_clear = (inquiry)Lane_clear,
+    .tp_dealloc = (destructor)Lane_dealloc,
+};
+
+/* ---- small readers ------------------------------------------------------------ */
+
+static inline uint64_t
+be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The argument of a CBOR head at p (additional info < 24 or 24..27); -1 if unread. */
+static int
+head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out)
+{
+    unsigned info = d[*p] & 0x1F;
+    if (info < 24) {
+        *out = info;
+        *p += 1;
+        return 0;
+    }
+    if (info > 27)
+        return -1;
+    int n = 1 << (info - 24);
+    if (*p + 1 + n > end)
+        return -1;
+    *out = be(d + *p + 1, n);
+    *p += 1 + n;
+    return 0;
+}
+
+/* Is attribute `name` of `obj` true? -1 on error. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* ---- the payload plan ----------------------------------------------------------- */
+
+/* Parse a payload with `plan` = (cls, heads, kinds, npos, kwnames) into `values` (new
+ * references, `*nvalues` of them; the caller releases them). Returns 1 when the plan
+ * reads these bytes, 0 when it does not (the Python path then decides; no error set),
+ * -1 on an unexpected error (set). */
+static int
+parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
+           Py_ssize_t *nvalues)
+{
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1);
+    PyObject *kinds = PyTuple_GET_ITEM(plan, 2);
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    const char *kind = PyBytes_AS_STRING(kinds);
+    Py_ssize_t p = 0;
+    *nvalues = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        Py_ssize_t hl = PyBytes_GET_SIZE(head);
+        if (p + hl >= end || memcmp(d + p, PyBytes_AS_STRING(head), hl) != 0)
+            return 0;
+        p += hl;
+        unsigned char b = d[p];
+        uint64_t arg;
+        PyObject *v = NULL;
+        switch (kind[i]) {
+        case K_INT:
+            if (b >> 5 > 1 || head_arg(d, &p, end, &arg) < 0)
+                return 0;
+            if (b >> 5 == 0)
+                v = PyLong_FromUnsignedLongLong(arg);
+            else if (arg <= (uint64_t)INT64_MAX)
+                v = PyLong_FromLongLong(-1 - (long long)arg);
+            else
+                return 0; /* below -2**63: left to Python */
+            break;
+        case K_FLOAT:
+            if (b != 0xFB || p + 9 > end)
+                return 0;
+            {
+                double x = PyFloat_Unpack8((const char *)d + p + 1, 0);
+                if (x == -1.0 && PyErr_Occurred())
+                    return -1;
+                v = PyFloat_FromDouble(x);
+            }
+            p += 9;
+            break;
+        case K_BOOL:
+            if (b != 0xF5 && b != 0xF4)
+                return 0;
+            v = Py_NewRef(b == 0xF5 ? Py_True : Py_False);
+            p += 1;
+            break;
+        case K_STR:
+        case K_BYTES:
+            /* Definite lengths up to two bytes, as the generated decoder reads. */
+            if (b >> 5 != (kind[i] == K_STR ? 3 : 2) || (b & 0x1F) > 25
+                || head_arg(d, &p, end, &arg) < 0 || arg > (uint64_t)(end - p))
+                return 0;
+            if (kind[i] == K_STR) {
+                v = PyUnicode_DecodeUTF8((const char *)d + p, (Py_ssize_t)arg, NULL);
+                if (v == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                        return -1;
+                    PyErr_Clear();
+                    return 0; /* not UTF-8: the Python path counts the error */
+                }
+            }
+            else
+                v = PyBytes_FromStringAndSize((const char *)d + p, (Py_ssize_t)arg);
+            p += (Py_ssize_t)arg;
+            break;
+        default:
+            return 0;
+        }
+        if (v == NULL)
+            return -1;
+        values[(*nvalues)++] = v;
+    }
+    return p == end;
+}
+
+/* The message from parsed values: cls(v0, .., vk-1, name_k=vk, ..). */
+static PyObject *
+build(PyObject *plan, PyObject **values, Py_ssize_t n)
+{
+    PyObject *cls = PyTuple_GET_ITEM(plan, 0);
+    Py_ssize_t npos = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 3));
+    PyObject *kwnames = PyTuple_GET_ITEM(plan, 4);
+    if (npos < 0 && PyErr_Occurred())
+        return NULL;
+    return PyObject_Vectorcall(cls, values, (size_t)npos,
+                               PyTuple_GET_SIZE(kwnames) ? kwnames : NULL);
+}
+
+/* ---- the lane -------------------------------------------------------------------- */
+
+/* Hand `msg` to every subscriber of the stream's type: Incoming._hand_out. */
+static int
+hand_out(Lane *lane, PyObject *stream, PyObject *type_name, PyObject *msg, PyObject *seq,
+         PyObject *ts, PyObject *received_ns, PyObject *boot, PyObject *source)
+{
+    PyObject *node_id = NULL, *synced = NULL, *replayed = NULL, *fp = NULL, *fields = NULL,
+             *info = NULL, *received = NULL, *total = NULL, *targets = NULL;
+    int rc = -1;
+    if (!(node_id = PyObject_GetAttr(stream, s_node_id))
+        || !(synced = PyObject_GetAttr(stream, s_clock_synced))
+        || !(replayed = PyObject_GetAttr(stream, s_replayed))
+        || !(fp = PyObject_GetAttr(stream, s_fingerprint)))
+        goto done;
+    fields = PyTuple_Pack(12, type_name, node_id, seq, ts, received_ns, boot, Py_False,
+                          source, synced, Py_False, replayed, fp);
+    if (fields == NULL)
+        goto done;
+    /* tuple.__new__(MessageInfo, fields), as Incoming's _new_info. */
+    {
+        PyObject *args = PyTuple_Pack(1, fields);
+        if (args == NULL)
+            goto done;
+        info = PyTuple_Type.tp_new((PyTypeObject *)lane->info_cls, args, NULL);
+        Py_DECREF(args);
+    }
+    if (info == NULL)
+        goto done;
+    if (!(received = PyObject_GetAttr(lane->incoming, s_received)))
+        goto done;
+    if (!(total = PyNumber_Add(received, one))
+        || PyObject_SetAttr(lane->incoming, s_received, total) < 0)
+        goto done;
+    PyObject *subs = PyDict_GetItemWithError(lane->subs, type_name); /* borrowed */
+    if (subs == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    /* Several are iterated over a copy: a callback may subscribe or unsubscribe. */
+    if (!(targets = PySequence_Tuple(subs)))
+        goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++) {
+        PyObject *args[3] = {PyTuple_GET_ITEM(targets, i), msg, info};
+        PyObject *r = PyObject_VectorcallMethod(
+            s_deliver, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(node_id);
+    Py_XDECREF(synced);
+    Py_XDECREF(replayed);
+    Py_XDECREF(fp);
+    Py_XDECREF(fields);
+    Py_XDECREF(info);
+    Py_XDECREF(received);
+    Py_XDECREF(total);
+    Py_XDECREF(targets);
+    return rc;
+}
+
+/* A lone message at `pos` of a datagram of `end` bytes (wire format v1, as
+ * _incoming._read_lone): 1 with seq, ts and the payload's start set, 0 otherwise. */
+static int
+read_lone(const unsigned char *d, Py_ssize_t pos, Py_ssize_t end, uint64_t *seq,
+          uint64_t *ts, Py_ssize_t *start)
+{
+    if (end - pos <= LONE_SIZE)
+        return 0;
+    const unsigned char *h = d + pos;
+    uint64_t count = be(h + 16, 2);
+    unsigned delta = h[18];
+    uint64_t size = h[19];
+    Py_ssize_t at = pos + LONE_SIZE;
+    if (size >= 0x80) {
+        unsigned high = d[at];
+        size = (high > 0 && high < 0x80) ? ((size & 0x7F) | (uint64_t)high << 7) : 0;
+        at += 1;
+    }
+    if (count != 1 || delta || !size || at + (Py_ssize_t)size != end)
+        return 0;
+    *seq = be(h, 8);
+    *ts = be(h + 8, 8);
+    *start = at;
+    return 1;
+}
+
+static PyObject *
+time_ns_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return PyLong_FromLongLong((long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+}
+
+/* Incoming._deliver_one(stream, seq, ts, payload, source): the Python path. */
+static int
+deliver_one_py(Lane *lane, PyObject *stream, PyObject *seq, PyObject *ts,
+               const unsigned char *d, Py_ssize_t start, Py_ssize_t end, PyObject *source)
+{
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)d + start, end - start);
+    if (payload == NULL)
+        return -1;
+    PyObject *args[6] = {lane->incoming, stream, seq, ts, payload, source};
+    PyObject *r = PyObject_VectorcallMethod(s_deliver_one, args,
+                                            6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(payload);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A lone message of a known stream: Incoming._deliver_one, compiled where the stream
+ * has a plan and the message simply continues it. */
+static int
+deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
+             uint64_t ts_v, const unsigned char *d, Py_ssize_t start, Py_ssize_t end,
+             PyObject *source)
+{
+    PyObject *seq = NULL, *ts = NULL, *plan = NULL, *tracker = NULL, *known = NULL,
+             *boot = NULL, *received_ns = NULL, *ok = NULL, *msg = NULL;
+    PyObject *values[64];
+    Py_ssize_t nvalues = 0;
+    int rc = -1;
+    if (!(seq = PyLong_FromUnsignedLongLong(seq_v)) || !(ts = PyLong_FromUnsignedLongLong(ts_v))
+        || !(plan = PyObject_GetAttr(stream, s_plan))
+        || !(tracker = PyObject_GetAttr(stream, s_tracker))
+        || !(known = PyObject_GetAttr(stream, s_known)))
+        goto done;
+    PyObject *current = PyDict_GetItemWithError(lane->by_name, type_name); /* borrowed */
+    if (current == NULL && PyErr_Occurred())
+        goto done;
+    if (plan == Py_None || tracker == Py_None || known != (current ? current : Py_None)
+        || !PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 5
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
+        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
+        goto done;
+    }
+    if (!(received_ns = time_ns_now()))
+        goto done;
+    int parsed = parse_plan(plan, d + start, end - start, values, &nvalues);
+    if (parsed < 0)
+        goto done;
+    if (parsed == 0) {
+        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
+        goto done;
+    }
+    if (!(boot = PyObject_GetAttr(stream, s_boot)))
+        goto done;
+    {
+        PyObject *args[5] = {tracker, seq, one, boot, ts};
+        ok = PyObject_VectorcallMethod(s_observe_run, args,
+                                       5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (ok == NULL)
+        goto done;
+    if (ok != Py_True) {
+        /* Not a simple continuation (nothing was recorded): the Python path judges it. */
+        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
+        goto done;
+    }
+    msg = build(plan, values, nvalues);
+    if (msg == NULL) {
+        /* The class refused the values: the generic decoder says why (and counts it). */
+        PyErr_Clear();
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)d + start, end - start);
+        if (payload == NULL)
+            goto done;
+        PyObject *args[5] = {lane->incoming, stream, tracker, payload, source};
+        msg = PyObject_VectorcallMethod(s_decode_slow, args,
+                                        5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(payload);
+        if (msg == NULL)
+            goto done;
+        if (msg == lane->fallback) {
+            rc = 0;
+            goto done;
+        }
+    }
+    rc = hand_out(lane, stream, type_name, msg, seq, ts, received_ns, boot, source);
+done:
+    for (Py_ssize_t i = 0; i < nvalues; i++)
+        Py_DECREF(values[i]);
+    Py_XDECREF(seq);
+    Py_XDECREF(ts);
+    Py_XDECREF(plan);
+    Py_XDECREF(tracker);
+    Py_XDECREF(known);
+    Py_XDECREF(boot);
+    Py_XDECREF(received_ns);
+    Py_XDECREF(ok);
+    Py_XDECREF(msg);
+    return rc;
+}
+
+/* Incoming.on_datagram's short path for one datagram in `d`: 1 when it was handled
+ * (delivered, or nothing to do), 0 when on_datagram must have it, -1 on error. */
+static int
+lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source)
+{
+    if (n <= NAME_LEN_AT || NAME_AT + d[NAME_LEN_AT] > n)
+        return 0;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)d, NAME_AT + d[NAME_LEN_AT]);
+    if (key == NULL)
+        return -1;
+    PyObject *stream = PyDict_GetItemWithError(lane->streams, key); /* borrowed */
+    Py_DECREF(key);
+    if (stream == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_INCREF(stream);
+    PyObject *pos_o = NULL, *type_name = NULL;
+    int rc = -1, t;
+    if ((t = attr_true(stream, s_signed)) != 0) {
+        rc = t < 0 ? -1 : 0; /* a MAC to check: Python */
+        goto done;
+    }
+    if (!(pos_o = PyObject_GetAttr(stream, s_pos)))
+        goto done;
+    Py_ssize_t pos = PyLong_AsSsize_t(pos_o);
+    if (pos < 0) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    uint64_t seq, ts;
+    Py_ssize_t start;
+    if (!read_lone(d, pos, n, &seq, &ts, &start)) {
+        rc = 0;
+        goto done;
+    }
+    if ((t = attr_true(stream, s_own)) != 0) {
+        rc = t < 0 ? -1 : 1; /* our own datagram looped back */
+        goto done;
+    }
+    if (!(type_name = PyObject_GetAttr(stream, s_type_name)))
+        goto done;
+    PyObject *subs = PyDict_GetItemWithError(lane->subs, type_name); /* borrowed */
+    if (subs == NULL) {
+        rc = PyErr_Occurred() ? -1 : 1;
+        goto done;
+    }
+    if ((t = PyObject_IsTrue(subs)) <= 0) {
+        rc = t < 0 ? -1 : 1;
+        goto done;
+    }
+    rc = deliver_lone(lane, stream, type_name, seq, ts, d, start, n, source) < 0 ? -1 : 1;
+done:
+    Py_DECREF(stream);
+    Py_XDECREF(pos_o);
+    Py_XDECREF(type_name);
+    return rc;
+}
+
+/* ---- drain ----------------------------------------------------------------------- */
+
+/* (ip, port) of the sender; the last one is reused while it does not change. */
+static PyObject *last_source;
+static struct sockaddr_in last_addr;
+
+static PyObject *
+source_of(const struct sockaddr_in *a)
+{
+    if (last_source != NULL && a->sin_addr.s_addr == last_addr.sin_addr.s_addr
+        && a->sin_port == last_addr.sin_port)
+        return Py_NewRef(last_source);
+    char text[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &a->sin_addr, text, sizeof text) == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *src = Py_BuildValue("(si)", text, (int)ntohs(a->sin_port));
+    if (src == NULL)
+        return NULL;
+    Py_XSETREF(last_source, Py_NewRef(src));
+    last_addr = *a;
+    return src;
+}
+
+/* Report a caught exception to `report(kind, exc)` (which counts and logs it), as the
+ * Python drain's `except Exception`; anything else (KeyboardInterrupt...) propagates. */
+static int
+report_exception(PyObject *report, const char *kind)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    PyObject *r = PyObject_CallFunction(report, "sO", kind, exc ? exc : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+enum { C_DATAGRAMS, C_BYTES, C_DRAINS, C_MAX_SEEN, C_FULL_DRAINS, C_COALESCED, C_COUNT };
+
+static int
+count_add(PyObject *counts, Py_ssize_t i, long long v, int as_max)
+{
+    PyObject *old = PyList_GET_ITEM(counts, i);
+    long long cur = PyLong_AsLongLong(old);
+    if (cur == -1 && PyErr_Occurred())
+        return -1;
+    long long nv = as_max ? (v > cur ? v : cur) : cur + v;
+    if (nv == cur)
+        return 0;
+    PyObject *o = PyLong_FromLongLong(nv);
+    if (o == NULL)
+        return -1;
+    PyList_SET_ITEM(counts, i, o);
+    Py_DECREF(old);
+    return 0;
+}
+
+PyDoc_STRVAR(drain_doc,
+"drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts)\n--\n\n"
+"Read the socket `fd` until EAGAIN or `limit` datagrams, as MulticastReceiver._drain:\n"
+"coalesced runs to on_run(data, size, source, now), other datagrams to the lane (a\n"
+"Lane or None) and otherwise on_datagram(data, source, now). `buffer` is a bytearray\n"
+"of 65536 bytes; now() is called once, when a callback first needs it. Errors go to\n"
+"report(kind, detail) with kind 'receive' (an OSError), 'truncated' (the length) or\n"
+"'callback' (the exception). `counts` (a list) gets datagrams, bytes, drains,\n"
+"max_seen, full_drains and coalesced added.");
+
+static PyObject *
+drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "drain() takes 10 arguments");
+        return NULL;
+    }
+    int fd = (int)PyLong_AsLong(args[0]);
+    PyObject *slot = args[1];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    PyObject *buffer = args[3], *lane_o = args[4], *on_datagram = args[5], *on_run = args[6],
+             *now_fn = args[7], *report = args[8], *counts = args[9];
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyByteArray_CheckExact(buffer) || PyByteArray_GET_SIZE(buffer) < RECV_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "buffer must be a bytearray of 65536 bytes");
+        return NULL;
+    }
+    if (!PyList_CheckExact(counts) || PyList_GET_SIZE(counts) < C_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "counts must be a list of 6 ints");
+        return NULL;
+    }
+    if (lane_o != Py_None && !PyObject_TypeCheck(lane_o, &LaneType)) {
+        PyErr_SetString(PyExc_TypeError, "lane must be a Lane or None");
+        return NULL;
+    }
+    Lane *lane = lane_o == Py_None ? NULL : (Lane *)lane_o;
+    unsigned char *d = (unsigned char *)PyByteArray_AS_STRING(buffer);
+    PyObject *now = NULL;
+    long long count = 0, nbytes = 0, coalesced = 0;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    while (count < limit) {
+        struct sockaddr_in addr;
+        struct iovec iov = {d, RECV_SIZE};
+        struct msghdr mh = {0};
+        mh.msg_name = &addr;
+        mh.msg_namelen = sizeof addr;
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof control.buf;
+        ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            PyErr_SetFromErrno(PyExc_OSError);
+            if (report_exception(report, "receive") < 0)
+                goto error;
+            break;
+        }
+        nbytes += n;
+        int size = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+            if (c->cmsg_level == SOL_UDP_ && c->cmsg_type == UDP_GRO_
+                && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                memcpy(&size, CMSG_DATA(c), sizeof size);
+                break;
+            }
+        }
+        if (mh.msg_flags & MSG_TRUNC) {
+            /* Larger than any datagram; nothing of it can be trusted. */
+            PyObject *r = PyObject_CallFunction(report, "sn", "truncated", (Py_ssize_t)n);
+            if (r == NULL)
+                goto error;
+            Py_DECREF(r);
+            continue;
+        }
+        PyObject *source = mh.msg_namelen >= sizeof addr && addr.sin_family == AF_INET
+                               ? source_of(&addr) : Py_BuildValue("(si)", "", 0);
+        if (source == NULL)
+            goto error;
+        int run = size > 0 && size < n;
+        int handled = 0;
+        if (run) {
+            long long k = (n + size - 1) / size;
+            count += k;
+            coalesced += k;
+        }
+        else {
+            count += 1;
+            if (lane != NULL) {
+                handled = lane_datagram(lane, d, n, source);
+                if (handled < 0) {
+                    handled = 1;
+                    if (report_exception(report, "callback") < 0) {
+                        Py_DECREF(source);
+                        goto error;
+                    }
+                }
+            }
+        }
+        if (!handled) {
+            PyObject *data = PyBytes_FromStringAndSize((const char *)d, n);
+            PyObject *r = NULL;
+            if (data != NULL && (now != NULL || (now = PyObject_CallNoArgs(now_fn)) != NULL)) {
+                if (run) {
+                    PyObject *sz = PyLong_FromLong(size);
+                    if (sz != NULL) {
+                        PyObject *cargs[4] = {data, sz, source, now};
+                        r = PyObject_Vectorcall(on_run, cargs, 4, NULL);
+                        Py_DECREF(sz);
+                    }
+                }
+                else {
+                    PyObject *cargs[3] = {data, source, now};
+                    r = PyObject_Vectorcall(on_datagram, cargs, 3, NULL);
+                }
+            }
+            Py_XDECREF(data);
+            if (r == NULL) {
+                if (report_exception(report, run ? "run" : "callback") < 0) {
+                    Py_DECREF(source);
+                    goto error;
+                }
+            }
+            else
+                Py_DECREF(r);
+        }
+        Py_DECREF(source);
+        int closed = attr_true(slot, s_closed);
+        if (closed < 0)
+            goto error;
+        if (closed)
+            break;
+    }
+    if (count) {
+        if (count_add(counts, C_DRAINS, 1, 0) < 0 || count_add(counts, C_DATAGRAMS, count, 0) < 0
+            || count_add(counts, C_BYTES, nbytes, 0) < 0
+            || count_add(counts, C_MAX_SEEN, count, 1) < 0
+            || count_add(counts, C_COALESCED, coalesced, 0) < 0
+            || (count >= limit && count_add(counts, C_FULL_DRAINS, 1, 0) < 0))
+            goto error;
+    }
+    Py_XDECREF(now);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(now);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ganglion._speedups",
+    PyDoc_STR("The receive path's common case, compiled (see ganglion/_speedups.c)."), -1,
+    methods,
+};
+
+#define INTERN(var, text) \
+    if (!(var = PyUnicode_InternFromString(text))) \
+        return NULL
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_signed, "signed");
+    INTERN(s_pos, "pos");
+    INTERN(s_own, "own");
+    INTERN(s_type_name, "type_name");
+    INTERN(s_tracker, "tracker");
+    INTERN(s_known, "known");
+    INTERN(s_plan, "plan");
+    INTERN(s_boot, "boot");
+    INTERN(s_node_id, "node_id");
+    INTERN(s_clock_synced, "clock_synced");
+    INTERN(s_replayed, "replayed");
+    INTERN(s_fingerprint, "fingerprint");
+    INTERN(s_closed, "closed");
+    INTERN(s_observe_run, "observe_run");
+    INTERN(s_deliver, "deliver");
+    INTERN(s_deliver_one, "_deliver_one");
+    INTERN(s_decode_slow, "_decode_slow");
+    INTERN(s_received, "received");
+    if (!(one = PyLong_FromLong(1)))
+        return NULL;
+    if (PyType_Ready(&LaneType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Lane", (PyObject *)&LaneType) < 0
+        || PyModule_AddIntConstant(m, "ABI", SPEEDUPS_ABI) < 0
+        || PyModule_AddIntConstant(m, "RECV_SIZE", RECV_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
