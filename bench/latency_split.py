@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Where one-way latency goes between two processes: each side swapped for a raw socket.
 
-    .venv/bin/python bench/latency_split.py [--trials N] [--count N] [--rate R] [--quick]
+    .venv/bin/python bench/latency_split.py [--trials N] [--count N] [--rate R] [--size B] [--quick]
 
 Theory of operation: ``transport.py`` compares ganglion's publish -> subscribe with raw
 sockets end to end. This script splits that comparison by side. The same ganglion
-datagrams (``bench.Blob``, 64 bytes of application payload) go from a publisher
+datagrams (``bench.Blob``, ``--size`` bytes of application payload, 64 by default) go from a publisher
 process to a subscriber process at ``--rate`` msg/s, and every pairing of
 
 * publishers: ``raw`` (a blocking socket sending a pre-built ganglion datagram whose
@@ -43,6 +43,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
                str(_BENCH)]
 
+from _transport_common import HEADER  # noqa: E402
 from _transport_ganglion import Blob  # noqa: E402
 from _transport_netns import choose_isolation, run_in_namespace  # noqa: E402
 
@@ -170,12 +171,13 @@ def _pace(seq: int, start_ns: int, period_ns: int) -> None:
         time.sleep(delay / 1e9)
 
 
-def pub_raw(count: int, rate: float) -> None:
+def pub_raw(count: int, rate: float, size: int) -> None:
     mtype = type_of(Blob)
     packer = Packer(node_id=os.urandom(8), type_name=mtype.name, fingerprint=mtype.fingerprint,
                     boot=1)
     datagram = bytearray(packer.build_one(
-        encode_message(Blob(_SEQ_MARK, _TS_MARK, bytes(48)), mtype), time.time_ns()))
+        encode_message(Blob(_SEQ_MARK, _TS_MARK, bytes(size - HEADER.size)), mtype),
+        time.time_ns()))
     at_seq = bytes(datagram).index(_U64.pack(_SEQ_MARK))
     at_ts = bytes(datagram).index(_U64.pack(_TS_MARK))
     at_first = 25 + datagram[24]  # the envelope's first sequence number
@@ -192,8 +194,8 @@ def pub_raw(count: int, rate: float) -> None:
     sock.close()
 
 
-async def _pub_ganglion(count: int, rate: float) -> None:
-    padding = bytes(48)
+async def _pub_ganglion(count: int, rate: float, size: int) -> None:
+    padding = bytes(size - HEADER.size)
     now = time.monotonic_ns
     async with Endpoint(interface=LOOPBACK, port=PORT) as ep:
         period, start = int(1e9 / rate), now()
@@ -204,7 +206,7 @@ async def _pub_ganglion(count: int, rate: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def run_role(role: str, count: int, rate: float) -> None:
+def run_role(role: str, count: int, rate: float, size: int) -> None:
     """Run one process's part (the script re-executes itself with ``--role``)."""
     if role == "sub-raw":
         sub_raw(count)
@@ -213,17 +215,18 @@ def run_role(role: str, count: int, rate: float) -> None:
     elif role == "sub-ganglion":
         ganglion.run(_sub_ganglion(count))
     elif role == "pub-raw":
-        pub_raw(count, rate)
+        pub_raw(count, rate, size)
     elif role == "pub-ganglion":
-        ganglion.run(_pub_ganglion(count, rate))
+        ganglion.run(_pub_ganglion(count, rate, size))
     else:
         raise SystemExit(f"unknown role {role!r}")
 
 
-def run_pair(pub: str, sub: str, count: int, rate: float, timeout: float) -> float | None:
+def run_pair(pub: str, sub: str, count: int, rate: float, size: int,
+             timeout: float) -> float | None:
     """One trial of one pairing: the subscriber's p50 in us, None if it failed."""
     me = [sys.executable, str(Path(__file__).resolve())]
-    args = ["--count", str(count), "--rate", str(rate)]
+    args = ["--count", str(count), "--rate", str(rate), "--size", str(size)]
     subscriber = subprocess.Popen([*me, "--role", f"sub-{sub}", *args], stdout=subprocess.PIPE,
                                   text=True)
     try:
@@ -244,7 +247,8 @@ def run_pair(pub: str, sub: str, count: int, rate: float, timeout: float) -> flo
     return float(words[1])
 
 
-def measure(trials: int, count: int, rate: float) -> dict[tuple[str, str], list[float]]:
+def measure(trials: int, count: int, rate: float,
+            size: int) -> dict[tuple[str, str], list[float]]:
     """Every pairing ``trials`` times, interleaved so machine noise spreads evenly."""
     pairs = [(p, s) for p, s in itertools.product(PUBLISHERS, SUBSCRIBERS)
              if not (p == "ganglion" and s == "loop")]
@@ -252,7 +256,7 @@ def measure(trials: int, count: int, rate: float) -> dict[tuple[str, str], list[
     timeout = count / rate + 30
     for trial in range(trials):
         for pub, sub in pairs:
-            p50 = run_pair(pub, sub, count, rate, timeout)
+            p50 = run_pair(pub, sub, count, rate, size, timeout)
             print(f"trial {trial + 1}/{trials}  {pub:>8} -> {sub:<8}  "
                   f"p50 {'failed' if p50 is None else f'{p50:.1f} us'}", flush=True)
             if p50 is not None:
@@ -286,12 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--count", type=int, default=2000, help="messages per trial")
     p.add_argument("--rate", type=float, default=1000.0, help="msg/s")
+    p.add_argument("--size", type=int, default=64,
+                   help=f"payload bytes (at least {HEADER.size}; default 64)")
     p.add_argument("--quick", action="store_true", help="2 trials of 300 messages")
     p.add_argument("--no-netns", action="store_true")
     p.add_argument("--role", help=argparse.SUPPRESS)
     args = p.parse_args(args_list)
+    if args.size < HEADER.size:
+        p.error(f"--size must be at least {HEADER.size} (the sequence number and timestamp)")
     if args.role:
-        run_role(args.role, args.count, args.rate)
+        run_role(args.role, args.count, args.rate, args.size)
         return 0
     if args.quick:
         args.trials, args.count = 2, 300
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_in_namespace([sys.executable, str(Path(__file__).resolve()), *args_list],
                                 timeout=3600)
     print(f"isolation: {isolation.reason}", flush=True)
-    results = measure(args.trials, args.count, args.rate)
+    results = measure(args.trials, args.count, args.rate, args.size)
     print(report(results))
     return 0 if all(results.values()) else 1
 
