@@ -54,6 +54,20 @@ def test_group() -> str:
     return _fresh_group()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on each receive path: the compiled drain and lane
+    (ganglion._speedups, where it is built) and the pure-Python reference."""
+    from ganglion.runtime import _incoming, transport
+
+    if request.param == "python":
+        monkeypatch.setattr(transport, "speedups", None)
+        monkeypatch.setattr(_incoming, "speedups", None)
+    elif transport.speedups is None:
+        pytest.skip("ganglion._speedups is not built")
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def multicast_loopback() -> str:
     """Skip unless multicast over loopback works here; gives the interface address.

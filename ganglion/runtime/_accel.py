@@ -52,7 +52,8 @@ def load(choice: str | None = None) -> ModuleType | None:
             raise ImportError(f"ganglion._speedups is stale (ABI {getattr(_speedups, 'ABI', '?')},"
                               f" expected {ABI}); reinstall (pip install -e .)")
         return None
-    return _speedups
+    module: ModuleType = _speedups
+    return module
 
 
 #: The module every receiver uses, chosen once at import.

@@ -259,8 +259,9 @@ class Incoming:
         """
         if speedups is None:
             return None
-        return speedups.Lane(self, self._streams, self._subs, default_registry._by_name,
-                             MessageInfo, _FALLBACK)
+        lane: object = speedups.Lane(self, self._streams, self._subs,
+                                     default_registry._by_name, MessageInfo, _FALLBACK)
+        return lane
 
     def sync_evictions(self) -> None:
         """Forget every stream if the sequence table evicted a tracker since the last look.

@@ -1,0 +1,15 @@
+# Types of the optional C extension ganglion/_speedups.c (see ganglion/runtime/_accel.py).
+from collections.abc import Callable
+from typing import Any
+
+ABI: int
+RECV_SIZE: int
+
+class Lane:
+    def __init__(self, incoming: object, streams: dict[bytes, Any], subs: dict[str, Any],
+                 by_name: dict[str, Any], info_cls: type, fallback: object) -> None: ...
+
+def drain(fd: int, slot: object, limit: int, buffer: bytearray, lane: Lane | None,
+          on_datagram: Callable[..., object] | None, on_run: Callable[..., object] | None,
+          now: Callable[[], float] | None, report: Callable[[str, object], object] | None,
+          counts: list[int]) -> None: ...
