@@ -43,6 +43,15 @@ carry that control message, costs about what ``recvfrom`` does (measured:
 0.94-0.98 us against 0.79-1.06 us for 1,100 bytes), so every socket is read with
 it, GRO or not.
 
+Where the optional C extension ``ganglion._speedups`` is built (see
+:mod:`ganglion.runtime._accel`), the reader registered with the loop is its ``drain``,
+which does exactly what :meth:`MulticastReceiver._drain` does (that method stays the
+reference, and the pure-Python path) with no Python frame before a callback, into a
+per-socket 64 KiB buffer. It first offers each datagram to the endpoint's *lane*
+(``lane=``), which delivers a known stream's lone message itself
+(:mod:`ganglion.runtime._incoming`). Both drains count into one list
+(``_counts``) and report errors through :meth:`MulticastReceiver._report`.
+
 IGMP-snooping switches forget a group after ~260 s without a membership
 report, and without a querier on the LAN nobody asks for one. So every
 ``reannounce_seconds`` each membership is dropped and re-added, which makes
