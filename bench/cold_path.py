@@ -18,7 +18,8 @@ case), and prints the medians:
   the ``sched_yield`` that follows a lone send (``yield_on_send=False``);
 * ganglion receive: ``recvmsg`` plus the endpoint's receive path on a known stream
   (``Incoming.on_datagram``: the lone message's header unpack, sequence check, payload decode, delivery
-  to a callback), and each of its parts alone.
+  to a callback), and each of its parts alone; and, where ``ganglion._speedups`` is
+  built, its compiled drain doing the same (the path a receiver then runs).
 
 The last lines add them up: the Python a ganglion message runs cold (publish +
 receive) against raw's, which is the gap that ``transport.py``'s p50 latency shows
@@ -35,6 +36,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from pathlib import Path
 
 # The repository first and bench/ last, as _transport_ganglion does (a script here named
@@ -45,6 +47,7 @@ sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resol
 
 from _transport_ganglion import Blob  # noqa: E402  (transport.py's message, 64 B here)
 
+from ganglion.runtime._accel import speedups  # noqa: E402
 from ganglion.runtime._incoming import _LONE  # noqa: E402  (the header read a lone message takes)
 from ganglion.runtime.endpoint import Endpoint  # noqa: E402
 from ganglion.types import encode_message, type_of  # noqa: E402
@@ -55,6 +58,7 @@ HEADER = struct.Struct("<QQ")
 #: A group no socket here joins: publishes leave through loopback and are dropped.
 NOBODY_GROUP = "239.255.222.1"
 PORT = 47996
+COMPILED = "ganglion: compiled drain (read + lane)"
 
 
 async def timed(stage: Callable[[], object], setup: Callable[[], object] | None = None, *,
@@ -140,6 +144,18 @@ async def measure(runs: int, gap: float) -> list[tuple[str, float, float]]:
         _drain(rx)  # the raw stages' last datagram
         await row("ganglion: recvmsg + receive path", lambda: on_datagram(rx.recvmsg(2048)[0], source, 0.0),
             setup=lambda: tx.sendto(next_datagram(), addr))
+        if speedups is not None:
+            # The compiled drain and lane (what a receiver runs where ganglion._speedups is
+            # built): the read, the EAGAIN that ends the drain, and the delivery.
+            lane, buf = receiver._in.lane(), bytearray(speedups.RECV_SIZE)
+            slot, counts = SimpleNamespace(closed=False), [0] * 6
+
+            def compiled() -> None:
+                speedups.drain(rx.fileno(), slot, 64, buf, lane, on_datagram, None,
+                               time.monotonic, lambda kind, detail: None, counts)
+
+            await row(COMPILED, compiled, setup=lambda: tx.sendto(next_datagram(), addr))
+            assert len(got) > 2 * runs, "the lane did not deliver"
         one = next_datagram()
         pos = 25 + one[24]
         payload = encode_message(Blob(7, 8, pad), mtype)
@@ -165,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<44} {warm:>8.2f} {cold:>8.2f} {cold / warm:>8.1f}x")
     by_name = {name: (warm, cold) for name, warm, cold in rows}
     raw = by_name["raw: sendto 64 B"][1] + by_name["raw: recv_into + unpack"][1]
-    ours = by_name["ganglion: publish (idle, sendto included)"][1] + \
-        by_name["ganglion: recvmsg + receive path"][1]
-    print(f"\ncold, per message: raw sendto + recv {raw:.1f} us; ganglion publish + receive "
+    receive = COMPILED if COMPILED in by_name else "ganglion: recvmsg + receive path"
+    ours = by_name["ganglion: publish (idle, sendto included)"][1] + by_name[receive][1]
+    print(f"\nganglion's receive path here: {receive.split(': ', 1)[1]}")
+    print(f"cold, per message: raw sendto + recv {raw:.1f} us; ganglion publish + receive "
           f"{ours:.1f} us; ganglion adds {ours - raw:.1f} us to the kernel's wake-up path")
     return 0
 
