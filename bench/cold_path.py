@@ -36,8 +36,8 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 # The repository first and bench/ last, as _transport_ganglion does (a script here named
 # like a package must not shadow it).
