@@ -28,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,7 +36,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 1
+#define SPEEDUPS_ABI 2
 
 #define RECV_SIZE 65536
 #define NAME_LEN_AT 24
@@ -44,6 +45,8 @@
 #define SOL_UDP_ 17
 #define UDP_GRO_ 104
 
+/* A plan: (cls, heads, kinds, npos, kwnames, names); _decodegen.native_plan. */
+#define PLAN_SIZE 6
 /* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 
@@ -409,7 +412,7 @@ deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
     if (current == NULL && PyErr_Occurred())
         goto done;
     if (plan == Py_None || tracker == Py_None || known != (current ? current : Py_None)
-        || !PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 5
+        || !PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE
         || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
         rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
         goto done;
@@ -746,8 +749,279 @@ error:
     return NULL;
 }
 
+/* ---- the send lane ------------------------------------------------------------------ */
+
+static PyObject *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr, *s_prefix, *s_limit,
+    *s_next_seq;
+
+/* Append the shortest CBOR head of `major` with argument `v` at `b`; its length. */
+static Py_ssize_t
+put_head(unsigned char *b, int major, uint64_t v)
+{
+    unsigned char mt = (unsigned char)(major << 5);
+    int n = v < 24 ? 0 : v < 0x100 ? 1 : v < 0x10000 ? 2 : v < 0x100000000ULL ? 4 : 8;
+    b[0] = mt | (n == 0 ? (unsigned char)v : n == 1 ? 24 : n == 2 ? 25 : n == 4 ? 26 : 27);
+    for (int i = 0; i < n; i++)
+        b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    return 1 + n;
+}
+
+/* Encode `msg` with `plan` into `b` (room for `cap` bytes), as the generated encoder
+ * (ganglion/types/_codegen.py) writes its common case: 1 with `*n` set, 0 when a value
+ * is not that case (the Python encoder then writes or refuses it), -1 on error. */
+static int
+encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_ssize_t *n)
+{
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1);
+    const char *kind = PyBytes_AS_STRING(PyTuple_GET_ITEM(plan, 2));
+    PyObject *names = PyTuple_GET_ITEM(plan, 5);
+    Py_ssize_t p = 0;
+    if (Py_TYPE(msg) != (PyTypeObject *)PyTuple_GET_ITEM(plan, 0))
+        return 0; /* a subclass: the generic encoder */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(heads); i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        Py_ssize_t hl = PyBytes_GET_SIZE(head);
+        if (p + hl + 9 > cap)
+            return 0;
+        memcpy(b + p, PyBytes_AS_STRING(head), hl);
+        p += hl;
+        PyObject *v = PyObject_GetAttr(msg, PyTuple_GET_ITEM(names, i));
+        if (v == NULL)
+            return -1;
+        int ok = 1;
+        switch (kind[i]) {
+        case K_INT:
+            if (!PyLong_CheckExact(v))
+                ok = 0;
+            else {
+                int overflow;
+                long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (overflow > 0) {
+                    unsigned long long u = PyLong_AsUnsignedLongLong(v);
+                    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                        PyErr_Clear(); /* 2**64 or more: a bignum, Python's */
+                        ok = 0;
+                    }
+                    else
+                        p += put_head(b + p, 0, u);
+                }
+                else if (overflow < 0)
+                    ok = 0; /* below -2**63: Python's */
+                else if (x == -1 && PyErr_Occurred())
+                    ok = -1;
+                else if (x >= 0)
+                    p += put_head(b + p, 0, (uint64_t)x);
+                else
+                    p += put_head(b + p, 1, (uint64_t)(-1 - x));
+            }
+            break;
+        case K_FLOAT:
+            if (!PyFloat_CheckExact(v) || !isfinite(PyFloat_AS_DOUBLE(v)))
+                ok = 0; /* NaN and infinities go the generic way (half precision) */
+            else {
+                b[p] = 0xFB;
+                if (PyFloat_Pack8(PyFloat_AS_DOUBLE(v), (char *)b + p + 1, 0) < 0)
+                    ok = -1;
+                p += 9;
+            }
+            break;
+        case K_BOOL:
+            if (v == Py_True || v == Py_False)
+                b[p++] = v == Py_True ? 0xF5 : 0xF4;
+            else
+                ok = 0;
+            break;
+        case K_STR:
+        case K_BYTES: {
+            const char *data;
+            Py_ssize_t len;
+            if (kind[i] == K_STR) {
+                if (!PyUnicode_CheckExact(v)) {
+                    ok = 0;
+                    break;
+                }
+                data = PyUnicode_AsUTF8AndSize(v, &len);
+                if (data == NULL) {
+                    PyErr_Clear(); /* lone surrogates: Python's error */
+                    ok = 0;
+                    break;
+                }
+            }
+            else {
+                if (!PyBytes_CheckExact(v)) {
+                    ok = 0;
+                    break;
+                }
+                data = PyBytes_AS_STRING(v);
+                len = PyBytes_GET_SIZE(v);
+            }
+            if (p + 9 + len > cap) {
+                ok = 0;
+                break;
+            }
+            p += put_head(b + p, kind[i] == K_STR ? 3 : 2, (uint64_t)len);
+            memcpy(b + p, data, len);
+            p += len;
+            break;
+        }
+        default:
+            ok = 0;
+        }
+        Py_DECREF(v);
+        if (ok <= 0)
+            return ok;
+    }
+    *n = p;
+    return 1;
+}
+
+/* Read attribute `name` of `obj` as a non-negative integer that fits `*out`. */
+static int
+attr_u64(PyObject *obj, PyObject *name, uint64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(send_lone_doc,
+"send_lone(sender, host, port, packer, ts_ns, msg, plan, max_payload)\n--\n\n"
+"Send `msg` alone in one datagram now, as Packer.build_one(encode(msg), ts_ns) and\n"
+"MulticastSender.send would, when that is the common case: an unsigned packer with\n"
+"nothing waiting, a sender with nothing queued, values `plan` encodes, a payload of\n"
+"at most `max_payload` bytes, and a kernel that takes the datagram at once. Then the\n"
+"packer's numbers move on and (payload, datagram length) is returned. Otherwise\n"
+"nothing at all happened and None is returned: the Python path does it.");
+
+/* The largest datagram the send lane builds (on the stack); larger ones go Python's way. */
+#define SEND_BUF 2048
+
+static PyObject *
+send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "send_lone() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *sender = args[0], *host = args[1], *packer = args[3], *msg = args[5],
+             *plan = args[6];
+    long port = PyLong_AsLong(args[2]);
+    uint64_t ts = PyLong_AsUnsignedLongLong(args[4]);
+    Py_ssize_t max_payload = PyLong_AsSsize_t(args[7]);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE; /* a timestamp outside the u64 range: Python's error */
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE || !PyUnicode_Check(host)) {
+        PyErr_SetString(PyExc_TypeError, "send_lone: bad plan or host");
+        return NULL;
+    }
+    /* The state the short path needs: nothing queued, no key, nothing waiting. */
+    PyObject *queue = PyObject_GetAttr(sender, s_queue);
+    if (queue == NULL)
+        return NULL;
+    Py_ssize_t queued = PyObject_Size(queue);
+    Py_DECREF(queue);
+    if (queued != 0)
+        return queued < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *key = PyObject_GetAttr(packer, s_key);
+    if (key == NULL)
+        return NULL;
+    Py_DECREF(key);
+    uint64_t count, seq, next_seq, limit;
+    int r;
+    if (key != Py_None || (r = attr_u64(packer, s_count, &count)) <= 0 || count
+        || (r = attr_u64(packer, s_seq_attr, &seq)) <= 0
+        || (r = attr_u64(packer, s_next_seq, &next_seq)) <= 0
+        || (r = attr_u64(packer, s_limit, &limit)) <= 0 || seq == UINT64_MAX) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *prefix = PyObject_GetAttr(packer, s_prefix);
+    if (prefix == NULL)
+        return NULL;
+    if (!PyBytes_CheckExact(prefix) || PyBytes_GET_SIZE(prefix) > SEND_BUF / 2) {
+        Py_DECREF(prefix);
+        Py_RETURN_NONE;
+    }
+    unsigned char buf[SEND_BUF];
+    Py_ssize_t pl = PyBytes_GET_SIZE(prefix);
+    memcpy(buf, PyBytes_AS_STRING(prefix), pl);
+    Py_DECREF(prefix);
+    /* The payload goes after the longest lone header; moved down if its length is short. */
+    Py_ssize_t at = pl + LONE_SIZE + 1, n;
+    int enc = encode_plan(plan, msg, buf + at, SEND_BUF - at, &n);
+    if (enc <= 0)
+        return enc < 0 ? NULL : Py_NewRef(Py_None);
+    if (n <= 0 || n > max_payload || n >= 0x4000 || (uint64_t)n + (n < 0x80 ? 2 : 3) > limit)
+        Py_RETURN_NONE; /* too large (or empty): the Python path says so */
+    unsigned char *h = buf + pl;
+    for (int i = 0; i < 8; i++) {
+        h[i] = (unsigned char)(seq >> (56 - 8 * i));
+        h[8 + i] = (unsigned char)(ts >> (56 - 8 * i));
+    }
+    h[16] = 0;
+    h[17] = 1; /* one message */
+    h[18] = 0; /* at the base time */
+    Py_ssize_t start;
+    if (n < 0x80) {
+        h[19] = (unsigned char)n;
+        start = pl + LONE_SIZE;
+        memmove(buf + start, buf + at, n);
+    }
+    else {
+        h[19] = (unsigned char)((n & 0x7F) | 0x80);
+        h[20] = (unsigned char)(n >> 7);
+        start = at;
+    }
+    Py_ssize_t total = start + n;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    const char *text = PyUnicode_AsUTF8(host);
+    if (text == NULL)
+        return NULL;
+    if (port <= 0 || port > 65535 || inet_pton(AF_INET, text, &sa.sin_addr) != 1)
+        Py_RETURN_NONE;
+    PyObject *sock = PyObject_GetAttr(sender, s_sock);
+    if (sock == NULL)
+        return NULL;
+    int fd = sock == Py_None ? -1 : PyObject_AsFileDescriptor(sock);
+    Py_DECREF(sock);
+    if (fd < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE; /* closed: the Python path raises */
+    }
+    if (sendto(fd, buf, total, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa) != total)
+        Py_RETURN_NONE; /* pushed back or failed: the Python path queues or reports it */
+    /* Sent: number it as build_one does. */
+    PyObject *s1 = PyLong_FromUnsignedLongLong(seq + 1);
+    PyObject *s2 = PyLong_FromUnsignedLongLong(next_seq + 1);
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)buf + start, n);
+    PyObject *result = NULL;
+    if (s1 && s2 && payload && PyObject_SetAttr(packer, s_seq_attr, s1) == 0
+        && PyObject_SetAttr(packer, s_next_seq, s2) == 0)
+        result = Py_BuildValue("(On)", payload, total);
+    Py_XDECREF(s1);
+    Py_XDECREF(s2);
+    Py_XDECREF(payload);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
+    {"send_lone", (PyCFunction)(void (*)(void))send_lone, METH_FASTCALL, send_lone_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -782,6 +1056,14 @@ PyInit__speedups(void)
     INTERN(s_deliver_one, "_deliver_one");
     INTERN(s_decode_slow, "_decode_slow");
     INTERN(s_received, "received");
+    INTERN(s_queue, "_queue");
+    INTERN(s_sock, "_sock");
+    INTERN(s_key, "_key");
+    INTERN(s_count, "count");
+    INTERN(s_seq_attr, "_seq");
+    INTERN(s_prefix, "_prefix");
+    INTERN(s_limit, "_limit");
+    INTERN(s_next_seq, "next_seq");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0)

@@ -9,6 +9,9 @@ class Lane:
     def __init__(self, incoming: object, streams: dict[bytes, Any], subs: dict[str, Any],
                  by_name: dict[str, Any], info_cls: type, fallback: object) -> None: ...
 
+def send_lone(sender: object, host: str, port: int, packer: object, ts_ns: int, msg: object,
+              plan: tuple[Any, ...], max_payload: int) -> tuple[bytes, int] | None: ...
+
 def drain(fd: int, slot: object, limit: int, buffer: bytearray, lane: Lane | None,
           on_datagram: Callable[..., object] | None, on_run: Callable[..., object] | None,
           now: Callable[[], float] | None, report: Callable[[str, object], object] | None,

@@ -55,14 +55,14 @@ def test_group() -> str:
 
 
 @pytest.fixture(params=["compiled", "python"])
-def receive_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test once on each receive path: the compiled drain and lane
-    (ganglion._speedups, where it is built) and the pure-Python reference."""
-    from ganglion.runtime import _incoming, transport
+def runtime_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on each path: the compiled drain, receive lane and send lane
+    (ganglion._speedups, where it is built), and the pure-Python reference."""
+    from ganglion.runtime import _incoming, endpoint, transport
 
     if request.param == "python":
-        monkeypatch.setattr(transport, "speedups", None)
-        monkeypatch.setattr(_incoming, "speedups", None)
+        for module in (transport, _incoming, endpoint):
+            monkeypatch.setattr(module, "speedups", None)
     elif transport.speedups is None:
         pytest.skip("ganglion._speedups is not built")
     return str(request.param)

@@ -148,6 +148,19 @@ class Outgoing:
             self._send(packer.build_one(payload, ts_ns), packer.type_name)
             if self._after_idle_send is not None:
                 self._after_idle_send()
+        self._went_busy()
+
+    def sent_alone(self) -> None:
+        """Account a message its caller sent at once, alone, while idle: what :meth:`add`
+        does after its own send on that path (the compiled send lane's bookkeeping)."""
+        self.messages += 1
+        self.datagrams += 1
+        if self._after_idle_send is not None:
+            self._after_idle_send()
+        self._went_busy()
+
+    def _went_busy(self) -> None:
+        """A message left while idle: batch what follows in this loop iteration."""
         self._mark = self.messages
         self.busy = True
         self._schedule()

@@ -192,6 +192,13 @@ class MulticastSender:
         sock, addr = self._destination(group, port)
         return self._send_one(sock, data, addr)
 
+    def count_sent(self, nbytes: int) -> None:
+        """Count a datagram of ``nbytes`` sent on this sender's socket by someone else (the
+        compiled send lane, ``ganglion._speedups.send_lone``, which sends only while
+        nothing is queued, so order is kept)."""
+        self._sent += 1
+        self._bytes += nbytes
+
     def _send_one(self, sock: socket.socket, data: bytes, addr: tuple[str, int]) -> bool:
         """:meth:`send` once the destination is checked."""
         if self._queue:

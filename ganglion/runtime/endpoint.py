@@ -55,6 +55,7 @@ from typing import Any
 
 from ganglion import defaults
 from ganglion.errors import DecodeError, EncodeError, LocalError
+from ganglion.runtime._accel import speedups
 from ganglion.runtime._incoming import Incoming
 from ganglion.runtime._outgoing import YIELD_CPU, Outgoing
 from ganglion.runtime._sender import SenderStats
@@ -250,7 +251,8 @@ class Endpoint:
         self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
         # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
         # sending path, valid while the type is wanted, has a group and nothing waits
-        self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes]] = {}
+        self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes,
+                                       tuple[Any, ...] | None]] = {}
         self._interest: dict[str, bool] = {}
         self._remote_interest = remote_interest
         self._on_subscriptions = on_subscriptions
@@ -356,26 +358,44 @@ class Endpoint:
             # sent (someone wants it, its group is known, nothing waits). The state
             # that makes this valid is checked when the route is made, and every
             # change to it (interest, group, release) drops the routes.
-            name, encode, packer, max_payload, fingerprint = route
-            try:
-                encoded = encode(msg)
-            except Exception:
-                encoded = b""  # the full path below re-encodes and raises the readable error
-            if 0 < len(encoded) <= max_payload:
-                next_seq = self._next_seq
-                seq = next_seq[name]
-                next_seq[name] = seq + 1
+            name, encode, packer, max_payload, fingerprint, lane = route
+            next_seq = self._next_seq
+            seq = next_seq[name]
+            sent: tuple[bytes, int] | None = None
+            routed = True  # False: the message takes the general path below
+            if lane is not None and not out.busy and packer.next_seq == seq:
+                # Light traffic, where the compiled send lane is built: it encodes the
+                # message and sends it alone with no Python before the send, exactly as
+                # the lines below would, or does nothing at all (None) and they do.
                 now_ns = _time_ns()
-                if packer.next_seq != seq:
-                    out.skip_to(packer, seq)  # numbers taken that were never sent
-                if out.busy and packer.count and (added := packer.add(encoded, now_ns)):
-                    # Outgoing.add's commonest case inlined: joining an open datagram
-                    # under load. A full one (not added) takes the general path.
-                    out.messages += 1
-                    if added == FULL:
-                        out.emit(packer)
+                sent = lane[0](self._sender, lane[1], lane[2], packer, now_ns, msg, lane[3],
+                               max_payload)
+            if sent is not None:
+                encoded = sent[0]
+                next_seq[name] = seq + 1
+                self._sender.count_sent(sent[1])  # type: ignore[union-attr]
+                out.sent_alone()
+            else:
+                try:
+                    encoded = encode(msg)
+                except Exception:
+                    encoded = b""  # the full path below re-encodes and raises the readable error
+                if 0 < len(encoded) <= max_payload:
+                    next_seq[name] = seq + 1
+                    now_ns = _time_ns()
+                    if packer.next_seq != seq:
+                        out.skip_to(packer, seq)  # numbers taken that were never sent
+                    if out.busy and packer.count and (added := packer.add(encoded, now_ns)):
+                        # Outgoing.add's commonest case inlined: joining an open datagram
+                        # under load. A full one (not added) takes the general path.
+                        out.messages += 1
+                        if added == FULL:
+                            out.emit(packer)
+                    else:
+                        out.add(packer, encoded, now_ns)
                 else:
-                    out.add(packer, encoded, now_ns)
+                    routed = False
+            if routed:
                 self._last[name] = (msg, encoded, fingerprint, seq, now_ns)
                 subs = self._subs.get(name)
                 if subs:
@@ -448,7 +468,7 @@ class Endpoint:
             if not isinstance(msg, Record) and type(msg) is mtype.cls \
                     and type(msg) not in self._routes:
                 self._routes[type(msg)] = (name, mtype.encode, packer, _max_payload(packer),
-                                           fingerprint)
+                                           fingerprint, self._send_lane(name, mtype))
         subs = self._subs.get(name)
         if subs:
             info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
@@ -689,6 +709,14 @@ class Endpoint:
                 return None
             group = self._groups[type_name] = validate_group(str(found))
         return group
+
+    def _send_lane(self, type_name: str, mtype: MessageType) -> tuple[Any, ...] | None:
+        """What a route needs to send a message of ``mtype`` alone through the compiled
+        send lane: (``send_lone``, group, port, plan); None where that lane is not used
+        (not built, no plan for the type, or a keyed network: MACs are Python's)."""
+        if speedups is None or mtype.plan is None or self._key is not None:
+            return None
+        return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan)
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
         assert self._sender is not None

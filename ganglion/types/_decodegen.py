@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import inspect
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -169,17 +170,19 @@ PLAN_KINDS = ("int", "float", "bool", "str", "bytes")
 PLAN_MAX_FIELDS = 64
 
 #: A plan: (class, the constant bytes before each field's value, one kind code per
-#: field, how many go by position, the keyword names of the rest).
-Plan = tuple[type, tuple[bytes, ...], bytes, int, tuple[str, ...]]
+#: field, how many go by position, the keyword names of the rest, every field's name).
+Plan = tuple[type, tuple[bytes, ...], bytes, int, tuple[str, ...], tuple[str, ...]]
 
 
 def native_plan(cls: type, fields: tuple[tuple[str, str], ...]) -> Plan | None:
-    """The description of the generated decoder's common case that the compiled
-    receive path (``ganglion._speedups``) reads: the same constant bytes, the same
-    kinds, the same call. None when there is no generated decoder, or no fields.
+    """The description of the generated codecs' common case that the compiled paths
+    (``ganglion._speedups``) read and write: the same constant bytes, the same kinds,
+    the same call. None when there is no generated decoder, or no fields.
 
     The C reader accepts a subset of what :func:`compile_decoder`'s decoder accepts
-    (it leaves the rest to it) and builds the same values and the same call.
+    (it leaves the rest to it) and builds the same values and the same call; the C
+    writer encodes a subset of what the generated encoder
+    (:mod:`ganglion.types._codegen`) encodes, to the same bytes.
     """
     if not fields or len(fields) > PLAN_MAX_FIELDS \
             or any(schema not in PLAN_KINDS for _name, schema in fields):
@@ -190,7 +193,7 @@ def native_plan(cls: type, fields: tuple[tuple[str, str], ...]) -> Plan | None:
     kinds = bytes(PLAN_KINDS.index(schema) for _name, schema in fields)
     names = [name for name, _schema in fields]
     npos = positional_count(cls, names)
-    return cls, heads, kinds, npos, tuple(names[npos:])
+    return cls, heads, kinds, npos, tuple(names[npos:]), tuple(sys.intern(n) for n in names)
 
 
 def compile_decoder(cls: type, fields: tuple[tuple[str, str], ...]) -> Decoder | None:

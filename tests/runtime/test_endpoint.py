@@ -31,7 +31,7 @@ from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, encode_payload, lookup, message
 from ganglion.wire import Packer
 
-pytestmark = pytest.mark.usefixtures("multicast_loopback", "receive_path")
+pytestmark = pytest.mark.usefixtures("multicast_loopback", "runtime_path")
 
 LO = "127.0.0.1"
 

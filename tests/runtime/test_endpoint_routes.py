@@ -21,7 +21,7 @@ from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import message
 
-pytestmark = pytest.mark.usefixtures("multicast_loopback")
+pytestmark = pytest.mark.usefixtures("multicast_loopback", "runtime_path")
 
 LO = "127.0.0.1"
 NAME = "test_routes.Reading"

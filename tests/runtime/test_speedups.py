@@ -10,6 +10,8 @@ an import failure instead.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import socket
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 
 from ganglion.runtime import _accel
 from ganglion.runtime._incoming import Incoming
+from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo, Subscription
 from ganglion.sequence import SequenceTable
 from ganglion.types import encode_message, message, type_of
@@ -368,3 +371,140 @@ def test_loading_honours_the_environment_choice(monkeypatch: pytest.MonkeyPatch)
     assert _accel.load("auto") is None
     with pytest.raises(ImportError, match="stale"):
         _accel.load("require")
+
+
+# -- the send lane: send_lone against Packer.build_one(encode_message(...)) -----------------
+
+
+class Sender:
+    """The two attributes send_lone reads of a MulticastSender: its queue and socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._queue: collections.deque[object] = collections.deque()
+        self._sock: socket.socket | None = sock
+
+
+def sample_packer(key: bytes | None = None, first_seq: int = 10) -> Packer:
+    return Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
+                  first_seq=first_seq, boot=3, key=key)
+
+
+def send(wire: Wire, sender: Sender, packer: Packer, msg: object, ts: int = 123_456_789,
+         max_payload: int = 1300) -> tuple[bytes, int] | None:
+    assert speedups is not None
+    plan = type_of(Sample).plan
+    assert plan is not None
+    host, port = wire.rx.getsockname()
+    return speedups.send_lone(sender, host, port, packer, ts, msg, plan, max_payload)
+
+
+def received(wire: Wire) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(wire.rx.recv(65536))
+        except BlockingIOError:
+            return out
+
+
+# Values the lane writes itself (it must: else it would never be used) and values it
+# leaves to Python (nothing may happen then).
+common = st.builds(Sample, st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False,
+                   allow_infinity=False), st.booleans(),
+                   st.text(max_size=60).filter(lambda t: t != "refuse"), st.binary(max_size=600))
+unusual = st.one_of(
+    st.builds(Sample, st.one_of(st.integers(max_value=-(2**63) - 1), st.integers(min_value=2**64)),
+              st.just(1.0), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+              st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just("\ud800"), st.just(b"")),
+    st.builds(Sample, st.just(True), st.just(1.0), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(1), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just(""), st.just(bytearray())),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(common)
+def test_the_send_lane_sends_what_build_one_would_and_numbers_it(sample: Sample) -> None:
+    wire = Wire()
+    try:
+        lane, reference = sample_packer(), sample_packer()
+        sent = send(wire, Sender(wire.tx), lane, sample)
+        payload = encode_message(sample, type_of(Sample))
+        expected = reference.build_one(payload, 123_456_789)
+        assert sent == (payload, len(expected))
+        assert received(wire) == [expected]
+        assert (lane._seq, lane.next_seq) == (reference._seq, reference.next_seq) == (11, 11)
+    finally:
+        wire.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(unusual)
+def test_the_send_lane_leaves_every_other_value_to_python(sample: Sample) -> None:
+    wire = Wire()
+    try:
+        packer = sample_packer()
+        assert send(wire, Sender(wire.tx), packer, sample) is None
+        assert received(wire) == [] and (packer._seq, packer.next_seq) == (10, 10)
+    finally:
+        wire.close()
+
+
+def test_the_send_lane_does_nothing_unless_it_is_the_plain_idle_case(wire: Wire) -> None:
+    sample = Sample(1, 2.0, True, "x", b"y")
+    queued = Sender(wire.tx)
+    queued._queue.append(object())  # something waits: it must leave first
+    waiting = sample_packer()
+    waiting.add(encode_message(sample, type_of(Sample)), 5)
+    closed = Sender(wire.tx)
+    closed._sock = None
+
+    class Subclass(Sample):
+        pass
+
+    for sender, packer, msg, max_payload in [
+            (queued, sample_packer(), sample, 1300),
+            (Sender(wire.tx), sample_packer(key=KEY), sample, 1300),  # MACs are Python's
+            (Sender(wire.tx), waiting, sample, 1300),
+            (closed, sample_packer(), sample, 1300),
+            (Sender(wire.tx), sample_packer(), Subclass(1, 2.0, True, "x", b"y"), 1300),
+            (Sender(wire.tx), sample_packer(), Sample(1, 2.0, True, "x", bytes(200)), 100),
+            (Sender(wire.tx), sample_packer(first_seq=2**64 - 1), sample, 1300)]:
+        before = (packer._seq, packer.next_seq, packer.count)
+        assert send(wire, sender, packer, msg, max_payload=max_payload) is None
+        assert (packer._seq, packer.next_seq, packer.count) == before
+    assert received(wire) == []
+
+
+def test_an_idle_endpoint_publishes_through_the_send_lane(
+        monkeypatch: pytest.MonkeyPatch, multicast_loopback: str, free_udp_port: int) -> None:
+    got: list[Sample] = []
+
+    async def main() -> None:
+        async with Endpoint(interface=multicast_loopback, port=free_udp_port) as rx, \
+                Endpoint(interface=multicast_loopback, port=free_udp_port) as tx:
+            rx.subscribe(Sample, callback=lambda m, i: got.append(m))
+            await asyncio.sleep(0.1)
+            first = Sample(0, 0.5, True, "first", b"")
+            tx.publish(first)  # the first one makes the route
+            await asyncio.sleep(0.05)
+
+            def refuse(*args: object) -> bytes:
+                raise AssertionError("the send lane should have sent this")
+
+            monkeypatch.setattr(Packer, "build_one", refuse)
+            samples = [Sample(i, i / 4, i % 2 == 0, f"s{i}", bytes(i)) for i in range(1, 6)]
+            for sample in samples:
+                tx.publish(sample)
+                await asyncio.sleep(0.02)  # idle again before the next
+            for _ in range(250):
+                if len(got) == 6:
+                    break
+                await asyncio.sleep(0.02)
+            assert got == [first, *samples]
+            assert tx.stats().sender.sent == 6
+
+    asyncio.run(asyncio.wait_for(main(), 15))

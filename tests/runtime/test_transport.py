@@ -23,7 +23,7 @@ from ganglion.errors import ConfigError, InterfaceError, TransportError
 from ganglion.runtime import _sockets
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender
 
-pytestmark = pytest.mark.usefixtures("multicast_loopback", "thread_leak_guard", "receive_path")
+pytestmark = pytest.mark.usefixtures("multicast_loopback", "thread_leak_guard", "runtime_path")
 
 LO = "127.0.0.1"
 

@@ -23,7 +23,7 @@ import pytest
 from ganglion.runtime import _sockets
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender
 
-pytestmark = [pytest.mark.usefixtures("multicast_loopback", "thread_leak_guard", "receive_path"),
+pytestmark = [pytest.mark.usefixtures("multicast_loopback", "thread_leak_guard", "runtime_path"),
               pytest.mark.timeout(60)]
 
 LO = "127.0.0.1"
