@@ -12,7 +12,11 @@ choice, a hash of the name, when used alone).
   (:mod:`ganglion.runtime._outgoing`). Once a class has been sent this way, a
   *route* (name, encoder, packer, largest payload) is kept for it, so the next
   publishes skip every lookup and check that cannot have changed; any change of
-  interest, group or waiting messages drops the routes.
+  interest, group or waiting messages drops the routes. Where ``ganglion._speedups``
+  is built, a route also holds the type's *send lane* (its plan, group and port): a
+  message published while idle is then encoded, framed and sent in C
+  (``send_lone``), or, for anything that is not that plain case, left to the
+  Python path, which does the same thing slower (:mod:`ganglion.runtime._accel`).
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
   sends a type only while that function (asked once per type, then updated with
   :meth:`Endpoint.set_remote_interest`) says some other node subscribes to it.
