@@ -41,7 +41,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 2
+#define SPEEDUPS_ABI 3
 
 #define RECV_SIZE 65536
 #define NAME_LEN_AT 24
@@ -1024,9 +1024,117 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ---- the batch lane ------------------------------------------------------------------ */
+
+static PyObject *s_prev, *s_size, *s_body;
+
+/* Wire format v1 (ganglion/wire): most messages in one datagram, and the longest
+ * per-message head (a two-byte delta and a two-byte length). */
+#define MAX_BATCH 0xFFFF
+#define HEAD_MAX 4
+
+PyDoc_STRVAR(batch_add_doc,
+"batch_add(packer, ts_ns, msg, plan, max_payload)\n--\n\n"
+"Encode `msg` with `plan` and append it to the datagram `packer` holds, as\n"
+"packer.add(encode(msg), ts_ns) would in its common case: messages already waiting, a\n"
+"delta and a length of at most two bytes, room left. Then (payload, full) is returned,\n"
+"full being packer.add's FULL (another as large would not fit). Otherwise nothing at\n"
+"all happened and None is returned: the Python path does it.");
+
+static PyObject *
+batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "batch_add() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *packer = args[0], *msg = args[2], *plan = args[3];
+    uint64_t ts = PyLong_AsUnsignedLongLong(args[1]);
+    Py_ssize_t max_payload = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
+        PyErr_SetString(PyExc_TypeError, "batch_add: bad plan");
+        return NULL;
+    }
+    uint64_t count, prev, size, limit, seq, next_seq;
+    if (attr_u64(packer, s_count, &count) <= 0 || !count || count >= MAX_BATCH
+        || attr_u64(packer, s_prev, &prev) <= 0 || attr_u64(packer, s_size, &size) <= 0
+        || attr_u64(packer, s_limit, &limit) <= 0 || attr_u64(packer, s_seq_attr, &seq) <= 0
+        || attr_u64(packer, s_next_seq, &next_seq) <= 0 || seq + count < seq) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (ts < prev || ts - prev >= 0x2000)
+        Py_RETURN_NONE; /* a delta of more than two bytes: Python's */
+    unsigned char buf[SEND_BUF];
+    Py_ssize_t n;
+    int enc = encode_plan(plan, msg, buf, sizeof buf, &n);
+    if (enc <= 0)
+        return enc < 0 ? NULL : Py_NewRef(Py_None);
+    uint64_t delta = ts - prev;
+    uint64_t grown = size + (delta >= 0x40) + (n >= 0x80) + 2 + (uint64_t)n;
+    if (n <= 0 || n > max_payload || n >= 0x4000 || grown > limit)
+        Py_RETURN_NONE; /* empty, too large, or the datagram is full: Python's */
+    PyObject *body = PyObject_GetAttr(packer, s_body);
+    if (body == NULL)
+        return NULL;
+    if (!PyByteArray_CheckExact(body)) {
+        Py_DECREF(body);
+        Py_RETURN_NONE;
+    }
+    unsigned char head[HEAD_MAX];
+    int h = 0;
+    uint64_t dz = delta << 1;
+    if (dz < 0x80)
+        head[h++] = (unsigned char)dz;
+    else {
+        head[h++] = (unsigned char)((dz & 0x7F) | 0x80);
+        head[h++] = (unsigned char)(dz >> 7);
+    }
+    if (n < 0x80)
+        head[h++] = (unsigned char)n;
+    else {
+        head[h++] = (unsigned char)((n & 0x7F) | 0x80);
+        head[h++] = (unsigned char)(n >> 7);
+    }
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)buf, n);
+    PyObject *v_size = PyLong_FromUnsignedLongLong(grown);
+    PyObject *v_count = PyLong_FromUnsignedLongLong(count + 1);
+    PyObject *v_next = PyLong_FromUnsignedLongLong(next_seq + 1);
+    PyObject *v_prev = PyLong_FromUnsignedLongLong(ts);
+    PyObject *result = NULL;
+    Py_ssize_t old = PyByteArray_GET_SIZE(body);
+    if (payload && v_size && v_count && v_next && v_prev
+        && PyByteArray_Resize(body, old + h + n) == 0) {
+        char *at = PyByteArray_AS_STRING(body) + old;
+        memcpy(at, head, h);
+        memcpy(at + h, buf, n);
+        if (PyObject_SetAttr(packer, s_size, v_size) == 0
+            && PyObject_SetAttr(packer, s_count, v_count) == 0
+            && PyObject_SetAttr(packer, s_next_seq, v_next) == 0
+            && PyObject_SetAttr(packer, s_prev, v_prev) == 0)
+            result = Py_BuildValue("(OO)", payload,
+                                   limit - grown < (uint64_t)n + HEAD_MAX ? Py_True : Py_False);
+    }
+    Py_DECREF(body);
+    Py_XDECREF(payload);
+    Py_XDECREF(v_size);
+    Py_XDECREF(v_count);
+    Py_XDECREF(v_next);
+    Py_XDECREF(v_prev);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
     {"send_lone", (PyCFunction)(void (*)(void))send_lone, METH_FASTCALL, send_lone_doc},
+    {"batch_add", (PyCFunction)(void (*)(void))batch_add, METH_FASTCALL, batch_add_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1069,6 +1177,9 @@ PyInit__speedups(void)
     INTERN(s_prefix, "_prefix");
     INTERN(s_limit, "_limit");
     INTERN(s_next_seq, "next_seq");
+    INTERN(s_prev, "_prev");
+    INTERN(s_size, "_size");
+    INTERN(s_body, "_body");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0)
@@ -1078,7 +1189,9 @@ PyInit__speedups(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Lane", (PyObject *)&LaneType) < 0
         || PyModule_AddIntConstant(m, "ABI", SPEEDUPS_ABI) < 0
-        || PyModule_AddIntConstant(m, "RECV_SIZE", RECV_SIZE) < 0) {
+        || PyModule_AddIntConstant(m, "RECV_SIZE", RECV_SIZE) < 0
+        || PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0
+        || PyModule_AddIntConstant(m, "HEAD_MAX", HEAD_MAX) < 0) {
         Py_DECREF(m);
         return NULL;
     }

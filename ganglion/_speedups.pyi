@@ -4,6 +4,8 @@ from typing import Any
 
 ABI: int
 RECV_SIZE: int
+MAX_BATCH: int
+HEAD_MAX: int
 
 class Lane:
     def __init__(self, incoming: object, streams: dict[bytes, Any], subs: dict[str, Any],
@@ -11,6 +13,9 @@ class Lane:
 
 def send_lone(sender: object, host: str, port: int, packer: object, ts_ns: int, msg: object,
               plan: tuple[Any, ...], max_payload: int) -> tuple[bytes, int] | None: ...
+
+def batch_add(packer: object, ts_ns: int, msg: object, plan: tuple[Any, ...],
+              max_payload: int) -> tuple[bytes, bool] | None: ...
 
 def drain(fd: int, slot: object, limit: int, buffer: bytearray, lane: Lane | None,
           on_datagram: Callable[..., object] | None, on_run: Callable[..., object] | None,

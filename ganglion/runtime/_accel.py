@@ -19,7 +19,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 2
+ABI = 3
 _CHOICES = ("auto", "off", "require")
 
 

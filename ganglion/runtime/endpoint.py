@@ -365,20 +365,29 @@ class Endpoint:
             name, encode, packer, max_payload, fingerprint, lane = route
             next_seq = self._next_seq
             seq = next_seq[name]
-            sent: tuple[bytes, int] | None = None
+            done: tuple[bytes, Any] | None = None
             routed = True  # False: the message takes the general path below
-            if lane is not None and not out.busy and packer.next_seq == seq:
-                # Light traffic, where the compiled send lane is built: it encodes the
-                # message and sends it alone with no Python before the send, exactly as
-                # the lines below would, or does nothing at all (None) and they do.
+            if lane is not None and packer.next_seq == seq:
+                # Where the compiled lanes are built, they do what the lines below
+                # would, with no Python in between, or nothing at all (None) and the
+                # lines below do it: light traffic, the message encoded and sent alone;
+                # under load, encoded into the datagram that is filling up.
                 now_ns = _time_ns()
-                sent = lane[0](self._sender, lane[1], lane[2], packer, now_ns, msg, lane[3],
-                               max_payload)
-            if sent is not None:
-                encoded = sent[0]
+                if not out.busy:
+                    done = lane[0](self._sender, lane[1], lane[2], packer, now_ns, msg,
+                                   lane[3], max_payload)
+                    if done is not None:
+                        self._sender.count_sent(done[1])  # type: ignore[union-attr]
+                        out.sent_alone()
+                elif packer.count:
+                    done = lane[4](packer, now_ns, msg, lane[3], max_payload)
+                    if done is not None:
+                        out.messages += 1
+                        if done[1]:
+                            out.emit(packer)  # another as large would not fit
+            if done is not None:
+                encoded = done[0]
                 next_seq[name] = seq + 1
-                self._sender.count_sent(sent[1])  # type: ignore[union-attr]
-                out.sent_alone()
             else:
                 try:
                     encoded = encode(msg)
@@ -715,12 +724,13 @@ class Endpoint:
         return group
 
     def _send_lane(self, type_name: str, mtype: MessageType) -> tuple[Any, ...] | None:
-        """What a route needs to send a message of ``mtype`` alone through the compiled
-        send lane: (``send_lone``, group, port, plan); None where that lane is not used
-        (not built, no plan for the type, or a keyed network: MACs are Python's)."""
+        """What a route needs for the compiled lanes of ``mtype``: (``send_lone``, group,
+        port, plan, ``batch_add``); None where they are not used (not built, no plan for
+        the type, or a keyed network: MACs are Python's)."""
         if speedups is None or mtype.plan is None or self._key is not None:
             return None
-        return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan)
+        return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan,
+                speedups.batch_add)
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
         assert self._sender is not None

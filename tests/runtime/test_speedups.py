@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import itertools
 import socket
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -30,6 +31,8 @@ from ganglion.sequence import SequenceTable
 from ganglion.types import encode_message, message, type_of
 from ganglion.types._decodegen import native_plan
 from ganglion.wire import Packer
+from ganglion.wire._envelope import MAX_BATCH
+from ganglion.wire._packer import FULL, HEAD_MAX
 
 speedups = _accel.speedups
 pytestmark = [pytest.mark.timeout(120),
@@ -508,3 +511,118 @@ def test_an_idle_endpoint_publishes_through_the_send_lane(
             assert tx.stats().sender.sent == 6
 
     asyncio.run(asyncio.wait_for(main(), 15))
+
+
+# -- the batch lane: batch_add against Packer.add(encode_message(...)) ----------------------
+
+
+def test_the_batch_lane_uses_the_wire_formats_limits() -> None:
+    assert speedups is not None
+    assert (speedups.MAX_BATCH, speedups.HEAD_MAX) == (MAX_BATCH, HEAD_MAX)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(common, unusual), st.integers(0, 0x2100)), min_size=1,
+                max_size=40), st.sampled_from([None, KEY]), st.sampled_from([300, 1400]))
+def test_the_batch_lane_adds_what_packer_add_would(
+        steps: list[tuple[Sample, int]], key: bytes | None, max_datagram: int) -> None:
+    """Fill two packers with the same messages, one through batch_add where it takes
+    them and packer.add otherwise, the other through packer.add only: the same
+    datagrams come out, and the lane's answers are add's."""
+    assert speedups is not None
+    plan = type_of(Sample).plan
+    mtype = type_of(Sample)
+
+    def make() -> Packer:
+        return Packer(node_id=PEER, type_name=SAMPLE, fingerprint=mtype.fingerprint, boot=3,
+                      key=key, max_datagram=max_datagram)
+
+    lane, reference = make(), make()
+    lane_out: list[bytes] = []
+    ref_out: list[bytes] = []
+    taken = 0
+    ts = 1_000_000
+    for sample, step in steps:
+        ts += step
+        try:
+            payload = encode_message(sample, mtype)
+        except Exception:
+            # Python refuses it: so must the lane, leaving the packer as it was.
+            before = (lane.count, lane.next_seq)
+            assert speedups.batch_add(lane, ts, sample, plan, 10_000) is None
+            assert (lane.count, lane.next_seq) == before
+            continue
+        if len(payload) > lane.limit:
+            continue
+        # The reference: packer.add, building when it is full.
+        if not reference.count:
+            expected = reference.add(payload, ts)
+        else:
+            expected = reference.add(payload, ts)
+            if not expected:
+                ref_out.append(reference.build())
+                reference.add(payload, ts)
+        if expected == FULL:
+            ref_out.append(reference.build())
+        # The lane where it takes the message, packer.add where it does not.
+        done = speedups.batch_add(lane, ts, sample, plan, 10_000) if lane.count else None
+        if done is not None:
+            taken += 1
+            assert done[0] == payload and done[1] == (expected == FULL)
+            if done[1]:
+                lane_out.append(lane.build())
+        else:
+            added = lane.add(payload, ts)
+            if not added:
+                lane_out.append(lane.build())
+                lane.add(payload, ts)
+            elif added == FULL:
+                lane_out.append(lane.build())
+        assert (lane.count, lane.next_seq, lane._size) == \
+            (reference.count, reference.next_seq, reference._size)
+    if lane.count:
+        lane_out.append(lane.build())
+    if reference.count:
+        ref_out.append(reference.build())
+    assert lane_out == ref_out
+
+
+def test_the_batch_lane_takes_the_common_case(wire: Wire) -> None:
+    assert speedups is not None
+    plan = type_of(Sample).plan
+    packer = sample_packer()
+    packer.add(encode_message(Sample(0, 0.0, True, "a", b""), type_of(Sample)), 100)
+    for i in range(1, 10):
+        done = speedups.batch_add(packer, 100 + i, Sample(i, 1.0, True, "a", b""), plan, 1300)
+        assert done is not None and done[1] is False
+    assert packer.count == 10
+    # Empty, or a delta of three bytes: left to packer.add.
+    empty = sample_packer()
+    assert speedups.batch_add(empty, 100, Sample(1, 1.0, True, "a", b""), plan, 1300) is None
+    assert speedups.batch_add(packer, 100 + 9 + 0x2000, Sample(1, 1.0, True, "a", b""), plan,
+                              1300) is None
+    assert packer.count == 10
+
+
+def test_the_batch_lane_says_full_exactly_when_packer_add_does() -> None:
+    assert speedups is not None
+    plan = type_of(Sample).plan
+    mtype = type_of(Sample)
+    for extra, max_datagram in itertools.product(range(0, 60, 3), range(300, 1400, 37)):
+        # Message and datagram sizes that end a datagram every way they can.
+        sample = Sample(7, 1.5, True, "x", bytes(extra))
+        payload = encode_message(sample, mtype)
+        lane, reference = (Packer(node_id=PEER, type_name=SAMPLE, fingerprint=mtype.fingerprint,
+                                  max_datagram=max_datagram) for _ in range(2))
+        lane.add(payload, 10)
+        reference.add(payload, 10)
+        for i in range(1, 200):
+            expected = reference.add(payload, 10 + i)
+            done = speedups.batch_add(lane, 10 + i, sample, plan, 1300)
+            if not expected:
+                assert done is None
+                break
+            assert done is not None and done[1] == (expected == FULL), (extra, i)
+            if expected == FULL:
+                break
+        assert lane.build() == reference.build()
