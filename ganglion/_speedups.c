@@ -41,7 +41,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 3
+#define SPEEDUPS_ABI 4
 
 #define RECV_SIZE 65536
 #define NAME_LEN_AT 24
@@ -56,8 +56,7 @@
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 
 static PyObject *one;
-static PyObject *s_signed, *s_pos, *s_own, *s_type_name, *s_tracker, *s_known, *s_plan,
-    *s_boot, *s_node_id, *s_clock_synced, *s_replayed, *s_fingerprint, *s_closed,
+static PyObject *s_closed,
     *s_observe_run, *s_deliver, *s_deliver_one, *s_decode_slow, *s_received;
 
 /* ---- Lane: what Incoming shares with the compiled path ----------------------- */
@@ -65,7 +64,7 @@ static PyObject *s_signed, *s_pos, *s_own, *s_type_name, *s_tracker, *s_known, *
 typedef struct {
     PyObject_HEAD
     PyObject *incoming;   /* the Incoming: its _deliver_one, _decode_slow, received */
-    PyObject *streams;    /* Incoming._streams (dict, cleared, never replaced) */
+    PyObject *lanes;      /* Incoming._lanes: header bytes -> lane entry (a dict, never replaced) */
     PyObject *subs;       /* the endpoint's subscribers per type name (dict) */
     PyObject *by_name;    /* the registry's dict of types by name */
     PyObject *info_cls;   /* MessageInfo */
@@ -75,11 +74,11 @@ typedef struct {
 static int
 Lane_init(Lane *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"incoming", "streams", "subs", "by_name", "info_cls", "fallback",
+    static char *kwlist[] = {"incoming", "lanes", "subs", "by_name", "info_cls", "fallback",
                              NULL};
-    PyObject *incoming, *streams, *subs, *by_name, *info_cls, *fallback;
+    PyObject *incoming, *lanes, *subs, *by_name, *info_cls, *fallback;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!O", kwlist, &incoming,
-                                     &PyDict_Type, &streams, &PyDict_Type, &subs,
+                                     &PyDict_Type, &lanes, &PyDict_Type, &subs,
                                      &PyDict_Type, &by_name, &PyType_Type, &info_cls,
                                      &fallback))
         return -1;
@@ -88,7 +87,7 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     Py_XSETREF(self->incoming, Py_NewRef(incoming));
-    Py_XSETREF(self->streams, Py_NewRef(streams));
+    Py_XSETREF(self->lanes, Py_NewRef(lanes));
     Py_XSETREF(self->subs, Py_NewRef(subs));
     Py_XSETREF(self->by_name, Py_NewRef(by_name));
     Py_XSETREF(self->info_cls, Py_NewRef(info_cls));
@@ -100,7 +99,7 @@ static int
 Lane_traverse(Lane *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->incoming);
-    Py_VISIT(self->streams);
+    Py_VISIT(self->lanes);
     Py_VISIT(self->subs);
     Py_VISIT(self->by_name);
     Py_VISIT(self->info_cls);
@@ -112,7 +111,7 @@ static int
 Lane_clear(Lane *self)
 {
     Py_CLEAR(self->incoming);
-    Py_CLEAR(self->streams);
+    Py_CLEAR(self->lanes);
     Py_CLEAR(self->subs);
     Py_CLEAR(self->by_name);
     Py_CLEAR(self->info_cls);
@@ -131,7 +130,7 @@ Lane_dealloc(Lane *self)
 static PyTypeObject LaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ganglion._speedups.Lane",
-    .tp_doc = PyDoc_STR("Lane(incoming, streams, subs, by_name, info_cls, fallback): what "
+    .tp_doc = PyDoc_STR("Lane(incoming, lanes, subs, by_name, info_cls, fallback): what "
                         "drain() needs to deliver a known stream's lone messages itself."),
     .tp_basicsize = sizeof(Lane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -282,21 +281,24 @@ build(PyObject *plan, PyObject **values, Py_ssize_t n)
 
 /* ---- the lane -------------------------------------------------------------------- */
 
-/* Hand `msg` to every subscriber of the stream's type: Incoming._hand_out. */
+/* A lane entry (Incoming._lanes, one per stream the lane may deliver): the stream and
+ * what every datagram of it shares, so that nothing is looked up on the stream. */
+enum { E_STREAM, E_POS, E_TYPE, E_BOOT, E_NODE, E_SYNCED, E_REPLAYED, E_FINGERPRINT, E_PLAN,
+       E_TRACKER, E_KNOWN, E_SIZE };
+
+/* Hand `msg` to every subscriber of the entry's type: Incoming._hand_out. */
 static int
-hand_out(Lane *lane, PyObject *stream, PyObject *type_name, PyObject *msg, PyObject *seq,
-         PyObject *ts, PyObject *received_ns, PyObject *boot, PyObject *source)
+hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts,
+         PyObject *received_ns, PyObject *source)
 {
-    PyObject *node_id = NULL, *synced = NULL, *replayed = NULL, *fp = NULL, *fields = NULL,
-             *info = NULL, *received = NULL, *total = NULL, *targets = NULL;
+    PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
+    PyObject *fields = NULL, *info = NULL, *received = NULL, *total = NULL, *targets = NULL;
     int rc = -1;
-    if (!(node_id = PyObject_GetAttr(stream, s_node_id))
-        || !(synced = PyObject_GetAttr(stream, s_clock_synced))
-        || !(replayed = PyObject_GetAttr(stream, s_replayed))
-        || !(fp = PyObject_GetAttr(stream, s_fingerprint)))
-        goto done;
-    fields = PyTuple_Pack(12, type_name, node_id, seq, ts, received_ns, boot, Py_False,
-                          source, synced, Py_False, replayed, fp);
+    fields = PyTuple_Pack(12, type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
+                          PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
+                          PyTuple_GET_ITEM(entry, E_SYNCED), Py_False,
+                          PyTuple_GET_ITEM(entry, E_REPLAYED),
+                          PyTuple_GET_ITEM(entry, E_FINGERPRINT));
     if (fields == NULL)
         goto done;
     /* tuple.__new__(MessageInfo, fields), as Incoming's _new_info. */
@@ -332,10 +334,6 @@ hand_out(Lane *lane, PyObject *stream, PyObject *type_name, PyObject *msg, PyObj
     }
     rc = 0;
 done:
-    Py_XDECREF(node_id);
-    Py_XDECREF(synced);
-    Py_XDECREF(replayed);
-    Py_XDECREF(fp);
     Py_XDECREF(fields);
     Py_XDECREF(info);
     Py_XDECREF(received);
@@ -396,29 +394,29 @@ deliver_one_py(Lane *lane, PyObject *stream, PyObject *seq, PyObject *ts,
     return 0;
 }
 
-/* A lone message of a known stream: Incoming._deliver_one, compiled where the stream
- * has a plan and the message simply continues it. */
+/* A lone message of a stream with a lane entry: Incoming._deliver_one, compiled where
+ * the type is still the one registered and the message simply continues its stream. */
 static int
-deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
-             uint64_t ts_v, const unsigned char *d, Py_ssize_t start, Py_ssize_t end,
-             PyObject *source)
+deliver_lone(Lane *lane, PyObject *entry, uint64_t seq_v, uint64_t ts_v,
+             const unsigned char *d, Py_ssize_t start, Py_ssize_t end, PyObject *source)
 {
-    PyObject *seq = NULL, *ts = NULL, *plan = NULL, *tracker = NULL, *known = NULL,
-             *boot = NULL, *received_ns = NULL, *ok = NULL, *msg = NULL;
+    PyObject *stream = PyTuple_GET_ITEM(entry, E_STREAM);
+    PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
+    PyObject *plan = PyTuple_GET_ITEM(entry, E_PLAN);
+    PyObject *tracker = PyTuple_GET_ITEM(entry, E_TRACKER);
+    PyObject *seq = NULL, *ts = NULL, *received_ns = NULL, *ok = NULL, *msg = NULL;
     PyObject *values[64];
     Py_ssize_t nvalues = 0;
     int rc = -1;
-    if (!(seq = PyLong_FromUnsignedLongLong(seq_v)) || !(ts = PyLong_FromUnsignedLongLong(ts_v))
-        || !(plan = PyObject_GetAttr(stream, s_plan))
-        || !(tracker = PyObject_GetAttr(stream, s_tracker))
-        || !(known = PyObject_GetAttr(stream, s_known)))
+    if (!(seq = PyLong_FromUnsignedLongLong(seq_v)) || !(ts = PyLong_FromUnsignedLongLong(ts_v)))
         goto done;
     PyObject *current = PyDict_GetItemWithError(lane->by_name, type_name); /* borrowed */
     if (current == NULL && PyErr_Occurred())
         goto done;
-    if (plan == Py_None || tracker == Py_None || known != (current ? current : Py_None)
-        || !PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE
+    if (PyTuple_GET_ITEM(entry, E_KNOWN) != current || !PyTuple_CheckExact(plan)
+        || PyTuple_GET_SIZE(plan) != PLAN_SIZE
         || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
+        /* Registered again meanwhile: the Python path makes the decoders anew. */
         rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
         goto done;
     }
@@ -431,10 +429,8 @@ deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
         rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
         goto done;
     }
-    if (!(boot = PyObject_GetAttr(stream, s_boot)))
-        goto done;
     {
-        PyObject *args[5] = {tracker, seq, one, boot, ts};
+        PyObject *args[5] = {tracker, seq, one, PyTuple_GET_ITEM(entry, E_BOOT), ts};
         ok = PyObject_VectorcallMethod(s_observe_run, args,
                                        5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
@@ -448,6 +444,8 @@ deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
     msg = build(plan, values, nvalues);
     if (msg == NULL) {
         /* The class refused the values: the generic decoder says why (and counts it). */
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            goto done;
         PyErr_Clear();
         PyObject *payload = PyBytes_FromStringAndSize((const char *)d + start, end - start);
         if (payload == NULL)
@@ -463,16 +461,12 @@ deliver_lone(Lane *lane, PyObject *stream, PyObject *type_name, uint64_t seq_v,
             goto done;
         }
     }
-    rc = hand_out(lane, stream, type_name, msg, seq, ts, received_ns, boot, source);
+    rc = hand_out(lane, entry, msg, seq, ts, received_ns, source);
 done:
     for (Py_ssize_t i = 0; i < nvalues; i++)
         Py_DECREF(values[i]);
     Py_XDECREF(seq);
     Py_XDECREF(ts);
-    Py_XDECREF(plan);
-    Py_XDECREF(tracker);
-    Py_XDECREF(known);
-    Py_XDECREF(boot);
     Py_XDECREF(received_ns);
     Py_XDECREF(ok);
     Py_XDECREF(msg);
@@ -489,50 +483,40 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
     PyObject *key = PyBytes_FromStringAndSize((const char *)d, NAME_AT + d[NAME_LEN_AT]);
     if (key == NULL)
         return -1;
-    PyObject *stream = PyDict_GetItemWithError(lane->streams, key); /* borrowed */
+    PyObject *entry = PyDict_GetItemWithError(lane->lanes, key); /* borrowed */
     Py_DECREF(key);
-    if (stream == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    Py_INCREF(stream);
-    PyObject *pos_o = NULL, *type_name = NULL;
-    int rc = -1, t;
-    if ((t = attr_true(stream, s_signed)) != 0) {
-        rc = t < 0 ? -1 : 0; /* a MAC to check: Python */
-        goto done;
+    if (entry == NULL)
+        return PyErr_Occurred() ? -1 : 0; /* not a stream the lane takes: Python's */
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != E_SIZE) {
+        PyErr_SetString(PyExc_TypeError, "a lane entry is not a tuple of its fields");
+        return -1;
     }
-    if (!(pos_o = PyObject_GetAttr(stream, s_pos)))
-        goto done;
-    Py_ssize_t pos = PyLong_AsSsize_t(pos_o);
+    Py_INCREF(entry); /* a callback may clear the lanes */
+    int rc = -1;
+    Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, E_POS));
+    uint64_t seq, ts;
+    Py_ssize_t start;
     if (pos < 0) {
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    uint64_t seq, ts;
-    Py_ssize_t start;
     if (!read_lone(d, pos, n, &seq, &ts, &start)) {
         rc = 0;
         goto done;
     }
-    if ((t = attr_true(stream, s_own)) != 0) {
-        rc = t < 0 ? -1 : 1; /* our own datagram looped back */
-        goto done;
-    }
-    if (!(type_name = PyObject_GetAttr(stream, s_type_name)))
-        goto done;
-    PyObject *subs = PyDict_GetItemWithError(lane->subs, type_name); /* borrowed */
+    PyObject *subs = PyDict_GetItemWithError(lane->subs, PyTuple_GET_ITEM(entry, E_TYPE));
     if (subs == NULL) {
         rc = PyErr_Occurred() ? -1 : 1;
         goto done;
     }
-    if ((t = PyObject_IsTrue(subs)) <= 0) {
+    int t = PyObject_IsTrue(subs);
+    if (t <= 0) {
         rc = t < 0 ? -1 : 1;
         goto done;
     }
-    rc = deliver_lone(lane, stream, type_name, seq, ts, d, start, n, source) < 0 ? -1 : 1;
+    rc = deliver_lone(lane, entry, seq, ts, d, start, n, source) < 0 ? -1 : 1;
 done:
-    Py_DECREF(stream);
-    Py_XDECREF(pos_o);
-    Py_XDECREF(type_name);
+    Py_DECREF(entry);
     return rc;
 }
 
@@ -1151,18 +1135,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    INTERN(s_signed, "signed");
-    INTERN(s_pos, "pos");
-    INTERN(s_own, "own");
-    INTERN(s_type_name, "type_name");
-    INTERN(s_tracker, "tracker");
-    INTERN(s_known, "known");
-    INTERN(s_plan, "plan");
-    INTERN(s_boot, "boot");
-    INTERN(s_node_id, "node_id");
-    INTERN(s_clock_synced, "clock_synced");
-    INTERN(s_replayed, "replayed");
-    INTERN(s_fingerprint, "fingerprint");
     INTERN(s_closed, "closed");
     INTERN(s_observe_run, "observe_run");
     INTERN(s_deliver, "deliver");

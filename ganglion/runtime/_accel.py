@@ -19,7 +19,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 3
+ABI = 4
 _CHOICES = ("auto", "off", "require")
 
 

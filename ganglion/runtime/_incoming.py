@@ -123,8 +123,9 @@ CountBad = Callable[[str, str, tuple[str, int]], None]
 class _Stream:
     """What every datagram of one (sender, boot, flags, fingerprint, type) shares."""
 
-    __slots__ = ("boot", "clock_synced", "decode", "fast", "fingerprint", "known", "mismatch",
-                 "node_id", "own", "plan", "pos", "replayed", "signed", "tracker", "type_name")
+    __slots__ = ("boot", "clock_synced", "decode", "fast", "fingerprint", "key", "known",
+                 "mismatch", "node_id", "own", "plan", "pos", "replayed", "signed", "tracker",
+                 "type_name")
 
     def __init__(self, node_id: bytes, type_name: str, fingerprint: bytes, boot: int,
                  flags: int, pos: int, own: bool) -> None:
@@ -137,6 +138,7 @@ class _Stream:
         self.clock_synced = not flags & FLAG_CLOCK_UNSYNCED
         self.replayed = bool(flags & FLAG_REPLAYED)
         self.own = own
+        self.key: bytes | None = None  # its header bytes, the key of Incoming's dicts
         self.tracker: SequenceTracker | None = None  # made on the first delivery
         # Payload decoders, made for ``known`` (the type registered here then).
         self.known: MessageType | None = None
@@ -167,6 +169,9 @@ class Incoming:
         self._sequences = sequences
         self._count_bad = count_bad
         self._streams: dict[bytes, _Stream] = {}
+        # The streams the compiled lane delivers itself, by header bytes: a tuple of what
+        # it reads (see _set_lane). Always a subset of _streams, cleared with it.
+        self._lanes: dict[bytes, tuple[Any, ...]] = {}
         self._evicted = sequences.evicted
         #: Messages handed to subscribers (the endpoint's ``received``).
         self.received = 0
@@ -269,7 +274,7 @@ class Incoming:
         """
         if speedups is None:
             return None
-        lane: object = speedups.Lane(self, self._streams, self._subs,
+        lane: object = speedups.Lane(self, self._lanes, self._subs,
                                      default_registry._by_name, MessageInfo, _FALLBACK)
         return lane
 
@@ -282,6 +287,7 @@ class Incoming:
         if self._sequences.evicted != self._evicted:
             self._evicted = self._sequences.evicted
             self._streams.clear()
+            self._lanes.clear()
 
     # -- private ---------------------------------------------------------------------
 
@@ -306,7 +312,10 @@ class Incoming:
                          node_id == self._node_id)
         if len(self._streams) >= STREAMS_CAP:
             self._streams.clear()
-        self._streams[data[:pos]] = stream
+            self._lanes.clear()
+        stream.key = key = data[:pos]
+        self._streams[key] = stream
+        self._lanes.pop(key, None)  # a stream it replaces
         return stream, first_seq, timestamps, payloads
 
     def _tracker(self, stream: _Stream) -> SequenceTracker:
@@ -329,9 +338,32 @@ class Incoming:
     def _ready(self, stream: _Stream) -> SequenceTracker:
         """Bring the stream's decoders up to date with the registry; its tracker."""
         known = _lookup(stream.type_name)
-        if stream.decode is None or known is not stream.known:
+        changed = stream.decode is None or known is not stream.known
+        if changed:
             self._decoders(stream, known)
-        return stream.tracker or self._tracker(stream)
+        tracker = stream.tracker
+        if tracker is None:
+            tracker = self._tracker(stream)
+            changed = True
+        if changed and speedups is not None:
+            self._set_lane(stream)
+        return tracker
+
+    def _set_lane(self, stream: _Stream) -> None:
+        """Give the stream to the compiled lane (``Lane``), or take it back: the lane
+        delivers a stream's lone messages only while it is remembered here, unsigned,
+        not ours, with a tracker and a plan for the type registered now."""
+        key = stream.key
+        if key is None:
+            return
+        if stream.plan is None or stream.tracker is None or stream.signed or stream.own \
+                or self._streams.get(key) is not stream:
+            self._lanes.pop(key, None)
+        else:
+            # The order the C code reads (E_STREAM .. E_KNOWN in ganglion/_speedups.c).
+            self._lanes[key] = (stream, stream.pos, stream.type_name, stream.boot,
+                                stream.node_id, stream.clock_synced, stream.replayed,
+                                stream.fingerprint, stream.plan, stream.tracker, stream.known)
 
     def _deliver_one(self, stream: _Stream, seq: int, ts: int, payload: bytes,
                      source: tuple[str, int]) -> None:
