@@ -22,7 +22,9 @@
  * send_lone() is the other direction, for Endpoint.publish while idle: it encodes a
  * message with its type's plan (a subset of what the generated encoder writes, to the
  * same bytes), builds the lone datagram as Packer.build_one does and sends it, or does
- * nothing at all and lets the Python path do everything.
+ * nothing at all and lets the Python path do everything. batch_add() is publish under
+ * load: the message encoded the same way straight into the datagram being filled, as
+ * Packer.add appends it, or nothing at all.
  *
  * Nothing here decides anything the Python path does not: every refusal falls back
  * to the Python path on the same bytes, so the two give the same deliveries, datagrams,

@@ -4,9 +4,11 @@ Theory of operation: ``ganglion/_speedups.c`` is an optional C extension, built 
 install time where a C compiler and the Python headers are present and skipped
 otherwise (``pyproject.toml``: ``optional = true``). Everything it does has a
 pure-Python reference that gives the same results (``MulticastReceiver._drain``,
-``Incoming._deliver_one``, and ``Outgoing.add`` with ``Packer.build_one`` on the
-publish side); it exists because on a wake-up from sleep, with the CPU caches cold,
-the Python paths cost tens of microseconds of latency per message.
+``Incoming._deliver_one``, and ``Outgoing.add`` with ``Packer.build_one`` and
+``Packer.add`` on the publish side); it exists because on a wake-up from sleep, with
+the CPU caches cold, the Python paths cost tens of microseconds of latency per
+message, and because encoding into a filling datagram is most of a busy publisher's
+time.
 
 ``GANGLION_SPEEDUPS`` chooses: ``auto`` (the default: use it when it imports),
 ``off`` (pure Python), or ``require`` (fail at import when it is missing or stale:

@@ -13,9 +13,10 @@ choice, a hash of the name, when used alone).
   *route* (name, encoder, packer, largest payload) is kept for it, so the next
   publishes skip every lookup and check that cannot have changed; any change of
   interest, group or waiting messages drops the routes. Where ``ganglion._speedups``
-  is built, a route also holds the type's *send lane* (its plan, group and port): a
-  message published while idle is then encoded, framed and sent in C
-  (``send_lone``), or, for anything that is not that plain case, left to the
+  is built, a route also holds the type's compiled lanes (its plan, group and port):
+  a message published while idle is then encoded, framed and sent in C
+  (``send_lone``), one published under load is encoded into the datagram being
+  filled (``batch_add``), and anything that is not that plain case is left to the
   Python path, which does the same thing slower (:mod:`ganglion.runtime._accel`).
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
   sends a type only while that function (asked once per type, then updated with
