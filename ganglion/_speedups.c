@@ -43,7 +43,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 4
+#define SPEEDUPS_ABI 5
 
 #define RECV_SIZE 65536
 #define NAME_LEN_AT 24
@@ -58,7 +58,7 @@
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 
 static PyObject *one;
-static PyObject *s_closed,
+static PyObject *s_closed, *s_deliver_batch_py,
     *s_observe_run, *s_deliver, *s_deliver_one, *s_decode_slow, *s_received;
 
 /* ---- Lane: what Incoming shares with the compiled path ----------------------- */
@@ -475,6 +475,194 @@ done:
     return rc;
 }
 
+/* The most messages of one datagram the lane reads itself (more: the Python path). */
+#define LANE_BATCH 512
+
+/* A varint of one or two bytes at `*p` (the lane reads no longer ones); -1 if not. */
+static int
+short_varint(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out)
+{
+    if (*p >= end)
+        return -1;
+    if (d[*p] < 0x80) {
+        *out = d[*p];
+        *p += 1;
+        return 0;
+    }
+    if (*p + 1 >= end || d[*p + 1] >= 0x80 || d[*p + 1] == 0)
+        return -1;
+    *out = (uint64_t)(d[*p] & 0x7F) | (uint64_t)d[*p + 1] << 7;
+    *p += 2;
+    return 0;
+}
+
+/* The batch at `pos` (wire format v1, as wire.decode_batch reads it), when it is well
+ * formed with short varints and at most LANE_BATCH messages: its count, with each
+ * message's timestamp, start and size; 0 otherwise (decode_batch then judges it). */
+static Py_ssize_t
+read_batch(const unsigned char *d, Py_ssize_t pos, Py_ssize_t end, uint64_t *first_seq,
+           uint64_t *tss, Py_ssize_t *starts, Py_ssize_t *sizes)
+{
+    if (pos + 18 > end)
+        return 0;
+    uint64_t first = be(d + pos, 8), ts = be(d + pos + 8, 8), count = be(d + pos + 16, 2);
+    pos += 18;
+    if (count == 0 || count > LANE_BATCH || first + count < first)
+        return 0; /* (first + count wrapping: numbers past 2**64) */
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t delta, size;
+        if (short_varint(d, &pos, end, &delta) < 0)
+            return 0;
+        if (delta & 1) {
+            uint64_t back = (delta + 1) >> 1;
+            if (back > ts)
+                return 0;
+            ts -= back;
+        }
+        else {
+            if (ts + (delta >> 1) < ts)
+                return 0;
+            ts += delta >> 1;
+        }
+        if (short_varint(d, &pos, end, &size) < 0 || size == 0 || (uint64_t)(end - pos) < size)
+            return 0;
+        tss[i] = ts;
+        starts[i] = pos;
+        sizes[i] = (Py_ssize_t)size;
+        pos += (Py_ssize_t)size;
+    }
+    if (pos != end)
+        return 0;
+    *first_seq = first;
+    return (Py_ssize_t)count;
+}
+
+/* Incoming._deliver(stream, first_seq, timestamps, payloads, source): the Python path. */
+static int
+deliver_py(Lane *lane, PyObject *stream, PyObject *first, const unsigned char *d,
+           Py_ssize_t count, const uint64_t *tss, const Py_ssize_t *starts,
+           const Py_ssize_t *sizes, PyObject *source)
+{
+    PyObject *timestamps = PyList_New(count), *payloads = PyList_New(count), *r = NULL;
+    if (timestamps == NULL || payloads == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *t = PyLong_FromUnsignedLongLong(tss[i]);
+        PyObject *b = PyBytes_FromStringAndSize((const char *)d + starts[i], sizes[i]);
+        if (t == NULL || b == NULL) {
+            Py_XDECREF(t);
+            Py_XDECREF(b);
+            goto done;
+        }
+        PyList_SET_ITEM(timestamps, i, t);
+        PyList_SET_ITEM(payloads, i, b);
+    }
+    {
+        PyObject *args[6] = {lane->incoming, stream, first, timestamps, payloads, source};
+        r = PyObject_VectorcallMethod(s_deliver_batch_py, args,
+                                      6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+done:
+    Py_XDECREF(timestamps);
+    Py_XDECREF(payloads);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The messages of a batch of a stream with a lane entry: Incoming._deliver, compiled
+ * where the type is still the one registered and the batch simply continues its
+ * stream. */
+static int
+deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t first_v,
+              Py_ssize_t count, const uint64_t *tss, const Py_ssize_t *starts,
+              const Py_ssize_t *sizes, PyObject *source)
+{
+    PyObject *stream = PyTuple_GET_ITEM(entry, E_STREAM);
+    PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
+    PyObject *plan = PyTuple_GET_ITEM(entry, E_PLAN);
+    PyObject *tracker = PyTuple_GET_ITEM(entry, E_TRACKER);
+    PyObject *first = NULL, *n_o = NULL, *newest_o = NULL, *received_ns = NULL, *ok = NULL;
+    int rc = -1;
+    if (!(first = PyLong_FromUnsignedLongLong(first_v)))
+        goto done;
+    PyObject *current = PyDict_GetItemWithError(lane->by_name, type_name); /* borrowed */
+    if (current == NULL && PyErr_Occurred())
+        goto done;
+    if (PyTuple_GET_ITEM(entry, E_KNOWN) != current || !PyTuple_CheckExact(plan)
+        || PyTuple_GET_SIZE(plan) != PLAN_SIZE
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
+        rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
+        goto done;
+    }
+    if (!(received_ns = time_ns_now()))
+        goto done;
+    uint64_t newest = tss[0];
+    for (Py_ssize_t i = 1; i < count; i++)
+        if (tss[i] > newest)
+            newest = tss[i];
+    if (!(n_o = PyLong_FromSsize_t(count)) || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
+        goto done;
+    {
+        PyObject *args[5] = {tracker, first, n_o, PyTuple_GET_ITEM(entry, E_BOOT), newest_o};
+        ok = PyObject_VectorcallMethod(s_observe_run, args,
+                                       5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (ok == NULL)
+        goto done;
+    if (ok != Py_True) {
+        /* Not a simple continuation (nothing was recorded): the Python path judges each. */
+        rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *values[64];
+        Py_ssize_t nvalues = 0;
+        PyObject *msg = NULL, *seq = NULL, *ts = NULL;
+        int parsed = parse_plan(plan, d + starts[i], sizes[i], values, &nvalues);
+        if (parsed > 0)
+            msg = build(plan, values, nvalues);
+        for (Py_ssize_t k = 0; k < nvalues; k++)
+            Py_DECREF(values[k]);
+        if (msg == NULL && (parsed < 0 || (parsed > 0 && !PyErr_ExceptionMatches(PyExc_Exception))))
+            goto done;
+        if (msg == NULL) {
+            /* Not read here, or refused by the class: the full decoder decides (and counts). */
+            PyErr_Clear();
+            PyObject *payload = PyBytes_FromStringAndSize((const char *)d + starts[i], sizes[i]);
+            if (payload == NULL)
+                goto done;
+            PyObject *args[5] = {lane->incoming, stream, tracker, payload, source};
+            msg = PyObject_VectorcallMethod(s_decode_slow, args,
+                                            5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(payload);
+            if (msg == NULL)
+                goto done;
+            if (msg == lane->fallback) {
+                Py_DECREF(msg);
+                continue;
+            }
+        }
+        seq = PyLong_FromUnsignedLongLong(first_v + (uint64_t)i);
+        ts = PyLong_FromUnsignedLongLong(tss[i]);
+        int h = seq && ts ? hand_out(lane, entry, msg, seq, ts, received_ns, source) : -1;
+        Py_DECREF(msg);
+        Py_XDECREF(seq);
+        Py_XDECREF(ts);
+        if (h < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(first);
+    Py_XDECREF(n_o);
+    Py_XDECREF(newest_o);
+    Py_XDECREF(received_ns);
+    Py_XDECREF(ok);
+    return rc;
+}
+
 /* Incoming.on_datagram's short path for one datagram in `d`: 1 when it was handled
  * (delivered, or nothing to do), 0 when on_datagram must have it, -1 on error. */
 static int
@@ -496,13 +684,16 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
     Py_INCREF(entry); /* a callback may clear the lanes */
     int rc = -1;
     Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, E_POS));
-    uint64_t seq, ts;
-    Py_ssize_t start;
+    uint64_t seq = 0, ts = 0;
+    Py_ssize_t start = 0;
     if (pos < 0) {
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    if (!read_lone(d, pos, n, &seq, &ts, &start)) {
+    uint64_t tss[LANE_BATCH];
+    Py_ssize_t starts[LANE_BATCH], sizes[LANE_BATCH], count = 0;
+    int lone = read_lone(d, pos, n, &seq, &ts, &start);
+    if (!lone && !(count = read_batch(d, pos, n, &seq, tss, starts, sizes))) {
         rc = 0;
         goto done;
     }
@@ -516,7 +707,10 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
         rc = t < 0 ? -1 : 1;
         goto done;
     }
-    rc = deliver_lone(lane, entry, seq, ts, d, start, n, source) < 0 ? -1 : 1;
+    if (lone)
+        rc = deliver_lone(lane, entry, seq, ts, d, start, n, source) < 0 ? -1 : 1;
+    else
+        rc = deliver_batch(lane, entry, d, seq, count, tss, starts, sizes, source) < 0 ? -1 : 1;
 done:
     Py_DECREF(entry);
     return rc;
@@ -1141,6 +1335,7 @@ PyInit__speedups(void)
     INTERN(s_observe_run, "observe_run");
     INTERN(s_deliver, "deliver");
     INTERN(s_deliver_one, "_deliver_one");
+    INTERN(s_deliver_batch_py, "_deliver");
     INTERN(s_decode_slow, "_decode_slow");
     INTERN(s_received, "received");
     INTERN(s_queue, "_queue");

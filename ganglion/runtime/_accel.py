@@ -21,7 +21,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 4
+ABI = 5
 _CHOICES = ("auto", "off", "require")
 
 

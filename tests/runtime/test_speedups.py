@@ -92,7 +92,9 @@ class Harness:
         got = [(m, i._replace(received_ns=0)) for m, i in self.got]
         callback_errors = [s.callback_errors for subs in self.subs.values() for s in subs]
         stats = {key: dataclasses.astuple(value) for key, value in self.sequences.stats().items()}
-        return got, self.bad, self.incoming.received, callback_errors, stats
+        # What the counters do not show: the newest timestamp each tracker saw.
+        newest = {key: t._newest_ts for key, t in self.sequences._trackers.items()}
+        return got, self.bad, self.incoming.received, callback_errors, stats, newest
 
 
 class Wire:
@@ -189,7 +191,7 @@ samples = st.builds(Sample, ints, st.floats(allow_nan=False), st.booleans(),
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(-3, 4), st.integers(0, 8), samples), min_size=1,
+@given(st.lists(st.tuples(st.integers(-3, 4), st.integers(0, 9), samples), min_size=1,
                 max_size=30), st.integers(0, 3))
 def test_the_compiled_path_delivers_and_counts_what_python_does(
         plan: list[tuple[int, int, Sample]], warm: int) -> None:
@@ -211,6 +213,16 @@ def test_the_compiled_path_delivers_and_counts_what_python_does(
             datagrams.append(sample_datagram(seq, sample, boot=8 + seq % 2))  # a reboot
         elif kind == 6:
             datagrams.append(sample_datagram(seq, sample, refused=True))
+        elif kind == 8:
+            # Several messages in one datagram, at assorted times (the batch path).
+            pk = Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
+                        first_seq=seq, boot=7)
+            for k in range(2 + seq % 4):
+                ts = 1_000_000 + seq * 100 + (k * 37 if seq % 3 else -k * 5)
+                pk.add(encode_message(dataclasses.replace(sample, n=k), type_of(Sample)),
+                       max(ts, 0))
+            datagrams.append(pk.build())
+            seq += 1 + seq % 4
         elif kind == 7:
             # One message, but not at the base time (the encoder never writes this):
             # the batch decoder's case, with its own timestamp.
