@@ -10,11 +10,12 @@
  *
  * drain() reads a socket until EAGAIN, exactly as MulticastReceiver._drain does
  * (ganglion/runtime/transport.py, the pure-Python reference): a coalesced run goes to
- * on_run, every other datagram first to the lane and, unless the lane took it, to
- * on_datagram. The lane takes a datagram only in the case Incoming.on_datagram reads
- * with _read_lone (ganglion/runtime/_incoming.py): a known, unsigned stream and one
- * message at the base time. It then does what Incoming._deliver_one does, calling the
- * same Python methods for everything but the header, the payload and the hand-out.
+ * on_run (or, with a lane, datagram by datagram as below), every other datagram first
+ * to the lane and, unless the lane took it, to on_datagram. The lane takes a datagram
+ * of a known, unsigned stream (Incoming._lanes, ganglion/runtime/_incoming.py): one
+ * message at the base time, as Incoming._deliver_one delivers it, or a batch, as
+ * Incoming._deliver does, calling the same Python methods for everything but the
+ * header, the payloads and the hand-out.
  * The payload is parsed with the stream's *plan* (ganglion/types/_decodegen.py,
  * native_plan), which reads a subset of what the generated decoder reads and gives
  * the same values; anything else is left to the Python methods, unchanged.
@@ -781,11 +782,51 @@ count_add(PyObject *counts, Py_ssize_t i, long long v, int as_max)
     return 0;
 }
 
+/* One datagram the lane did not take: on_datagram(bytes, source, now), its exceptions
+ * reported as the Python drain reports them. -1 only for what must propagate. */
+static int
+to_python(PyObject *on_datagram, const unsigned char *d, Py_ssize_t n, PyObject *source,
+          PyObject *now_fn, PyObject **now, PyObject *report)
+{
+    PyObject *data = PyBytes_FromStringAndSize((const char *)d, n);
+    PyObject *r = NULL;
+    if (data != NULL && (*now != NULL || (*now = PyObject_CallNoArgs(now_fn)) != NULL)) {
+        PyObject *cargs[3] = {data, source, *now};
+        r = PyObject_Vectorcall(on_datagram, cargs, 3, NULL);
+    }
+    Py_XDECREF(data);
+    if (r == NULL)
+        return report_exception(report, "callback");
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A coalesced run with a lane: each datagram of it in turn, to the lane or else to
+ * on_datagram (what Incoming.on_run delivers and counts for it, datagram by datagram:
+ * tests/runtime/test_incoming.py shows the two give the same). */
+static int
+run_in_lane(Lane *lane, const unsigned char *d, Py_ssize_t n, Py_ssize_t size,
+            PyObject *source, PyObject *on_datagram, PyObject *now_fn, PyObject **now,
+            PyObject *report)
+{
+    for (Py_ssize_t at = 0; at < n; at += size) {
+        Py_ssize_t len = n - at < size ? n - at : size;
+        int handled = lane_datagram(lane, d + at, len, source);
+        if (handled < 0 && report_exception(report, "callback") < 0)
+            return -1;
+        if (handled == 0
+            && to_python(on_datagram, d + at, len, source, now_fn, now, report) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(drain_doc,
 "drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts)\n--\n\n"
 "Read the socket `fd` until EAGAIN or `limit` datagrams, as MulticastReceiver._drain:\n"
-"coalesced runs to on_run(data, size, source, now), other datagrams to the lane (a\n"
-"Lane or None) and otherwise on_datagram(data, source, now). `buffer` is a bytearray\n"
+"each datagram to the lane (a Lane or None) and otherwise on_datagram(data, source,\n"
+"now); a coalesced run datagram by datagram the same way with a lane, whole to\n"
+"on_run(data, size, source, now) without one. `buffer` is a bytearray\n"
 "of 65536 bytes; now() is called once, when a callback first needs it. Errors go to\n"
 "report(kind, detail) with kind 'receive' (an OSError), 'truncated' (the length) or\n"
 "'callback' (the exception). `counts` (a list) gets datagrams, bytes, drains,\n"
@@ -871,6 +912,14 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             long long k = (n + size - 1) / size;
             count += k;
             coalesced += k;
+            if (lane != NULL) {
+                handled = 1;
+                if (run_in_lane(lane, d, n, size, source, on_datagram, now_fn, &now,
+                                report) < 0) {
+                    Py_DECREF(source);
+                    goto error;
+                }
+            }
         }
         else {
             count += 1;

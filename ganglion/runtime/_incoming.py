@@ -33,12 +33,13 @@ local fingerprint go through the class's generated decoder
 (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one.
 
 Where ``ganglion._speedups`` is built, the receiver's compiled drain reads the
-common case itself through :meth:`Incoming.lane`: a known unsigned stream's lone
-message whose payload the type's *plan* reads (the generated decoder's common case)
-and that simply continues its stream. It calls back :meth:`SequenceTracker.observe_run
+common case itself through :meth:`Incoming.lane`: a datagram of a known unsigned
+stream (``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch,
+whose payloads the type's *plan* reads (the generated decoder's common case) and
+that simply continues its stream; coalesced runs too, datagram by datagram. It calls back :meth:`SequenceTracker.observe_run
 <ganglion.sequence.SequenceTracker.observe_run>`, the class and each subscription's
-``deliver``, and leaves every other case to :meth:`Incoming._deliver_one` or
-:meth:`Incoming.on_datagram` on the same bytes, so both paths deliver and count the
+``deliver``, and leaves every other case to :meth:`Incoming._deliver_one`,
+:meth:`Incoming._deliver` or :meth:`Incoming.on_datagram` on the same bytes, so both paths deliver and count the
 same (``tests/runtime/test_speedups.py``). On a wake-up with cold CPU caches that
 saves 20-30 us of Python before the callback.
 

@@ -48,8 +48,10 @@ Where the optional C extension ``ganglion._speedups`` is built (see
 which does exactly what :meth:`MulticastReceiver._drain` does (that method stays the
 reference, and the pure-Python path) with no Python frame before a callback, into a
 per-socket 64 KiB buffer. It first offers each datagram to the endpoint's *lane*
-(``lane=``), which delivers a known stream's lone message itself
-(:mod:`ganglion.runtime._incoming`). Both drains count into one list
+(``lane=``), which delivers a known stream's messages itself
+(:mod:`ganglion.runtime._incoming`); with a lane, a coalesced run is offered to it
+datagram by datagram (what the run callback would deliver and count for it) instead
+of going to the run callback whole. Both drains count into one list
 (``_counts``) and report errors through :meth:`MulticastReceiver._report`.
 
 IGMP-snooping switches forget a group after ~260 s without a membership

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganglion.runtime import _accel
+from ganglion.runtime import _accel, _sockets
 from ganglion.runtime._incoming import Incoming
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo, Subscription
@@ -638,3 +638,26 @@ def test_the_batch_lane_says_full_exactly_when_packer_add_does() -> None:
             if expected == FULL:
                 break
         assert lane.build() == reference.build()
+
+
+def test_a_coalesced_run_goes_through_the_lane_datagram_by_datagram(wire: Wire) -> None:
+    if not _sockets.enable_gro(wire.rx) or not _sockets.gso_available(wire.tx):
+        pytest.skip("no UDP_GRO / UDP_SEGMENT here")
+    same = [sample_datagram(100 + i, Sample(i, 1.0, True, "abc", b"xyz")) for i in range(10)]
+    bad = bytearray(sample_datagram(110, Sample(10, 1.0, True, "abc", b"xyz")))
+    bad[bad.index(b"abc") - 1] = 0x7F  # the label's head: an indefinite-length text
+    other = sample_datagram(5, Sample(11, 1.0, True, "abc", b"xyz"), node_id=OTHER_PEER)
+    datagrams = [*same[:1], *same[1:6], bytes(bad), other, *same[6:]]
+    size = len(datagrams[0])
+    assert all(len(d) == size for d in datagrams)
+    compiled, reference = Harness(SAMPLE), Harness(SAMPLE)
+    wire.send(datagrams[0])  # the stream becomes known first
+    wire.drain(compiled)
+    wire.tx.sendmsg([b"".join(datagrams[1:])], _sockets.gso_cmsg(size), 0,
+                    wire.rx.getsockname())
+    wire.drain(compiled)
+    assert wire.counts[5] == len(datagrams) - 1  # read as one coalesced run
+    for datagram in datagrams:
+        reference.incoming.on_datagram(datagram, wire.source, 0.0)
+    assert compiled.outcome() == reference.outcome()
+    assert len(compiled.got) == 11 and len(compiled.bad) == 1
