@@ -533,6 +533,17 @@ def test_the_batch_lane_uses_the_wire_formats_limits() -> None:
     assert (speedups.MAX_BATCH, speedups.HEAD_MAX) == (MAX_BATCH, HEAD_MAX)
 
 
+def add_building(packer: Packer, payload: bytes, ts: int, out: list[bytes]) -> int:
+    """packer.add, building the datagram into ``out`` when it is full; add's answer."""
+    added = packer.add(payload, ts)
+    if not added:
+        out.append(packer.build())
+        added = packer.add(payload, ts)
+    if added == FULL:
+        out.append(packer.build())
+    return added
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.one_of(common, unusual), st.integers(0, 0x2100)), min_size=1,
                 max_size=40), st.sampled_from([None, KEY]), st.sampled_from([300, 1400]))
@@ -552,7 +563,6 @@ def test_the_batch_lane_adds_what_packer_add_would(
     lane, reference = make(), make()
     lane_out: list[bytes] = []
     ref_out: list[bytes] = []
-    taken = 0
     ts = 1_000_000
     for sample, step in steps:
         ts += step
@@ -567,28 +577,14 @@ def test_the_batch_lane_adds_what_packer_add_would(
         if len(payload) > lane.limit:
             continue
         # The reference: packer.add, building when it is full.
-        if not reference.count:
-            expected = reference.add(payload, ts)
-        else:
-            expected = reference.add(payload, ts)
-            if not expected:
-                ref_out.append(reference.build())
-                reference.add(payload, ts)
-        if expected == FULL:
-            ref_out.append(reference.build())
+        expected = add_building(reference, payload, ts, ref_out)
         # The lane where it takes the message, packer.add where it does not.
         done = speedups.batch_add(lane, ts, sample, plan, 10_000) if lane.count else None
-        if done is not None:
-            taken += 1
+        if done is None:
+            add_building(lane, payload, ts, lane_out)
+        else:
             assert done[0] == payload and done[1] == (expected == FULL)
             if done[1]:
-                lane_out.append(lane.build())
-        else:
-            added = lane.add(payload, ts)
-            if not added:
-                lane_out.append(lane.build())
-                lane.add(payload, ts)
-            elif added == FULL:
                 lane_out.append(lane.build())
         assert (lane.count, lane.next_seq, lane._size) == \
             (reference.count, reference.next_seq, reference._size)
