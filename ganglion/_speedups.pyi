@@ -1,4 +1,4 @@
-# Types of the optional C extension ganglion/_speedups.c (see ganglion/runtime/_accel.py).
+# Types of the optional C extension ganglion/_c/ (see ganglion/runtime/_accel.py).
 from collections.abc import Callable
 from typing import Any
 

@@ -9,10 +9,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=".venv/.installed-${extras:-core}"
-# The optional C extension (ganglion/_speedups.c) is built by the install: again when
-# its source changed, or when it is missing and a compiler is there to build it.
+# The optional C extension (ganglion/_c/) is built by the install: again when its
+# sources changed, or when it is missing and a compiler is there to build it.
 stale_ext() {
-    [ ganglion/_speedups.c -nt "$stamp" ] && return 0
+    [ -n "$(find ganglion/_c -newer "$stamp" -print -quit 2>/dev/null)" ] && return 0
     ! compgen -G "ganglion/_speedups*.so" >/dev/null && command -v cc >/dev/null 2>&1
 }
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || stale_ext; then

@@ -1,7 +1,8 @@
 """The compiled light-traffic paths (``ganglion._speedups``), when built and wanted.
 
-Theory of operation: ``ganglion/_speedups.c`` is an optional C extension, built at
-install time where a C compiler and the Python headers are present and skipped
+Theory of operation: ``ganglion._speedups`` (sources in ``ganglion/_c/``) is an
+optional C extension, built at install time where a C compiler and the Python
+headers are present and skipped
 otherwise (``pyproject.toml``: ``optional = true``). Everything it does has a
 pure-Python reference that gives the same results (``MulticastReceiver._drain``,
 ``Incoming._deliver_one``, and ``Outgoing.add`` with ``Packer.build_one`` and

@@ -361,7 +361,7 @@ class Incoming:
                 or self._streams.get(key) is not stream:
             self._lanes.pop(key, None)
         else:
-            # The order the C code reads (E_STREAM .. E_KNOWN in ganglion/_speedups.c).
+            # The order the C code reads (E_STREAM .. E_KNOWN in ganglion/_c/receive.c).
             self._lanes[key] = (stream, stream.pos, stream.type_name, stream.boot,
                                 stream.node_id, stream.clock_synced, stream.replayed,
                                 stream.fingerprint, stream.plan, stream.tracker, stream.known)

@@ -164,7 +164,7 @@ def call_args(cls: type, names: Sequence[str], values: Sequence[str]) -> str:
                      for index, (name, value) in enumerate(zip(names, values, strict=True)))
 
 
-#: Field kinds of a native plan, by position: the codes ``ganglion/_speedups.c`` reads.
+#: Field kinds of a native plan, by position: the codes ``ganglion/_c/plan.c`` reads.
 PLAN_KINDS = ("int", "float", "bool", "str", "bytes")
 #: Most fields a plan may have (the C reader's fixed array).
 PLAN_MAX_FIELDS = 64

@@ -1,0 +1,277 @@
+/*
+ * ganglion._speedups, the payload plan: small readers, and a type's plan read and
+ * written (a subset of what the generated decoder reads and the generated encoder
+ * writes, ganglion/types/_decodegen.py and _codegen.py, with the same values and
+ * bytes).
+ */
+#include "speedups.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- small readers ------------------------------------------------------------ */
+
+
+/* The argument of a CBOR head at p (additional info < 24 or 24..27); -1 if unread. */
+int
+head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out)
+{
+    unsigned info = d[*p] & 0x1F;
+    if (info < 24) {
+        *out = info;
+        *p += 1;
+        return 0;
+    }
+    if (info > 27)
+        return -1;
+    int n = 1 << (info - 24);
+    if (*p + 1 + n > end)
+        return -1;
+    *out = be(d + *p + 1, n);
+    *p += 1 + n;
+    return 0;
+}
+
+/* Is attribute `name` of `obj` true? -1 on error. */
+int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* ---- the payload plan ----------------------------------------------------------- */
+
+/* Parse a payload with `plan` = (cls, heads, kinds, npos, kwnames) into `values` (new
+ * references, `*nvalues` of them; the caller releases them). Returns 1 when the plan
+ * reads these bytes, 0 when it does not (the Python path then decides; no error set),
+ * -1 on an unexpected error (set). */
+int
+parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
+           Py_ssize_t *nvalues)
+{
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1);
+    PyObject *kinds = PyTuple_GET_ITEM(plan, 2);
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    const char *kind = PyBytes_AS_STRING(kinds);
+    Py_ssize_t p = 0;
+    *nvalues = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        Py_ssize_t hl = PyBytes_GET_SIZE(head);
+        if (p + hl >= end || memcmp(d + p, PyBytes_AS_STRING(head), hl) != 0)
+            return 0;
+        p += hl;
+        unsigned char b = d[p];
+        uint64_t arg;
+        PyObject *v = NULL;
+        switch (kind[i]) {
+        case K_INT:
+            if (b >> 5 > 1 || head_arg(d, &p, end, &arg) < 0)
+                return 0;
+            if (b >> 5 == 0)
+                v = PyLong_FromUnsignedLongLong(arg);
+            else if (arg <= (uint64_t)INT64_MAX)
+                v = PyLong_FromLongLong(-1 - (long long)arg);
+            else
+                return 0; /* below -2**63: left to Python */
+            break;
+        case K_FLOAT:
+            if (b != 0xFB || p + 9 > end)
+                return 0;
+            {
+                double x = PyFloat_Unpack8((const char *)d + p + 1, 0);
+                if (x == -1.0 && PyErr_Occurred())
+                    return -1;
+                v = PyFloat_FromDouble(x);
+            }
+            p += 9;
+            break;
+        case K_BOOL:
+            if (b != 0xF5 && b != 0xF4)
+                return 0;
+            v = Py_NewRef(b == 0xF5 ? Py_True : Py_False);
+            p += 1;
+            break;
+        case K_STR:
+        case K_BYTES:
+            /* Definite lengths up to two bytes, as the generated decoder reads. */
+            if (b >> 5 != (kind[i] == K_STR ? 3 : 2) || (b & 0x1F) > 25
+                || head_arg(d, &p, end, &arg) < 0 || arg > (uint64_t)(end - p))
+                return 0;
+            if (kind[i] == K_STR) {
+                v = PyUnicode_DecodeUTF8((const char *)d + p, (Py_ssize_t)arg, NULL);
+                if (v == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                        return -1;
+                    PyErr_Clear();
+                    return 0; /* not UTF-8: the Python path counts the error */
+                }
+            }
+            else
+                v = PyBytes_FromStringAndSize((const char *)d + p, (Py_ssize_t)arg);
+            p += (Py_ssize_t)arg;
+            break;
+        default:
+            return 0;
+        }
+        if (v == NULL)
+            return -1;
+        values[(*nvalues)++] = v;
+    }
+    return p == end;
+}
+
+/* The message from parsed values: cls(v0, .., vk-1, name_k=vk, ..). */
+PyObject *
+build(PyObject *plan, PyObject **values, Py_ssize_t n)
+{
+    PyObject *cls = PyTuple_GET_ITEM(plan, 0);
+    Py_ssize_t npos = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 3));
+    PyObject *kwnames = PyTuple_GET_ITEM(plan, 4);
+    if (npos < 0 && PyErr_Occurred())
+        return NULL;
+    return PyObject_Vectorcall(cls, values, (size_t)npos,
+                               PyTuple_GET_SIZE(kwnames) ? kwnames : NULL);
+}
+
+/* Append the shortest CBOR head of `major` with argument `v` at `b`; its length. */
+Py_ssize_t
+put_head(unsigned char *b, int major, uint64_t v)
+{
+    unsigned char mt = (unsigned char)(major << 5);
+    int n = v < 24 ? 0 : v < 0x100 ? 1 : v < 0x10000 ? 2 : v < 0x100000000ULL ? 4 : 8;
+    b[0] = mt | (n == 0 ? (unsigned char)v : n == 1 ? 24 : n == 2 ? 25 : n == 4 ? 26 : 27);
+    for (int i = 0; i < n; i++)
+        b[1 + i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+    return 1 + n;
+}
+
+/* Encode `msg` with `plan` into `b` (room for `cap` bytes), as the generated encoder
+ * (ganglion/types/_codegen.py) writes its common case: 1 with `*n` set, 0 when a value
+ * is not that case (the Python encoder then writes or refuses it), -1 on error. */
+int
+encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_ssize_t *n)
+{
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1);
+    const char *kind = PyBytes_AS_STRING(PyTuple_GET_ITEM(plan, 2));
+    PyObject *names = PyTuple_GET_ITEM(plan, 5);
+    Py_ssize_t p = 0;
+    if (Py_TYPE(msg) != (PyTypeObject *)PyTuple_GET_ITEM(plan, 0))
+        return 0; /* a subclass: the generic encoder */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(heads); i++) {
+        PyObject *head = PyTuple_GET_ITEM(heads, i);
+        Py_ssize_t hl = PyBytes_GET_SIZE(head);
+        if (p + hl + 9 > cap)
+            return 0;
+        memcpy(b + p, PyBytes_AS_STRING(head), hl);
+        p += hl;
+        PyObject *v = PyObject_GetAttr(msg, PyTuple_GET_ITEM(names, i));
+        if (v == NULL)
+            return -1;
+        int ok = 1;
+        switch (kind[i]) {
+        case K_INT:
+            if (!PyLong_CheckExact(v))
+                ok = 0;
+            else {
+                int overflow;
+                long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (overflow > 0) {
+                    unsigned long long u = PyLong_AsUnsignedLongLong(v);
+                    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                        PyErr_Clear(); /* 2**64 or more: a bignum, Python's */
+                        ok = 0;
+                    }
+                    else
+                        p += put_head(b + p, 0, u);
+                }
+                else if (overflow < 0)
+                    ok = 0; /* below -2**63: Python's */
+                else if (x == -1 && PyErr_Occurred())
+                    ok = -1;
+                else if (x >= 0)
+                    p += put_head(b + p, 0, (uint64_t)x);
+                else
+                    p += put_head(b + p, 1, (uint64_t)(-1 - x));
+            }
+            break;
+        case K_FLOAT:
+            if (!PyFloat_CheckExact(v) || !isfinite(PyFloat_AS_DOUBLE(v)))
+                ok = 0; /* NaN and infinities go the generic way (half precision) */
+            else {
+                b[p] = 0xFB;
+                if (PyFloat_Pack8(PyFloat_AS_DOUBLE(v), (char *)b + p + 1, 0) < 0)
+                    ok = -1;
+                p += 9;
+            }
+            break;
+        case K_BOOL:
+            if (v == Py_True || v == Py_False)
+                b[p++] = v == Py_True ? 0xF5 : 0xF4;
+            else
+                ok = 0;
+            break;
+        case K_STR:
+        case K_BYTES: {
+            const char *data;
+            Py_ssize_t len;
+            if (kind[i] == K_STR) {
+                if (!PyUnicode_CheckExact(v)) {
+                    ok = 0;
+                    break;
+                }
+                data = PyUnicode_AsUTF8AndSize(v, &len);
+                if (data == NULL) {
+                    PyErr_Clear(); /* lone surrogates: Python's error */
+                    ok = 0;
+                    break;
+                }
+            }
+            else {
+                if (!PyBytes_CheckExact(v)) {
+                    ok = 0;
+                    break;
+                }
+                data = PyBytes_AS_STRING(v);
+                len = PyBytes_GET_SIZE(v);
+            }
+            if (p + 9 + len > cap) {
+                ok = 0;
+                break;
+            }
+            p += put_head(b + p, kind[i] == K_STR ? 3 : 2, (uint64_t)len);
+            memcpy(b + p, data, len);
+            p += len;
+            break;
+        }
+        default:
+            ok = 0;
+        }
+        Py_DECREF(v);
+        if (ok <= 0)
+            return ok;
+    }
+    *n = p;
+    return 1;
+}
+
+/* Read attribute `name` of `obj` as a non-negative integer that fits `*out`. */
+int
+attr_u64(PyObject *obj, PyObject *name, uint64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,76 @@
+/*
+ * What the parts of ganglion._speedups share (see module.c for what the extension is).
+ */
+#ifndef GANGLION_SPEEDUPS_H
+#define GANGLION_SPEEDUPS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+/* Bumped whenever the Python side's expectations change; checked at import. */
+#define SPEEDUPS_ABI 5
+
+/* Wire format v1 (ganglion/wire). */
+#define RECV_SIZE 65536 /* a read buffer no datagram overflows */
+#define NAME_LEN_AT 24
+#define NAME_AT 25
+#define LONE_SIZE 20 /* a batch header of one message, its delta and length's first byte */
+#define MAX_BATCH 0xFFFF /* most messages in one datagram */
+#define HEAD_MAX 4 /* the longest per-message head: a two-byte delta and length */
+#define SOL_UDP_ 17
+#define UDP_GRO_ 104
+
+/* The largest datagram the send lanes build (on the stack); larger ones go Python's way. */
+#define SEND_BUF 2048
+
+/* A plan: (cls, heads, kinds, npos, kwnames, names); _decodegen.native_plan. */
+#define PLAN_SIZE 6
+/* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
+enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
+
+/* Interned attribute and method names, and the int 1 (module.c makes them). */
+extern PyObject *one;
+extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver, *s_deliver_one,
+    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
+    *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *incoming;   /* the Incoming: its _deliver_one, _decode_slow, received */
+    PyObject *lanes;      /* Incoming._lanes: header bytes -> lane entry (a dict, never replaced) */
+    PyObject *subs;       /* the endpoint's subscribers per type name (dict) */
+    PyObject *by_name;    /* the registry's dict of types by name */
+    PyObject *info_cls;   /* MessageInfo */
+    PyObject *fallback;   /* _decodegen.FALLBACK */
+} Lane;
+
+extern PyTypeObject LaneType;
+
+static inline uint64_t
+be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* plan.c: small readers and the payload plan, both ways. */
+int head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out);
+int attr_true(PyObject *obj, PyObject *name);
+int attr_u64(PyObject *obj, PyObject *name, uint64_t *out);
+int parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
+               Py_ssize_t *nvalues);
+PyObject *build(PyObject *plan, PyObject **values, Py_ssize_t n);
+Py_ssize_t put_head(unsigned char *b, int major, uint64_t v);
+int encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_ssize_t *n);
+
+/* receive.c, send.c: the module's functions. */
+PyObject *drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+extern const char drain_doc[], send_lone_doc[], batch_add_doc[];
+
+#endif
