@@ -636,10 +636,8 @@ const char drain_doc[] = PyDoc_STR(
 PyObject *
 drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "drain() takes 10 arguments");
+    if (check_nargs("drain", nargs, 10) < 0)
         return NULL;
-    }
     int fd = (int)PyLong_AsLong(args[0]);
     PyObject *slot = args[1];
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);

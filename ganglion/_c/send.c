@@ -20,14 +20,11 @@ const char send_lone_doc[] = PyDoc_STR(
 "packer's numbers move on and (payload, datagram length) is returned. Otherwise\n"
 "nothing at all happened and None is returned: the Python path does it.");
 
-
 PyObject *
 send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "send_lone() takes 8 arguments");
+    if (check_nargs("send_lone", nargs, 8) < 0)
         return NULL;
-    }
     PyObject *sender = args[0], *host = args[1], *packer = args[3], *msg = args[5],
              *plan = args[6];
     long port = PyLong_AsLong(args[2]);
@@ -150,10 +147,8 @@ const char batch_add_doc[] = PyDoc_STR(
 PyObject *
 batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "batch_add() takes 5 arguments");
+    if (check_nargs("batch_add", nargs, 5) < 0)
         return NULL;
-    }
     PyObject *packer = args[0], *msg = args[2], *plan = args[3];
     uint64_t ts = PyLong_AsUnsignedLongLong(args[1]);
     Py_ssize_t max_payload = PyLong_AsSsize_t(args[4]);

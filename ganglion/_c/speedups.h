@@ -57,6 +57,16 @@ be(const unsigned char *p, int n)
     return v;
 }
 
+/* 0 when a METH_FASTCALL function `name` got `want` arguments; -1 with TypeError if not. */
+static inline int
+check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
+    return -1;
+}
+
 /* plan.c: small readers and the payload plan, both ways. */
 int head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out);
 int attr_true(PyObject *obj, PyObject *name);
