@@ -12,10 +12,9 @@
  * (ganglion/runtime/transport.py, the pure-Python reference): a coalesced run goes to
  * on_run (or, with a lane, datagram by datagram as below), every other datagram first
  * to the lane and, unless the lane took it, to on_datagram. The lane takes a datagram
- * of a known, unsigned stream (Incoming._lanes, ganglion/runtime/_incoming.py): one
- * message at the base time, as Incoming._deliver_one delivers it, or a batch, as
- * Incoming._deliver does, calling the same Python methods for everything but the
- * header, the payloads and the hand-out.
+ * of a known, unsigned stream (Incoming._lanes, ganglion/runtime/_incoming.py), a lone
+ * message being a batch of one, and delivers it as Incoming._deliver does, calling the
+ * same Python methods for everything but the header, the payloads and the hand-out.
  * The payload is parsed with the stream's *plan* (ganglion/types/_decodegen.py,
  * native_plan), which reads a subset of what the generated decoder reads and gives
  * the same values; anything else is left to the Python methods, unchanged.
@@ -34,7 +33,7 @@
 #include "speedups.h"
 
 PyObject *one;
-PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver, *s_deliver_one,
+PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body;
 
@@ -61,7 +60,6 @@ PyInit__speedups(void)
     INTERN(s_closed, "closed");
     INTERN(s_observe_run, "observe_run");
     INTERN(s_deliver, "deliver");
-    INTERN(s_deliver_one, "_deliver_one");
     INTERN(s_deliver_batch_py, "_deliver");
     INTERN(s_decode_slow, "_decode_slow");
     INTERN(s_received, "received");

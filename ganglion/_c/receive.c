@@ -73,7 +73,7 @@ PyTypeObject LaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ganglion._speedups.Lane",
     .tp_doc = PyDoc_STR("Lane(incoming, lanes, subs, by_name, info_cls, fallback): what "
-                        "drain() needs to deliver a known stream's lone messages itself."),
+                        "drain() needs to deliver a known stream's datagrams itself."),
     .tp_basicsize = sizeof(Lane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -146,135 +146,12 @@ done:
     return rc;
 }
 
-/* A lone message at `pos` of a datagram of `end` bytes (wire format v1, as
- * _incoming._read_lone): 1 with seq, ts and the payload's start set, 0 otherwise. */
-static int
-read_lone(const unsigned char *d, Py_ssize_t pos, Py_ssize_t end, uint64_t *seq,
-          uint64_t *ts, Py_ssize_t *start)
-{
-    if (end - pos <= LONE_SIZE)
-        return 0;
-    const unsigned char *h = d + pos;
-    uint64_t count = be(h + 16, 2);
-    unsigned delta = h[18];
-    uint64_t size = h[19];
-    Py_ssize_t at = pos + LONE_SIZE;
-    if (size >= 0x80) {
-        unsigned high = d[at];
-        size = (high > 0 && high < 0x80) ? ((size & 0x7F) | (uint64_t)high << 7) : 0;
-        at += 1;
-    }
-    if (count != 1 || delta || !size || at + (Py_ssize_t)size != end)
-        return 0;
-    *seq = be(h, 8);
-    *ts = be(h + 8, 8);
-    *start = at;
-    return 1;
-}
-
 static PyObject *
 time_ns_now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return PyLong_FromLongLong((long long)t.tv_sec * 1000000000LL + t.tv_nsec);
-}
-
-/* Incoming._deliver_one(stream, seq, ts, payload, source): the Python path. */
-static int
-deliver_one_py(Lane *lane, PyObject *stream, PyObject *seq, PyObject *ts,
-               const unsigned char *d, Py_ssize_t start, Py_ssize_t end, PyObject *source)
-{
-    PyObject *payload = PyBytes_FromStringAndSize((const char *)d + start, end - start);
-    if (payload == NULL)
-        return -1;
-    PyObject *args[6] = {lane->incoming, stream, seq, ts, payload, source};
-    PyObject *r = PyObject_VectorcallMethod(s_deliver_one, args,
-                                            6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    Py_DECREF(payload);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* A lone message of a stream with a lane entry: Incoming._deliver_one, compiled where
- * the type is still the one registered and the message simply continues its stream. */
-static int
-deliver_lone(Lane *lane, PyObject *entry, uint64_t seq_v, uint64_t ts_v,
-             const unsigned char *d, Py_ssize_t start, Py_ssize_t end, PyObject *source)
-{
-    PyObject *stream = PyTuple_GET_ITEM(entry, E_STREAM);
-    PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
-    PyObject *plan = PyTuple_GET_ITEM(entry, E_PLAN);
-    PyObject *tracker = PyTuple_GET_ITEM(entry, E_TRACKER);
-    PyObject *seq = NULL, *ts = NULL, *received_ns = NULL, *ok = NULL, *msg = NULL;
-    PyObject *values[64];
-    Py_ssize_t nvalues = 0;
-    int rc = -1;
-    if (!(seq = PyLong_FromUnsignedLongLong(seq_v)) || !(ts = PyLong_FromUnsignedLongLong(ts_v)))
-        goto done;
-    PyObject *current = PyDict_GetItemWithError(lane->by_name, type_name); /* borrowed */
-    if (current == NULL && PyErr_Occurred())
-        goto done;
-    if (PyTuple_GET_ITEM(entry, E_KNOWN) != current || !PyTuple_CheckExact(plan)
-        || PyTuple_GET_SIZE(plan) != PLAN_SIZE
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
-        /* Registered again meanwhile: the Python path makes the decoders anew. */
-        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
-        goto done;
-    }
-    if (!(received_ns = time_ns_now()))
-        goto done;
-    int parsed = parse_plan(plan, d + start, end - start, values, &nvalues);
-    if (parsed < 0)
-        goto done;
-    if (parsed == 0) {
-        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
-        goto done;
-    }
-    {
-        PyObject *args[5] = {tracker, seq, one, PyTuple_GET_ITEM(entry, E_BOOT), ts};
-        ok = PyObject_VectorcallMethod(s_observe_run, args,
-                                       5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    }
-    if (ok == NULL)
-        goto done;
-    if (ok != Py_True) {
-        /* Not a simple continuation (nothing was recorded): the Python path judges it. */
-        rc = deliver_one_py(lane, stream, seq, ts, d, start, end, source);
-        goto done;
-    }
-    msg = build(plan, values, nvalues);
-    if (msg == NULL) {
-        /* The class refused the values: the generic decoder says why (and counts it). */
-        if (!PyErr_ExceptionMatches(PyExc_Exception))
-            goto done;
-        PyErr_Clear();
-        PyObject *payload = PyBytes_FromStringAndSize((const char *)d + start, end - start);
-        if (payload == NULL)
-            goto done;
-        PyObject *args[5] = {lane->incoming, stream, tracker, payload, source};
-        msg = PyObject_VectorcallMethod(s_decode_slow, args,
-                                        5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_DECREF(payload);
-        if (msg == NULL)
-            goto done;
-        if (msg == lane->fallback) {
-            rc = 0;
-            goto done;
-        }
-    }
-    rc = hand_out(lane, entry, msg, seq, ts, received_ns, source);
-done:
-    for (Py_ssize_t i = 0; i < nvalues; i++)
-        Py_DECREF(values[i]);
-    Py_XDECREF(seq);
-    Py_XDECREF(ts);
-    Py_XDECREF(received_ns);
-    Py_XDECREF(ok);
-    Py_XDECREF(msg);
-    return rc;
 }
 
 /* The most messages of one datagram the lane reads itself (more: the Python path). */
@@ -486,16 +363,13 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
     Py_INCREF(entry); /* a callback may clear the lanes */
     int rc = -1;
     Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, E_POS));
-    uint64_t seq = 0, ts = 0;
-    Py_ssize_t start = 0;
+    uint64_t first = 0, tss[LANE_BATCH];
+    Py_ssize_t starts[LANE_BATCH], sizes[LANE_BATCH], count;
     if (pos < 0) {
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    uint64_t tss[LANE_BATCH];
-    Py_ssize_t starts[LANE_BATCH], sizes[LANE_BATCH], count = 0;
-    int lone = read_lone(d, pos, n, &seq, &ts, &start);
-    if (!lone && !(count = read_batch(d, pos, n, &seq, tss, starts, sizes))) {
+    if (!(count = read_batch(d, pos, n, &first, tss, starts, sizes))) {
         rc = 0;
         goto done;
     }
@@ -509,10 +383,7 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
         rc = t < 0 ? -1 : 1;
         goto done;
     }
-    if (lone)
-        rc = deliver_lone(lane, entry, seq, ts, d, start, n, source) < 0 ? -1 : 1;
-    else
-        rc = deliver_batch(lane, entry, d, seq, count, tss, starts, sizes, source) < 0 ? -1 : 1;
+    rc = deliver_batch(lane, entry, d, first, count, tss, starts, sizes, source) < 0 ? -1 : 1;
 done:
     Py_DECREF(entry);
     return rc;
@@ -733,32 +604,27 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 }
             }
         }
-        if (!handled) {
+        if (!handled && !run
+            && to_python(on_datagram, d, n, source, now_fn, &now, report) < 0) {
+            Py_DECREF(source);
+            goto error;
+        }
+        if (!handled && run) {
+            /* No lane: the run goes whole to on_run, as the Python drain hands it. */
             PyObject *data = PyBytes_FromStringAndSize((const char *)d, n);
-            PyObject *r = NULL;
-            if (data != NULL && (now != NULL || (now = PyObject_CallNoArgs(now_fn)) != NULL)) {
-                if (run) {
-                    PyObject *sz = PyLong_FromLong(size);
-                    if (sz != NULL) {
-                        PyObject *cargs[4] = {data, sz, source, now};
-                        r = PyObject_Vectorcall(on_run, cargs, 4, NULL);
-                        Py_DECREF(sz);
-                    }
-                }
-                else {
-                    PyObject *cargs[3] = {data, source, now};
-                    r = PyObject_Vectorcall(on_datagram, cargs, 3, NULL);
-                }
+            PyObject *sz = PyLong_FromLong(size), *r = NULL;
+            if (data != NULL && sz != NULL
+                && (now != NULL || (now = PyObject_CallNoArgs(now_fn)) != NULL)) {
+                PyObject *cargs[4] = {data, sz, source, now};
+                r = PyObject_Vectorcall(on_run, cargs, 4, NULL);
             }
             Py_XDECREF(data);
-            if (r == NULL) {
-                if (report_exception(report, run ? "run" : "callback") < 0) {
-                    Py_DECREF(source);
-                    goto error;
-                }
+            Py_XDECREF(sz);
+            if (r == NULL && report_exception(report, "run") < 0) {
+                Py_DECREF(source);
+                goto error;
             }
-            else
-                Py_DECREF(r);
+            Py_XDECREF(r);
         }
         Py_DECREF(source);
         int closed = attr_true(slot, s_closed);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 5
+#define SPEEDUPS_ABI 6
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -32,7 +32,7 @@ enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 
 /* Interned attribute and method names, and the int 1 (module.c makes them). */
 extern PyObject *one;
-extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver, *s_deliver_one,
+extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body;
 

@@ -5,7 +5,7 @@ optional C extension, built at install time where a C compiler and the Python
 headers are present and skipped
 otherwise (``pyproject.toml``: ``optional = true``). Everything it does has a
 pure-Python reference that gives the same results (``MulticastReceiver._drain``,
-``Incoming._deliver_one``, and ``Outgoing.add`` with ``Packer.build_one`` and
+``Incoming._deliver``, and ``Outgoing.add`` with ``Packer.build_one`` and
 ``Packer.add`` on the publish side); it exists because on a wake-up from sleep, with
 the CPU caches cold, the Python paths cost tens of microseconds of latency per
 message, and because encoding into a filling datagram is most of a busy publisher's
@@ -22,7 +22,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 5
+ABI = 6
 _CHOICES = ("auto", "off", "require")
 
 

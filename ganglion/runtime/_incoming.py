@@ -36,10 +36,11 @@ Where ``ganglion._speedups`` is built, the receiver's compiled drain reads the
 common case itself through :meth:`Incoming.lane`: a datagram of a known unsigned
 stream (``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch,
 whose payloads the type's *plan* reads (the generated decoder's common case) and
-that simply continues its stream; coalesced runs too, datagram by datagram. It calls back :meth:`SequenceTracker.observe_run
+that simply continues its stream; coalesced runs too, datagram by datagram. It calls
+back :meth:`SequenceTracker.observe_run
 <ganglion.sequence.SequenceTracker.observe_run>`, the class and each subscription's
-``deliver``, and leaves every other case to :meth:`Incoming._deliver_one`,
-:meth:`Incoming._deliver` or :meth:`Incoming.on_datagram` on the same bytes, so both paths deliver and count the
+``deliver``, and leaves every other case to :meth:`Incoming._deliver` or
+:meth:`Incoming.on_datagram` on the same bytes, so both paths deliver and count the
 same (``tests/runtime/test_speedups.py``). On a wake-up with cold CPU caches that
 saves 20-30 us of Python before the callback.
 
@@ -266,11 +267,11 @@ class Incoming:
         return count
 
     def lane(self) -> object | None:
-        """What the compiled receive path needs to deliver known streams' lone messages
+        """What the compiled receive path needs to deliver known streams' datagrams
         itself (a ``ganglion._speedups.Lane``); None when that path is not in use.
 
-        The lane reads this object's streams, subscribers and the registry as they
-        are at each datagram, and calls back into :meth:`_deliver_one` and
+        The lane reads this object's lanes, subscribers and the registry as they
+        are at each datagram, and calls back into :meth:`_deliver` and
         :meth:`_decode_slow` for every case but the common one.
         """
         if speedups is None:
@@ -352,7 +353,7 @@ class Incoming:
 
     def _set_lane(self, stream: _Stream) -> None:
         """Give the stream to the compiled lane (``Lane``), or take it back: the lane
-        delivers a stream's lone messages only while it is remembered here, unsigned,
+        delivers a stream's datagrams only while it is remembered here, unsigned,
         not ours, with a tracker and a plan for the type registered now."""
         key = stream.key
         if key is None:
