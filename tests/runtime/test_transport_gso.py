@@ -11,11 +11,12 @@ needs checksums for, gets EINVAL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import pytest
@@ -48,6 +49,20 @@ def datagrams(sizes: list[int]) -> list[bytes]:
     return [i.to_bytes(2, "big") + bytes([i % 251]) * (size - 2) for i, size in enumerate(sizes)]
 
 
+@contextlib.asynccontextmanager
+async def joined(port: int, group: str, got: list[bytes], *, gro: bool = True,
+                 **sender: Any) -> AsyncIterator[tuple[MulticastReceiver, MulticastSender]]:
+    """A receiver on ``group`` collecting into ``got``, and a sender (``sender`` its
+    keyword arguments) to send to it."""
+    async with (
+        MulticastReceiver(LO, port, lambda d, s, n: got.append(d), reannounce_seconds=None,
+                          gro=gro) as rx,
+        MulticastSender(LO, **sender) as tx,
+    ):
+        rx.join(group)
+        yield rx, tx
+
+
 def gso_or_skip() -> None:
     with MulticastSender(LO) as probe:
         if not probe.gso:
@@ -62,12 +77,7 @@ def test_a_run_arrives_as_the_same_datagrams_in_order(free_udp_port: int, test_g
 
     async def body() -> None:
         got: list[bytes] = []
-        async with (
-            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
-                              reannounce_seconds=None, gro=gro) as rx,
-            MulticastSender(LO) as tx,
-        ):
-            rx.join(test_group)
+        async with joined(free_udp_port, test_group, got, gro=gro) as (rx, tx):
             assert tx.send_many(sent, test_group, free_udp_port) == len(sent)
             await until(lambda: len(got) == len(sent))
             assert got == sent
@@ -90,12 +100,7 @@ def test_runs_split_at_size_changes_and_at_the_segment_limit(free_udp_port: int,
 
     async def body() -> None:
         got: list[bytes] = []
-        async with (
-            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
-                              reannounce_seconds=None) as rx,
-            MulticastSender(LO) as tx,
-        ):
-            rx.join(test_group)
+        async with joined(free_udp_port, test_group, got) as (_rx, tx):
             tx.send_many(sent, test_group, free_udp_port)
             await until(lambda: len(got) == len(sent))
             assert got == sent
@@ -118,12 +123,7 @@ def test_a_refused_segmented_send_falls_back_to_one_datagram_per_call(
 
     async def body() -> None:
         got: list[bytes] = []
-        async with (
-            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
-                              reannounce_seconds=None) as rx,
-            MulticastSender(LO, sock=sock) as tx,
-        ):
-            rx.join(test_group)
+        async with joined(free_udp_port, test_group, got, sock=sock) as (_rx, tx):
             assert tx.gso
             with caplog.at_level(logging.INFO, logger="ganglion.runtime._sender"):
                 assert tx.send_many(sent[:5], test_group, free_udp_port) == 5
@@ -143,12 +143,7 @@ def test_a_lone_datagram_goes_as_a_plain_send(free_udp_port: int, test_group: st
 
     async def body() -> None:
         got: list[bytes] = []
-        async with (
-            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
-                              reannounce_seconds=None) as rx,
-            MulticastSender(LO) as tx,
-        ):
-            rx.join(test_group)
+        async with joined(free_udp_port, test_group, got) as (_rx, tx):
             assert tx.send_many(datagrams([700]), test_group, free_udp_port) == 1
             await until(lambda: len(got) == 1)
             assert got == datagrams([700])
@@ -163,12 +158,7 @@ def test_gso_false_sends_one_datagram_per_call(free_udp_port: int, test_group: s
 
     async def body() -> None:
         got: list[bytes] = []
-        async with (
-            MulticastReceiver(LO, free_udp_port, lambda d, s, n: got.append(d),
-                              reannounce_seconds=None) as rx,
-            MulticastSender(LO, gso=False) as tx,
-        ):
-            rx.join(test_group)
+        async with joined(free_udp_port, test_group, got, gso=False) as (_rx, tx):
             assert not tx.gso
             tx.send_many(sent, test_group, free_udp_port)
             await until(lambda: len(got) == 6)
