@@ -9,7 +9,8 @@ HEAD_MAX: int
 
 class Lane:
     def __init__(self, incoming: object, streams: dict[bytes, Any], subs: dict[str, Any],
-                 by_name: dict[str, Any], info_cls: type, fallback: object) -> None: ...
+                 by_name: dict[str, Any], info_cls: type, fallback: object, sub_cls: type,
+                 tracker_cls: type) -> None: ...
 
 def send_lone(sender: object, host: str, port: int, packer: object, ts_ns: int, msg: object,
               plan: tuple[Any, ...], max_payload: int) -> tuple[bytes, int] | None: ...

@@ -35,7 +35,9 @@
 PyObject *one;
 PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
-    *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body;
+    *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
+    *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
+    *s_newest_ts, *s_seen, *s_mask;
 
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
@@ -74,6 +76,16 @@ PyInit__speedups(void)
     INTERN(s_prev, "_prev");
     INTERN(s_size, "_size");
     INTERN(s_body, "_body");
+    INTERN(s_closed_attr, "_closed");
+    INTERN(s_callback, "_callback");
+    INTERN(s_delivered, "delivered");
+    INTERN(s_callback_failed, "_callback_failed");
+    INTERN(s_boot, "_boot");
+    INTERN(s_resync, "_resync");
+    INTERN(s_highest, "_highest");
+    INTERN(s_newest_ts, "_newest_ts");
+    INTERN(s_seen, "_seen");
+    INTERN(s_mask, "_mask");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0)

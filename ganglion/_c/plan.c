@@ -126,11 +126,33 @@ parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **va
     return p == end;
 }
 
-/* The message from parsed values: cls(v0, .., vk-1, name_k=vk, ..). */
+/* The message from parsed values, as cls(v0, .., vk-1, name_k=vk, ..) builds it. For a
+ * dataclass whose __init__ is the generated one and does nothing else (the plan's
+ * construction, _decodegen.construction), what that __init__ does is done here with no
+ * Python frame: object.__new__(cls), then each field set in order, through the class's
+ * __setattr__ (SET) or object.__setattr__ (SET_FROZEN, as a frozen dataclass's does). */
 PyObject *
 build(PyObject *plan, PyObject **values, Py_ssize_t n)
 {
     PyObject *cls = PyTuple_GET_ITEM(plan, 0);
+    long how = PyLong_AsLong(PyTuple_GET_ITEM(plan, 6));
+    if (how == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *names = PyTuple_GET_ITEM(plan, 5);
+    if ((how == BUILD_SET || how == BUILD_SET_FROZEN) && PyType_Check(cls)
+        && PyTuple_GET_SIZE(names) == n) {
+        PyTypeObject *tp = (PyTypeObject *)cls;
+        PyObject *noargs = PyTuple_New(0);
+        PyObject *obj = noargs == NULL ? NULL : tp->tp_new(tp, noargs, NULL);
+        Py_XDECREF(noargs);
+        for (Py_ssize_t i = 0; obj != NULL && i < n; i++) {
+            PyObject *name = PyTuple_GET_ITEM(names, i);
+            if ((how == BUILD_SET ? PyObject_SetAttr(obj, name, values[i])
+                                  : PyObject_GenericSetAttr(obj, name, values[i])) < 0)
+                Py_CLEAR(obj);
+        }
+        return obj;
+    }
     Py_ssize_t npos = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 3));
     PyObject *kwnames = PyTuple_GET_ITEM(plan, 4);
     if (npos < 0 && PyErr_Occurred())

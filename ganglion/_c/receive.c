@@ -17,12 +17,13 @@ static int
 Lane_init(Lane *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"incoming", "lanes", "subs", "by_name", "info_cls", "fallback",
-                             NULL};
-    PyObject *incoming, *lanes, *subs, *by_name, *info_cls, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!O", kwlist, &incoming,
+                             "sub_cls", "tracker_cls", NULL};
+    PyObject *incoming, *lanes, *subs, *by_name, *info_cls, *fallback, *sub_cls, *tracker_cls;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!O!O!OO!O!", kwlist, &incoming,
                                      &PyDict_Type, &lanes, &PyDict_Type, &subs,
                                      &PyDict_Type, &by_name, &PyType_Type, &info_cls,
-                                     &fallback))
+                                     &fallback, &PyType_Type, &sub_cls, &PyType_Type,
+                                     &tracker_cls))
         return -1;
     if (!PyType_IsSubtype((PyTypeObject *)info_cls, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "info_cls must be a tuple subclass");
@@ -34,6 +35,8 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->by_name, Py_NewRef(by_name));
     Py_XSETREF(self->info_cls, Py_NewRef(info_cls));
     Py_XSETREF(self->fallback, Py_NewRef(fallback));
+    Py_XSETREF(self->sub_cls, Py_NewRef(sub_cls));
+    Py_XSETREF(self->tracker_cls, Py_NewRef(tracker_cls));
     return 0;
 }
 
@@ -46,6 +49,8 @@ Lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->by_name);
     Py_VISIT(self->info_cls);
     Py_VISIT(self->fallback);
+    Py_VISIT(self->sub_cls);
+    Py_VISIT(self->tracker_cls);
     return 0;
 }
 
@@ -58,6 +63,8 @@ Lane_clear(Lane *self)
     Py_CLEAR(self->by_name);
     Py_CLEAR(self->info_cls);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->sub_cls);
+    Py_CLEAR(self->tracker_cls);
     return 0;
 }
 
@@ -72,8 +79,9 @@ Lane_dealloc(Lane *self)
 PyTypeObject LaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ganglion._speedups.Lane",
-    .tp_doc = PyDoc_STR("Lane(incoming, lanes, subs, by_name, info_cls, fallback): what "
-                        "drain() needs to deliver a known stream's datagrams itself."),
+    .tp_doc = PyDoc_STR("Lane(incoming, lanes, subs, by_name, info_cls, fallback, sub_cls, "
+                        "tracker_cls): what drain() needs to deliver a known stream's "
+                        "datagrams itself."),
     .tp_basicsize = sizeof(Lane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -90,13 +98,163 @@ PyTypeObject LaneType = {
 enum { E_STREAM, E_POS, E_TYPE, E_BOOT, E_NODE, E_SYNCED, E_REPLAYED, E_FINGERPRINT, E_PLAN,
        E_TRACKER, E_KNOWN, E_SIZE };
 
+/* Add `n` to the int attribute `name` of `obj`; -1 on error. */
+static int
+attr_add(PyObject *obj, PyObject *name, PyObject *n)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    PyObject *total = PyNumber_Add(v, n);
+    Py_DECREF(v);
+    if (total == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, total);
+    Py_DECREF(total);
+    return rc;
+}
+
+/* The exception being raised, taken (normalised, with its traceback); NULL if none. */
+static PyObject *
+take_exception(void)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+}
+
+/* sub.deliver(msg, info). For a Subscription (exactly) with a callback, its steps are
+ * done here, with no Python frame before the callback: nothing when closed, else
+ * `delivered` counted, the callback called, and an exception it raises (an Exception;
+ * anything else propagates) handed to sub._callback_failed. */
+static int
+deliver_to(Lane *lane, PyObject *sub, PyObject *msg, PyObject *info)
+{
+    PyObject *cb = NULL, *r = NULL;
+    if ((PyObject *)Py_TYPE(sub) == lane->sub_cls) {
+        int closed = attr_true(sub, s_closed_attr);
+        if (closed != 0)
+            return closed < 0 ? -1 : 0;
+        if (!(cb = PyObject_GetAttr(sub, s_callback)))
+            return -1;
+    }
+    if (cb == NULL || cb == Py_None) {
+        Py_XDECREF(cb);
+        PyObject *args[3] = {sub, msg, info};
+        r = PyObject_VectorcallMethod(s_deliver, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    if (attr_add(sub, s_delivered, one) < 0) {
+        Py_DECREF(cb);
+        return -1;
+    }
+    PyObject *args[2] = {msg, info};
+    r = PyObject_Vectorcall(cb, args, 2, NULL);
+    Py_DECREF(cb);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *exc = take_exception();
+    PyObject *fargs[2] = {sub, exc ? exc : Py_None};
+    r = PyObject_VectorcallMethod(s_callback_failed, fargs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                  NULL);
+    Py_XDECREF(exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
+ * steps done here for a tracker of exactly that class: 1 when the run simply continued
+ * the stream and was recorded, 0 when nothing was done, -1 on error. */
+static int
+observe_run(Lane *lane, PyObject *tracker, uint64_t first, Py_ssize_t count, PyObject *boot,
+            uint64_t newest)
+{
+    PyObject *first_o = NULL, *n_o = NULL, *newest_o = NULL, *v = NULL, *w = NULL, *x = NULL;
+    int rc = -1;
+    if (!(first_o = PyLong_FromUnsignedLongLong(first)) || !(n_o = PyLong_FromSsize_t(count))
+        || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
+        goto done;
+    if ((PyObject *)Py_TYPE(tracker) != lane->tracker_cls) {
+        PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
+        v = PyObject_VectorcallMethod(s_observe_run, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+        rc = v == NULL ? -1 : v == Py_True;
+        goto done;
+    }
+    /* boot != self._boot or first_seq != self._highest + 1 or self._resync: not simple. */
+    if (!(v = PyObject_GetAttr(tracker, s_boot)))
+        goto done;
+    int same = PyObject_RichCompareBool(boot, v, Py_EQ);
+    Py_CLEAR(v);
+    if (same <= 0) {
+        rc = same;
+        goto done;
+    }
+    if (!(v = PyObject_GetAttr(tracker, s_highest)) || !(w = PyNumber_Add(v, one)))
+        goto done;
+    same = PyObject_RichCompareBool(first_o, w, Py_EQ);
+    Py_CLEAR(v);
+    Py_CLEAR(w);
+    if (same <= 0) {
+        rc = same;
+        goto done;
+    }
+    int resync = attr_true(tracker, s_resync);
+    if (resync != 0) {
+        rc = resync < 0 ? -1 : 0;
+        goto done;
+    }
+    if (!(v = PyObject_GetAttr(tracker, s_newest_ts)))
+        goto done;
+    int newer = PyObject_RichCompareBool(newest_o, v, Py_GT);
+    Py_CLEAR(v);
+    if (newer < 0 || (newer && PyObject_SetAttr(tracker, s_newest_ts, newest_o) < 0))
+        goto done;
+    /* _seen = ((_seen << count) | ((1 << count) - 1)) & _mask */
+    if (!(v = PyNumber_Lshift(one, n_o)) || !(w = PyNumber_Subtract(v, one)))
+        goto done;
+    Py_SETREF(v, PyObject_GetAttr(tracker, s_seen));
+    if (v == NULL || !(x = PyNumber_Lshift(v, n_o)))
+        goto done;
+    Py_SETREF(v, PyNumber_Or(x, w));
+    Py_CLEAR(x);
+    if (v == NULL || !(x = PyObject_GetAttr(tracker, s_mask)))
+        goto done;
+    Py_SETREF(w, PyNumber_And(v, x));
+    if (w == NULL || PyObject_SetAttr(tracker, s_seen, w) < 0)
+        goto done;
+    Py_SETREF(v, PyLong_FromUnsignedLongLong(first + (uint64_t)count - 1));
+    if (v == NULL || PyObject_SetAttr(tracker, s_highest, v) < 0
+        || attr_add(tracker, s_received, n_o) < 0)
+        goto done;
+    rc = 1;
+done:
+    Py_XDECREF(first_o);
+    Py_XDECREF(n_o);
+    Py_XDECREF(newest_o);
+    Py_XDECREF(v);
+    Py_XDECREF(w);
+    Py_XDECREF(x);
+    return rc;
+}
+
 /* Hand `msg` to every subscriber of the entry's type: Incoming._hand_out. */
 static int
 hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts,
          PyObject *received_ns, PyObject *source)
 {
     PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
-    PyObject *fields = NULL, *info = NULL, *received = NULL, *total = NULL, *targets = NULL;
+    PyObject *fields = NULL, *info = NULL, *targets = NULL;
     int rc = -1;
     fields = PyTuple_Pack(12, type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
                           PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
@@ -115,10 +273,7 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
     }
     if (info == NULL)
         goto done;
-    if (!(received = PyObject_GetAttr(lane->incoming, s_received)))
-        goto done;
-    if (!(total = PyNumber_Add(received, one))
-        || PyObject_SetAttr(lane->incoming, s_received, total) < 0)
+    if (attr_add(lane->incoming, s_received, one) < 0)
         goto done;
     PyObject *subs = PyDict_GetItemWithError(lane->subs, type_name); /* borrowed */
     if (subs == NULL) {
@@ -128,20 +283,13 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
     /* Several are iterated over a copy: a callback may subscribe or unsubscribe. */
     if (!(targets = PySequence_Tuple(subs)))
         goto done;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++) {
-        PyObject *args[3] = {PyTuple_GET_ITEM(targets, i), msg, info};
-        PyObject *r = PyObject_VectorcallMethod(
-            s_deliver, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        if (r == NULL)
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++)
+        if (deliver_to(lane, PyTuple_GET_ITEM(targets, i), msg, info) < 0)
             goto done;
-        Py_DECREF(r);
-    }
     rc = 0;
 done:
     Py_XDECREF(fields);
     Py_XDECREF(info);
-    Py_XDECREF(received);
-    Py_XDECREF(total);
     Py_XDECREF(targets);
     return rc;
 }
@@ -262,7 +410,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
     PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
     PyObject *plan = PyTuple_GET_ITEM(entry, E_PLAN);
     PyObject *tracker = PyTuple_GET_ITEM(entry, E_TRACKER);
-    PyObject *first = NULL, *n_o = NULL, *newest_o = NULL, *received_ns = NULL, *ok = NULL;
+    PyObject *first = NULL, *received_ns = NULL;
     int rc = -1;
     if (!(first = PyLong_FromUnsignedLongLong(first_v)))
         goto done;
@@ -281,16 +429,10 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
     for (Py_ssize_t i = 1; i < count; i++)
         if (tss[i] > newest)
             newest = tss[i];
-    if (!(n_o = PyLong_FromSsize_t(count)) || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
+    int ok = observe_run(lane, tracker, first_v, count, PyTuple_GET_ITEM(entry, E_BOOT), newest);
+    if (ok < 0)
         goto done;
-    {
-        PyObject *args[5] = {tracker, first, n_o, PyTuple_GET_ITEM(entry, E_BOOT), newest_o};
-        ok = PyObject_VectorcallMethod(s_observe_run, args,
-                                       5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    }
-    if (ok == NULL)
-        goto done;
-    if (ok != Py_True) {
+    if (!ok) {
         /* Not a simple continuation (nothing was recorded): the Python path judges each. */
         rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
         goto done;
@@ -335,10 +477,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
     rc = 0;
 done:
     Py_XDECREF(first);
-    Py_XDECREF(n_o);
-    Py_XDECREF(newest_o);
     Py_XDECREF(received_ns);
-    Py_XDECREF(ok);
     return rc;
 }
 
@@ -419,15 +558,9 @@ report_exception(PyObject *report, const char *kind)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (exc != NULL && tb != NULL)
-        PyException_SetTraceback(exc, tb);
+    PyObject *exc = take_exception();
     PyObject *r = PyObject_CallFunction(report, "sO", kind, exc ? exc : Py_None);
-    Py_XDECREF(type);
     Py_XDECREF(exc);
-    Py_XDECREF(tb);
     if (r == NULL)
         return -1;
     Py_DECREF(r);

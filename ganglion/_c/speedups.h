@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 6
+#define SPEEDUPS_ABI 7
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -25,8 +25,11 @@
 /* The largest datagram the send lanes build (on the stack); larger ones go Python's way. */
 #define SEND_BUF 2048
 
-/* A plan: (cls, heads, kinds, npos, kwnames, names); _decodegen.native_plan. */
-#define PLAN_SIZE 6
+/* A plan: (cls, heads, kinds, npos, kwnames, names, construction);
+ * _decodegen.native_plan. */
+#define PLAN_SIZE 7
+/* How a plan builds its instance (_decodegen.CALL, SET, SET_FROZEN). */
+enum { BUILD_CALL = 0, BUILD_SET = 1, BUILD_SET_FROZEN = 2 };
 /* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
 enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 
@@ -34,7 +37,9 @@ enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 extern PyObject *one;
 extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
-    *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body;
+    *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
+    *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
+    *s_newest_ts, *s_seen, *s_mask;
 
 typedef struct {
     PyObject_HEAD
@@ -44,6 +49,8 @@ typedef struct {
     PyObject *by_name;    /* the registry's dict of types by name */
     PyObject *info_cls;   /* MessageInfo */
     PyObject *fallback;   /* _decodegen.FALLBACK */
+    PyObject *sub_cls;    /* Subscription: its deliver() is done here for a callback */
+    PyObject *tracker_cls; /* SequenceTracker: its observe_run() is done here */
 } Lane;
 
 extern PyTypeObject LaneType;

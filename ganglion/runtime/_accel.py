@@ -22,7 +22,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 6
+ABI = 7
 _CHOICES = ("auto", "off", "require")
 
 

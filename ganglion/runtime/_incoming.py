@@ -272,12 +272,15 @@ class Incoming:
 
         The lane reads this object's lanes, subscribers and the registry as they
         are at each datagram, and calls back into :meth:`_deliver` and
-        :meth:`_decode_slow` for every case but the common one.
+        :meth:`_decode_slow` for every case but the common one. It does the steps of
+        :meth:`SequenceTracker.observe_run` and of :meth:`Subscription.deliver` (with
+        a callback) itself, for objects of exactly those classes.
         """
         if speedups is None:
             return None
         lane: object = speedups.Lane(self, self._lanes, self._subs,
-                                     default_registry._by_name, MessageInfo, _FALLBACK)
+                                     default_registry._by_name, MessageInfo, _FALLBACK,
+                                     Subscription, SequenceTracker)
         return lane
 
     def sync_evictions(self) -> None:

@@ -111,15 +111,19 @@ class Subscription:
         if self._callback is not None:
             try:
                 self._callback(msg, info)
-            except Exception:
-                self.callback_errors += 1
-                _log.exception("subscriber callback for %s failed", self.type_name)
+            except Exception as exc:
+                self._callback_failed(exc)
             return
         if len(self._queue) >= self._maxsize:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append((msg, info))
         self._wake()
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """Count and log an exception the callback raised (and go on delivering)."""
+        self.callback_errors += 1
+        _log.error("subscriber callback for %s failed", self.type_name, exc_info=exc)
 
     async def get(self) -> tuple[Any, MessageInfo]:
         """Wait for the next message and its :class:`MessageInfo`.

@@ -32,6 +32,7 @@ list, enum, datetime, nested) get no generated decoder.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import struct
 import sys
@@ -169,15 +170,53 @@ PLAN_KINDS = ("int", "float", "bool", "str", "bytes")
 #: Most fields a plan may have (the C reader's fixed array).
 PLAN_MAX_FIELDS = 64
 
+#: How the compiled reader makes an instance (a plan's last element): by calling the
+#: class (CALL), or by doing what a dataclass's generated ``__init__`` does, each field
+#: set in order through the class's ``__setattr__`` (SET) or, for a frozen dataclass,
+#: ``object.__setattr__`` (SET_FROZEN). See :func:`construction`.
+CALL, SET, SET_FROZEN = 0, 1, 2
+_OBJECT_NEW: Any = object.__new__
+
 #: A plan: (class, the constant bytes before each field's value, one kind code per
-#: field, how many go by position, the keyword names of the rest, every field's name).
-Plan = tuple[type, tuple[bytes, ...], bytes, int, tuple[str, ...], tuple[str, ...]]
+#: field, how many go by position, the keyword names of the rest, every field's name,
+#: its construction).
+Plan = tuple[type, tuple[bytes, ...], bytes, int, tuple[str, ...], tuple[str, ...], int]
+
+
+def construction(cls: type, names: Sequence[str]) -> int:
+    """How the compiled reader may make an instance of ``cls`` from every field's value.
+
+    SET or SET_FROZEN only when calling the class would run nothing but the
+    ``__init__`` that :mod:`dataclasses` generated, and that ``__init__`` would only
+    store each of ``names`` in order: no ``__post_init__``, no ``InitVar``, every field
+    an ``__init__`` parameter, and ``object.__new__``. Calling the class then makes
+    the same object, only more slowly (a Python frame, at a cold cache several
+    microseconds). CALL otherwise (an ``__init__`` written by hand, say).
+    """
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    params = getattr(cls, "__dataclass_params__", None)
+    declared = getattr(cls, "__dataclass_fields__", None)
+    if code is None or params is None or not isinstance(declared, dict):
+        return CALL
+    # dataclasses compiles the __init__ it generates from source, nested in a
+    # function named __create_fn__ (Python 3.11 to 3.13); its code keeps that name.
+    if code.co_filename != "<string>" \
+            or not getattr(code, "co_qualname", "").startswith("__create_fn__.") \
+            or hasattr(cls, "__post_init__") or cls.__new__ is not _OBJECT_NEW:
+        return CALL
+    fields = dataclasses.fields(cls)
+    if len(fields) != len(declared) or [f.name for f in fields] != list(names) \
+            or not all(f.init for f in fields):
+        return CALL
+    return SET_FROZEN if params.frozen else SET
 
 
 def native_plan(cls: type, fields: tuple[tuple[str, str], ...]) -> Plan | None:
     """The description of the generated codecs' common case that the compiled paths
     (``ganglion._speedups``) read and write: the same constant bytes, the same kinds,
-    the same call. None when there is no generated decoder, or no fields.
+    the same call (or what it does: :func:`construction`). None when there is no
+    generated decoder, or no fields.
 
     The C reader accepts a subset of what :func:`compile_decoder`'s decoder accepts
     (it leaves the rest to it) and builds the same values and the same call; the C
@@ -193,7 +232,8 @@ def native_plan(cls: type, fields: tuple[tuple[str, str], ...]) -> Plan | None:
     kinds = bytes(PLAN_KINDS.index(schema) for _name, schema in fields)
     names = [name for name, _schema in fields]
     npos = positional_count(cls, names)
-    return cls, heads, kinds, npos, tuple(names[npos:]), tuple(sys.intern(n) for n in names)
+    return (cls, heads, kinds, npos, tuple(names[npos:]), tuple(sys.intern(n) for n in names),
+            construction(cls, names))
 
 
 def compile_decoder(cls: type, fields: tuple[tuple[str, str], ...]) -> Decoder | None:

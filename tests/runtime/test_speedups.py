@@ -16,46 +16,36 @@ import dataclasses
 import itertools
 import socket
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _lane_harness import (
+    KEY,
+    KINDS,
+    OTHER_PEER,
+    OURS,
+    PEER,
+    SAMPLE,
+    Harness,
+    Sample,
+    Wire,
+    compare,
+    sample_datagram,
+    speedups,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganglion.runtime import _accel, _sockets
-from ganglion.runtime._incoming import Incoming
 from ganglion.runtime.endpoint import Endpoint
-from ganglion.runtime.subscription import MessageInfo, Subscription
-from ganglion.sequence import SequenceTable
 from ganglion.types import encode_message, message, type_of
 from ganglion.types._decodegen import native_plan
 from ganglion.wire import Packer
 from ganglion.wire._envelope import MAX_BATCH
 from ganglion.wire._packer import FULL, HEAD_MAX
 
-speedups = _accel.speedups
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(speedups is None, reason="ganglion._speedups is not built")]
-
-OURS = b"\x00" * 8
-PEER = b"\x01" * 8
-OTHER_PEER = b"\x02" * 8
-KEY = bytes(range(32))
-
-
-@message("test_speedups.Sample")
-@dataclass
-class Sample:
-    n: int
-    x: float
-    ok: bool
-    label: str
-    raw: bytes
-
-    def __post_init__(self) -> None:
-        if self.label == "refuse":
-            raise ValueError("the class refuses this label")
 
 
 @message("test_speedups.Late")
@@ -65,69 +55,7 @@ class Late:
     b: str = ""
 
 
-SAMPLE = "test_speedups.Sample"
 LATE = "test_speedups.Late"
-
-
-class Harness:
-    """An Incoming with one recording subscriber per type name."""
-
-    def __init__(self, *types: str, key: bytes | None = None, raising: bool = False) -> None:
-        self.got: list[tuple[Any, MessageInfo]] = []
-        self.bad: list[tuple[str, str]] = []
-        self.sequences = SequenceTable(strict=key is not None)
-
-        def record(msg: Any, info: MessageInfo) -> None:
-            self.got.append((msg, info))
-            if raising and len(self.got) % 3 == 0:
-                raise RuntimeError("a subscriber that fails now and then")
-
-        self.subs: dict[str, list[Subscription]] = {
-            name: [Subscription(name, callback=record, maxsize=16, on_close=lambda s: None)]
-            for name in types}
-        self.incoming = Incoming(node_id=OURS, key=key, subs=self.subs, sequences=self.sequences,
-                                 count_bad=lambda kind, detail, src: self.bad.append((kind, detail)))
-
-    def outcome(self) -> tuple[Any, ...]:
-        got = [(m, i._replace(received_ns=0)) for m, i in self.got]
-        callback_errors = [s.callback_errors for subs in self.subs.values() for s in subs]
-        stats = {key: dataclasses.astuple(value) for key, value in self.sequences.stats().items()}
-        # What the counters do not show: the newest timestamp each tracker saw.
-        newest = {key: t._newest_ts for key, t in self.sequences._trackers.items()}
-        return got, self.bad, self.incoming.received, callback_errors, stats, newest
-
-
-class Wire:
-    """A loopback UDP socket the compiled drain reads, and a socket that sends to it."""
-
-    def __init__(self) -> None:
-        self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.rx.bind(("127.0.0.1", 0))
-        self.rx.setblocking(False)
-        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.tx.bind(("127.0.0.1", 0))
-        self.source = self.tx.getsockname()
-        self.buffer = bytearray(speedups.RECV_SIZE if speedups else 0)
-        self.counts = [0] * 6
-        self.reports: list[tuple[str, object]] = []
-        self.slot = SimpleNamespace(closed=False)
-
-    def close(self) -> None:
-        self.rx.close()
-        self.tx.close()
-
-    def send(self, *datagrams: bytes) -> None:
-        for datagram in datagrams:
-            self.tx.sendto(datagram, self.rx.getsockname())
-
-    def drain(self, h: Harness | None, *, limit: int = 100_000, on_datagram: Any = None) -> None:
-        assert speedups is not None
-        lane = h.incoming.lane() if h is not None else None
-        on_datagram = on_datagram or (h.incoming.on_datagram if h else None)
-        speedups.drain(self.rx.fileno(), self.slot, limit, self.buffer, lane, on_datagram,
-                       h.incoming.on_run if h else None, lambda: 0.0,
-                       lambda kind, detail: self.reports.append((kind, detail)), self.counts)
 
 
 @pytest.fixture
@@ -135,33 +63,6 @@ def wire() -> Any:
     w = Wire()
     yield w
     w.close()
-
-
-def sample_datagram(seq: int, sample: Sample, *, node_id: bytes = PEER, name: str = SAMPLE,
-                    boot: int = 7, key: bytes | None = None, refused: bool = False) -> bytes:
-    """A datagram of one Sample; ``refused``: with the label its class refuses."""
-    pk = Packer(node_id=node_id, type_name=name, fingerprint=type_of(Sample).fingerprint,
-                first_seq=seq, boot=boot, key=key)
-    if refused:
-        sample = dataclasses.replace(sample, label="refusx")
-    payload = encode_message(sample, type_of(Sample))
-    if refused:
-        payload = payload.replace(b"refusx", b"refuse")
-    return pk.build_one(payload, 1_000_000 + seq)
-
-
-def compare(wire: Wire, datagrams: list[bytes], *types: str, key: bytes | None = None,
-            raising: bool = False) -> tuple[Harness, Harness]:
-    """Compiled drain vs Python on_datagram over the same datagrams; both harnesses."""
-    compiled, reference = Harness(*types, key=key, raising=raising), \
-        Harness(*types, key=key, raising=raising)
-    for at in range(0, len(datagrams), 50):  # within the socket buffer
-        wire.send(*datagrams[at:at + 50])
-        wire.drain(compiled)
-    for datagram in datagrams:
-        reference.incoming.on_datagram(datagram, wire.source, 0.0)
-    assert compiled.outcome() == reference.outcome()
-    return compiled, reference
 
 
 def test_a_known_streams_lone_messages_take_the_lane_and_arrive_whole(wire: Wire) -> None:
@@ -194,10 +95,14 @@ samples = st.builds(Sample, ints, st.floats(allow_nan=False), st.booleans(),
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(-3, 4), st.integers(0, 10), samples), min_size=1,
-                max_size=30), st.integers(0, 3))
+                max_size=30), st.integers(0, 3), st.sampled_from(KINDS))
 def test_the_compiled_path_delivers_and_counts_what_python_does(
-        plan: list[tuple[int, int, Sample]], warm: int) -> None:
-    datagrams = [sample_datagram(50 + i, Sample(i, 0.5, True, "w", b"")) for i in range(warm)]
+        plan: list[tuple[int, int, Sample]], warm: int, kind_of: type) -> None:
+    # The same fields in classes the lane builds differently (called, or set field by
+    # field through __setattr__ or object.__setattr__).
+    plan = [(step, kind, kind_of(*dataclasses.astuple(sample))) for step, kind, sample in plan]
+    name = type_of(kind_of).name
+    datagrams = [sample_datagram(50 + i, kind_of(i, 0.5, True, "w", b"")) for i in range(warm)]
     seq = 50 + warm
     for step, kind, sample in plan:
         seq = max(0, seq + step)
@@ -217,11 +122,11 @@ def test_the_compiled_path_delivers_and_counts_what_python_does(
             datagrams.append(sample_datagram(seq, sample, refused=True))
         elif kind == 8:
             # Several messages in one datagram, at assorted times (the batch path).
-            pk = Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
+            pk = Packer(node_id=PEER, type_name=name, fingerprint=type_of(kind_of).fingerprint,
                         first_seq=seq, boot=7)
             for k in range(2 + seq % 4):
                 ts = 1_000_000 + seq * 100 + (k * 37 if seq % 3 else -k * 5)
-                pk.add(encode_message(dataclasses.replace(sample, n=k), type_of(Sample)),
+                pk.add(encode_message(dataclasses.replace(sample, n=k), type_of(kind_of)),
                        max(ts, 0))
             datagrams.append(pk.build())
             seq += 1 + seq % 4
@@ -237,7 +142,7 @@ def test_the_compiled_path_delivers_and_counts_what_python_does(
             datagrams.append(sample_datagram(seq, sample))
     wire = Wire()
     try:
-        compare(wire, datagrams, SAMPLE, raising=bool(warm % 2))
+        compare(wire, datagrams, name, raising=bool(warm % 2))
     finally:
         wire.close()
 
@@ -377,7 +282,7 @@ def test_bad_arguments_are_refused(wire: Wire) -> None:
         speedups.drain(wire.rx.fileno(), wire.slot, 1, wire.buffer, object(), None, None,
                        None, None, wire.counts)
     with pytest.raises(TypeError):
-        speedups.Lane(None, {}, {}, {}, int, None)  # not a tuple subclass
+        speedups.Lane(None, {}, {}, {}, int, None, object, object)  # not a tuple subclass
 
 
 def test_loading_honours_the_environment_choice(monkeypatch: pytest.MonkeyPatch) -> None:
