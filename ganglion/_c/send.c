@@ -6,24 +6,29 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 
 /* ---- the send lane ------------------------------------------------------------------ */
 
 const char send_lone_doc[] = PyDoc_STR(
-"send_lone(sender, host, port, packer, ts_ns, msg, plan, max_payload)\n--\n\n"
+"send_lone(sender, host, port, packer, ts_ns, msg, plan, max_payload, yield_cpu)\n--\n\n"
 "Send `msg` alone in one datagram now, as Packer.build_one(encode(msg), ts_ns) and\n"
 "MulticastSender.send would, when that is the common case: an unsigned packer with\n"
 "nothing waiting, a sender with nothing queued, values `plan` encodes, a payload of\n"
 "at most `max_payload` bytes, and a kernel that takes the datagram at once. Then the\n"
-"packer's numbers move on and (payload, datagram length) is returned. Otherwise\n"
-"nothing at all happened and None is returned: the Python path does it.");
+"packer's numbers move on, the CPU is yielded (sched_yield) if `yield_cpu` is true,\n"
+"and (payload, datagram length) is returned. Otherwise nothing at all happened and\n"
+"None is returned: the Python path does it.");
 
 PyObject *
 send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("send_lone", nargs, 8) < 0)
+    if (check_nargs("send_lone", nargs, 9) < 0)
+        return NULL;
+    int yield_cpu = PyObject_IsTrue(args[8]);
+    if (yield_cpu < 0)
         return NULL;
     PyObject *sender = args[0], *host = args[1], *packer = args[3], *msg = args[5],
              *plan = args[6];
@@ -131,6 +136,10 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(s1);
     Py_XDECREF(s2);
     Py_XDECREF(payload);
+    /* The subscriber this datagram woke may be queued on this CPU: let it run now,
+     * rather than after the Python that follows (Outgoing's YIELD_CPU, moved here). */
+    if (result != NULL && yield_cpu)
+        sched_yield();
     return result;
 }
 

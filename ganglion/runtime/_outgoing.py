@@ -150,12 +150,23 @@ class Outgoing:
                 self._after_idle_send()
         self._went_busy()
 
-    def sent_alone(self) -> None:
+    @property
+    def yields_cpu(self) -> bool:
+        """True when a lone send is followed by :data:`YIELD_CPU` (``sched_yield``)."""
+        return self._after_idle_send is YIELD_CPU and YIELD_CPU is not None
+
+    def sent_alone(self, *, yielded: bool) -> None:
         """Account a message its caller sent at once, alone, while idle: what :meth:`add`
-        does after its own send on that path (the compiled send lane's bookkeeping)."""
+        does after its own send on that path (the compiled send lane's bookkeeping).
+
+        Args:
+            yielded: the caller already yielded the CPU right after its send (the
+                compiled lane does, when :attr:`yields_cpu`); otherwise the
+                after-send hook runs here.
+        """
         self.messages += 1
         self.datagrams += 1
-        if self._after_idle_send is not None:
+        if self._after_idle_send is not None and not yielded:
             self._after_idle_send()
         self._went_busy()
 

@@ -376,10 +376,10 @@ class Endpoint:
                 now_ns = _time_ns()
                 if not out.busy:
                     done = lane[0](self._sender, lane[1], lane[2], packer, now_ns, msg,
-                                   lane[3], max_payload)
+                                   lane[3], max_payload, lane[5])
                     if done is not None:
                         self._sender.count_sent(done[1])  # type: ignore[union-attr]
-                        out.sent_alone()
+                        out.sent_alone(yielded=lane[5])
                 elif packer.count:
                     done = lane[4](packer, now_ns, msg, lane[3], max_payload)
                     if done is not None:
@@ -726,12 +726,14 @@ class Endpoint:
 
     def _send_lane(self, type_name: str, mtype: MessageType) -> tuple[Any, ...] | None:
         """What a route needs for the compiled lanes of ``mtype``: (``send_lone``, group,
-        port, plan, ``batch_add``); None where they are not used (not built, no plan for
-        the type, or a keyed network: MACs are Python's)."""
-        if speedups is None or mtype.plan is None or self._key is not None:
+        port, plan, ``batch_add``, whether ``send_lone`` yields the CPU after its send);
+        None where they are not used (not built, no plan for the type, or a keyed
+        network: MACs are Python's)."""
+        if speedups is None or mtype.plan is None or self._key is not None \
+                or self._out is None:
             return None
         return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan,
-                speedups.batch_add)
+                speedups.batch_add, self._out.yields_cpu)
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
         assert self._sender is not None

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from ganglion.errors import EncodeError, MessageTooLarge
+from ganglion.runtime import endpoint
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import message
+from ganglion.types import message, type_of
 
 pytestmark = pytest.mark.usefixtures("multicast_loopback", "runtime_path")
 
@@ -129,5 +130,13 @@ def test_yield_on_send_can_be_turned_off() -> None:
             assert on._out is not None and off._out is not None
             assert on._out._after_idle_send is _outgoing.YIELD_CPU
             assert off._out._after_idle_send is None
+            # The compiled send lane yields itself right after its send, or not.
+            assert on._out.yields_cpu is (_outgoing.YIELD_CPU is not None)
+            assert off._out.yields_cpu is False
+            if endpoint.speedups is not None and type_of(Reading).plan is not None:
+                for ep, yields in ((on, on._out.yields_cpu), (off, False)):
+                    ep._groups[NAME] = "239.255.77.1"
+                    lane = ep._send_lane(NAME, type_of(Reading))
+                    assert lane is not None and lane[5] is yields
 
     asyncio.run(asyncio.wait_for(main(), 10))

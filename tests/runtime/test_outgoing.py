@@ -385,6 +385,21 @@ def test_the_sender_yields_the_cpu_after_each_lone_send_only() -> None:
     run(main())
 
 
+def test_a_lone_send_made_elsewhere_yields_unless_its_sender_already_did() -> None:
+    async def main() -> None:
+        yields: list[str] = []
+        out = Outgoing(node_id=NODE, boot=7, key=None, send=FakeSend(),
+                       loop=asyncio.get_running_loop(), after_idle_send=lambda: yields.append("y"))
+        assert not out.yields_cpu  # a hook of its own: the compiled lane cannot run it
+        out.sent_alone(yielded=False)
+        assert yields == ["y"] and (out.messages, out.datagrams) == (1, 1) and out.busy
+        await next_iteration()
+        out.sent_alone(yielded=True)
+        assert yields == ["y"] and (out.messages, out.datagrams) == (2, 2)
+
+    run(main())
+
+
 def test_the_default_yield_is_the_schedulers() -> None:
     import os
 

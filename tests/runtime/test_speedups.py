@@ -319,7 +319,7 @@ def send(wire: Wire, sender: Sender, packer: Packer, msg: object, ts: int = 123_
     plan = type_of(Sample).plan
     assert plan is not None
     host, port = wire.rx.getsockname()
-    return speedups.send_lone(sender, host, port, packer, ts, msg, plan, max_payload)
+    return speedups.send_lone(sender, host, port, packer, ts, msg, plan, max_payload, True)
 
 
 def received(wire: Wire) -> list[bytes]:
