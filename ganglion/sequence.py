@@ -226,6 +226,8 @@ class SequenceTracker:
             True if all were accepted as NEW; False if nothing was done (call
             :meth:`observe` per message instead).
         """
+        # ganglion/_c/receive.c (observe_run) does these same steps for the compiled
+        # receive path: a change here must be made there too (the tests compare them).
         if boot != self._boot or first_seq != self._highest + 1 or self._resync or count < 1:
             return False
         if newest_ts > self._newest_ts:

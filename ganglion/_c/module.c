@@ -13,16 +13,22 @@
  * on_run (or, with a lane, datagram by datagram as below), every other datagram first
  * to the lane and, unless the lane took it, to on_datagram. The lane takes a datagram
  * of a known, unsigned stream (Incoming._lanes, ganglion/runtime/_incoming.py), a lone
- * message being a batch of one, and delivers it as Incoming._deliver does, calling the
- * same Python methods for everything but the header, the payloads and the hand-out.
+ * message being a batch of one, and delivers it as Incoming._deliver does. Besides the
+ * header, the payloads and the hand-out, it does the steps of three small Python
+ * methods itself, for objects of exactly their class (else it calls them): the
+ * sequence step (SequenceTracker.observe_run), a plain dataclass's generated __init__
+ * (_decodegen.construction says when) and Subscription.deliver to a callback. So no
+ * Python frame runs before the subscriber's callback; everything else is the same
+ * Python methods Incoming._deliver calls.
  * The payload is parsed with the stream's *plan* (ganglion/types/_decodegen.py,
  * native_plan), which reads a subset of what the generated decoder reads and gives
  * the same values; anything else is left to the Python methods, unchanged.
  *
  * send_lone() is the other direction, for Endpoint.publish while idle: it encodes a
  * message with its type's plan (a subset of what the generated encoder writes, to the
- * same bytes), builds the lone datagram as Packer.build_one does and sends it, or does
- * nothing at all and lets the Python path do everything. batch_add() is publish under
+ * same bytes), builds the lone datagram as Packer.build_one does, sends it and yields
+ * the CPU (Outgoing's YIELD_CPU, done before any Python runs), or does nothing at all
+ * and lets the Python path do everything. batch_add() is publish under
  * load: the message encoded the same way straight into the datagram being filled, as
  * Packer.add appends it, or nothing at all.
  *

@@ -36,13 +36,17 @@ Where ``ganglion._speedups`` is built, the receiver's compiled drain reads the
 common case itself through :meth:`Incoming.lane`: a datagram of a known unsigned
 stream (``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch,
 whose payloads the type's *plan* reads (the generated decoder's common case) and
-that simply continues its stream; coalesced runs too, datagram by datagram. It calls
-back :meth:`SequenceTracker.observe_run
-<ganglion.sequence.SequenceTracker.observe_run>`, the class and each subscription's
-``deliver``, and leaves every other case to :meth:`Incoming._deliver` or
-:meth:`Incoming.on_datagram` on the same bytes, so both paths deliver and count the
-same (``tests/runtime/test_speedups.py``). On a wake-up with cold CPU caches that
-saves 20-30 us of Python before the callback.
+that simply continues its stream; coalesced runs too, datagram by datagram. It also
+does the steps of :meth:`SequenceTracker.observe_run
+<ganglion.sequence.SequenceTracker.observe_run>`, of a plain dataclass's generated
+``__init__`` (:func:`ganglion.types._decodegen.construction`) and of
+:meth:`Subscription.deliver <ganglion.runtime.subscription.Subscription.deliver>` for a
+callback, so no Python frame runs before the subscriber's callback; anything else
+(a hand-written ``__init__``, a queue, another class) is called as usual. Every other
+case goes to :meth:`Incoming._deliver` or :meth:`Incoming.on_datagram` on the same
+bytes, so both paths deliver and count the same (``tests/runtime/test_speedups.py``,
+``test_speedups_delivery.py``). On a wake-up with cold CPU caches that saves 20-30 us
+of Python before the callback.
 
 A coalesced run of datagrams (UDP_GRO: one sender's segmented send, read whole) is
 handled by :meth:`Incoming.on_run`: consecutive lone messages of one known unsigned

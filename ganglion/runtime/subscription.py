@@ -104,7 +104,11 @@ class Subscription:
         return self._closed
 
     def deliver(self, msg: Any, info: MessageInfo) -> None:
-        """Hand one message to the subscriber (called by the endpoint, on the loop)."""
+        """Hand one message to the subscriber (called by the endpoint, on the loop).
+
+        The compiled receive path (``ganglion/_c/receive.c``, ``deliver_to``) does the
+        callback case's steps itself: a change here must be made there too.
+        """
         if self._closed:
             return
         self.delivered += 1
