@@ -125,6 +125,11 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (sendto(fd, buf, total, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa) != total)
         Py_RETURN_NONE; /* pushed back or failed: the Python path queues or reports it */
+    /* The subscriber this datagram woke may be queued on this CPU: let it run now,
+     * before anything else here (Outgoing's YIELD_CPU, moved here from after the
+     * Python bookkeeping that follows). */
+    if (yield_cpu)
+        sched_yield();
     /* Sent: number it as build_one does. */
     PyObject *s1 = PyLong_FromUnsignedLongLong(seq + 1);
     PyObject *s2 = PyLong_FromUnsignedLongLong(next_seq + 1);
@@ -136,10 +141,6 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(s1);
     Py_XDECREF(s2);
     Py_XDECREF(payload);
-    /* The subscriber this datagram woke may be queued on this CPU: let it run now,
-     * rather than after the Python that follows (Outgoing's YIELD_CPU, moved here). */
-    if (result != NULL && yield_cpu)
-        sched_yield();
     return result;
 }
 
