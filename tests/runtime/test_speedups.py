@@ -16,7 +16,6 @@ import dataclasses
 import itertools
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from _lane_harness import (
@@ -56,13 +55,6 @@ class Late:
 
 
 LATE = "test_speedups.Late"
-
-
-@pytest.fixture
-def wire() -> Any:
-    w = Wire()
-    yield w
-    w.close()
 
 
 def test_a_known_streams_lone_messages_take_the_lane_and_arrive_whole(wire: Wire) -> None:

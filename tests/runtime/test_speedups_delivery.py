@@ -33,13 +33,6 @@ pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(speedups is None, reason="ganglion._speedups is not built")]
 
 
-@pytest.fixture
-def wire() -> Any:
-    w = Wire()
-    yield w
-    w.close()
-
-
 @message("test_speedups.HandMade")
 @dataclass
 class HandMade:
