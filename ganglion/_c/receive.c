@@ -173,16 +173,16 @@ deliver_to(Lane *lane, PyObject *sub, PyObject *msg, PyObject *info)
 }
 
 /* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
- * steps done here for a tracker of exactly that class: 1 when the run simply continued
- * the stream and was recorded, 0 when nothing was done, -1 on error. */
+ * steps done here for a tracker of exactly that class (`first` given both as a number
+ * and as the caller's int object): 1 when the run simply continued the stream and was
+ * recorded, 0 when nothing was done, -1 on error. */
 static int
-observe_run(Lane *lane, PyObject *tracker, uint64_t first, Py_ssize_t count, PyObject *boot,
-            uint64_t newest)
+observe_run(Lane *lane, PyObject *tracker, uint64_t first, PyObject *first_o, Py_ssize_t count,
+            PyObject *boot, uint64_t newest)
 {
-    PyObject *first_o = NULL, *n_o = NULL, *newest_o = NULL, *v = NULL, *w = NULL, *x = NULL;
+    PyObject *n_o = NULL, *newest_o = NULL, *v = NULL, *w = NULL, *x = NULL;
     int rc = -1;
-    if (!(first_o = PyLong_FromUnsignedLongLong(first)) || !(n_o = PyLong_FromSsize_t(count))
-        || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
+    if (!(n_o = PyLong_FromSsize_t(count)) || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
         goto done;
     if ((PyObject *)Py_TYPE(tracker) != lane->tracker_cls) {
         PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
@@ -239,7 +239,6 @@ observe_run(Lane *lane, PyObject *tracker, uint64_t first, Py_ssize_t count, PyO
         goto done;
     rc = 1;
 done:
-    Py_XDECREF(first_o);
     Py_XDECREF(n_o);
     Py_XDECREF(newest_o);
     Py_XDECREF(v);
@@ -429,7 +428,8 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
     for (Py_ssize_t i = 1; i < count; i++)
         if (tss[i] > newest)
             newest = tss[i];
-    int ok = observe_run(lane, tracker, first_v, count, PyTuple_GET_ITEM(entry, E_BOOT), newest);
+    int ok = observe_run(lane, tracker, first_v, first, count, PyTuple_GET_ITEM(entry, E_BOOT),
+                         newest);
     if (ok < 0)
         goto done;
     if (!ok) {

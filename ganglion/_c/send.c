@@ -18,9 +18,9 @@ const char send_lone_doc[] = PyDoc_STR(
 "MulticastSender.send would, when that is the common case: an unsigned packer with\n"
 "nothing waiting, a sender with nothing queued, values `plan` encodes, a payload of\n"
 "at most `max_payload` bytes, and a kernel that takes the datagram at once. Then the\n"
-"packer's numbers move on, the CPU is yielded (sched_yield) if `yield_cpu` is true,\n"
-"and (payload, datagram length) is returned. Otherwise nothing at all happened and\n"
-"None is returned: the Python path does it.");
+"CPU is yielded right after the send (sched_yield) if `yield_cpu` is true, the\n"
+"packer's numbers move on and (payload, datagram length) is returned. Otherwise\n"
+"nothing at all happened and None is returned: the Python path does it.");
 
 PyObject *
 send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

@@ -729,9 +729,9 @@ class Endpoint:
         port, plan, ``batch_add``, whether ``send_lone`` yields the CPU after its send);
         None where they are not used (not built, no plan for the type, or a keyed
         network: MACs are Python's)."""
-        if speedups is None or mtype.plan is None or self._key is not None \
-                or self._out is None:
+        if speedups is None or mtype.plan is None or self._key is not None:
             return None
+        assert self._out is not None  # routes are made only while started
         return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan,
                 speedups.batch_add, self._out.yields_cpu)
 
