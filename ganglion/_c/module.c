@@ -30,7 +30,15 @@
  * the CPU (Outgoing's YIELD_CPU, done before any Python runs), or does nothing at all
  * and lets the Python path do everything. batch_add() is publish under
  * load: the message encoded the same way straight into the datagram being filled, as
- * Packer.add appends it, or nothing at all.
+ * Packer.add appends it, or nothing at all. A SendLane (one per route of an endpoint)
+ * is what Endpoint.publish calls first: it takes the endpoint's next number for the
+ * type, then does send_lone's or batch_add's work with the destination, the socket's
+ * descriptor and the packer's slots resolved once, so that only a few lines of Python
+ * run before the send.
+ *
+ * Where an object's class keeps an attribute in a slot (__slots__: SequenceTracker,
+ * Packer), it is read and written in place at the offset its member descriptor gives,
+ * resolved once per class (slot_offset); anything else is reached by name.
  *
  * Nothing here decides anything the Python path does not: every refusal falls back
  * to the Python path on the same bytes, so the two give the same deliveries, datagrams,
@@ -43,7 +51,7 @@ PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy;
 
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
@@ -92,14 +100,16 @@ PyInit__speedups(void)
     INTERN(s_newest_ts, "_newest_ts");
     INTERN(s_seen, "_seen");
     INTERN(s_mask, "_mask");
+    INTERN(s_busy, "busy");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
-    if (PyType_Ready(&LaneType) < 0)
+    if (PyType_Ready(&LaneType) < 0 || PyType_Ready(&SendLaneType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Lane", (PyObject *)&LaneType) < 0
+        || PyModule_AddObjectRef(m, "SendLane", (PyObject *)&SendLaneType) < 0
         || PyModule_AddIntConstant(m, "ABI", SPEEDUPS_ABI) < 0
         || PyModule_AddIntConstant(m, "RECV_SIZE", RECV_SIZE) < 0
         || PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0

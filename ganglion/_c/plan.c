@@ -6,6 +6,8 @@
  */
 #include "speedups.h"
 
+#include <structmember.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -42,6 +44,56 @@ attr_true(PyObject *obj, PyObject *name)
     int t = PyObject_IsTrue(v);
     Py_DECREF(v);
     return t;
+}
+
+/* The offset of `name` in instances of `cls` when it is an object slot that __slots__
+ * made (a writable member descriptor of type T_OBJECT_EX), so that it can be read and
+ * written in place with slot_get and slot_set; 0 when it is anything else. */
+Py_ssize_t
+slot_offset(PyObject *cls, PyObject *name)
+{
+    PyObject *d = PyObject_GetAttr(cls, name);
+    if (d == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t off = 0;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)
+        && PyType_IsSubtype((PyTypeObject *)cls, PyDescr_TYPE(d))) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY) && m->offset > 0)
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    return off;
+}
+
+/* Compare the int `v` with `x`: -1, 0 or 1 as it is smaller, equal or larger; -2 with
+ * an error set if it is not an int. */
+int
+compare_u64(PyObject *v, uint64_t x)
+{
+    if (!PyLong_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "an int was expected");
+        return -2;
+    }
+    int overflow;
+    long long s = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (s == -1 && PyErr_Occurred())
+        return -2;
+    if (overflow < 0 || (!overflow && s < 0))
+        return -1;
+    uint64_t u;
+    if (overflow) {
+        u = PyLong_AsUnsignedLongLong(v);
+        if (u == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1; /* past 2**64 */
+        }
+    }
+    else
+        u = (uint64_t)s;
+    return u < x ? -1 : u > x;
 }
 
 /* ---- the payload plan ----------------------------------------------------------- */

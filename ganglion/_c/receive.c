@@ -37,6 +37,14 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->fallback, Py_NewRef(fallback));
     Py_XSETREF(self->sub_cls, Py_NewRef(sub_cls));
     Py_XSETREF(self->tracker_cls, Py_NewRef(tracker_cls));
+    /* Read and written in place by observe_run: only if every one is a slot. */
+    PyObject *names[TS_COUNT] = {s_boot, s_highest, s_resync, s_newest_ts, s_seen, s_mask,
+                                 s_received};
+    int all = 1;
+    for (int i = 0; i < TS_COUNT; i++)
+        all &= (self->tracker_slots[i] = slot_offset(tracker_cls, names[i])) > 0;
+    if (!all)
+        memset(self->tracker_slots, 0, sizeof self->tracker_slots);
     return 0;
 }
 
@@ -173,78 +181,98 @@ deliver_to(Lane *lane, PyObject *sub, PyObject *msg, PyObject *info)
 }
 
 /* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
- * steps done here for a tracker of exactly that class (`first` given both as a number
- * and as the caller's int object): 1 when the run simply continued the stream and was
- * recorded, 0 when nothing was done, -1 on error. */
+ * steps done here, on the tracker's slots in place, for a tracker of exactly that class
+ * whose slots are all set (`first` given both as a number and as the caller's int
+ * object): 1 when the run simply continued the stream and was recorded, 0 when nothing
+ * was done, -1 on error. */
 static int
 observe_run(Lane *lane, PyObject *tracker, uint64_t first, PyObject *first_o, Py_ssize_t count,
             PyObject *boot, uint64_t newest)
 {
-    PyObject *n_o = NULL, *newest_o = NULL, *v = NULL, *w = NULL, *x = NULL;
-    int rc = -1;
-    if (!(n_o = PyLong_FromSsize_t(count)) || !(newest_o = PyLong_FromUnsignedLongLong(newest)))
-        goto done;
-    if ((PyObject *)Py_TYPE(tracker) != lane->tracker_cls) {
-        PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
-        v = PyObject_VectorcallMethod(s_observe_run, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                      NULL);
-        rc = v == NULL ? -1 : v == Py_True;
-        goto done;
+    const Py_ssize_t *at = lane->tracker_slots;
+    PyObject *v[TS_COUNT];
+    int slots = (PyObject *)Py_TYPE(tracker) == lane->tracker_cls && at[0] > 0;
+    for (int i = 0; slots && i < TS_COUNT; i++)
+        slots = (v[i] = slot_get(tracker, at[i])) != NULL;
+    if (!slots) {
+        PyObject *n_o = PyLong_FromSsize_t(count), *newest_o = PyLong_FromUnsignedLongLong(newest);
+        PyObject *r = NULL;
+        if (n_o != NULL && newest_o != NULL) {
+            PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
+            r = PyObject_VectorcallMethod(s_observe_run, args,
+                                          5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_XDECREF(n_o);
+        Py_XDECREF(newest_o);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : r == Py_True;
     }
     /* boot != self._boot or first_seq != self._highest + 1 or self._resync: not simple. */
-    if (!(v = PyObject_GetAttr(tracker, s_boot)))
-        goto done;
-    int same = PyObject_RichCompareBool(boot, v, Py_EQ);
-    Py_CLEAR(v);
-    if (same <= 0) {
-        rc = same;
-        goto done;
+    int same = PyObject_RichCompareBool(boot, v[TS_BOOT], Py_EQ);
+    if (same <= 0)
+        return same;
+    if (first > 0 && PyLong_CheckExact(v[TS_HIGHEST]))
+        same = compare_u64(v[TS_HIGHEST], first - 1) == 0;
+    else {
+        PyObject *next = PyNumber_Add(v[TS_HIGHEST], one);
+        same = next == NULL ? -1 : PyObject_RichCompareBool(first_o, next, Py_EQ);
+        Py_XDECREF(next);
     }
-    if (!(v = PyObject_GetAttr(tracker, s_highest)) || !(w = PyNumber_Add(v, one)))
-        goto done;
-    same = PyObject_RichCompareBool(first_o, w, Py_EQ);
-    Py_CLEAR(v);
-    Py_CLEAR(w);
-    if (same <= 0) {
-        rc = same;
-        goto done;
+    if (same <= 0)
+        return same;
+    int resync = v[TS_RESYNC] == Py_False ? 0 : PyObject_IsTrue(v[TS_RESYNC]);
+    if (resync != 0)
+        return resync < 0 ? -1 : 0;
+    /* Every new value is made before any is stored: a failure changes nothing. */
+    PyObject *newest_o = NULL, *highest = NULL, *received = NULL, *seen = NULL, *n_o = NULL;
+    int newer;
+    if (PyLong_CheckExact(v[TS_NEWEST_TS]))
+        newer = compare_u64(v[TS_NEWEST_TS], newest) < 0;
+    else if (!(newest_o = PyLong_FromUnsignedLongLong(newest))
+             || (newer = PyObject_RichCompareBool(newest_o, v[TS_NEWEST_TS], Py_GT)) < 0)
+        goto error;
+    if ((newer && newest_o == NULL && !(newest_o = PyLong_FromUnsignedLongLong(newest)))
+        || !(highest = PyLong_FromUnsignedLongLong(first + (uint64_t)count - 1))
+        || !(n_o = PyLong_FromSsize_t(count))
+        || !(received = PyNumber_Add(v[TS_RECEIVED], n_o)))
+        goto error;
+    /* _seen = ((_seen << count) | ((1 << count) - 1)) & _mask. Once every number in the
+     * window has arrived (a stream's steady state) it stays _mask itself, and nothing
+     * is computed. */
+    if (v[TS_SEEN] == v[TS_MASK])
+        seen = Py_NewRef(v[TS_MASK]);
+    else {
+        PyObject *ones = PyNumber_Lshift(one, n_o), *x = NULL;
+        if (ones != NULL)
+            Py_SETREF(ones, PyNumber_Subtract(ones, one));
+        if (ones != NULL && (x = PyNumber_Lshift(v[TS_SEEN], n_o)) != NULL)
+            Py_SETREF(x, PyNumber_Or(x, ones));
+        if (x != NULL)
+            seen = PyNumber_And(x, v[TS_MASK]);
+        Py_XDECREF(ones);
+        Py_XDECREF(x);
+        int full = seen == NULL ? -1 : PyObject_RichCompareBool(seen, v[TS_MASK], Py_EQ);
+        if (full < 0)
+            goto error;
+        if (full)
+            Py_SETREF(seen, Py_NewRef(v[TS_MASK]));
     }
-    int resync = attr_true(tracker, s_resync);
-    if (resync != 0) {
-        rc = resync < 0 ? -1 : 0;
-        goto done;
-    }
-    if (!(v = PyObject_GetAttr(tracker, s_newest_ts)))
-        goto done;
-    int newer = PyObject_RichCompareBool(newest_o, v, Py_GT);
-    Py_CLEAR(v);
-    if (newer < 0 || (newer && PyObject_SetAttr(tracker, s_newest_ts, newest_o) < 0))
-        goto done;
-    /* _seen = ((_seen << count) | ((1 << count) - 1)) & _mask */
-    if (!(v = PyNumber_Lshift(one, n_o)) || !(w = PyNumber_Subtract(v, one)))
-        goto done;
-    Py_SETREF(v, PyObject_GetAttr(tracker, s_seen));
-    if (v == NULL || !(x = PyNumber_Lshift(v, n_o)))
-        goto done;
-    Py_SETREF(v, PyNumber_Or(x, w));
-    Py_CLEAR(x);
-    if (v == NULL || !(x = PyObject_GetAttr(tracker, s_mask)))
-        goto done;
-    Py_SETREF(w, PyNumber_And(v, x));
-    if (w == NULL || PyObject_SetAttr(tracker, s_seen, w) < 0)
-        goto done;
-    Py_SETREF(v, PyLong_FromUnsignedLongLong(first + (uint64_t)count - 1));
-    if (v == NULL || PyObject_SetAttr(tracker, s_highest, v) < 0
-        || attr_add(tracker, s_received, n_o) < 0)
-        goto done;
-    rc = 1;
-done:
-    Py_XDECREF(n_o);
+    Py_DECREF(n_o);
+    if (newer)
+        slot_set(tracker, at[TS_NEWEST_TS], newest_o);
+    else
+        Py_XDECREF(newest_o);
+    slot_set(tracker, at[TS_SEEN], seen);
+    slot_set(tracker, at[TS_HIGHEST], highest);
+    slot_set(tracker, at[TS_RECEIVED], received);
+    return 1;
+error:
     Py_XDECREF(newest_o);
-    Py_XDECREF(v);
-    Py_XDECREF(w);
-    Py_XDECREF(x);
-    return rc;
+    Py_XDECREF(highest);
+    Py_XDECREF(received);
+    Py_XDECREF(seen);
+    Py_XDECREF(n_o);
+    return -1;
 }
 
 /* Hand `msg` to every subscriber of the entry's type: Incoming._hand_out. */
@@ -293,13 +321,6 @@ done:
     return rc;
 }
 
-static PyObject *
-time_ns_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return PyLong_FromLongLong((long long)t.tv_sec * 1000000000LL + t.tv_nsec);
-}
 
 /* The most messages of one datagram the lane reads itself (more: the Python path). */
 #define LANE_BATCH 512
@@ -422,7 +443,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
         rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
         goto done;
     }
-    if (!(received_ns = time_ns_now()))
+    if (!(received_ns = PyLong_FromUnsignedLongLong(realtime_ns())))
         goto done;
     uint64_t newest = tss[0];
     for (Py_ssize_t i = 1; i < count; i++)

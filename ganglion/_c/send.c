@@ -1,6 +1,7 @@
 /*
  * ganglion._speedups, the publish side: a message sent alone while idle, and one
- * encoded into the datagram being filled under load (see module.c).
+ * encoded into the datagram being filled under load, each as a function of its own
+ * and through a route's SendLane, which resolves what they need once (see module.c).
  */
 #include "speedups.h"
 
@@ -11,6 +12,178 @@
 #include <sys/socket.h>
 
 /* ---- the send lane ------------------------------------------------------------------ */
+
+/* How the cores below reach a packer's attributes: in place where its class keeps them
+ * in slots (a SendLane resolves that once, P_ indexes into its offsets), else by name. */
+enum { P_KEY, P_COUNT, P_SEQ, P_NEXT_SEQ, P_LIMIT, P_PREFIX, P_PREV, P_SIZE, P_BODY, P_N };
+static PyObject **packer_names[P_N] = {&s_key, &s_count, &s_seq_attr, &s_next_seq, &s_limit,
+                                       &s_prefix, &s_prev, &s_size, &s_body};
+
+/* The packer's attribute `i` (a new reference; NULL with an error if it has none). */
+static PyObject *
+p_get(PyObject *packer, const Py_ssize_t *at, int i)
+{
+    PyObject *v = at != NULL ? slot_get(packer, at[i]) : NULL;
+    return v != NULL ? Py_NewRef(v) : PyObject_GetAttr(packer, *packer_names[i]);
+}
+
+/* The packer's attribute `i` as a non-negative integer that fits `*out`: 1, or 0 when it
+ * is not one, -1 on error (attr_u64's answers). */
+static int
+p_u64(PyObject *packer, const Py_ssize_t *at, int i, uint64_t *out)
+{
+    PyObject *v = at != NULL ? slot_get(packer, at[i]) : NULL;
+    if (v == NULL)
+        return attr_u64(packer, *packer_names[i], out);
+    *out = PyLong_AsUnsignedLongLong(v);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* Set the packer's attribute `i` to a new int `value`; -1 on error. */
+static int
+p_set_u64(PyObject *packer, const Py_ssize_t *at, int i, uint64_t value)
+{
+    PyObject *v = PyLong_FromUnsignedLongLong(value);
+    if (v == NULL)
+        return -1;
+    if (at != NULL) {
+        slot_set(packer, at[i], v);
+        return 0;
+    }
+    int rc = PyObject_SetAttr(packer, *packer_names[i], v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* The sender's socket descriptor, or -1 if it has none (closed); -2 on error. `cache`
+ * (or NULL) keeps the socket object last seen and its descriptor. */
+static int
+sender_fd(PyObject *sender, PyObject **cache_sock, int *cache_fd)
+{
+    PyObject *sock = PyObject_GetAttr(sender, s_sock);
+    if (sock == NULL)
+        return -2;
+    int fd;
+    if (cache_sock != NULL && sock == *cache_sock)
+        fd = *cache_fd;
+    else if (sock == Py_None)
+        fd = -1;
+    else {
+        fd = PyObject_AsFileDescriptor(sock);
+        if (fd < 0)
+            PyErr_Clear(); /* closed: the Python path raises */
+        else if (cache_sock != NULL) {
+            Py_XSETREF(*cache_sock, Py_NewRef(sock)); /* held: its address is not reused */
+            *cache_fd = fd;
+        }
+    }
+    Py_DECREF(sock);
+    return fd;
+}
+
+/* send_lone's work, its arguments read (`at`: the packer's slot offsets, or NULL):
+ * (payload, datagram length), None, or NULL with an error. */
+static PyObject *
+lone(PyObject *sender, const struct sockaddr_in *to, PyObject **cache_sock, int *cache_fd,
+     PyObject *packer, const Py_ssize_t *at, uint64_t ts, PyObject *msg, PyObject *plan,
+     Py_ssize_t max_payload, int yield_cpu)
+{
+    /* The state the short path needs: nothing queued, no key, nothing waiting. */
+    PyObject *queue = PyObject_GetAttr(sender, s_queue);
+    if (queue == NULL)
+        return NULL;
+    Py_ssize_t queued = PyObject_Size(queue);
+    Py_DECREF(queue);
+    if (queued != 0)
+        return queued < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *key = p_get(packer, at, P_KEY);
+    if (key == NULL)
+        return NULL;
+    Py_DECREF(key);
+    uint64_t count, seq, next_seq, limit;
+    int r;
+    if (key != Py_None || (r = p_u64(packer, at, P_COUNT, &count)) <= 0 || count
+        || (r = p_u64(packer, at, P_SEQ, &seq)) <= 0
+        || (r = p_u64(packer, at, P_NEXT_SEQ, &next_seq)) <= 0
+        || (r = p_u64(packer, at, P_LIMIT, &limit)) <= 0 || seq == UINT64_MAX) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *prefix = p_get(packer, at, P_PREFIX);
+    if (prefix == NULL)
+        return NULL;
+    if (!PyBytes_CheckExact(prefix) || PyBytes_GET_SIZE(prefix) > SEND_BUF / 2) {
+        Py_DECREF(prefix);
+        Py_RETURN_NONE;
+    }
+    unsigned char buf[SEND_BUF];
+    Py_ssize_t pl = PyBytes_GET_SIZE(prefix);
+    memcpy(buf, PyBytes_AS_STRING(prefix), pl);
+    Py_DECREF(prefix);
+    /* The payload goes after the longest lone header; moved down if its length is short. */
+    Py_ssize_t at_payload = pl + LONE_SIZE + 1, n;
+    int enc = encode_plan(plan, msg, buf + at_payload, SEND_BUF - at_payload, &n);
+    if (enc <= 0)
+        return enc < 0 ? NULL : Py_NewRef(Py_None);
+    if (n <= 0 || n > max_payload || n >= 0x4000 || (uint64_t)n + (n < 0x80 ? 2 : 3) > limit)
+        Py_RETURN_NONE; /* too large (or empty): the Python path says so */
+    unsigned char *h = buf + pl;
+    for (int i = 0; i < 8; i++) {
+        h[i] = (unsigned char)(seq >> (56 - 8 * i));
+        h[8 + i] = (unsigned char)(ts >> (56 - 8 * i));
+    }
+    h[16] = 0;
+    h[17] = 1; /* one message */
+    h[18] = 0; /* at the base time */
+    Py_ssize_t start;
+    if (n < 0x80) {
+        h[19] = (unsigned char)n;
+        start = pl + LONE_SIZE;
+        memmove(buf + start, buf + at_payload, n);
+    }
+    else {
+        h[19] = (unsigned char)((n & 0x7F) | 0x80);
+        h[20] = (unsigned char)(n >> 7);
+        start = at_payload;
+    }
+    Py_ssize_t total = start + n;
+    int fd = sender_fd(sender, cache_sock, cache_fd);
+    if (fd < 0)
+        return fd == -2 ? NULL : Py_NewRef(Py_None); /* closed: the Python path raises */
+    if (sendto(fd, buf, total, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to) != total)
+        Py_RETURN_NONE; /* pushed back or failed: the Python path queues or reports it */
+    /* The subscriber this datagram woke may be queued on this CPU: let it run now,
+     * before anything else here (Outgoing's YIELD_CPU, moved here from after the
+     * Python bookkeeping that follows). */
+    if (yield_cpu)
+        sched_yield();
+    /* Sent: number it as build_one does. */
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)buf + start, n);
+    PyObject *result = NULL;
+    if (payload != NULL && p_set_u64(packer, at, P_SEQ, seq + 1) == 0
+        && p_set_u64(packer, at, P_NEXT_SEQ, next_seq + 1) == 0)
+        result = Py_BuildValue("(On)", payload, total);
+    Py_XDECREF(payload);
+    return result;
+}
+
+/* The destination `host`:`port` (an IPv4 address in text): 1, or 0 if it is not one. */
+static int
+destination(PyObject *host, long port, struct sockaddr_in *to)
+{
+    memset(to, 0, sizeof *to);
+    to->sin_family = AF_INET;
+    to->sin_port = htons((uint16_t)port);
+    const char *text = PyUnicode_AsUTF8(host);
+    if (text == NULL)
+        return -1;
+    return port > 0 && port <= 65535 && inet_pton(AF_INET, text, &to->sin_addr) == 1;
+}
 
 const char send_lone_doc[] = PyDoc_STR(
 "send_lone(sender, host, port, packer, ts_ns, msg, plan, max_payload, yield_cpu)\n--\n\n"
@@ -45,103 +218,11 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "send_lone: bad plan or host");
         return NULL;
     }
-    /* The state the short path needs: nothing queued, no key, nothing waiting. */
-    PyObject *queue = PyObject_GetAttr(sender, s_queue);
-    if (queue == NULL)
-        return NULL;
-    Py_ssize_t queued = PyObject_Size(queue);
-    Py_DECREF(queue);
-    if (queued != 0)
-        return queued < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *key = PyObject_GetAttr(packer, s_key);
-    if (key == NULL)
-        return NULL;
-    Py_DECREF(key);
-    uint64_t count, seq, next_seq, limit;
-    int r;
-    if (key != Py_None || (r = attr_u64(packer, s_count, &count)) <= 0 || count
-        || (r = attr_u64(packer, s_seq_attr, &seq)) <= 0
-        || (r = attr_u64(packer, s_next_seq, &next_seq)) <= 0
-        || (r = attr_u64(packer, s_limit, &limit)) <= 0 || seq == UINT64_MAX) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    PyObject *prefix = PyObject_GetAttr(packer, s_prefix);
-    if (prefix == NULL)
-        return NULL;
-    if (!PyBytes_CheckExact(prefix) || PyBytes_GET_SIZE(prefix) > SEND_BUF / 2) {
-        Py_DECREF(prefix);
-        Py_RETURN_NONE;
-    }
-    unsigned char buf[SEND_BUF];
-    Py_ssize_t pl = PyBytes_GET_SIZE(prefix);
-    memcpy(buf, PyBytes_AS_STRING(prefix), pl);
-    Py_DECREF(prefix);
-    /* The payload goes after the longest lone header; moved down if its length is short. */
-    Py_ssize_t at = pl + LONE_SIZE + 1, n;
-    int enc = encode_plan(plan, msg, buf + at, SEND_BUF - at, &n);
-    if (enc <= 0)
-        return enc < 0 ? NULL : Py_NewRef(Py_None);
-    if (n <= 0 || n > max_payload || n >= 0x4000 || (uint64_t)n + (n < 0x80 ? 2 : 3) > limit)
-        Py_RETURN_NONE; /* too large (or empty): the Python path says so */
-    unsigned char *h = buf + pl;
-    for (int i = 0; i < 8; i++) {
-        h[i] = (unsigned char)(seq >> (56 - 8 * i));
-        h[8 + i] = (unsigned char)(ts >> (56 - 8 * i));
-    }
-    h[16] = 0;
-    h[17] = 1; /* one message */
-    h[18] = 0; /* at the base time */
-    Py_ssize_t start;
-    if (n < 0x80) {
-        h[19] = (unsigned char)n;
-        start = pl + LONE_SIZE;
-        memmove(buf + start, buf + at, n);
-    }
-    else {
-        h[19] = (unsigned char)((n & 0x7F) | 0x80);
-        h[20] = (unsigned char)(n >> 7);
-        start = at;
-    }
-    Py_ssize_t total = start + n;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    const char *text = PyUnicode_AsUTF8(host);
-    if (text == NULL)
-        return NULL;
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, text, &sa.sin_addr) != 1)
-        Py_RETURN_NONE;
-    PyObject *sock = PyObject_GetAttr(sender, s_sock);
-    if (sock == NULL)
-        return NULL;
-    int fd = sock == Py_None ? -1 : PyObject_AsFileDescriptor(sock);
-    Py_DECREF(sock);
-    if (fd < 0) {
-        PyErr_Clear();
-        Py_RETURN_NONE; /* closed: the Python path raises */
-    }
-    if (sendto(fd, buf, total, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa) != total)
-        Py_RETURN_NONE; /* pushed back or failed: the Python path queues or reports it */
-    /* The subscriber this datagram woke may be queued on this CPU: let it run now,
-     * before anything else here (Outgoing's YIELD_CPU, moved here from after the
-     * Python bookkeeping that follows). */
-    if (yield_cpu)
-        sched_yield();
-    /* Sent: number it as build_one does. */
-    PyObject *s1 = PyLong_FromUnsignedLongLong(seq + 1);
-    PyObject *s2 = PyLong_FromUnsignedLongLong(next_seq + 1);
-    PyObject *payload = PyBytes_FromStringAndSize((const char *)buf + start, n);
-    PyObject *result = NULL;
-    if (s1 && s2 && payload && PyObject_SetAttr(packer, s_seq_attr, s1) == 0
-        && PyObject_SetAttr(packer, s_next_seq, s2) == 0)
-        result = Py_BuildValue("(On)", payload, total);
-    Py_XDECREF(s1);
-    Py_XDECREF(s2);
-    Py_XDECREF(payload);
-    return result;
+    struct sockaddr_in to;
+    int ok = destination(host, port, &to);
+    if (ok <= 0)
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
+    return lone(sender, &to, NULL, NULL, packer, NULL, ts, msg, plan, max_payload, yield_cpu);
 }
 
 /* ---- the batch lane ------------------------------------------------------------------ */
@@ -154,29 +235,17 @@ const char batch_add_doc[] = PyDoc_STR(
 "full being packer.add's FULL (another as large would not fit). Otherwise nothing at\n"
 "all happened and None is returned: the Python path does it.");
 
-PyObject *
-batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* batch_add's work, its arguments read (`at`: the packer's slot offsets, or NULL):
+ * (payload, full), None, or NULL with an error. */
+static PyObject *
+add(PyObject *packer, const Py_ssize_t *at, uint64_t ts, PyObject *msg, PyObject *plan,
+    Py_ssize_t max_payload)
 {
-    if (check_nargs("batch_add", nargs, 5) < 0)
-        return NULL;
-    PyObject *packer = args[0], *msg = args[2], *plan = args[3];
-    uint64_t ts = PyLong_AsUnsignedLongLong(args[1]);
-    Py_ssize_t max_payload = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return NULL;
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
-        PyErr_SetString(PyExc_TypeError, "batch_add: bad plan");
-        return NULL;
-    }
     uint64_t count, prev, size, limit, seq, next_seq;
-    if (attr_u64(packer, s_count, &count) <= 0 || !count || count >= MAX_BATCH
-        || attr_u64(packer, s_prev, &prev) <= 0 || attr_u64(packer, s_size, &size) <= 0
-        || attr_u64(packer, s_limit, &limit) <= 0 || attr_u64(packer, s_seq_attr, &seq) <= 0
-        || attr_u64(packer, s_next_seq, &next_seq) <= 0 || seq + count < seq) {
+    if (p_u64(packer, at, P_COUNT, &count) <= 0 || !count || count >= MAX_BATCH
+        || p_u64(packer, at, P_PREV, &prev) <= 0 || p_u64(packer, at, P_SIZE, &size) <= 0
+        || p_u64(packer, at, P_LIMIT, &limit) <= 0 || p_u64(packer, at, P_SEQ, &seq) <= 0
+        || p_u64(packer, at, P_NEXT_SEQ, &next_seq) <= 0 || seq + count < seq) {
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
@@ -192,7 +261,7 @@ batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     uint64_t grown = size + (delta >= 0x40) + (n >= 0x80) + 2 + (uint64_t)n;
     if (n <= 0 || n > max_payload || n >= 0x4000 || grown > limit)
         Py_RETURN_NONE; /* empty, too large, or the datagram is full: Python's */
-    PyObject *body = PyObject_GetAttr(packer, s_body);
+    PyObject *body = p_get(packer, at, P_BODY);
     if (body == NULL)
         return NULL;
     if (!PyByteArray_CheckExact(body)) {
@@ -215,29 +284,233 @@ batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         head[h++] = (unsigned char)(n >> 7);
     }
     PyObject *payload = PyBytes_FromStringAndSize((const char *)buf, n);
-    PyObject *v_size = PyLong_FromUnsignedLongLong(grown);
-    PyObject *v_count = PyLong_FromUnsignedLongLong(count + 1);
-    PyObject *v_next = PyLong_FromUnsignedLongLong(next_seq + 1);
-    PyObject *v_prev = PyLong_FromUnsignedLongLong(ts);
     PyObject *result = NULL;
     Py_ssize_t old = PyByteArray_GET_SIZE(body);
-    if (payload && v_size && v_count && v_next && v_prev
-        && PyByteArray_Resize(body, old + h + n) == 0) {
-        char *at = PyByteArray_AS_STRING(body) + old;
-        memcpy(at, head, h);
-        memcpy(at + h, buf, n);
-        if (PyObject_SetAttr(packer, s_size, v_size) == 0
-            && PyObject_SetAttr(packer, s_count, v_count) == 0
-            && PyObject_SetAttr(packer, s_next_seq, v_next) == 0
-            && PyObject_SetAttr(packer, s_prev, v_prev) == 0)
+    if (payload && PyByteArray_Resize(body, old + h + n) == 0) {
+        char *to = PyByteArray_AS_STRING(body) + old;
+        memcpy(to, head, h);
+        memcpy(to + h, buf, n);
+        if (p_set_u64(packer, at, P_SIZE, grown) == 0
+            && p_set_u64(packer, at, P_COUNT, count + 1) == 0
+            && p_set_u64(packer, at, P_NEXT_SEQ, next_seq + 1) == 0
+            && p_set_u64(packer, at, P_PREV, ts) == 0)
             result = Py_BuildValue("(OO)", payload,
                                    limit - grown < (uint64_t)n + HEAD_MAX ? Py_True : Py_False);
     }
     Py_DECREF(body);
     Py_XDECREF(payload);
-    Py_XDECREF(v_size);
-    Py_XDECREF(v_count);
-    Py_XDECREF(v_next);
-    Py_XDECREF(v_prev);
     return result;
 }
+
+PyObject *
+batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("batch_add", nargs, 5) < 0)
+        return NULL;
+    PyObject *packer = args[0], *msg = args[2], *plan = args[3];
+    uint64_t ts = PyLong_AsUnsignedLongLong(args[1]);
+    Py_ssize_t max_payload = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
+        PyErr_SetString(PyExc_TypeError, "batch_add: bad plan");
+        return NULL;
+    }
+    return add(packer, NULL, ts, msg, plan, max_payload);
+}
+
+/* ---- a route's lane: Endpoint.publish's compiled front ------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *next_seq;  /* the endpoint's next sequence number per type name (a dict) */
+    PyObject *name;      /* the route's type name */
+    PyObject *sender;    /* the endpoint's MulticastSender */
+    PyObject *out;       /* the endpoint's Outgoing: its `busy` */
+    PyObject *packer;    /* the type's Packer */
+    PyObject *plan;      /* the type's plan */
+    Py_ssize_t max_payload;
+    int yield_cpu;
+    struct sockaddr_in to; /* the type's group and the endpoint's port */
+    PyObject *packer_type; /* the packer's class when the lane was made, and where */
+    Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute */
+    int slotted;         /* all of them are slots (else they are read by name) */
+    PyObject *sock;      /* the sender's socket last seen, held, and its descriptor */
+    int fd;
+} SendLane;
+
+static int
+SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"next_seq", "name", "sender", "out", "packer", "group", "port",
+                             "plan", "max_payload", "yield_cpu", NULL};
+    PyObject *next_seq, *name, *sender, *out, *packer, *group, *plan;
+    long port;
+    Py_ssize_t max_payload;
+    int yield_cpu;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOOOUlO!np", kwlist, &PyDict_Type,
+                                     &next_seq, &name, &sender, &out, &packer, &group, &port,
+                                     &PyTuple_Type, &plan, &max_payload, &yield_cpu))
+        return -1;
+    if (PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "SendLane: not a plan");
+        return -1;
+    }
+    int ok = destination(group, port, &self->to);
+    if (ok <= 0) {
+        if (ok == 0)
+            PyErr_Format(PyExc_ValueError, "SendLane: %R port %ld is not an IPv4 destination",
+                         group, port);
+        return -1;
+    }
+    Py_XSETREF(self->next_seq, Py_NewRef(next_seq));
+    Py_XSETREF(self->name, Py_NewRef(name));
+    Py_XSETREF(self->sender, Py_NewRef(sender));
+    Py_XSETREF(self->out, Py_NewRef(out));
+    Py_XSETREF(self->packer, Py_NewRef(packer));
+    Py_XSETREF(self->plan, Py_NewRef(plan));
+    Py_CLEAR(self->sock);
+    self->fd = -1;
+    self->max_payload = max_payload;
+    self->yield_cpu = yield_cpu;
+    Py_XSETREF(self->packer_type, Py_NewRef((PyObject *)Py_TYPE(packer)));
+    self->slotted = 1;
+    for (int i = 0; i < P_N; i++)
+        self->slotted &= (self->packer_slots[i] = slot_offset((PyObject *)Py_TYPE(packer),
+                                                              *packer_names[i])) > 0;
+    return 0;
+}
+
+static int
+SendLane_traverse(SendLane *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->next_seq);
+    Py_VISIT(self->name);
+    Py_VISIT(self->sender);
+    Py_VISIT(self->out);
+    Py_VISIT(self->packer);
+    Py_VISIT(self->plan);
+    Py_VISIT(self->packer_type);
+    Py_VISIT(self->sock);
+    return 0;
+}
+
+static int
+SendLane_clear(SendLane *self)
+{
+    Py_CLEAR(self->next_seq);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->sender);
+    Py_CLEAR(self->out);
+    Py_CLEAR(self->packer);
+    Py_CLEAR(self->plan);
+    Py_CLEAR(self->packer_type);
+    Py_CLEAR(self->sock);
+    return 0;
+}
+
+static void
+SendLane_dealloc(SendLane *self)
+{
+    PyObject_GC_UnTrack(self);
+    SendLane_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(SendLane_publish_doc,
+"publish(msg)\n--\n\n"
+"Endpoint.publish's steps for a message of this route where the compiled lanes take\n"
+"it: numbered as the endpoint's next number for the type (when the packer's agrees),\n"
+"stamped now, then sent alone (send_lone) while the endpoint is idle, or added to the\n"
+"datagram being filled (batch_add) under load. Returns (payload, seq, now_ns, sent,\n"
+"full): sent is the datagram's length when it was sent alone, else 0, and full is\n"
+"batch_add's answer; the caller does the bookkeeping. Otherwise nothing at all\n"
+"happened and None is returned: the Python path does it.");
+
+static PyObject *
+SendLane_publish(SendLane *self, PyObject *msg)
+{
+    if (self->packer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "SendLane: not initialised");
+        return NULL;
+    }
+    PyObject *seq_o = PyDict_GetItemWithError(self->next_seq, self->name); /* borrowed */
+    if (seq_o == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    const Py_ssize_t *at = self->slotted
+                           && (PyObject *)Py_TYPE(self->packer) == self->packer_type
+                               ? self->packer_slots : NULL;
+    uint64_t seq, packer_next;
+    int r = PyLong_CheckExact(seq_o) ? p_u64(self->packer, at, P_NEXT_SEQ, &packer_next) : 0;
+    if (r <= 0)
+        return r < 0 ? NULL : Py_NewRef(Py_None);
+    seq = PyLong_AsUnsignedLongLong(seq_o);
+    if (seq == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (seq != packer_next)
+        Py_RETURN_NONE; /* numbers taken that were never sent: Python's */
+    uint64_t now = realtime_ns();
+    int busy = attr_true(self->out, s_busy);
+    if (busy < 0)
+        return NULL;
+    PyObject *done;
+    if (!busy)
+        done = lone(self->sender, &self->to, &self->sock, &self->fd, self->packer, at, now,
+                    msg, self->plan, self->max_payload, self->yield_cpu);
+    else {
+        uint64_t count;
+        r = p_u64(self->packer, at, P_COUNT, &count);
+        if (r <= 0 || !count)
+            return r < 0 ? NULL : Py_NewRef(Py_None);
+        done = add(self->packer, at, now, msg, self->plan, self->max_payload);
+    }
+    if (done == NULL || done == Py_None)
+        return done;
+    PyObject *result = busy
+        ? Py_BuildValue("(OOKiO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now, 0,
+                        PyTuple_GET_ITEM(done, 1))
+        : Py_BuildValue("(OOKOO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now,
+                        PyTuple_GET_ITEM(done, 1), Py_False);
+    Py_DECREF(done);
+    return result;
+}
+
+static PyMethodDef SendLane_methods[] = {
+    {"publish", (PyCFunction)SendLane_publish, METH_O, SendLane_publish_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+SendLane_yields_cpu(SendLane *self, void *closure)
+{
+    return PyBool_FromLong(self->yield_cpu);
+}
+
+static PyGetSetDef SendLane_getset[] = {
+    {"yields_cpu", (getter)SendLane_yields_cpu, NULL,
+     PyDoc_STR("Whether publish yields the CPU right after a lone send."), NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject SendLaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ganglion._speedups.SendLane",
+    .tp_doc = PyDoc_STR("SendLane(next_seq, name, sender, out, packer, group, port, plan, "
+                        "max_payload, yield_cpu): what an endpoint's route needs to publish "
+                        "its messages through the compiled lanes, resolved once."),
+    .tp_basicsize = sizeof(SendLane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)SendLane_init,
+    .tp_traverse = (traverseproc)SendLane_traverse,
+    .tp_clear = (inquiry)SendLane_clear,
+    .tp_dealloc = (destructor)SendLane_dealloc,
+    .tp_methods = SendLane_methods,
+    .tp_getset = SendLane_getset,
+};

@@ -8,9 +8,10 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 7
+#define SPEEDUPS_ABI 8
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -39,7 +40,10 @@ extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy;
+
+/* The slots of a SequenceTracker that the lane's observe_run uses (Lane.tracker_slots). */
+enum { TS_BOOT, TS_HIGHEST, TS_RESYNC, TS_NEWEST_TS, TS_SEEN, TS_MASK, TS_RECEIVED, TS_COUNT };
 
 typedef struct {
     PyObject_HEAD
@@ -51,9 +55,20 @@ typedef struct {
     PyObject *fallback;   /* _decodegen.FALLBACK */
     PyObject *sub_cls;    /* Subscription: its deliver() is done here for a callback */
     PyObject *tracker_cls; /* SequenceTracker: its observe_run() is done here */
+    /* Where tracker_cls keeps each TS_ slot (slot_offset); all 0 if it does not. */
+    Py_ssize_t tracker_slots[TS_COUNT];
 } Lane;
 
-extern PyTypeObject LaneType;
+extern PyTypeObject LaneType, SendLaneType;
+
+/* time.time_ns() */
+static inline uint64_t
+realtime_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static inline uint64_t
 be(const unsigned char *p, int n)
@@ -78,6 +93,22 @@ check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t want)
 int head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *out);
 int attr_true(PyObject *obj, PyObject *name);
 int attr_u64(PyObject *obj, PyObject *name, uint64_t *out);
+Py_ssize_t slot_offset(PyObject *cls, PyObject *name);
+int compare_u64(PyObject *v, uint64_t x);
+
+/* The object in the slot at `offset` of `obj` (borrowed; NULL while unset). */
+static inline PyObject *
+slot_get(PyObject *obj, Py_ssize_t offset)
+{
+    return *(PyObject **)((char *)obj + offset);
+}
+
+/* Put `value` (a reference given away) in the slot at `offset` of `obj`. */
+static inline void
+slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    Py_XSETREF(*(PyObject **)((char *)obj + offset), value);
+}
 int parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
                Py_ssize_t *nvalues);
 PyObject *build(PyObject *plan, PyObject **values, Py_ssize_t n);

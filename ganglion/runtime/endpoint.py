@@ -13,11 +13,12 @@ choice, a hash of the name, when used alone).
   *route* (name, encoder, packer, largest payload) is kept for it, so the next
   publishes skip every lookup and check that cannot have changed; any change of
   interest, group or waiting messages drops the routes. Where ``ganglion._speedups``
-  is built, a route also holds the type's compiled lanes (its plan, group and port):
-  a message published while idle is then encoded, framed and sent in C
-  (``send_lone``), one published under load is encoded into the datagram being
-  filled (``batch_add``), and anything that is not that plain case is left to the
-  Python path, which does the same thing slower (:mod:`ganglion.runtime._accel`).
+  is built, a route also holds the type's compiled lanes (a ``SendLane``: its plan,
+  its group and port, the socket and the packer, resolved once): a message published
+  while idle is then numbered, encoded, framed and sent in C before any other Python
+  runs, one published under load is encoded into the datagram being filled, and
+  anything that is not that plain case is left to the Python path, which does the
+  same thing slower (:mod:`ganglion.runtime._accel`).
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
   sends a type only while that function (asked once per type, then updated with
   :meth:`Endpoint.set_remote_interest`) says some other node subscribes to it.
@@ -56,7 +57,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganglion import defaults
 from ganglion.errors import DecodeError, EncodeError, LocalError
@@ -85,6 +86,9 @@ from ganglion.types import (
 )
 from ganglion.wire import NODE_ID_SIZE, Packer
 from ganglion.wire._packer import FULL
+
+if TYPE_CHECKING:
+    from ganglion._speedups import SendLane
 
 _log = logging.getLogger(__name__)
 
@@ -257,7 +261,7 @@ class Endpoint:
         # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
         # sending path, valid while the type is wanted, has a group and nothing waits
         self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes,
-                                       tuple[Any, ...] | None]] = {}
+                                       SendLane | None]] = {}
         self._interest: dict[str, bool] = {}
         self._remote_interest = remote_interest
         self._on_subscriptions = on_subscriptions
@@ -364,32 +368,25 @@ class Endpoint:
             # that makes this valid is checked when the route is made, and every
             # change to it (interest, group, release) drops the routes.
             name, encode, packer, max_payload, fingerprint, lane = route
-            next_seq = self._next_seq
-            seq = next_seq[name]
-            done: tuple[bytes, Any] | None = None
             routed = True  # False: the message takes the general path below
-            if lane is not None and packer.next_seq == seq:
-                # Where the compiled lanes are built, they do what the lines below
-                # would, with no Python in between, or nothing at all (None) and the
-                # lines below do it: light traffic, the message encoded and sent alone;
-                # under load, encoded into the datagram that is filling up.
-                now_ns = _time_ns()
-                if not out.busy:
-                    done = lane[0](self._sender, lane[1], lane[2], packer, now_ns, msg,
-                                   lane[3], max_payload, lane[5])
-                    if done is not None:
-                        self._sender.count_sent(done[1])  # type: ignore[union-attr]
-                        out.sent_alone(yielded=lane[5])
-                elif packer.count:
-                    done = lane[4](packer, now_ns, msg, lane[3], max_payload)
-                    if done is not None:
-                        out.messages += 1
-                        if done[1]:
-                            out.emit(packer)  # another as large would not fit
+            # Where the compiled lanes are built, the route's SendLane does what the
+            # lines below would, with no Python before the send, or nothing at all
+            # (None) and the lines below do it: light traffic, the message numbered,
+            # encoded and sent alone; under load, encoded into the datagram filling up.
+            done = lane.publish(msg) if lane is not None else None
+            next_seq = self._next_seq
             if done is not None:
-                encoded = done[0]
+                encoded, seq, now_ns, sent, full = done
                 next_seq[name] = seq + 1
+                if sent:
+                    self._sender.count_sent(sent)  # type: ignore[union-attr]
+                    out.sent_alone(yielded=lane.yields_cpu)  # type: ignore[union-attr]
+                else:
+                    out.messages += 1
+                    if full:
+                        out.emit(packer)  # another as large would not fit
             else:
+                seq = next_seq[name]
                 try:
                     encoded = encode(msg)
                 except Exception:
@@ -482,7 +479,7 @@ class Endpoint:
             if not isinstance(msg, Record) and type(msg) is mtype.cls \
                     and type(msg) not in self._routes:
                 self._routes[type(msg)] = (name, mtype.encode, packer, _max_payload(packer),
-                                           fingerprint, self._send_lane(name, mtype))
+                                           fingerprint, self._send_lane(name, mtype, packer))
         subs = self._subs.get(name)
         if subs:
             info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
@@ -724,16 +721,18 @@ class Endpoint:
             group = self._groups[type_name] = validate_group(str(found))
         return group
 
-    def _send_lane(self, type_name: str, mtype: MessageType) -> tuple[Any, ...] | None:
-        """What a route needs for the compiled lanes of ``mtype``: (``send_lone``, group,
-        port, plan, ``batch_add``, whether ``send_lone`` yields the CPU after its send);
-        None where they are not used (not built, no plan for the type, or a keyed
-        network: MACs are Python's)."""
+    def _send_lane(self, type_name: str, mtype: MessageType,
+                   packer: Packer) -> SendLane | None:
+        """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
+        the group, the socket and the packer's slots once); None where they are not
+        used (not built, no plan for the type, or a keyed network: MACs are Python's)."""
         if speedups is None or mtype.plan is None or self._key is not None:
             return None
-        assert self._out is not None  # routes are made only while started
-        return (speedups.send_lone, self._groups[type_name], self.port, mtype.plan,
-                speedups.batch_add, self._out.yields_cpu)
+        assert self._out is not None and self._sender is not None  # routes: only while started
+        lane: SendLane = speedups.SendLane(
+            self._next_seq, type_name, self._sender, self._out, packer, self._groups[type_name],
+            self.port, mtype.plan, _max_payload(packer), self._out.yields_cpu)
+        return lane
 
     def _send(self, datagram: bytes, type_name: str) -> bool:
         assert self._sender is not None

@@ -1,15 +1,19 @@
 """What the compiled receive path's tests share: a recording ``Incoming`` (``Harness``),
 a loopback socket pair the compiled drain reads (``Wire``), datagrams of one message,
 and the comparison of the compiled drain with the Python ``on_datagram`` on the same
-datagrams (``compare``)."""
+datagrams (``compare``); for the send lanes, a stand-in sender, a packer and the
+values the lanes write themselves (``common``) or leave to Python (``unusual``)."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import socket
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
+
+from hypothesis import strategies as st
 
 from ganglion.runtime import _accel
 from ganglion.runtime._incoming import Incoming
@@ -163,3 +167,46 @@ def compare(wire: Wire, datagrams: list[bytes], *types: str, key: bytes | None =
         reference.incoming.on_datagram(datagram, wire.source, 0.0)
     assert compiled.outcome() == reference.outcome()
     return compiled, reference
+
+
+# -- the send side --------------------------------------------------------------
+
+
+class Sender:
+    """The two attributes send_lone reads of a MulticastSender: its queue and socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._queue: collections.deque[object] = collections.deque()
+        self._sock: socket.socket | None = sock
+
+
+def sample_packer(key: bytes | None = None, first_seq: int = 10) -> Packer:
+    return Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
+                  first_seq=first_seq, boot=3, key=key)
+
+
+def received(wire: Wire) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(wire.rx.recv(65536))
+        except BlockingIOError:
+            return out
+
+
+# Values the lane writes itself (it must: else it would never be used) and values it
+# leaves to Python (nothing may happen then).
+common = st.builds(Sample, st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False,
+                   allow_infinity=False), st.booleans(),
+                   st.text(max_size=60).filter(lambda t: t != "refuse"), st.binary(max_size=600))
+unusual = st.one_of(
+    st.builds(Sample, st.one_of(st.integers(max_value=-(2**63) - 1), st.integers(min_value=2**64)),
+              st.just(1.0), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+              st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just("\ud800"), st.just(b"")),
+    st.builds(Sample, st.just(True), st.just(1.0), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1), st.just(True), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(1), st.just(""), st.just(b"")),
+    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just(""), st.just(bytearray())),
+)

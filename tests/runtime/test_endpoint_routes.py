@@ -136,7 +136,8 @@ def test_yield_on_send_can_be_turned_off() -> None:
             if endpoint.speedups is not None and type_of(Reading).plan is not None:
                 for ep, yields in ((on, on._out.yields_cpu), (off, False)):
                     ep._groups[NAME] = "239.255.77.1"
-                    lane = ep._send_lane(NAME, type_of(Reading))
-                    assert lane is not None and lane[5] is yields
+                    packer = ep._out.packer(NAME, type_of(Reading).fingerprint)
+                    lane = ep._send_lane(NAME, type_of(Reading), packer)
+                    assert lane is not None and lane.yields_cpu is yields
 
     asyncio.run(asyncio.wait_for(main(), 10))

@@ -11,7 +11,6 @@ an import failure instead.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import itertools
 import socket
@@ -27,10 +26,15 @@ from _lane_harness import (
     SAMPLE,
     Harness,
     Sample,
+    Sender,
     Wire,
+    common,
     compare,
+    received,
     sample_datagram,
+    sample_packer,
     speedups,
+    unusual,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -292,19 +296,6 @@ def test_loading_honours_the_environment_choice(monkeypatch: pytest.MonkeyPatch)
 # -- the send lane: send_lone against Packer.build_one(encode_message(...)) -----------------
 
 
-class Sender:
-    """The two attributes send_lone reads of a MulticastSender: its queue and socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._queue: collections.deque[object] = collections.deque()
-        self._sock: socket.socket | None = sock
-
-
-def sample_packer(key: bytes | None = None, first_seq: int = 10) -> Packer:
-    return Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
-                  first_seq=first_seq, boot=3, key=key)
-
-
 def send(wire: Wire, sender: Sender, packer: Packer, msg: object, ts: int = 123_456_789,
          max_payload: int = 1300) -> tuple[bytes, int] | None:
     assert speedups is not None
@@ -312,33 +303,6 @@ def send(wire: Wire, sender: Sender, packer: Packer, msg: object, ts: int = 123_
     assert plan is not None
     host, port = wire.rx.getsockname()
     return speedups.send_lone(sender, host, port, packer, ts, msg, plan, max_payload, True)
-
-
-def received(wire: Wire) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(wire.rx.recv(65536))
-        except BlockingIOError:
-            return out
-
-
-# Values the lane writes itself (it must: else it would never be used) and values it
-# leaves to Python (nothing may happen then).
-common = st.builds(Sample, st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False,
-                   allow_infinity=False), st.booleans(),
-                   st.text(max_size=60).filter(lambda t: t != "refuse"), st.binary(max_size=600))
-unusual = st.one_of(
-    st.builds(Sample, st.one_of(st.integers(max_value=-(2**63) - 1), st.integers(min_value=2**64)),
-              st.just(1.0), st.just(True), st.just(""), st.just(b"")),
-    st.builds(Sample, st.just(1), st.sampled_from([float("nan"), float("inf"), -float("inf")]),
-              st.just(True), st.just(""), st.just(b"")),
-    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just("\ud800"), st.just(b"")),
-    st.builds(Sample, st.just(True), st.just(1.0), st.just(True), st.just(""), st.just(b"")),
-    st.builds(Sample, st.just(1), st.just(1), st.just(True), st.just(""), st.just(b"")),
-    st.builds(Sample, st.just(1), st.just(1.0), st.just(1), st.just(""), st.just(b"")),
-    st.builds(Sample, st.just(1), st.just(1.0), st.just(True), st.just(""), st.just(bytearray())),
-)
 
 
 @settings(max_examples=200, deadline=None)

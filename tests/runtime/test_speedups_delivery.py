@@ -300,6 +300,49 @@ def test_a_window_of_remembered_numbers_stays_its_size(wire: Wire) -> None:
     assert tracker._seen == tracker._mask  # every one seen, none beyond the window
 
 
+def test_a_full_window_stays_the_mask_itself_until_a_number_is_missed(wire: Wire) -> None:
+    window = SequenceTracker().window
+    compiled, reference = Harness(SAMPLE), Harness(SAMPLE)
+    steady = samples(Sample, window + 5)
+    # Then a gap of three, one of them arriving late, and the stream going on.
+    rest = [*samples(Sample, 2, first=window + 8), *samples(Sample, 1, first=window + 6),
+            *samples(Sample, 40, first=window + 10)]
+    for at in range(0, len(steady), 50):
+        wire.send(*steady[at:at + 50])
+        wire.drain(compiled)
+    [tracker] = compiled.sequences._trackers.values()
+    # Nothing is computed while every number in the window arrived.
+    assert tracker._seen is tracker._mask
+    wire.send(*rest)
+    wire.drain(compiled)
+    assert tracker._seen != tracker._mask  # the two still missing
+    for datagram in [*steady, *rest]:
+        reference.incoming.on_datagram(datagram, wire.source, 0.0)
+    assert compiled.outcome() == reference.outcome()
+    [stats] = compiled.sequences.stats().values()
+    assert (stats.lost, stats.reordered) == (2, 1)
+
+
+def test_a_tracker_with_an_unset_slot_is_left_to_python(wire: Wire) -> None:
+    compiled, reference = Harness(SAMPLE), Harness(SAMPLE)
+    datagrams = samples(Sample, 4)
+    wire.send(*datagrams[:2])
+    wire.drain(compiled)
+    for datagram in datagrams[:2]:
+        reference.incoming.on_datagram(datagram, wire.source, 0.0)
+    for h in (compiled, reference):
+        [tracker] = h.sequences._trackers.values()
+        del tracker._newest_ts  # the lane must not read it as a value
+    wire.send(*datagrams[2:])
+    wire.drain(compiled)
+    # Python's observe_run fails on it: the same error, and nothing delivered.
+    for datagram in datagrams[2:]:
+        with pytest.raises(AttributeError, match="_newest_ts"):
+            reference.incoming.on_datagram(datagram, wire.source, 0.0)
+    assert len(compiled.got) == len(reference.got) == 2
+    assert [(kind, type(exc)) for kind, exc in wire.reports] == [("callback", AttributeError)] * 2
+
+
 def test_an_old_boots_stream_after_a_reboot_is_judged_by_python(wire: Wire) -> None:
     old = samples(Sample, 4)
     rebooted = sample_datagram(4, Sample(4, 1.0, True, "r", b""), boot=8)
