@@ -281,25 +281,20 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
          PyObject *received_ns, PyObject *source)
 {
     PyObject *type_name = PyTuple_GET_ITEM(entry, E_TYPE);
-    PyObject *fields = NULL, *info = NULL, *targets = NULL;
+    PyObject *info = NULL, *targets = NULL;
     int rc = -1;
-    fields = PyTuple_Pack(12, type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
-                          PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
-                          PyTuple_GET_ITEM(entry, E_SYNCED), Py_False,
-                          PyTuple_GET_ITEM(entry, E_REPLAYED),
-                          PyTuple_GET_ITEM(entry, E_FINGERPRINT));
-    if (fields == NULL)
+    /* tuple.__new__(MessageInfo, fields), as Incoming's _new_info: the instance made as
+     * tuple's __new__ makes it (tp_alloc), its fields put in place. */
+    PyObject *fields[12] = {type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
+                            PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
+                            PyTuple_GET_ITEM(entry, E_SYNCED), Py_False,
+                            PyTuple_GET_ITEM(entry, E_REPLAYED),
+                            PyTuple_GET_ITEM(entry, E_FINGERPRINT)};
+    PyTypeObject *info_type = (PyTypeObject *)lane->info_cls;
+    if (!(info = info_type->tp_alloc(info_type, 12)))
         goto done;
-    /* tuple.__new__(MessageInfo, fields), as Incoming's _new_info. */
-    {
-        PyObject *args = PyTuple_Pack(1, fields);
-        if (args == NULL)
-            goto done;
-        info = PyTuple_Type.tp_new((PyTypeObject *)lane->info_cls, args, NULL);
-        Py_DECREF(args);
-    }
-    if (info == NULL)
-        goto done;
+    for (Py_ssize_t i = 0; i < 12; i++)
+        PyTuple_SET_ITEM(info, i, Py_NewRef(fields[i]));
     if (attr_add(lane->incoming, s_received, one) < 0)
         goto done;
     PyObject *subs = PyDict_GetItemWithError(lane->subs, type_name); /* borrowed */
@@ -307,7 +302,14 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    /* Several are iterated over a copy: a callback may subscribe or unsubscribe. */
+    /* Iterated over a copy: a callback may subscribe or unsubscribe. One (a list of
+     * one, the common case) is its own copy. */
+    if (PyList_CheckExact(subs) && PyList_GET_SIZE(subs) == 1) {
+        PyObject *sub = Py_NewRef(PyList_GET_ITEM(subs, 0));
+        rc = deliver_to(lane, sub, msg, info);
+        Py_DECREF(sub);
+        goto done;
+    }
     if (!(targets = PySequence_Tuple(subs)))
         goto done;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++)
@@ -315,7 +317,6 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
             goto done;
     rc = 0;
 done:
-    Py_XDECREF(fields);
     Py_XDECREF(info);
     Py_XDECREF(targets);
     return rc;

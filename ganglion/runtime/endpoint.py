@@ -358,22 +358,23 @@ class Endpoint:
             ConfigError: ``group_for`` maps the type to an address that is not multicast.
             LocalError: the endpoint is not started.
         """
-        out = self._out
-        if out is None:
-            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
         route = self._routes.get(type(msg))
         if route is not None:
             # The hot path of a sustained stream: a registered class whose type is
             # sent (someone wants it, its group is known, nothing waits). The state
             # that makes this valid is checked when the route is made, and every
-            # change to it (interest, group, release) drops the routes.
-            name, encode, packer, max_payload, fingerprint, lane = route
-            routed = True  # False: the message takes the general path below
+            # change to it (interest, group, release, close) drops the routes.
             # Where the compiled lanes are built, the route's SendLane does what the
-            # lines below would, with no Python before the send, or nothing at all
-            # (None) and the lines below do it: light traffic, the message numbered,
-            # encoded and sent alone; under load, encoded into the datagram filling up.
+            # lines below would, with no other Python before the send, or nothing at
+            # all (None) and the lines below do it: light traffic, the message
+            # numbered, encoded and sent alone; under load, encoded into the datagram
+            # filling up.
+            lane = route[5]
             done = lane.publish(msg) if lane is not None else None
+            out = self._out
+            assert out is not None  # routes exist only while started
+            name, encode, packer, max_payload, fingerprint, _ = route
+            routed = True  # False: the message takes the general path below
             next_seq = self._next_seq
             if done is not None:
                 encoded, seq, now_ns, sent, full = done
@@ -416,6 +417,9 @@ class Endpoint:
                     for sub in tuple(subs):
                         sub.deliver(msg, info)
                 return name
+        out = self._out
+        if out is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
         quiet = self._quiet.get(type(msg))
         if quiet is not None and not self._interest[quiet[0]]:
             # The common in-process case, kept short: a registered class nobody
