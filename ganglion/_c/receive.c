@@ -37,6 +37,7 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->fallback, Py_NewRef(fallback));
     Py_XSETREF(self->sub_cls, Py_NewRef(sub_cls));
     Py_XSETREF(self->tracker_cls, Py_NewRef(tracker_cls));
+    Py_CLEAR(self->last_key);
     /* Read and written in place by observe_run: only if every one is a slot. */
     PyObject *names[TS_COUNT] = {s_boot, s_highest, s_resync, s_newest_ts, s_seen, s_mask,
                                  s_received};
@@ -73,6 +74,7 @@ Lane_clear(Lane *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->sub_cls);
     Py_CLEAR(self->tracker_cls);
+    Py_CLEAR(self->last_key);
     return 0;
 }
 
@@ -510,11 +512,16 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
 {
     if (n <= NAME_LEN_AT || NAME_AT + d[NAME_LEN_AT] > n)
         return 0;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)d, NAME_AT + d[NAME_LEN_AT]);
-    if (key == NULL)
-        return -1;
+    /* The stream's key: the header up to the type name. The last one made is used again
+     * while datagrams keep its bytes (with its hash already computed). */
+    Py_ssize_t klen = NAME_AT + d[NAME_LEN_AT];
+    PyObject *key = lane->last_key;
+    if (key == NULL || PyBytes_GET_SIZE(key) != klen || memcmp(PyBytes_AS_STRING(key), d, klen)) {
+        if (!(key = PyBytes_FromStringAndSize((const char *)d, klen)))
+            return -1;
+        Py_XSETREF(lane->last_key, key);
+    }
     PyObject *entry = PyDict_GetItemWithError(lane->lanes, key); /* borrowed */
-    Py_DECREF(key);
     if (entry == NULL)
         return PyErr_Occurred() ? -1 : 0; /* not a stream the lane takes: Python's */
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != E_SIZE) {

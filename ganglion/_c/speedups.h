@@ -57,6 +57,7 @@ typedef struct {
     PyObject *tracker_cls; /* SequenceTracker: its observe_run() is done here */
     /* Where tracker_cls keeps each TS_ slot (slot_offset); all 0 if it does not. */
     Py_ssize_t tracker_slots[TS_COUNT];
+    PyObject *last_key;   /* the last stream key looked up in `lanes` (bytes), or NULL */
 } Lane;
 
 extern PyTypeObject LaneType, SendLaneType;
