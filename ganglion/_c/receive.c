@@ -182,33 +182,11 @@ deliver_to(Lane *lane, PyObject *sub, PyObject *msg, PyObject *info)
     return r == NULL ? -1 : 0;
 }
 
-/* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
- * steps done here, on the tracker's slots in place, for a tracker of exactly that class
- * whose slots are all set (`first` given both as a number and as the caller's int
- * object): 1 when the run simply continued the stream and was recorded, 0 when nothing
- * was done, -1 on error. */
+/* observe_run's steps on a tracker's slots `at`, whose values `v` the caller holds. */
 static int
-observe_run(Lane *lane, PyObject *tracker, uint64_t first, PyObject *first_o, Py_ssize_t count,
-            PyObject *boot, uint64_t newest)
+observe_in_place(PyObject *tracker, const Py_ssize_t *at, PyObject **v, uint64_t first,
+                 PyObject *first_o, Py_ssize_t count, PyObject *boot, uint64_t newest)
 {
-    const Py_ssize_t *at = lane->tracker_slots;
-    PyObject *v[TS_COUNT];
-    int slots = (PyObject *)Py_TYPE(tracker) == lane->tracker_cls && at[0] > 0;
-    for (int i = 0; slots && i < TS_COUNT; i++)
-        slots = (v[i] = slot_get(tracker, at[i])) != NULL;
-    if (!slots) {
-        PyObject *n_o = PyLong_FromSsize_t(count), *newest_o = PyLong_FromUnsignedLongLong(newest);
-        PyObject *r = NULL;
-        if (n_o != NULL && newest_o != NULL) {
-            PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
-            r = PyObject_VectorcallMethod(s_observe_run, args,
-                                          5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
-        Py_XDECREF(n_o);
-        Py_XDECREF(newest_o);
-        Py_XDECREF(r);
-        return r == NULL ? -1 : r == Py_True;
-    }
     /* boot != self._boot or first_seq != self._highest + 1 or self._resync: not simple. */
     int same = PyObject_RichCompareBool(boot, v[TS_BOOT], Py_EQ);
     if (same <= 0)
@@ -275,6 +253,43 @@ error:
     Py_XDECREF(seen);
     Py_XDECREF(n_o);
     return -1;
+}
+
+
+/* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
+ * steps done here, on the tracker's slots in place, for a tracker of exactly that class
+ * whose slots are all set (`first` given both as a number and as the caller's int
+ * object): 1 when the run simply continued the stream and was recorded, 0 when nothing
+ * was done, -1 on error. */
+static int
+observe_run(Lane *lane, PyObject *tracker, uint64_t first, PyObject *first_o, Py_ssize_t count,
+            PyObject *boot, uint64_t newest)
+{
+    const Py_ssize_t *at = lane->tracker_slots;
+    PyObject *v[TS_COUNT];
+    int slots = (PyObject *)Py_TYPE(tracker) == lane->tracker_cls && at[0] > 0;
+    for (int i = 0; slots && i < TS_COUNT; i++)
+        slots = (v[i] = slot_get(tracker, at[i])) != NULL;
+    if (slots) {
+        /* Held while it works (comparing and adding may run Python code). */
+        for (int i = 0; i < TS_COUNT; i++)
+            Py_INCREF(v[i]);
+        int rc = observe_in_place(tracker, at, v, first, first_o, count, boot, newest);
+        for (int i = 0; i < TS_COUNT; i++)
+            Py_DECREF(v[i]);
+        return rc;
+    }
+    PyObject *n_o = PyLong_FromSsize_t(count), *newest_o = PyLong_FromUnsignedLongLong(newest);
+    PyObject *r = NULL;
+    if (n_o != NULL && newest_o != NULL) {
+        PyObject *args[5] = {tracker, first_o, n_o, boot, newest_o};
+        r = PyObject_VectorcallMethod(s_observe_run, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+    }
+    Py_XDECREF(n_o);
+    Py_XDECREF(newest_o);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : r == Py_True;
 }
 
 /* Hand `msg` to every subscriber of the entry's type: Incoming._hand_out. */

@@ -60,7 +60,9 @@ p_set_u64(PyObject *packer, const Py_ssize_t *at, int i, uint64_t value)
 }
 
 /* The sender's socket descriptor, or -1 if it has none (closed); -2 on error. `cache`
- * (or NULL) keeps the socket object last seen and its descriptor. */
+ * (or NULL) keeps the socket object last seen, held, and its descriptor: a
+ * MulticastSender sets its _sock to None before it closes it, so a socket it still
+ * holds is open and keeps its descriptor. */
 static int
 sender_fd(PyObject *sender, PyObject **cache_sock, int *cache_fd)
 {
@@ -431,16 +433,10 @@ PyDoc_STRVAR(SendLane_publish_doc,
 "batch_add's answer; the caller does the bookkeeping. Otherwise nothing at all\n"
 "happened and None is returned: the Python path does it.");
 
+/* SendLane.publish once the endpoint's next number for the type (`seq_o`) is known. */
 static PyObject *
-SendLane_publish(SendLane *self, PyObject *msg)
+publish_numbered(SendLane *self, PyObject *msg, PyObject *seq_o)
 {
-    if (self->packer == NULL) {
-        PyErr_SetString(PyExc_ValueError, "SendLane: not initialised");
-        return NULL;
-    }
-    PyObject *seq_o = PyDict_GetItemWithError(self->next_seq, self->name); /* borrowed */
-    if (seq_o == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     const Py_ssize_t *at = self->slotted
                            && (PyObject *)Py_TYPE(self->packer) == self->packer_type
                                ? self->packer_slots : NULL;
@@ -459,17 +455,11 @@ SendLane_publish(SendLane *self, PyObject *msg)
     int busy = attr_true(self->out, s_busy);
     if (busy < 0)
         return NULL;
-    PyObject *done;
-    if (!busy)
-        done = lone(self->sender, &self->to, &self->sock, &self->fd, self->packer, at, now,
-                    msg, self->plan, self->max_payload, self->yield_cpu);
-    else {
-        uint64_t count;
-        r = p_u64(self->packer, at, P_COUNT, &count);
-        if (r <= 0 || !count)
-            return r < 0 ? NULL : Py_NewRef(Py_None);
-        done = add(self->packer, at, now, msg, self->plan, self->max_payload);
-    }
+    /* Idle: alone. Busy: into the open datagram (add does nothing if none is open). */
+    PyObject *done = !busy
+        ? lone(self->sender, &self->to, &self->sock, &self->fd, self->packer, at, now, msg,
+               self->plan, self->max_payload, self->yield_cpu)
+        : add(self->packer, at, now, msg, self->plan, self->max_payload);
     if (done == NULL || done == Py_None)
         return done;
     PyObject *result = busy
@@ -478,6 +468,22 @@ SendLane_publish(SendLane *self, PyObject *msg)
         : Py_BuildValue("(OOKOO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now,
                         PyTuple_GET_ITEM(done, 1), Py_False);
     Py_DECREF(done);
+    return result;
+}
+
+static PyObject *
+SendLane_publish(SendLane *self, PyObject *msg)
+{
+    if (self->packer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "SendLane: not initialised");
+        return NULL;
+    }
+    PyObject *seq_o = PyDict_GetItemWithError(self->next_seq, self->name);
+    if (seq_o == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    Py_INCREF(seq_o); /* held: reading the sender's attributes may run Python code */
+    PyObject *result = publish_numbered(self, msg, seq_o);
+    Py_DECREF(seq_o);
     return result;
 }
 
