@@ -194,8 +194,8 @@ class MulticastSender:
 
     def count_sent(self, nbytes: int) -> None:
         """Count a datagram of ``nbytes`` sent on this sender's socket by someone else (the
-        compiled send lane, ``ganglion._speedups.send_lone``, which sends only while
-        nothing is queued, so order is kept)."""
+        compiled send lane, a route's ``ganglion._speedups.SendLane``, which sends only
+        while nothing is queued, so order is kept)."""
         self._sent += 1
         self._bytes += nbytes
 
