@@ -68,6 +68,20 @@ slot_offset(PyObject *cls, PyObject *name)
     return off;
 }
 
+/* The offsets of `names` (each a pointer to an interned name) in instances of `cls`, as
+ * slot_offset gives them, into `out`: 1 when every one is a slot, else 0 with `out` all
+ * 0 (then they are all read by name). */
+int
+slot_offsets(PyObject *cls, PyObject **const *names, int n, Py_ssize_t *out)
+{
+    int all = 1;
+    for (int i = 0; i < n; i++)
+        all &= (out[i] = slot_offset(cls, *names[i])) > 0;
+    if (!all)
+        memset(out, 0, sizeof *out * (size_t)n);
+    return all;
+}
+
 /* Compare the int `v` with `x`: -1, 0 or 1 as it is smaller, equal or larger; -2 with
  * an error set if it is not an int. */
 int

@@ -39,13 +39,9 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->tracker_cls, Py_NewRef(tracker_cls));
     Py_CLEAR(self->last_key);
     /* Read and written in place by observe_run: only if every one is a slot. */
-    PyObject *names[TS_COUNT] = {s_boot, s_highest, s_resync, s_newest_ts, s_seen, s_mask,
-                                 s_received};
-    int all = 1;
-    for (int i = 0; i < TS_COUNT; i++)
-        all &= (self->tracker_slots[i] = slot_offset(tracker_cls, names[i])) > 0;
-    if (!all)
-        memset(self->tracker_slots, 0, sizeof self->tracker_slots);
+    static PyObject **const names[TS_COUNT] = {&s_boot, &s_highest, &s_resync, &s_newest_ts,
+                                               &s_seen, &s_mask, &s_received};
+    slot_offsets(tracker_cls, names, TS_COUNT, self->tracker_slots);
     return 0;
 }
 
@@ -255,7 +251,6 @@ error:
     return -1;
 }
 
-
 /* SequenceTracker.observe_run(first, count, boot, newest) (ganglion/sequence.py), its
  * steps done here, on the tracker's slots in place, for a tracker of exactly that class
  * whose slots are all set (`first` given both as a number and as the caller's int
@@ -338,7 +333,6 @@ done:
     Py_XDECREF(targets);
     return rc;
 }
-
 
 /* The most messages of one datagram the lane reads itself (more: the Python path). */
 #define LANE_BATCH 512

@@ -16,7 +16,7 @@
 /* How the cores below reach a packer's attributes: in place where its class keeps them
  * in slots (a SendLane resolves that once, P_ indexes into its offsets), else by name. */
 enum { P_KEY, P_COUNT, P_SEQ, P_NEXT_SEQ, P_LIMIT, P_PREFIX, P_PREV, P_SIZE, P_BODY, P_N };
-static PyObject **packer_names[P_N] = {&s_key, &s_count, &s_seq_attr, &s_next_seq, &s_limit,
+static PyObject **const packer_names[P_N] = {&s_key, &s_count, &s_seq_attr, &s_next_seq, &s_limit,
                                        &s_prefix, &s_prev, &s_size, &s_body};
 
 /* The packer's attribute `i` (a new reference; NULL with an error if it has none). */
@@ -339,8 +339,7 @@ typedef struct {
     int yield_cpu;
     struct sockaddr_in to; /* the type's group and the endpoint's port */
     PyObject *packer_type; /* the packer's class when the lane was made, and where */
-    Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute */
-    int slotted;         /* all of them are slots (else they are read by name) */
+    Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute (all 0: by name) */
     PyObject *sock;      /* the sender's socket last seen, held, and its descriptor */
     int fd;
 } SendLane;
@@ -380,10 +379,7 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
     self->max_payload = max_payload;
     self->yield_cpu = yield_cpu;
     Py_XSETREF(self->packer_type, Py_NewRef((PyObject *)Py_TYPE(packer)));
-    self->slotted = 1;
-    for (int i = 0; i < P_N; i++)
-        self->slotted &= (self->packer_slots[i] = slot_offset((PyObject *)Py_TYPE(packer),
-                                                              *packer_names[i])) > 0;
+    slot_offsets(self->packer_type, packer_names, P_N, self->packer_slots);
     return 0;
 }
 
@@ -437,7 +433,7 @@ PyDoc_STRVAR(SendLane_publish_doc,
 static PyObject *
 publish_numbered(SendLane *self, PyObject *msg, PyObject *seq_o)
 {
-    const Py_ssize_t *at = self->slotted
+    const Py_ssize_t *at = self->packer_slots[0] > 0
                            && (PyObject *)Py_TYPE(self->packer) == self->packer_type
                                ? self->packer_slots : NULL;
     uint64_t seq, packer_next;

@@ -55,7 +55,7 @@ typedef struct {
     PyObject *fallback;   /* _decodegen.FALLBACK */
     PyObject *sub_cls;    /* Subscription: its deliver() is done here for a callback */
     PyObject *tracker_cls; /* SequenceTracker: its observe_run() is done here */
-    /* Where tracker_cls keeps each TS_ slot (slot_offset); all 0 if it does not. */
+    /* Where tracker_cls keeps each TS_ slot (slot_offsets); all 0 if it does not. */
     Py_ssize_t tracker_slots[TS_COUNT];
     PyObject *last_key;   /* the last stream key looked up in `lanes` (bytes), or NULL */
 } Lane;
@@ -95,6 +95,7 @@ int head_arg(const unsigned char *d, Py_ssize_t *p, Py_ssize_t end, uint64_t *ou
 int attr_true(PyObject *obj, PyObject *name);
 int attr_u64(PyObject *obj, PyObject *name, uint64_t *out);
 Py_ssize_t slot_offset(PyObject *cls, PyObject *name);
+int slot_offsets(PyObject *cls, PyObject **const *names, int n, Py_ssize_t *out);
 int compare_u64(PyObject *v, uint64_t x);
 
 /* The object in the slot at `offset` of `obj` (borrowed; NULL while unset). */

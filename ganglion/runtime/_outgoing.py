@@ -155,18 +155,14 @@ class Outgoing:
         """True when a lone send is followed by :data:`YIELD_CPU` (``sched_yield``)."""
         return self._after_idle_send is YIELD_CPU and YIELD_CPU is not None
 
-    def sent_alone(self, *, yielded: bool) -> None:
-        """Account a message its caller sent at once, alone, while idle: what :meth:`add`
-        does after its own send on that path (the compiled send lane's bookkeeping).
-
-        Args:
-            yielded: the caller already yielded the CPU right after its send (the
-                compiled lane does, when :attr:`yields_cpu`); otherwise the
-                after-send hook runs here.
-        """
+    def sent_alone(self) -> None:
+        """Account a message the compiled send lane sent at once, alone, while idle: what
+        :meth:`add` does after its own send on that path. The lane yields the CPU right
+        after its send exactly when :attr:`yields_cpu`; any other after-send hook runs
+        here."""
         self.messages += 1
         self.datagrams += 1
-        if self._after_idle_send is not None and not yielded:
+        if self._after_idle_send is not None and not self.yields_cpu:
             self._after_idle_send()
         self._went_busy()
 

@@ -381,7 +381,7 @@ class Endpoint:
                 next_seq[name] = seq + 1
                 if sent:
                     self._sender.count_sent(sent)  # type: ignore[union-attr]
-                    out.sent_alone(yielded=lane.yields_cpu)  # type: ignore[union-attr]
+                    out.sent_alone()
                 else:
                     out.messages += 1
                     if full:
@@ -482,8 +482,9 @@ class Endpoint:
             self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
             if not isinstance(msg, Record) and type(msg) is mtype.cls \
                     and type(msg) not in self._routes:
-                self._routes[type(msg)] = (name, mtype.encode, packer, _max_payload(packer),
-                                           fingerprint, self._send_lane(name, mtype, packer))
+                max_payload = _max_payload(packer)
+                self._routes[type(msg)] = (name, mtype.encode, packer, max_payload, fingerprint,
+                                           self._send_lane(name, mtype, packer, max_payload))
         subs = self._subs.get(name)
         if subs:
             info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
@@ -725,8 +726,8 @@ class Endpoint:
             group = self._groups[type_name] = validate_group(str(found))
         return group
 
-    def _send_lane(self, type_name: str, mtype: MessageType,
-                   packer: Packer) -> SendLane | None:
+    def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
+                   max_payload: int) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
         used (not built, no plan for the type, or a keyed network: MACs are Python's)."""
@@ -735,7 +736,7 @@ class Endpoint:
         assert self._out is not None and self._sender is not None  # routes: only while started
         lane: SendLane = speedups.SendLane(
             self._next_seq, type_name, self._sender, self._out, packer, self._groups[type_name],
-            self.port, mtype.plan, _max_payload(packer), self._out.yields_cpu)
+            self.port, mtype.plan, max_payload, self._out.yields_cpu)
         return lane
 
     def _send(self, datagram: bytes, type_name: str) -> bool:

@@ -137,7 +137,7 @@ def test_yield_on_send_can_be_turned_off() -> None:
                 for ep, yields in ((on, on._out.yields_cpu), (off, False)):
                     ep._groups[NAME] = "239.255.77.1"
                     packer = ep._out.packer(NAME, type_of(Reading).fingerprint)
-                    lane = ep._send_lane(NAME, type_of(Reading), packer)
+                    lane = ep._send_lane(NAME, type_of(Reading), packer, 1300)
                     assert lane is not None and lane.yields_cpu is yields
 
     asyncio.run(asyncio.wait_for(main(), 10))

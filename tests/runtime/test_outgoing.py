@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ganglion.runtime import _outgoing
 from ganglion.runtime._outgoing import Outgoing
 from ganglion.wire import Envelope, decode_datagram
 
@@ -385,17 +386,22 @@ def test_the_sender_yields_the_cpu_after_each_lone_send_only() -> None:
     run(main())
 
 
-def test_a_lone_send_made_elsewhere_yields_unless_its_sender_already_did() -> None:
+def test_a_lone_send_made_elsewhere_yields_unless_its_sender_already_did(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         yields: list[str] = []
         out = Outgoing(node_id=NODE, boot=7, key=None, send=FakeSend(),
                        loop=asyncio.get_running_loop(), after_idle_send=lambda: yields.append("y"))
         assert not out.yields_cpu  # a hook of its own: the compiled lane cannot run it
-        out.sent_alone(yielded=False)
+        out.sent_alone()
         assert yields == ["y"] and (out.messages, out.datagrams) == (1, 1) and out.busy
-        await next_iteration()
-        out.sent_alone(yielded=True)
-        assert yields == ["y"] and (out.messages, out.datagrams) == (2, 2)
+        # The scheduler's yield: the compiled lane did it right after its send.
+        monkeypatch.setattr(_outgoing, "YIELD_CPU", lambda: yields.append("sched"))
+        yielding = Outgoing(node_id=NODE, boot=7, key=None, send=FakeSend(),
+                            loop=asyncio.get_running_loop(), after_idle_send=_outgoing.YIELD_CPU)
+        assert yielding.yields_cpu
+        yielding.sent_alone()
+        assert yields == ["y"] and (yielding.messages, yielding.datagrams) == (1, 1)
 
     run(main())
 
