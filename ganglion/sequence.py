@@ -27,9 +27,15 @@ window size with the same boot, *if* the message's timestamp is newer than any
 seen from that sender (a duplicate delayed past the window has an old one).
 
 The first message seen from a sender sets the baseline: a receiver that joins
-a running stream counts no losses for what came before. A forward jump larger
+a running stream counts no losses for what came before, and takes every number
+below the baseline as already seen (``STALE``): a receiver that restarted cannot
+tell a datagram sent before it listened from a replay of a recorded one, so with
+a network key a recording replayed after a receiver's restart is not delivered
+again. The same holds after :meth:`SequenceTracker.rebase`. A forward jump larger
 than ``max_gap`` is treated as a resynchronisation (``RESTART``) rather than
-billions of losses. Memory is bounded: a tracker is a few ints, and
+billions of losses. Time and memory per message are bounded whatever the
+numbers: a jump of a window or more resets the bitmap instead of shifting it.
+Memory is bounded: a tracker is a few ints, and
 :class:`SequenceTable` keeps at most ``max_entries`` trackers, evicting the
 least recently used.
 
@@ -185,12 +191,17 @@ class SequenceTracker:
                 self._floor = seq  # a pause in sending, not loss
             else:
                 self.lost += jump - 1
-            self._seen = ((self._seen << jump) | 1) & self._mask
+            # A jump of a window or more leaves only this number in the window; shifting
+            # by the jump would build a jump-bit integer first (2**32 bits: 1 GB, seconds).
+            self._seen = ((self._seen << jump) | 1) & self._mask if jump < self.window else 1
             self._highest = seq
             self.received += 1
             return Verdict.NEW
         offset = highest - seq
-        if offset >= self.window:
+        # Older than the window, or below the baseline: sent before this receiver started
+        # listening (or before a resynchronisation), which cannot be told from a replay of
+        # a recorded datagram, so it counts as already seen.
+        if offset >= self.window or seq < self._floor:
             if not self.strict and seq < self.window and newer:
                 self.restarts += 1  # back near 0, same boot, newer clock: a restart
                 return self._start(seq, boot, count_lost=not self._resync)
@@ -203,8 +214,7 @@ class SequenceTracker:
         self._seen |= bit
         self.received += 1
         self.reordered += 1
-        if seq >= self._floor:
-            self.lost -= 1
+        self.lost -= 1  # seq >= _floor: its gap was counted
         return Verdict.LATE
 
     def observe_run(self, first_seq: int, count: int, boot: int, newest_ts: int) -> bool:

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -200,11 +201,22 @@ def _check_name(name: str) -> None:
 
 
 def _make_private_dir(directory: Path) -> None:
-    """Create the directory as 0700 (only this user may read the node's state)."""
+    """Create the directory as 0700, or tighten an existing one of ours to 0700.
+
+    Only this user may read the node's state (its id, boot counter, acceptor
+    journal): an existing directory made by hand or by an older version with a
+    looser mode is tightened at start, and the change logged.
+    """
     try:
         if not directory.is_dir():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+            return
+        st = directory.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(directory, 0o700)
+            _log.info("tightened the state directory %s from mode %o to 0700",
+                      directory, stat.S_IMODE(st.st_mode))
     except OSError as exc:
         raise StateError(f"cannot create the state directory {directory}: {exc.strerror}; "
                          "choose another with --state-dir") from exc

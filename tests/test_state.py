@@ -54,6 +54,14 @@ def test_first_open_creates_a_private_dir_with_an_id_and_boot_one(state_dir: Pat
     assert (state_dir / BOOT_FILE).read_text() == "1\n"
 
 
+def test_an_existing_loose_state_dir_is_tightened_to_0700(state_dir: Path) -> None:
+    # Issue 21 finding 8: a directory made by hand (or an older version) kept its mode.
+    state_dir.mkdir(mode=0o755)
+    os.chmod(state_dir, 0o755)
+    with NodeState.open(state_dir):
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+
+
 def test_node_id_is_reused_and_boot_grows_on_every_open(state_dir: Path) -> None:
     seen = []
     for _ in range(5):

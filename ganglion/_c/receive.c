@@ -665,7 +665,7 @@ run_in_lane(Lane *lane, const unsigned char *d, Py_ssize_t n, Py_ssize_t size,
 }
 
 const char drain_doc[] = PyDoc_STR(
-"drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts)\n--\n\n"
+"drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts, max_size)\n--\n\n"
 "Read the socket `fd` until EAGAIN or `limit` datagrams, as MulticastReceiver._drain:\n"
 "each datagram to the lane (a Lane or None) and otherwise on_datagram(data, source,\n"
 "now); a coalesced run datagram by datagram the same way with a lane, whole to\n"
@@ -673,18 +673,20 @@ const char drain_doc[] = PyDoc_STR(
 "of 65536 bytes; now() is called once, when a callback first needs it. Errors go to\n"
 "report(kind, detail) with kind 'receive' (an OSError), 'truncated' (the length) or\n"
 "'callback' (the exception). `counts` (a list) gets datagrams, bytes, drains,\n"
-"max_seen, full_drains and coalesced added.");
+"max_seen, full_drains and coalesced added. A datagram (or a run's segment) larger\n"
+"than `max_size` bytes is dropped and reported as 'oversize' (its length).");
 
 PyObject *
 drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("drain", nargs, 10) < 0)
+    if (check_nargs("drain", nargs, 11) < 0)
         return NULL;
     int fd = (int)PyLong_AsLong(args[0]);
     PyObject *slot = args[1];
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
     PyObject *buffer = args[3], *lane_o = args[4], *on_datagram = args[5], *on_run = args[6],
              *now_fn = args[7], *report = args[8], *counts = args[9];
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[10]);
     if (PyErr_Occurred())
         return NULL;
     if (!PyByteArray_CheckExact(buffer) || PyByteArray_GET_SIZE(buffer) < RECV_SIZE) {
@@ -702,12 +704,12 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Lane *lane = lane_o == Py_None ? NULL : (Lane *)lane_o;
     unsigned char *d = (unsigned char *)PyByteArray_AS_STRING(buffer);
     PyObject *now = NULL;
-    long long count = 0, nbytes = 0, coalesced = 0;
+    long long count = 0, nbytes = 0, coalesced = 0, skipped = 0; /* skipped: dropped unread */
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } control;
-    while (count < limit) {
+    while (count + skipped < limit) {
         struct sockaddr_in addr;
         struct iovec iov = {d, RECV_SIZE};
         struct msghdr mh = {0};
@@ -737,7 +739,18 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (mh.msg_flags & MSG_TRUNC) {
             /* Larger than any datagram; nothing of it can be trusted. */
+            skipped += 1;
             PyObject *r = PyObject_CallFunction(report, "sn", "truncated", (Py_ssize_t)n);
+            if (r == NULL)
+                goto error;
+            Py_DECREF(r);
+            continue;
+        }
+        if ((size > 0 && size < n ? size : n) > max_size) {
+            /* Above the configured budget: no valid sender makes it (a forged or
+             * fragmented one), so it is dropped before any decoding. */
+            skipped += 1;
+            PyObject *r = PyObject_CallFunction(report, "sn", "oversize", (Py_ssize_t)n);
             if (r == NULL)
                 goto error;
             Py_DECREF(r);

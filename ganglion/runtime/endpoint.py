@@ -288,7 +288,8 @@ class Endpoint:
         try:
             self._receiver = MulticastReceiver(self.interface, self.port, self._in.on_datagram,
                                                rcvbuf=self._rcvbuf, loop=loop,
-                                               on_run=self._in.on_run, lane=self._in.lane())
+                                               on_run=self._in.on_run, lane=self._in.lane(),
+                                               max_datagram=self._max_datagram)
         except BaseException:
             self._sender.close()
             raise

@@ -100,6 +100,8 @@ RunCallback = Callable[[bytes, int, tuple[str, int], float], object]
 
 # Largest UDP payload over IPv4 is 65,507 bytes; a 64 KiB buffer never truncates.
 _RECV_SIZE = 65536
+# The largest UDP payload over IPv4: the default receive limit (no limit).
+_UDP_MAX = 65507
 _GRO_CMSG_SPACE = _sockets.GRO_CMSG_SPACE
 _gro_segment_size = _sockets.gro_segment_size
 # A plain int: socket.MSG_TRUNC is an IntFlag, and ``int & IntFlag`` runs enum's Python
@@ -133,6 +135,8 @@ class ReceiverStats:
         coalesced: datagrams that arrived in coalesced runs (UDP_GRO) and were cut
             apart here (included in ``datagrams``).
         gro: whether the open sockets accept coalesced runs.
+        oversize: datagrams (or coalesced runs) dropped unread because they were
+            larger than ``max_datagram`` (forged, or fragmented far above the budget).
     """
 
     datagrams: int
@@ -150,6 +154,7 @@ class ReceiverStats:
     kernel_drops: int | None
     coalesced: int = 0
     gro: bool = False
+    oversize: int = 0
 
 
 class _Slot:
@@ -194,6 +199,7 @@ class MulticastReceiver:
         gro: bool = True,
         on_run: RunCallback | None = None,
         lane: object | None = None,
+        max_datagram: int = _UDP_MAX,
     ) -> None:
         """Validate the settings; no socket is opened until the first join.
 
@@ -212,6 +218,8 @@ class MulticastReceiver:
                 datagrams and calls ``on_datagram`` for each, in order.
             lane: a ``ganglion._speedups.Lane`` (``Incoming.lane()``) that may take a
                 datagram before ``on_datagram``; used only by the compiled drain.
+            max_datagram: largest datagram accepted, in bytes; a larger one (a run
+                whose segments are larger) is dropped unread and counted as oversize.
 
         Raises:
             InterfaceError: ``interface`` is not an IPv4 address of this host.
@@ -228,6 +236,7 @@ class MulticastReceiver:
             max_memberships_per_socket = _sockets.read_max_memberships()
         self._per_socket = _positive(max_memberships_per_socket, "max_memberships_per_socket")
         self._max_batch = _positive(max_batch, "max_batch")
+        self._max_datagram = _positive(max_datagram, "max_datagram")
         if reannounce_seconds is not None and not reannounce_seconds > 0:
             raise ConfigError(f"reannounce_seconds must be > 0 or None, not {reannounce_seconds!r}")
         self._reannounce_seconds = reannounce_seconds
@@ -244,6 +253,7 @@ class MulticastReceiver:
         self._counts = [0] * 6
         self._callback_errors = 0
         self._receive_errors = 0
+        self._oversize = 0
         self._reannounces = 0
         self._reannounce_errors = 0
 
@@ -380,6 +390,7 @@ class MulticastReceiver:
             kernel_drops=_sockets.kernel_drops(s.sock for s in open_slots),
             coalesced=coalesced,
             gro=bool(open_slots) and all(s.gro for s in open_slots),
+            oversize=self._oversize,
         )
 
     def close(self) -> None:
@@ -450,7 +461,8 @@ class MulticastReceiver:
             slot.buffer = bytearray(_RECV_SIZE)
             self._loop.add_reader(sock.fileno(), functools.partial(
                 speedups.drain, sock.fileno(), slot, self._max_batch, slot.buffer, self._lane,
-                self._on_datagram, self._on_run, self._loop.time, self._report, self._counts))
+                self._on_datagram, self._on_run, self._loop.time, self._report, self._counts,
+                self._max_datagram))
         self._slots.append(slot)
         return slot
 
@@ -477,10 +489,12 @@ class MulticastReceiver:
         on_run = self._on_run
         now = self._loop.time()
         limit = self._max_batch
+        max_size = self._max_datagram
         count = 0
+        skipped = 0  # dropped unread; they count towards the bound of one drain too
         coalesced = 0
         nbytes = 0
-        while count < limit:
+        while count + skipped < limit:
             try:
                 data, ancdata, flags, source = recvmsg(_RECV_SIZE, _GRO_CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -491,7 +505,12 @@ class MulticastReceiver:
             nbytes += len(data)
             size = _gro_segment_size(ancdata) if ancdata else 0
             if flags & _MSG_TRUNC:
+                skipped += 1
                 self._report("truncated", len(data))
+                continue
+            if (size if size and size < len(data) else len(data)) > max_size:
+                skipped += 1
+                self._report("oversize", len(data))
                 continue
             if not size or size >= len(data):
                 count += 1
@@ -524,12 +543,20 @@ class MulticastReceiver:
         """Count and log what a drain could not deliver (both drains call this).
 
         ``kind``: ``receive`` (the read failed: an OSError), ``truncated`` (a read of
-        ``detail`` bytes larger than any datagram), ``callback`` or ``run`` (the
-        datagram or run callback raised ``detail``).
+        ``detail`` bytes larger than any datagram), ``oversize`` (a datagram of ``detail``
+        bytes above ``max_datagram``), ``callback`` or ``run`` (the datagram or run
+        callback raised ``detail``).
         """
         if kind == "receive":
             self._receive_errors += 1
             _log.warning("receive error on port %d: %s", self._port, detail)
+        elif kind == "oversize":
+            # Counted, and logged once: a flood of them must not flood the log too.
+            self._oversize += 1
+            if self._oversize == 1:
+                _log.warning("dropped a %s-byte datagram on port %d: above the %d-byte "
+                             "limit (max_datagram); further ones are only counted",
+                             detail, self._port, self._max_datagram)
         elif kind == "truncated":
             self._receive_errors += 1
             # Larger than any datagram; nothing of it can be trusted.

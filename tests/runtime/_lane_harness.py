@@ -137,7 +137,8 @@ class Wire:
         on_datagram = on_datagram or (h.incoming.on_datagram if h else None)
         speedups.drain(self.rx.fileno(), self.slot, limit, self.buffer, lane, on_datagram,
                        h.incoming.on_run if h else None, lambda: 0.0,
-                       lambda kind, detail: self.reports.append((kind, detail)), self.counts)
+                       lambda kind, detail: self.reports.append((kind, detail)), self.counts,
+                       65535)
 
 
 def sample_datagram(seq: int, sample: Any, *, node_id: bytes = PEER, name: str | None = None,

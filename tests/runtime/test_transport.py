@@ -390,6 +390,33 @@ def test_stats_count_exactly(free_udp_port: int, make_group: Callable[[], str]) 
     run(body())
 
 
+def test_datagrams_above_the_limit_are_dropped_and_counted(
+    free_udp_port: int, test_group: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 21 finding 8: a 60 KB (IP-fragmented) datagram was accepted and logged by a
+    # node whose budget is 1,400 bytes. Now it is dropped unread, counted, logged once.
+    async def body() -> None:
+        got = Collector()
+        async with receiver(free_udp_port, got, max_datagram=1400) as rx, \
+                MulticastSender(LO) as tx:
+            rx.join(test_group)
+            for _ in range(5):
+                tx.send(bytes(60_000), test_group, free_udp_port)
+                tx.send(bytes(1401), test_group, free_udp_port)
+            tx.send(bytes(1400), test_group, free_udp_port)
+            await got.wait_for(1)
+            await settle()
+            stats = rx.stats()
+            assert got.payloads == [bytes(1400)]
+            assert stats.oversize == 10
+            assert stats.datagrams == 1
+            assert stats.callback_errors == stats.receive_errors == 0
+
+    with caplog.at_level("WARNING", logger="ganglion.runtime.transport"):
+        run(body())
+    assert sum("above the 1400-byte limit" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_kernel_drops_are_reported_when_the_buffer_overflows(
     free_udp_port: int, test_group: str
 ) -> None:
