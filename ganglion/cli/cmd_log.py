@@ -37,7 +37,8 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
 
     Subscribes to every type the network has agreed on, including types agreed
     later, and commits in batches. Exits non-zero, with one error line, when the
-    database cannot be written (read-only file, full disk).
+    database cannot be written (read-only file, full disk) or the writer fails
+    for any other reason (logged with its cause).
     """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.recorder import Recorder
@@ -76,8 +77,11 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
             click.echo(f"error: {writer.error}", err=True)
             return 1
         stats = writer.stats()
+        extra = "".join(f", {count} {what}" for count, what in (
+            (stats.rejected, "rejected"), (stats.refused, "refused over budget"),
+            (stats.evicted, "cache evictions")) if count)
         click.echo(f"logged {stats.written} readings to {db} ({stats.dropped} dropped, "
-                   f"{stats.gaps} gaps seen)", err=True)
+                   f"{stats.gaps} gaps seen{extra})", err=True)
         return 0
 
     sys.exit(run_until_signalled(main))

@@ -9,14 +9,26 @@ still *settling*, shrinks or splits that gap. A gap settles ``settle_ns`` after
 it was detected and is then final: :meth:`GapTracker.settled` hands it to the
 writer. The first number seen of a stream opens no gap (the logger joined
 mid-stream), and neither do last values (fetched from before the logger joined),
-which the caller does not feed in.
+which the caller does not feed in -- unless the caller knows where the stream
+stood before (:meth:`GapTracker.resume`: the highest number a previous logger
+run stored), so what the sender published while no logger ran is a gap too.
+
+Bounded, because senders choose the keys (node ids, boots): at most
+``max_streams`` streams are remembered, the least recently seen is forgotten
+first (its settling gaps settle at once) and counted in :attr:`GapTracker.evicted`;
+at most ``max_open`` gaps settle per stream and ``max_open_total`` in all,
+beyond which the oldest settle early. A forgotten stream that comes back is a
+first sighting again (the writer resumes it from the database).
 
 Pure: time comes in as the readings' ``received_ns``; no clock is read.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import NamedTuple
+
+from ganglion.logger.budget import DEFAULT_MAX_ENTRIES
 
 __all__ = ["Gap", "GapTracker", "StreamKey"]
 
@@ -41,33 +53,74 @@ class Gap(NamedTuple):
 
 
 class GapTracker:
-    """Finds gaps in per-stream sequence numbers.
+    """Finds gaps in per-stream sequence numbers, remembering a bounded number of streams.
 
     Args:
         settle_ns: how long a gap may still be filled by late arrivals.
         max_open: settling gaps kept per stream; beyond it the oldest settles early.
+        max_streams: streams remembered; beyond it the least recently seen is forgotten.
+        max_open_total: settling gaps kept in all; beyond it a whole stream's settle early.
+
+    Raises:
+        ValueError: a limit is not positive.
     """
 
-    def __init__(self, *, settle_ns: int = 2_000_000_000, max_open: int = 64) -> None:
+    def __init__(self, *, settle_ns: int = 2_000_000_000, max_open: int = 64,
+                 max_streams: int = DEFAULT_MAX_ENTRIES,
+                 max_open_total: int = DEFAULT_MAX_ENTRIES) -> None:
+        if min(max_open, max_streams, max_open_total) < 1:
+            raise ValueError("max_open, max_streams and max_open_total must be positive")
         self._settle_ns = settle_ns
         self._max_open = max_open
-        self._expected: dict[StreamKey, int] = {}
-        self._open: dict[StreamKey, list[Gap]] = {}
+        self._max_streams = max_streams
+        self._max_open_total = max_open_total
+        self._expected: OrderedDict[StreamKey, int] = OrderedDict()
+        # Streams with settling gaps, oldest first gap first (the first to settle early).
+        self._open: OrderedDict[StreamKey, list[Gap]] = OrderedDict()
+        self._open_count = 0
         self._ready: list[Gap] = []
         self.late = 0  # arrivals below the expected number that filled no settling gap
+        self.evicted = 0  # streams forgotten to stay within max_streams
+
+    def knows(self, stream: StreamKey) -> bool:
+        """Whether ``stream`` has a baseline (seen, or resumed, and not forgotten since)."""
+        return stream in self._expected
+
+    def highest(self, stream: StreamKey) -> int | None:
+        """The highest sequence number seen of ``stream`` (None when it is not known)."""
+        expected = self._expected.get(stream)
+        return None if expected is None else expected - 1
+
+    def resume(self, stream: StreamKey, last_seq: int) -> None:
+        """Continue ``stream`` after ``last_seq`` (stored by an earlier run): the next
+        reading above ``last_seq + 1`` opens a gap, as if ``last_seq`` had just arrived.
+
+        Args:
+            stream: (type name, sender node id, boot).
+            last_seq: the highest sequence number of that stream logged before.
+        """
+        if stream not in self._expected:
+            self._remember(stream, last_seq + 1)
 
     def observe(self, stream: StreamKey, seq: int, received_ns: int) -> None:
-        """Account for one received reading of ``stream``."""
+        """Account for one received reading of ``stream``.
+
+        Args:
+            stream: (type name, sender node id, boot).
+            seq: its sequence number.
+            received_ns: when the logger received it (the gap's ``detected_ns``).
+        """
         expected = self._expected.get(stream)
-        if expected is None or seq == expected:
+        if expected is None:
+            self._remember(stream, seq + 1)
+            return
+        self._expected.move_to_end(stream)
+        if seq == expected:
             self._expected[stream] = seq + 1
             return
         if seq > expected:
             self._expected[stream] = seq + 1
-            gaps = self._open.setdefault(stream, [])
-            gaps.append(Gap(stream, expected, seq - 1, received_ns))
-            if len(gaps) > self._max_open:
-                self._ready.append(gaps.pop(0))
+            self._open_gap(Gap(stream, expected, seq - 1, received_ns))
             return
         self._fill(stream, seq)
 
@@ -79,6 +132,7 @@ class GapTracker:
             gaps = self._open[stream]
             keep = [g for g in gaps if g.detected_ns > cutoff]
             out.extend(g for g in gaps if g.detected_ns <= cutoff)
+            self._open_count -= len(gaps) - len(keep)
             if keep:
                 self._open[stream] = keep
             else:
@@ -91,7 +145,43 @@ class GapTracker:
         for gaps in self._open.values():
             out.extend(gaps)
         self._open.clear()
+        self._open_count = 0
         return out
+
+    @property
+    def streams(self) -> int:
+        """Streams remembered now (at most ``max_streams``)."""
+        return len(self._expected)
+
+    @property
+    def open_gaps(self) -> int:
+        """Gaps settling now (at most ``max_open_total``)."""
+        return self._open_count
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _remember(self, stream: StreamKey, expected: int) -> None:
+        self._expected[stream] = expected
+        if len(self._expected) > self._max_streams:
+            old, _ = self._expected.popitem(last=False)
+            self.evicted += 1
+            self._settle_early(old)  # nothing can fill them once the stream is forgotten
+
+    def _open_gap(self, gap: Gap) -> None:
+        gaps = self._open.setdefault(gap.stream, [])
+        gaps.append(gap)
+        self._open_count += 1
+        if len(gaps) > self._max_open:
+            self._ready.append(gaps.pop(0))
+            self._open_count -= 1
+        while self._open_count > self._max_open_total:
+            self._settle_early(next(iter(self._open)))
+
+    def _settle_early(self, stream: StreamKey) -> None:
+        gaps = self._open.pop(stream, None)
+        if gaps:
+            self._ready.extend(gaps)
+            self._open_count -= len(gaps)
 
     def _fill(self, stream: StreamKey, seq: int) -> None:
         gaps = self._open.get(stream, [])
@@ -99,8 +189,16 @@ class GapTracker:
             if gap.first <= seq <= gap.last:
                 pieces = [Gap(stream, gap.first, seq - 1, gap.detected_ns),
                           Gap(stream, seq + 1, gap.last, gap.detected_ns)]
-                gaps[i:i + 1] = [p for p in pieces if p.first <= p.last]
+                kept = [p for p in pieces if p.first <= p.last]
+                gaps[i:i + 1] = kept
+                self._open_count += len(kept) - 1
                 if not gaps:
                     del self._open[stream]
+                    return
+                if len(gaps) > self._max_open:  # a split added one
+                    self._ready.append(gaps.pop(0))
+                    self._open_count -= 1
+                while self._open_count > self._max_open_total:
+                    self._settle_early(next(iter(self._open)))
                 return
         self.late += 1

@@ -2,9 +2,14 @@
 
 Theory of operation: one grouped query over ``samples`` gives, per (type name,
 node), the count, the first and last receive times and the newest row's id;
-the newest row's ``data`` is the last value. Gaps come from ``gap_spans``
-grouped the same way. Type versions (a fingerprint change) are counted per
-name. Rate is readings per second over the stream's span: (count - 1) / span.
+the newest row's ``data`` is the last value. Gaps come from ``gap_spans``,
+summed here in Python rather than SQL: their bounds are u64 stored as signed
+integers (:mod:`ganglion.logger.u64`), and a forged jump can make a gap of
+nearly 2**64 numbers, which SQLite's ``sum()`` would refuse as an overflow.
+Type versions (a fingerprint change) are counted per name. Rate is readings per
+second over the stream's span: (count - 1) / span. The sessions' ``rejected``,
+``refused`` and ``evicted`` counters tell whether the logger met bad input or
+hit its bounds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from ganglion.logger import datajson
 from ganglion.logger.retention import format_size, used_bytes
+from ganglion.logger.u64 import from_sql
 
 __all__ = ["LogSummary", "StreamSummary", "format_summary", "summarize", "summary_json"]
 
@@ -64,6 +70,10 @@ class LogSummary:
         sessions: logger runs recorded.
         dropped: readings the logger could not write (all sessions).
         streams: per (type, node), sorted.
+        rejected: readings the logger could not store (bad values; all sessions).
+        refused: readings over the logger's budgets (too many new senders or
+            type versions; all sessions).
+        evicted: entries the logger evicted from its bounded caches (all sessions).
     """
 
     path: Path
@@ -74,6 +84,9 @@ class LogSummary:
     sessions: int
     dropped: int
     streams: list[StreamSummary]
+    rejected: int = 0
+    refused: int = 0
+    evicted: int = 0
 
 
 def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
@@ -86,9 +99,11 @@ def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
     Returns:
         The :class:`LogSummary`.
     """
-    gaps = {(t, n): (g, m) for t, n, g, m in conn.execute(
-        "SELECT type, node_id, count(*), sum(last_missing - first_missing + 1) FROM gap_spans "
-        "GROUP BY type, node_id")}
+    gaps: dict[tuple[str, int], tuple[int, int]] = {}
+    for t, n, first, last in conn.execute(
+            "SELECT type, node_id, first_missing, last_missing FROM gap_spans"):
+        count, missing = gaps.get((t, n), (0, 0))
+        gaps[(t, n)] = (count + 1, missing + from_sql(last) - from_sql(first) + 1)
     rows = conn.execute(
         "SELECT t.name, s.node_id, count(*), min(s.received_ns), max(s.received_ns), max(s.id) "
         "FROM samples s JOIN types t ON t.id = s.type_id GROUP BY t.name, s.node_id").fetchall()
@@ -109,19 +124,23 @@ def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
                                          {}))
     streams.sort(key=lambda s: (s.type, s.node))
     versions = dict(conn.execute("SELECT name, count(*) FROM types GROUP BY name").fetchall())
-    sessions, dropped = conn.execute("SELECT count(*), coalesce(sum(dropped), 0) FROM sessions"
-                                     ).fetchone()
+    sessions, dropped, rejected, refused, evicted = conn.execute(
+        "SELECT count(*), coalesce(sum(dropped), 0), coalesce(sum(rejected), 0), "
+        "coalesce(sum(refused), 0), coalesce(sum(evicted), 0) FROM sessions").fetchone()
     file_bytes = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
                      if p.exists())
     return LogSummary(path, file_bytes, used_bytes(conn), sum(s.count for s in streams), versions,
-                      sessions, dropped, streams)
+                      sessions, dropped, streams, rejected, refused, evicted)
 
 
 def format_summary(summary: LogSummary) -> str:
     """The summary as a plain-text table for a terminal."""
     lines = [f"{summary.path}: {summary.readings} readings, {len(summary.streams)} streams, "
              f"{format_size(summary.file_bytes)} on disk, {summary.sessions} logger session(s)"
-             + (f", {summary.dropped} readings dropped by the logger" if summary.dropped else "")]
+             + (f", {summary.dropped} readings dropped by the logger" if summary.dropped else "")
+             + (f", {summary.rejected} rejected (bad values)" if summary.rejected else "")
+             + (f", {summary.refused} refused (over budget)" if summary.refused else "")
+             + (f", {summary.evicted} cache evictions" if summary.evicted else "")]
     header = ("TYPE", "NODE", "COUNT", "FIRST", "LAST", "RATE/S", "GAPS", "MISSING", "LAST VALUE")
     table = [header]
     for s in summary.streams:

@@ -5,9 +5,10 @@ Theory of operation: the same :class:`~ganglion.logger.recorder.Recorder` and
 plugin host. ``setup`` opens the database (so a bad path fails at start, with
 the node's other plugins unaffected) and subscribes to the types already
 agreed; ``run`` follows the map. The writer lives on the plugin object, so a
-``run`` restarted after a crash keeps writing to the same session. A database
-failure (disk full, read-only file) is logged once and ends the plugin: it is
-*finished*, not restarted in a loop; the node carries on without a log.
+``run`` restarted after a crash keeps writing to the same session. A writer
+failure -- the database (disk full, read-only file) or anything unexpected, whose
+traceback the writer logs -- is logged once as an error by the node and ends the
+plugin: it is *finished*, not restarted in a loop; the node carries on without a log.
 
 Enable with ``ganglion node --plugin log`` and, in the config file::
 

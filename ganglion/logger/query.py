@@ -6,7 +6,9 @@ first, so the query uses the ``samples(type_id, received_ns)`` index); times
 bound ``received_ns``, the logger's own clock, which is monotone with the
 rows' ids, unlike ``sent_ns`` whose senders may have unsynchronised clocks.
 Rows come back in id order (the order the logger received them), streamed
-from a cursor so a large log is never loaded whole.
+from a cursor so a large log is never loaded whole. The u64 columns (``boot``,
+``seq``, ``sent_ns``) come back as stored and are converted to their unsigned
+values here (:mod:`ganglion.logger.u64`), so every tool reads them exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from ganglion.logger.retention import parse_duration
+from ganglion.logger.u64 import from_sql
 
 __all__ = ["StoredReading", "count_readings", "parse_time", "select_readings", "type_ids"]
 
@@ -30,9 +33,9 @@ class StoredReading(NamedTuple):
         id: its row id (increasing in the order received).
         type: the type name.
         node: the sender's node id, 16 hex digits.
-        boot: the sender's boot counter.
-        seq: the sender's sequence number.
-        sent_ns: the sender's timestamp.
+        boot: the sender's boot counter (unsigned, as sent).
+        seq: the sender's sequence number (unsigned, as sent: up to 2**64 - 1).
+        sent_ns: the sender's timestamp (unsigned, as sent).
         received_ns: the logger's timestamp.
         flags: :class:`~ganglion.logger.schema.Flags` bits.
         data: the fields as JSON text (see :mod:`ganglion.logger.datajson`).
@@ -80,7 +83,9 @@ def select_readings(conn: sqlite3.Connection, *, patterns: Iterable[str] = (),
     if where is None:
         return iter(())
     cursor = conn.execute(f"{_SELECT}{where} ORDER BY s.id", params)
-    return (StoredReading(*row) for row in cursor)
+    return (StoredReading(rid, name, node, from_sql(boot), from_sql(seq), from_sql(sent_ns),
+                          received_ns, flags, data)
+            for rid, name, node, boot, seq, sent_ns, received_ns, flags, data in cursor)
 
 
 def count_readings(conn: sqlite3.Connection, *, patterns: Iterable[str] = (),

@@ -9,7 +9,8 @@ and ``last_value=True``: every publisher's latest reading is fetched at once and
 logged with its ``last_value`` flag, so a logger that joins late still has each
 stream's current state. Every ``interval`` seconds the recorder hands the
 writer what it took (one commit) and tells it the peers' names. When the
-writer's database fails, :meth:`run` raises its :class:`LogDatabaseError`.
+writer fails (its database, or anything unexpected), :meth:`run` raises its
+:class:`LogDatabaseError`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,12 @@ reuses freed pages, so once a log reaches ``max_size`` the file stops growing
 instead of shrinking (no VACUUM: that would rewrite the whole file, which an SD
 card pays for). When over the limit, the oldest readings are removed until the
 used size is below :data:`SIZE_TARGET` of the limit, so deleting does not run on
-every commit. Gaps older than the oldest remaining reading go too.
+every commit. Gaps older than the oldest remaining reading go too, and so do the
+``nodes`` rows (with their ``streams`` rows) of senders whose newest reading is
+older than that: ``nodes.last_ns`` is the receive time of a sender's newest
+reading, so such a sender has no reading left. The ``nodes`` table therefore
+never outgrows the readings kept (a flood of made-up node ids leaves with its
+readings).
 
 Defaults suit a Raspberry Pi's SD card: 30 days and 1 GB.
 """
@@ -107,8 +112,14 @@ def apply_retention(conn: sqlite3.Connection, policy: Retention, now_ns: int) ->
             conn.execute("BEGIN")
             if oldest is None:
                 conn.execute("DELETE FROM gap_spans")
+                conn.execute("DELETE FROM streams")
+                conn.execute("DELETE FROM nodes")
             else:
                 conn.execute("DELETE FROM gap_spans WHERE detected_ns < ?", (oldest,))
+                gone = "SELECT id FROM nodes WHERE coalesce(last_ns, 0) < ?"
+                conn.execute(f"DELETE FROM gap_spans WHERE node_id IN ({gone})", (oldest,))
+                conn.execute(f"DELETE FROM streams WHERE node_id IN ({gone})", (oldest,))
+                conn.execute("DELETE FROM nodes WHERE coalesce(last_ns, 0) < ?", (oldest,))
     return removed
 
 

@@ -8,8 +8,14 @@ the columns people query (``type``, ``node``, ``seq``, ``sent_ns``,
 ``json_extract`` work on it directly. ``types`` holds one row per *version* of a
 type (name + fingerprint + fields): when a type's schema changes, a new row is
 added and both versions' readings stay readable. ``gap_spans`` (view ``gaps``)
-holds the runs of sequence numbers the logger saw missing; ``sessions`` one row
-per logger run. docs/logging.md documents every column.
+holds the runs of sequence numbers the logger saw missing; ``streams`` the
+highest sequence number logged per (type, sender), so the next run records
+what it missed meanwhile as a gap; ``sessions`` one row per logger run.
+docs/logging.md documents every column.
+
+u64 values (``seq``, ``sent_ns``, ``boot``, gap bounds) are stored as signed
+two's complement (:mod:`ganglion.logger.u64`): unchanged below ``2**63``,
+negative above it.
 
 Versioning: ``PRAGMA application_id`` marks the file as a ganglion log and
 ``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`. :func:`open_log` creates
@@ -37,11 +43,10 @@ __all__ = [
 #: ``PRAGMA application_id`` of a ganglion log ("GNLG").
 APPLICATION_ID = 0x474E4C47
 
-#: The schema version this code writes.
-SCHEMA_VERSION = 1
-
-#: Upgrade steps: ``MIGRATIONS[v]`` turns a version-``v`` database into ``v + 1``.
-MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {}
+#: The schema version this code writes. 2: u64 values >= 2**63 stored as negative
+#: numbers (an older ganglion would misread them, so it must refuse the file), the
+#: ``streams`` table, and the ``rejected``/``refused``/``evicted`` session counters.
+SCHEMA_VERSION = 2
 
 
 class Flags:
@@ -52,6 +57,29 @@ class Flags:
     CLOCK_UNSYNCED = 4  # the sender's clock was not synchronised
     LOCAL = 8  # published on the logger's own node
 
+
+_STREAMS = """
+CREATE TABLE streams (
+    type     TEXT NOT NULL,          -- dotted type name
+    node_id  INTEGER NOT NULL REFERENCES nodes(id),
+    boot     INTEGER NOT NULL,       -- the sender's boot of the newest reading logged
+    last_seq INTEGER NOT NULL,       -- the highest seq logged in that boot (u64 as stored)
+    last_ns  INTEGER NOT NULL,       -- when the newest reading of the stream was received
+    PRIMARY KEY (type, node_id)
+) WITHOUT ROWID;
+"""
+
+# A gap across 2**63 has bounds of opposite signs as stored: its size is then a REAL
+# (SQLite has no integer that large); ganglion info sums the sizes exactly.
+_GAPS_VIEW = """
+CREATE VIEW gaps AS
+SELECT g.type AS type, n.node AS node, g.boot AS boot, g.first_missing AS first_missing,
+       g.last_missing AS last_missing,
+       CASE WHEN g.last_missing >= g.first_missing THEN g.last_missing - g.first_missing + 1
+            ELSE g.last_missing - g.first_missing + 1 + 18446744073709551616.0 END AS missing,
+       g.detected_ns AS detected_ns
+FROM gap_spans g JOIN nodes n ON n.id = g.node_id;
+"""
 
 _SCHEMA = """
 CREATE TABLE nodes (
@@ -101,7 +129,10 @@ CREATE TABLE sessions (
     patterns    TEXT,               -- JSON array of --type patterns ([] = every type)
     received    INTEGER NOT NULL DEFAULT 0,
     written     INTEGER NOT NULL DEFAULT 0,
-    dropped     INTEGER NOT NULL DEFAULT 0
+    dropped     INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    refused     INTEGER NOT NULL DEFAULT 0,
+    evicted     INTEGER NOT NULL DEFAULT 0
 );
 CREATE VIEW readings AS
 SELECT s.id AS id, t.name AS type, n.node AS node, s.seq AS seq, s.sent_ns AS sent_ns,
@@ -110,12 +141,32 @@ SELECT s.id AS id, t.name AS type, n.node AS node, s.seq AS seq, s.sent_ns AS se
        (s.flags & 1) != 0 AS last_value, (s.flags & 2) != 0 AS replayed,
        (s.flags & 4) = 0 AS clock_synced, (s.flags & 8) != 0 AS local
 FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id;
-CREATE VIEW gaps AS
-SELECT g.type AS type, n.node AS node, g.boot AS boot, g.first_missing AS first_missing,
-       g.last_missing AS last_missing, g.last_missing - g.first_missing + 1 AS missing,
-       g.detected_ns AS detected_ns
-FROM gap_spans g JOIN nodes n ON n.id = g.node_id;
-"""
+""" + _STREAMS + _GAPS_VIEW
+
+
+def _upgrade_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 1 -> 2: session counters, the ``streams`` table (filled from the readings,
+    one scan), and the ``gaps`` view that sizes gaps across 2**63. Version 1 stored no
+    value >= 2**63 (the writer failed on one), so no stored number changes."""
+    for column in ("rejected", "refused", "evicted"):
+        conn.execute(f"ALTER TABLE sessions ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    for statement in _statements(_STREAMS):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO streams (type, node_id, boot, last_seq, last_ns) "
+        "SELECT t.name, s.node_id, s.boot, max(s.seq), max(s.received_ns) "
+        "FROM samples s JOIN types t ON t.id = s.type_id WHERE (s.flags & 1) = 0 "
+        "GROUP BY t.name, s.node_id, s.boot "
+        "ON CONFLICT (type, node_id) DO UPDATE SET boot = excluded.boot, "
+        "last_seq = excluded.last_seq, last_ns = excluded.last_ns "
+        "WHERE excluded.last_ns > streams.last_ns")
+    conn.execute("DROP VIEW gaps")
+    for statement in _statements(_GAPS_VIEW):
+        conn.execute(statement)
+
+
+#: Upgrade steps: ``MIGRATIONS[v]`` turns a version-``v`` database into ``v + 1``.
+MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {1: _upgrade_1_to_2}
 
 
 def open_log(path: Path | str, *, write: bool = True,

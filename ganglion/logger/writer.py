@@ -18,11 +18,29 @@ so the thread's I/O overlaps the loop. The queue between them is bounded
 counted (``dropped``, also in the ``sessions`` row), rather than memory growing
 without end or the event loop blocking and the kernel dropping datagrams unseen.
 
-Errors: the first ``sqlite3.Error`` (disk full, read-only file, I/O error) stops
-the thread; :attr:`Writer.error` holds a :class:`LogDatabaseError` naming the
-file and the reason, ``on_error`` is called (from the thread), and everything
-added afterwards is counted as dropped. A crash (SIGKILL) loses only readings
-not yet committed: WAL makes every commit atomic.
+Errors: a reading that cannot be stored (a value outside u64, a field that is
+not plain data) is *rejected*: counted, logged at most every 10 s, and the rest
+of its batch is written. Any other failure -- an ``sqlite3.Error`` (disk full,
+read-only file, I/O error) or anything unexpected (logged here as an error
+with its traceback) -- stops the thread: :attr:`Writer.error` holds a
+:class:`LogDatabaseError` naming the file and the cause, ``on_error`` is called
+(from the thread), and everything added afterwards is counted as dropped; the
+recorder then raises it, so ``ganglion log`` exits non-zero. A crash (SIGKILL)
+loses only readings not yet committed: WAL makes every commit atomic.
+
+Bounds: senders choose node ids, boots and field names, so the thread's caches
+(node ids, type versions, the gap tracker's streams, node names) are LRU maps of
+at most ``max_senders`` entries each (:mod:`ganglion.logger.budget`); evictions
+are counted (``evicted``). A row in ``nodes`` for a sender never seen before
+costs a token from a bucket (``max_senders`` at once, then
+``new_senders_per_second``), and a type name gets at most ``max_type_versions``
+rows in ``types``; a reading beyond either budget is *refused* (counted, not
+stored). Retention removes ``nodes`` rows whose readings are all gone.
+
+Gaps across restarts: the ``streams`` table holds each (type, sender)'s boot and
+highest sequence number logged, updated with every commit. When a stream the gap
+tracker does not know (a new run, or one it evicted) shows up, its stored
+position is resumed, so numbers missed while no logger ran become a gap.
 """
 
 from __future__ import annotations
@@ -40,10 +58,12 @@ from typing import Any
 
 from ganglion.errors import LogDatabaseError
 from ganglion.logger import datajson
+from ganglion.logger.budget import DEFAULT_MAX_ENTRIES, LruMap, TokenBucket
 from ganglion.logger.catalog import describe, fingerprint_of
-from ganglion.logger.gaps import Gap, GapTracker
+from ganglion.logger.gaps import Gap, GapTracker, StreamKey
 from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
+from ganglion.logger.u64 import from_sql, to_sql
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
@@ -56,6 +76,13 @@ DEFAULT_BATCH_ROWS = 5_000
 DEFAULT_INTERVAL = 1.0
 DEFAULT_MAX_BATCHES = 16
 MAX_ROWS_PER_COMMIT = 50_000
+#: New senders per second that may get a ``nodes`` row once the first burst is spent.
+DEFAULT_NEW_SENDERS_PER_SECOND = 1.0
+#: Rows in ``types`` per type name (versions: fingerprint and field names).
+DEFAULT_MAX_TYPE_VERSIONS = 64
+#: Seconds between two warnings about rejected or refused readings.
+_WARN_EVERY = 10.0
+_REFUSED = -1  # a cached type id: this version is over its name's budget
 
 _INSERT = ("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_ns, flags, data) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -80,6 +107,13 @@ class WriterStats:
         queued_batches: batches waiting for the thread now.
         gaps: gaps written.
         removed: readings removed by retention.
+        rejected: readings that could not be stored (a value out of range, a field
+            that is not plain data).
+        refused: readings over a budget (a new sender or type version too many).
+        evicted: entries evicted from the bounded caches (senders, type versions,
+            streams, names).
+        senders: node ids cached now (at most ``max_senders``).
+        streams: streams the gap tracker remembers now (at most ``max_senders``).
     """
 
     received: int
@@ -91,6 +125,11 @@ class WriterStats:
     queued_batches: int
     gaps: int
     removed: int
+    rejected: int = 0
+    refused: int = 0
+    evicted: int = 0
+    senders: int = 0
+    streams: int = 0
 
 
 class Writer:
@@ -107,6 +146,11 @@ class Writer:
             a full disk on demand, for tests.
         on_error: called once, from the writer thread, when the database fails
             (also settable later as the attribute ``on_error``).
+        max_senders: entries kept in each in-memory cache keyed by what senders
+            choose (node ids, type versions, streams, names), and the burst of
+            new ``nodes`` rows.
+        new_senders_per_second: new ``nodes`` rows allowed per second after the burst.
+        max_type_versions: rows in ``types`` allowed per type name.
 
     Raises:
         LogDatabaseError: the database cannot be opened or written.
@@ -123,9 +167,15 @@ class Writer:
         gap_settle: float = 2.0,
         max_pages: int | None = None,
         on_error: Callable[[LogDatabaseError], None] | None = None,
+        max_senders: int = DEFAULT_MAX_ENTRIES,
+        new_senders_per_second: float = DEFAULT_NEW_SENDERS_PER_SECOND,
+        max_type_versions: int = DEFAULT_MAX_TYPE_VERSIONS,
     ) -> None:
         if batch_rows < 1 or max_batches < 1:
             raise ValueError("batch_rows and max_batches must be at least 1")
+        if max_senders < 1 or max_type_versions < 1 or new_senders_per_second < 0:
+            raise ValueError("max_senders and max_type_versions must be at least 1 and "
+                             "new_senders_per_second >= 0")
         self.path = Path(path)
         self._conn = open_log(self.path)
         self._batch_rows = batch_rows
@@ -133,17 +183,23 @@ class Writer:
         self.on_error = on_error
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_batches)
         self._batch: list[tuple[Any, Any]] = []
-        self._tracker = GapTracker(settle_ns=int(gap_settle * 1e9))
-        self._type_ids: dict[tuple[str, str | None, tuple[str, ...]], int] = {}
-        self._node_ids: dict[bytes, int] = {}
-        self._names: dict[bytes, str] = {}
+        self._tracker = GapTracker(settle_ns=int(gap_settle * 1e9), max_streams=max_senders,
+                                   max_open_total=max_senders)
+        # The thread's caches (only the writer thread touches them).
+        self._type_ids: LruMap[tuple[str, str | None, tuple[str, ...]], int] = LruMap(max_senders)
+        self._node_ids: LruMap[bytes, int] = LruMap(max_senders)
+        self._thread_names: LruMap[bytes, str] = LruMap(max_senders)
+        self._new_nodes = TokenBucket(max_senders, new_senders_per_second)
+        self._max_versions = max_type_versions
+        # The event loop's copy, to send only changed names to the thread.
+        self._names: LruMap[bytes, str] = LruMap(max_senders)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the counters the thread updates
         self.error: LogDatabaseError | None = None
         self._received = self._written = self._dropped = self._commits = 0
-        self._gaps = self._removed = 0
+        self._gaps = self._removed = self._rejected = self._refused = 0
         self._commit_max = self._commit_total = 0.0
-        self._drop_logged = 0.0
+        self._drop_logged = self._reject_logged = 0.0
         try:
             if max_pages is not None:
                 self._conn.execute(f"PRAGMA max_page_count = {int(max_pages)}")
@@ -188,7 +244,8 @@ class Writer:
         """Record the human names of nodes (by node id) in the ``nodes`` table."""
         changed = {k: v for k, v in names.items() if self._names.get(k) != v}
         if changed:
-            self._names.update(changed)
+            for sender, name in changed.items():
+                self._names.put(sender, name)
             self._put(("names", changed), 0)
 
     def set_logger_node(self, node_id: bytes) -> None:
@@ -224,7 +281,8 @@ class Writer:
         with self._lock:
             return WriterStats(self._received, self._written, self._dropped, self._commits,
                                self._commit_max, self._commit_total, self._queue.qsize(),
-                               self._gaps, self._removed)
+                               self._gaps, self._removed, self._rejected, self._refused,
+                               self._evicted(), len(self._node_ids), self._tracker.streams)
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -256,12 +314,14 @@ class Writer:
                 if self._retention is not None and (stop or time.monotonic() >= next_retention):
                     next_retention = time.monotonic() + self._retention.every
                     removed = apply_retention(self._conn, self._retention, time.time_ns())
+                    if removed:
+                        self._node_ids.clear()  # retention may have removed nodes rows
                     with self._lock:
                         self._removed += removed
                 if stop:
                     self._end_session()
                     return
-        except sqlite3.Error as exc:
+        except Exception as exc:  # any failure must stop the logger, loudly
             self._fail(exc)
         finally:
             self._conn.close()
@@ -273,7 +333,7 @@ class Writer:
                 items.append(self._queue.get_nowait())
             self._write(items, final=True)
             self._end_session()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # as in _run
             self._fail(exc)
         finally:
             self._conn.close()
@@ -314,14 +374,16 @@ class Writer:
             self._store_gaps(gaps)
             with self._lock:
                 received, dropped = self._received, self._dropped
+                rejected, refused = self._rejected, self._refused
             conn.execute("UPDATE sessions SET ended_ns = ?, received = ?, written = written + ?, "
-                         "dropped = ? WHERE id = ?", (now_ns, received, count, dropped,
-                                                      self._session))
+                         "dropped = ?, rejected = ?, refused = ?, evicted = ? WHERE id = ?",
+                         (now_ns, received, count, dropped, rejected, refused, self._evicted(),
+                          self._session))
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):  # this transaction's readings are lost
+            if isinstance(exc, Exception):  # this transaction's readings are lost
                 with self._lock:
                     self._dropped += sum(len(v) for k, v in items if k == "rows")
             raise
@@ -334,36 +396,89 @@ class Writer:
             self._commit_max = max(self._commit_max, took)
 
     def _insert(self, batch: list[tuple[Any, Any]]) -> int:
-        type_ids, node_ids = self._type_ids, self._node_ids
-        observe = self._tracker.observe
-        dumps = datajson.dumps
+        tracker = self._tracker
         rows = []
         last_seen: dict[int, int] = {}
+        # (type, node id) -> (boot, highest seq, received_ns) of the newest reading
+        touched: dict[tuple[str, int], tuple[int, int, int]] = {}
         for msg, info in batch:
-            fields = msg.fields if type(msg) is Record else as_dict(msg)
-            name = info.type_name
-            fingerprint = fingerprint_of(info)
-            key = (name, fingerprint.hex() if fingerprint else None, tuple(fields))
-            type_id = type_ids.get(key)
-            if type_id is None:
-                type_id = self._new_type(key, msg, fields, fingerprint, info.received_ns)
-            sender = info.sender
-            node_id = node_ids.get(sender)
-            if node_id is None:
-                node_id = self._new_node(sender, info.received_ns)
-            flags = ((Flags.LAST_VALUE if info.last_value else 0)
-                     | (Flags.REPLAYED if replayed_flag(info) else 0)
-                     | (0 if info.clock_synced else Flags.CLOCK_UNSYNCED)
-                     | (Flags.LOCAL if info.local else 0))
-            rows.append((type_id, node_id, info.boot, info.seq, info.sent_ns, info.received_ns,
-                         flags, dumps(fields)))
+            try:
+                fields, data, seq, sent_ns, boot = self._convert(msg, info)
+            except Exception as exc:  # bad input is counted, never fatal
+                self._reject(info, exc)
+                continue
+            # Database work, outside the try: its failures are the logger's, not the reading's.
+            row = self._row(msg, info, fields, data, seq, sent_ns, boot)
+            if row is None:
+                continue  # refused: over a budget
+            rows.append(row)
+            node_id = row[1]
             last_seen[node_id] = info.received_ns
             if not info.last_value:
-                observe((name, sender, info.boot), info.seq, info.received_ns)
+                stream = (info.type_name, info.sender, info.boot)
+                if not tracker.knows(stream):
+                    self._resume(stream, node_id, touched)
+                tracker.observe(stream, info.seq, info.received_ns)
+                highest = tracker.highest(stream)  # known: it was just observed
+                touched[(info.type_name, node_id)] = (
+                    info.boot, info.seq if highest is None else highest, info.received_ns)
         self._conn.executemany(_INSERT, rows)
         self._conn.executemany("UPDATE nodes SET last_ns = max(coalesce(last_ns, 0), ?) WHERE id = ?",
                                [(ns, nid) for nid, ns in last_seen.items()])
+        self._conn.executemany(
+            "INSERT INTO streams (type, node_id, boot, last_seq, last_ns) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (type, node_id) DO UPDATE SET boot = excluded.boot, "
+            "last_seq = excluded.last_seq, last_ns = excluded.last_ns",
+            [(name, nid, boot, to_sql(seq), ns) for (name, nid), (boot, seq, ns) in touched.items()])
         return len(rows)
+
+    @staticmethod
+    def _convert(msg: Any, info: Any) -> tuple[dict[str, Any], str, int, int, int]:
+        """A reading's fields, ``data`` text and stored u64 values (no database work).
+
+        Raises:
+            Exception: the reading cannot be stored (the caller rejects it): a value
+                outside u64, a field that is not plain data, nesting too deep for JSON.
+        """
+        fields = msg.fields if type(msg) is Record else as_dict(msg)
+        return (fields, datajson.dumps(fields), to_sql(info.seq), to_sql(info.sent_ns),
+                to_sql(info.boot))
+
+    def _row(self, msg: Any, info: Any, fields: dict[str, Any], data: str, seq: int,
+             sent_ns: int, boot: int) -> tuple[Any, ...] | None:
+        """One ``samples`` row for a converted reading; None when it is over a budget."""
+        name = info.type_name
+        fingerprint = fingerprint_of(info)
+        key = (name, fingerprint.hex() if fingerprint else None, tuple(fields))
+        type_id = self._type_ids.get(key)
+        if type_id is None:
+            type_id = self._new_type(key, msg, fields, fingerprint, info.received_ns)
+        sender = info.sender
+        node_id = self._node_ids.get(sender)
+        if node_id is None:
+            node_id = self._new_node(sender, info.received_ns)
+        if type_id == _REFUSED or node_id is None:
+            self._refuse(info)
+            return None
+        flags = ((Flags.LAST_VALUE if info.last_value else 0)
+                 | (Flags.REPLAYED if replayed_flag(info) else 0)
+                 | (0 if info.clock_synced else Flags.CLOCK_UNSYNCED)
+                 | (Flags.LOCAL if info.local else 0))
+        return (type_id, node_id, boot, seq, sent_ns, info.received_ns, flags, data)
+
+    def _resume(self, stream: StreamKey, node_id: int,
+                touched: Mapping[tuple[str, int], tuple[int, int, int]]) -> None:
+        """Give the gap tracker where ``stream`` stood: in this batch, else in ``streams``."""
+        name, _, boot = stream
+        known = touched.get((name, node_id))
+        if known is None:
+            row = self._conn.execute("SELECT boot, last_seq, last_ns FROM streams "
+                                     "WHERE type = ? AND node_id = ?", (name, node_id)).fetchone()
+            if row is None:
+                return
+            known = (from_sql(row[0]), from_sql(row[1]), row[2])
+        if known[0] == boot:  # a new boot restarts the numbering: nothing to compare
+            self._tracker.resume(stream, known[1])
 
     def _new_type(self, key: tuple[str, str | None, tuple[str, ...]], msg: Any,
                   fields: dict[str, Any], fingerprint: bytes | None, now_ns: int) -> int:
@@ -372,23 +487,33 @@ class Writer:
             "SELECT id FROM types WHERE name = ? AND fingerprint IS ? AND fields = ?",
             (version.name, version.fingerprint, version.fields)).fetchone()
         if row is None:
-            row = (self._conn.execute(
-                "INSERT INTO types (name, fingerprint, fields, units, source, first_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (*version, now_ns)).lastrowid,)
-        self._type_ids[key] = int(row[0])
+            versions = self._conn.execute("SELECT count(*) FROM types WHERE name = ?",
+                                          (version.name,)).fetchone()[0]
+            if versions >= self._max_versions:
+                row = (_REFUSED,)
+            else:
+                row = (self._conn.execute(
+                    "INSERT INTO types (name, fingerprint, fields, units, source, first_ns) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (*version, now_ns)).lastrowid,)
+        self._type_ids.put(key, int(row[0]))
         return int(row[0])
 
-    def _new_node(self, sender: bytes, now_ns: int) -> int:
+    def _new_node(self, sender: bytes, now_ns: int) -> int | None:
+        """The ``nodes`` row id of ``sender``, inserting one if the budget allows (else None)."""
         hexid = sender.hex()
         row = self._conn.execute("SELECT id FROM nodes WHERE node = ?", (hexid,)).fetchone()
         if row is None:
+            if not self._new_nodes.take(now_ns):
+                return None
             row = (self._conn.execute(
                 "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (?, ?, ?, ?)",
-                (hexid, self._names.get(sender), now_ns, now_ns)).lastrowid,)
-        self._node_ids[sender] = int(row[0])
+                (hexid, self._thread_names.get(sender), now_ns, now_ns)).lastrowid,)
+        self._node_ids.put(sender, int(row[0]))
         return int(row[0])
 
     def _store_names(self, names: Mapping[bytes, str]) -> None:
+        for sender, name in names.items():
+            self._thread_names.put(sender, name)
         self._conn.executemany("UPDATE nodes SET name = ? WHERE node = ?",
                                [(name, sender.hex()) for sender, name in names.items()])
 
@@ -399,18 +524,52 @@ class Writer:
             node_id = self._node_ids.get(sender)
             if node_id is None:
                 node_id = self._new_node(sender, gap.detected_ns)
-            rows.append((type_name, node_id, boot, gap.first, gap.last, gap.detected_ns))
+                if node_id is None:
+                    continue  # its sender is over the budget (its row was removed meanwhile)
+            rows.append((type_name, node_id, to_sql(boot), to_sql(gap.first), to_sql(gap.last),
+                         gap.detected_ns))
         if rows:
             self._conn.executemany(
                 "INSERT INTO gap_spans (type, node_id, boot, first_missing, last_missing, "
                 "detected_ns) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    def _reject(self, info: Any, exc: Exception) -> None:
+        with self._lock:
+            self._rejected += 1
+            count = self._rejected
+        now = time.monotonic()
+        if now - self._reject_logged > _WARN_EVERY:
+            self._reject_logged = now
+            _log.warning("log writer for %s: cannot store a reading of %s from %s "
+                         "(%s: %s); %d rejected so far", self.path,
+                         getattr(info, "type_name", "?"), _hex(getattr(info, "sender", b"")),
+                         type(exc).__name__, exc, count)
+
+    def _refuse(self, info: Any) -> None:
+        with self._lock:
+            self._refused += 1
+            count = self._refused
+        now = time.monotonic()
+        if now - self._reject_logged > _WARN_EVERY:
+            self._reject_logged = now
+            _log.warning("log writer for %s: too many new senders or versions of %s; "
+                         "%d readings refused so far", self.path, info.type_name, count)
+
+    def _evicted(self) -> int:
+        return (self._node_ids.evicted + self._type_ids.evicted + self._thread_names.evicted
+                + self._tracker.evicted)
+
     def _end_session(self) -> None:
         self._conn.execute("UPDATE sessions SET ended_ns = ? WHERE id = ?",
                            (time.time_ns(), self._session))
 
-    def _fail(self, exc: sqlite3.Error) -> None:
-        self.error = LogDatabaseError(f"cannot write {self.path}: {exc}")
+    def _fail(self, exc: Exception) -> None:
+        if isinstance(exc, sqlite3.Error):  # the owner reports it (one line: no traceback)
+            self.error = LogDatabaseError(f"cannot write {self.path}: {exc}")
+        else:  # a bug or a resource failure: keep the traceback for the report
+            _log.error("log writer for %s failed", self.path, exc_info=exc)
+            self.error = LogDatabaseError(f"cannot write {self.path}: log writer failed: "
+                                          f"{type(exc).__name__}: {exc}")
         self._count_stranded()  # everything still queued is lost with the database
         if self.on_error is not None:
             self.on_error(self.error)
@@ -426,3 +585,7 @@ class Writer:
                 lost += len(value)
         with self._lock:
             self._dropped += lost
+
+
+def _hex(node_id: object) -> str:
+    return node_id.hex() if isinstance(node_id, bytes) else "?"

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganglion.logger import datajson
+from ganglion.logger.budget import LruMap, TokenBucket
 from ganglion.logger.catalog import describe, unit_of
 from ganglion.logger.export import flatten
 from ganglion.logger.gaps import Gap, GapTracker
@@ -24,6 +25,7 @@ from ganglion.logger.retention import (
     parse_duration,
     parse_size,
 )
+from ganglion.logger.u64 import from_sql, to_sql
 from ganglion.types import Record
 from hardware.readings import Flow
 
@@ -124,6 +126,87 @@ def test_too_many_open_gaps_settle_the_oldest_early() -> None:
     for seq in (0, 2, 4, 6):
         tracker.observe(S, seq, seq)
     assert tracker.settled(0) == [Gap(S, 1, 1, 2)]
+
+
+def test_the_tracker_remembers_at_most_max_streams_and_counts_what_it_forgets() -> None:
+    tracker = GapTracker(settle_ns=10**12, max_streams=3)
+    for boot in range(10):  # ten boots of one sender: ten streams
+        stream = ("t.A", b"\x01" * 8, boot)
+        tracker.observe(stream, 0, boot)
+        tracker.observe(stream, 2, boot)  # a gap (1) that is settling
+    assert tracker.streams == 3 and tracker.evicted == 7
+    assert tracker.open_gaps == 3  # the forgotten streams' gaps settled at once
+    assert len(tracker.settled(0)) == 7 and len(tracker.flush()) == 3
+    assert not tracker.knows(("t.A", b"\x01" * 8, 0)) and tracker.knows(("t.A", b"\x01" * 8, 9))
+
+
+def test_settling_gaps_are_bounded_in_all_even_when_late_arrivals_split_them() -> None:
+    tracker = GapTracker(settle_ns=10**12, max_open=10**6, max_open_total=5)
+    tracker.observe(S, 0, 0)
+    tracker.observe(S, 1000, 1)  # one gap 1..999
+    for late in range(2, 1000, 2):  # every split adds a piece
+        tracker.observe(S, late, 2)
+        assert tracker.open_gaps <= 5
+    missing = {n for gap in tracker.flush() for n in range(gap.first, gap.last + 1)}
+    # Settled early, a gap can no longer shrink: it may over-report, never miss a number.
+    assert set(range(1, 1000, 2)) <= missing <= set(range(1, 1000))
+
+
+def test_a_resumed_stream_opens_a_gap_from_the_stored_position() -> None:
+    tracker = GapTracker(settle_ns=0)
+    tracker.resume(S, 9)  # an earlier run logged up to 9
+    assert tracker.knows(S) and tracker.highest(S) == 9
+    tracker.observe(S, 15, 7)
+    assert tracker.flush() == [Gap(S, 10, 14, 7)]
+    tracker.resume(S, 3)  # a known stream keeps what it knows
+    assert tracker.highest(S) == 15
+
+
+def test_a_forged_jump_of_2_64_costs_one_gap_not_its_size() -> None:
+    tracker = GapTracker(settle_ns=0)
+    tracker.observe(S, 0, 0)
+    tracker.observe(S, 2**64 - 1, 1)
+    assert tracker.flush() == [Gap(S, 1, 2**64 - 2, 1)]
+
+
+# -- u64 storage and budgets -------------------------------------------------------------
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_every_u64_fits_an_sqlite_integer_and_comes_back_exactly(value: int) -> None:
+    stored = to_sql(value)
+    assert -(2**63) <= stored < 2**63 and from_sql(stored) == value
+    assert (stored == value) == (value < 2**63)  # what older logs hold is unchanged
+    conn = sqlite3.connect(":memory:")
+    assert from_sql(conn.execute("SELECT ?", (stored,)).fetchone()[0]) == value
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, -(2**63)])
+def test_values_outside_u64_are_refused(bad: int) -> None:
+    with pytest.raises(ValueError):
+        to_sql(bad)
+
+
+def test_an_lru_map_keeps_the_most_recently_used_and_counts_evictions() -> None:
+    lru: LruMap[str, int] = LruMap(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # now b is the least recently used
+    assert lru.put("c", 3) == ("b", 2)
+    assert "b" not in lru and len(lru) == 2 and lru.evicted == 1
+    lru.put("a", 10)  # an update evicts nothing
+    assert lru.get("a") == 10 and lru.evicted == 1
+    with pytest.raises(ValueError):
+        LruMap(0)
+
+
+def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
+    bucket = TokenBucket(3, 2.0)
+    assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(400_000_000) is False  # 0.8 token so far
+    assert bucket.take(500_000_000) is True  # 1.0
+    assert [bucket.take(10**12) for _ in range(4)] == [True, True, True, False]  # capped at 3
+    assert bucket.take(10**11) is False  # time going back adds nothing
 
 
 @settings(max_examples=200, deadline=None)
