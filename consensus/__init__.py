@@ -36,6 +36,7 @@ from consensus.errors import (
 )
 from consensus.groupmap import GroupMap, MapChange
 from consensus.journal import Record, record_from_wire
+from consensus.limits import MAX_ROUND, ROUND_STEP, SLOT_WINDOW, Limits
 from consensus.messages import (
     Accept,
     Accepted,
@@ -57,7 +58,10 @@ from consensus.ready import Envelope, Ready
 __all__ = [
     "CONTROL_BLOCK",
     "DATA_RANGE",
+    "MAX_ROUND",
     "RESERVED",
+    "ROUND_STEP",
+    "SLOT_WINDOW",
     "Accept",
     "Accepted",
     "AddressSpaceExhausted",
@@ -73,6 +77,7 @@ __all__ = [
     "Envelope",
     "GroupMap",
     "InvalidCommand",
+    "Limits",
     "MalformedMessage",
     "MapChange",
     "Message",

@@ -10,9 +10,12 @@ set is then simply their union, and the same fold over the union is the merge ru
   wins). Otherwise ``t`` gets ``g`` if ``g`` is free, else the allocator's next free group
   after ``t``'s preferred one. So two types never share a group (uniqueness), whatever
   order entries arrived in.
-* ``Move(t, old, new)``: if ``t`` already sits on ``new`` the entry only records that it
-  came from ``old``; if ``t`` sits on ``old`` and ``new`` is free, ``t`` moves; otherwise
-  nothing happens.
+* ``Move(t, old, new)``: if ``t`` sits on ``new`` the entry records that it came from
+  ``old`` (subscribers listen on both); otherwise nothing happens. A ``Move`` announces a
+  re-placement, it never causes one: where a type sits is decided by the ``Assign``
+  entries alone (the lowest one wins). So a forged ``Move`` cannot carry a type off its
+  group; an honest one is always folded after the re-placement it announces, which is
+  the only way a node comes to propose it.
 
 Because the fold is a pure function of the entry *set*, two nodes that know the same
 entries hold the same map (agreement), and a restarted node that reloads its entries
@@ -140,6 +143,24 @@ class GroupMap:
             self._low += 1
         return self._low
 
+    def replaces(self, entry: Entry) -> bool:
+        """Tell whether adding ``entry`` would move a type that already has a group.
+
+        An entry that folds after every known one never does (an ``Assign`` of a placed
+        type is a no-op, a ``Move`` only records); one that sorts earlier is checked by
+        folding a copy, O(n) (a hole in the log is rare, and each is filled only once).
+
+        Args:
+            entry: a ``(slot, value)`` not known yet.
+
+        Returns:
+            True when some placed type would change group.
+        """
+        if entry in self._entries or not self._order or entry > self._order[-1]:
+            return False
+        trial = GroupMap(sorted([*self._order, entry]))
+        return any(trial._groups.get(name) != group for name, group in self._groups.items())
+
     # -- updates -------------------------------------------------------------------
 
     def add(self, entry: Entry) -> list[MapChange]:
@@ -185,11 +206,6 @@ class GroupMap:
         assert isinstance(cmd, Move)
         if before == cmd.new:
             self._moved_from[name] = cmd.old
-        elif before == cmd.old and cmd.new not in self._owner:
-            del self._owner[cmd.old]
-            self._place(name, cmd.new)
-            self._moved_from[name] = cmd.old
-            return [MapChange(type_name=name, old=cmd.old, new=cmd.new)]
         return []
 
     def _place(self, name: str, group: IPv4Address) -> None:

@@ -7,6 +7,15 @@ messages. A restarted node replays the journal with :func:`replay` and gets back
 everything it ever promised, accepted, learned, the highest ballot round it used, and
 the moves it still owes the network. Nothing else survives a restart.
 
+A record whose ballot round is above :data:`~consensus.limits.MAX_ROUND` cannot come
+from an honest node: an older version adopted and journaled it from a forged
+``Prepare``. :func:`replay` leaves such records out (and counts them in
+``DurableState.dropped``), exactly as the node now refuses the message at the boundary:
+keeping the promise would wedge its slot (no honest ballot can exceed it), and keeping
+the round would leave the node unable to allocate a new one. Leaving them out is safe
+for ballot uniqueness: the node never again uses a round above ``MAX_ROUND``, and every
+round at or below it that it used is still in the journal.
+
 * :class:`Promised` - the acceptor promised ``ballot`` in ``slot`` ("Paxos Made Simple"
   section 2.3: "an acceptor must remember this information even if it fails and then
   restarts").
@@ -29,6 +38,7 @@ from typing import Any
 
 from consensus.commands import Move, check_type_name
 from consensus.errors import InvalidCommand, MalformedMessage
+from consensus.limits import MAX_ROUND
 from consensus.messages import MAX_VALUE_BYTES, Ballot, _check_bytes, _check_uint
 
 __all__ = [
@@ -129,6 +139,7 @@ class DurableState:
     learned: list[tuple[int, bytes]] = field(default_factory=list)
     max_round: int = 0
     moves: list[Move] = field(default_factory=list)
+    dropped: int = 0  # records left out for an implausible round (see the module docstring)
 
 
 def replay(records: Iterable[Record]) -> DurableState:
@@ -138,11 +149,14 @@ def replay(records: Iterable[Record]) -> DurableState:
         records: the records a node persisted, oldest first.
 
     Returns:
-        The promises, acceptances, decided entries, highest round and owed moves.
+        The promises, acceptances, decided entries, highest round and owed moves; records
+        with a round above ``MAX_ROUND`` are left out and counted in ``dropped``.
     """
     state = DurableState()
     for rec in records:
-        if isinstance(rec, Promised):
+        if _implausible(rec):
+            state.dropped += 1
+        elif isinstance(rec, Promised):
             state.promised[rec.slot] = max(rec.ballot, state.promised.get(rec.slot, rec.ballot))
             state.max_round = max(state.max_round, rec.ballot.round)
         elif isinstance(rec, AcceptedRecord):
@@ -156,6 +170,12 @@ def replay(records: Iterable[Record]) -> DurableState:
         else:
             state.moves.append(rec.move)
     return state
+
+
+def _implausible(rec: Record) -> bool:
+    if isinstance(rec, (Promised, AcceptedRecord)):
+        return rec.ballot.round > MAX_ROUND
+    return isinstance(rec, RoundUsed) and rec.round > MAX_ROUND
 
 
 def record_from_wire(tree: object) -> Record:

@@ -26,14 +26,23 @@ by catch-up and forward ``propose`` to the leader of their view. They do take pa
 anti-entropy (``Status`` and serving catch-up): an entry an observer learned from a
 member that then left must still reach everyone. The caller never puts
 observers in a member's view, so they never count in a quorum.
+
+Hostile input (``docs/consensus.md``, "Hostile input"): without a network key any
+message may be forged, so every handler checks what it is given before it costs the
+node anything. A ballot round above :data:`~consensus.limits.MAX_ROUND` or far above
+every round seen, a slot far beyond the first undecided one, a ``Commit`` from outside
+the view or one that would overwrite a decided slot or move a placed type, a catch-up
+reply nobody asked for, and requests beyond the rate limits are counted
+(:attr:`PaxosNode.counters`) and dropped; allocating a round never raises.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -42,7 +51,9 @@ from consensus.allocator import allocate
 from consensus.commands import Assign, Move, check_type_name
 from consensus.errors import AddressSpaceExhausted, ConfigError, ConsensusError
 from consensus.groupmap import Entry, GroupMap, MapChange
+from consensus.guard import InputGuard
 from consensus.journal import Learned, MoveIntent, Record, RoundUsed, replay
+from consensus.limits import MAX_ROUND, ROUND_STEP, SLOT_WINDOW, Limits
 from consensus.messages import (
     MAX_ENTRIES_PER_REPLY,
     MAX_NODE_ID,
@@ -64,6 +75,8 @@ from consensus.ready import Envelope, Ready
 
 __all__ = ["Config", "NodeFailed", "PaxosNode"]
 
+_log = logging.getLogger(__name__)
+
 
 class NodeFailed(ConsensusError, RuntimeError):
     """The node hit an internal error earlier and refuses further input."""
@@ -83,6 +96,7 @@ class Config:
         follow_leader: members leave proposing to the lowest-id member of their view and
             step in only when it stays silent; False makes every member propose at once
             (more duelling; used by the exhaustive search to cover concurrent proposers).
+        limits: rate limits and table sizes for what peers may ask (``Limits()``).
     """
 
     node_id: int
@@ -92,8 +106,11 @@ class Config:
     backoff_ticks: int = 10
     catchup_ticks: int = 10
     follow_leader: bool = True
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.limits, Limits):
+            raise ConfigError(f"limits must be a Limits, got {self.limits!r:.60}")
         if type(self.node_id) is not int or not 0 <= self.node_id <= MAX_NODE_ID:
             raise ConfigError(f"node_id must be an int in [0, 2**64), got {self.node_id!r}")
         for name in ("heartbeat_ticks", "backoff_ticks"):
@@ -121,6 +138,15 @@ class PaxosNode:
         self._id = config.node_id
         self._rng = rng
         durable = replay(records)
+        self._guard = InputGuard(config.limits, config.catchup_ticks)
+        if durable.dropped:
+            # Written by an older version that adopted a forged round: left out, or the
+            # node could never allocate a round again (docs/consensus.md).
+            self._guard.count("journal_implausible", durable.dropped)
+            _log.warning(
+                "node %d: %d journal record(s) with a round above %d left out",
+                self._id, durable.dropped, MAX_ROUND,
+            )
         self._map = GroupMap(durable.learned)
         self._decided_values = {value for _, value in durable.learned}
         self._acceptor = Acceptor(self._id, durable)
@@ -129,6 +155,7 @@ class PaxosNode:
         self._max_round = durable.max_round
         self._moves: list[Move] = [m for m in durable.moves if m.encode() not in self._decided_values]
         self._wanted: dict[str, int] = {}  # type -> tick it was first asked for
+        self._remote: dict[str, int] = {}  # wanted only because a peer asked: its requester
         self._attempt: Attempt | None = None
         self._view: frozenset[int] = frozenset() if config.observer else frozenset({self._id})
         self._now = 0
@@ -191,6 +218,11 @@ class PaxosNode:
         """Return the moves this node still has to get decided."""
         return list(self._moves)
 
+    @property
+    def counters(self) -> Mapping[str, int]:
+        """Inputs refused so far, by reason (see :mod:`consensus.guard`); for the runtime's stats."""
+        return self._guard.counters
+
     # -- inputs --------------------------------------------------------------------
 
     def set_view(self, members: Iterable[int]) -> None:
@@ -205,13 +237,18 @@ class PaxosNode:
     def step(self, msg: Message) -> None:
         """Feed one message received from a peer.
 
+        A message that claims this node as its sender is forged (or the caller's own
+        multicast loopback): it is counted as ``forged_self`` and dropped. Any other
+        input the node finds implausible or over a rate limit is counted and dropped
+        too; ``step`` never raises for what a peer sent.
+
         Args:
             msg: a validated message (see :func:`consensus.messages.message_from_wire`).
 
         Raises:
             NodeFailed: an earlier call hit an internal error.
         """
-        self._run(lambda: self._dispatch(msg))
+        self._run(lambda: self._receive(msg))
 
     def tick(self) -> None:
         """Advance the node's clock by one tick: heartbeats, timeouts, retries.
@@ -234,7 +271,7 @@ class PaxosNode:
             NodeFailed: an earlier call hit an internal error.
         """
         check_type_name(type_name)
-        self.step(ProposeRequest(sender=self._id, type_name=type_name))
+        self._run(lambda: self._want_own(type_name))
 
     def has_ready(self) -> bool:
         """True when :meth:`ready` would return a non-empty ``Ready``."""
@@ -282,7 +319,7 @@ class PaxosNode:
 
         A caller may atomically replace its journal with this list to bound its size.
         """
-        out: list[Record] = [RoundUsed(round=self._max_round)]
+        out: list[Record] = [RoundUsed(round=min(self._max_round, MAX_ROUND))]
         out += [Learned(slot=s, value=v) for s, v in self._map.entries()]
         out += self._acceptor.records()
         out += [MoveIntent(move=m) for m in self._moves]
@@ -306,6 +343,7 @@ class PaxosNode:
         new.__dict__.update({k: _copy1(v) for k, v in self.__dict__.items()})
         new._map = _copy_slots(self._map)
         new._acceptor = _copy_slots(self._acceptor)
+        new._guard = self._guard.copy()
         if self._attempt is not None:
             new._attempt = _copy_slots(self._attempt)
         return new
@@ -332,7 +370,7 @@ class PaxosNode:
             tuple(m.encode() for m in self._moves),
             # Only "how long has this type waited, up to the patience" affects behaviour.
             tuple(
-                (t, min(patience, now - max(asked, self._leader_heard)))
+                (t, min(patience, now - max(asked, self._leader_heard)), t in self._remote)
                 for t, asked in self._wanted.items()
             ),
             attempt_key,
@@ -342,6 +380,7 @@ class PaxosNode:
             max(0, self._next_status - now) if self._cfg.heartbeat_ticks else 0,
             self._failures,
             self._view,
+            self._guard.state_key(now),
         )
 
     # -- dispatch ------------------------------------------------------------------
@@ -359,6 +398,12 @@ class PaxosNode:
         except Exception as exc:  # a bug: refuse further input rather than limp on
             self._failed = exc
             raise
+
+    def _receive(self, msg: Message) -> None:
+        if msg.sender == self._id:
+            self._guard.count("forged_self")  # our own messages never come from outside
+            return
+        self._dispatch(msg)
 
     def _dispatch(self, msg: Message) -> None:
         handler = self._HANDLERS.get(type(msg))
@@ -419,23 +464,47 @@ class PaxosNode:
                 self._send(leader, ProposeRequest(sender=self._id, type_name=name))
 
     def _on_propose_request(self, msg: ProposeRequest) -> None:
-        if msg.type_name in self._map.groups:
-            return
-        if self._cfg.observer and msg.sender != self._id:
+        # Only a peer's requests arrive here (``propose`` calls ``_want_own``), so
+        # each new type costs the requester a token; repeats of a queued type are free.
+        # Only the leader queues a peer's type (at most limits.max_pending of them); a
+        # follower relays it once and keeps nothing, so after a flood the junk waits
+        # in one bounded queue, behind every node's own types.
+        name = msg.type_name
+        if self._cfg.observer or name in self._map.groups or name in self._wanted:
             return
         try:
-            check_type_name(msg.type_name)
+            check_type_name(name)
         except ConsensusError:
             return  # a peer's bad name: drop it, as with any malformed input
-        if msg.type_name not in self._wanted:
-            self._wanted[msg.type_name] = self._now
-            self._next_ask = self._now  # forward to the leader now, not at the next retry
-            self._forward_wanted()
+        if not self._guard.admit_propose(msg.sender, self._now, len(self._remote)):
+            return
+        leader = self._leader()
+        if leader is not None and leader != self._id:
+            self._send(leader, ProposeRequest(sender=self._id, type_name=name))
+            return
+        self._remote[name] = msg.sender
+        self._want(name)
+
+    def _want(self, name: str) -> None:
+        if name in self._map.groups or name in self._wanted:
+            return
+        self._wanted[name] = self._now
+        self._next_ask = self._now  # forward to the leader now, not at the next retry
+        self._forward_wanted()
+
+    def _want_own(self, name: str) -> None:
+        self._want(name)
+        self._remote.pop(name, None)  # this node's own now, not a peer's
+
+    def _unwant(self, name: str) -> None:
+        self._wanted.pop(name, None)
+        self._remote.pop(name, None)
 
     # -- acceptor ------------------------------------------------------------------
 
     def _on_prepare(self, msg: Prepare) -> None:
-        self._note_round(msg.ballot)
+        if not (self._plausible_slot(msg.slot) and self._note_round(msg.ballot)):
+            return
         self._note_leader(msg.sender)
         if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
             return
@@ -443,7 +512,8 @@ class PaxosNode:
         self._reply(msg.sender, reply, record)
 
     def _on_accept(self, msg: Accept) -> None:
-        self._note_round(msg.ballot)
+        if not (self._plausible_slot(msg.slot) and self._note_round(msg.ballot)):
+            return
         self._note_leader(msg.sender)
         self._yield_to(msg)
         if self._cfg.observer or self._answer_decided(msg.sender, msg.slot):
@@ -479,7 +549,8 @@ class PaxosNode:
         self._check_attempt(a)
 
     def _on_nack(self, msg: Nack) -> None:
-        self._note_round(msg.promised)
+        if not self._note_round(msg.promised):
+            return
         a = self._attempt
         if a is not None and (msg.slot, msg.ballot) == (a.slot, a.ballot):
             self._abandon(backoff=True)
@@ -507,6 +578,11 @@ class PaxosNode:
         value = self._next_value()
         if value is None:
             return
+        if self._max_round >= MAX_ROUND:
+            # Only 2**46 forged messages get here (consensus/limits.py); refuse to
+            # propose rather than build a ballot the wire cannot carry.
+            self._guard.count("rounds_exhausted")
+            return
         self._max_round += 1
         self._persist.append(RoundUsed(round=self._max_round))
         a = Attempt(
@@ -524,20 +600,35 @@ class PaxosNode:
         # Followers leave types to the leader; after three retry periods without a
         # decision (leader gone, or views disagree) they propose themselves.
         patience = self._patience()
-        for name, asked in list(self._wanted.items()):
+        for name, asked in self._work_order():
             since = max(asked, self._leader_heard)
             if name in self._map.groups:
-                del self._wanted[name]
+                self._unwant(name)
                 continue
             if self._now - since < patience:
                 continue
             try:
                 group = allocate(name, self._map.taken)
             except AddressSpaceExhausted:
-                del self._wanted[name]  # cannot be assigned; retrying would spin forever
+                self._unwant(name)  # cannot be assigned; retrying would spin forever
                 continue
             return Assign(type_name=name, group=group).encode()
         return None
+
+    def _work_order(self) -> list[tuple[str, int]]:
+        # This node's own types first, then peers' round-robin by requester, oldest
+        # first: a flood of peers' requests must not hold back what this node's
+        # application needs, and one requester's flood must not hold back another's.
+        ranks: dict[int, int] = {}
+        keyed = []
+        for i, (name, asked) in enumerate(self._wanted.items()):
+            requester = self._remote.get(name)
+            rank = -1
+            if requester is not None:
+                rank = ranks[requester] = ranks.get(requester, -1) + 1
+            keyed.append(((rank, i), (name, asked)))
+        keyed.sort()
+        return [item for _, item in keyed]
 
     def _patience(self) -> int:
         return 0 if self._leader() == self._id else 3 * self._cfg.retry_ticks
@@ -563,14 +654,50 @@ class PaxosNode:
         if sender == self._leader():
             self._leader_heard = self._now
 
-    def _note_round(self, ballot: Ballot) -> None:
+    def _note_round(self, ballot: Ballot) -> bool:
         # Starting above every round seen avoids a sure Nack; not needed for safety.
-        self._max_round = max(self._max_round, ballot.round)
+        # A round far above every round seen is refused (consensus/limits.py): adopted,
+        # it would leave no honest ballot able to exceed it. A node that really is behind
+        # catches up by ROUND_STEP per refused message.
+        r = ballot.round
+        if r <= self._max_round:
+            return True
+        ceiling = min(MAX_ROUND, self._max_round + ROUND_STEP)
+        if r <= ceiling:
+            self._max_round = r
+            return True
+        self._guard.count("implausible_round")
+        if r <= MAX_ROUND:
+            self._max_round = ceiling
+        return False
+
+    def _plausible_slot(self, slot: int) -> bool:
+        # Bounds acceptor state and learned entries to SLOT_WINDOW undecided slots.
+        if slot < self._map.first_free_slot() + SLOT_WINDOW:
+            return True
+        self._guard.count("implausible_slot")
+        return False
 
     # -- learner and anti-entropy --------------------------------------------------
 
     def _on_commit(self, msg: Commit) -> None:
-        self._learn(msg.slot, msg.value)
+        # A Commit is one unauthenticated datagram: it may add a decision to an empty
+        # slot, from a member of the view, at a bounded rate; it may not overwrite a
+        # decided slot or move a placed type. Those only happen in a merge, and merges
+        # come through catch-up, which this node asks for (docs/consensus.md).
+        entry = (msg.slot, msg.value)
+        if entry in self._map:
+            return
+        if msg.sender not in self._view:
+            self._guard.count("commit_stranger")
+        elif not self._plausible_slot(msg.slot):
+            pass
+        elif self._map.has_slot(msg.slot):
+            self._guard.count("commit_conflict")
+        elif self._map.replaces(entry):
+            self._guard.count("commit_replaces")
+        elif self._guard.admit_learn(self._now):
+            self._learn(msg.slot, msg.value)
 
     def _on_status(self, msg: Status) -> None:
         if (
@@ -581,16 +708,28 @@ class PaxosNode:
         ):
             return
         self._next_catchup = self._now + self._cfg.catchup_ticks
+        # The reply is welcome for three request periods: it may come in several chunks.
+        self._guard.note_asked(msg.sender, self._now + 3 * self._cfg.catchup_ticks, self._now)
         self._send(msg.sender, CatchUpRequest(sender=self._id))
 
     def _on_catchup_request(self, msg: CatchUpRequest) -> None:
+        # Addressed to the requester alone (Envelope.to); at most once per catchup_ticks
+        # per requester and a few a second in all, since one request costs count/16 replies.
+        if not self._guard.admit_catchup_answer(msg.sender, self._now):
+            return
         entries = self._map.entries()
         for i in range(0, len(entries), MAX_ENTRIES_PER_REPLY):
             chunk = tuple(entries[i : i + MAX_ENTRIES_PER_REPLY])
             self._send(msg.sender, CatchUpReply(sender=self._id, entries=chunk))
 
     def _on_catchup_reply(self, msg: CatchUpReply) -> None:
+        if not self._guard.was_asked(msg.sender, self._now):
+            return
         for slot, value in msg.entries:
+            if (slot, value) in self._map or not self._plausible_slot(slot):
+                continue
+            if not self._guard.admit_learn(self._now):
+                return
             self._learn(slot, value)
 
     def _learn(self, slot: int, value: bytes) -> None:
@@ -605,7 +744,7 @@ class PaxosNode:
         self._changes.extend(changes)
         self._acceptor.forget(slot)
         for change in changes:
-            self._wanted.pop(change.type_name, None)
+            self._unwant(change.type_name)
             self._owe_move(change)
         self._moves = [m for m in self._moves if m.encode() not in self._decided_values]
         if self._attempt is not None and self._attempt.slot == slot:

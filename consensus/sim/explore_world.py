@@ -31,6 +31,7 @@ from consensus.journal import (
     Record,
     RoundUsed,
 )
+from consensus.limits import Limits
 from consensus.messages import Message, Prepare, message_from_wire
 from consensus.node import Config, PaxosNode
 
@@ -113,11 +114,12 @@ def config(node_id: int) -> Config:
 
     Returns:
         No heartbeats and no random backoff (the search, not the RNG, chooses timing),
-        every member proposing at once.
+        every member proposing at once, and no rate limits: a message a limit refuses is,
+        to every node, a message lost, and the search already covers any number of losses.
     """
     return Config(
         node_id=node_id, heartbeat_ticks=0, retry_ticks=1, backoff_ticks=0, catchup_ticks=1,
-        follow_leader=False,
+        follow_leader=False, limits=Limits(enabled=False),
     )
 
 

@@ -196,6 +196,28 @@ class SimNetwork:
         if self.ready_hook is not None:
             self.ready_hook(node_id, rd)
 
+    def inject(self, msg: Message, *, to: int | None = None, src: int = -1) -> None:
+        """Send a forged datagram from a host that is not a node (byzantine input).
+
+        It goes through the CBOR codec and the usual delay, loss and partitions, but is
+        left out of the ballot bookkeeping: a forged ``Accept`` reusing an honest
+        ballot is the attacker's, not a proposer's mistake.
+
+        Args:
+            msg: any valid message, whatever its ``sender`` claims.
+            to: one node, or None for every node.
+            src: the datagram's source (not a node id); only traces show it.
+        """
+        self._log("forge", src, to, msg)
+        data = cbor2.dumps(msg.to_wire())
+        f = self.faults
+        for dst in [to] if to is not None else sorted(self.nodes):
+            if dst not in self.nodes or (f.loss and self.rng.random() < f.loss):
+                continue
+            delay = f.min_delay if f.min_delay == f.max_delay else self.rng.randint(f.min_delay, f.max_delay)
+            self._seq += 1
+            heapq.heappush(self.in_flight, _Datagram(self.now + delay, self._seq, src, dst, data))
+
     # -- faults --------------------------------------------------------------------
 
     def cut(self, a: int, b: int) -> None:

@@ -13,6 +13,13 @@ Two families, chosen by the seed: with *static* views every member always sees t
 membership, so a minority cannot decide and classic Paxos safety is checked; with
 *dynamic* views a partition shrinks views and each side decides alone, and the merge
 rule is what is checked.
+
+``byzantine=True`` adds the byzantine-input fault kind (:mod:`consensus.sim.byzantine`):
+during the fault phase an adversary forges messages with extreme fields, from its own
+RNG seeded from the seed. Such runs always use dynamic views (a forged ``Commit`` from a
+member's id is a decision no quorum made, so classic safety is not claimed), and after
+convergence they check that agreement stays live: a fresh type proposed by a member is
+in every node's map within ``live_limit`` ticks.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 
 from consensus.allocator import preferred_group
 from consensus.node import Config
+from consensus.sim.byzantine import Adversary
 from consensus.sim.invariants import Checker
 from consensus.sim.network import Faults, SimNetwork, TraceLine
 
@@ -42,6 +50,10 @@ class RunResult:
     messages: int
     converge_ticks: int | None
     trace: list[TraceLine] = field(default_factory=list)
+    byzantine: bool = False
+    live_ticks: int | None = None  # byzantine runs: ticks to decide the fresh type
+    forged: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -72,9 +84,13 @@ def colliding_names(count: int) -> list[tuple[str, str]]:
 _PAIRS = colliding_names(2)
 
 
-def replay_command(seed: int, nodes: int) -> str:
+FRESH_TYPE = "fresh.AfterAttack"
+
+
+def replay_command(seed: int, nodes: int, *, byzantine: bool = False) -> str:
     """Return the shell command that replays one seed with its full trace."""
-    return f"python -m consensus.sim --seeds 1 --start {seed} --nodes {nodes} --trace"
+    flag = " --byzantine" if byzantine else ""
+    return f"python -m consensus.sim --seeds 1 --start {seed} --nodes {nodes}{flag} --trace"
 
 
 def sim_config(node_id: int, observer: bool, max_delay: int = 1) -> Config:
@@ -93,6 +109,8 @@ def run_seed(
     trace: bool = False,
     fault_ticks: int = 100,
     quiet_limit: int = 400,
+    byzantine: bool = False,
+    live_limit: int | None = None,
 ) -> RunResult:
     """Run one random scenario and check every invariant.
 
@@ -101,13 +119,18 @@ def run_seed(
         nodes: members at the start.
         trace: keep the full event trace in the result.
         fault_ticks: length of the fault phase.
-        quiet_limit: ticks allowed to converge once healed and quiet.
+        quiet_limit: ticks allowed to converge once healed and quiet (byzantine runs get
+            one attempt period more for each type a leader may have queued for peers).
+        byzantine: add forged messages to the faults and check liveness after them.
+        live_limit: byzantine runs: ticks allowed to decide a fresh type after the
+            attack; by default one attempt period for each type a leader may have
+            queued for peers (``Limits.max_pending``), plus two.
 
     Returns:
         The run's violations and statistics.
     """
     rnd = random.Random(f"scenario/{seed}")
-    static = rnd.random() < 0.3
+    static = rnd.random() < 0.3 and not byzantine
     faults = Faults(
         loss=rnd.choice([0.0, 0.05, 0.15]),
         duplicate=rnd.choice([0.0, 0.05, 0.1]),
@@ -124,9 +147,17 @@ def run_seed(
     pool = [f"app.Type{i}" for i in range(rnd.randint(3, 8))] + list(rnd.choice(_PAIRS))
     wanted: dict[int, set[str]] = {}
     next_id = nodes + 1
+    adversary = Adversary(net, random.Random(f"byzantine/{seed}")) if byzantine else None
     for _ in range(fault_ticks):
         next_id = _fault_step(net, checker, rnd, pool, wanted, static, next_id)
+        if adversary is not None and adversary.rnd.random() < 0.5:
+            adversary.act()
         net.tick()
+    cfg = sim_config(1, False, faults.max_delay)
+    if adversary is not None:
+        # The junk a leader queued for peers (at most max_pending types) is decided
+        # one attempt period each before the map is quiet.
+        quiet_limit += cfg.limits.max_pending * cfg.retry_ticks
     net.faults = Faults(min_delay=1, max_delay=faults.max_delay)
     net.heal()
     for node_id in sorted(net.down & (net.members | net.observers)):
@@ -141,11 +172,33 @@ def run_seed(
         checker.fail(f"convergence: not converged {quiet_limit} ticks after heal")
     else:
         checker.check_final(wanted)
+    live = None
+    if adversary is not None and converge is not None:
+        limit = live_limit or (cfg.limits.max_pending + 2) * cfg.retry_ticks
+        live = _check_live(net, checker, rnd, limit)
+    dropped: dict[str, int] = {}
+    for node in net.nodes.values():
+        for reason, n in node.counters.items():
+            dropped[reason] = dropped.get(reason, 0) + n
     return RunResult(
         seed=seed, nodes=nodes, static=static, violations=checker.violations,
         decisions=checker.decisions, messages=net.sent, converge_ticks=converge,
-        trace=net.trace,
+        trace=net.trace, byzantine=byzantine, live_ticks=live,
+        forged=dict(adversary.sent) if adversary is not None else {}, dropped=dropped,
     )
+
+
+def _check_live(net: SimNetwork, checker: Checker, rnd: random.Random, limit: int) -> int | None:
+    # Agreement stays live after the attack: a type nobody asked for before is decided
+    # at every running node within `limit` ticks.
+    proposer = rnd.choice(net.live_members())
+    net.propose(proposer, FRESH_TYPE)
+    for t in range(limit):
+        if all(FRESH_TYPE in net.nodes[i].groups for i in net.up()):
+            return t
+        net.tick()
+    checker.fail(f"liveness after attack: {FRESH_TYPE} from node {proposer} not decided in {limit} ticks")
+    return None
 
 
 def _fault_step(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from consensus.journal import Record
-from consensus.messages import Message
+from consensus.messages import DIGEST_BYTES, CatchUpReply, CatchUpRequest, Message, Status
 from consensus.node import Config, PaxosNode
 from consensus.ready import Envelope
 
@@ -30,6 +30,35 @@ def drain(node: PaxosNode, journal: list[Record] | None = None) -> list[Envelope
     out = list(rd.outbox)
     node.advance(rd)
     return out
+
+
+def solicit(node: PaxosNode, peer: int, journal: list[Record] | None = None) -> list[Envelope]:
+    """Make ``node`` ask ``peer`` for a catch-up, as a ``Status`` with more entries does.
+
+    A node learns from a ``CatchUpReply`` only when it asked that peer (a reply nobody
+    asked for is refused), so tests that hand a node entries by catch-up ask first.
+    Ticks the node (at most ``catchup_ticks`` times) when it asked someone recently.
+
+    Returns:
+        The node's outbox, which holds the ``CatchUpRequest``.
+    """
+    digest = bytes([0xA5]) * DIGEST_BYTES
+    for _ in range(node.config.catchup_ticks + 1):
+        node.step(Status(sender=peer, count=node.summary[0] + 1, digest=digest))
+        out = drain(node, journal)
+        if any(isinstance(env.msg, CatchUpRequest) and env.to == peer for env in out):
+            return out
+        node.tick()
+    raise AssertionError(f"node {node.node_id} never asked {peer} for a catch-up")
+
+
+def catch_up(
+    node: PaxosNode, peer: int, entries: tuple[tuple[int, bytes], ...],
+    journal: list[Record] | None = None,
+) -> None:
+    """Have ``node`` ask ``peer`` for a catch-up and receive ``entries`` in the reply."""
+    solicit(node, peer, journal)
+    node.step(CatchUpReply(sender=peer, entries=entries))
 
 
 def messages(envs: list[Envelope]) -> list[Message]:

@@ -66,10 +66,21 @@ def test_an_entry_sorting_earlier_refolds_and_reports_the_move() -> None:
     ]
 
 
-def test_a_move_entry_moves_a_type_on_its_old_group() -> None:
+def test_a_move_entry_never_moves_a_type_by_itself() -> None:
+    # A Move announces a re-placement the Assign entries already made; on its own (a
+    # forged Commit, issue 21) it must not carry a type off its group.
     gm = GroupMap([(0, assign("a", G1))])
-    assert gm.add((1, move("a", G1, G2))) == [MapChange(type_name="a", old=G1, new=G2)]
-    assert gm.groups == {"a": G2} and gm.moved_from == {"a": G1}
+    assert gm.add((1, move("a", G1, G2))) == []
+    assert gm.groups == {"a": G1} and gm.moved_from == {}
+
+
+def test_replaces_tells_whether_an_entry_would_move_a_placed_type() -> None:
+    gm = GroupMap([(5, assign("x", G1))])
+    assert gm.replaces((2, assign("y", G1)))  # sorts earlier and takes x's group
+    assert not gm.replaces((2, assign("y", G2)))  # sorts earlier, moves nobody
+    assert not gm.replaces((6, assign("x", G2)))  # sorts later: x keeps G1
+    assert not gm.replaces((6, move("x", G1, G2)))  # a Move never moves
+    assert gm.groups == {"x": G1} and gm.count == 1  # asking changed nothing
 
 
 def test_a_move_entry_for_a_type_already_moved_only_records_the_old_group() -> None:

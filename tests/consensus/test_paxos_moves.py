@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address
 
-from paxos_helpers import drain, make_node, messages
+from paxos_helpers import catch_up, drain, make_node, messages
 
 from consensus.allocator import allocate, preferred_group
 from consensus.commands import Assign, Move
 from consensus.journal import MoveIntent, Record
-from consensus.messages import Accept, CatchUpReply, Commit, Prepare
+from consensus.messages import Accept, Commit, Prepare
 from consensus.node import PaxosNode
 from consensus.sim.scenario import colliding_names
 
@@ -28,7 +28,7 @@ def test_a_node_whose_type_is_re_placed_by_a_merge_owes_a_move() -> None:
     drain(node)
     assert node.groups[B] == G
     # The other side decided A on that group in an earlier slot; the union re-places B.
-    node.step(CatchUpReply(sender=1, entries=((0, _assign(A, G)),)))
+    catch_up(node, 1, ((0, _assign(A, G)),))
     rd = node.ready()
     moved = [c for c in rd.changes if c.type_name == B]
     new = allocate(B, {G})
@@ -40,7 +40,7 @@ def test_the_owed_move_is_proposed_and_decided() -> None:
     node = make_node(3, (3,))
     node.propose(B)
     drain(node)
-    node.step(CatchUpReply(sender=1, entries=((0, _assign(A, G)),)))
+    catch_up(node, 1, ((0, _assign(A, G)),))
     drain(node)
     move = Move(type_name=B, old=G, new=allocate(B, {G})).encode()
     assert move in [v for _, v in node.entries()]
@@ -53,7 +53,7 @@ def test_an_owed_move_survives_a_crash_before_it_is_decided() -> None:
     node = make_node(3, (1, 2, 3))
     node.step(Commit(sender=1, slot=5, value=_assign(B, G)))
     drain(node, journal)
-    node.step(CatchUpReply(sender=1, entries=((0, _assign(A, G)),)))
+    catch_up(node, 1, ((0, _assign(A, G)),), journal)
     out = messages(drain(node, journal))
     assert any(isinstance(m, Prepare) for m in out)  # it starts proposing the move...
     again = PaxosNode(node.config, rng=random.Random(3), records=journal)  # ...and crashes
@@ -69,7 +69,7 @@ def test_moves_are_proposed_before_new_types() -> None:
     node.step(Commit(sender=1, slot=5, value=_assign(B, G)))
     drain(node)
     node.propose("z.New")
-    node.step(CatchUpReply(sender=1, entries=((0, _assign(A, G)),)))
+    catch_up(node, 1, ((0, _assign(A, G)),))
     drain(node)
     node.tick()
     for _ in range(12):
@@ -84,19 +84,19 @@ def test_moves_are_proposed_before_new_types() -> None:
 
 
 def test_a_decided_move_is_not_owed_again() -> None:
-    node = make_node(3, (3,))
+    node = make_node(3, (1, 3))
     node.step(Commit(sender=1, slot=5, value=_assign(B, G)))
     new = allocate(B, {G})
     node.step(Commit(sender=1, slot=6, value=Move(type_name=B, old=G, new=new).encode()))
     drain(node)
-    node.step(CatchUpReply(sender=1, entries=((0, _assign(A, G)),)))
+    catch_up(node, 1, ((0, _assign(A, G)),))
     rd = node.ready()
     assert not any(isinstance(r, MoveIntent) for r in rd.to_persist)
     assert node.pending_moves() == []
 
 
 def test_a_node_that_never_held_the_type_learns_old_and_new_from_the_move() -> None:
-    node = make_node(1, (1,))
+    node = make_node(1, (1, 2, 3))
     node.step(Commit(sender=2, slot=0, value=_assign(A, G)))
     node.step(Commit(sender=2, slot=1, value=_assign(B, G)))
     new = node.groups[B]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from paxos_helpers import Cluster, drain, make_node, messages
+from paxos_helpers import Cluster, catch_up, drain, make_node, messages
 
 from consensus.journal import Record
 from consensus.messages import Accept, Accepted, Ballot, Commit, Nack, Prepare, Promise
@@ -167,7 +167,7 @@ def test_a_proposer_may_abandon_a_proposal_at_any_time() -> None:
 def test_gaps_in_the_log_are_filled_by_running_phase_1() -> None:
     # Reference: section 3, a new leader runs phase 1 for the instances it has not learned.
     node = make_node(1, (1,))
-    node.step(Commit(sender=2, slot=1, value=V2))
+    catch_up(node, 2, ((1, V2),))  # slot 1 learned from a peer, slot 0 not
     drain(node)
     node.propose("a.C")
     assert [slot for slot, _ in node.entries()] == [0, 1]
