@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from consensus._repr import short
 from consensus.allocator import is_assignable
 from consensus.errors import InvalidCommand
 from consensus.messages import MAX_TYPE_NAME
@@ -40,7 +41,7 @@ def check_type_name(type_name: object) -> str:
         or not type_name.isprintable()
         or " " in type_name
     ):
-        raise InvalidCommand(f"invalid type name {type_name!r:.60}")
+        raise InvalidCommand(f"invalid type name {short(type_name, 60)}")
     return type_name
 
 
@@ -107,9 +108,9 @@ def decode_command(value: bytes) -> Command:
         elif words[0] == "move" and len(words) == 4:
             cmd = Move(type_name=words[1], old=IPv4Address(words[2]), new=IPv4Address(words[3]))
         else:
-            raise InvalidCommand(f"unknown command {value!r:.60}")
+            raise InvalidCommand(f"unknown command {short(value, 60)}")
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCommand(f"undecodable command {value!r:.60}") from exc
+        raise InvalidCommand(f"undecodable command {short(value, 60)}") from exc
     if cmd.encode() != value:
-        raise InvalidCommand(f"non-canonical command {value!r:.60}")
+        raise InvalidCommand(f"non-canonical command {short(value, 60)}")
     return cmd

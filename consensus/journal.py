@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from consensus._repr import short
 from consensus.commands import Move, check_type_name
 from consensus.errors import InvalidCommand, MalformedMessage
 from consensus.limits import MAX_ROUND
@@ -200,7 +201,7 @@ def record_from_wire(tree: object) -> Record:
 
 def _record_from_wire(tree: object) -> Record:
     if not isinstance(tree, list) or not tree:
-        raise MalformedMessage(f"record must be a non-empty list, got {tree!r:.60}")
+        raise MalformedMessage(f"record must be a non-empty list, got {short(tree, 60)}")
     kind, *f = tree
     if kind == "promised" and len(f) == 2:
         return Promised(slot=f[0], ballot=Ballot.from_wire(f[1]))
@@ -216,4 +217,4 @@ def _record_from_wire(tree: object) -> Record:
         except InvalidCommand as exc:
             raise MalformedMessage(str(exc)) from exc
         return MoveIntent(move=move)
-    raise MalformedMessage(f"unknown journal record {tree!r:.60}")
+    raise MalformedMessage(f"unknown journal record {short(tree, 60)}")

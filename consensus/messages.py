@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from consensus._repr import short
 from consensus.errors import MalformedMessage
 
 __all__ = [
@@ -55,12 +56,12 @@ DIGEST_BYTES = 16
 def _check_uint(name: str, value: object, limit: int = _MAX_INT) -> None:
     # bool is an int subclass; a True slot number is a bug, not a 1.
     if type(value) is not int or not 0 <= value <= limit:
-        raise MalformedMessage(f"{name} must be an int in [0, {limit}], got {value!r}")
+        raise MalformedMessage(f"{name} must be an int in [0, {limit}], got {short(value)}")
 
 
 def _check_bytes(name: str, value: object, limit: int) -> None:
     if type(value) is not bytes or len(value) > limit:
-        raise MalformedMessage(f"{name} must be bytes of at most {limit}, got {value!r:.60}")
+        raise MalformedMessage(f"{name} must be bytes of at most {limit}, got {short(value, 60)}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -87,7 +88,7 @@ class Ballot:
     def from_wire(cls, tree: object) -> Ballot:
         """Build a ballot from ``[round, node]``; raise :class:`MalformedMessage` if bad."""
         if not isinstance(tree, list) or len(tree) != 2:
-            raise MalformedMessage(f"ballot must be a 2-list, got {tree!r:.60}")
+            raise MalformedMessage(f"ballot must be a 2-list, got {short(tree, 60)}")
         return cls(round=tree[0], node=tree[1])
 
     def __str__(self) -> str:
@@ -366,11 +367,11 @@ def message_from_wire(tree: object) -> Message:
 
 def _from_wire(tree: object) -> Message:
     if not isinstance(tree, list) or len(tree) < 2 or not isinstance(tree[0], str):
-        raise MalformedMessage(f"message must be a list [kind, sender, ...], got {tree!r:.60}")
+        raise MalformedMessage(f"message must be a list [kind, sender, ...], got {short(tree, 60)}")
     kind, sender, *rest = tree
     builder = _BUILDERS.get(kind)
     if builder is None:
-        raise MalformedMessage(f"unknown message kind {kind!r:.40}")
+        raise MalformedMessage(f"unknown message kind {short(kind, 40)}")
     arity, build = builder
     if len(rest) != arity:
         raise MalformedMessage(f"{kind} takes {arity} fields, got {len(rest)}")

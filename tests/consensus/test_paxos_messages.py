@@ -151,3 +151,20 @@ def test_decoding_a_corrupted_message_raises_only_malformed_message(
     tree[index % len(tree)] = junk
     with contextlib.suppress(MalformedMessage):
         message_from_wire(tree)
+
+
+def test_an_exponential_graph_is_refused_without_building_its_repr() -> None:
+    # Found by tests/fuzz: a 280-byte CBOR body of shared references (tags 28/29) made
+    # the error message's repr double in size per level (hours at 40 levels).
+    tree: list[object] = [1]
+    for _ in range(60):
+        tree = [tree, tree]
+    data = cbor2.dumps(tree, value_sharing=True)
+    assert len(data) < 500
+    with pytest.raises(MalformedMessage):
+        message_from_wire(cbor2.loads(data))
+
+
+def test_a_huge_integer_in_a_message_is_malformed_not_a_value_error() -> None:
+    with pytest.raises(MalformedMessage):
+        message_from_wire(["prepare", 10**5000, [1, 2], 0])
