@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import NamedTuple
 import cbor2
 import zmq
 
-from ganglion.errors import DecodeError, TransportError
+from ganglion.errors import ConfigError, DecodeError, TransportError
 from ganglion.types import (
     decode_payload,
     encode_payload,
@@ -53,6 +55,127 @@ DEFAULT_READY_TIMEOUT = 5.0
 
 #: Messages each client socket queues before zmq refuses more (SNDHWM/RCVHWM).
 DEFAULT_HWM = 1000
+
+#: Environment variable naming the bus secret file when no ``secret`` argument is given.
+BUS_SECRET_ENV = "GANGLION_BUS_SECRET_FILE"
+
+#: Z85 text of a 32-byte CURVE key is 40 characters.
+_Z85_KEY_CHARS = 40
+_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BusSecret:
+    """The shared CURVE key pair that guards a restricted plugin bus.
+
+    The node and every plugin hold the *same* pair: the node uses it as its
+    CURVE server key, a plugin as both the server key it expects and its own
+    client key, and the node accepts only clients that present it. Whoever can
+    read the file can use the bus; nobody else can (docs/plugin-frames.md §1.1).
+
+    Attributes:
+        public: the public key, 40 characters of Z85 text.
+        secret: the secret key, 40 characters of Z85 text.
+    """
+
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def generate(cls) -> BusSecret:
+        """Return a fresh random key pair.
+
+        Raises:
+            ConfigError: this libzmq was built without CURVE.
+        """
+        _require_curve()
+        public, secret = zmq.curve_keypair()
+        return cls(public=public, secret=secret)
+
+    @classmethod
+    def parse(cls, text: str, source: str = "bus secret") -> BusSecret:
+        """Read the key pair from a secret file's text (the zcert format; see to_text).
+
+        Args:
+            text: the file's contents.
+            source: what to call it in error messages.
+
+        Returns:
+            The pair, checked: the public key is the secret key's.
+
+        Raises:
+            ConfigError: a key line is missing or malformed, or the keys do not match.
+        """
+        keys = {kind: value for kind, value in _KEY_LINE.findall(text)}
+        if set(keys) != {"public", "secret"}:
+            raise ConfigError(f"{source}: expected the lines public-key = \"...\" and "
+                              f"secret-key = \"...\" (a ZeroMQ CURVE secret certificate)")
+        public, secret = keys["public"].encode("ascii", "replace"), keys["secret"].encode(
+            "ascii", "replace")
+        if len(public) != _Z85_KEY_CHARS or len(secret) != _Z85_KEY_CHARS:
+            raise ConfigError(f"{source}: each key must be {_Z85_KEY_CHARS} characters of Z85")
+        _require_curve()
+        try:
+            derived = zmq.curve_public(secret)
+        except (zmq.ZMQError, ValueError) as exc:
+            raise ConfigError(f"{source}: secret-key is not valid Z85 ({exc})") from None
+        if derived != public:
+            raise ConfigError(f"{source}: public-key does not belong to secret-key")
+        return cls(public=public, secret=secret)
+
+    def to_text(self) -> str:
+        """Return the file contents: a ZeroMQ CURVE secret certificate (zcert format)."""
+        return (
+            "#   ganglion plugin bus secret: a ZeroMQ CURVE key pair shared by the node\n"
+            "#   and its plugins. Whoever can read this file can use the bus. Keep it 0600.\n"
+            "\n"
+            "metadata\n"
+            "curve\n"
+            f'    public-key = "{self.public.decode()}"\n'
+            f'    secret-key = "{self.secret.decode()}"\n'
+        )
+
+    def apply(self, sock: zmq.Socket[bytes]) -> None:
+        """Make a plugin's socket authenticate to the node with this pair (before connect)."""
+        sock.curve_serverkey = self.public
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+
+    def __repr__(self) -> str:
+        return f"BusSecret(public={self.public.decode()!r}, secret=<hidden>)"
+
+
+def read_bus_secret(path: str | os.PathLike[str]) -> BusSecret:
+    """Read a bus secret file, refusing one that every user can read.
+
+    Args:
+        path: the file (the node's ``[bus] secret_file``).
+
+    Returns:
+        The key pair.
+
+    Raises:
+        ConfigError: the file cannot be read, other users may read or write it,
+            or its contents are not a key pair.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="ascii") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            text = fh.read(4096)  # a certificate is ~300 bytes: never read a huge file whole
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+        raise ConfigError(f"cannot read the bus secret file {path}: {reason}") from None
+    if mode & 0o007:
+        raise ConfigError(f"the bus secret file {path} is open to every user (mode "
+                          f"{stat.S_IMODE(mode):o}); it protects nothing: chmod 600 {path}")
+    return BusSecret.parse(text, str(path))
+
+
+def _require_curve() -> None:
+    if not zmq.has("curve"):
+        raise ConfigError("this libzmq has no CURVE support, which the bus secret needs "
+                          "(a libzmq built with libsodium, as pyzmq's wheels are)")
 
 
 class BusAddress(NamedTuple):
@@ -164,6 +287,7 @@ class PluginClient:
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         hwm: int = DEFAULT_HWM,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        secret: BusSecret | str | os.PathLike[str] | None = None,
     ) -> None:
         """Connect to a bus (connecting never blocks; zmq retries in the background).
 
@@ -172,11 +296,19 @@ class PluginClient:
             ready_timeout: how long a publish waits for the node to be listening.
             hwm: per-socket queue bound, in messages.
             context: a zmq context to share; a private one by default.
+            secret: for a node that restricts its bus (``[bus] secret_file``): the
+                secret file or a :class:`BusSecret`. None reads the file named by
+                ``GANGLION_BUS_SECRET_FILE`` if that is set, else connects without.
 
         Raises:
             ValueError: ``where`` cannot be resolved.
+            ConfigError: the secret file is unreadable, open to every user, or malformed.
         """
         self.address = bus_address(where)
+        if secret is None and os.environ.get(BUS_SECRET_ENV):
+            secret = os.environ[BUS_SECRET_ENV]
+        self.secret = secret if secret is None or isinstance(secret, BusSecret) else (
+            read_bus_secret(secret))
         self.ready_timeout = ready_timeout
         #: Messages received but not returned: bad frames, bad meta, bad payload.
         self.bad_messages = 0
@@ -192,8 +324,14 @@ class PluginClient:
             sock.linger = 0
             sock.sndhwm = hwm
             sock.rcvhwm = hwm
+            if self.secret is not None:
+                self.secret.apply(sock)
         # Full queue: make send raise Again (counted) rather than drop silently.
         self._pub.setsockopt(zmq.XPUB_NODROP, 1)
+        # A node that refuses our handshake (no or wrong secret) shows up here, so
+        # wait_ready can say so instead of "no node is listening".
+        self._monitor = self._pub.get_monitor_socket(_HANDSHAKE_FAILED)
+        self._refused: str | None = None
         self._pub.connect(self.address.publish)
         self._sub.connect(self.address.subscribe)
         self._listening = False
@@ -256,6 +394,11 @@ class PluginClient:
         while not self._listening:
             left = deadline - time.monotonic()
             if left <= 0:
+                if self._refused is not None:
+                    hint = ("this bus secret is not the node's" if self.secret is not None
+                            else f"the node requires a bus secret (secret=, {BUS_SECRET_ENV})")
+                    raise TransportError(f"the node on {self.address.publish} refused this "
+                                         f"plugin's handshake ({self._refused}): {hint}")
                 raise TransportError(
                     f"no node is listening on {self.address.publish} "
                     f"(waited {timeout:g} s); is the node running?"
@@ -319,6 +462,8 @@ class PluginClient:
         if self._closed:
             return
         self._closed = True
+        self._pub.disable_monitor()
+        self._monitor.close(linger=0)
         self._pub.close(linger=0)
         self._sub.close(linger=0)
         if self._own_context:
@@ -355,7 +500,15 @@ class PluginClient:
     def _read_subscription_events(self, timeout: float) -> None:
         """Read what the node's XSUB told our XPUB; ``\\x01`` means it listens."""
         wait_ms = int(timeout * 1000)
-        while self._pub.poll(wait_ms):
+        poller = zmq.Poller()
+        poller.register(self._pub, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        while ready := dict(poller.poll(wait_ms)):
+            wait_ms = 0
+            if self._monitor in ready:
+                self._read_monitor()
+            if self._pub not in ready:
+                continue
             event = self._pub.recv()
             # The bus subscribes to everything (empty prefix); when the node
             # goes away zmq reports the matching unsubscribe.
@@ -363,11 +516,26 @@ class PluginClient:
                 self._listening = True
             elif event == b"\x00":
                 self._listening = False
-            wait_ms = 0
+
+    def _read_monitor(self) -> None:
+        """Note why the node refused our handshake (zmq retries; we only report it)."""
+        while self._monitor.poll(0):
+            frames = self._monitor.recv_multipart()
+            event = int.from_bytes(frames[0][:2], "little")
+            self._refused = _HANDSHAKE_REASONS.get(event, "handshake failed")
 
     def _check_open(self) -> None:
         if self._closed:
             raise TransportError("this PluginClient is closed")
+
+
+#: Monitor events of a refused handshake, and how to name each to a user.
+_HANDSHAKE_REASONS: dict[int, str] = {
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "handshake failed",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "security mechanism mismatch",
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "key refused",
+}
+_HANDSHAKE_FAILED = sum(_HANDSHAKE_REASONS)
 
 
 def _name_of(t: type | str) -> str:

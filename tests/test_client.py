@@ -29,14 +29,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganglion.client import (
+    BUS_SECRET_ENV,
     STATE_DIR_BUS_NAME,
     BusAddress,
+    BusSecret,
     PluginClient,
     PluginMeta,
     bus_address,
     ipc_address,
 )
-from ganglion.errors import DecodeError, TransportError, TypeNameError, TypeRegistrationError
+from ganglion.errors import (
+    ConfigError,
+    DecodeError,
+    TransportError,
+    TypeNameError,
+    TypeRegistrationError,
+)
 from ganglion.runtime.bus import PluginBus
 from ganglion.types import Record, encode_payload, message
 
@@ -503,3 +511,54 @@ def test_the_raw_pyzmq_example_in_the_frame_docs_works(bus: BusThread, short_dir
     assert proc.returncode == 0, err
     assert out.split() == [NODE_ID.hex(), "42", "19.75"]
     assert bus.published == [("examples.Counter", cbor2.dumps({"count": 1, "source": "py"}))]
+
+
+def test_the_restricted_bus_example_in_the_frame_docs_works(short_dir: Path) -> None:
+    """The raw pyzmq snippet of docs/plugin-frames.md for a bus with a secret publishes."""
+    secret_file = short_dir / "bus.secret"
+    secret = BusSecret.generate()
+    secret_file.write_text(secret.to_text())
+    os.chmod(secret_file, 0o600)
+    doc = (REPO / "docs" / "plugin-frames.md").read_text()
+    example = next(block.split("```", 1)[0] for block in doc.split("```python\n")[1:]
+                   if "curve_serverkey" in block)
+    state_line = next(line for line in example.splitlines() if line.startswith("state = "))
+    script = short_dir / "raw_secret_plugin.py"
+    script.write_text(example.replace(state_line, f"state = {str(short_dir)!r}"))
+    running = BusThread(short_dir / STATE_DIR_BUS_NAME, secret=secret)
+    try:
+        env = {**os.environ, BUS_SECRET_ENV: str(secret_file)}
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=env, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        wait_until(lambda: len(running.published) == 1, timeout=10)
+        assert running.published == [
+            ("examples.Counter", cbor2.dumps({"count": 2, "source": "py"}))]
+        # The same script without the secret's keys is refused and publishes nothing.
+        env[BUS_SECRET_ENV] = str(_other_secret(short_dir))
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=env, timeout=30)
+        assert proc.returncode != 0 and "refused our key" in proc.stderr
+        assert len(running.published) == 1
+    finally:
+        running.stop()
+
+
+def _other_secret(directory: Path) -> Path:
+    path = directory / "other.secret"
+    path.write_text(BusSecret.generate().to_text())
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_the_secret_comes_from_the_environment_only_when_asked(
+        short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BUS_SECRET_ENV, raising=False)
+    with PluginClient(short_dir) as plain:
+        assert plain.secret is None
+    monkeypatch.setenv(BUS_SECRET_ENV, str(short_dir / "missing.secret"))
+    with pytest.raises(ConfigError, match="cannot read the bus secret file"):
+        PluginClient(short_dir)
+    explicit = BusSecret.generate()
+    with PluginClient(short_dir, secret=explicit) as given:  # an argument wins over the env
+        assert given.secret == explicit

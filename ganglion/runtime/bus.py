@@ -35,6 +35,22 @@ counts it. (The price of counting is that a stuck subscriber of a type also
 costs the other subscribers *of that type* the messages refused while it is
 full; other types are unaffected.)
 
+Bad input. A malformed publish (frames, type name, payload) or one the node
+refuses (too large for a datagram, not matching its registered class) is
+counted by reason and dropped. Only the first of each (plugin, reason) gets a
+log line, with an excerpt of at most 64 bytes, never the frame; the rest are
+summed into one summary line per ``summary_interval``
+(:mod:`ganglion.runtime._bus_report`). A plugin is named by what zmq knows of
+its connection: ``plugin-N`` on a restricted bus, its process id on ipc, its
+address on tcp. Frames above ``max_message`` bytes (zmq ``MAXMSGSIZE``, 1 MiB by
+default) are never buffered: zmq drops the connection mid-frame.
+
+Access. ipc sockets are created 0600 inside a private 0700 directory and only
+then moved to their final path, so no other user can connect even in the
+instant after the bind. A TCP bus on 127.0.0.1 is open to every local user
+unless a ``secret`` is given: then both sockets are CURVE servers that accept
+only clients holding the same key pair (:mod:`ganglion.runtime._bus_auth`).
+
 Everything runs on the event loop: receiving uses ``zmq.asyncio``, sending uses
 a synchronous shadow of the same socket with ``DONTWAIT`` (never awaits).
 """
@@ -48,6 +64,8 @@ import logging
 import os
 import socket
 import stat
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,15 +74,22 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ganglion.client import DEFAULT_HWM, BusAddress, PluginMeta, ipc_address
-from ganglion.errors import ConfigError, DecodeError, TransportError
+from ganglion.client import DEFAULT_HWM, BusAddress, BusSecret, PluginMeta, ipc_address
+from ganglion.errors import ConfigError, DecodeError, GanglionError, TransportError
+from ganglion.runtime._bus_auth import HandshakeWatch, ZapHandler, secure_server
+from ganglion.runtime._bus_report import ReportLimiter, clip, excerpt
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import decode_payload, is_valid_type_name
 
 _log = logging.getLogger(__name__)
 
 #: Largest frame a plugin may send (zmq MAXMSGSIZE); a bigger one disconnects it.
+#: Far above the largest message that can reach the network (one UDP datagram,
+#: 65,507 bytes at most) so plugins may still pass big messages to each other.
 DEFAULT_MAX_MESSAGE = 1 << 20
+
+#: Seconds between the summary lines of bad input that was not logged on its own.
+DEFAULT_SUMMARY_INTERVAL = 60.0
 
 #: Longest ipc socket path Linux accepts (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 107
@@ -86,7 +111,11 @@ class BusStats:
         bad_frames: publishes without exactly two frames.
         bad_type_names: publishes whose first frame is not a valid type name.
         bad_payloads: publishes whose payload is not a CBOR map.
-        callback_errors: exceptions raised by the on_* callbacks (logged).
+        rejected: valid publishes ``on_publish`` refused with a ganglion error
+            (e.g. too large for a datagram, or not matching the registered class).
+        callback_errors: other exceptions raised by the on_* callbacks (logged).
+        refused_connections: handshakes refused on a bus with a secret (no or wrong key).
+        unlogged: bad messages and refusals only counted, not logged on their own line.
         subscriptions: the topics plugins are subscribed to now, sorted.
     """
 
@@ -98,7 +127,10 @@ class BusStats:
     bad_frames: int = 0
     bad_type_names: int = 0
     bad_payloads: int = 0
+    rejected: int = 0
     callback_errors: int = 0
+    refused_connections: int = 0
+    unlogged: int = 0
     subscriptions: tuple[str, ...] = ()
 
 
@@ -131,6 +163,8 @@ class PluginBus:
         max_message: int = DEFAULT_MAX_MESSAGE,
         ipc_mode: int = 0o600,
         context: zmq.asyncio.Context | None = None,
+        secret: BusSecret | None = None,
+        summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
     ) -> None:
         """Describe a bus; :meth:`start` binds it.
 
@@ -151,6 +185,11 @@ class PluginBus:
             max_message: largest frame a plugin may send, in bytes.
             ipc_mode: permission bits of the ipc socket files (who may connect).
             context: a zmq asyncio context to share; a private one by default.
+                With a ``secret`` it must have no other ZAP handler.
+            secret: accept only plugins holding this CURVE key pair, on every
+                address (ipc and tcp); None accepts any connection.
+            summary_interval: seconds between summary lines of bad input that
+                was only counted.
 
         Raises:
             ConfigError: neither address is asked for, a port is out of range,
@@ -179,6 +218,11 @@ class PluginBus:
         self._hwm = hwm
         self._max_message = max_message
         self._ipc_mode = ipc_mode
+        self._secret = secret
+        self._summary_interval = summary_interval
+        self._zap: ZapHandler | None = None
+        self._watches: list[HandshakeWatch] = []
+        self._reports = ReportLimiter()
         self._own_context = context is None
         self._ctx = context
         self._endpoints: list[BusAddress] = []
@@ -193,7 +237,8 @@ class PluginBus:
         self._prefixes: set[bytes] = set()
         self._forward_seq: dict[str, int] = {}
         self._counts: dict[str, int] = dict.fromkeys(
-            (f.name for f in dataclasses.fields(BusStats) if f.name != "subscriptions"), 0
+            (f.name for f in dataclasses.fields(BusStats)
+             if f.name not in ("subscriptions", "unlogged")), 0
         )
 
     # -- public API -------------------------------------------------------
@@ -228,6 +273,8 @@ class PluginBus:
         self._xpub_send = zmq.Socket.shadow(self._xpub.underlying)
         try:
             self._configure_sockets(self._xsub, self._xpub)
+            if self._secret is not None:
+                self._secure(self._secret)
             if self._ipc_path is not None:
                 self._bind_ipc(self._ipc_path)
             if self._tcp_port is not None:
@@ -240,6 +287,7 @@ class PluginBus:
         self._tasks = [
             asyncio.create_task(self._pump_publishes(self._xsub), name="bus-publishes"),
             asyncio.create_task(self._pump_subscriptions(self._xpub), name="bus-subscriptions"),
+            asyncio.create_task(self._summaries(), name="bus-summaries"),
         ]
 
     async def close(self) -> None:
@@ -254,6 +302,13 @@ class PluginBus:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._log_summary()
+        watches, self._watches = self._watches, []
+        for watch in watches:
+            await watch.close()
+        if self._zap is not None:
+            await self._zap.close()
+            self._zap = None
         for sock in (self._xsub, self._xpub):
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
@@ -305,7 +360,8 @@ class PluginBus:
     def stats(self) -> BusStats:
         """Return a snapshot of the counters and the live subscriptions."""
         topics = sorted(self._names) + sorted(p.decode(errors="replace") for p in self._prefixes)
-        return BusStats(**self._counts, subscriptions=tuple(topics))
+        return BusStats(**self._counts, unlogged=self._reports.suppressed_total,
+                        subscriptions=tuple(topics))
 
     # -- private helpers --------------------------------------------------
 
@@ -318,19 +374,41 @@ class PluginBus:
         xpub.setsockopt(zmq.MAXMSGSIZE, self._max_message)
         xpub.setsockopt(zmq.XPUB_NODROP, 1)
 
+    def _secure(self, secret: BusSecret) -> None:
+        """Make both sockets CURVE servers guarded by a ZAP handler (before binding)."""
+        assert self._ctx is not None and self._xsub is not None and self._xpub is not None
+        self._zap = ZapHandler(self._ctx, secret)
+        self._zap.start()
+        for sock, name in ((self._xsub, "publish"), (self._xpub, "subscribe")):
+            secure_server(sock, secret)
+            self._watches.append(HandshakeWatch(sock, name, self._on_refused))
+
     def _bind_ipc(self, base: Path) -> None:
         pair = ipc_address(base)
         for address in pair:
             _claim_ipc_path(Path(address[len("ipc://"):]))
+        _warn_if_shared_dir(base.parent)
         assert self._xsub is not None and self._xpub is not None
-        for sock, address in ((self._xsub, pair.publish), (self._xpub, pair.subscribe)):
-            try:
-                sock.bind(address)
-            except zmq.ZMQError as exc:
-                raise TransportError(f"cannot bind the plugin bus on {address}: {exc}") from exc
-            path = Path(address[len("ipc://"):])
-            self._ipc_files.append(path)
-            os.chmod(path, self._ipc_mode)
+        # Bind inside a fresh 0700 directory, set the mode, then move the socket
+        # into place: at its final path it is never open to anyone else, not
+        # even between bind() and chmod() (whatever the umask).
+        private = Path(tempfile.mkdtemp(prefix=".bus-", dir=base.parent))
+        try:
+            for sock, address in ((self._xsub, pair.publish), (self._xpub, pair.subscribe)):
+                path = Path(address[len("ipc://"):])
+                staged = private / path.name
+                try:
+                    sock.bind(f"ipc://{staged}")
+                except zmq.ZMQError as exc:
+                    raise TransportError(
+                        f"cannot bind the plugin bus on {address}: {exc}") from exc
+                os.chmod(staged, self._ipc_mode)
+                os.replace(staged, path)
+                self._ipc_files.append(path)
+        finally:
+            for leftover in private.iterdir():
+                leftover.unlink()
+            private.rmdir()
         self._endpoints.append(pair)
 
     def _bind_tcp(self, port: int) -> None:
@@ -370,11 +448,40 @@ class PluginBus:
     async def _pump_publishes(self, xsub: zmq.asyncio.Socket) -> None:
         """Read plugin publishes until cancelled."""
         while True:
-            frames = await xsub.recv_multipart()
+            # copy=False keeps zmq's per-connection metadata, to name a bad sender.
+            frames = await xsub.recv_multipart(copy=False)
             try:
-                self._handle_publish(frames)
+                self._handle_publish([frame.bytes for frame in frames], frames[0])
             except Exception:  # a bug here must not end the bus
-                _log.exception("plugin bus: error handling a publish")
+                if self._reports.first("bus", "internal_error"):
+                    _log.exception("plugin bus: error handling a publish (logged once)")
+
+    async def _summaries(self) -> None:
+        """Log what was only counted, once per ``summary_interval``, until cancelled."""
+        while True:
+            await asyncio.sleep(self._summary_interval)
+            self._log_summary()
+
+    def _log_summary(self) -> None:
+        counts = self._reports.take_summary()
+        if counts:
+            detail = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+            _log.warning("plugin bus: %d more bad messages or refused connections not logged "
+                         "one by one (%s); see the bus stats", sum(counts.values()), detail)
+
+    def _report(self, frame: zmq.Frame | None, reason: str, what: str) -> None:
+        """Log a dropped message if it is the first of its (plugin, reason); else count it."""
+        peer = _peer_of(frame)
+        if self._reports.first(peer, reason):
+            _log.warning("plugin bus: dropped a message from %s (%s): %s; further ones from "
+                         "this plugin for this reason are only counted", peer, reason, what)
+
+    def _on_refused(self, socket_name: str, reason: str) -> None:
+        self._counts["refused_connections"] += 1
+        if self._reports.first(socket_name, "refused_connections"):
+            _log.warning("plugin bus: refused a connection to the %s socket (%s): the bus "
+                         "requires its secret; further refusals are only counted",
+                         socket_name, reason)
 
     async def _pump_subscriptions(self, xpub: zmq.asyncio.Socket) -> None:
         """Read XPUB subscription events until cancelled."""
@@ -385,28 +492,39 @@ class PluginBus:
             except Exception:
                 _log.exception("plugin bus: error handling a subscription event")
 
-    def _handle_publish(self, frames: list[bytes]) -> None:
+    def _handle_publish(self, frames: list[bytes], first: zmq.Frame | None = None) -> None:
         counts = self._counts
         counts["received"] += 1
         if len(frames) != 2:
             counts["bad_frames"] += 1
+            self._report(first, "bad_frames", f"{len(frames)} frames, not 2; the first is "
+                         f"{excerpt(frames[0]) if frames else 'absent'}")
             return
         raw_name, payload = frames
         try:
             name = raw_name.decode("ascii")
         except UnicodeDecodeError:
-            counts["bad_type_names"] += 1
-            return
+            name = ""
         if not is_valid_type_name(name):
             counts["bad_type_names"] += 1
+            self._report(first, "bad_type_names", f"type name {excerpt(raw_name)}")
             return
         try:
             decode_payload(name, payload)
-        except DecodeError:
+        except DecodeError as exc:
             counts["bad_payloads"] += 1
+            self._report(first, "bad_payloads",
+                         f"{name}: {clip(str(exc))}; payload {excerpt(payload)}")
             return
         counts["published"] += 1
-        self._call(self._on_publish, name, payload)
+        try:
+            self._on_publish(name, payload)
+        except GanglionError as exc:  # the node refuses it: the plugin's fault, not a bug
+            counts["rejected"] += 1
+            self._report(first, "rejected", f"{name}: {type(exc).__name__}: {clip(str(exc))}; "
+                         f"payload {excerpt(payload)}")
+        except Exception:
+            self._callback_failed(self._on_publish, f"{name!r}, payload {excerpt(payload)}")
         if self._forward and self._xpub_send is not None and self.subscribed(name):
             seq = self._forward_seq.get(name, 0) + 1
             self._forward_seq[name] = seq
@@ -446,8 +564,50 @@ class PluginBus:
         try:
             callback(*args)
         except Exception:
-            self._counts["callback_errors"] += 1
-            _log.exception("plugin bus: %s%r raised", getattr(callback, "__name__", callback), args)
+            self._callback_failed(callback, ", ".join(clip(repr(arg)) for arg in args))
+
+    def _callback_failed(self, callback: Callable[..., object], args: str) -> None:
+        """Count a callback's exception; log its traceback once per callback and exception."""
+        self._counts["callback_errors"] += 1
+        name = getattr(callback, "__name__", repr(callback))
+        exc_type = sys.exc_info()[0]
+        if self._reports.first(f"{name}: {getattr(exc_type, '__name__', 'error')}",
+                               "callback_errors"):
+            _log.exception("plugin bus: %s(%s) raised (logged once per exception type)",
+                           name, args)
+
+
+def _peer_of(frame: zmq.Frame | None) -> str:
+    """Name the plugin a received frame came from, as far as zmq tells.
+
+    A restricted bus names each accepted connection (``plugin-N``, from ZAP);
+    otherwise ipc frames carry the peer's credentials (``localhost:UID:GID:PID``
+    on Linux) and tcp frames its address.
+    """
+    if frame is None:
+        return "plugin"
+    for prop in ("User-Id", "Peer-Address"):
+        try:
+            value = frame.get(prop)
+        except zmq.ZMQError:  # no such property on this connection
+            continue
+        if value:
+            host, _, creds = str(value).partition(":")
+            parts = creds.split(":")
+            if host == "localhost" and len(parts) == 3:
+                return f"pid {parts[2]} (uid {parts[0]})"
+            return clip(str(value), 64)
+    return "plugin"
+
+
+def _warn_if_shared_dir(directory: Path) -> None:
+    """Warn when other users may replace the bus sockets in ``directory``."""
+    with contextlib.suppress(OSError):
+        mode = directory.stat().st_mode
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            _log.warning("plugin bus: %s is writable by other users, who could replace the "
+                         "bus sockets; use a private directory (the state directory is 0700)",
+                         directory)
 
 
 def _claim_ipc_path(path: Path) -> None:
