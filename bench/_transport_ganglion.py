@@ -15,6 +15,11 @@ Both run on the loop ``ganglion.run`` picks, as the ``ganglion`` commands do: uv
 where it is installed (the ``fast`` extra), asyncio's otherwise; the subscriber
 reports which (``GANGLION_EVENT_LOOP=asyncio`` measures asyncio's loop instead).
 The subscriber's callback feeds the shared :class:`Tally`.
+
+The same module runs the keyed rows: ``ganglion+key`` gives both endpoints a network
+key with encryption off (every datagram carries a BLAKE2b MAC, ``--no-encrypt``), and
+``ganglion+aead`` the same key with encryption on (ChaCha20-Poly1305); neither uses
+the compiled lanes, which carry only unkeyed datagrams.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import ganglion  # noqa: E402
 from ganglion import message  # noqa: E402
 from ganglion.eventloop import loop_name  # noqa: E402
 from ganglion.runtime.endpoint import Endpoint  # noqa: E402
+from ganglion.wire import KeyRing  # noqa: E402
 
 #: How often the subscriber's idle loop checks the stop rule.
 WAKE_SECONDS = 0.05
@@ -48,7 +54,10 @@ WAKE_SECONDS = 0.05
 FLUSH_SECONDS = 0.2
 #: Endpoint counters worth keeping: the subscriber's view of the stream, and the
 #: publisher's batching (published / datagrams_sent = messages per datagram).
-SUB_COUNTERS = ("received", "lost", "duplicates", "reordered", "decode_errors", "queue_dropped")
+SUB_COUNTERS = ("received", "lost", "duplicates", "reordered", "decode_errors", "queue_dropped",
+                "bad_mac")
+#: The network key of the keyed rows (a benchmark constant, not a secret).
+BENCH_KEY = bytes(range(32))
 PUB_COUNTERS = ("published", "datagrams_sent")
 
 
@@ -100,7 +109,7 @@ async def _subscribe(cfg: RoleConfig, ready: Callable[[], None]) -> dict[str, An
     def on_blob(msg: Blob, _info: object) -> None:
         on_message(msg.seq, msg.t_ns, now())
 
-    async with Endpoint(interface=LOOPBACK, port=cfg.port) as ep:
+    async with Endpoint(interface=LOOPBACK, port=cfg.port, **_keyed(cfg.system)) as ep:
         subscription = ep.subscribe(Blob, callback=on_blob)
         ready()
         stop = StopRule(cfg, now())
@@ -122,7 +131,7 @@ async def _publish(cfg: RoleConfig) -> dict[str, Any]:
     """The publisher's event-loop body."""
     padding = bytes(cfg.size - HEADER.size)
     now = time.monotonic_ns
-    async with Endpoint(interface=LOOPBACK, port=cfg.port) as ep:
+    async with Endpoint(interface=LOOPBACK, port=cfg.port, **_keyed(cfg.system)) as ep:
         publish = ep.publish
         t_start = now()
         if cfg.mode == "blast":
@@ -153,6 +162,21 @@ async def _publish(cfg: RoleConfig) -> dict[str, Any]:
         sender = _counters(getattr(stats, "sender", None), ("deferred", "dropped"))
         counters.update({f"send_{name}": value for name, value in sender.items()})
     return {"sent": cfg.count, "t_start_ns": t_start, "t_end_ns": t_end, **counters}
+
+
+def key_for(system: str) -> KeyRing | None:
+    """The key ring of a row: none, MAC-only (``ganglion+key``) or encrypting (``+aead``)."""
+    if system == "ganglion+key":
+        return KeyRing([BENCH_KEY], encrypt=False)
+    if system == "ganglion+aead":
+        return KeyRing([BENCH_KEY], encrypt=True)
+    return None
+
+
+def _keyed(system: str) -> dict[str, Any]:
+    """Endpoint keyword arguments of a row: ``key`` only for the keyed rows."""
+    ring = key_for(system)
+    return {} if ring is None else {"key": ring}
 
 
 def _counters(stats: object, names: tuple[str, ...]) -> dict[str, int]:

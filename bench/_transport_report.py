@@ -20,8 +20,12 @@ from typing import Any
 
 from _transport_common import TrialResult, median_or_nan
 
-#: Letters the issue uses for the systems.
-LABELS = {"raw": "a", "ganglion": "b", "lcm": "c"}
+#: Letters the issue uses for the systems (the keyed ganglion rows: b+k MAC-only, b+e
+#: encrypted).
+LABELS = {"raw": "a", "ganglion": "b", "ganglion+key": "b+k", "ganglion+aead": "b+e",
+          "lcm": "c"}
+#: The keyed rows compared with keyless ganglion in the same run.
+KEYED = ("ganglion+key", "ganglion+aead")
 
 #: The issue's targets for ganglion, shown next to the ratios (see bench/README.md).
 TARGETS = {
@@ -29,6 +33,12 @@ TARGETS = {
     "throughput b/c": ">= 2",
     "p50 latency b/a": "<= 1.5",
     "p50 latency b/c": "(no target)",
+}
+#: Targets of the keyed rows against keyless ganglion (issue 21: encryption costs at most
+#: 25 % of keyless 64 B throughput).
+KEYED_TARGETS = {
+    "throughput b+k/b": "(no target)",
+    "throughput b+e/b": ">= 0.75 (64 B)",
 }
 
 
@@ -114,6 +124,32 @@ def ratios(rows: Sequence[Row]) -> dict[str, float]:
     return out
 
 
+def keyed_costs(rows: Sequence[Row]) -> dict[str, tuple[float, float]]:
+    """Each keyed row against keyless ganglion of the same run.
+
+    Args:
+        rows: the rows of one payload size.
+
+    Returns:
+        ``{"throughput b+k/b": (ratio, extra us per message), ...}`` for the keyed rows
+        present: delivered msg/s over keyless ganglion's, and the extra receive-side
+        time per message that implies (``1/keyed - 1/keyless``, in microseconds); NaN
+        where a side is missing.
+    """
+    by = {r.system: r for r in rows}
+    base = by.get("ganglion")
+    out: dict[str, tuple[float, float]] = {}
+    for system in KEYED:
+        row = by.get(system)
+        if row is None:
+            continue
+        keyed = row.delivered_per_s
+        plain = base.delivered_per_s if base else math.nan
+        extra = _ratio(1.0, keyed) - _ratio(1.0, plain)
+        out[f"throughput {LABELS[system]}/b"] = (_ratio(keyed, plain), extra * 1e6)
+    return out
+
+
 def format_table(size: int, rows: Sequence[Row]) -> str:
     """Render one payload size's rows and ratios as fixed-width text.
 
@@ -135,6 +171,9 @@ def format_table(size: int, rows: Sequence[Row]) -> str:
     ]
     for r in rows:
         name = f"({LABELS.get(r.system, '?')}) {r.system}"
+        if len(name) > 12:  # the keyed rows: the name on its own line
+            lines.append(name)
+            name = ""
         if r.blast_trials == 0 and r.paced_trials == 0:
             lines.append(f"{name:<13}  skipped: {r.note}")
             continue
@@ -152,6 +191,10 @@ def format_table(size: int, rows: Sequence[Row]) -> str:
     for key, value in ratios(rows).items():
         shown = "n/a" if math.isnan(value) else f"{value:.2f}x"
         lines.append(f"  {key:<16} {shown:>8}   target {TARGETS[key]}")
+    for key, (value, extra_us) in keyed_costs(rows).items():
+        shown = "n/a" if math.isnan(value) else f"{value:.2f}x"
+        cost = "" if math.isnan(extra_us) else f", {extra_us:+.2f} us per message"
+        lines.append(f"  {key:<16} {shown:>8}   target {KEYED_TARGETS[key]}{cost}")
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +211,8 @@ def report_json(
             str(size): {
                 "rows": [r.to_json() for r in rows[size]],
                 "ratios": {k: _json_num(v) for k, v in ratios(rows[size]).items()},
+                "keyed": {k: {"ratio": _json_num(v), "extra_us_per_message": _json_num(e)}
+                          for k, (v, e) in keyed_costs(rows[size]).items()},
             }
             for size in sizes
         },

@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass
 
 from _transport_common import Tally
 
-SYSTEMS = ("raw", "ganglion", "lcm")
+#: ``ganglion+key`` signs every datagram (MAC-only, ``--no-encrypt``); ``ganglion+aead``
+#: encrypts it (ChaCha20-Poly1305), both under one fixed benchmark key.
+SYSTEMS = ("raw", "ganglion", "ganglion+key", "ganglion+aead", "lcm")
 MODES = ("blast", "paced")
 ROLES = ("sub", "pub")
 
@@ -30,7 +32,7 @@ class RoleConfig:
     """Everything a publisher or subscriber process needs to run one trial.
 
     Attributes:
-        system: "raw", "ganglion" or "lcm".
+        system: "raw", "ganglion", "ganglion+key", "ganglion+aead" or "lcm".
         role: "sub" or "pub".
         mode: "blast" (as fast as possible) or "paced" (``rate`` messages/s).
         size: application payload per message in bytes (>= 16).

@@ -26,7 +26,9 @@ from _transport_role import RoleConfig
 #: Exit status when the system under test cannot run here.
 EXIT_UNAVAILABLE = 3
 
-_MODULES = {"raw": "_transport_raw", "ganglion": "_transport_ganglion", "lcm": "_transport_lcm"}
+_MODULES = {"raw": "_transport_raw", "ganglion": "_transport_ganglion",
+            "ganglion+key": "_transport_ganglion", "ganglion+aead": "_transport_ganglion",
+            "lcm": "_transport_lcm"}
 
 
 def main(argv: list[str]) -> int:

@@ -42,7 +42,8 @@ from _transport_role import SYSTEMS, RoleConfig
 from _transport_runner import SystemUnavailable, TrialError, run_trial
 
 #: Each system gets its own port/group so a straggler of one can never reach another.
-PORTS = {"raw": 47990, "lcm": 47991, "ganglion": 47992}
+PORTS = {"raw": 47990, "lcm": 47991, "ganglion": 47992, "ganglion+key": 47993,
+         "ganglion+aead": 47994}
 LCM_URL = "udpm://239.255.202.1:47991?ttl=0"
 
 DEFAULT_COUNT = 200_000
@@ -181,7 +182,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--systems",
         type=_systems,
         default=list(SYSTEMS),
-        help="comma-separated subset of raw,ganglion,lcm",
+        help="comma-separated subset of raw,ganglion,ganglion+key,ganglion+aead,lcm "
+        "(default: all, in that order)",
     )
     p.add_argument(
         "--yield-every",

@@ -26,7 +26,13 @@ update a tracker the table no longer holds).
 A stream's decoders are made again when the type is (re)registered here
 meanwhile: the registered type is looked up per datagram and compared by
 identity. Datagrams this endpoint sent itself come back through multicast loop
-and are ignored: local subscribers already have them. A datagram that simply
+and are ignored: local subscribers already have them. With a network key, a known
+stream's datagram is checked before anything past its header is read: its MAC
+against each accepted key (at most two, during a rotation), or, for an encrypted
+stream (flag bit 3), its tag by decrypting it (:class:`ganglion.wire._aead.Opener`,
+one cipher per verified sender, session and type, cached and bounded); the clear
+datagram that comes out then takes the same path as an unsigned one. Neither kind
+is ever given to the compiled lane. A datagram that simply
 continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
@@ -73,11 +79,14 @@ from ganglion.types import MessageType, default_registry, payload_decoder
 from ganglion.types._decodegen import FALLBACK as _FALLBACK
 from ganglion.types._decodegen import Plan
 from ganglion.wire import (
+    FLAG_AEAD,
     FLAG_CLOCK_UNSYNCED,
     FLAG_MAC,
     FLAG_REPLAYED,
     HEADER_SIZE,
     MAC_SIZE,
+    KeyRing,
+    as_keyring,
     decode_batch,
     decode_fields,
     mac_ok,
@@ -130,8 +139,8 @@ class _Stream:
     """What every datagram of one (sender, boot, flags, fingerprint, type) shares."""
 
     __slots__ = ("boot", "clock_synced", "decode", "fast", "fingerprint", "key", "known",
-                 "mismatch", "node_id", "own", "plan", "pos", "replayed", "signed", "tracker",
-                 "type_name")
+                 "mismatch", "name", "node_id", "own", "plan", "pos", "replayed", "sealed",
+                 "signed", "tracker", "type_name")
 
     def __init__(self, node_id: bytes, type_name: str, fingerprint: bytes, boot: int,
                  flags: int, pos: int, own: bool) -> None:
@@ -140,7 +149,10 @@ class _Stream:
         self.fingerprint = fingerprint
         self.boot = boot
         self.pos = pos  # where the batch header starts
-        self.signed = bool(flags & FLAG_MAC)
+        # Authenticated: a MAC (signed only) or a tag (sealed too: encrypted).
+        self.signed = bool(flags & (FLAG_MAC | FLAG_AEAD))
+        self.sealed = bool(flags & FLAG_AEAD)
+        self.name = type_name.encode("ascii")
         self.clock_synced = not flags & FLAG_CLOCK_UNSYNCED
         self.replayed = bool(flags & FLAG_REPLAYED)
         self.own = own
@@ -160,17 +172,18 @@ class Incoming:
 
     Args:
         node_id: the endpoint's own node id (its looped-back datagrams are ignored).
-        key: the network key, or None.
+        key: the network key or key ring (every key accepted), or None.
         subs: the endpoint's subscribers per type name (read, never changed here).
         sequences: the endpoint's sequence table.
         count_bad: counts and logs a dropped datagram.
     """
 
-    def __init__(self, *, node_id: bytes, key: bytes | None,
+    def __init__(self, *, node_id: bytes, key: bytes | KeyRing | None,
                  subs: dict[str, list[Subscription]], sequences: SequenceTable,
                  count_bad: CountBad) -> None:
         self._node_id = node_id
-        self._key = key
+        self._key = as_keyring(key)
+        self._macs: tuple[bytes, ...] = () if self._key is None else self._key.keys
         self._subs = subs
         self._sequences = sequences
         self._count_bad = count_bad
@@ -182,18 +195,51 @@ class Incoming:
         #: Messages handed to subscribers (the endpoint's ``received``).
         self.received = 0
 
+    def set_keys(self, key: bytes | KeyRing | None) -> None:
+        """Accept datagrams under another key ring from now on (a key rotation).
+
+        Streams remembered under the old keys are forgotten, so each is verified
+        afresh; trackers are kept (the senders' sequences go on).
+        """
+        self._key = as_keyring(key)
+        self._macs = () if self._key is None else self._key.keys
+        self._streams.clear()
+        self._lanes.clear()
+
+    @property
+    def aead_evictions(self) -> int:
+        """Per-sender ciphers evicted from the decryption cache so far."""
+        return 0 if self._key is None else self._key.evictions
+
+    def _mac_ok(self, data: bytes, end: int) -> bool:
+        """The MAC before ``end`` verifies under one of the accepted keys."""
+        macs = self._macs
+        if len(macs) == 1:
+            return mac_ok(macs[0], data[:end], data[end:])
+        return any(mac_ok(k, data[:end], data[end:]) for k in macs)
+
     def on_datagram(self, data: bytes, source: tuple[str, int], now: float) -> None:
         """Handle one datagram (the receiver's callback; never raises for its content)."""
+        raw = data  # as received: what the full decoder reads when the short path refuses
         try:
             stream = self._streams.get(data[:_NAME_AT + data[_NAME_LEN_AT]])
         except (IndexError, TypeError):  # too short for a header, or not bytes
             stream = None
         if stream is not None:
             end = len(data)
-            if stream.signed:
+            if stream.sealed:
+                if stream.own:
+                    return  # our own, looped back: not worth decrypting
+                opened = None if self._key is None else \
+                    self._key.opener().open(data, stream.pos, stream.node_id, stream.name)
+                if opened is None:
+                    stream = None  # the full decoder says why, and counts it
+                else:
+                    data = opened
+                    end = len(data)
+            elif stream.signed:
                 end -= MAC_SIZE
-                if end < HEADER_SIZE or not mac_ok(self._key, data[:end],  # type: ignore[arg-type]
-                                                  data[end:]):
+                if end < HEADER_SIZE or not self._mac_ok(data, end):
                     stream = None
             if stream is not None:
                 pos = stream.pos
@@ -209,7 +255,7 @@ class Incoming:
                 except DecodeError:
                     stream = None
         if stream is None:
-            found = self._decode_new(data, source)
+            found = self._decode_new(raw, source)
             if found is None:
                 return
             stream, first_seq, timestamps, payloads = found

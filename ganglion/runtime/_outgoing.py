@@ -34,18 +34,26 @@ messages should share datagrams. So:
   flush, the endpoint stays busy for one more iteration, so a sustained stream
   keeps batching instead of sending the first message of every iteration alone;
   an iteration with nothing published makes it idle again.
+
+With a network key, each packer signs (MAC-only) or encrypts its datagrams as the
+:class:`~ganglion.wire.KeyRing` says: encrypting packers get a sealer for their type,
+under the endpoint's random *session* (docs/protocol.md section 5.2).
+:meth:`Outgoing.set_keys` switches every packer to another ring (a key rotation)
+after sending what waits, so no datagram mixes keys.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.runtime._sockets import GSO_MAX_BYTES, GSO_MAX_SEGMENTS
-from ganglion.wire import Packer
+from ganglion.wire import KeyRing, Packer, as_keyring
 from ganglion.wire._packer import FULL, HEAD_MAX
+from ganglion.wire.keys import SESSION_SIZE
 
 #: Called after a message left alone while idle: give the CPU to whoever our
 #: datagram just woke (see the module docstring); None where there is no such call.
@@ -64,18 +72,40 @@ class Outgoing:
         *,
         node_id: bytes,
         boot: int,
-        key: bytes | None,
+        key: bytes | KeyRing | None,
         max_datagram: int = MAX_DATAGRAM,
         send: SendFn,
         loop: asyncio.AbstractEventLoop,
         replayed: bool = False,
         after_idle_send: Callable[[], object] | None = YIELD_CPU,
         send_many: SendManyFn | None = None,
+        session: bytes | None = None,
     ) -> None:
+        """Set up the send side.
+
+        Args:
+            node_id: this endpoint's node id.
+            boot: its boot counter.
+            key: the network key or key ring (None: datagrams in clear); a ring that
+                encrypts needs ``cryptography``.
+            max_datagram: the size budget of one datagram.
+            send: sends one datagram of a type.
+            loop: the event loop the flushes run on.
+            replayed: flag every datagram as replayed from a log.
+            after_idle_send: called after a message left alone while idle.
+            send_many: sends several datagrams of a type at once (UDP GSO), or None.
+            session: the encryption session (8 bytes); random when None.
+
+        Raises:
+            ConfigError: the ring encrypts and ``cryptography`` is missing.
+        """
         self._node_id = node_id
         self._replayed = replayed
         self._boot = boot
-        self._key = key
+        self._ring = as_keyring(key)
+        if self._ring is not None and self._ring.encrypt:
+            self._ring.require_aead()
+        self._session = secrets.token_bytes(SESSION_SIZE) if session is None else session
         self._max_datagram = max_datagram
         self._send = send
         self._loop = loop
@@ -107,12 +137,44 @@ class Outgoing:
         packer = self._packers.get(type_name)
         if packer is None:
             packer = Packer(node_id=self._node_id, type_name=type_name, fingerprint=fingerprint,
-                            replayed=self._replayed,
-                            boot=self._boot, key=self._key, max_datagram=self._max_datagram)
+                            replayed=self._replayed, boot=self._boot,
+                            max_datagram=self._max_datagram)
+            if self._ring is not None:
+                self._rekey(packer)
             if not self._clock_synced:
                 packer.set_clock_synced(False)
             self._packers[type_name] = packer
         return packer
+
+    def _rekey(self, packer: Packer) -> None:
+        """Make ``packer`` sign or encrypt as the ring says (it holds no message)."""
+        ring = self._ring
+        if ring is None:
+            packer.rekey()
+        elif ring.encrypt:
+            packer.rekey(sealer=ring.sealer(self._node_id, self._session, packer.type_name))
+        else:
+            packer.rekey(key=ring.sending)
+
+    def set_keys(self, key: bytes | KeyRing | None) -> None:
+        """Sign or encrypt everything sent from now on with another key ring.
+
+        What waits in the packers and trains leaves first, under the old keys.
+
+        Raises:
+            ConfigError: the new ring encrypts and ``cryptography`` is missing, or the
+                budget leaves no room for a message of some type with the new overhead.
+        """
+        ring = as_keyring(key)
+        if ring is not None and ring.encrypt:
+            ring.require_aead()
+        self.flush()
+        self._ring = ring
+        for packer in self._packers.values():
+            if packer.count:  # left over while idle: out now, under the old keys
+                self.datagrams += 1
+                self._send(packer.build(), packer.type_name)
+            self._rekey(packer)
 
     def add(self, packer: Packer, payload: bytes, ts_ns: int) -> None:
         """Queue one encoded message (already checked to fit) and send as the policy says."""

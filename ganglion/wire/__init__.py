@@ -7,12 +7,20 @@ ids are passed in). docs/protocol.md specifies the format byte by byte.
   ``decode_datagram`` raises only :class:`~ganglion.errors.DecodeError` (or its
   subclass :class:`~ganglion.errors.AuthError`), whatever the bytes.
 * :class:`Packer`: batch messages of one type into datagrams within the size budget.
-* :func:`generate_key_file` / :func:`load_key`: the network key.
+* :func:`generate_key_file` / :func:`load_key` / :func:`load_keyring`: the network
+  key(s); :class:`KeyRing`: the keys a node holds and whether it encrypts;
+  :func:`rotate_key_file`, :func:`switch_key_file`, :func:`retire_key_file`: rotation.
+
+Encryption (ChaCha20-Poly1305, flag bit 3) lives in ``ganglion.wire._aead``, which
+imports ``cryptography`` and is itself imported only when a key ring encrypts or an
+encrypted datagram arrives.
 """
 
 from __future__ import annotations
 
 from ganglion.wire._envelope import (
+    AEAD_HEAD_SIZE,
+    FLAG_AEAD,
     FLAG_CLOCK_UNSYNCED,
     FLAG_MAC,
     FLAG_REPLAYED,
@@ -32,11 +40,29 @@ from ganglion.wire._envelope import (
 )
 from ganglion.wire._mac import KEY_SIZE, MAC_SIZE, compute_mac, mac_ok
 from ganglion.wire._packer import Packer, datagram_size
-from ganglion.wire.keys import ENV_KEY, ENV_KEY_FILE, generate_key_file, load_key, read_key_file
+from ganglion.wire.keys import (
+    ENV_KEY,
+    ENV_KEY_FILE,
+    MAX_KEYS,
+    KeyRing,
+    aead_available,
+    as_keyring,
+    generate_key_file,
+    key_id,
+    load_key,
+    load_keyring,
+    read_key_file,
+    read_keys,
+    retire_key_file,
+    rotate_key_file,
+    switch_key_file,
+)
 
 __all__ = [
+    "AEAD_HEAD_SIZE",
     "ENV_KEY",
     "ENV_KEY_FILE",
+    "FLAG_AEAD",
     "FLAG_CLOCK_UNSYNCED",
     "FLAG_MAC",
     "FLAG_REPLAYED",
@@ -45,12 +71,16 @@ __all__ = [
     "MAC_SIZE",
     "MAGIC",
     "MAX_BATCH",
+    "MAX_KEYS",
     "MAX_UDP_PAYLOAD",
     "MIN_DATAGRAM",
     "NODE_ID_SIZE",
     "VERSION",
     "Envelope",
+    "KeyRing",
     "Packer",
+    "aead_available",
+    "as_keyring",
     "compute_mac",
     "datagram_size",
     "decode_batch",
@@ -58,8 +88,14 @@ __all__ = [
     "decode_fields",
     "encode_datagram",
     "generate_key_file",
+    "key_id",
     "load_key",
+    "load_keyring",
     "mac_ok",
     "overhead",
     "read_key_file",
+    "read_keys",
+    "retire_key_file",
+    "rotate_key_file",
+    "switch_key_file",
 ]

@@ -9,6 +9,10 @@ the byte table)::
     | count x [ ts delta (zigzag varint) | payload length (varint) | payload ]
     | MAC (16, if flag bit 0)
 
+An *encrypted* datagram (flag bit 3, never with bit 0) has the same header through
+``count``, then a key id (4) and a session (8), the messages encrypted with
+ChaCha20-Poly1305, and the 16-byte tag instead of the MAC (:mod:`ganglion.wire._aead`).
+
 All integers are big-endian. Message ``i`` has sequence number
 ``first_seq + i`` and timestamp ``ts[i] = ts[i-1] + delta[i]`` with
 ``ts[-1] = base``; an encoder sets ``base`` to the first timestamp, so a lone
@@ -25,12 +29,17 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.errors import AuthError, DecodeError, EncodeError, MessageTooLarge
 from ganglion.types import FINGERPRINT_SIZE, MAX_TYPE_NAME, is_valid_type_name
 from ganglion.wire._mac import MAC_SIZE, check_key, compute_mac, mac_ok
 from ganglion.wire._varint import U64, encode_varint, read_varint, zigzag
+from ganglion.wire.keys import KeyRing
+
+if TYPE_CHECKING:
+    from ganglion.wire._aead import Sealer
 
 MAGIC = b"GN"
 VERSION = 1
@@ -41,8 +50,13 @@ FLAG_MAC = 0x01
 FLAG_CLOCK_UNSYNCED = 0x02
 #: Flag bit 2: the messages are replayed from a log (``ganglion replay``), not live.
 FLAG_REPLAYED = 0x04
+#: Flag bit 3: the messages are encrypted (ChaCha20-Poly1305); a key id and session
+#: follow the batch header and a 16-byte tag ends the datagram. Never with bit 0.
+FLAG_AEAD = 0x08
 #: Flags this version understands; a datagram with any other bit set is refused.
-KNOWN_FLAGS = FLAG_MAC | FLAG_CLOCK_UNSYNCED | FLAG_REPLAYED
+KNOWN_FLAGS = FLAG_MAC | FLAG_CLOCK_UNSYNCED | FLAG_REPLAYED | FLAG_AEAD
+#: Bytes an encrypted datagram adds to the header: key id (4) and session (8).
+AEAD_HEAD_SIZE = 12
 #: Node ids are 8 random bytes, persisted by each node.
 NODE_ID_SIZE = 8
 #: Most messages one datagram may carry (the count is a u16).
@@ -73,7 +87,8 @@ class Envelope:
         first_seq: sequence number of the first payload; the others follow.
         timestamps: the sender's timestamp of each payload, ns since the epoch.
         payloads: the CBOR payloads, in sequence order.
-        flags: the flags byte (bit 0: the datagram carried a verified MAC).
+        flags: the flags byte (bit 0: the datagram carried a verified MAC; bit 3: it
+            was encrypted, and verified and decrypted).
         version: the wire format version (1).
     """
 
@@ -91,6 +106,11 @@ class Envelope:
     def signed(self) -> bool:
         """True if the datagram carried a MAC (which decoding verified)."""
         return bool(self.flags & FLAG_MAC)
+
+    @property
+    def encrypted(self) -> bool:
+        """True if the messages were encrypted (and decoding verified and decrypted them)."""
+        return bool(self.flags & FLAG_AEAD)
 
     @property
     def clock_synced(self) -> bool:
@@ -124,6 +144,7 @@ def encode_datagram(
     boot: int = 0,
     key: bytes | None = None,
     max_datagram: int | None = MAX_DATAGRAM,
+    sealer: Sealer | None = None,
 ) -> bytes:
     """Encode one datagram carrying ``payloads`` (one or more messages of one type).
 
@@ -137,6 +158,8 @@ def encode_datagram(
         boot: the sender's boot counter (u32).
         key: the 32-byte network key; when given the datagram carries a MAC.
         max_datagram: the size budget; None for no budget.
+        sealer: encrypt the messages instead (:meth:`KeyRing.sealer
+            <ganglion.wire.keys.KeyRing.sealer>`); not together with ``key``.
 
     Returns:
         The datagram.
@@ -153,10 +176,14 @@ def encode_datagram(
         )
     if not 0 <= first_seq + len(payloads) - 1 < U64 or first_seq < 0:
         raise EncodeError(f"sequence numbers must stay in 0..2**64-1, first_seq={first_seq}")
-    out = bytearray(encode_prefix(node_id, type_name, fingerprint, boot, key is not None))
+    if key is not None and sealer is not None:
+        raise EncodeError("a datagram is either signed (key) or encrypted (sealer), not both")
+    out = bytearray(encode_prefix(node_id, type_name, fingerprint, boot, key is not None,
+                                  encrypted=sealer is not None))
     base = timestamps[0]
     _check_ts(base)
     out += _BATCH.pack(first_seq, base, len(payloads))
+    head = len(out)
     prev = base
     for ts, payload in zip(timestamps, payloads, strict=True):
         _check_ts(ts)
@@ -170,24 +197,30 @@ def encode_datagram(
         prev = ts
     if key is not None:
         out += compute_mac(check_key(key), out)
+    elif sealer is not None:
+        out = bytearray(sealer.seal(bytes(out[:head]) + sealer.head, out[head:], boot,
+                                    first_seq))
     if max_datagram is not None and len(out) > max_datagram:
         raise MessageTooLarge(type_name, len(out), max_datagram)
     return bytes(out)
 
 
-def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) -> Envelope:
+def decode_datagram(data: bytes | bytearray | memoryview, *,
+                    key: bytes | KeyRing | None) -> Envelope:
     """Decode and check one datagram.
 
     Args:
         data: the datagram as received.
-        key: the 32-byte network key, or None when the network has none.
+        key: the 32-byte network key or the node's :class:`~ganglion.wire.keys.KeyRing`
+            (every key it accepts), or None when the network has none.
 
     Returns:
-        The :class:`Envelope`.
+        The :class:`Envelope` (an encrypted datagram's payloads decrypted).
 
     Raises:
-        AuthError: with a key, the datagram has no MAC or a wrong one; without
-            a key, the datagram is signed (this node lacks the network key).
+        AuthError: with a key, the datagram has no MAC or tag, or a wrong one, or
+            names a key this node does not hold; without a key, the datagram is
+            signed or encrypted (this node lacks the network key).
         DecodeError: anything else is wrong with the bytes; the message says what.
         ConfigError: ``key`` is given but is not 32 bytes (a local mistake).
     """
@@ -203,7 +236,8 @@ def decode_datagram(data: bytes | bytearray | memoryview, *, key: bytes | None) 
 DecodedFields = tuple[bytes, str, bytes, int, list[int], list[bytes], int, int]
 
 
-def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> DecodedFields:
+def decode_fields(data: bytes | bytearray | memoryview,
+                  key: bytes | KeyRing | None) -> DecodedFields:
     """Decode and check one datagram into a plain tuple (the receive hot path).
 
     Every check of :func:`decode_datagram` happens here (that function only
@@ -213,7 +247,7 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
 
     Args:
         data: the datagram as received.
-        key: the 32-byte network key, or None when the network has none.
+        key: the network key or key ring (see :func:`decode_datagram`), or None.
 
     Returns:
         ``(node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags)``;
@@ -236,11 +270,13 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
         raise DecodeError(f"unsupported wire format version {version} (this node speaks 1)")
     if flags & ~KNOWN_FLAGS:
         raise DecodeError(f"unknown flag bits 0x{flags & ~KNOWN_FLAGS:02x}")
-    if flags & FLAG_MAC:
+    if flags & FLAG_AEAD:
+        data, end = _open(data, flags, name_len, node_id, key)
+    elif flags & FLAG_MAC:
         if key is None:
             raise AuthError("datagram is signed but this node has no network key")
         end -= MAC_SIZE
-        if end < HEADER_SIZE or not mac_ok(check_key(key), data[:end], data[end:]):
+        if end < HEADER_SIZE or not _mac_verifies(key, data, end):
             raise AuthError("datagram MAC does not verify under the network key")
     elif key is not None:
         raise AuthError("unsigned datagram on a network with a key")
@@ -248,6 +284,33 @@ def decode_fields(data: bytes | bytearray | memoryview, key: bytes | None) -> De
     type_name = _NAMES.get(data[pos : pos + name_len]) or _read_name(data, pos, name_len, end)
     first_seq, timestamps, payloads = decode_batch(data, pos + name_len, end)
     return node_id, type_name, fingerprint, first_seq, timestamps, payloads, boot, flags
+
+
+def _mac_verifies(key: bytes | KeyRing, data: bytes, end: int) -> bool:
+    """Whether the MAC at ``end`` verifies under the key, or under any key of the ring."""
+    if isinstance(key, bytes):
+        return mac_ok(check_key(key), data[:end], data[end:])
+    return any(mac_ok(k, data[:end], data[end:]) for k in key.keys)
+
+
+def _open(data: bytes, flags: int, name_len: int, node_id: bytes,
+          key: bytes | KeyRing | None) -> tuple[bytes, int]:
+    """Verify and decrypt an encrypted datagram: the clear datagram and its end.
+
+    Raises:
+        AuthError: no key, an unknown key id, or a tag that does not verify.
+        DecodeError: the datagram also claims a MAC.
+    """
+    if flags & FLAG_MAC:
+        raise DecodeError("a datagram is either signed or encrypted, not both")
+    if key is None:
+        raise AuthError("datagram is encrypted but this node has no network key")
+    ring = key if isinstance(key, KeyRing) else KeyRing((key,))
+    pos = _FIXED.size + name_len
+    opened = ring.opener().open(data, pos, node_id, data[_FIXED.size:pos])
+    if opened is None:
+        raise AuthError("encrypted datagram does not verify under the network key")
+    return opened, len(opened)
 
 
 def decode_batch(data: bytes, pos: int, end: int) -> tuple[int, list[int], list[bytes]]:
@@ -326,6 +389,8 @@ def encode_prefix(
     node_id: bytes, type_name: str, fingerprint: bytes, boot: int, signed: bool,
     clock_synced: bool = True,
     replayed: bool = False,
+    *,
+    encrypted: bool = False,
 ) -> bytes:
     """Encode the part of the header that is the same for every datagram of a sender and type.
 
@@ -341,14 +406,23 @@ def encode_prefix(
     if not 0 <= boot < 1 << 32:
         raise EncodeError(f"boot counter must be a u32, got {boot}")
     name = type_name.encode("ascii")
+    if signed and encrypted:
+        raise EncodeError("a datagram is either signed or encrypted, not both")
     flags = ((FLAG_MAC if signed else 0) | (0 if clock_synced else FLAG_CLOCK_UNSYNCED)
-             | (FLAG_REPLAYED if replayed else 0))
+             | (FLAG_REPLAYED if replayed else 0) | (FLAG_AEAD if encrypted else 0))
     return _FIXED.pack(MAGIC, VERSION, flags, node_id, boot, fingerprint, len(name)) + name
 
 
-def overhead(type_name: str, *, signed: bool) -> int:
-    """Return the bytes a datagram of ``type_name`` spends outside its messages."""
-    return HEADER_SIZE + len(type_name) + (MAC_SIZE if signed else 0)
+def overhead(type_name: str, *, signed: bool, encrypted: bool = False) -> int:
+    """Return the bytes a datagram of ``type_name`` spends outside its messages.
+
+    Args:
+        type_name: the type name (its length counts).
+        signed: the datagram carries a MAC (16 bytes).
+        encrypted: the datagram is encrypted: key id, session and tag (28 bytes).
+    """
+    extra = AEAD_HEAD_SIZE + MAC_SIZE if encrypted else MAC_SIZE if signed else 0
+    return HEADER_SIZE + len(type_name) + extra
 
 
 _NAMES: dict[bytes, str] = {}

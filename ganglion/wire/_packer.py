@@ -11,11 +11,18 @@ A message that cannot fit even alone is refused with :class:`MessageTooLarge`
 (never truncated); :meth:`Packer.check_fits` lets ``publish`` refuse it before
 it is queued. Sequence numbers are consecutive: after ``build()`` the packer
 continues at ``first_seq + count``.
+
+With a *sealer* (:meth:`KeyRing.sealer <ganglion.wire.keys.KeyRing.sealer>`) the
+packer builds encrypted datagrams instead: the same header and batch header, then
+the sealer's key id and session, then the messages encrypted under the nonce (boot,
+first seq) and the tag. Each datagram's first seq is new (the numbering only moves
+forward), so no nonce repeats within a boot.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.errors import ConfigError, EncodeError, MessageTooLarge
@@ -29,6 +36,9 @@ from ganglion.wire._envelope import (
 )
 from ganglion.wire._mac import check_key, compute_mac
 from ganglion.wire._varint import U64, encode_varint, varint_size
+
+if TYPE_CHECKING:
+    from ganglion.wire._aead import Sealer
 
 #: What :meth:`Packer.add` answers: the message did not fit (build, then add it
 #: again); it was added; it was added and the next message as large would not fit
@@ -45,18 +55,21 @@ _LONE1 = struct.Struct(">QQHBB").pack
 _LONE2 = struct.Struct(">QQHBBB").pack
 
 
-def datagram_size(type_name: str, payload_size: int, *, signed: bool) -> int:
+def datagram_size(type_name: str, payload_size: int, *, signed: bool,
+                  encrypted: bool = False) -> int:
     """Return the size of a datagram carrying one message of ``payload_size`` bytes.
 
     Args:
         type_name: the type name (its length counts).
         payload_size: the encoded payload's size.
         signed: whether the datagram carries a MAC.
+        encrypted: whether it is encrypted (key id, session and tag instead of a MAC).
 
     Returns:
         The full datagram size in bytes.
     """
-    return overhead(type_name, signed=signed) + 1 + varint_size(payload_size) + payload_size
+    return (overhead(type_name, signed=signed, encrypted=encrypted) + 1
+            + varint_size(payload_size) + payload_size)
 
 
 class Packer:
@@ -69,7 +82,9 @@ class Packer:
         first_seq: sequence number of the first message added.
         boot: the sender's boot counter (u32).
         key: the network key (32 bytes) if datagrams must carry a MAC.
-        max_datagram: the size budget in bytes, MAC included.
+        max_datagram: the size budget in bytes, MAC (or tag) included.
+        replayed: flag every datagram as replayed from a log.
+        sealer: encrypt every datagram with it instead (not together with ``key``).
 
     Attributes:
         count: messages in the datagram being built (read only).
@@ -80,6 +95,7 @@ class Packer:
         EncodeError: a header field is malformed.
         ConfigError: the key is not 32 bytes, or ``max_datagram`` is too small
             for any message of this type or larger than a UDP datagram can be.
+        EncodeError: both ``key`` and ``sealer`` are given.
     """
 
     __slots__ = (
@@ -93,6 +109,7 @@ class Packer:
         "_prefix",
         "_prev",
         "_replayed",
+        "_sealer",
         "_seq",
         "_size",
         "_synced",
@@ -113,24 +130,15 @@ class Packer:
         key: bytes | None = None,
         max_datagram: int = MAX_DATAGRAM,
         replayed: bool = False,
+        sealer: Sealer | None = None,
     ) -> None:
-        self._key = None if key is None else check_key(key)
         self._node_id, self._fingerprint, self._boot = node_id, fingerprint, boot
         self._replayed, self._synced = replayed, True
-        self._prefix = encode_prefix(node_id, type_name, fingerprint, boot, key is not None,
-                                     True, replayed)
         self.type_name = type_name
         self.max_datagram = max_datagram
-        smallest = datagram_size(type_name, 1, signed=key is not None)
-        if not smallest <= max_datagram <= MAX_UDP_PAYLOAD:
-            raise ConfigError(
-                f"max_datagram must be in {smallest}..{MAX_UDP_PAYLOAD} for type "
-                f"{type_name!r}, got {max_datagram}"
-            )
+        self._set_keys(key, sealer)
         if not 0 <= first_seq < U64:
             raise EncodeError(f"first_seq must be a u64, got {first_seq}")
-        # Room for messages: the budget minus everything that is not a message.
-        self._limit = max_datagram - overhead(type_name, signed=key is not None)
         self._seq = first_seq
         self.next_seq = first_seq
         self._body = bytearray()
@@ -138,6 +146,46 @@ class Packer:
         self._size = 0
         self._base = 0
         self._prev = 0
+
+    def _set_keys(self, key: bytes | None, sealer: Sealer | None) -> None:
+        """Sign with ``key``, encrypt with ``sealer``, or neither; the header and room follow."""
+        if key is not None and sealer is not None:
+            raise EncodeError("a datagram is either signed (key) or encrypted (sealer), not both")
+        self._key = None if key is None else check_key(key)
+        self._sealer = sealer
+        self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
+                                     self._boot, key is not None, self._synced, self._replayed,
+                                     encrypted=sealer is not None)
+        signed, encrypted = key is not None, sealer is not None
+        smallest = datagram_size(self.type_name, 1, signed=signed, encrypted=encrypted)
+        if not smallest <= self.max_datagram <= MAX_UDP_PAYLOAD:
+            raise ConfigError(
+                f"max_datagram must be in {smallest}..{MAX_UDP_PAYLOAD} for type "
+                f"{self.type_name!r}, got {self.max_datagram}"
+            )
+        # Room for messages: the budget minus everything that is not a message.
+        self._limit = self.max_datagram - overhead(self.type_name, signed=signed,
+                                                   encrypted=encrypted)
+
+    def rekey(self, key: bytes | None = None, sealer: Sealer | None = None) -> None:
+        """Sign or encrypt the datagrams built from now on differently (a key rotation).
+
+        Args:
+            key: sign with this network key (MAC-only), or
+            sealer: encrypt with this sealer; neither: send in clear.
+
+        Raises:
+            EncodeError: messages are waiting (build them first), or both are given.
+            ConfigError: the budget leaves no room for a message with the new overhead.
+        """
+        if self.count:
+            raise EncodeError("build the datagram before changing keys")
+        self._set_keys(key, sealer)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the datagrams are encrypted."""
+        return self._sealer is not None
 
     def skip_to(self, seq: int) -> None:
         """Number the next message ``seq``, leaving a gap (messages dropped before sending).
@@ -156,7 +204,8 @@ class Packer:
         """Set or clear the clock-unsynchronised flag of the datagrams built from now on."""
         self._synced = synced
         self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
-                                     self._boot, self._key is not None, synced, self._replayed)
+                                     self._boot, self._key is not None, synced, self._replayed,
+                                     encrypted=self._sealer is not None)
 
     @property
     def size(self) -> int:
@@ -305,9 +354,15 @@ class Packer:
             # The batch header, the delta (0) and the length varint in one pack.
             head = _LONE1(self._seq, ts_ns, 1, 0, n) if n < 0x80 else \
                 _LONE2(self._seq, ts_ns, 1, 0, n & 0x7F | 0x80, n >> 7)
-            out = b"".join((self._prefix, head, payload))
-            if self._key is not None:
-                out += compute_mac(self._key, out)
+            sealer = self._sealer
+            if sealer is not None:
+                # Clear through the count (18 bytes of ``head``), then the message sealed.
+                out = sealer.seal(b"".join((self._prefix, head[:18], sealer.head)),
+                                  head[18:] + payload, self._boot, self._seq)
+            else:
+                out = b"".join((self._prefix, head, payload))
+                if self._key is not None:
+                    out += compute_mac(self._key, out)
             self._seq += 1
             self.next_seq += 1
             return out
@@ -325,9 +380,16 @@ class Packer:
         """
         if not self.count:
             raise EncodeError("nothing to build: add a message first")
-        out = b"".join((self._prefix, _BATCH.pack(self._seq, self._base, self.count), self._body))
-        if self._key is not None:
-            out += compute_mac(self._key, out)
+        sealer = self._sealer
+        if sealer is not None:
+            out = sealer.seal(b"".join((self._prefix, _BATCH.pack(self._seq, self._base,
+                                                                   self.count), sealer.head)),
+                              self._body, self._boot, self._seq)
+        else:
+            out = b"".join((self._prefix, _BATCH.pack(self._seq, self._base, self.count),
+                            self._body))
+            if self._key is not None:
+                out += compute_mac(self._key, out)
         self._seq += self.count
         self.count = 0
         self._size = 0

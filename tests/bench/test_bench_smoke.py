@@ -666,6 +666,24 @@ def test_summarize_with_only_paced_trials_has_no_throughput() -> None:
     assert "payload 1024 B" in text and "(c) lcm" in text and "skipped" not in text
 
 
+def test_keyed_rows_are_compared_with_keyless_ganglion_of_the_same_run() -> None:
+    report = _mod("_transport_report")
+    rows = [
+        report.summarize("ganglion", [_trial(system="ganglion", received=400)]),
+        report.summarize("ganglion+key", [_trial(system="ganglion+key", received=250)]),
+        report.summarize("ganglion+aead", [_trial(system="ganglion+aead", received=200)]),
+    ]
+    costs = report.keyed_costs(rows)
+    ratio, extra_us = costs["throughput b+e/b"]
+    assert ratio == pytest.approx(0.5)
+    assert extra_us == pytest.approx(1e6 / 200 - 1e6 / 400)  # 2,500 us more per message
+    assert costs["throughput b+k/b"][0] == pytest.approx(0.625)
+    text = report.format_table(64, rows)
+    assert "(b+e) ganglion+aead" in text and "0.50x" in text and "+2500.00 us per message" in text
+    blob = report.report_json([64], {64: rows}, [], {})
+    assert blob["sizes"]["64"]["keyed"]["throughput b+e/b"]["ratio"] == pytest.approx(0.5)
+
+
 def test_format_table_shows_notes_of_systems_that_ran() -> None:
     report = _mod("_transport_report")
     row = report.summarize("raw", [_trial()], note="paced trial failed: timeout")
@@ -1029,7 +1047,8 @@ def test_main_in_loopback_mode_writes_json_and_exits_zero_when_only_lcm_skipped(
     data = json.loads(out_file.read_text())
     assert data["meta"]["isolation"] == {"mode": "loopback", "reason": "test: no namespace"}
     assert data["meta"]["trials"] == 2 and data["meta"]["blast_count"] == 50
-    assert len(data["trials"]) == 2 * 2 * 2 * 2  # sizes x trials x (raw, ganglion) x modes
+    # sizes x trials x (raw, ganglion, ganglion+key, ganglion+aead) x modes
+    assert len(data["trials"]) == 2 * 2 * 4 * 2
     assert data["sizes"]["64"]["ratios"]["throughput b/a"] == pytest.approx(1.0)
 
 
@@ -1318,10 +1337,11 @@ def test_default_plan_is_the_full_run() -> None:
     plan = transport.build_plan(transport.parse_args([]), netns.Isolation("inside", "ns"))
     assert plan.trials == 5 and plan.blast_count == transport.DEFAULT_COUNT
     assert plan.paced_count == 2000 and plan.rate == 1000.0
-    assert plan.sizes == (64, 1024) and plan.systems == ("raw", "ganglion", "lcm")
+    assert plan.sizes == (64, 1024)
+    assert plan.systems == ("raw", "ganglion", "ganglion+key", "ganglion+aead", "lcm")
     assert plan.skip_reasons == {}
     ports = {plan.configs(s, "blast", 64)[0].port for s in plan.systems}
-    assert len(ports) == 3  # one port per system: no cross-talk between systems
+    assert len(ports) == 5  # one port per system: no cross-talk between systems
 
 
 # --- the ganglion backend against an in-memory stand-in for Endpoint -----------------

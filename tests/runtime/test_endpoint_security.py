@@ -23,7 +23,7 @@ from ganglion.runtime import _sockets
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import encode_payload, lookup, message
-from ganglion.wire import Packer, decode_datagram
+from ganglion.wire import KeyRing, Packer, decode_datagram
 
 pytestmark = pytest.mark.usefixtures("multicast_loopback")
 
@@ -122,12 +122,14 @@ async def read_tap(sock: socket.socket, count: int, timeout: float = 5.0) -> lis
     return got
 
 
+@pytest.mark.parametrize("encrypt", [False, True], ids=["mac-only", "encrypted"])
 def test_endpoints_sharing_a_key_exchange_signed_datagrams(free_udp_port: int,
-                                                           test_group: str) -> None:
+                                                           test_group: str, encrypt: bool) -> None:
     async def main() -> None:
         inbox = Inbox()
         with tap(test_group, free_udp_port) as wire:
-            async with endpoint(free_udp_port, test_group, key=KEY) as tx, \
+            async with endpoint(free_udp_port, test_group,
+                                key=KeyRing([KEY], encrypt=encrypt)) as tx, \
                     endpoint(free_udp_port, test_group, key=KEY) as rx:
                 rx.subscribe(Ping, inbox)
                 for n in range(3):
@@ -138,8 +140,10 @@ def test_endpoints_sharing_a_key_exchange_signed_datagrams(free_udp_port: int,
                 stats = rx.stats()
                 assert (stats.received, stats.bad_mac, stats.decode_errors) == (3, 0, 0)
                 sent = await read_tap(wire, tx.stats().datagrams_sent)
-                # On the wire: every datagram carries a MAC under KEY, and only KEY.
-                assert all(decode_datagram(d, key=KEY).signed for d in sent)
+                # On the wire: every datagram carries a MAC (or is encrypted) under KEY,
+                # and only KEY.
+                envs = [decode_datagram(d, key=KEY) for d in sent]
+                assert all(e.encrypted if encrypt else e.signed for e in envs)
                 for d in sent:
                     with pytest.raises(AuthError):
                         decode_datagram(d, key=OTHER_KEY)

@@ -15,7 +15,7 @@ import pytest
 
 from ganglion.runtime import _outgoing
 from ganglion.runtime._outgoing import Outgoing
-from ganglion.wire import Envelope, decode_datagram
+from ganglion.wire import Envelope, KeyRing, decode_datagram
 
 NODE = bytes(range(8))
 FP = bytes(8)
@@ -63,7 +63,8 @@ class FakeSend:
                 for seq, _ts, _p in env.messages()]
 
 
-def make(send: FakeSend, *, key: bytes | None = None, max_datagram: int = 1400) -> Outgoing:
+def make(send: FakeSend, *, key: bytes | KeyRing | None = None,
+         max_datagram: int = 1400) -> Outgoing:
     return Outgoing(node_id=NODE, boot=7, key=key, max_datagram=max_datagram, send=send,
                     loop=asyncio.get_running_loop())
 
@@ -233,15 +234,16 @@ def test_close_flushes_and_cancels_the_scheduled_flush() -> None:
     run(main())
 
 
-def test_signed_datagrams_verify_under_the_key() -> None:
+@pytest.mark.parametrize("encrypt", [False, True], ids=["mac-only", "encrypted"])
+def test_signed_datagrams_verify_under_the_key(encrypt: bool) -> None:
     async def main() -> None:
         send = FakeSend(key=KEY)
-        out = make(send, key=KEY)
+        out = make(send, key=KeyRing([KEY], encrypt=encrypt))
         add = adder(out)
         for _ in range(3):
             add(b"\x06")
         await next_iteration()
-        assert all(env.signed for env in send.sent)
+        assert all(env.encrypted if encrypt else env.signed for env in send.sent)
         assert sum(send.counts) == 3
 
     run(main())
