@@ -110,3 +110,31 @@ class StateLockedError(StateError, OSError):
 
 class LogDatabaseError(GanglionError, OSError):
     """A log database cannot be opened, read or written (read-only, disk full, not a log)."""
+
+
+class InviteCodeError(ConfigError):
+    """An invite code as typed is not a code ``ganglion invite`` prints (format, unknown word)."""
+
+
+class PairingError(GanglionError):
+    """An invite/join exchange of the network key did not complete."""
+
+
+class WrongCodeError(PairingError):
+    """Key confirmation failed: the code is wrong or expired. Nothing was transferred."""
+
+
+class InviteClosedError(PairingError):
+    """The invite is used, burnt by wrong codes, expired, or busy with another joiner."""
+
+
+class PairingProtocolError(PairingError, RemoteError):
+    """The other side of an invite/join exchange sent bytes that are not the protocol."""
+
+
+class PairingUnavailable(PairingError, ImportError):
+    """The optional packages for invite/join are missing (``pip install ganglion-net[secure]``)."""
+
+
+class InviteBusyError(InviteClosedError):
+    """The inviter is in another joiner's exchange, or one began under a second ago: retry."""

@@ -13,6 +13,8 @@ from ganglion.cli import (
     cmd_export,
     cmd_info,
     cmd_install_service,
+    cmd_invite,
+    cmd_join,
     cmd_keygen,
     cmd_log,
     cmd_node,
@@ -44,6 +46,8 @@ cli.add_command(cmd_log.log)
 cli.add_command(cmd_export.export)
 cli.add_command(cmd_replay.replay)
 cli.add_command(cmd_info.info)
+cli.add_command(cmd_invite.invite)
+cli.add_command(cmd_join.join)
 
 
 def main() -> None:
