@@ -33,3 +33,37 @@ RCVBUF_BYTES = 4 * 1024 * 1024
 #: IGMP-snooping switches time a group out after ~260 s without a report;
 #: memberships are re-announced well before that.
 REANNOUNCE_SECONDS = 60.0
+
+# -- the keyless control plane's budgets (docs/security.md) ---------------------------
+# Everything below bounds what datagrams on the control group can make a node
+# remember or do; a network without a key cannot tell a forger from a peer, so
+# these limits are what stands between a flood and a stalled node.
+
+#: Peers counted in the quorum view (proven live members), at most.
+MAX_MEMBERS = 256
+#: Proven live observers (short-lived tools) remembered, at most.
+MAX_OBSERVERS = 256
+#: Peers heard but not yet proven live (either role), at most; when full the
+#: oldest one heard only once makes room, else the newcomer is refused.
+MAX_CANDIDATES = 64
+#: New node ids admitted per second (token bucket: rate, burst). Heartbeats of
+#: new ids beyond it are dropped and counted; the sender is heard again with its
+#: next heartbeat.
+ADMIT_NEW_PEERS = (5.0, 32)
+#: Seconds a peer that cannot prove it is live (an older ganglion that does not
+#: echo the heartbeat nonce) must be heard continuously before it counts, when
+#: that is allowed (by default only without a network key).
+LEGACY_PROBATION_SECONDS = 10.0
+
+#: ProposeRequests served (rate per second, burst): per requester node id, per
+#: source address, and for the whole node. A request for a type that already
+#: has a group costs nothing; one from a node never heard is dropped.
+PROPOSE_PER_REQUESTER = (8.0, 64)
+PROPOSE_PER_SOURCE = (16.0, 128)
+PROPOSE_TOTAL = (32.0, 256)
+#: Catch-up requests answered (rate per second, burst): per requester node id,
+#: and for the whole node. Each answer is the whole map, so these are low.
+CATCHUP_PER_REQUESTER = (1.0, 2)
+CATCHUP_TOTAL = (4.0, 8)
+#: Keys (node ids, addresses) each per-key rate table remembers, at most.
+RATE_TABLE_KEYS = 1024

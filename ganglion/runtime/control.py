@@ -6,7 +6,11 @@ group (``239.255.0.1``, port 47801) carrying the types of
 
 * **Membership.** A heartbeat goes out every ``heartbeat_seconds``; peers silent
   for ``peer_timeout`` drop out. The live members (plus this node) are the view
-  handed to the consensus state machine, whose quorums are majorities of it.
+  handed to the consensus state machine, whose quorums are majorities of it. A
+  new id counts only once it proves it is live now: its heartbeat echoes the
+  random nonce of this node's run (:mod:`ganglion.membership`), so neither a
+  flood of forged ids nor a dead node's replayed recording enters the view; the
+  table is bounded and new ids are admitted at a bounded rate.
 * **Agreement runner** (STYLE.md section 5, raft's ``rafttest/node.go`` loop): a
   ``PaxosFrame`` received is decoded and passed to ``PaxosNode.step``; a timer
   calls ``tick()`` every ``tick_seconds``. After either, :meth:`_pump` takes every
@@ -25,8 +29,17 @@ group (``239.255.0.1``, port 47801) carrying the types of
   called whenever what the live peers subscribe to may have changed (a peer
   joined, left, timed out, or changed its list).
 
-Malformed control input (bad CBOR, invalid consensus messages) is counted and
-dropped; nothing a peer sends stops the channel.
+* **Budgets** (:mod:`ganglion.control_budget`). ``ProposeRequest`` and
+  ``CatchUpRequest`` are served only for peers in the membership table and
+  within token buckets; a consensus message whose sender is not the datagram's
+  sender is dropped. A catch-up answer (the whole map) goes by unicast to the
+  requester when its address is known and no other known peer shares it (peers
+  on one host share the control port, and the kernel hands a unicast datagram to
+  one socket only), from a socket with the multicast TTL; otherwise to the group.
+
+Malformed control input (bad CBOR, invalid consensus messages, heartbeats that
+do not fit the schema) is counted and dropped; nothing a peer sends stops the
+channel. Every refusal is counted in :meth:`ControlChannel.stats`.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ import collections
 import contextlib
 import logging
 import random
+import secrets
+import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -44,12 +59,27 @@ import cbor2
 
 from consensus import Config, MapChange, PaxosNode, message_from_wire
 from consensus.errors import ConsensusError
+from consensus.messages import CatchUpReply, CatchUpRequest, Message, ProposeRequest
 from ganglion import defaults
-from ganglion.membership import MEMBER, OBSERVER, Membership, PeerInfo
+from ganglion.control_budget import RequestBudget, UnicastChoice
+from ganglion.membership import (
+    MAX_ASK,
+    MAX_ECHO,
+    MEMBER,
+    NONCE_SIZE,
+    OBSERVER,
+    Heard,
+    Limits,
+    Liveness,
+    Membership,
+    PeerInfo,
+)
 from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import MessageInfo
+from ganglion.types import FINGERPRINT_SIZE, is_valid_type_name
+from ganglion.wire import KeyRing
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +91,24 @@ MIN_HEARTBEAT_GAP = 0.05
 #: Longest ``subscribes`` list, in bytes of names, a heartbeat carries; beyond it the
 #: heartbeat says None ("every type"), which is safe, only wasteful.
 MAX_SUBSCRIBES_BYTES = 12_000
+#: Longest nonce accepted in a peer's heartbeat (ours are NONCE_SIZE bytes).
+MAX_NONCE_BYTES = 32
+#: Deepest nesting a consensus message has on the wire is 3 (a catch-up reply's
+#: entries); anything deeper is malformed.
+_BODY_MAX_DEPTH = 8
+
+
+def _refuse_tag(decoder: object) -> object:
+    raise cbor2.CBORDecodeError("CBOR tags are not part of a consensus message")
+
+
+#: A consensus message is plain ints, bytes, text, lists and null: every tag cbor2
+#: would decode is refused, above all shared references (28/29) and string
+#: references (25/256), which let a 250-byte body expand into a graph whose
+#: decoding stalls the loop for most of a second.
+_BODY_TAGS: dict[int, Any] = dict.fromkeys(
+    (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004,
+     43000, 55799), _refuse_tag)
 
 
 class ControlChannel:
@@ -90,6 +138,10 @@ class ControlChannel:
         subscribes: returns the types this node has subscribers of (for heartbeats);
             None sends no list (peers then send this node every type).
         on_peers_changed: called when what the live peers subscribe to may have changed.
+        limits: the membership budget; by default :class:`~ganglion.membership.Limits`
+            with the probation of peers that cannot prove liveness (older nodes) on
+            only without a key: with one, replays are what the proof stops, so such
+            peers never count (give ``Limits()`` to admit them during an upgrade).
     """
 
     def __init__(
@@ -101,7 +153,7 @@ class ControlChannel:
         interface: str,
         port: int = defaults.CONTROL_PORT,
         group: str = defaults.CONTROL_GROUP,
-        key: bytes | None = None,
+        key: bytes | KeyRing | None = None,
         ttl: int = defaults.DEFAULT_TTL,
         observer: bool = False,
         journal: Journal | None = None,
@@ -116,6 +168,7 @@ class ControlChannel:
         on_last_value: Callable[[LastValue, MessageInfo], None],
         subscribes: Callable[[], list[str]] | None = None,
         on_peers_changed: Callable[[], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -136,7 +189,19 @@ class ControlChannel:
         self._on_peers_changed = on_peers_changed
         self._last_heartbeat = float("-inf")
         self._early_heartbeat: asyncio.TimerHandle | None = None
-        self.membership = Membership(node_id, timeout=peer_timeout, self_is_member=not observer)
+        if limits is None:
+            limits = Limits(legacy_probation=None if key is not None
+                            else defaults.LEGACY_PROBATION_SECONDS)
+        # Fresh at every start (docs/protocol.md 7.2): a heartbeat echoing it was sent
+        # by a peer that heard this run of this node, so it is no replayed recording.
+        self.nonce = secrets.token_bytes(NONCE_SIZE)
+        self.membership = Membership(node_id, timeout=peer_timeout, self_is_member=not observer,
+                                     nonce=self.nonce, limits=limits)
+        self._interest_epoch = self.membership.interest_epoch
+        self._ttl = ttl
+        self._unicast: socket.socket | None = None
+        self._unicast_choice = UnicastChoice()
+        self._budget = RequestBudget(lambda node_id: self.membership.known(node_id) is not None)
         records = journal.load() if journal is not None else []
         self.paxos = PaxosNode(
             Config(node_id=self.int_id, observer=observer,
@@ -156,6 +221,7 @@ class ControlChannel:
     async def start(self) -> None:
         """Open the control endpoint, replay the journal's map, start ticking."""
         await self.endpoint.start()
+        self._unicast = self._open_unicast_socket()
         ep = self.endpoint
         ep.subscribe(Heartbeat, callback=self._on_heartbeat)
         ep.subscribe(PaxosFrame, callback=self._on_paxos)
@@ -184,6 +250,9 @@ class ControlChannel:
             self._send_heartbeat(goodbye=True)
         except Exception:  # the endpoint may already be broken; closing must go on
             _log.debug("could not send the goodbye heartbeat", exc_info=True)
+        if self._unicast is not None:
+            self._unicast.close()
+            self._unicast = None
         await self.endpoint.close()
 
     # -- requests from the node ------------------------------------------------------
@@ -200,7 +269,7 @@ class ControlChannel:
         return dict(self.paxos.groups)
 
     def peers(self) -> list[PeerInfo]:
-        """The live peers heard on the control channel."""
+        """The live peers: heard on the control channel and proven live (not candidates)."""
         return self.membership.peers()
 
     def request_last_values(self, type_name: str) -> None:
@@ -222,9 +291,17 @@ class ControlChannel:
             self._early_heartbeat = loop.call_later(wait, self._send_early_heartbeat)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of the control channel."""
-        return {**self.counts, "view": len(self.paxos.view), "types": len(self.paxos.groups),
-                "ticks": self._ticks}
+        """Counters of the control channel.
+
+        Besides the counters of what was received, sent and dropped (docs/security.md
+        names each), the sizes of the bounded tables: ``view`` (the quorum view),
+        ``members``, ``observers`` and ``candidates`` (the membership table) and
+        ``types`` (the agreed map).
+        """
+        return {**self.counts, **self.membership.counts, **self._budget.counts,
+                **self.membership.sizes(), "rate_keys_evicted": self._budget.evicted,
+                "view": len(self.paxos.view),
+                "types": len(self.paxos.groups), "ticks": self._ticks}
 
     # -- the runner ------------------------------------------------------------------
 
@@ -244,7 +321,7 @@ class ControlChannel:
             _log.info("peer %s (%s) timed out", peer.name, peer.id.hex())
         if gone:
             self._update_view()
-            self._peers_changed()
+        self._peers_changed()  # only calls out when the peers' interest changed
         if self._ticks % self._heartbeat_every == 0:
             self._send_heartbeat()
         self.paxos.tick()
@@ -258,10 +335,19 @@ class ControlChannel:
                 if self._journal is not None:
                     self._journal.append(rd.to_persist)
                 rd.mark_persisted()
+            unicast: dict[int, str | None] = {}
             for env in rd.outbox:
-                body = cbor2.dumps(env.msg.to_wire())
-                self.endpoint.publish(PaxosFrame(body=body, to=env.to))
+                frame = PaxosFrame(body=cbor2.dumps(env.msg.to_wire()), to=env.to)
                 self.counts["paxos_sent"] += 1
+                if env.to is not None and isinstance(env.msg, CatchUpReply):
+                    # The whole map for one node: to its address alone where that
+                    # reaches it, not to every node on the group.
+                    if env.to not in unicast:
+                        unicast[env.to] = self._unicast_address(env.to)
+                    address = unicast[env.to]
+                    if address is not None and self._send_unicast(frame, address):
+                        continue
+                self.endpoint.publish(frame)
             for change in rd.changes:
                 try:
                     self._on_change(change)
@@ -292,12 +378,19 @@ class ControlChannel:
             if sum(len(name) + 2 for name in subscribes) > MAX_SUBSCRIBES_BYTES:
                 subscribes = None
         self._last_heartbeat = asyncio.get_running_loop().time()
+        ask = self.membership.ask()
+        echo = self.membership.echo()
         self.endpoint.publish(Heartbeat(
             name=self.name, role=OBSERVER if self.observer else MEMBER, version=self.version,
             clock_synced=self._clock_synced(), publishes=sorted(self._publishes()),
-            goodbye=goodbye, subscribes=subscribes))
+            goodbye=goodbye, subscribes=subscribes, nonce=self.nonce,
+            ask=ask or None, echo=echo or None))
 
     def _peers_changed(self) -> None:
+        epoch = self.membership.interest_epoch
+        if epoch == self._interest_epoch:
+            return  # nobody's subscriptions changed the union: nothing to redo
+        self._interest_epoch = epoch
         if self._on_peers_changed is not None:
             try:
                 self._on_peers_changed()
@@ -305,41 +398,136 @@ class ControlChannel:
                 _log.exception("reacting to a change of the peers' subscriptions failed")
 
     def _on_heartbeat(self, hb: Heartbeat, info: MessageInfo) -> None:
+        if not isinstance(hb, Heartbeat) or not _plausible_nonce(hb.nonce):
+            # A heartbeat of another schema whose fields do not fit ours arrives as a
+            # Record: counted, never an exception per datagram.
+            self.counts["heartbeat_malformed"] += 1
+            return
         if hb.goodbye:
-            if self.membership.forget(info.sender) is not None:
+            gone = self.membership.forget(info.sender)
+            if gone is not None:
+                _log.info("peer %s (%s) said goodbye", gone.name, info.sender.hex())
                 self._update_view()
                 self._peers_changed()
             return
         role = hb.role if hb.role in (MEMBER, OBSERVER) else OBSERVER
-        before = self.membership.get(info.sender)
         subscribes = None if hb.subscribes is None else frozenset(hb.subscribes)
-        changed = self.membership.heard(PeerInfo(
+        heard = self.membership.heard(PeerInfo(
             id=info.sender, name=hb.name, role=role, version=hb.version,
             address=info.source[0] if info.source else "", publishes=tuple(hb.publishes),
             clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time(),
-            subscribes=subscribes))
-        if before is None:
-            self.heartbeat_soon()  # tell the newcomer what we subscribe to, now
-        if changed:
-            _log.info("peer %s (%s, %s) joined", hb.name, info.sender.hex(), role)
-            self._update_view()
-        if before is None or before.subscribes != subscribes:
+            subscribes=subscribes), _liveness(hb))
+        self._react(heard, hb, info.sender, role)
+
+    def _react(self, heard: Heard, hb: Heartbeat, sender: bytes, role: str) -> None:
+        """Do what one heartbeat's outcome asks for; each step costs only when needed."""
+        if heard.refused is not None:
+            if heard.view_changed:
+                self._update_view()
             self._peers_changed()
+            return
+        if heard.new:
+            _log.debug("heard %s (%s, %s), not proven live yet", hb.name, sender.hex(), role)
+        if heard.new or heard.asked:
+            # Tell a newcomer what we subscribe to and ask it for proof; echo the
+            # nonce of a peer that asks us. Rate-limited (MIN_HEARTBEAT_GAP).
+            self.heartbeat_soon()
+        if heard.view_changed:
+            live = self.membership.get(sender) is not None
+            _log.info("peer %s (%s, %s) %s", hb.name, sender.hex(), role,
+                      "joined" if live else "left the view")
+            self._update_view()
+        self._peers_changed()
 
     def _on_paxos(self, frame: PaxosFrame, info: MessageInfo) -> None:
+        if info.local:
+            # Our own frame, handed back by the endpoint while _pump publishes it: the
+            # state machine has already looped its own messages back; stepping them
+            # again would re-enter _pump with a Ready outstanding.
+            return
+        if not isinstance(frame, PaxosFrame):
+            self.counts["paxos_malformed"] += 1  # fields that do not fit: a Record
+            return
         if frame.to is not None and frame.to != self.int_id:
             return
         try:
-            msg = message_from_wire(cbor2.loads(frame.body))
+            msg = message_from_wire(cbor2.loads(
+                frame.body, max_depth=_BODY_MAX_DEPTH, semantic_decoders=_BODY_TAGS,
+                strict_hashable_types=True, allow_indefinite=False))
         except (ConsensusError, ValueError, cbor2.CBORDecodeError, RecursionError) as exc:
             self.counts["paxos_malformed"] += 1
-            _log.warning("malformed consensus message from %s: %s", info.sender.hex(), exc)
+            _log.debug("malformed consensus message from %s: %s", info.sender.hex(), exc)
+            return
+        if msg.sender != int.from_bytes(info.sender, "big"):
+            # Every node sends its own consensus messages: one naming another sender
+            # is forged (and would charge someone else's rate budget).
+            self.counts["paxos_sender_mismatch"] += 1
+            return
+        if not self._admissible(msg, info):
             return
         self.counts["paxos_received"] += 1
         self.paxos.step(msg)
         self._pump()
 
+    def _admissible(self, msg: Message, info: MessageInfo) -> bool:
+        """Whether a request that makes this node work for the requester may be served."""
+        if isinstance(msg, ProposeRequest):
+            if msg.type_name in self.paxos.groups:
+                return False  # a no-op: free, and not worth a token
+            return self._budget.allow_propose(info.sender, info.source[0] if info.source else "",
+                                              asyncio.get_running_loop().time())
+        if isinstance(msg, CatchUpRequest):
+            return self._budget.allow_catchup(info.sender, asyncio.get_running_loop().time())
+        return True
+
+    # -- unicast replies -------------------------------------------------------------
+
+    def _open_unicast_socket(self) -> socket.socket | None:
+        """A UDP socket for unicast replies from the interface address; None if refused."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            # The multicast TTL (1: the local link) for unicast too, so a forged source
+            # address off the link is not answered beyond the first router.
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, max(1, self._ttl))
+            sock.bind((self.endpoint.interface, 0))
+        except OSError as exc:
+            sock.close()
+            _log.warning("no unicast socket on %s (%s); catch-up answers go to the group",
+                         self.endpoint.interface, exc)
+            return None
+        return sock
+
+    def _unicast_address(self, to: int) -> str | None:
+        """Where a reply to node ``to`` may go by unicast, or None for the group."""
+        if self._unicast is None:
+            return None
+        address = self.membership.address_of(to)
+        if address == self.endpoint.interface:
+            address = None  # this host: our own socket shares the port
+        return self._unicast_choice.address(to, address, asyncio.get_running_loop().time())
+
+    def _send_unicast(self, frame: PaxosFrame, address: str) -> bool:
+        """Send ``frame`` to ``address`` alone; False when it must go to the group."""
+        assert self._unicast is not None
+        try:
+            datagram = self.endpoint.datagram_for(frame)
+        except Exception:  # too large for one datagram, or the endpoint closed
+            _log.debug("cannot build a unicast reply", exc_info=True)
+            return False
+        try:
+            self._unicast.sendto(datagram, (address, self.endpoint.port))
+        except OSError as exc:
+            self.counts["unicast_errors"] += 1
+            _log.debug("unicast to %s failed: %s", address, exc)
+            return False
+        self.counts["unicast_sent"] += 1
+        return True
+
     def _on_last_value_request(self, req: LastValueRequest, info: MessageInfo) -> None:
+        if not isinstance(req, LastValueRequest) or not is_valid_type_name(req.type_name):
+            self.counts["last_value_malformed"] += 1
+            return
         if self.membership.note_interest(info.sender, req.type_name):
             self._peers_changed()
         template = self._last_value(req.type_name)
@@ -348,5 +536,29 @@ class ControlChannel:
             self.endpoint.publish(template)
 
     def _on_last_value_message(self, lv: LastValue, info: MessageInfo) -> None:
-        if lv.to == self.int_id:
-            self._on_last_value(lv, info)
+        if not isinstance(lv, LastValue):
+            self.counts["last_value_malformed"] += 1
+            return
+        if lv.to != self.int_id:
+            return
+        if not _plausible_last_value(lv):
+            # Checked here, before the node's delivery path sees it: every field
+            # within what a real answer can hold (docs/protocol.md).
+            self.counts["last_value_malformed"] += 1
+            return
+        self._on_last_value(lv, info)
+
+
+def _plausible_last_value(lv: LastValue) -> bool:
+    return (is_valid_type_name(lv.type_name) and len(lv.fingerprint) == FINGERPRINT_SIZE
+            and 0 <= lv.seq < 1 << 64 and 0 <= lv.boot < 1 << 32 and 0 <= lv.sent_ns < 1 << 64
+            and len(lv.payload) > 0)
+
+
+def _plausible_nonce(nonce: object) -> bool:
+    return nonce is None or (isinstance(nonce, bytes) and 0 < len(nonce) <= MAX_NONCE_BYTES)
+
+
+def _liveness(hb: Heartbeat) -> Liveness:
+    """The freshness fields of a heartbeat, cut to what an honest one carries."""
+    return Liveness(nonce=hb.nonce, ask=(hb.ask or ())[:MAX_ASK], echo=(hb.echo or ())[:MAX_ECHO])

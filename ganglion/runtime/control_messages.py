@@ -23,6 +23,12 @@ class Heartbeat:
     external plugins', observers' like ``ganglion tail``); None means "not said":
     a heartbeat from an older node, which does not send the field, or a list too
     long for one datagram. Receivers then assume it subscribes to every type.
+
+    ``nonce``, ``ask`` and ``echo`` prove liveness (docs/protocol.md, section 7.2):
+    ``nonce`` is random, fresh each time the node starts; ``ask`` lists the ids of
+    the peers it has heard but wants proof from; ``echo`` holds the nonces of the
+    peers whose heartbeat asked this node. A peer counts in the view once its
+    heartbeat echoes our nonce. Older nodes send none of them (and ignore them).
     """
 
     name: str
@@ -32,6 +38,9 @@ class Heartbeat:
     publishes: list[str] = field(default_factory=list)
     goodbye: bool = False
     subscribes: list[str] | None = None
+    nonce: bytes | None = None
+    ask: list[bytes] | None = None
+    echo: list[bytes] | None = None
 
 
 @message("ganglion.control.Paxos")
