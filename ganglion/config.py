@@ -48,6 +48,8 @@ class NodeConfig:
         iface: interface name or IPv4 address; None means the default-route interface.
         port: UDP port of the data groups.
         key_file: the network key file; None means no key (or the environment's).
+        encrypt: with a key, encrypt what the node sends; False sends MAC-only
+            datagrams (``--no-encrypt``), which older nodes read.
         ttl: multicast TTL.
         state_dir: the state directory; None means the platform default.
         max_datagram: size budget of one datagram in bytes.
@@ -55,6 +57,8 @@ class NodeConfig:
         bus_ipc: the local bus's ipc socket: True for the default path in the state
             directory, False for none, or a path.
         bus_tcp_port: also serve the local bus on ``tcp://127.0.0.1:PORT``; None for no TCP.
+        bus_secret_file: accept only plugins that hold this CURVE key pair file (created
+            0600 if absent); None lets any local process that can connect use the bus.
         sim_kinds: kinds of simulated sensors to run (enables the ``sim`` plugin).
         sim_interval: seconds between simulated readings; None for the plugin's default.
         plugin_settings: ``[plugin.<name>]`` tables, passed to each plugin as keyword arguments.
@@ -67,12 +71,14 @@ class NodeConfig:
     iface: str | None = None
     port: int = defaults.DATA_PORT
     key_file: Path | None = None
+    encrypt: bool = True
     ttl: int = defaults.DEFAULT_TTL
     state_dir: Path | None = None
     max_datagram: int = defaults.MAX_DATAGRAM
     plugins: tuple[str, ...] = ()
     bus_ipc: bool | Path = True
     bus_tcp_port: int | None = None
+    bus_secret_file: Path | None = None
     sim_kinds: tuple[str, ...] = ()
     sim_interval: float | None = None
     plugin_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(
@@ -244,12 +250,14 @@ _SCHEMA: Final[dict[str, _Key]] = {
     "iface": _Key("iface", _text),
     "port": _Key("port", _int_in(1, 65534)),  # the control channel uses port + 1
     "key_file": _Key("key_file", _path),
+    "encrypt": _Key("encrypt", _flag),
     "ttl": _Key("ttl", _int_in(0, 255)),
     "state_dir": _Key("state_dir", _path),
     "max_datagram": _Key("max_datagram", _int_in(256, _UDP_MAX)),
     "plugins": _Key("plugins", _names),
     "bus.ipc": _Key("bus_ipc", _ipc),
     "bus.tcp_port": _Key("bus_tcp_port", _int_in(1, 65535)),
+    "bus.secret_file": _Key("bus_secret_file", _path),
     "sim.kinds": _Key("sim_kinds", _names),
     "sim.interval": _Key("sim_interval", _positive_seconds),
     "hardware": _Key("hardware", _flag),

@@ -55,6 +55,7 @@ from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
 from ganglion.state import NodeState
 from ganglion.types import decode_payload, validate_type_name
+from ganglion.wire import KeyRing, as_keyring
 
 __all__ = ["Node", "NodeStats", "TypeStats"]
 
@@ -107,6 +108,7 @@ class NodeStats:
         peers: live peers heard on the control channel.
         control: control-channel counters.
         endpoint: the data endpoint's full counters.
+        bus: the plugin bus's counters (``ganglion.runtime.bus.BusStats``), None without a bus.
     """
 
     types: dict[str, TypeStats]
@@ -116,6 +118,7 @@ class NodeStats:
     peers: int
     control: dict[str, Any]
     endpoint: EndpointStats
+    bus: Any = None
 
 
 class Node:
@@ -129,7 +132,13 @@ class Node:
         control_group: the control multicast group.
         state_dir: where the node id, boot counter and journal live; the
             platform's state directory when None. Observers use none.
-        key: the 32-byte network key, if any.
+        key: the 32-byte network key, or a :class:`~ganglion.wire.KeyRing` (during a
+            rotation, two keys), if any. With a key, readings and control traffic
+            are encrypted unless ``encrypt`` (or the ring) says otherwise.
+        encrypt: with a key, encrypt what this node sends (ChaCha20-Poly1305, needs
+            the ``secure`` extra); False sends MAC-only datagrams that nodes of
+            older versions also read (``--no-encrypt``). None: as the ring says
+            (a bytes key encrypts). Received datagrams are accepted either way.
         ttl: multicast TTL.
         max_datagram: size budget of one data datagram.
         observer: True for short-lived tools (never in a quorum, nothing persisted).
@@ -142,6 +151,9 @@ class Node:
         bus_ipc: serve the external plugin bus on ipc sockets: True for
             ``<state dir>/bus.pub`` and ``.sub``, a path for another base, False for none.
         bus_tcp_port: also serve it on ``tcp://127.0.0.1:PORT`` (and PORT+1); None for no TCP.
+        bus_secret_file: accept on the bus (ipc and tcp) only plugins holding this
+            CURVE key pair file, created 0600 if absent; None accepts any process
+            that can connect (on TCP: every local user). See docs/plugin-frames.md.
         replay: mark everything this node publishes as replayed from a log
             (``ganglion replay``), so loggers can tell it from live readings.
     """
@@ -155,7 +167,7 @@ class Node:
         control_port: int = defaults.CONTROL_PORT,
         control_group: str = defaults.CONTROL_GROUP,
         state_dir: Path | str | None = None,
-        key: bytes | None = None,
+        key: bytes | KeyRing | None = None,
         ttl: int = defaults.DEFAULT_TTL,
         max_datagram: int = defaults.MAX_DATAGRAM,
         observer: bool = False,
@@ -167,7 +179,9 @@ class Node:
         rng: random.Random | None = None,
         bus_ipc: bool | Path | str = False,
         bus_tcp_port: int | None = None,
+        bus_secret_file: Path | str | None = None,
         replay: bool = False,
+        encrypt: bool | None = None,
     ) -> None:
         self.name = name or socket.gethostname()
         self.interface = interface
@@ -176,7 +190,7 @@ class Node:
         self._control_port = control_port
         self._control_group = control_group
         self._state_dir = state_dir
-        self._key = key
+        self._key = as_keyring(key, encrypt=encrypt)
         self._ttl = ttl
         self._max_datagram = max_datagram
         self._use_discovery = discovery
@@ -200,6 +214,7 @@ class Node:
         self._replay = replay
         self._type_watchers: list[Callable[[str, str], object]] = []
         self._bus_tcp_port = bus_tcp_port
+        self._bus_secret_file = bus_secret_file
         self._bus: Any = None
         self._bus_subs: dict[str, Subscription] = {}
         self._from_bus = False
@@ -451,7 +466,8 @@ class Node:
         return NodeStats(types=types, dropped=es.pending_dropped,
                          bad_mac=es.bad_mac + cs.bad_mac,
                          decode_errors=es.decode_errors + cs.decode_errors,
-                         peers=len(control.peers()), control=control.stats(), endpoint=es)
+                         peers=len(control.peers()), control=control.stats(), endpoint=es,
+                         bus=None if self._bus is None else self._bus.stats())
 
     # -- internals -------------------------------------------------------------------
 
@@ -541,10 +557,16 @@ class Node:
             ipc = self._state.path / STATE_DIR_BUS_NAME
         elif self._bus_ipc:
             ipc = Path(self._bus_ipc)
+        secret = None
+        if self._bus_secret_file is not None:
+            from ganglion.runtime._bus_auth import load_or_create_secret
+
+            secret = load_or_create_secret(Path(self._bus_secret_file))
         self._bus = PluginBus(ipc_path=ipc, tcp_port=self._bus_tcp_port,
                               on_publish=self._on_bus_publish,
                               on_subscribe=self._on_bus_subscribe,
-                              on_unsubscribe=self._on_bus_unsubscribe, node_id=self.node_id)
+                              on_unsubscribe=self._on_bus_unsubscribe, node_id=self.node_id,
+                              secret=secret)
         await self._bus.start()
 
     def _on_bus_publish(self, type_name: str, payload: bytes) -> None:

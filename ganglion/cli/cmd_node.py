@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ganglion.cli._options import no_encrypt_option
 from ganglion.cli._run import run_until_signalled
 
 _log = logging.getLogger("ganglion.node")
@@ -34,7 +35,11 @@ _log = logging.getLogger("ganglion.node")
               help="A GPIO input for the hardware plugin, e.g. input:17 or "
               "counter:27:per_unit=450,unit=litre; repeat for several.")
 @click.option("--bus-tcp-port", type=click.IntRange(1, 65535), default=None,
-              help="Also serve the external plugin bus on tcp://127.0.0.1:PORT.")
+              help="Also serve the external plugin bus on tcp://127.0.0.1:PORT (every local "
+              "user can connect unless --bus-secret-file is given).")
+@click.option("--bus-secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Accept on the plugin bus only plugins holding this CURVE key pair file "
+              "(created 0600 if absent; plugins read it via GANGLION_BUS_SECRET_FILE).")
 @click.option("--mdns/--no-mdns", default=True, show_default=True,
               help="Advertise and browse over mDNS/DNS-SD.")
 @click.option("--iface", default=None, metavar="NAME|ADDRESS",
@@ -45,10 +50,12 @@ _log = logging.getLogger("ganglion.node")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Network key file (also GANGLION_KEY_FILE / GANGLION_KEY).")
 @click.option("--ttl", type=click.IntRange(0, 255), default=None, help="Multicast TTL (default 1).")
+@no_encrypt_option
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
-         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None, mdns: bool,
+         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None,
+         bus_secret_file: Path | None, mdns: bool,
          iface: str | None, port: int | None, key_file: Path | None, ttl: int | None,
          verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
@@ -65,21 +72,24 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         config = load_config(config_file) if config_file is not None else NodeConfig()
         config = merge(config, {
             "name": name, "state_dir": state_dir, "plugins": plugins, "sim_kinds": sim_kinds,
-            "sim_interval": interval, "bus_tcp_port": bus_tcp_port, "iface": iface,
+            "sim_interval": interval, "bus_tcp_port": bus_tcp_port,
+            "bus_secret_file": bus_secret_file, "iface": iface,
             "port": port, "key_file": key_file, "ttl": ttl, "hardware": hardware, "gpio": gpio,
         })
         loaded = load_plugins(config.plugin_specs(include_hardware=True))
     except GanglionError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = resolve_network(config.iface, config.port,
-                               Path(config.key_file) if config.key_file else None, config.ttl)
+                               Path(config.key_file) if config.key_file else None, config.ttl,
+                               encrypt=config.encrypt)
 
     async def main(stop: asyncio.Event) -> int:
         the_node = Node(name=config.name, interface=settings.interface, port=settings.port,
                         control_port=control_port_for(settings.port), state_dir=config.state_dir,
                         key=settings.key, ttl=settings.ttl, max_datagram=config.max_datagram,
                         discovery=mdns, bus_ipc=config.bus_ipc,
-                        bus_tcp_port=config.bus_tcp_port)
+                        bus_tcp_port=config.bus_tcp_port,
+                        bus_secret_file=config.bus_secret_file)
         try:
             await the_node.start()
         except GanglionError as exc:

@@ -84,7 +84,7 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
-from ganglion.wire import NODE_ID_SIZE, Packer
+from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring
 from ganglion.wire._packer import FULL
 
 if TYPE_CHECKING:
@@ -144,7 +144,9 @@ class EndpointStats:
         reordered: messages that arrived after a later one (delivered).
         stale: messages older than the replay window, dropped.
         decode_errors: datagrams or payloads that failed to decode, dropped.
-        bad_mac: datagrams without a valid MAC under the network key, dropped.
+        bad_mac: datagrams without a valid MAC or AEAD tag under the network keys
+            (forged, altered, another network's, or encrypted and this node has no
+            key), dropped.
         schema_mismatches: messages whose sender's schema fingerprint differs from ours.
         pending: messages waiting for their type's group to be known.
         pending_dropped: messages dropped from a full waiting queue (oldest first).
@@ -152,6 +154,10 @@ class EndpointStats:
         streams: per (sender node id, type name) sequence counters.
         sender: the send socket's counters.
         receiver: the receive sockets' counters (effective SO_RCVBUF included).
+        key_cache_evictions: per-sender decryption keys evicted from the bounded cache
+            (:data:`ganglion.wire._aead.OPENER_CAP`; shared with the node's other endpoint).
+        trackers_evicted: (sender, type) sequence trackers evicted from the bounded
+            table (4,096, least recently used first); ``streams`` holds the rest.
     """
 
     published: int
@@ -170,6 +176,8 @@ class EndpointStats:
     streams: dict[tuple[bytes, str], SequenceStats]
     sender: SenderStats
     receiver: ReceiverStats
+    key_cache_evictions: int = 0
+    trackers_evicted: int = 0
 
 
 class Endpoint:
@@ -183,8 +191,11 @@ class Endpoint:
             node with a persisted ``node_id`` restarts. When None, the current
             Unix time in seconds is used, which grows across restarts as long as
             the clock does.
-        key: the 32-byte network key; with one, every datagram is signed and
-            unsigned or forged ones are dropped.
+        key: the 32-byte network key, or a :class:`~ganglion.wire.KeyRing` (the keys
+            accepted, the sending one first, and whether to encrypt). With a key every
+            datagram sent is encrypted (ChaCha20-Poly1305; a bytes key encrypts) or, if
+            the ring says not to, signed; received datagrams must verify under one of
+            the keys (encrypted or signed), others are dropped and counted.
         max_datagram: size budget of one datagram in bytes.
         ttl: multicast TTL.
         group_for: maps a type name to its multicast group, or None while unknown.
@@ -213,7 +224,7 @@ class Endpoint:
         port: int = defaults.DATA_PORT,
         node_id: bytes | None = None,
         boot: int | None = None,
-        key: bytes | None = None,
+        key: bytes | KeyRing | None = None,
         max_datagram: int = defaults.MAX_DATAGRAM,
         ttl: int = defaults.DEFAULT_TTL,
         group_for: GroupFor | None = None,
@@ -235,7 +246,9 @@ class Endpoint:
         self._yield_on_send = yield_on_send
         self.interface = interface
         self.port = port
-        self._key = key
+        self._key = as_keyring(key)
+        if self._key is not None and self._key.encrypt:
+            self._key.require_aead()  # at once, not at start: the error names the fix
         self._max_datagram = max_datagram
         self._ttl = ttl
         self._rcvbuf = rcvbuf
@@ -298,6 +311,31 @@ class Endpoint:
                              replayed=self.replay,
                              after_idle_send=YIELD_CPU if self._yield_on_send else None,
                              send_many=self._send_many if self._sender.gso else None)
+
+    def set_keys(self, key: bytes | KeyRing | None) -> None:
+        """Use another key ring from now on (key rotation without a restart).
+
+        What is waiting to be sent leaves first under the old keys; received datagrams
+        are checked against the new ring's keys. Rotating without a gap: give every
+        node a ring accepting both keys first, then one sending with the new key,
+        then one with only the new key (docs/security.md).
+
+        Args:
+            key: the new key or ring (bytes: one key, encrypting), or None for no key.
+
+        Raises:
+            ConfigError: the ring encrypts and ``cryptography`` is missing, or a key is
+                not 32 bytes.
+        """
+        ring = as_keyring(key)
+        if ring is not None and ring.encrypt:
+            ring.require_aead()
+        self._key = ring
+        self._routes.clear()  # a route's compiled lane sends in clear, and sizes changed
+        self._quiet.clear()
+        if self._out is not None:
+            self._out.set_keys(ring)
+        self._in.set_keys(ring)
 
     async def flush(self, timeout: float = 1.0) -> None:
         """Send every queued message and wait (up to ``timeout`` s) for the socket to take them."""
@@ -522,6 +560,40 @@ class Endpoint:
             return
         packer.check_fits(len(encode_message(msg, mtype)))
 
+    def datagram_for(self, msg: object) -> bytes:
+        """Encode ``msg`` alone in a datagram, numbered in its type's stream, not sent.
+
+        For a reply the caller sends to one node's address (unicast) instead of the
+        group; receivers check it (key, sequence) like any datagram. Neither local
+        subscribers nor the last value see it.
+
+        Args:
+            msg: an instance of a registered message class.
+
+        Returns:
+            The datagram.
+
+        Raises:
+            TypeRegistrationError: the message's class is not registered.
+            EncodeError: a field holds a value its type does not allow.
+            MessageTooLarge: the message cannot fit in one datagram.
+            LocalError: the endpoint is not started.
+        """
+        out = self._out
+        if out is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        mtype = type_of(msg)
+        name = mtype.name
+        payload = encode_message(msg, mtype)
+        packer = out.packer(name, mtype.fingerprint)
+        packer.check_fits(len(payload))
+        seq = self._next_seq[name]
+        self._next_seq[name] = seq + 1
+        if packer.next_seq != seq or packer.count:
+            out.skip_to(packer, seq)  # what waits leaves first, so numbers stay in order
+        self._routes.pop(type(msg), None)  # a compiled lane must re-read the numbering
+        return packer.build_one(payload, time.time_ns())
+
     # -- subscribe -------------------------------------------------------------------
 
     def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
@@ -714,6 +786,8 @@ class Endpoint:
             schema_mismatches=total["schema_mismatches"], pending=pending,
             pending_dropped=c["pending_dropped"], queue_dropped=dropped,
             streams=streams, sender=self._sender.stats(), receiver=self._receiver.stats(),
+            key_cache_evictions=self._in.aead_evictions,
+            trackers_evicted=self._sequences.evicted,
         )
 
     # -- internals -------------------------------------------------------------------
@@ -731,7 +805,8 @@ class Endpoint:
                    max_payload: int) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
-        used (not built, no plan for the type, or a keyed network: MACs are Python's)."""
+        used (not built, no plan for the type, or a keyed network: MACs and encryption
+        are Python's)."""
         if speedups is None or mtype.plan is None or self._key is not None:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started

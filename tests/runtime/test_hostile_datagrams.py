@@ -83,3 +83,27 @@ def test_replays_after_a_receiver_restart_are_not_delivered(free_udp_port: int,
             raw.close()
 
     run(main())
+
+
+def test_forged_sender_ids_are_bounded_by_the_tracker_table(free_udp_port: int,
+                                                            test_group: str) -> None:
+    # The resource budget (docs/security.md): 4,096 (sender, type) trackers, least
+    # recently used evicted and counted; a flood of ids cannot grow the table.
+    async def main() -> None:
+        inbox = Inbox()
+        raw = Raw(test_group, free_udp_port)
+        try:
+            async with endpoint(free_udp_port, test_group) as rx:
+                rx.subscribe(Ping, inbox)
+                for i in range(5000):
+                    raw.send(raw.ping(i, node_id=os.urandom(8), seq=0))
+                    if i % 500 == 499:
+                        await inbox.wait_for(i + 1, timeout=10.0)
+                await inbox.wait_for(5000, timeout=10.0)
+                stats = rx.stats()
+                assert len(stats.streams) == 4096
+                assert stats.trackers_evicted == 5000 - 4096
+        finally:
+            raw.close()
+
+    run(main(), timeout=30.0)
