@@ -34,7 +34,7 @@ class TokenBucket:
     """``rate`` actions per second sustained, ``burst`` at once after a quiet spell.
 
     Args:
-        rate: tokens gained per second (> 0).
+        rate: tokens gained per second (>= 0; 0 allows the burst and nothing after).
         burst: most tokens held (>= 1); the bucket starts full.
         now: the time of creation (the caller's clock).
 
@@ -45,8 +45,8 @@ class TokenBucket:
     __slots__ = ("_at", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate!r}")
+        if not rate >= 0:
+            raise ValueError(f"rate must be >= 0, got {rate!r}")
         if not burst >= 1:
             raise ValueError(f"burst must be at least 1, got {burst!r}")
         self.rate = float(rate)

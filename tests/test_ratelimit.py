@@ -29,7 +29,7 @@ def test_bucket_never_holds_more_than_its_burst_and_ignores_time_going_back() ->
     assert not bucket.full(1e6 + 1.5)
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0.5)])
+@pytest.mark.parametrize(("rate", "burst"), [(-1.0, 1), (float("nan"), 1), (1.0, 0.5)])
 def test_bucket_refuses_impossible_settings(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst, 0.0)
@@ -63,3 +63,8 @@ def test_keyed_table_stays_bounded_under_a_flood_of_keys() -> None:
         assert buckets.take(key, key / 1e6)  # each new key has a full bucket
     assert len(buckets) == 16
     assert buckets.evicted == 10_000 - 16
+
+
+def test_a_bucket_of_rate_zero_allows_its_burst_only() -> None:
+    bucket = TokenBucket(0.0, 2, 0.0)
+    assert [bucket.take(t) for t in (0.0, 1.0, 1e9)] == [True, True, False]

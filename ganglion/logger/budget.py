@@ -1,4 +1,4 @@
-"""Bounds on what the network can make the logger remember: an LRU map and a token bucket.
+"""Bounds on what the network can make the logger remember: an LRU map.
 
 Theory of operation: every in-memory table of the logger is keyed by something
 a sender chooses (its node id, its boot counter, a type's field names), so a
@@ -6,10 +6,9 @@ forger can make up a new key with every datagram. :class:`LruMap` keeps at most
 ``limit`` entries and evicts the least recently used one, counting evictions,
 as :class:`ganglion.sequence.SequenceTable` does for the endpoint's trackers.
 An evicted entry is only a cache miss: the writer looks the key up again in the
-database. :class:`TokenBucket` bounds how fast rows for *new* keys are added to
-the database (the ``nodes`` table): a burst, then a steady rate.
-
-Pure: time comes in as an argument (ns); no clock is read.
+database. How fast rows for *new* keys are added to the database (the ``nodes``
+table) is bounded by a :class:`ganglion.ratelimit.TokenBucket`, as the control
+plane's admissions are.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "LruMap", "TokenBucket"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "LruMap"]
 
 #: Entries kept per table, as the endpoint's SequenceTable keeps trackers.
 DEFAULT_MAX_ENTRIES = 4096
@@ -83,44 +82,3 @@ class LruMap(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
-
-class TokenBucket:
-    """Allows ``burst`` events at once, then ``per_second`` on average.
-
-    Args:
-        burst: tokens when full (and at start).
-        per_second: tokens added per second.
-
-    Raises:
-        ValueError: ``burst`` < 1 or ``per_second`` < 0.
-    """
-
-    __slots__ = ("_last_ns", "_tokens", "burst", "per_second")
-
-    def __init__(self, burst: int, per_second: float) -> None:
-        if burst < 1 or per_second < 0:
-            raise ValueError("burst must be >= 1 and per_second >= 0")
-        self.burst = burst
-        self.per_second = per_second
-        self._tokens = float(burst)
-        self._last_ns: int | None = None
-
-    def take(self, now_ns: int) -> bool:
-        """Spend one token at ``now_ns`` if there is one.
-
-        Args:
-            now_ns: the current time in ns (any monotone clock; the writer
-                passes the readings' receive times).
-
-        Returns:
-            True when a token was spent; False when the bucket is empty.
-        """
-        if self._last_ns is not None and now_ns > self._last_ns:
-            refill = (now_ns - self._last_ns) * self.per_second / 1e9
-            self._tokens = min(float(self.burst), self._tokens + refill)
-        if self._last_ns is None or now_ns > self._last_ns:
-            self._last_ns = now_ns
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False

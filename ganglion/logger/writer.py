@@ -58,12 +58,13 @@ from typing import Any
 
 from ganglion.errors import LogDatabaseError
 from ganglion.logger import datajson
-from ganglion.logger.budget import DEFAULT_MAX_ENTRIES, LruMap, TokenBucket
+from ganglion.logger.budget import DEFAULT_MAX_ENTRIES, LruMap
 from ganglion.logger.catalog import describe, fingerprint_of
 from ganglion.logger.gaps import Gap, GapTracker, StreamKey
 from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
 from ganglion.logger.u64 import from_sql, to_sql
+from ganglion.ratelimit import TokenBucket
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
@@ -189,7 +190,9 @@ class Writer:
         self._type_ids: LruMap[tuple[str, str | None, tuple[str, ...]], int] = LruMap(max_senders)
         self._node_ids: LruMap[bytes, int] = LruMap(max_senders)
         self._thread_names: LruMap[bytes, str] = LruMap(max_senders)
-        self._new_nodes = TokenBucket(max_senders, new_senders_per_second)
+        # Made at the first new sender: the readings' receive times are its clock.
+        self._new_nodes: TokenBucket | None = None
+        self._new_nodes_budget = (new_senders_per_second, max_senders)
         self._max_versions = max_type_versions
         # The event loop's copy, to send only changed names to the thread.
         self._names: LruMap[bytes, str] = LruMap(max_senders)
@@ -503,7 +506,10 @@ class Writer:
         hexid = sender.hex()
         row = self._conn.execute("SELECT id FROM nodes WHERE node = ?", (hexid,)).fetchone()
         if row is None:
-            if not self._new_nodes.take(now_ns):
+            now = now_ns / 1e9
+            if self._new_nodes is None:
+                self._new_nodes = TokenBucket(*self._new_nodes_budget, now=now)
+            if not self._new_nodes.take(now):
                 return None
             row = (self._conn.execute(
                 "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (?, ?, ?, ?)",

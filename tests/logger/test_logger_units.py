@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ganglion.logger import datajson
-from ganglion.logger.budget import LruMap, TokenBucket
+from ganglion.logger.budget import LruMap
 from ganglion.logger.catalog import describe, unit_of
 from ganglion.logger.export import flatten
 from ganglion.logger.gaps import Gap, GapTracker
@@ -198,15 +198,6 @@ def test_an_lru_map_keeps_the_most_recently_used_and_counts_evictions() -> None:
     assert lru.get("a") == 10 and lru.evicted == 1
     with pytest.raises(ValueError):
         LruMap(0)
-
-
-def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
-    bucket = TokenBucket(3, 2.0)
-    assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(400_000_000) is False  # 0.8 token so far
-    assert bucket.take(500_000_000) is True  # 1.0
-    assert [bucket.take(10**12) for _ in range(4)] == [True, True, True, False]  # capped at 3
-    assert bucket.take(10**11) is False  # time going back adds nothing
 
 
 @settings(max_examples=200, deadline=None)
