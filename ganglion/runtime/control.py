@@ -296,12 +296,15 @@ class ControlChannel:
         Besides the counters of what was received, sent and dropped (docs/security.md
         names each), the sizes of the bounded tables: ``view`` (the quorum view),
         ``members``, ``observers`` and ``candidates`` (the membership table) and
-        ``types`` (the agreed map).
+        ``types`` (the agreed map); under ``consensus``, what the agreement state
+        machine itself refused (:attr:`consensus.PaxosNode.counters`: its own limits,
+        a second layer behind these, with some of the same names).
         """
         return {**self.counts, **self.membership.counts, **self._budget.counts,
                 **self.membership.sizes(), "rate_keys_evicted": self._budget.evicted,
                 "view": len(self.paxos.view),
-                "types": len(self.paxos.groups), "ticks": self._ticks}
+                "types": len(self.paxos.groups), "ticks": self._ticks,
+                "consensus": dict(self.paxos.counters)}
 
     # -- the runner ------------------------------------------------------------------
 

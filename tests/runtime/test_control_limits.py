@@ -34,7 +34,7 @@ from _control_support import (
     until,
 )
 
-from consensus.messages import CatchUpRequest, ProposeRequest
+from consensus.messages import Ballot, CatchUpRequest, Prepare, ProposeRequest
 from ganglion import defaults
 from ganglion.membership import Limits
 from ganglion.runtime.control import ControlChannel
@@ -494,5 +494,28 @@ def test_own_frames_handed_back_by_the_endpoint_are_not_stepped_again(
             a.propose("local.Real")  # the channel still works
             await until(lambda: "local.Real" in a.groups(), "a real proposal decided")
             assert a.stats().get("tick_errors", 0) == 0
+
+    run(scenario())
+
+
+def test_a_forged_prepare_of_round_2_63_is_refused_and_agreement_goes_on(
+        tmp_path: Path, free_udp_port: int, test_group: str) -> None:
+    # Issue 21 finding 2, over the wire: one Prepare with round 2^63-1 used to be adopted
+    # and journaled, and every tick after it raised; agreement stopped for good.
+    async def scenario() -> None:
+        a = channel(tmp_path, "a", free_udp_port, test_group)
+        forger = Forger(test_group, free_udp_port)
+        sender = b"\x00\x00\x00\x00\x00\x00\x0d\x01"
+        sid = int.from_bytes(sender, "big")
+        async with started(a):
+            forger.send(sender, heartbeat("forger", nonce=b"87654321", echo=[a.nonce]))
+            await until(lambda: a.membership.get(sender) is not None, "the forger heard")
+            prepare = Prepare(sender=sid, slot=0, ballot=Ballot(2**63 - 1, sid))
+            forger.send(sender, frame(prepare, to=a.int_id))
+            await until(lambda: a.stats()["consensus"].get("implausible_round", 0) == 1,
+                        "the Prepare refused")
+            a.propose("after.Forgery")
+            await until(lambda: "after.Forgery" in a.groups(), "a new type agreed")
+        forger.close()
 
     run(scenario())
