@@ -11,9 +11,13 @@ network key any host on the LAN can send either under any node id, so
   per source address and in total; catch-up answers per requester and in total.
   Per-key buckets give fairness, the totals bound what many requesters get.
 
+A ``LastValueRequest`` makes every publisher of the type multicast its latest
+message: answers are limited per requester and in total too, but a requester need
+not be known yet (a tool that just started asks before its first heartbeat is heard).
+
 Every refusal is counted in :attr:`RequestBudget.counts` as ``<kind>_unknown`` or
-``<kind>_rate_limited`` (kind ``propose`` or ``catchup``), every catch-up served as
-``catchup_answered``.
+``<kind>_rate_limited`` (kind ``propose``, ``catchup`` or ``last_value``), every
+catch-up served as ``catchup_answered``.
 
 :class:`UnicastChoice` decides where a catch-up answer goes: to the requester's
 address alone when that reaches it (see :meth:`Membership.address_of
@@ -63,6 +67,9 @@ class RequestBudget:
         self._catchup_by_requester: KeyedBuckets[bytes] = KeyedBuckets(
             *defaults.CATCHUP_PER_REQUESTER, max_keys=max_keys)
         self._catchup_total = TokenBucket(*defaults.CATCHUP_TOTAL, now=0.0)
+        self._last_value_by_requester: KeyedBuckets[bytes] = KeyedBuckets(
+            *defaults.LAST_VALUE_PER_REQUESTER, max_keys=max_keys)
+        self._last_value_total = TokenBucket(*defaults.LAST_VALUE_TOTAL, now=0.0)
 
     def allow_propose(self, requester: bytes, source: str, now: float) -> bool:
         """Whether to act on a ``ProposeRequest`` (a type without a group yet).
@@ -105,11 +112,27 @@ class RequestBudget:
         self.counts["catchup_rate_limited"] += 1
         return False
 
+    def allow_last_value(self, requester: bytes, now: float) -> bool:
+        """Whether to answer a ``LastValueRequest`` with this node's latest message.
+
+        Args:
+            requester: the node id of the datagram that carried it.
+            now: the current time.
+
+        Returns:
+            True to answer it; a refusal is counted (``last_value_rate_limited``).
+        """
+        if self._last_value_by_requester.take(requester, now) \
+                and self._last_value_total.take(now):
+            return True
+        self.counts["last_value_rate_limited"] += 1
+        return False
+
     @property
     def evicted(self) -> int:
         """Keys dropped from a full per-key table while still in use (``rate_keys_evicted``)."""
         return (self._propose_by_requester.evicted + self._propose_by_source.evicted
-                + self._catchup_by_requester.evicted)
+                + self._catchup_by_requester.evicted + self._last_value_by_requester.evicted)
 
 
 class UnicastChoice:

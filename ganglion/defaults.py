@@ -65,5 +65,10 @@ PROPOSE_TOTAL = (32.0, 256)
 #: and for the whole node. Each answer is the whole map, so these are low.
 CATCHUP_PER_REQUESTER = (1.0, 2)
 CATCHUP_TOTAL = (4.0, 8)
+#: LastValueRequests answered (rate per second, burst): per requester node id, and
+#: for the whole node. A node that starts asks once per type it subscribes to, so
+#: the bursts are generous; a flood under made-up ids meets the total.
+LAST_VALUE_PER_REQUESTER = (16.0, 256)
+LAST_VALUE_TOTAL = (64.0, 512)
 #: Keys (node ids, addresses) each per-key rate table remembers, at most.
 RATE_TABLE_KEYS = 1024

@@ -59,6 +59,20 @@ def test_catch_up_answers_per_requester_and_in_total() -> None:
     assert sum(b2.allow_catchup(i, 0.0) for i in sorted(known)) == defaults.CATCHUP_TOTAL[1]
 
 
+def test_last_value_answers_per_requester_and_in_total_even_for_unknown_ids() -> None:
+    b = budget()
+    burst = defaults.LAST_VALUE_PER_REQUESTER[1]
+    # a tool that just started asks before its heartbeat is heard: it is served
+    assert b.allow_last_value(b"new-tool", 0.0)
+    served = 1 + sum(b.allow_last_value(b"new-tool", 0.0) for _ in range(5000))
+    assert served == burst
+    assert b.counts["last_value_rate_limited"] == 5001 - burst
+    # forged requests under made-up ids meet the node's total
+    b2 = budget()
+    flood = sum(b2.allow_last_value(i.to_bytes(8, "big"), 0.0) for i in range(5000))
+    assert flood == defaults.LAST_VALUE_TOTAL[1]
+
+
 def test_a_repeated_request_soon_after_a_unicast_answer_goes_to_the_group() -> None:
     choice = UnicastChoice(retry_seconds=5.0)
     assert choice.address(7, "10.0.0.7", 0.0) == "10.0.0.7"

@@ -534,7 +534,8 @@ class ControlChannel:
         if self.membership.note_interest(info.sender, req.type_name):
             self._peers_changed()
         template = self._last_value(req.type_name)
-        if template is not None:
+        if template is not None and self._budget.allow_last_value(
+                info.sender, asyncio.get_running_loop().time()):
             template.to = int.from_bytes(info.sender, "big")
             self.endpoint.publish(template)
 
