@@ -264,3 +264,16 @@ def test_documented_example_datagrams() -> None:
     signed = encode_datagram(**args, key=bytes(range(32)))  # type: ignore[arg-type]
     assert signed[:3] + signed[4:-16] == plain[:3] + plain[4:] and signed[3] == 1
     assert signed[-16:].hex(" ") == "17 b0 53 56 db 7c ad 4a a1 41 4e 3a 74 62 f3 09"
+
+
+def test_the_type_name_cache_stays_bounded_under_a_flood_of_new_names() -> None:
+    # The resource budget (docs/security.md): a peer sending endless new type names
+    # must not grow the decoder's name cache past 4,096; names past it still decode.
+    from ganglion.wire import _envelope
+
+    for i in range(_envelope._NAMES_CAP + 500):
+        name = f"flood.T{i}"
+        data = encode_datagram(node_id=bytes(8), type_name=name, fingerprint=bytes(8),
+                               first_seq=0, timestamps=[1], payloads=[b"\xa0"])
+        assert decode_datagram(data, key=None).type_name == name
+    assert len(_envelope._NAMES) <= _envelope._NAMES_CAP
