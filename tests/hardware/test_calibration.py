@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hw_support import RecordingNode, fast_runtime, run, until
 
-from ganglion.types import as_dict, type_of
 from ganglion.config import load_config
 from ganglion.errors import ConfigError, ConfigFileError
 from ganglion.plugins import load_plugins
-from hardware.calibration import CalibratedPublisher, Linear, SensorSettings, calibrate, \
-    parse_sensors
+from ganglion.types import as_dict, type_of
+from hardware.calibration import (
+    CalibratedPublisher,
+    Linear,
+    SensorSettings,
+    calibrate,
+    parse_sensors,
+)
 from hardware.messages import Calibration, Position, Reading, SensorInfo
 from hardware.mock import FakeBme280, FakeW1Tree, MockPortFactory
 from hardware.plugin import HardwarePlugin
@@ -218,3 +224,38 @@ def test_a_bad_entry_names_the_file_the_line_and_the_fix(tmp_path: Path, body: s
     assert caught.value.line == line + 1
     assert str(caught.value).startswith(f"{path}:{line + 1}: ")
     assert message in str(caught.value)
+
+
+# -- the documentation's examples, as written ---------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def sensor_examples() -> list[tuple[str, str]]:
+    found = []
+    for page in ("config.md", "sensors.md"):
+        blocks = re.findall(r"```toml\n(.*?)```", (DOCS / page).read_text(), re.S)
+        found += [(page, block) for block in blocks if "[sensors." in block]
+    return found
+
+
+@pytest.mark.parametrize("page, block", sensor_examples())
+def test_the_documented_sensor_tables_load_and_reach_the_plugin(tmp_path: Path, page: str,
+                                                                block: str) -> None:
+    config = load_config(write(tmp_path, block))
+    (plugin,) = load_plugins(config.plugin_specs(include_hardware=True))
+    assert isinstance(plugin, HardwarePlugin)
+    assert set(plugin.sensor_settings) == set(config.sensors) and config.sensors
+
+
+def test_the_documented_error_messages_are_the_real_ones(tmp_path: Path) -> None:
+    text = (DOCS / "sensors.md").read_text()
+    shown = re.findall(r"^node\.toml:(\d+): (.*)$", text, re.M)
+    assert len(shown) == 2
+    sources = {"ofset": f'[sensors."{W1}"]\nname = "mash tun"\nofset = -0.3\n',
+               "not a sensor id": f'[sensors."{ROM}"]\nname = "mash tun"\n'}
+    for line, message in shown:
+        body = next(src for key, src in sources.items() if key in message)
+        with pytest.raises(ConfigFileError) as caught:
+            load_config(write(tmp_path, body))
+        assert str(caught.value) == f"{tmp_path / 'node.toml'}:{line}: {message}"
