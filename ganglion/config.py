@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -64,6 +65,8 @@ class NodeConfig:
         plugin_settings: ``[plugin.<name>]`` tables, passed to each plugin as keyword arguments.
         hardware: run the ``hardware`` plugin (sensor detection) in ``ganglion node``.
         gpio: GPIO inputs for the hardware plugin (``KIND:PIN[:KEY=VALUE,...]``).
+        sensors: ``[sensors."ID"]`` tables: a sensor's ``name`` and calibration
+            (``offset``, ``scale``, per-quantity tables), for the hardware plugin.
         source: the file this config was read from, if any.
     """
 
@@ -86,6 +89,9 @@ class NodeConfig:
     )
     hardware: bool = True
     gpio: tuple[str, ...] = ()
+    sensors: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
     source: Path | None = None
 
     def plugin_specs(self, *, include_hardware: bool = False) -> dict[str, dict[str, Any]]:
@@ -97,7 +103,8 @@ class NodeConfig:
         Args:
             include_hardware: add the ``hardware`` plugin unless :attr:`hardware` is
                 False (``ganglion node`` passes True: detection is on by default);
-                :attr:`gpio` entries are added to its ``gpio`` setting.
+                :attr:`gpio` entries are added to its ``gpio`` setting, and
+                :attr:`sensors` becomes its ``sensors`` setting.
 
         Returns:
             Plugin name -> settings, ready for :func:`ganglion.plugins.load_plugins`.
@@ -115,6 +122,8 @@ class NodeConfig:
                 specs["sim"]["interval"] = self.sim_interval
         if "hardware" in specs and self.gpio:
             specs["hardware"]["gpio"] = [*specs["hardware"].get("gpio", ()), *self.gpio]
+        if "hardware" in specs and self.sensors:
+            specs["hardware"]["sensors"] = {k: dict(v) for k, v in self.sensors.items()}
         return specs
 
 
@@ -265,6 +274,7 @@ _SCHEMA: Final[dict[str, _Key]] = {
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in _SCHEMA if "." in key)
 _PLUGIN_TABLE: Final = "plugin"
+_SENSORS_TABLE: Final = "sensors"
 _FIELD_CHECKS: Final = {key.field: key for key in _SCHEMA.values()}
 
 
@@ -281,6 +291,8 @@ class _Checker:
         for key, value in data.items():
             if key == _PLUGIN_TABLE:
                 settings = self._plugin_tables(value)
+            elif key == _SENSORS_TABLE:
+                values["sensors"] = MappingProxyType(self._sensor_tables(value))
             elif key in _TABLES:
                 if not isinstance(value, dict):
                     raise self._error((key,), f"{key!r} must be a table ([{key}])")
@@ -311,6 +323,57 @@ class _Checker:
                                   f"'plugin.{name}' must be a table of that plugin's settings")
         return {name: MappingProxyType(dict(table)) for name, table in value.items()}
 
+    def _sensor_tables(self, value: Any) -> dict[str, Mapping[str, Any]]:
+        """``[sensors."ID"]``: name, offset, scale, and per-quantity {offset, scale} tables."""
+        if not isinstance(value, dict):
+            raise self._error((_SENSORS_TABLE,), "'sensors' must hold one table per sensor: "
+                              '[sensors."w1:28-0316a2795cff"]')
+        for sensor_id, table in value.items():
+            where = (_SENSORS_TABLE, sensor_id)
+            if not _SENSOR_ID.fullmatch(sensor_id):
+                raise self._error(where, f'[sensors."{sensor_id}"]: {_bad_sensor_id(sensor_id)}')
+            if not isinstance(table, dict):
+                raise self._error(where, f'sensors."{sensor_id}" must be a table '
+                                  '(name, offset, scale)')
+            for key, item in table.items():
+                self._sensor_entry((*where, key), item, sensor_id)
+        return {sid: MappingProxyType(dict(table)) for sid, table in value.items()}
+
+    def _sensor_entry(self, parts: tuple[str, ...], value: Any, sensor_id: str) -> None:
+        key = parts[-1]
+        dotted = f'sensors."{sensor_id}".{key}'
+        if key == "name":
+            if not isinstance(value, str) or not value.strip():
+                raise self._error(parts, f'{dotted} must be a non-empty string, e.g. '
+                                  f'name = "mash tun"; not {value!r}')
+        elif key in ("offset", "scale"):
+            if sensor_id.startswith("i2c:"):
+                raise self._error(parts, f"{dotted}: a BME280 measures celsius, hpa and "
+                                  f"percent; calibrate each, e.g. celsius = {{ {key} = ... }}")
+            self._number(parts, dotted, value, nonzero=key == "scale")
+        elif isinstance(value, dict):  # a quantity's own correction
+            if not value:
+                raise self._error(parts, f"{dotted} is empty; give offset and/or scale")
+            for sub, item in value.items():
+                if sub not in ("offset", "scale"):
+                    close = difflib.get_close_matches(sub, ["offset", "scale"], n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise self._error((*parts, sub), f"unknown key {dotted}.{sub}; "
+                                      f"{hint}valid: offset, scale")
+                self._number((*parts, sub), f"{dotted}.{sub}", item, nonzero=sub == "scale")
+        else:
+            close = difflib.get_close_matches(key, ["name", "offset", "scale"], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise self._error(parts, f"unknown key {dotted}; {hint}valid: name, offset, "
+                              "scale, or a table per quantity, e.g. celsius = { offset = -0.3 }")
+
+    def _number(self, parts: tuple[str, ...], dotted: str, value: Any, *, nonzero: bool) -> None:
+        ok = not isinstance(value, bool) and isinstance(value, int | float) \
+            and math.isfinite(value) and not (nonzero and value == 0)
+        if not ok:
+            what = "a non-zero number, e.g. 1.02" if nonzero else "a number, e.g. -0.3"
+            raise self._error(parts, f"{dotted} must be {what}; not {value!r}")
+
     def _error(self, parts: tuple[str, ...], message: str) -> ConfigFileError:
         line = _line_of(self._lines, parts)
         where = f"{self._path}:{line}" if line is not None else str(self._path)
@@ -318,8 +381,19 @@ class _Checker:
                                key=".".join(parts))
 
 
+_SENSOR_ID: Final = re.compile(r"(w1|i2c|serial|gpio):.+")
+_ROM_ID: Final = re.compile(r"[0-9a-fA-F]{2}-[0-9a-fA-F]{12}")
+
+
+def _bad_sensor_id(text: str) -> str:
+    if _ROM_ID.fullmatch(text):
+        return f'not a sensor id; a 1-Wire probe is [sensors."w1:{text}"]'
+    return ("not a sensor id; ids look like w1:28-0316a2795cff, i2c:1/0x76, "
+            "serial:/dev/serial/by-id/..., gpio:17 (ganglion node -v logs each sensor it finds)")
+
+
 def _suggest(dotted: str) -> str:
-    tables = sorted(_TABLES | {_PLUGIN_TABLE})
+    tables = sorted(_TABLES | {_PLUGIN_TABLE, _SENSORS_TABLE})
     close = difflib.get_close_matches(dotted, [*_SCHEMA, *tables], n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"

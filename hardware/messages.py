@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ganglion import message
 
-__all__ = ["Counter", "DigitalInput", "Position", "Reading"]
+__all__ = ["Calibration", "Counter", "DigitalInput", "Position", "Reading", "SensorInfo"]
 
 
 @message("sensors.Reading")
@@ -82,3 +82,34 @@ class Counter:
     per_minute: float
     total: float
     pulses: int
+
+
+@dataclass
+class Calibration:
+    """How a node corrected one quantity of a sensor: ``published = raw * scale + offset``.
+
+    ``quantity`` is the value field (``celsius``, ``percent``, ``hpa``) or, for a
+    serial device's ``sensors.Reading``, its ``quantity``; ``*`` for every value.
+    """
+
+    quantity: str
+    scale: float
+    offset: float
+
+
+@message("sensors.SensorInfo")
+@dataclass
+class SensorInfo:
+    """A sensor's name and calibration, from the publishing node's ``[sensors."ID"]`` table.
+
+    Published before a configured sensor's first reading and again with its
+    readings at most every minute, so loggers and late subscribers have it. It
+    is how the raw value is kept without changing the reading types (and their
+    fingerprints): ``raw = (value - offset) / scale`` with the entry whose
+    ``quantity`` matches (else ``*``); no entry means the value is raw.
+    """
+
+    sensor: str
+    name: str
+    kind: str
+    calibration: list[Calibration]

@@ -12,13 +12,23 @@ with the plugin. A sensor task that ends on its own (it never should) is
 restarted by the next scan.
 
 Each sensor handles its own failures (report once, back off, recover), so
-nothing a device does reaches the watcher or the node. On a machine without any
-devices a scan is a few failed ``listdir`` calls and nothing is logged.
+nothing a device does reaches the watcher or the node. At start the plugin says
+once what it looks at and what is there (:mod:`hardware.survey`: 1-Wire bus,
+I2C buses, serial by-id devices, configured GPIO, with hints for the usual Pi
+mistakes) and, after the first scan, how many sensors it found; each sensor
+found, removed or failing is logged. The scans themselves log nothing: on a
+machine without any devices a scan is a few failed ``listdir`` calls.
+
+``fake`` swaps the machine for a :class:`~hardware.fakes.FakeRig` (the mocks of
+:mod:`hardware.mock` in a temporary directory), so ``ganglion node
+--fake-hardware ds18b20,bme280,nmea`` runs the real detection, drivers and
+publishing without devices. ``sensors`` (``[sensors."ID"]`` in the config) names
+sensors and calibrates their values (:mod:`hardware.calibration`).
 
 Settings (keyword arguments; ``[plugin.hardware]`` in the config):
 ``w1_root``, ``dev``, ``onewire``, ``i2c``, ``i2c_buses``, ``serial_auto``,
 ``serial_baud``, ``serial``, ``gpio``, ``scan_interval``, ``interval``,
-``missing_scans``, ``bme280_mode``; docs/sensors.md describes each.
+``missing_scans``, ``bme280_mode``, ``fake``, ``sensors``; docs/sensors.md describes each.
 """
 
 from __future__ import annotations
@@ -26,14 +36,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ganglion.errors import ConfigError
+from hardware.calibration import CalibratedPublisher, SensorSettings, parse_sensors
 from hardware.detect import I2CSpec, OneWireSpec, Spec, scan
 from hardware.drivers.ds18b20 import DEFAULT_ROOT
-from hardware.messages import Counter, DigitalInput, Position, Reading
+from hardware.fakes import FakeRig, parse_fakes
+from hardware.messages import Counter, DigitalInput, Position, Reading, SensorInfo
 from hardware.port import PortFactory
 from hardware.readings import Humidity, Pressure, Temperature
 from hardware.sensors import (
@@ -46,6 +58,7 @@ from hardware.sensors import (
 )
 from hardware.settings import GpioSpec, SerialSpec, parse_gpio, parse_serial
 from hardware.supervise import Runtime
+from hardware.survey import Account, read_boot_config, read_model, survey
 
 __all__ = ["HardwarePlugin"]
 
@@ -70,9 +83,15 @@ class HardwarePlugin:
         interval: seconds between readings of polled sensors (1-Wire, I2C).
         missing_scans: scans a device must be missing before its task is stopped.
         bme280_mode: ``forced`` or ``normal``.
+        fake: fake device names (:data:`hardware.fakes.FAKES`, or one comma-separated
+            string): read those instead of the machine's devices.
+        sensors: sensor id -> ``name``, ``offset``, ``scale`` and per-quantity tables
+            (:func:`hardware.calibration.parse_sensors`).
         factory: the port factory; None for the real machine
             (:class:`hardware.backends.SystemPortFactory` on ``dev``).
         runtime: thread hand-off, sleep and backoff for the sensors.
+        board: the board model for the start-up hints; None reads it from the system.
+        account: who the node runs as, for the permission hints; None: this process.
 
     Raises:
         ConfigError: any setting is invalid (the message names it).
@@ -80,7 +99,7 @@ class HardwarePlugin:
 
     subscribes: tuple[type | str, ...] = ()
     publishes: tuple[type | str, ...] = (Temperature, Humidity, Pressure, Reading, Position,
-                                         DigitalInput, Counter)
+                                         DigitalInput, Counter, SensorInfo)
 
     def __init__(
         self,
@@ -99,8 +118,12 @@ class HardwarePlugin:
         interval: float = 5.0,
         missing_scans: int = 2,
         bme280_mode: str = "forced",
+        fake: Iterable[str] | str = (),
+        sensors: Mapping[str, Any] | None = None,
         factory: PortFactory | None = None,
         runtime: Runtime | None = None,
+        board: str | None = None,
+        account: Account | None = None,
     ) -> None:
         for key, value in (("onewire", onewire), ("i2c", i2c), ("serial_auto", serial_auto)):
             if not isinstance(value, bool):
@@ -127,6 +150,11 @@ class HardwarePlugin:
         # A configured port's baud check also covers the automatic default.
         parse_serial([{"port": "auto", "baud": serial_baud}])
         self.gpio_specs: list[GpioSpec] = parse_gpio(gpio)
+        self.fake: tuple[str, ...] = parse_fakes(fake) if fake else ()
+        self.sensor_settings: dict[str, SensorSettings] = parse_sensors(sensors or {})
+        self.i2c = i2c
+        self._board = board
+        self._account = account
         self.name = name
         self.w1_root = Path(w1_root) if onewire else None
         self.dev = Path(dev)
@@ -161,15 +189,48 @@ class HardwarePlugin:
         Args:
             node: the node the sensors publish on.
         """
+        rig: FakeRig | None = None
+        animate: asyncio.Task[None] | None = None
         try:
+            if self.fake:
+                rig = await self.runtime.run_blocking(FakeRig, self.fake)
+                self._use_rig(rig)
+                animate = asyncio.create_task(rig.run(), name="fake hardware")
+            await self.runtime.run_blocking(self.report_survey)
             for spec in self.gpio_specs:
                 self._start(spec, node)
+            first = True
             while True:
                 found = await self.runtime.run_blocking(self.scan_once)
                 self._apply(found, node)
+                if first:
+                    first = False
+                    self._report_first_scan(found)
                 await self.runtime.sleep(self.scan_interval)
         finally:
+            if animate is not None:
+                animate.cancel()
             await self._stop_all()
+            if rig is not None:
+                rig.close()
+
+    def report_survey(self) -> None:
+        """Log what the plugin looks at and what is there, and the hints (blocking)."""
+        real = not self.fake
+        buses = None if not self.i2c else (
+            list(self.factory.i2c_buses()) if self.i2c_buses is None else list(self.i2c_buses))
+        boot_path, boot_text = read_boot_config() if real else (Path("config.txt"), "")
+        board = self._board if self._board is not None else (read_model() if real else "")
+        account = self._account if self._account is not None else (
+            Account.current() if real else None)
+        found = survey(w1_root=self.w1_root, dev=self.dev, i2c_buses=buses,
+                       serial_auto=self.serial_auto, serial=self.serial_specs,
+                       gpio=self.gpio_specs, model=board, boot_config=boot_path,
+                       boot_text=boot_text, account=account)
+        for line in found.lines:
+            _log.info("looking at %s", line)
+        for hint in found.hints:
+            _log.info("hint: %s", hint)
 
     def scan_once(self) -> dict[str, Spec]:
         """One scan of the machine (blocking; the watcher runs it in a worker thread).
@@ -187,6 +248,25 @@ class HardwarePlugin:
         return sorted(sid for sid, task in self._tasks.items() if not task.done())
 
     # -- private -------------------------------------------------------------------------
+
+    def _use_rig(self, rig: FakeRig) -> None:
+        _log.info("%s: no real device is read", rig.describe())
+        if self.w1_root is not None:
+            self.w1_root = rig.w1_root
+        self.dev = rig.dev
+        self._factory = rig.factory
+
+    def _report_first_scan(self, found: dict[str, Spec]) -> None:
+        if found or self._tasks:
+            _log.info("first scan: %d sensor(s) running; scanning every %g s for more",
+                      len(self.running()), self.scan_interval)
+        else:
+            _log.info("first scan: no sensors found; scanning every %g s (a sensor plugged "
+                      "in later starts on its own; docs/sensors.md lists what is detected)",
+                      self.scan_interval)
+        for sensor_id in sorted(set(self.sensor_settings) - set(self._tasks)):
+            _log.warning("[sensors.\"%s\"] is configured but no such sensor was found "
+                         "(yet); the ids of the sensors found are logged above", sensor_id)
 
     def _apply(self, found: dict[str, Spec], node: Any) -> None:
         for sensor_id, spec in found.items():
@@ -209,9 +289,16 @@ class HardwarePlugin:
         sensor = self._make(spec)
         self.sensors[sensor.sensor_id] = sensor
         self._specs[sensor.sensor_id] = spec
+        settings = self.sensor_settings.get(sensor.sensor_id)
+        publisher: Any = node
+        extra = ""
+        if settings is not None:
+            publisher = CalibratedPublisher(node, settings, _describe(spec),
+                                            clock=asyncio.get_running_loop().time)
+            extra = _describe_settings(settings)
         self._tasks[sensor.sensor_id] = asyncio.create_task(
-            self._guard(sensor, node), name=f"sensor {sensor.sensor_id}")
-        _log.info("sensor %s found (%s)", sensor.sensor_id, _describe(spec))
+            self._guard(sensor, publisher), name=f"sensor {sensor.sensor_id}")
+        _log.info("sensor %s found (%s)%s", sensor.sensor_id, _describe(spec), extra)
 
     def _cancel(self, sensor_id: str, why: str | None) -> None:
         task = self._tasks.pop(sensor_id)
@@ -249,6 +336,15 @@ class HardwarePlugin:
         if spec.kind == "counter":
             return GpioCounterSensor(self.factory, spec, runtime=runtime)
         return GpioInputSensor(self.factory, spec, runtime=runtime)
+
+
+def _describe_settings(settings: SensorSettings) -> str:
+    parts = [f"named {settings.name!r}"] if settings.name else []
+    corrections = ([("", settings.every)] if settings.every else []) + list(settings.quantities)
+    parts += [f"{q + ' ' if q else ''}"
+              + ", ".join([f"scale {c.scale:g}"] * (c.scale != 1) + [f"offset {c.offset:+g}"]
+                          * (c.offset != 0 or c.scale == 1)) for q, c in corrections]
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _describe(spec: Spec | GpioSpec) -> str:

@@ -34,6 +34,10 @@ _log = logging.getLogger("ganglion.node")
 @click.option("--gpio", "gpio", multiple=True, metavar="KIND:PIN[:K=V,...]",
               help="A GPIO input for the hardware plugin, e.g. input:17 or "
               "counter:27:per_unit=450,unit=litre; repeat for several.")
+@click.option("--fake-hardware", "fake_hardware", default=None, metavar="NAME[,NAME...]",
+              help="Try the hardware plugin without devices: read fake ones instead "
+              "(ds18b20, bme280, bmp280, nmea; repeat ds18b20 for more probes), e.g. "
+              "--fake-hardware ds18b20,bme280,nmea. See docs/sensors.md.")
 @click.option("--bus-tcp-port", type=click.IntRange(1, 65535), default=None,
               help="Also serve the external plugin bus on tcp://127.0.0.1:PORT (every local "
               "user can connect unless --bus-secret-file is given).")
@@ -54,7 +58,8 @@ _log = logging.getLogger("ganglion.node")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
-         hardware: bool | None, gpio: tuple[str, ...], bus_tcp_port: int | None,
+         hardware: bool | None, gpio: tuple[str, ...], fake_hardware: str | None,
+         bus_tcp_port: int | None,
          bus_secret_file: Path | None, mdns: bool,
          iface: str | None, port: int | None, key_file: Path | None, ttl: int | None,
          verbose: int) -> None:
@@ -76,7 +81,14 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             "bus_secret_file": bus_secret_file, "iface": iface,
             "port": port, "key_file": key_file, "ttl": ttl, "hardware": hardware, "gpio": gpio,
         })
-        loaded = load_plugins(config.plugin_specs(include_hardware=True))
+        specs = config.plugin_specs(include_hardware=True)
+        if fake_hardware is not None:
+            if hardware is False:
+                raise click.UsageError("--fake-hardware runs the hardware plugin; "
+                                       "drop --no-hardware")
+            # The plugin checks the names (and lists the valid ones).
+            specs.setdefault("hardware", {})["fake"] = fake_hardware
+        loaded = load_plugins(specs)
     except GanglionError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = resolve_network(config.iface, config.port,

@@ -125,7 +125,7 @@ def test_a_missing_i2c_device_file_is_oserror(tmp_path: Path) -> None:
         bus.read_byte_data(0x76, 0xD0)
 
 
-def test_the_plugin_on_the_real_factory_finds_nothing_here_and_stays_quiet(
+def test_the_plugin_on_the_real_factory_finds_nothing_here_and_only_reports_at_start(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The default factory against an empty /dev tree: scans run, nothing is opened."""
     caplog.set_level("DEBUG", logger="hardware")
@@ -140,4 +140,8 @@ def test_the_plugin_on_the_real_factory_finds_nothing_here_and_stays_quiet(
 
     run(main())
     assert isinstance(plugin.factory, SystemPortFactory)
-    assert node.published == [] and caplog.records == []
+    assert node.published == []
+    # Only the start-up report (what was looked at, the first scan): no per-scan noise.
+    said = [r.getMessage() for r in caplog.records]
+    assert said and said[-1].startswith("first scan: no sensors found")
+    assert all(m.startswith(("looking at ", "hint: ", "first scan: ")) for m in said), said

@@ -58,7 +58,7 @@ def test_it_is_a_plugin_publishing_every_sensor_type(tmp_path: Path) -> None:
     assert plugin.name == "hardware"
     names = {t.__name__ for t in plugin.publishes if isinstance(t, type)}
     assert names == {"Temperature", "Humidity", "Pressure", "Reading", "Position",
-                     "DigitalInput", "Counter"}
+                     "DigitalInput", "Counter", "SensorInfo"}
 
 
 def test_the_entry_point_loads_it_with_config_settings() -> None:
@@ -78,6 +78,9 @@ def test_the_entry_point_loads_it_with_config_settings() -> None:
     ({"serial_baud": 1234}, "baud"),
     ({"gpio": ["door:17"]}, "kind"),
     ({"serial": [{"port": "/dev/ttyUSB0", "format": "xml"}]}, "format"),
+    ({"fake": "ds18b2"}, "unknown fake device 'ds18b2'; valid: bme280, bmp280, ds18b20, nmea"),
+    ({"sensors": {"28-0316a2795cff": {"name": "x"}}}, "a 1-Wire probe is 'w1:28-0316a2795cff'"),
+    ({"sensors": {"w1:28-0316a2795cff": {"offset": "1"}}}, "offset must be a number"),
 ])
 def test_bad_settings_are_config_errors(tmp_path: Path, kwargs: dict[str, Any],
                                         match: str) -> None:
@@ -88,18 +91,24 @@ def test_bad_settings_are_config_errors(tmp_path: Path, kwargs: dict[str, Any],
 # -- a machine without devices -------------------------------------------------------------------
 
 
-def test_nothing_plugged_in_is_silent_and_finds_nothing(tmp_path: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_nothing_plugged_in_is_said_once_at_start_and_finds_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="hardware")
-    plugin = make(tmp_path)
+    plugin = make(tmp_path, board="")
     node = RecordingNode()
+    after_first: list[int] = []
 
     async def body() -> None:
-        await until(lambda: plugin.scans >= 5, "five scans")
+        await until(lambda: plugin.scans >= 2, "two scans")
+        after_first.append(len(caplog.records))
+        await until(lambda: plugin.scans >= 6, "six scans")
 
     run(running(plugin, node, body))
     assert node.published == [] and plugin.running() == []
-    assert caplog.records == []
+    # The start-up survey and the first scan's summary, then the scans say nothing.
+    assert len(caplog.records) == after_first[0]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+    assert caplog.records[-1].getMessage().startswith("first scan: no sensors found")
 
 
 # -- 1-Wire hotplug --------------------------------------------------------------------------------
