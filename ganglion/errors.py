@@ -13,6 +13,8 @@ dropped; it never escapes the receive loop.
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class GanglionError(Exception):
     """Root of every error raised by ganglion."""
@@ -97,7 +99,37 @@ class PluginNotFoundError(ConfigError, LookupError):
 
 
 class StateError(GanglionError):
-    """The node's state directory cannot be used."""
+    """The node's state directory cannot be used.
+
+    The message is ``problem`` and, where the user can fix it by choosing another
+    directory, ``remedy``. The remedy names the way to choose one, which differs
+    between the Python API (``Node(state_dir=...)``) and the CLI (``--state-dir``),
+    so each swaps in its own words with :meth:`with_remedy`.
+
+    Args:
+        problem: what is wrong.
+        remedy: what to do about it; empty when ``problem`` already says it.
+
+    Attributes:
+        problem: as given.
+        remedy: as given.
+    """
+
+    def __init__(self, problem: str, *, remedy: str = "") -> None:
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{problem}; {remedy}" if remedy else problem)
+
+    def with_remedy(self, remedy: str) -> Self:
+        """The same error with another remedy (in the caller's words).
+
+        Args:
+            remedy: the new remedy.
+
+        Returns:
+            A new error of the same class with the same problem.
+        """
+        return type(self)(self.problem, remedy=remedy)
 
 
 class StateCorruptError(StateError, ValueError):

@@ -36,6 +36,8 @@ from typing import Any
 from ganglion.errors import InterfaceError
 
 __all__ = [
+    "API_CHOICE_HINT",
+    "CLI_CHOICE_HINT",
     "ENV_VAR",
     "Interface",
     "choose_interface",
@@ -47,6 +49,12 @@ __all__ = [
 
 #: Environment variable that names the interface when no explicit choice is given.
 ENV_VAR = "GANGLION_IFACE"
+
+#: How an error tells a command-line user to choose an interface (the default).
+CLI_CHOICE_HINT = "--iface (or GANGLION_IFACE), e.g. --iface lo"
+
+#: The same for a program that makes a :class:`ganglion.node.Node`.
+API_CHOICE_HINT = 'Node(interface=...) (or GANGLION_IFACE), e.g. interface="lo"'
 
 # Linux interface flags (include/uapi/linux/if.h), read from /sys/class/net/*/flags.
 _IFF_UP = 0x1
@@ -196,6 +204,7 @@ def choose_interface(
     *,
     interfaces: Sequence[Interface],
     default_iface: str | None,
+    hint: str = CLI_CHOICE_HINT,
 ) -> Interface:
     """Resolve the user's choice against a list of interfaces.
 
@@ -205,6 +214,8 @@ def choose_interface(
         interfaces: the candidates, as :func:`list_interfaces` returns them.
         default_iface: the default-route interface name, as
             :func:`default_route_interface` returns it.
+        hint: how the user chooses an interface, in the words of the caller's
+            interface (:data:`CLI_CHOICE_HINT` or :data:`API_CHOICE_HINT`).
 
     Returns:
         The chosen interface (its first IPv4 address when chosen by name).
@@ -218,9 +229,8 @@ def choose_interface(
     if wanted is None:
         if default_iface is None:
             raise InterfaceError(
-                "no default IPv4 route, so there is no default interface; choose one with "
-                "--iface (or GANGLION_IFACE), e.g. --iface lo to stay on this host. "
-                + _alternatives(interfaces)
+                f"no default IPv4 route, so there is no default interface; choose one with "
+                f"{hint} to stay on this host. " + _alternatives(interfaces)
             )
         return _by_name(default_iface, interfaces, what="the default-route interface")
     if isinstance(wanted, ipaddress.IPv4Address):
@@ -238,14 +248,19 @@ def resolve_interface(
     env: Mapping[str, str] | None = None,
     *,
     netifaces_module: ModuleType | Any | None = None,
+    hint: str = CLI_CHOICE_HINT,
 ) -> Interface:
     """Resolve a choice against this machine's real interfaces.
+
+    The one way ganglion chooses its interface: the CLI's ``--iface`` and the
+    Python API's ``Node(interface=...)`` both come here.
 
     Args:
         choice: an interface name or IPv4 address; None falls back to the
             ``GANGLION_IFACE`` environment variable, then to the default route.
         env: the environment to read ``GANGLION_IFACE`` from (default: os.environ).
         netifaces_module: a stand-in for ``netifaces`` (tests); None uses the real one.
+        hint: as :func:`choose_interface`.
 
     Returns:
         The chosen interface.
@@ -262,6 +277,7 @@ def resolve_interface(
         choice,
         interfaces=list_interfaces(ni, read_flags=read_flags),
         default_iface=default_route_interface(ni.gateways()),
+        hint=hint,
     )
 
 

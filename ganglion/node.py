@@ -35,6 +35,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import socket
 import time
@@ -46,14 +47,15 @@ from typing import Any
 from consensus import MapChange
 from ganglion import __version__, defaults
 from ganglion.clock import clock_synchronized
-from ganglion.errors import LocalError
+from ganglion.errors import LocalError, StateError, StateLockedError
 from ganglion.membership import PeerInfo
+from ganglion.netif import API_CHOICE_HINT, resolve_interface
 from ganglion.runtime.control import ControlChannel
 from ganglion.runtime.control_messages import LastValue
 from ganglion.runtime.endpoint import Endpoint, EndpointStats
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
-from ganglion.state import NodeState
+from ganglion.state import NodeState, program_state_dir
 from ganglion.types import decode_payload, validate_type_name
 from ganglion.wire import KeyRing, as_keyring
 
@@ -124,14 +126,28 @@ class NodeStats:
 class Node:
     """A ganglion node. Use ``async with Node(...) as node:``.
 
+    The interface and the state directory are chosen as a program needs them:
+
+    * ``interface`` is chosen exactly as ``ganglion --iface`` chooses it (one function,
+      :func:`ganglion.netif.resolve_interface`): a name (``eth0``, ``wlan0``, ``lo``)
+      or an IPv4 address; without one, the ``GANGLION_IFACE`` environment variable,
+      else the interface of the default IPv4 route. It is resolved here, so a bad
+      choice raises at once, with the interfaces that would work.
+    * Without ``state_dir``, a node keeps its id, boot counter and journal in a
+      directory of its own name, ``~/.local/state/ganglion/nodes/<name>``
+      (:func:`ganglion.state.program_state_dir`), never in the one ``ganglion node``
+      uses: a program and the system's node run side by side as one user. Two
+      programs need two names (or two ``state_dir``).
+
     Args:
         name: human name; the host name when None.
-        interface: IPv4 address of the chosen interface (see :mod:`ganglion.netif`).
+        interface: the interface's name or one of its IPv4 addresses; None for
+            ``GANGLION_IFACE``, else the default route's interface.
         port: UDP port of the data groups.
         control_port: UDP port of the control group.
         control_group: the control multicast group.
-        state_dir: where the node id, boot counter and journal live; the
-            platform's state directory when None. Observers use none.
+        state_dir: where the node id, boot counter and journal live; None for
+            ``<user state dir>/nodes/<name>``. Observers use none.
         key: the 32-byte network key, or a :class:`~ganglion.wire.KeyRing` (during a
             rotation, two keys), if any. With a key, readings and control traffic
             are encrypted unless ``encrypt`` (or the ring) says otherwise.
@@ -156,13 +172,23 @@ class Node:
             that can connect (on TCP: every local user). See docs/plugin-frames.md.
         replay: mark everything this node publishes as replayed from a log
             (``ganglion replay``), so loggers can tell it from live readings.
+
+    Attributes:
+        interface: the chosen interface's IPv4 address.
+        interface_name: its name (``eth0``).
+        state_dir: the state directory, None for an observer.
+
+    Raises:
+        InterfaceError: ``interface`` (or ``GANGLION_IFACE``) names no interface of
+            this host, or there is no choice and no default route; the message lists
+            the interfaces that would work.
     """
 
     def __init__(
         self,
         *,
         name: str | None = None,
-        interface: str = "127.0.0.1",
+        interface: str | None = None,
         port: int = defaults.DATA_PORT,
         control_port: int = defaults.CONTROL_PORT,
         control_group: str = defaults.CONTROL_GROUP,
@@ -184,12 +210,18 @@ class Node:
         encrypt: bool | None = None,
     ) -> None:
         self.name = name or socket.gethostname()
-        self.interface = interface
+        chosen = resolve_interface(interface, env=os.environ, hint=API_CHOICE_HINT)
+        self.interface = chosen.address
+        self.interface_name = chosen.name
+        self.state_dir: Path | None = None
+        self._state_dir_given = state_dir is not None
+        if not observer:
+            self.state_dir = (Path(state_dir).expanduser() if state_dir is not None
+                              else program_state_dir(self.name))
         self.port = port
         self.observer = observer
         self._control_port = control_port
         self._control_group = control_group
-        self._state_dir = state_dir
         self._key = as_keyring(key, encrypt=encrypt)
         self._ttl = ttl
         self._max_datagram = max_datagram
@@ -226,8 +258,8 @@ class Node:
         """Open the state directory and the sockets, join the control channel.
 
         Raises:
-            StateError: the state directory is locked by another node or unusable.
-            InterfaceError: ``interface`` is not an address of this host.
+            StateError: the state directory is locked by another node or unusable;
+                the message says which argument chooses another.
             TransportError: a socket could not be opened.
         """
         if self._endpoint is not None:
@@ -238,7 +270,7 @@ class Node:
 
             node_id, boot = secrets.token_bytes(8), int(time.time()) & 0xFFFFFFFF
         else:
-            self._state = NodeState.open(self._state_dir)
+            self._state = self._open_state()
             node_id, boot = self._state.node_id, self._state.boot
             journal = Journal(self._state.file_path("consensus.journal"))
         self.node_id = node_id
@@ -470,6 +502,22 @@ class Node:
                          bus=None if self._bus is None else self._bus.stats())
 
     # -- internals -------------------------------------------------------------------
+
+    def _open_state(self) -> NodeState:
+        """Open the state directory; an error says how to choose another, in Python's words."""
+        try:
+            return NodeState.open(self.state_dir)
+        except StateError as exc:
+            if not exc.remedy:
+                raise  # nothing to choose: the message says what to do
+            if isinstance(exc, StateLockedError):
+                other = ("another state_dir=" if self._state_dir_given else
+                         "a directory of its own: another name= (each name has its own) "
+                         "or state_dir=")
+                remedy = f"stop the other node or give this Node {other}"
+            else:
+                remedy = "give this Node a directory this user can write with state_dir="
+            raise exc.with_remedy(remedy) from exc.__cause__
 
     def _running(self) -> tuple[Endpoint, ControlChannel]:
         if self._endpoint is None or self._control is None:

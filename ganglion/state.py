@@ -1,7 +1,10 @@
 """The node's state directory: its identity, its boot counter, and durable files.
 
 Theory of operation: everything a node must remember across restarts lives in one
-directory (default ``platformdirs.user_state_dir("ganglion")``, mode 0700):
+directory, mode 0700. ``ganglion node`` uses ``platformdirs.user_state_dir("ganglion")``
+(:func:`default_state_dir`) unless told otherwise; a program's ``Node`` uses a
+directory of its own per name below it (:func:`program_state_dir`), so the two can
+run side by side as one user. In it:
 
 * ``lock`` - held with ``fcntl.flock`` for as long as the node runs, so two nodes
   can never share one directory (they would share an id and a boot counter, and
@@ -36,19 +39,30 @@ import re
 import secrets
 import stat
 import time
+import urllib.parse
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
 from ganglion.errors import StateCorruptError, StateError, StateLockedError
 
-__all__ = ["BOOT_FILE", "LOCK_FILE", "NODE_ID_FILE", "NodeState", "default_state_dir"]
+__all__ = [
+    "BOOT_FILE",
+    "LOCK_FILE",
+    "NODE_ID_FILE",
+    "PROGRAMS_DIR",
+    "NodeState",
+    "default_state_dir",
+    "program_state_dir",
+]
 
 _log = logging.getLogger(__name__)
 
 NODE_ID_FILE: Final = "node_id"
 BOOT_FILE: Final = "boot"
 LOCK_FILE: Final = "lock"
+#: The folder of the state directory that holds one directory per program's node name.
+PROGRAMS_DIR: Final = "nodes"
 
 _NODE_ID_SIZE: Final = 8
 _BOOT_LIMIT: Final = 1 << 32  # the envelope carries the boot counter as a u32
@@ -57,7 +71,7 @@ _NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def default_state_dir() -> Path:
-    """The per-user state directory ganglion uses when none is given.
+    """The per-user state directory of ``ganglion node`` when no ``--state-dir`` is given.
 
     Returns:
         ``platformdirs.user_state_dir("ganglion")`` (``~/.local/state/ganglion`` on Linux).
@@ -65,6 +79,34 @@ def default_state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("ganglion"))
+
+
+def program_state_dir(name: str) -> Path:
+    """The state directory of a program's :class:`~ganglion.node.Node` called ``name``.
+
+    Each name gets its own directory under :func:`default_state_dir`, in a
+    ``nodes`` folder (so no name can collide with the files of ``ganglion node``,
+    which lives in the top directory). A program and the system's ``ganglion node``,
+    run as the same user, then never fight over one lock, and a program keeps
+    its node id across runs as long as it keeps its name.
+
+    Args:
+        name: the node's human name; any text. Characters that are not safe in a
+            file name (and a leading dot) are percent-encoded, so two names never
+            share a directory.
+
+    Returns:
+        ``<default_state_dir()>/nodes/<name>``, e.g. ``~/.local/state/ganglion/nodes/mash-tun``.
+
+    Raises:
+        StateError: the name is empty.
+    """
+    if not name:
+        raise StateError("a node needs a non-empty name to have a state directory of its own")
+    safe = urllib.parse.quote(name, safe="-_")  # letters, digits and "_.-~" stay as they are
+    if safe.startswith("."):
+        safe = "%2E" + safe[1:]  # no hidden directory, and not "." or ".."
+    return default_state_dir() / PROGRAMS_DIR / safe
 
 
 class NodeState:
@@ -218,8 +260,8 @@ def _make_private_dir(directory: Path) -> None:
             _log.info("tightened the state directory %s from mode %o to 0700",
                       directory, stat.S_IMODE(st.st_mode))
     except OSError as exc:
-        raise StateError(f"cannot create the state directory {directory}: {exc.strerror}; "
-                         "choose another with --state-dir") from exc
+        raise StateError(f"cannot create the state directory {directory}: {exc.strerror}",
+                         remedy="choose another state directory") from exc
 
 
 def _acquire_lock(directory: Path) -> int:
@@ -239,8 +281,8 @@ def _acquire_lock(directory: Path) -> int:
         who = f"process {holder}" if holder is not None else "another process"
         raise StateLockedError(
             f"the state directory {directory} is in use by {who}; two nodes cannot share "
-            "one state directory: stop the other node or give this one another --state-dir"
-        ) from None
+            "one state directory", remedy="stop the other node or give this one another state "
+            "directory") from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

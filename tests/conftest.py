@@ -8,6 +8,7 @@ tests never hear each other, and every wait is bounded in time.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import socket
 import struct
@@ -19,6 +20,13 @@ import pytest
 
 #: The only interface address tests send multicast from.
 LOOPBACK = "127.0.0.1"
+
+# A Node without interface= (and any in-process command without --iface) resolves
+# GANGLION_IFACE, else the default route's interface, as users' programs do; for the
+# whole suite that is loopback, so no test can send on a real interface by forgetting
+# to choose. Tests of the choice itself set or clear the variable (monkeypatch) or pass
+# their own environment to a subprocess (cli_procs.clean_env drops every GANGLION_*).
+os.environ["GANGLION_IFACE"] = "lo"
 
 # Test groups come from 239.255.128.0/17: outside the control block
 # (239.255.0.0/24) and away from SSDP (239.255.255.250), SLP (239.255.255.253)

@@ -18,7 +18,8 @@ _log = logging.getLogger("ganglion.node")
 @click.command()
 @click.option("--name", default=None, help="Human name of this node (default: the hostname).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the node id, boot counter and agreement journal live.")
+              help="Where the node id, boot counter and agreement journal live "
+              "(default: the user's state directory, ~/.local/state/ganglion on Linux).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="TOML config file (see docs/config.md); flags win over it.")
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME",
@@ -70,6 +71,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
     from ganglion.errors import GanglionError
     from ganglion.node import Node
     from ganglion.plugins import PluginHost, load_plugins
+    from ganglion.state import default_state_dir
 
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose + 1, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,7 +99,9 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
 
     async def main(stop: asyncio.Event) -> int:
         the_node = Node(name=config.name, interface=settings.interface, port=settings.port,
-                        control_port=control_port_for(settings.port), state_dir=config.state_dir,
+                        control_port=control_port_for(settings.port),
+                        # the system's node keeps the top directory; programs' nodes use nodes/<name>
+                        state_dir=config.state_dir or default_state_dir(),
                         key=settings.key, ttl=settings.ttl, max_datagram=config.max_datagram,
                         discovery=mdns, bus_ipc=config.bus_ipc,
                         bus_tcp_port=config.bus_tcp_port,
@@ -105,7 +109,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         try:
             await the_node.start()
         except GanglionError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_in_cli_words(exc)}", err=True)
             return 1
         host = PluginHost(the_node, loaded)
         try:
@@ -123,3 +127,14 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+def _in_cli_words(exc: Exception) -> Exception:
+    """A state directory error whose remedy names ``--state-dir`` (the Node names ``state_dir=``)."""
+    from ganglion.errors import StateError, StateLockedError
+
+    if not isinstance(exc, StateError) or not exc.remedy:
+        return exc
+    if isinstance(exc, StateLockedError):
+        return exc.with_remedy("stop the other node or give this one another --state-dir")
+    return exc.with_remedy("choose another with --state-dir")

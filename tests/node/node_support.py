@@ -84,10 +84,11 @@ class NodeProc:
         logdir: where ``<label>.out`` and ``<label>.err`` are written.
         label: a name for the log files and error messages.
         prefix: a command to run it under, e.g. ``["ip", "netns", "exec", "h1"]``.
+        env: its environment; :func:`clean_env` when None.
     """
 
     def __init__(self, args: list[str], logdir: Path, label: str,
-                 prefix: list[str] | None = None) -> None:
+                 prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.label = label
         logdir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,8 @@ class NodeProc:
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.popen = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "ganglion", *args], cwd=REPO,
-                env=clean_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                env=clean_env() if env is None else env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err)
 
     @property
     def pid(self) -> int:
@@ -172,9 +174,10 @@ class Spawner:
         self._count = 0
 
     def __call__(self, *args: str, label: str | None = None,
-                 prefix: list[str] | None = None) -> NodeProc:
+                 prefix: list[str] | None = None, env: dict[str, str] | None = None) -> NodeProc:
         self._count += 1
-        proc = NodeProc(list(args), self.logdir, f"{self._count:02d}-{label or args[0]}", prefix)
+        proc = NodeProc(list(args), self.logdir, f"{self._count:02d}-{label or args[0]}", prefix,
+                        env)
         self.procs.append(proc)
         return proc
 
