@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ganglion.cli._options import no_encrypt_option
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 _log = logging.getLogger("ganglion.node")
@@ -93,7 +94,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         try:
             await the_node.start()
         except GanglionError as exc:
-            click.echo(f"error: {exc}", err=True)
+            error(str(exc))
             return 1
         host = PluginHost(the_node, loaded)
         try:
