@@ -285,11 +285,7 @@ class Node:
             warmup = MATCHING_WARMUP_HEARTBEATS * self._heartbeat_seconds
             self._matching_timer = loop.call_later(warmup, self._start_matching)
             await self._endpoint.start()
-            synced = clock_synchronized()
-            self._endpoint.set_clock_synced(synced)
-            if not synced and not self.observer:
-                _log.warning("this machine's clock is not synchronised (no NTP yet?): readings "
-                             "are flagged so receivers know their timestamps may be off")
+            self._endpoint.set_clock_synced(clock_synchronized())  # said at the first publish
             self._control = ControlChannel(
                 node_id=node_id, name=self.name, version=__version__, interface=self.interface,
                 port=self._control_port, group=self._control_group, key=self._key,
@@ -384,6 +380,8 @@ class Node:
             self._publishes.add(name)
             self._running()[1].propose(name)
             self._spawn(self._advertise())
+            if not endpoint.clock_synced and not self._replay:
+                _say_clock_unsynced_once()
 
     def publish_encoded(self, type_name: str, payload: bytes) -> None:
         """Publish a CBOR payload received from an external plugin.
@@ -686,3 +684,17 @@ class Node:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.warning("node background task failed: %r", task.exception())
+
+
+_clock_warning_given = False
+
+
+def _say_clock_unsynced_once() -> None:
+    """Warn that readings carry a doubtful time: once per process, and only from a node
+    that publishes (a subscriber's or a CLI observer's clock stamps nothing anyone reads;
+    a replay sends the log's own times)."""
+    global _clock_warning_given
+    if not _clock_warning_given:
+        _clock_warning_given = True
+        _log.warning("this machine's clock is not synchronised (no NTP yet?): readings "
+                     "are flagged so receivers know their timestamps may be off")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ganglion.cli._report import exit_on_broken_pipe
+
 
 @click.command()
 @click.option("--db", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
@@ -46,6 +48,8 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
             with out.open("w", newline="", encoding="utf-8") as stream:
                 count = write(conn, stream, patterns=patterns, since_ns=since_ns,
                               until_ns=until_ns)
+    except BrokenPipeError:
+        exit_on_broken_pipe()  # `ganglion export | head`: the reader has all it wanted
     except OSError as exc:
         raise click.ClickException(f"cannot write {out or 'standard output'}: {exc}") from None
     finally:

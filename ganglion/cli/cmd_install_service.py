@@ -8,7 +8,9 @@ up) and restarts on failure. The command only writes the file: it prints the
 ``systemctl`` commands to run rather than running them, so it never changes the
 state of the machine's services behind the user's back (and tests can call it
 with a tmp path). The group memberships the sensors need (gpio, i2c, dialout)
-are printed too; docs/raspberry-pi.md explains them.
+are printed too; docs/raspberry-pi.md explains them. Before writing, everything
+that would make the node exit at start (and so crash-loop) is checked
+(:mod:`ganglion.cli._service_checks`); the unit is written only when nothing is.
 """
 
 from __future__ import annotations
@@ -74,18 +76,29 @@ def render_unit(*, user: str, python: str, node_args: list[str]) -> str:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Pass --config FILE to the node (made absolute).")
 @click.option("--force", is_flag=True, help="Overwrite an existing unit file.")
+@click.option("--allow-root", is_flag=True,
+              help="Let the node run as root (refused otherwise; see docs/raspberry-pi.md).")
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
 def install_service(path: Path, user: str | None, config_file: Path | None, force: bool,
-                    node_args: tuple[str, ...]) -> None:
+                    allow_root: bool, node_args: tuple[str, ...]) -> None:
     """Write a systemd unit running `ganglion node [NODE_ARGS]` at boot.
 
-    Nothing is started: the systemctl commands to enable it are printed.
+    The node arguments, the config file and the account are checked first (the
+    node would otherwise fail at every start); nothing is started: the systemctl
+    commands to enable it are printed.
     Example: sudo ganglion install-service -- --name greenhouse --gpio input:17
     """
+    from ganglion.cli._service_checks import check_service
+
     user = user or os.environ.get("SUDO_USER") or getpass.getuser()
     args = list(node_args)
     if config_file is not None:
         args = ["--config", str(config_file.resolve()), *args]
+    problems = check_service(account_name=user, allow_root=allow_root, python=sys.executable,
+                             node_args=args)
+    if problems:
+        raise click.ClickException("the unit would not start, so it was not written:\n"
+                                   + "\n".join(f"  - {p}" for p in problems))
     try:
         text = render_unit(user=user, python=sys.executable, node_args=args)
     except ValueError as exc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ def invite(iface: str | None, key_file: Path | None, ttl: float, listen_port: in
             await server.start()
         except OSError as exc:
             await server.close()
-            click.echo(f"error: cannot listen on {chosen.address}: {exc.strerror or exc}",
-                       err=True)
+            error(f"cannot listen on {chosen.address}: {exc.strerror or exc}")
             return 1
         try:
             _announce(str(code), server.address, ttl, mdns, chosen.name)
@@ -139,9 +139,9 @@ def _report(result: InviteResult) -> int:
         click.echo(f"the network key was sent{receipt}; the code is used up", err=True)
         return 0
     if result.status is InviteStatus.BURNT:
-        click.echo(f"error: {failures} wrong codes; the invite is burnt. Run "
-                   f"'ganglion invite' again for a new code", err=True)
+        error(f"{failures} wrong codes; the invite is burnt. Run "
+              f"'ganglion invite' again for a new code")
         return 1
-    click.echo(f"error: the code expired unused ({failures} wrong attempts); run "
-               f"'ganglion invite' again for a new code", err=True)
+    error(f"the code expired unused ({failures} wrong attempts); run "
+          f"'ganglion invite' again for a new code")
     return 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 
@@ -61,7 +62,7 @@ def join(code: str, iface: str | None, key_file: Path | None, timeout: float,
         try:
             content = joining.result()
         except GanglionError as exc:
-            click.echo(f"error: {_explain(exc)}", err=True)
+            error(_explain(exc))
             return 1
         return _install(target, content, force)
 
@@ -76,7 +77,7 @@ def _install(target: Path, content: bytes, force: bool) -> int:
     try:
         done = install_key_file(target, content, force=force)
     except KeyFileError as exc:
-        click.echo(f"error: {exc}; the key received was not written", err=True)
+        error(f"{exc}; the key received was not written")
         return 1
     if done is Installed.UNCHANGED:
         click.echo(f"{target} already holds this network key")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 
@@ -69,12 +70,12 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
             async with observer(settings, name="ganglion-log") as node:
                 await recorder.run(node, stop)
         except LogDatabaseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            error(str(exc))
             return 1
         finally:
             await asyncio.to_thread(writer.close)
         if writer.error is not None:
-            click.echo(f"error: {writer.error}", err=True)
+            error(str(writer.error))
             return 1
         stats = writer.stats()
         extra = "".join(f", {count} {what}" for count, what in (

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ganglion.cli._options import no_encrypt_option
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 _log = logging.getLogger("ganglion.node")
@@ -109,7 +110,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         try:
             await the_node.start()
         except GanglionError as exc:
-            click.echo(f"error: {_in_cli_words(exc)}", err=True)
+            error(str(_in_cli_words(exc)))
             return 1
         host = PluginHost(the_node, loaded)
         try:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 
@@ -51,13 +52,13 @@ def publish(type_name: str, fields_json: str, timeout: float, iface: str | None,
             try:
                 await node.publish(Record(type_name, fields))
             except GanglionError as exc:
-                click.echo(f"error: {exc}", err=True)
+                error(str(exc))
                 return 2
             try:
                 group = await node.wait_for_group(type_name, timeout)
             except TimeoutError:
-                click.echo(f"error: no group agreed for {type_name} within {timeout:g} s; is a "
-                           f"node running on {settings.interface_name}?", err=True)
+                error(f"no group agreed for {type_name} within {timeout:g} s; is a "
+                      f"node running on {settings.interface_name}?")
                 return 1
             # A new type's first messages are held back briefly after the decision
             # (Node.NEW_TYPE_SETTLE_SECONDS) so subscribers can join; closing before
@@ -67,8 +68,8 @@ def publish(type_name: str, fields_json: str, timeout: float, iface: str | None,
             while node.stats().endpoint.pending and loop.time() < deadline:
                 await asyncio.sleep(0.02)
             if node.stats().endpoint.pending:
-                click.echo(f"error: {type_name} was agreed but the message was not sent "
-                           f"within {timeout:g} s", err=True)
+                error(f"{type_name} was agreed but the message was not sent "
+                      f"within {timeout:g} s")
                 return 1
         click.echo(f"published {type_name} to {group}:{settings.port}", err=True)
         return 0

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 
@@ -77,7 +78,7 @@ def replay(db: Path, speed: float, patterns: tuple[str, ...], since: str | None,
                                                   stop=stop)
                     await asyncio.sleep(0.1)  # let the last datagrams leave before closing
             except (GanglionError, TimeoutError) as exc:
-                click.echo(f"error: {exc or 'timed out waiting for a group'}", err=True)
+                error(str(exc) or "timed out waiting for a group")
                 return 1
         click.echo(f"replayed {result.published} readings"
                    + (f", skipped {result.skipped}" if result.skipped else ""), err=True)

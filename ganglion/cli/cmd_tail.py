@@ -15,12 +15,15 @@ from ganglion.cli._options import network_options, resolve_network
 from ganglion.cli._run import run_until_signalled
 
 
-def reading_json(msg: Any, info: Any) -> str:
-    """One reading as a JSON line: type, node, seq, sent_ns, data (+ flags when set)."""
+def reading_json(msg: Any, info: Any, name: str | None = None) -> str:
+    """One reading as a JSON line: type, node (+ node_name when known), seq, sent_ns, data
+    (+ flags when set)."""
     from ganglion.types import as_dict
 
     obj: dict[str, Any] = {"type": info.type_name, "node": info.sender.hex(), "seq": info.seq,
                            "sent_ns": info.sent_ns, "data": as_dict(msg)}
+    if name is not None:
+        obj["node_name"] = name
     if info.last_value:
         obj["last_value"] = True
     if not info.clock_synced:
@@ -53,8 +56,9 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
     within --timeout.
     """
     import hardware.readings  # noqa: F401  (registers the sensor types so they decode to classes)
-    from ganglion.cli._format import format_reading
+    from ganglion.cli._format import SenderNames, format_reading
     from ganglion.cli._observer import observer
+    from ganglion.cli._report import exit_on_broken_pipe
     from ganglion.errors import TypeNameError
     from ganglion.runtime.subscription import MessageInfo
     from ganglion.types import validate_type_name
@@ -66,25 +70,34 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
             raise click.BadParameter(str(exc), param_hint="TYPES") from exc
     settings = resolve_network(iface, port, key_file, ttl)
 
+    pipe_closed = False
+
     async def main(stop: asyncio.Event) -> int:
         seen = 0
+        senders: SenderNames | None = None
 
         def show(msg: Any, info: MessageInfo) -> None:
-            nonlocal seen
-            if count and seen >= count:
+            nonlocal seen, pipe_closed
+            if (count and seen >= count) or pipe_closed or senders is None:
                 return  # more readings of the same drain, or datagram, after the last one
-            if as_json:
-                click.echo(reading_json(msg, info))
-            else:
-                line = format_reading(msg, sender=info.sender.hex()[:8], seq=info.seq,
-                                      sent_ns=info.sent_ns)
-                click.echo(line + ("  (last value)" if info.last_value else ""))
-            sys.stdout.flush()
+            try:
+                if as_json:
+                    click.echo(reading_json(msg, info, senders.name(info.sender)))
+                else:
+                    line = format_reading(msg, sender=senders.label(info.sender), seq=info.seq,
+                                          sent_ns=info.sent_ns)
+                    click.echo(line + ("  (last value)" if info.last_value else ""))
+                sys.stdout.flush()
+            except BrokenPipeError:  # `ganglion tail ... | head`: the reader has enough
+                pipe_closed = True
+                stop.set()
+                return
             seen += 1
             if count and seen >= count:
                 stop.set()
 
         async with observer(settings, name="ganglion-tail") as node:
+            senders = SenderNames(node.peers)
             for name in types:
                 node.subscribe(name, callback=show)
             click.echo(f"listening for {', '.join(types)} on {settings.interface_name}", err=True)
@@ -94,7 +107,10 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
                 await asyncio.wait_for(stop.wait(), timeout=timeout or None)
         return 0 if (count == 0 or seen >= count) else 1
 
-    sys.exit(run_until_signalled(main))
+    code = run_until_signalled(main)
+    if pipe_closed:
+        exit_on_broken_pipe()
+    sys.exit(code)
 
 
 async def _ask_last(node: Any, types: tuple[str, ...], stop: asyncio.Event) -> None:

@@ -33,8 +33,8 @@ from ganglion.logger.schema import Flags
 __all__ = ["META_COLUMNS", "export_csv", "export_jsonl", "flatten"]
 
 #: The columns every CSV row starts with.
-META_COLUMNS = ("type", "node", "boot", "seq", "time", "sent_ns", "received_ns", "last_value",
-                "replayed")
+META_COLUMNS = ("type", "node", "node_name", "boot", "seq", "time", "sent_ns", "received_ns",
+                "last_value", "replayed")
 
 
 def flatten(fields: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -77,12 +77,16 @@ def export_csv(conn: sqlite3.Connection, out: TextIO, *, patterns: Iterable[str]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*META_COLUMNS, *field_columns, *renamed.values()])
     order = {name: i for i, name in enumerate([*field_columns, *renamed])}
+    # The id identifies a sender for sure; its name (when the logger heard one) is what
+    # a person reads, so both columns are there.
+    names = dict(conn.execute("SELECT node, name FROM nodes WHERE name IS NOT NULL"))
     count = 0
     for r in select_readings(conn, patterns=pats, since_ns=since_ns, until_ns=until_ns):
         cells = [""] * len(order)
         for name, text in flatten(datajson.loads(r.data)).items():
             cells[order[name]] = text
-        writer.writerow([r.type, r.node, r.boot, r.seq, _iso(r.sent_ns), r.sent_ns, r.received_ns,
+        writer.writerow([r.type, r.node, names.get(r.node, ""), r.boot, r.seq, _iso(r.sent_ns),
+                         r.sent_ns, r.received_ns,
                          _bool(r.flags & Flags.LAST_VALUE), _bool(r.flags & Flags.REPLAYED),
                          *cells])
         count += 1

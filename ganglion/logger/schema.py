@@ -26,6 +26,7 @@ the old version intact), and refuses a newer one or a foreign SQLite file.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -169,6 +170,40 @@ def _upgrade_1_to_2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {1: _upgrade_1_to_2}
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI that opens a log read-only, also from read-only media (a CD, an ro mount).
+
+    A log is in WAL mode, and even a read-only reader of a WAL database needs the
+    ``-shm`` file, which it creates when it is missing: in a directory it cannot
+    write, that fails ("unable to open database file"). SQLite reads such a
+    database when ``-shm`` and ``-wal`` already exist, or when it is opened
+    ``immutable=1`` (https://sqlite.org/wal.html#readonly), which skips locking and
+    the WAL. So: ``mode=ro`` where the directory is writable or both files exist;
+    ``immutable=1`` where there is no WAL content to miss (a logger that stopped
+    cleanly leaves none); otherwise readings would be missed, and that is refused.
+
+    Args:
+        path: the log file.
+
+    Returns:
+        A ``file:`` URI for :func:`sqlite3.connect` with ``uri=True``.
+
+    Raises:
+        LogDatabaseError: the directory cannot be written, the ``-wal`` file holds
+            readings and there is no ``-shm`` file to read them with.
+    """
+    uri = path.resolve().as_uri()
+    wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+    if os.access(path.resolve().parent, os.W_OK | os.X_OK) or shm.exists():
+        return f"{uri}?mode=ro"
+    if wal.exists() and wal.stat().st_size > 0:
+        raise LogDatabaseError(
+            f"cannot read {path}: its directory is read-only and {wal.name} holds readings "
+            f"not yet merged into it (the logger did not stop cleanly); copy {path.name} and "
+            f"{wal.name} to a writable directory and read the copy")
+    return f"{uri}?mode=ro&immutable=1"
+
+
 def open_log(path: Path | str, *, write: bool = True,
              migrations: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None,
              version: int = SCHEMA_VERSION) -> sqlite3.Connection:
@@ -196,7 +231,7 @@ def open_log(path: Path | str, *, write: bool = True,
         else:
             if not path.is_file():
                 raise LogDatabaseError(f"{path}: no such log database")
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+            conn = sqlite3.connect(read_only_uri(path), uri=True,
                                    check_same_thread=False, isolation_level=None)
     except sqlite3.Error as exc:
         raise LogDatabaseError(f"cannot open {path}: {exc}") from None

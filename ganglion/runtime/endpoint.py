@@ -92,8 +92,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-#: How many bad datagrams of each kind are logged before going quiet (all are counted).
-_LOG_LIMIT = 5
+#: Bad datagrams are logged once per kind and sending host (a node with the wrong key
+#: sends many, and one line says all there is to say), for at most this many hosts per
+#: kind; later ones go to the debug log. All are counted (stats()).
+_LOG_HOSTS = 8
 #: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
 _new_info = tuple.__new__
 #: The clock of every send timestamp, bound once (read per published message).
@@ -257,6 +259,7 @@ class Endpoint:
         self._subs: dict[str, list[Subscription]] = {}
         self._sequences = SequenceTable(strict=key is not None)
         self._counts: collections.Counter[str] = collections.Counter()
+        self._bad_reported: dict[str, set[str]] = {}  # kind -> hosts already warned about
         self._sender: MulticastSender | None = None
         self._receiver: MulticastReceiver | None = None
         self._out: Outgoing | None = None
@@ -903,6 +906,12 @@ class Endpoint:
 
     def _count_bad(self, kind: str, detail: str, source: tuple[str, int]) -> None:
         self._counts[kind] += 1
-        if self._counts[kind] <= _LOG_LIMIT:
-            _log.warning("dropped a datagram from %s:%d (%s): %s%s", source[0], source[1], kind,
-                         detail, " (further ones are only counted)" if self._counts[kind] == _LOG_LIMIT else "")
+        reported = self._bad_reported.setdefault(kind, set())
+        if source[0] in reported or len(reported) >= _LOG_HOSTS:
+            _log.debug("dropped a datagram from %s:%d (%s): %s", source[0], source[1], kind,
+                       detail)
+            return
+        reported.add(source[0])
+        _log.warning("dropped a datagram from %s:%d (%s): %s (further ones of this kind from "
+                     "%s are only counted: stats().%s)", source[0], source[1], kind, detail,
+                     source[0], kind)

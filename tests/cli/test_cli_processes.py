@@ -94,10 +94,10 @@ def test_tail_prints_what_sim_publishes(spawn: Spawn, free_udp_port: int) -> Non
                for t in ("sensors.Temperature", "sensors.Humidity")}
     assert [seq for seq, _ in by_type["sensors.Temperature"]] == [0, 1, 2]
     assert [seq for seq, _ in by_type["sensors.Humidity"]] == [0, 1, 2]
-    # tail names the sender by its node id, whose start sim reports.
+    # tail names the sender by its name (the id is what sim reports at start).
     node = re.search(r"as node ([0-9a-f]{16})", sim.err)
     assert node is not None
-    assert {sender for sender, *_ in got} == {node.group(1)[:8]}
+    assert {sender for sender, *_ in got} == {"attic"}
     # Every field tail printed is one sim published.
     assert sorted(fields for *_, fields in got) == sorted(f for *_, f in published)
     assert all("sensor=sim:attic/" in fields for *_, fields in got)

@@ -263,6 +263,6 @@ def test_a_database_failing_mid_run_stops_the_logger_with_a_non_zero_exit(
         for path in files:
             subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
     assert code == 1, log.describe()
-    errors = [line for line in log.err.splitlines() if line.startswith("error:")]
+    errors = [line for line in log.err.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and str(db) in errors[0], log.describe()
     assert "Traceback" not in log.err
