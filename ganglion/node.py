@@ -464,6 +464,16 @@ class Node:
         """The live peers heard on the control channel (members and observers)."""
         return self._running()[1].peers()
 
+    def heard(self) -> list[PeerInfo]:
+        """Every peer heard on the control channel, also those not yet proven live.
+
+        A new peer counts (in :meth:`peers`, in quorums) only once its heartbeat has
+        echoed this node's nonce, a few hundred milliseconds after it is first heard;
+        its readings may arrive before that. Use this to name senders, never to count
+        them: a candidate's name is only what it claims.
+        """
+        return self._running()[1].heard()
+
     def bus_endpoints(self) -> list[str]:
         """The addresses external plugins connect to (publish and subscribe), if any."""
         if self._bus is None:

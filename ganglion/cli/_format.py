@@ -25,7 +25,7 @@ def _value(value: Any) -> str:
 class SenderNames:
     """How the CLI names senders: the node's name where it is known, its id otherwise.
 
-    Names come from the peers a node has heard (``node.peers()``), looked up again for
+    Names come from the peers a node has heard (``node.heard()``), looked up again for
     an unknown sender at most once a second. A name two nodes share gets the short id
     too (``cellar (3fa1c2d0)``), so a line always says which node it was.
     """

@@ -110,7 +110,7 @@ def demo(duration: float, interval: float, port: int) -> None:
                     if stop.is_set():
                         return  # stopping: the summary below is the last line
                     if not names.get(info.sender):
-                        names.update({p.id: p.name for p in node.peers()})
+                        names.update({p.id: p.name for p in node.heard()})
                     mapping = node.types()
                     if set(mapping) - shown:
                         shown.update(mapping)

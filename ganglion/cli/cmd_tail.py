@@ -97,7 +97,7 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
                 stop.set()
 
         async with observer(settings, name="ganglion-tail") as node:
-            senders = SenderNames(node.peers)
+            senders = SenderNames(node.heard)
             for name in types:
                 node.subscribe(name, callback=show)
             click.echo(f"listening for {', '.join(types)} on {settings.interface_name}", err=True)

@@ -272,6 +272,10 @@ class ControlChannel:
         """The live peers: heard on the control channel and proven live (not candidates)."""
         return self.membership.peers()
 
+    def heard(self) -> list[PeerInfo]:
+        """Every peer in the membership table, candidates (not yet proven live) too."""
+        return self.membership.peers() + self.membership.candidates()
+
     def request_last_values(self, type_name: str) -> None:
         """Ask every publisher of ``type_name`` for its latest message."""
         self.endpoint.publish(LastValueRequest(type_name=type_name))

@@ -108,7 +108,8 @@ def test_log_export_and_info_from_the_command_line(spawn: Spawner, port: int, tm
     export = spawn("export", "--db", str(db), "--out", str(out), label="export")
     assert export.finish() == 0, export.describe()
     header = out.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["type", "node", "boot", "seq"] and {"sensor", "celsius"} <= set(header)
+    assert header[:5] == ["type", "node", "node_name", "boot", "seq"]
+    assert {"sensor", "celsius"} <= set(header)
     assert len(out.read_text().splitlines()) == 1 + _count(db)
     jsonl = spawn("export", "--db", str(db), "--format", "jsonl", "--since", "1h ago",
                   label="jsonl")
