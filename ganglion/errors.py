@@ -170,3 +170,11 @@ class PairingUnavailable(PairingError, ImportError):
 
 class InviteBusyError(InviteClosedError):
     """The inviter is in another joiner's exchange, or one began under a second ago: retry."""
+
+
+class StatusError(GanglionError, OSError):
+    """A running node's status could not be read (timeout, refused, not a status answer)."""
+
+
+class NodeNotRunningError(StatusError):
+    """No node answers on the status socket of a state directory: none is running there."""

@@ -235,6 +235,30 @@ class PluginHost:
         """Each plugin's :class:`PluginStats`, by name, in start order."""
         return {name: slot.snapshot() for name, slot in self._slots.items()}
 
+    def details(self) -> dict[str, dict[str, Any]]:
+        """What plugins say of themselves, for ``ganglion status``, by name.
+
+        A plugin may define ``status() -> dict`` (JSON-able; a ``sensors`` list is
+        shown as the node's sensors). One that has none is left out, and so is one
+        whose ``status()`` raises (logged): a status request never fails for it.
+
+        Returns:
+            Plugin name -> a fresh copy of the dict its ``status()`` returned.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for name, slot in self._slots.items():
+            status = getattr(slot.plugin, "status", None)
+            if not callable(status):
+                continue
+            try:
+                detail = status()
+            except Exception:
+                _log.exception("plugin %r: status() failed", name)
+                continue
+            if isinstance(detail, dict):
+                out[name] = dict(detail)
+        return out
+
     def publishes(self) -> frozenset[str]:
         """The type names the plugins declare they publish."""
         return frozenset(_type_name(t) for s in self._slots.values() for t in s.plugin.publishes)

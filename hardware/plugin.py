@@ -247,6 +247,29 @@ class HardwarePlugin:
         """Sensor ids with a live task, sorted."""
         return sorted(sid for sid, task in self._tasks.items() if not task.done())
 
+    def status(self) -> dict[str, Any]:
+        """What ``ganglion status`` shows of this plugin: the sensors found, and the scans.
+
+        Returns:
+            ``{"sensors": [{id, name, kind, running, failing, published, last_error}],
+            "scans": N, "fake": [...]}``.
+        """
+        rows = []
+        for sensor_id in sorted(self._tasks):
+            sensor = self.sensors.get(sensor_id)
+            spec = self._specs.get(sensor_id)
+            settings = self.sensor_settings.get(sensor_id)
+            fault = getattr(sensor, "fault", None)
+            rows.append({
+                "id": sensor_id, "name": settings.name if settings is not None else "",
+                "kind": _describe(spec) if spec is not None else "",
+                "running": not self._tasks[sensor_id].done(),
+                "failing": bool(fault is not None and fault.failing),
+                "published": getattr(sensor, "published", None),
+                "last_error": getattr(fault, "last_reason", None),
+            })
+        return {"sensors": rows, "scans": self.scans, "fake": list(self.fake)}
+
     # -- private -------------------------------------------------------------------------
 
     def _use_rig(self, rig: FakeRig) -> None:

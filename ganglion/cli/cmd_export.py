@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,8 +26,16 @@ from ganglion.cli._report import exit_on_broken_pipe
               "jsonl: one JSON object per reading.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of standard output.")
+@click.option("--wide", is_flag=True,
+              help="CSV for a spreadsheet: one row per time bucket, one column per "
+              "(node, sensor, field), units in the headers. See docs/logging.md.")
+@click.option("--bucket", default=None, metavar="DURATION",
+              help="With --wide: the time per row (45s, 5m, 1h; default 60s).")
+@click.option("--agg", type=click.Choice(["mean", "min", "max", "last"]), default=None,
+              help="With --wide: how a bucket's numbers make one cell (default mean; "
+              "text and true/false are the bucket's last).")
 def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | None, fmt: str,
-           out: Path | None) -> None:
+           out: Path | None, wide: bool, bucket: str | None, agg: str | None) -> None:
     """Export readings from a log made by `ganglion log`."""
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.export import export_csv, export_jsonl
@@ -36,11 +47,15 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         until_ns = parse_time(until) if until is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    write = export_csv if fmt == "csv" else export_jsonl
+    if wide:
+        write = _wide_writer(fmt, bucket, agg)
+    elif bucket is not None or agg is not None:
+        raise click.UsageError("--bucket and --agg shape the --wide table; add --wide")
     try:
         conn = open_log(db, write=False)
     except LogDatabaseError as exc:
         raise click.ClickException(str(exc)) from None
-    write = export_csv if fmt == "csv" else export_jsonl
     try:
         if out is None:
             count = write(conn, sys.stdout, patterns=patterns, since_ns=since_ns, until_ns=until_ns)
@@ -54,4 +69,24 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         raise click.ClickException(f"cannot write {out or 'standard output'}: {exc}") from None
     finally:
         conn.close()
-    click.echo(f"exported {count} readings", err=True)
+    if isinstance(count, tuple):
+        rows, count = count
+        click.echo(f"exported {count} readings in {rows} rows", err=True)
+    else:
+        click.echo(f"exported {count} readings", err=True)
+
+
+def _wide_writer(fmt: str, bucket: str | None, agg: str | None) -> Callable[..., Any]:
+    """The writer of ``--wide`` with its options checked and bound."""
+    from ganglion.logger.retention import parse_duration
+    from ganglion.logger.wide import DEFAULT_BUCKET, export_wide
+
+    if fmt != "csv":
+        raise click.UsageError("--wide writes CSV; drop --format jsonl")
+    try:
+        seconds = parse_duration(bucket) if bucket is not None else DEFAULT_BUCKET
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bucket") from None
+    if seconds <= 0:
+        raise click.BadParameter("the bucket must be longer than 0 s", param_hint="--bucket")
+    return functools.partial(export_wide, bucket=seconds, agg=agg or "mean")

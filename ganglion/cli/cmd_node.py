@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -113,6 +114,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             error(str(_in_cli_words(exc)))
             return 1
         host = PluginHost(the_node, loaded)
+        status = await _serve_status(the_node, host)
         try:
             click.echo(f"node {the_node.name} ({the_node.node_id.hex()}) on "
                        f"{settings.interface_name} {settings.interface}:{settings.port}"
@@ -123,11 +125,32 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             await host.start()
             await stop.wait()
         finally:
+            if status is not None:
+                await status.close()
             await host.stop()
             await the_node.close()
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+async def _serve_status(the_node: Any, host: Any) -> Any:
+    """Answer `ganglion status` on the state directory's socket; a node runs on without it."""
+    import time
+
+    from ganglion.errors import GanglionError
+    from ganglion.runtime.status import StatusServer, status_socket_path
+    from ganglion.status import build_status
+
+    started = time.monotonic()
+    server = StatusServer(status_socket_path(the_node.state_dir),
+                          lambda: build_status(the_node, host, started=started))
+    try:
+        await server.start()
+    except (GanglionError, OSError) as exc:
+        _log.warning("`ganglion status` will not reach this node: %s", exc)
+        return None
+    return server
 
 
 def _in_cli_words(exc: Exception) -> Exception:

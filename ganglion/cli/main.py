@@ -22,6 +22,7 @@ from ganglion.cli import (
     cmd_publish,
     cmd_replay,
     cmd_sim,
+    cmd_status,
     cmd_tail,
     cmd_types,
 )
@@ -48,6 +49,7 @@ cli.add_command(cmd_replay.replay)
 cli.add_command(cmd_info.info)
 cli.add_command(cmd_invite.invite)
 cli.add_command(cmd_join.join)
+cli.add_command(cmd_status.status)
 
 
 def main() -> None:
