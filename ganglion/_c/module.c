@@ -48,10 +48,10 @@
 
 PyObject *one;
 PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
-    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
+    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_seal, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask, *s_busy;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known;
 
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
@@ -81,7 +81,7 @@ PyInit__speedups(void)
     INTERN(s_received, "received");
     INTERN(s_queue, "_queue");
     INTERN(s_sock, "_sock");
-    INTERN(s_key, "_key");
+    INTERN(s_seal, "_seal");
     INTERN(s_count, "count");
     INTERN(s_seq_attr, "_seq");
     INTERN(s_prefix, "_prefix");
@@ -101,6 +101,8 @@ PyInit__speedups(void)
     INTERN(s_seen, "_seen");
     INTERN(s_mask, "_mask");
     INTERN(s_busy, "busy");
+    INTERN(s_on_new, "_on_new");
+    INTERN(s_on_known, "_on_known");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0 || PyType_Ready(&SendLaneType) < 0)

@@ -22,7 +22,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 8
+ABI = 9
 _CHOICES = ("auto", "off", "require")
 
 
