@@ -31,18 +31,28 @@ stream's datagram is checked before anything past its header is read: its MAC
 against each accepted key (at most two, during a rotation), or, for an encrypted
 stream (flag bit 3), its tag by decrypting it (:class:`ganglion.wire._aead.Opener`,
 one cipher per verified sender, session and type, cached and bounded); the clear
-datagram that comes out then takes the same path as an unsigned one. Neither kind
-is ever given to the compiled lane. A datagram that simply
+datagram that comes out then takes the same path as an unsigned one
+(:meth:`Incoming._on_known`), and one that does not verify goes to the full decoder
+(:meth:`Incoming._on_new`), which counts it. A datagram that simply
 continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
 (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one.
 
 Where ``ganglion._speedups`` is built, the receiver's compiled drain reads the
-common case itself through :meth:`Incoming.lane`: a datagram of a known unsigned
-stream (``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch,
-whose payloads the type's *plan* reads (the generated decoder's common case) and
-that simply continues its stream; coalesced runs too, datagram by datagram. It also
+common case itself through :meth:`Incoming.lane`: a datagram of a known stream
+(``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch, whose
+payloads the type's *plan* reads (the generated decoder's common case) and that
+simply continues its stream; coalesced runs too, datagram by datagram. A keyed
+stream's entry holds its *opener* (:meth:`Incoming._open_signed`, or the key ring's
+:meth:`Opener.open <ganglion.wire._aead.Opener.open>`), which the lane calls once per
+datagram, before it reads anything past the header, exactly where
+:meth:`Incoming.on_datagram` verifies: the clear datagram it returns is read as an
+unsigned one; None (a bad MAC or tag, an unknown key id) sends the datagram to
+:meth:`Incoming._on_new`, and a clear batch the lane does not read itself goes to
+:meth:`Incoming._on_known`, so nothing is verified twice and nothing is accepted that
+the Python path refuses. The crypto is per datagram, the rest per message as without
+a key, so a keyed stream costs the cipher and little else. It also
 does the steps of :meth:`SequenceTracker.observe_run
 <ganglion.sequence.SequenceTracker.observe_run>`, of a plain dataclass's generated
 ``__init__`` (:func:`ganglion.types._decodegen.construction`) and of

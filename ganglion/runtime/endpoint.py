@@ -16,7 +16,8 @@ choice, a hash of the name, when used alone).
   is built, a route also holds the type's compiled lanes (a ``SendLane``: its plan,
   its group and port, the socket and the packer, resolved once): a message published
   while idle is then numbered, encoded, framed and sent in C before any other Python
-  runs, one published under load is encoded into the datagram being filled, and
+  runs (with a network key, signed or encrypted by the packer's sealer once, just
+  before the send), one published under load is encoded into the datagram being filled, and
   anything that is not that plain case is left to the Python path, which does the
   same thing slower (:mod:`ganglion.runtime._accel`).
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
