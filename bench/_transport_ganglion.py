@@ -18,8 +18,9 @@ The subscriber's callback feeds the shared :class:`Tally`.
 
 The same module runs the keyed rows: ``ganglion+key`` gives both endpoints a network
 key with encryption off (every datagram carries a BLAKE2b MAC, ``--no-encrypt``), and
-``ganglion+aead`` the same key with encryption on (ChaCha20-Poly1305); neither uses
-the compiled lanes, which carry only unkeyed datagrams.
+``ganglion+aead`` the same key with encryption on (ChaCha20-Poly1305); both take the
+compiled lanes where they are built, which sign, verify, encrypt or decrypt once per
+datagram.
 """
 
 from __future__ import annotations

@@ -12,9 +12,12 @@
  * (ganglion/runtime/transport.py, the pure-Python reference): a coalesced run goes to
  * on_run (or, with a lane, datagram by datagram as below), every other datagram first
  * to the lane and, unless the lane took it, to on_datagram. The lane takes a datagram
- * of a known, unsigned stream (Incoming._lanes, ganglion/runtime/_incoming.py), a lone
- * message being a batch of one, and delivers it as Incoming._deliver does. Besides the
- * header, the payloads and the hand-out, it does the steps of three small Python
+ * of a known stream (Incoming._lanes, ganglion/runtime/_incoming.py), a lone message
+ * being a batch of one, and delivers it as Incoming._deliver does. A keyed stream's
+ * datagram is first handed to the stream's opener (a Python callable: the MAC checked,
+ * or the datagram decrypted, once per datagram); what it returns in clear is read as
+ * an unsigned datagram, and a refusal goes to Incoming._on_new, which counts it.
+ * Besides the header, the payloads and the hand-out, it does the steps of three small Python
  * methods itself, for objects of exactly their class (else it calls them): the
  * sequence step (SequenceTracker.observe_run), a plain dataclass's generated __init__
  * (_decodegen.construction says when) and Subscription.deliver to a callback. So no
@@ -26,7 +29,8 @@
  *
  * send_lone() is the other direction, for Endpoint.publish while idle: it encodes a
  * message with its type's plan (a subset of what the generated encoder writes, to the
- * same bytes), builds the lone datagram as Packer.build_one does, sends it and yields
+ * same bytes), builds the lone datagram as Packer.build_one does (a keyed packer's in
+ * clear, then signed or encrypted by the packer's _seal), sends it and yields
  * the CPU (Outgoing's YIELD_CPU, done before any Python runs), or does nothing at all
  * and lets the Python path do everything. batch_add() is publish under
  * load: the message encoded the same way straight into the datagram being filled, as
@@ -48,10 +52,10 @@
 
 PyObject *one;
 PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
-    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
+    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_seal, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask, *s_busy;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known;
 
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
@@ -81,7 +85,7 @@ PyInit__speedups(void)
     INTERN(s_received, "received");
     INTERN(s_queue, "_queue");
     INTERN(s_sock, "_sock");
-    INTERN(s_key, "_key");
+    INTERN(s_seal, "_seal");
     INTERN(s_count, "count");
     INTERN(s_seq_attr, "_seq");
     INTERN(s_prefix, "_prefix");
@@ -101,6 +105,8 @@ PyInit__speedups(void)
     INTERN(s_seen, "_seen");
     INTERN(s_mask, "_mask");
     INTERN(s_busy, "busy");
+    INTERN(s_on_new, "_on_new");
+    INTERN(s_on_known, "_on_known");
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0 || PyType_Ready(&SendLaneType) < 0)

@@ -100,9 +100,11 @@ PyTypeObject LaneType = {
 /* ---- the lane -------------------------------------------------------------------- */
 
 /* A lane entry (Incoming._lanes, one per stream the lane may deliver): the stream and
- * what every datagram of it shares, so that nothing is looked up on the stream. */
+ * what every datagram of it shares, so that nothing is looked up on the stream. E_OPEN
+ * is None for an unsigned stream, else what verifies (and decrypts) one of its
+ * datagrams: open(data, pos, node_id, name) -> the datagram in clear, or None. */
 enum { E_STREAM, E_POS, E_TYPE, E_BOOT, E_NODE, E_SYNCED, E_REPLAYED, E_FINGERPRINT, E_PLAN,
-       E_TRACKER, E_KNOWN, E_SIZE };
+       E_TRACKER, E_KNOWN, E_NAME, E_OPEN, E_SIZE };
 
 /* Add `n` to the int attribute `name` of `obj`; -1 on error. */
 static int
@@ -539,15 +541,59 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
     }
     Py_INCREF(entry); /* a callback may clear the lanes */
     int rc = -1;
-    Py_ssize_t pos = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, E_POS));
+    PyObject *raw = NULL, *clear = NULL;
+    PyObject *pos_o = PyTuple_GET_ITEM(entry, E_POS), *open = PyTuple_GET_ITEM(entry, E_OPEN);
+    Py_ssize_t pos = PyLong_AsSsize_t(pos_o);
     uint64_t first = 0, tss[LANE_BATCH];
     Py_ssize_t starts[LANE_BATCH], sizes[LANE_BATCH], count;
     if (pos < 0) {
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
+    if (open != Py_None) {
+        /* A keyed stream: verified (and decrypted) once per datagram, as on_datagram
+         * does, before anything past the header is read. What comes out is the datagram
+         * as an unsigned one would be, read below exactly as one. */
+        if (!(raw = PyBytes_FromStringAndSize((const char *)d, n)))
+            goto done;
+        PyObject *oargs[4] = {raw, pos_o, PyTuple_GET_ITEM(entry, E_NODE),
+                              PyTuple_GET_ITEM(entry, E_NAME)};
+        if (!(clear = PyObject_Vectorcall(open, oargs, 4, NULL)))
+            goto done;
+        if (clear == Py_None) {
+            /* Refused (a bad MAC or tag, an unknown key id, too short): the full decoder
+             * says why and counts it, as on_datagram does, without opening it again. */
+            PyObject *args[3] = {lane->incoming, raw, source};
+            PyObject *r = PyObject_VectorcallMethod(s_on_new, args,
+                                                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_XDECREF(r);
+            rc = r == NULL ? -1 : 1;
+            goto done;
+        }
+        if (!PyBytes_CheckExact(clear)) {
+            PyErr_SetString(PyExc_TypeError, "a lane's opener must return bytes or None");
+            goto done;
+        }
+        d = (const unsigned char *)PyBytes_AS_STRING(clear);
+        n = PyBytes_GET_SIZE(clear);
+    }
     if (!(count = read_batch(d, pos, n, &first, tss, starts, sizes))) {
-        rc = 0;
+        if (clear == NULL) {
+            rc = 0;
+            goto done;
+        }
+        /* Opened, but a batch the lane does not read: on_datagram's steps after opening,
+         * on the clear datagram (the raw one for the full decoder if it refuses it). */
+        PyObject *end = PyLong_FromSsize_t(n);
+        if (end == NULL)
+            goto done;
+        PyObject *args[6] = {lane->incoming, PyTuple_GET_ITEM(entry, E_STREAM), clear, end, raw,
+                             source};
+        PyObject *r = PyObject_VectorcallMethod(s_on_known, args,
+                                                6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(end);
+        Py_XDECREF(r);
+        rc = r == NULL ? -1 : 1;
         goto done;
     }
     PyObject *subs = PyDict_GetItemWithError(lane->subs, PyTuple_GET_ITEM(entry, E_TYPE));
@@ -562,6 +608,8 @@ lane_datagram(Lane *lane, const unsigned char *d, Py_ssize_t n, PyObject *source
     }
     rc = deliver_batch(lane, entry, d, first, count, tss, starts, sizes, source) < 0 ? -1 : 1;
 done:
+    Py_XDECREF(raw);
+    Py_XDECREF(clear);
     Py_DECREF(entry);
     return rc;
 }

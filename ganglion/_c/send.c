@@ -15,8 +15,8 @@
 
 /* How the cores below reach a packer's attributes: in place where its class keeps them
  * in slots (a SendLane resolves that once, P_ indexes into its offsets), else by name. */
-enum { P_KEY, P_COUNT, P_SEQ, P_NEXT_SEQ, P_LIMIT, P_PREFIX, P_PREV, P_SIZE, P_BODY, P_N };
-static PyObject **const packer_names[P_N] = {&s_key, &s_count, &s_seq_attr, &s_next_seq, &s_limit,
+enum { P_SEAL, P_COUNT, P_SEQ, P_NEXT_SEQ, P_LIMIT, P_PREFIX, P_PREV, P_SIZE, P_BODY, P_N };
+static PyObject **const packer_names[P_N] = {&s_seal, &s_count, &s_seq_attr, &s_next_seq, &s_limit,
                                        &s_prefix, &s_prev, &s_size, &s_body};
 
 /* The packer's attribute `i` (a new reference; NULL with an error if it has none). */
@@ -94,7 +94,7 @@ lone(PyObject *sender, const struct sockaddr_in *to, PyObject **cache_sock, int 
      PyObject *packer, const Py_ssize_t *at, uint64_t ts, PyObject *msg, PyObject *plan,
      Py_ssize_t max_payload, int yield_cpu)
 {
-    /* The state the short path needs: nothing queued, no key, nothing waiting. */
+    /* The state the short path needs: nothing queued, nothing waiting. */
     PyObject *queue = PyObject_GetAttr(sender, s_queue);
     if (queue == NULL)
         return NULL;
@@ -102,13 +102,9 @@ lone(PyObject *sender, const struct sockaddr_in *to, PyObject **cache_sock, int 
     Py_DECREF(queue);
     if (queued != 0)
         return queued < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *key = p_get(packer, at, P_KEY);
-    if (key == NULL)
-        return NULL;
-    Py_DECREF(key);
     uint64_t count, seq, next_seq, limit;
     int r;
-    if (key != Py_None || (r = p_u64(packer, at, P_COUNT, &count)) <= 0 || count
+    if ((r = p_u64(packer, at, P_COUNT, &count)) <= 0 || count
         || (r = p_u64(packer, at, P_SEQ, &seq)) <= 0
         || (r = p_u64(packer, at, P_NEXT_SEQ, &next_seq)) <= 0
         || (r = p_u64(packer, at, P_LIMIT, &limit)) <= 0 || seq == UINT64_MAX) {
@@ -157,7 +153,38 @@ lone(PyObject *sender, const struct sockaddr_in *to, PyObject **cache_sock, int 
     int fd = sender_fd(sender, cache_sock, cache_fd);
     if (fd < 0)
         return fd == -2 ? NULL : Py_NewRef(Py_None); /* closed: the Python path raises */
-    if (sendto(fd, buf, total, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to) != total)
+    /* A keyed packer: the datagram built in clear (its header already has the MAC or
+     * encrypted flag) goes through the packer's sealer once, which signs or encrypts it
+     * as build_one would (Packer._seal; None: no key). */
+    PyObject *seal = p_get(packer, at, P_SEAL), *wire = NULL;
+    if (seal == NULL)
+        return NULL;
+    const unsigned char *out = buf;
+    if (seal != Py_None) {
+        PyObject *clear = PyBytes_FromStringAndSize((const char *)buf, total);
+        if (clear != NULL) {
+            wire = PyObject_CallOneArg(seal, clear);
+            Py_DECREF(clear);
+        }
+        Py_DECREF(seal);
+        if (wire == NULL)
+            return NULL;
+        if (!PyBytes_CheckExact(wire)) {
+            Py_DECREF(wire);
+            PyErr_SetString(PyExc_TypeError, "a packer's _seal must return bytes");
+            return NULL;
+        }
+        out = (const unsigned char *)PyBytes_AS_STRING(wire);
+        total = PyBytes_GET_SIZE(wire);
+    }
+    else
+        Py_DECREF(seal);
+    /* Not taken (pushed back or failed): the Python path builds the datagram again under
+     * the same first seq. An encrypted one is then sealed twice under one nonce, but only
+     * the second ever leaves this host: no one sees two tags under one key and nonce. */
+    ssize_t put = sendto(fd, out, total, MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to);
+    Py_XDECREF(wire);
+    if (put != total)
         Py_RETURN_NONE; /* pushed back or failed: the Python path queues or reports it */
     /* The subscriber this datagram woke may be queued on this CPU: let it run now,
      * before anything else here (Outgoing's YIELD_CPU, moved here from after the
@@ -190,11 +217,12 @@ destination(PyObject *host, long port, struct sockaddr_in *to)
 const char send_lone_doc[] = PyDoc_STR(
 "send_lone(sender, host, port, packer, ts_ns, msg, plan, max_payload, yield_cpu)\n--\n\n"
 "Send `msg` alone in one datagram now, as Packer.build_one(encode(msg), ts_ns) and\n"
-"MulticastSender.send would, when that is the common case: an unsigned packer with\n"
-"nothing waiting, a sender with nothing queued, values `plan` encodes, a payload of\n"
-"at most `max_payload` bytes, and a kernel that takes the datagram at once. Then the\n"
-"CPU is yielded right after the send (sched_yield) if `yield_cpu` is true, the\n"
-"packer's numbers move on and (payload, datagram length) is returned. Otherwise\n"
+"MulticastSender.send would, when that is the common case: a packer with nothing\n"
+"waiting (a keyed packer's datagram is built in clear, then signed or encrypted by its\n"
+"_seal), a sender with nothing queued, values `plan` encodes, a payload of at most\n"
+"`max_payload` bytes, and a kernel that takes the datagram at once. Then the CPU is\n"
+"yielded right after the send (sched_yield) if `yield_cpu` is true, the packer's\n"
+"numbers move on and (payload, datagram length) is returned. Otherwise\n"
 "nothing at all happened and None is returned: the Python path does it.");
 
 PyObject *

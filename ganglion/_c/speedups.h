@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 8
+#define SPEEDUPS_ABI 9
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -37,10 +37,10 @@ enum { K_INT = 0, K_FLOAT = 1, K_BOOL = 2, K_STR = 3, K_BYTES = 4 };
 /* Interned attribute and method names, and the int 1 (module.c makes them). */
 extern PyObject *one;
 extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
-    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_key, *s_count, *s_seq_attr,
+    *s_decode_slow, *s_received, *s_queue, *s_sock, *s_seal, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask, *s_busy;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known;
 
 /* The slots of a SequenceTracker that the lane's observe_run uses (Lane.tracker_slots). */
 enum { TS_BOOT, TS_HIGHEST, TS_RESYNC, TS_NEWEST_TS, TS_SEEN, TS_MASK, TS_RECEIVED, TS_COUNT };

@@ -11,6 +11,13 @@ the CPU caches cold, the Python paths cost tens of microseconds of latency per
 message, and because encoding into a filling datagram is most of a busy publisher's
 time.
 
+Keyed traffic takes the same paths: the cryptography stays in Python (``hashlib``'s
+BLAKE2b, ``cryptography``'s ChaCha20-Poly1305), called once per *datagram* by the
+compiled code: the receive lane hands a keyed datagram to its stream's opener and
+reads the clear datagram that comes back as an unsigned one; the send lane builds a
+lone datagram in clear and hands it to the packer's sealer (``Packer._seal``), and a
+batch is sealed by :meth:`Packer.build <ganglion.wire.Packer.build>` as before.
+
 ``GANGLION_SPEEDUPS`` chooses: ``auto`` (the default: use it when it imports),
 ``off`` (pure Python), or ``require`` (fail at import when it is missing or stale:
 the test command sets it, so a build that silently failed cannot pass as tested).
@@ -22,7 +29,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 8
+ABI = 9
 _CHOICES = ("auto", "off", "require")
 
 

@@ -31,18 +31,28 @@ stream's datagram is checked before anything past its header is read: its MAC
 against each accepted key (at most two, during a rotation), or, for an encrypted
 stream (flag bit 3), its tag by decrypting it (:class:`ganglion.wire._aead.Opener`,
 one cipher per verified sender, session and type, cached and bounded); the clear
-datagram that comes out then takes the same path as an unsigned one. Neither kind
-is ever given to the compiled lane. A datagram that simply
+datagram that comes out then takes the same path as an unsigned one
+(:meth:`Incoming._on_known`), and one that does not verify goes to the full decoder
+(:meth:`Incoming._on_new`), which counts it. A datagram that simply
 continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
 (:mod:`ganglion.types._decodegen`), which hands anything unusual to the full one.
 
 Where ``ganglion._speedups`` is built, the receiver's compiled drain reads the
-common case itself through :meth:`Incoming.lane`: a datagram of a known unsigned
-stream (``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch,
-whose payloads the type's *plan* reads (the generated decoder's common case) and
-that simply continues its stream; coalesced runs too, datagram by datagram. It also
+common case itself through :meth:`Incoming.lane`: a datagram of a known stream
+(``_lanes``, kept by :meth:`Incoming._set_lane`), a lone message or a batch, whose
+payloads the type's *plan* reads (the generated decoder's common case) and that
+simply continues its stream; coalesced runs too, datagram by datagram. A keyed
+stream's entry holds its *opener* (:meth:`Incoming._open_signed`, or the key ring's
+:meth:`Opener.open <ganglion.wire._aead.Opener.open>`), which the lane calls once per
+datagram, before it reads anything past the header, exactly where
+:meth:`Incoming.on_datagram` verifies: the clear datagram it returns is read as an
+unsigned one; None (a bad MAC or tag, an unknown key id) sends the datagram to
+:meth:`Incoming._on_new`, and a clear batch the lane does not read itself goes to
+:meth:`Incoming._on_known`, so nothing is verified twice and nothing is accepted that
+the Python path refuses. The crypto is per datagram, the rest per message as without
+a key, so a keyed stream costs the cipher and little else. It also
 does the steps of :meth:`SequenceTracker.observe_run
 <ganglion.sequence.SequenceTracker.observe_run>`, of a plain dataclass's generated
 ``__init__`` (:func:`ganglion.types._decodegen.construction`) and of
@@ -242,28 +252,54 @@ class Incoming:
                 if end < HEADER_SIZE or not self._mac_ok(data, end):
                     stream = None
             if stream is not None:
-                pos = stream.pos
-                # Every light-traffic and every large message: read in one unpack.
-                lone = _read_lone(data, pos, end)
-                if lone is not None:
-                    if not stream.own and self._subs.get(stream.type_name):
-                        seq, ts, start = lone
-                        self._deliver_one(stream, seq, ts, data[start:end], source)
-                    return
-                try:
-                    first_seq, timestamps, payloads = decode_batch(data, pos, end)
-                except DecodeError:
-                    stream = None
-        if stream is None:
-            found = self._decode_new(raw, source)
-            if found is None:
+                self._on_known(stream, data, end, raw, source)
                 return
-            stream, first_seq, timestamps, payloads = found
+        self._on_new(raw, source)
+
+    def _on_known(self, stream: _Stream, data: bytes, end: int, raw: bytes,
+                  source: tuple[str, int]) -> None:
+        """:meth:`on_datagram` for a datagram of a known stream, verified (and decrypted):
+        its messages are ``data[stream.pos:end]``; ``raw`` is the datagram as received,
+        for the full decoder when the batch is refused. The compiled lane calls it too,
+        for a keyed datagram it opened but whose batch it does not read itself."""
+        # Every light-traffic and every large message: read in one unpack.
+        lone = _read_lone(data, stream.pos, end)
+        if lone is not None:
+            if not stream.own and self._subs.get(stream.type_name):
+                seq, ts, start = lone
+                self._deliver_one(stream, seq, ts, data[start:end], source)
+            return
+        try:
+            first_seq, timestamps, payloads = decode_batch(data, stream.pos, end)
+        except DecodeError:
+            self._on_new(raw, source)
+            return
         if stream.own:
             return  # our own datagram looped back; local subscribers already have it
-        subs = self._subs.get(stream.type_name)
-        if subs:
+        if self._subs.get(stream.type_name):
             self._deliver(stream, first_seq, timestamps, payloads, source)
+
+    def _on_new(self, raw: bytes, source: tuple[str, int]) -> None:
+        """:meth:`on_datagram` for a datagram no known stream takes as it is: the full
+        decoder reads it (and counts why it is refused). The compiled lane calls it too,
+        for a keyed datagram whose MAC or tag it found wrong."""
+        found = self._decode_new(raw, source)
+        if found is None:
+            return
+        stream, first_seq, timestamps, payloads = found
+        if stream.own:
+            return  # our own datagram looped back; local subscribers already have it
+        if self._subs.get(stream.type_name):
+            self._deliver(stream, first_seq, timestamps, payloads, source)
+
+    def _open_signed(self, data: bytes, pos: int, node_id: bytes, name: bytes) -> bytes | None:
+        """A signed datagram of a known stream without its MAC, or None when the MAC does
+        not verify under any accepted key: the compiled lane's opener for signed streams
+        (``Opener.open``'s signature; only ``data`` is read)."""
+        end = len(data) - MAC_SIZE
+        if end < HEADER_SIZE or not self._mac_ok(data, end):
+            return None
+        return data[:end]
 
     def on_run(self, data: bytes, size: int, source: tuple[str, int], now: float) -> int:
         """Handle a coalesced run: datagrams of ``size`` bytes back to back, the last
@@ -406,19 +442,28 @@ class Incoming:
 
     def _set_lane(self, stream: _Stream) -> None:
         """Give the stream to the compiled lane (``Lane``), or take it back: the lane
-        delivers a stream's datagrams only while it is remembered here, unsigned,
-        not ours, with a tracker and a plan for the type registered now."""
+        delivers a stream's datagrams only while it is remembered here, not ours, with a
+        tracker and a plan for the type registered now. A keyed stream's entry carries
+        what opens its datagrams (:meth:`_open_signed`, or the key ring's
+        :meth:`Opener.open <ganglion.wire._aead.Opener.open>`), which the lane calls once
+        per datagram before it reads anything past the header."""
         key = stream.key
         if key is None:
             return
-        if stream.plan is None or stream.tracker is None or stream.signed or stream.own \
-                or self._streams.get(key) is not stream:
+        opener: Callable[[bytes, int, bytes, bytes], bytes | None] | None = None
+        if stream.sealed:
+            opener = None if self._key is None else self._key.opener().open
+        elif stream.signed:
+            opener = self._open_signed
+        if stream.plan is None or stream.tracker is None or stream.own \
+                or (stream.signed and opener is None) or self._streams.get(key) is not stream:
             self._lanes.pop(key, None)
         else:
-            # The order the C code reads (E_STREAM .. E_KNOWN in ganglion/_c/receive.c).
+            # The order the C code reads (E_STREAM .. E_OPEN in ganglion/_c/receive.c).
             self._lanes[key] = (stream, stream.pos, stream.type_name, stream.boot,
                                 stream.node_id, stream.clock_synced, stream.replayed,
-                                stream.fingerprint, stream.plan, stream.tracker, stream.known)
+                                stream.fingerprint, stream.plan, stream.tracker, stream.known,
+                                stream.name, opener)
 
     def _deliver_one(self, stream: _Stream, seq: int, ts: int, payload: bytes,
                      source: tuple[str, int]) -> None:

@@ -16,7 +16,8 @@ choice, a hash of the name, when used alone).
   is built, a route also holds the type's compiled lanes (a ``SendLane``: its plan,
   its group and port, the socket and the packer, resolved once): a message published
   while idle is then numbered, encoded, framed and sent in C before any other Python
-  runs, one published under load is encoded into the datagram being filled, and
+  runs (with a network key, signed or encrypted by the packer's sealer once, just
+  before the send), one published under load is encoded into the datagram being filled, and
   anything that is not that plain case is left to the Python path, which does the
   same thing slower (:mod:`ganglion.runtime._accel`).
 * **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
@@ -334,7 +335,7 @@ class Endpoint:
         if ring is not None and ring.encrypt:
             ring.require_aead()
         self._key = ring
-        self._routes.clear()  # a route's compiled lane sends in clear, and sizes changed
+        self._routes.clear()  # sizes changed (the overhead of a MAC or a tag)
         self._quiet.clear()
         if self._out is not None:
             self._out.set_keys(ring)
@@ -808,9 +809,10 @@ class Endpoint:
                    max_payload: int) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
-        used (not built, no plan for the type, or a keyed network: MACs and encryption
-        are Python's)."""
-        if speedups is None or mtype.plan is None or self._key is not None:
+        used (not built, or no plan for the type). On a keyed network the lane builds a
+        lone datagram in clear and has the packer's sealer sign or encrypt it; batched
+        datagrams are built (and sealed) by the packer, as without a key."""
+        if speedups is None or mtype.plan is None:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started
         lane: SendLane = speedups.SendLane(

@@ -57,6 +57,9 @@ OPENER_CAP = 4096
 #: Where the boot counter is in the header (wire format v1).
 _BOOT_AT = 12
 _BATCH_SIZE = 18  # first seq, base ts, count
+#: Where the type name's length byte is, and where the name starts.
+_NAME_LEN_AT = 24
+_NAME_AT = 25
 _NONCE = struct.Struct(">IQ").pack
 #: RFC 5869 section 2.2: no salt means HashLen zero bytes.
 _NO_SALT = bytes(32)
@@ -130,6 +133,27 @@ class Sealer:
             first_seq: the datagram's first sequence number (in ``header`` too).
         """
         return header + self._cipher.encrypt(_NONCE(boot, first_seq), bytes(body), header)
+
+    def seal_datagram(self, clear: bytes) -> bytes:
+        """Encrypt a datagram built in clear: what :meth:`seal` returns for its parts.
+
+        The compiled send lane's sealer (``Packer._seal``): it builds the datagram as if
+        it were unsigned, with the encrypted flag already set (the packer's header), and
+        hands it here once per datagram. The nonce's boot and first seq are read from
+        the header, where :meth:`seal`'s caller also wrote them.
+
+        Args:
+            clear: the header (flag bit 3 set), the batch header, then the messages.
+
+        Returns:
+            The encrypted datagram: the header through the batch header, :attr:`head`,
+            the ciphertext and the tag.
+        """
+        body = _NAME_AT + clear[_NAME_LEN_AT] + _BATCH_SIZE
+        header = clear[:body] + self.head
+        return header + self._cipher.encrypt(
+            clear[_BOOT_AT:_BOOT_AT + 4] + clear[body - _BATCH_SIZE:body - 10], clear[body:],
+            header)
 
 
 class Opener:

@@ -17,11 +17,19 @@ packer builds encrypted datagrams instead: the same header and batch header, the
 the sealer's key id and session, then the messages encrypted under the nonce (boot,
 first seq) and the tag. Each datagram's first seq is new (the numbering only moves
 forward), so no nonce repeats within a boot.
+
+The compiled send lane (``ganglion._speedups``) builds a lone datagram itself, in
+clear with this packer's header, and hands it to the packer's ``_seal`` (None
+without a key): :func:`~ganglion.wire._mac.sign` under the key, or the sealer's
+:meth:`~ganglion.wire._aead.Sealer.seal_datagram`, which give the bytes
+:meth:`Packer.build_one` gives.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ganglion.defaults import MAX_DATAGRAM
@@ -34,7 +42,7 @@ from ganglion.wire._envelope import (
     encode_prefix,
     overhead,
 )
-from ganglion.wire._mac import check_key, compute_mac
+from ganglion.wire._mac import check_key, compute_mac, sign
 from ganglion.wire._varint import U64, encode_varint, varint_size
 
 if TYPE_CHECKING:
@@ -109,6 +117,7 @@ class Packer:
         "_prefix",
         "_prev",
         "_replayed",
+        "_seal",
         "_sealer",
         "_seq",
         "_size",
@@ -153,6 +162,13 @@ class Packer:
             raise EncodeError("a datagram is either signed (key) or encrypted (sealer), not both")
         self._key = None if key is None else check_key(key)
         self._sealer = sealer
+        # What the compiled send lane (ganglion._speedups) hands a datagram it built in
+        # clear, with this packer's header and flags, to make it what build() returns.
+        self._seal: Callable[[bytes], bytes] | None = None
+        if sealer is not None:
+            self._seal = sealer.seal_datagram
+        elif self._key is not None:
+            self._seal = functools.partial(sign, self._key)
         self._prefix = encode_prefix(self._node_id, self.type_name, self._fingerprint,
                                      self._boot, key is not None, self._synced, self._replayed,
                                      encrypted=sealer is not None)

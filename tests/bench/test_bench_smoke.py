@@ -466,6 +466,20 @@ def _cfgs(system: str, mode: str, port: int, group: str, count: int, **kw: Any) 
     return role.RoleConfig(role="sub", **common), role.RoleConfig(role="pub", **common)
 
 
+@pytest.mark.timeout(120)
+def test_keyed_cost_runs_quick_and_reports_every_keying() -> None:
+    """bench/keyed_cost.py: every row and keying measured (each delivered in full, or it
+    exits non-zero), over loopback only."""
+    done = subprocess.run([sys.executable, str(BENCH / "keyed_cost.py"), "--quick"],
+                          capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("receive", "publish"))]
+    assert len(rows) == 4
+    for row in rows:
+        figures = re.findall(r"\d+\.\d+", row)
+        assert len(figures) == 5 and all(float(f) > 0 for f in figures), row
+
+
 def test_worker_reports_a_bad_config_as_an_error_line() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / "_transport_worker.py"), '{"system": "nope"}'],

@@ -15,12 +15,13 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ganglion.defaults import MAX_DATAGRAM
 from ganglion.runtime import _accel
 from ganglion.runtime._incoming import Incoming
 from ganglion.runtime.subscription import MessageInfo, Subscription
 from ganglion.sequence import SequenceTable
 from ganglion.types import encode_message, message, type_of
-from ganglion.wire import Packer
+from ganglion.wire import KeyRing, Packer
 
 speedups = _accel.speedups
 
@@ -28,6 +29,20 @@ OURS = b"\x00" * 8
 PEER = b"\x01" * 8
 OTHER_PEER = b"\x02" * 8
 KEY = bytes(range(32))
+#: A sender's encryption session, fixed so that encrypted datagrams are reproducible.
+SESSION = bytes(range(8))
+#: How the keyed tests' datagrams are made: in clear, signed (MAC) or encrypted.
+KEYINGS = ("clear", "mac", "aead")
+
+
+def keyed_packer(keying: str, *, node_id: bytes = PEER, type_name: str, fingerprint: bytes,
+                 first_seq: int = 0, boot: int = 7, key: bytes = KEY,
+                 session: bytes = SESSION, max_datagram: int = MAX_DATAGRAM) -> Packer:
+    """A packer that builds ``keying``'s datagrams (``KEYINGS``) under ``key``."""
+    sealer = KeyRing([key]).sealer(node_id, session, type_name) if keying == "aead" else None
+    return Packer(node_id=node_id, type_name=type_name, fingerprint=fingerprint,
+                  first_seq=first_seq, boot=boot, key=key if keying == "mac" else None,
+                  sealer=sealer, max_datagram=max_datagram)
 
 
 @message("test_speedups.Sample")
@@ -142,12 +157,18 @@ class Wire:
 
 
 def sample_datagram(seq: int, sample: Any, *, node_id: bytes = PEER, name: str | None = None,
-                    boot: int = 7, key: bytes | None = None, refused: bool = False) -> bytes:
+                    boot: int = 7, key: bytes | None = None, refused: bool = False,
+                    keying: str | None = None, session: bytes = SESSION) -> bytes:
     """A datagram of one Sample (or one of the other KINDS), under its type's name unless
-    ``name``; ``refused``: with the label its class refuses."""
+    ``name``; ``refused``: with the label its class refuses. ``keying`` (``KEYINGS``):
+    in clear, signed or encrypted under ``key`` (default ``KEY``); without it, signed
+    when ``key`` is given."""
     mtype = type_of(type(sample))
-    pk = Packer(node_id=node_id, type_name=name or mtype.name, fingerprint=mtype.fingerprint,
-                first_seq=seq, boot=boot, key=key)
+    if keying is None:
+        keying = "clear" if key is None else "mac"
+    pk = keyed_packer(keying, node_id=node_id, type_name=name or mtype.name,
+                      fingerprint=mtype.fingerprint, first_seq=seq, boot=boot,
+                      key=key or KEY, session=session, max_datagram=MAX_DATAGRAM)
     if refused:
         sample = dataclasses.replace(sample, label="refusx")
     payload = encode_message(sample, mtype)
@@ -181,9 +202,13 @@ class Sender:
         self._sock: socket.socket | None = sock
 
 
-def sample_packer(key: bytes | None = None, first_seq: int = 10) -> Packer:
-    return Packer(node_id=PEER, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
-                  first_seq=first_seq, boot=3, key=key)
+def sample_packer(key: bytes | None = None, first_seq: int = 10, *,
+                  keying: str | None = None) -> Packer:
+    """A Sample packer; ``keying`` as :func:`sample_datagram`'s."""
+    if keying is None:
+        keying = "clear" if key is None else "mac"
+    return keyed_packer(keying, type_name=SAMPLE, fingerprint=type_of(Sample).fingerprint,
+                        first_seq=first_seq, boot=3, key=key or KEY, max_datagram=MAX_DATAGRAM)
 
 
 def received(wire: Wire) -> list[bytes]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 from _lane_harness import (
     KEY,
+    KEYINGS,
     KINDS,
     OTHER_PEER,
     OURS,
@@ -169,14 +170,28 @@ def test_keyword_only_classes_are_called_by_keyword(wire: Wire) -> None:
     assert [m for m, _i in compiled.got] == [Late(a=i, b=str(i)) for i in range(5)]
 
 
-def test_signed_streams_are_left_to_python_which_checks_every_mac(wire: Wire) -> None:
-    datagrams = [sample_datagram(i, Sample(i, 1.0, True, "s", b""), key=KEY) for i in range(5)]
+@pytest.mark.parametrize("keying", ["mac", "aead"])
+def test_keyed_streams_take_the_lane_once_verified_and_forgeries_are_counted(
+        wire: Wire, keying: str) -> None:
+    datagrams = [sample_datagram(i, Sample(i, 1.0, True, "s", b""), keying=keying)
+                 for i in range(6)]
     forged = bytearray(datagrams[3])
-    forged[-20] ^= 1
-    datagrams[3] = bytes(forged)
-    compiled, _ = compare(wire, datagrams, SAMPLE, key=KEY)
+    forged[-20] ^= 1  # a payload byte (signed) or a ciphertext byte (encrypted)
+    datagrams.insert(3, bytes(forged))  # before the genuine one
+    calls: list[str] = []
+    compiled = Harness(SAMPLE, key=KEY)
+    for name in ("_deliver_one", "_deliver", "_on_new", "_on_known"):
+        python = getattr(compiled.incoming, name)
+        setattr(compiled.incoming, name,
+                lambda *a, name=name, python=python: (calls.append(name), python(*a)))
+    wire.send(*datagrams)
+    wire.drain(compiled)
+    # The first through the full decoder, the forgery back to it (it counts it), the
+    # rest verified, decrypted and delivered in the lane.
+    assert calls == ["_on_new", "_deliver", "_on_new"]
     assert [kind for kind, _ in compiled.bad] == ["bad_mac"]
-    assert [i.seq for _m, i in compiled.got] == [0, 1, 2, 4]
+    assert [i.seq for _m, i in compiled.got] == [0, 1, 2, 3, 4, 5]
+    compare(wire, datagrams, SAMPLE, key=KEY)
 
 
 def test_a_type_registered_again_midstream_gets_its_new_decoders(wire: Wire) -> None:
@@ -305,12 +320,16 @@ def send(wire: Wire, sender: Sender, packer: Packer, msg: object, ts: int = 123_
     return speedups.send_lone(sender, host, port, packer, ts, msg, plan, max_payload, True)
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.parametrize("keying", KEYINGS)
+@settings(max_examples=100, deadline=None)
 @given(common)
-def test_the_send_lane_sends_what_build_one_would_and_numbers_it(sample: Sample) -> None:
+def test_the_send_lane_sends_what_build_one_would_and_numbers_it(keying: str,
+                                                                 sample: Sample) -> None:
+    # Signed and encrypted too: the lane builds the datagram in clear and has the
+    # packer's _seal sign or encrypt it (the session is fixed: the same bytes).
     wire = Wire()
     try:
-        lane, reference = sample_packer(), sample_packer()
+        lane, reference = sample_packer(keying=keying), sample_packer(keying=keying)
         sent = send(wire, Sender(wire.tx), lane, sample)
         payload = encode_message(sample, type_of(Sample))
         expected = reference.build_one(payload, 123_456_789)
@@ -347,7 +366,6 @@ def test_the_send_lane_does_nothing_unless_it_is_the_plain_idle_case(wire: Wire)
 
     for sender, packer, msg, max_payload in [
             (queued, sample_packer(), sample, 1300),
-            (Sender(wire.tx), sample_packer(key=KEY), sample, 1300),  # MACs are Python's
             (Sender(wire.tx), waiting, sample, 1300),
             (closed, sample_packer(), sample, 1300),
             (Sender(wire.tx), sample_packer(), Subclass(1, 2.0, True, "x", b"y"), 1300),

@@ -115,6 +115,36 @@ def test_the_packer_builds_the_same_bytes_as_the_encoder() -> None:
     assert p.build() == expected
 
 
+def test_a_datagram_built_in_clear_and_sealed_is_what_the_packer_builds() -> None:
+    # What the compiled send lane does: the clear datagram, under the packer's own
+    # header (flags already say signed or encrypted), through the packer's _seal.
+    assert Packer(node_id=NODE, type_name="a.B", fingerprint=FP)._seal is None
+    for keys in ({"sealer": sealer()}, {"key": KEY}):
+        p = Packer(node_id=NODE, type_name="a.B", fingerprint=FP, first_seq=258, boot=5,
+                   **keys)  # type: ignore[arg-type]
+        clear = p._prefix + struct.pack(">QQHBB", 258, TS, 1, 0, 1) + b"\xa0"
+        assert p._seal is not None
+        assert p._seal(clear) == (SPEC_VECTOR if "sealer" in keys else SPEC_SIGNED)
+        assert p.build_one(b"\xa0", TS) == p._seal(clear)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=150), min_size=1, max_size=8),
+       st.integers(0, 2**64 - 9), st.integers(0, 2**32 - 1), st.booleans())
+def test_sealing_a_clear_batch_gives_the_built_datagram(payloads: list[bytes], first: int,
+                                                        boot: int, signed: bool) -> None:
+    keys = {"key": KEY} if signed else {"sealer": sealer(name="x.Y")}
+    p = Packer(node_id=NODE, type_name="x.Y", fingerprint=FP, first_seq=first, boot=boot,
+               **keys)  # type: ignore[arg-type]
+    clear = Packer(node_id=NODE, type_name="x.Y", fingerprint=FP, first_seq=first, boot=boot)
+    for i, payload in enumerate(payloads):
+        assert p.add(payload, TS + 3 * i) and clear.add(payload, TS + 3 * i)
+    plain = bytearray(clear.build())
+    plain[3] = p._prefix[3]  # the clear datagram the lane builds has the keyed flags
+    assert p._seal is not None
+    assert p._seal(bytes(plain)) == p.build()
+
+
 def test_the_packer_respects_the_budget_with_the_larger_overhead() -> None:
     budget = 200
     p = Packer(node_id=NODE, type_name="a.B", fingerprint=FP, max_datagram=budget,
