@@ -32,7 +32,9 @@ against each accepted key (at most two, during a rotation), or, for an encrypted
 stream (flag bit 3), its tag by decrypting it (:class:`ganglion.wire._aead.Opener`,
 one cipher per verified sender, session and type, cached and bounded); the clear
 datagram that comes out then takes the same path as an unsigned one. Neither kind
-is ever given to the compiled lane. A datagram that simply
+is ever given to the compiled lane, nor is a replayed stream's (flag bit 2): each of
+its messages carries its origin after its fields, which :meth:`Incoming._deliver_replayed`
+splits off and hands to subscribers as the message's provenance. A datagram that simply
 continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
@@ -90,6 +92,7 @@ from ganglion.wire import (
     decode_batch,
     decode_fields,
     mac_ok,
+    split_origin,
 )
 
 _log = logging.getLogger(__name__)
@@ -412,7 +415,7 @@ class Incoming:
         if key is None:
             return
         if stream.plan is None or stream.tracker is None or stream.signed or stream.own \
-                or self._streams.get(key) is not stream:
+                or stream.replayed or self._streams.get(key) is not stream:
             self._lanes.pop(key, None)
         else:
             # The order the C code reads (E_STREAM .. E_KNOWN in ganglion/_c/receive.c).
@@ -423,6 +426,9 @@ class Incoming:
     def _deliver_one(self, stream: _Stream, seq: int, ts: int, payload: bytes,
                      source: tuple[str, int]) -> None:
         """Sequence-check, decode and hand out a datagram's lone message."""
+        if stream.replayed:
+            self._deliver(stream, seq, [ts], [payload], source)
+            return
         received_ns = time.time_ns()
         tracker = stream.tracker
         if tracker is None or stream.known is not _lookup(stream.type_name):
@@ -451,6 +457,10 @@ class Incoming:
         """Sequence-check, decode and hand out the messages of one datagram."""
         received_ns = time.time_ns()
         tracker = self._ready(stream)
+        if stream.replayed:
+            self._deliver_replayed(stream, tracker, first_seq, timestamps, payloads,
+                                   received_ns, source)
+            return
         fast, boot, hand_out = stream.fast, stream.boot, self._hand_out
         # The common case: the datagram continues its stream, every message is new.
         count = len(timestamps)
@@ -472,6 +482,42 @@ class Incoming:
                 if msg is _FALLBACK:
                     continue
             hand_out(stream, msg, seq, ts, received_ns, source)
+
+    def _deliver_replayed(self, stream: _Stream, tracker: SequenceTracker, first_seq: int,
+                          timestamps: list[int], payloads: list[bytes], received_ns: int,
+                          source: tuple[str, int]) -> None:
+        """:meth:`_deliver` for a replayed stream (rare: never on the compiled lane).
+
+        The replayer's own numbers go through its tracker, as any sender's; each
+        message's origin (docs/protocol.md, "Replayed messages") is split off its
+        payload and becomes what subscribers see: the original sender, boot, seq,
+        time and last-value and clock flags, with ``replayed`` set. A message without
+        one (an older replayer) is the replayer's own, as before.
+        """
+        boot = stream.boot
+        in_order = tracker.observe_run(first_seq, len(timestamps), boot, max(timestamps))
+        for i, (ts, payload) in enumerate(zip(timestamps, payloads, strict=True)):
+            seq = first_seq + i
+            if not in_order:
+                verdict = tracker.observe(seq, boot, ts)
+                if verdict is _DUPLICATE or verdict is _STALE:
+                    continue
+            body, origin = split_origin(payload)
+            msg: Any = _FALLBACK if stream.fast is None else stream.fast(body)
+            if msg is _FALLBACK:
+                msg = self._decode_slow(stream, tracker, body, source)
+                if msg is _FALLBACK:
+                    continue
+            if origin is None:
+                self._hand_out(stream, msg, seq, ts, received_ns, source)
+                continue
+            info = _new_info(MessageInfo, (stream.type_name, origin.node_id, origin.seq,
+                                           origin.sent_ns, received_ns, origin.boot, False,
+                                           source, origin.clock_synced, origin.last_value,
+                                           True, stream.fingerprint))
+            self.received += 1
+            for sub in tuple(self._subs.get(stream.type_name, ())):
+                sub.deliver(msg, info)
 
     def _hand_out(self, stream: _Stream, msg: Any, seq: int, ts: int, received_ns: int,
                   source: tuple[str, int]) -> None:
