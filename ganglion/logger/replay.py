@@ -17,7 +17,7 @@ replayed (``Node(replay=True)``), so a logger stores ``replayed = 1``.
 Provenance: each reading goes out as a :class:`~ganglion.runtime.replayed.ReplayedRecord`
 under the fingerprint it was logged with and with its origin (original sender,
 boot, seq, sent time, last-value and clock flags), so a logger stores it as the
-original (docs/protocol.md, "Replayed messages"). The replaying node still sends
+original (docs/protocol.md, section 4.4). The replaying node still sends
 under its own id and numbers. A reading whose origin would push it over the size
 budget is sent without one (counted in ``without_origin``) rather than not at all.
 """

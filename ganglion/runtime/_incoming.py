@@ -489,7 +489,7 @@ class Incoming:
         """:meth:`_deliver` for a replayed stream (rare: never on the compiled lane).
 
         The replayer's own numbers go through its tracker, as any sender's; each
-        message's origin (docs/protocol.md, "Replayed messages") is split off its
+        message's origin (docs/protocol.md, section 4.4) is split off its
         payload and becomes what subscribers see: the original sender, boot, seq,
         time and last-value and clock flags, with ``replayed`` set. A message without
         one (an older replayer) is the replayer's own, as before.

@@ -563,7 +563,7 @@ class Endpoint:
         """A replayed Record's (name, fingerprint, payload, what local subscribers get).
 
         Sent under the fingerprint it was logged with (its fields are that version's),
-        its origin after the fields' map (docs/protocol.md, "Replayed messages").
+        its origin after the fields' map (docs/protocol.md, section 4.4).
         """
         fingerprint = msg.fingerprint if msg.fingerprint is not None else bytes(8)
         body = encode_payload(Record(name, msg.fields))

@@ -4,7 +4,7 @@
 The endpoint sends it like any :class:`~ganglion.types.Record`, but under the
 reading's original schema fingerprint (its fields are that version's, whatever
 class this node has), with the :class:`~ganglion.wire.Origin` after its fields
-(docs/protocol.md, "Replayed messages"). Only an endpoint made with ``replay=True``
+(docs/protocol.md, section 4.4). Only an endpoint made with ``replay=True``
 sends one: the origin means something only under the replayed flag.
 """
 

@@ -12,7 +12,7 @@ followed by one more CBOR item, the *origin*::
 
 ``flags`` bit 0: the original was a last value fetched by a late joiner; bit 1: the
 original sender's clock was not synchronised (the header's bit 1). docs/protocol.md
-("Replayed messages") has the byte layout.
+(section 4.4) has the byte layout.
 
 Why inside the payload: receivers ignore bytes after a payload's first CBOR item
 (docs/protocol.md, section 4.3, as every ganglion so far does), so an older node

@@ -38,7 +38,7 @@ def test_an_origin_round_trips_after_the_map() -> None:
 
 
 def test_the_origin_is_byte_for_byte_as_documented() -> None:
-    # docs/protocol.md, "Replayed messages": the example there.
+    # docs/protocol.md, section 4.4: the example there.
     origin = Origin(NODE, 5, 258, 0x0102030405060708, clock_synced=False)
     assert encode_origin(origin).hex(" ") == (
         "85 48 01 02 03 04 05 06 07 08 05 19 01 02 1b 01 02 03 04 05 06 07 08 02")
