@@ -36,8 +36,11 @@ def replay(db: Path, speed: float, patterns: tuple[str, ...], since: str | None,
            key_file: Path | None, ttl: int) -> None:
     """Publish the readings of a log made by `ganglion log` again.
 
-    The replaying node marks what it sends as replayed, so a logger can tell
-    replayed readings from live ones.
+    The replaying node marks what it sends as replayed, and sends each reading
+    with its origin (original sender, boot, sequence number and sent time) under
+    the fingerprint it was logged with, so a logger stores it as the original,
+    flagged replayed: a replay into a fresh log is a faithful copy, and replaying
+    the same log twice into one log stores each reading once.
     """
     from ganglion.errors import GanglionError, LogDatabaseError
     from ganglion.logger.query import count_readings, parse_time
@@ -81,7 +84,9 @@ def replay(db: Path, speed: float, patterns: tuple[str, ...], since: str | None,
                 error(str(exc) or "timed out waiting for a group")
                 return 1
         click.echo(f"replayed {result.published} readings"
-                   + (f", skipped {result.skipped}" if result.skipped else ""), err=True)
+                   + (f", skipped {result.skipped}" if result.skipped else "")
+                   + (f", {result.without_origin} without their origin (too large with it)"
+                      if result.without_origin else ""), err=True)
         return 0
 
     try:

@@ -39,6 +39,8 @@ class StoredReading(NamedTuple):
         received_ns: the logger's timestamp.
         flags: :class:`~ganglion.logger.schema.Flags` bits.
         data: the fields as JSON text (see :mod:`ganglion.logger.datajson`).
+        fingerprint: the schema fingerprint of its type version (16 hex digits), or
+            None when the log does not know it.
     """
 
     id: int
@@ -50,9 +52,11 @@ class StoredReading(NamedTuple):
     received_ns: int
     flags: int
     data: str
+    fingerprint: str | None = None
 
 
-_SELECT = ("SELECT s.id, t.name, n.node, s.boot, s.seq, s.sent_ns, s.received_ns, s.flags, s.data "
+_SELECT = ("SELECT s.id, t.name, n.node, s.boot, s.seq, s.sent_ns, s.received_ns, s.flags, s.data, "
+           "t.fingerprint "
            "FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id")
 _RELATIVE = re.compile(r"^(-)?\s*(\d+(?:\.\d*)?)\s*([smhdw])?\s*(ago)?$", re.IGNORECASE)
 
@@ -84,8 +88,9 @@ def select_readings(conn: sqlite3.Connection, *, patterns: Iterable[str] = (),
         return iter(())
     cursor = conn.execute(f"{_SELECT}{where} ORDER BY s.id", params)
     return (StoredReading(rid, name, node, from_sql(boot), from_sql(seq), from_sql(sent_ns),
-                          received_ns, flags, data)
-            for rid, name, node, boot, seq, sent_ns, received_ns, flags, data in cursor)
+                          received_ns, flags, data, fingerprint)
+            for rid, name, node, boot, seq, sent_ns, received_ns, flags, data, fingerprint
+            in cursor)
 
 
 def count_readings(conn: sqlite3.Connection, *, patterns: Iterable[str] = (),

@@ -13,6 +13,13 @@ Before the first reading, the replaying node makes sure every type it will
 publish has its agreed group, so no reading waits (and is dropped from a full
 queue) while a group is agreed. The replaying node marks its datagrams as
 replayed (``Node(replay=True)``), so a logger stores ``replayed = 1``.
+
+Provenance: each reading goes out as a :class:`~ganglion.runtime.replayed.ReplayedRecord`
+under the fingerprint it was logged with and with its origin (original sender,
+boot, seq, sent time, last-value and clock flags), so a logger stores it as the
+original (docs/protocol.md, section 4.4). The replaying node still sends
+under its own id and numbers. A reading whose origin would push it over the size
+budget is sent without one (counted in ``without_origin``) rather than not at all.
 """
 
 from __future__ import annotations
@@ -23,11 +30,16 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ganglion.errors import MessageTooLarge
 from ganglion.logger import datajson
-from ganglion.logger.query import select_readings
+from ganglion.logger.query import StoredReading, select_readings
+from ganglion.logger.schema import Flags
+from ganglion.runtime.replayed import ReplayedRecord
 from ganglion.types import Record
+from ganglion.wire import Origin
 
-__all__ = ["SETTLE_SECONDS", "YIELD_EVERY", "ReplayResult", "prepare_types", "replay"]
+__all__ = ["SETTLE_SECONDS", "YIELD_EVERY", "ReplayResult", "prepare_types", "replay",
+           "replayed_record"]
 
 YIELD_EVERY = 200
 
@@ -45,14 +57,17 @@ class ReplayResult:
         skipped: readings that could not be published (they no longer fit their
             type's registered class, or their data is unreadable).
         passes: complete passes over the selection.
+        without_origin: readings published without their origin (it would not fit
+            the size budget): a logger stores those under the replaying node.
     """
 
-    __slots__ = ("passes", "published", "skipped")
+    __slots__ = ("passes", "published", "skipped", "without_origin")
 
     def __init__(self) -> None:
         self.published = 0
         self.skipped = 0
         self.passes = 0
+        self.without_origin = 0
 
 
 async def prepare_types(node: Any, type_names: Iterable[str], *, timeout: float = 10.0,
@@ -140,7 +155,12 @@ async def _one_pass(node: Any, conn: sqlite3.Connection, pats: tuple[str, ...],
         if stop.is_set():
             return done - 1
         try:
-            node.publish_nowait(Record(reading.type, datajson.loads(reading.data)))
+            fields = datajson.loads(reading.data)
+            try:
+                node.publish_nowait(replayed_record(reading, fields))
+            except MessageTooLarge:
+                node.publish_nowait(Record(reading.type, fields))
+                result.without_origin += 1
         except (ValueError, TypeError):  # EncodeError and DecodeError are ValueErrors
             result.skipped += 1
         else:
@@ -148,6 +168,19 @@ async def _one_pass(node: Any, conn: sqlite3.Connection, pats: tuple[str, ...],
         if progress is not None:
             progress(done)
     return done
+
+
+def replayed_record(reading: StoredReading, fields: dict[str, Any]) -> ReplayedRecord:
+    """The message that replays ``reading``: its fields, logged fingerprint and origin.
+
+    Raises:
+        ValueError: the row's node id or fingerprint is not hexadecimal.
+    """
+    origin = Origin(bytes.fromhex(reading.node), reading.boot, reading.seq, reading.sent_ns,
+                    last_value=bool(reading.flags & Flags.LAST_VALUE),
+                    clock_synced=not reading.flags & Flags.CLOCK_UNSYNCED)
+    fingerprint = bytes.fromhex(reading.fingerprint) if reading.fingerprint else None
+    return ReplayedRecord(reading.type, fields, origin=origin, fingerprint=fingerprint)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -37,6 +37,11 @@ costs a token from a bucket (``max_senders`` at once, then
 rows in ``types``; a reading beyond either budget is *refused* (counted, not
 stored). Retention removes ``nodes`` rows whose readings are all gone.
 
+Replayed readings (``ganglion replay``) arrive with their original sender, boot,
+seq and sent time in their :class:`MessageInfo`, and are stored as such, flagged
+``replayed``; one that is already stored as replayed (same type version, sender,
+boot, seq and flags: the same log replayed again) is not stored twice.
+
 Gaps across restarts: the ``streams`` table holds each (type, sender)'s boot and
 highest sequence number logged, updated with every commit. When a stream the gap
 tracker does not know (a new run, or one it evicted) shows up, its stored
@@ -87,6 +92,14 @@ _REFUSED = -1  # a cached type id: this version is over its name's budget
 
 _INSERT = ("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_ns, flags, data) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+#: Replayed readings' natural key: a replayed row is the same reading as another
+#: replayed row with the same type version, original sender, boot, seq and flags, so
+#: replaying one log twice stores it once. Partial (live rows are not in it, and an
+#: index on every row would cost every live insert); made at the first replayed
+#: reading, so a log that never sees one never pays for it.
+_REPLAYED_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS samples_replayed "
+                   "ON samples(type_id, node_id, boot, seq, flags) WHERE flags & 2")
+_INSERT_DEDUP = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO")
 
 
 def replayed_flag(info: MessageInfo) -> bool:
@@ -194,6 +207,9 @@ class Writer:
         self._new_nodes: TokenBucket | None = None
         self._new_nodes_budget = (new_senders_per_second, max_senders)
         self._max_versions = max_type_versions
+        # Whether samples_replayed exists (then every insert ignores a replayed duplicate);
+        # None until a replayed reading makes the thread look.
+        self._dedup: bool | None = None
         # The event loop's copy, to send only changed names to the thread.
         self._names: LruMap[bytes, str] = LruMap(max_senders)
         self._thread: threading.Thread | None = None
@@ -425,7 +441,11 @@ class Writer:
                 highest = tracker.highest(stream)  # known: it was just observed
                 touched[(info.type_name, node_id)] = (
                     info.boot, info.seq if highest is None else highest, info.received_ns)
-        self._conn.executemany(_INSERT, rows)
+        if self._dedup is None and any(row[6] & Flags.REPLAYED for row in rows):
+            self._dedup = self._replayed_index()
+        before = self._conn.total_changes
+        self._conn.executemany(_INSERT_DEDUP if self._dedup else _INSERT, rows)
+        written = self._conn.total_changes - before
         self._conn.executemany("UPDATE nodes SET last_ns = max(coalesce(last_ns, 0), ?) WHERE id = ?",
                                [(ns, nid) for nid, ns in last_seen.items()])
         self._conn.executemany(
@@ -433,7 +453,17 @@ class Writer:
             "ON CONFLICT (type, node_id) DO UPDATE SET boot = excluded.boot, "
             "last_seq = excluded.last_seq, last_ns = excluded.last_ns",
             [(name, nid, boot, to_sql(seq), ns) for (name, nid), (boot, seq, ns) in touched.items()])
-        return len(rows)
+        return written
+
+    def _replayed_index(self) -> bool:
+        """Make the replayed readings' unique index; False when the log's rows prevent it."""
+        try:
+            self._conn.execute(_REPLAYED_INDEX)
+        except sqlite3.IntegrityError:
+            _log.warning("%s: already holds the same replayed reading twice; replayed "
+                         "readings are stored without checking for duplicates", self.path)
+            return False
+        return True
 
     @staticmethod
     def _convert(msg: Any, info: Any) -> tuple[dict[str, Any], str, int, int, int]:

@@ -33,7 +33,10 @@ stream (flag bit 3), its tag by decrypting it (:class:`ganglion.wire._aead.Opene
 one cipher per verified sender, session and type, cached and bounded); the clear
 datagram that comes out then takes the same path as an unsigned one
 (:meth:`Incoming._on_known`), and one that does not verify goes to the full decoder
-(:meth:`Incoming._on_new`), which counts it. A datagram that simply
+(:meth:`Incoming._on_new`), which counts it. A replayed stream's datagrams (flag bit
+2) are never given to the compiled lane: each of its messages carries its origin
+after its fields, which :meth:`Incoming._deliver_replayed` splits off and hands to
+subscribers as the message's provenance. A datagram that simply
 continues its stream is accounted in one step
 (:meth:`~ganglion.sequence.SequenceTracker.observe_run`), and payloads under the
 local fingerprint go through the class's generated decoder
@@ -100,6 +103,7 @@ from ganglion.wire import (
     decode_batch,
     decode_fields,
     mac_ok,
+    split_origin,
 )
 
 _log = logging.getLogger(__name__)
@@ -455,7 +459,7 @@ class Incoming:
             opener = None if self._key is None else self._key.opener().open
         elif stream.signed:
             opener = self._open_signed
-        if stream.plan is None or stream.tracker is None or stream.own \
+        if stream.plan is None or stream.tracker is None or stream.own or stream.replayed \
                 or (stream.signed and opener is None) or self._streams.get(key) is not stream:
             self._lanes.pop(key, None)
         else:
@@ -468,6 +472,9 @@ class Incoming:
     def _deliver_one(self, stream: _Stream, seq: int, ts: int, payload: bytes,
                      source: tuple[str, int]) -> None:
         """Sequence-check, decode and hand out a datagram's lone message."""
+        if stream.replayed:
+            self._deliver(stream, seq, [ts], [payload], source)
+            return
         received_ns = time.time_ns()
         tracker = stream.tracker
         if tracker is None or stream.known is not _lookup(stream.type_name):
@@ -496,6 +503,10 @@ class Incoming:
         """Sequence-check, decode and hand out the messages of one datagram."""
         received_ns = time.time_ns()
         tracker = self._ready(stream)
+        if stream.replayed:
+            self._deliver_replayed(stream, tracker, first_seq, timestamps, payloads,
+                                   received_ns, source)
+            return
         fast, boot, hand_out = stream.fast, stream.boot, self._hand_out
         # The common case: the datagram continues its stream, every message is new.
         count = len(timestamps)
@@ -517,6 +528,42 @@ class Incoming:
                 if msg is _FALLBACK:
                     continue
             hand_out(stream, msg, seq, ts, received_ns, source)
+
+    def _deliver_replayed(self, stream: _Stream, tracker: SequenceTracker, first_seq: int,
+                          timestamps: list[int], payloads: list[bytes], received_ns: int,
+                          source: tuple[str, int]) -> None:
+        """:meth:`_deliver` for a replayed stream (rare: never on the compiled lane).
+
+        The replayer's own numbers go through its tracker, as any sender's; each
+        message's origin (docs/protocol.md, section 4.4) is split off its
+        payload and becomes what subscribers see: the original sender, boot, seq,
+        time and last-value and clock flags, with ``replayed`` set. A message without
+        one (an older replayer) is the replayer's own, as before.
+        """
+        boot = stream.boot
+        in_order = tracker.observe_run(first_seq, len(timestamps), boot, max(timestamps))
+        for i, (ts, payload) in enumerate(zip(timestamps, payloads, strict=True)):
+            seq = first_seq + i
+            if not in_order:
+                verdict = tracker.observe(seq, boot, ts)
+                if verdict is _DUPLICATE or verdict is _STALE:
+                    continue
+            body, origin = split_origin(payload)
+            msg: Any = _FALLBACK if stream.fast is None else stream.fast(body)
+            if msg is _FALLBACK:
+                msg = self._decode_slow(stream, tracker, body, source)
+                if msg is _FALLBACK:
+                    continue
+            if origin is None:
+                self._hand_out(stream, msg, seq, ts, received_ns, source)
+                continue
+            info = _new_info(MessageInfo, (stream.type_name, origin.node_id, origin.seq,
+                                           origin.sent_ns, received_ns, origin.boot, False,
+                                           source, origin.clock_synced, origin.last_value,
+                                           True, stream.fingerprint))
+            self.received += 1
+            for sub in tuple(self._subs.get(stream.type_name, ())):
+                sub.deliver(msg, info)
 
     def _hand_out(self, stream: _Stream, msg: Any, seq: int, ts: int, received_ns: int,
                   source: tuple[str, int]) -> None:

@@ -67,6 +67,7 @@ from ganglion.runtime._incoming import Incoming
 from ganglion.runtime._outgoing import YIELD_CPU, Outgoing
 from ganglion.runtime._sender import SenderStats
 from ganglion.runtime._sockets import validate_group
+from ganglion.runtime.replayed import ReplayedRecord
 from ganglion.runtime.subscription import (
     DEFAULT_QUEUE_SIZE,
     Callback,
@@ -85,7 +86,7 @@ from ganglion.types import (
     type_of,
     validate_type_name,
 )
-from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring
+from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring, encode_origin
 from ganglion.wire._packer import FULL
 
 if TYPE_CHECKING:
@@ -388,7 +389,9 @@ class Endpoint:
         Args:
             msg: an instance of a registered message class, or a Record. A Record
                 of a type registered here must fit its class; local subscribers
-                then get the class instance, as remote ones do.
+                then get the class instance, as remote ones do. A replaying
+                endpoint sends a :class:`~ganglion.runtime.replayed.ReplayedRecord`
+                with its origin and under its logged fingerprint.
 
         Returns:
             The message's type name.
@@ -541,6 +544,8 @@ class Endpoint:
         """A Record's (name, fingerprint, payload, what local subscribers get)."""
         name = validate_type_name(msg.type_name)
         known = lookup(name)
+        if isinstance(msg, ReplayedRecord) and self.replay:
+            return self._encode_replayed(name, known, msg)
         fingerprint = known.fingerprint if known is not None else bytes(8)
         payload = encode_payload(msg)
         if known is None:
@@ -552,6 +557,26 @@ class Endpoint:
             return name, fingerprint, payload, decode_payload(name, payload, fingerprint)
         except DecodeError as exc:
             raise EncodeError(f"Record does not fit its registered class: {exc}") from None
+
+    @staticmethod
+    def _encode_replayed(name: str, known: MessageType | None, msg: ReplayedRecord
+                         ) -> tuple[str, bytes, bytes, object]:
+        """A replayed Record's (name, fingerprint, payload, what local subscribers get).
+
+        Sent under the fingerprint it was logged with (its fields are that version's),
+        its origin after the fields' map (docs/protocol.md, section 4.4).
+        """
+        fingerprint = msg.fingerprint if msg.fingerprint is not None else bytes(8)
+        body = encode_payload(Record(name, msg.fields))
+        local: object = msg
+        if known is not None:
+            # Refuse here what receivers with the class would drop (the same fingerprint:
+            # strict), and give local subscribers what those receivers get.
+            try:
+                local = decode_payload(name, body, fingerprint)
+            except DecodeError as exc:
+                raise EncodeError(f"Record does not fit its registered class: {exc}") from None
+        return name, fingerprint, body + encode_origin(msg.origin), local
 
     @staticmethod
     def _check_size(msg: object, mtype: MessageType, packer: Packer) -> None:
@@ -682,9 +707,12 @@ class Endpoint:
         must not get a reading the network has not seen yet. Messages nobody else
         wanted (not sent, see *matching*) do count: they are encoded now, from the
         object published (so a message mutated after publishing is sent as it is now).
+        A replaying endpoint (``replay=True``) answers for none.
         """
         last = self._last.get(type_name)
-        if last is None:
+        if last is None or self.replay:
+            # A replayer's readings are not current values, and a last value carries
+            # no origin: a late joiner must not take one for a live reading.
             return None
         msg, payload, fingerprint, seq, sent_ns = last
         if payload is None:

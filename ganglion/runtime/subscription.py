@@ -44,6 +44,13 @@ class MessageInfo(NamedTuple):
             (it was published before this subscriber asked).
         replayed: True when the sender replays it from a log (``ganglion replay``).
         fingerprint: the sender's 8-byte schema fingerprint of the type, when known.
+
+    A replayed message (``replayed``) describes the *original* reading when the
+    replayer sent its origin (every ganglion that has ``Origin``): ``sender``,
+    ``boot``, ``seq``, ``sent_ns``, ``clock_synced`` and ``last_value`` are the
+    original sender's, as the log recorded them, and ``fingerprint`` the version it
+    was logged under; only ``source`` and ``received_ns`` are the replay's. From an
+    older replayer they are the replaying node's own.
     """
 
     type_name: str

@@ -6,6 +6,8 @@ ids are passed in). docs/protocol.md specifies the format byte by byte.
 * :func:`encode_datagram` / :func:`decode_datagram`: one datagram <-> :class:`Envelope`.
   ``decode_datagram`` raises only :class:`~ganglion.errors.DecodeError` (or its
   subclass :class:`~ganglion.errors.AuthError`), whatever the bytes.
+* :class:`Origin`, :func:`encode_origin` / :func:`split_origin`: a replayed message's
+  original sender, boot, sequence number and time, carried after its payload's map.
 * :class:`Packer`: batch messages of one type into datagrams within the size budget.
 * :func:`generate_key_file` / :func:`load_key` / :func:`load_keyring`: the network
   key(s); :class:`KeyRing`: the keys a node holds and whether it encrypts;
@@ -39,6 +41,7 @@ from ganglion.wire._envelope import (
     overhead,
 )
 from ganglion.wire._mac import KEY_SIZE, MAC_SIZE, compute_mac, mac_ok
+from ganglion.wire._origin import ORIGIN_MAX_SIZE, Origin, encode_origin, split_origin
 from ganglion.wire._packer import Packer, datagram_size
 from ganglion.wire.keys import (
     ENV_KEY,
@@ -75,9 +78,11 @@ __all__ = [
     "MAX_UDP_PAYLOAD",
     "MIN_DATAGRAM",
     "NODE_ID_SIZE",
+    "ORIGIN_MAX_SIZE",
     "VERSION",
     "Envelope",
     "KeyRing",
+    "Origin",
     "Packer",
     "aead_available",
     "as_keyring",
@@ -87,6 +92,7 @@ __all__ = [
     "decode_datagram",
     "decode_fields",
     "encode_datagram",
+    "encode_origin",
     "generate_key_file",
     "key_id",
     "load_key",
@@ -97,5 +103,6 @@ __all__ = [
     "read_keys",
     "retire_key_file",
     "rotate_key_file",
+    "split_origin",
     "switch_key_file",
 ]

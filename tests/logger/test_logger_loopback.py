@@ -258,14 +258,13 @@ def test_replay_into_a_second_logger_reproduces_the_readings(port: int, tmp_path
     from node_support import free_port_pair
 
     run(play(free_port_pair()))
+    # A faithful copy: the same readings, senders, numbers, times and last-value flags
+    # (issue 20: they used to be the replaying node's), every one marked replayed.
+    columns = "node, boot, seq, sent_ns, data, last_value, clock_synced, fingerprint"
     for type_name in ("sensors.Temperature", "sensors.Humidity"):
-        before = [d for (d,) in rows(first_db, "SELECT data FROM readings WHERE type = ? "
-                                               "ORDER BY id", type_name)]
-        after = [d for (d,) in rows(second_db, "SELECT data FROM readings WHERE type = ? AND NOT "
-                                               "last_value ORDER BY id", type_name)]
-        assert after == before, type_name
-    assert rows(second_db, "SELECT count(*) FROM readings WHERE NOT last_value AND NOT "
-                           "replayed") == [(0,)]
+        query = f"SELECT {columns} FROM readings WHERE type = ? ORDER BY id"
+        assert rows(second_db, query, type_name) == rows(first_db, query, type_name), type_name
+    assert rows(second_db, "SELECT count(*) FROM readings WHERE NOT replayed") == [(0,)]
 
 
 async def _replay_when_ready(node: Node, conn: sqlite3.Connection, logger: Logger) -> Any:
