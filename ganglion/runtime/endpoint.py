@@ -282,6 +282,10 @@ class Endpoint:
         # the latest message per (type, key): what late joiners are answered with
         self._last = LastValues(max_keys=last_value_keys)
         self._keep_last = self._last.keep
+        # the publish paths store an unkeyed type's last value here themselves (the
+        # common case, one dict store); a keyed or new type goes through keep()
+        self._last_plain = self._last.plain
+        self._last_keyed = self._last.keyed
         self._next_seq: collections.defaultdict[str, int] = collections.defaultdict(int)
         # class -> (name, type, fingerprint, largest payload that fits): the quiet path
         self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
@@ -461,7 +465,10 @@ class Endpoint:
                 else:
                     routed = False
             if routed:
-                self._keep_last(name, msg, encoded, fingerprint, seq, now_ns)
+                if self._last_keyed.get(name, True):
+                    self._keep_last(name, msg, encoded, fingerprint, seq, now_ns)
+                else:
+                    self._last_plain[name] = (msg, encoded, fingerprint, seq, now_ns)
                 subs = self._subs.get(name)
                 if subs:
                     info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns,
@@ -488,7 +495,10 @@ class Endpoint:
             seq = next_seq[name]
             next_seq[name] = seq + 1
             now_ns = time.time_ns()
-            self._keep_last(name, msg, None, fingerprint, seq, now_ns)
+            if self._last_keyed.get(name, True):
+                self._keep_last(name, msg, None, fingerprint, seq, now_ns)
+            else:
+                self._last_plain[name] = (msg, None, fingerprint, seq, now_ns)
             subs = self._subs.get(name)
             if subs:
                 info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
@@ -706,7 +716,7 @@ class Endpoint:
         publishing is sent as it is now).
         """
         values = []
-        for _key, entry in self._last.entries(type_name):
+        for key, entry in self._last.entries(type_name):
             if entry.payload is None:
                 try:
                     entry.payload = encode_payload(entry.msg)
@@ -714,6 +724,7 @@ class Endpoint:
                     _log.warning("the last %s published cannot be encoded any more (mutated "
                                  "after publishing?); not answering for it", type_name)
                     continue
+                self._last.store_payload(type_name, key, entry.seq, entry.payload)
             values.append((entry.payload, entry.fingerprint, entry.seq, entry.sent_ns))
         return values
 

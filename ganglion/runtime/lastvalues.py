@@ -81,8 +81,13 @@ class LastValues:
         #: Entries evicted from a full keyed table, in all.
         self.evicted = 0
         self._types = types
-        # type name -> (its MessageType if keyed else None, key -> entry in publishing order)
-        self._slots: dict[str, tuple[MessageType | None, dict[Key, Entry]]] = {}
+        # keyed type name -> (its MessageType, key -> entry in publishing order)
+        self._slots: dict[str, tuple[MessageType, dict[Key, Entry]]] = {}
+        #: Unkeyed type name -> (msg, payload, fingerprint, seq, sent_ns): one tuple, the
+        #: cost of the publish path's common case (the endpoint stores into it directly).
+        self.plain: dict[str, tuple[object, bytes | None, bytes, int, int]] = {}
+        #: Type name -> whether it is keyed, for the names seen so far.
+        self.keyed: dict[str, bool] = {}
 
     def keep(self, type_name: str, msg: object, payload: bytes | None, fingerprint: bytes,
              seq: int, sent_ns: int, *, newer_only: bool = False) -> None:
@@ -99,31 +104,34 @@ class LastValues:
             newer_only: keep it only if no newer message of its key is kept (for
                 messages released late, after waiting for their type's group).
         """
-        slot = self._slots.get(type_name)
-        if slot is None:
-            slot = self._slot(type_name)
-        mtype, table = slot
-        if mtype is None:
-            old = table.get(None)
-            # The common, unkeyed case: one entry, updated in place.
-            if old is not None and newer_only and old.seq >= seq:
-                return
-            if old is None:
-                table[None] = Entry(msg, payload, fingerprint, seq, sent_ns)
-            else:
-                old.msg, old.payload, old.fingerprint, old.seq, old.sent_ns = (
-                    msg, payload, fingerprint, seq, sent_ns)
-                old.count += 1
+        keyed = self.keyed.get(type_name)
+        if keyed is None:
+            keyed = self._resolve(type_name)
+        if not keyed:
+            old = self.plain.get(type_name)
+            if old is None or not newer_only or old[3] < seq:
+                self.plain[type_name] = (msg, payload, fingerprint, seq, sent_ns)
             return
+        mtype, table = self._slots[type_name]
         key = self._key(mtype, msg, payload)
         if newer_only and key in table and table[key].seq >= seq:
             return
-        old = table.pop(key, None)  # re-inserted last: the dict's order is recency
+        previous = table.pop(key, None)  # re-inserted last: the dict's order is recency
         table[key] = Entry(msg, payload, fingerprint, seq, sent_ns,
-                           1 if old is None else old.count + 1)
+                           1 if previous is None else previous.count + 1)
         if len(table) > self.max_keys:
             del table[next(iter(table))]
             self.evicted += 1
+
+    def store_payload(self, type_name: str, key: Key, seq: int, payload: bytes) -> None:
+        """Keep the payload encoded later for the entry of (type, key) numbered ``seq``."""
+        plain = self.plain.get(type_name)
+        if key is None and plain is not None and plain[3] == seq:
+            self.plain[type_name] = (plain[0], payload, plain[2], seq, plain[4])
+        slot = self._slots.get(type_name)
+        entry = None if slot is None else slot[1].get(key)
+        if entry is not None and entry.seq == seq:
+            entry.payload = payload
 
     def entries(self, type_name: str) -> list[tuple[Key, Entry]]:
         """Every kept (key, entry) of a type, oldest sequence number first.
@@ -134,36 +142,40 @@ class LastValues:
         Returns:
             The pairs sorted by sequence number (the order to answer in, so that a
             receiver that drops an answer older than one it has seen keeps them all).
+            An unkeyed type's one entry has the key None and a ``count`` of 0 (not
+            counted: the endpoint's sequence numbers count its messages).
         """
+        plain = self.plain.get(type_name)
+        if plain is not None:
+            return [(None, Entry(*plain, count=0))]
         slot = self._slots.get(type_name)
         if slot is None:
             return []
-        return sorted(((k, e) for k, e in slot[1].items()),
-                      key=lambda pair: pair[1].seq)
+        return sorted(slot[1].items(), key=lambda pair: pair[1].seq)
 
     def latest(self, type_name: str) -> Entry | None:
         """The newest entry of a type whatever its key, or None."""
-        slot = self._slots.get(type_name)
-        if slot is None or not slot[1]:
-            return None
-        return max(slot[1].values(), key=lambda e: e.seq)
+        entries = self.entries(type_name)
+        return entries[-1][1] if entries else None
 
     def counts(self) -> dict[tuple[str, Key], int]:
         """Messages kept per (type, key) still in the tables (keyed types only)."""
-        return {(name, key): entry.count
-                for name, (mtype, table) in self._slots.items() if mtype is not None
+        return {(name, key): entry.count for name, (_mtype, table) in self._slots.items()
                 for key, entry in table.items()}
 
     def keys(self) -> dict[str, int]:
         """Keys held per type name (1 for a type without a key)."""
-        return {name: len(table) for name, (_mtype, table) in self._slots.items()}
+        return {**{name: 1 for name in self.plain},
+                **{name: len(table) for name, (_mtype, table) in self._slots.items()}}
 
-    def _slot(self, type_name: str) -> tuple[MessageType | None, dict[Key, Entry]]:
+    def _resolve(self, type_name: str) -> bool:
+        """Whether ``type_name`` is keyed (from its registered type), remembered."""
         mtype = self._types(type_name)
-        slot = (mtype if mtype is not None and mtype.key_fields else None,
-                dict[Key, Entry]())
-        self._slots[type_name] = slot
-        return slot
+        keyed = self.keyed[type_name] = mtype is not None and bool(mtype.key_fields)
+        if keyed:
+            assert mtype is not None
+            self._slots[type_name] = (mtype, {})
+        return keyed
 
     @staticmethod
     def _key(mtype: MessageType, msg: object, payload: bytes | None) -> Key:

@@ -120,7 +120,7 @@ def test_unkeyed_type_keeps_one_latest() -> None:
     for seq in range(5):
         lv.keep("lvtest.Plain", Plain(seq), None, FP, seq, 1000 + seq)
     [(key, entry)] = lv.entries("lvtest.Plain")
-    assert key is None and entry.seq == 4 and entry.msg == Plain(4) and entry.count == 5
+    assert key is None and entry.seq == 4 and entry.msg == Plain(4)
     assert lv.counts() == {} and lv.keys() == {"lvtest.Plain": 1}
 
 
@@ -182,3 +182,15 @@ def test_an_unreadable_key_shares_one_entry() -> None:
 def test_max_keys_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_keys"):
         LastValues(max_keys=0)
+
+
+def test_a_payload_encoded_later_is_kept_for_its_entry_only() -> None:
+    lv = table()
+    lv.keep("lvtest.Plain", Plain(1), None, FP, 1, 1)
+    lv.keep("lvtest.Temp", Temp("a", 1.0), None, FP, 2, 2)
+    lv.store_payload("lvtest.Plain", None, 1, b"p1")
+    lv.store_payload("lvtest.Temp", ("a",), 2, b"t2")
+    lv.store_payload("lvtest.Temp", ("a",), 1, b"stale")  # an older number: ignored
+    assert lv.entries("lvtest.Plain")[0][1].payload == b"p1"
+    assert lv.entries("lvtest.Temp")[0][1].payload == b"t2"
+    assert lv.keys() == {"lvtest.Plain": 1, "lvtest.Temp": 1}
