@@ -12,8 +12,10 @@ network key any host on the LAN can send either under any node id, so
   Per-key buckets give fairness, the totals bound what many requesters get.
 
 A ``LastValueRequest`` makes every publisher of the type multicast its latest
-message: answers are limited per requester and in total too, but a requester need
-not be known yet (a tool that just started asks before its first heartbeat is heard).
+message, one per key of a keyed type (one per sensor): answers are limited per
+requester and in total too, one token per answer (so a request for a type with
+many keys costs what that many requests would), but a requester need not be known
+yet (a tool that just started asks before its first heartbeat is heard).
 
 Every refusal is counted in :attr:`RequestBudget.counts` as ``<kind>_unknown`` or
 ``<kind>_rate_limited`` (kind ``propose``, ``catchup`` or ``last_value``), every
@@ -122,11 +124,27 @@ class RequestBudget:
         Returns:
             True to answer it; a refusal is counted (``last_value_rate_limited``).
         """
-        if self._last_value_by_requester.take(requester, now) \
+        return self.allow_last_values(requester, now, 1) == 1
+
+    def allow_last_values(self, requester: bytes, now: float, wanted: int) -> int:
+        """How many of ``wanted`` answers to one ``LastValueRequest`` to send (one per key).
+
+        Args:
+            requester: the node id of the datagram that carried it.
+            now: the current time.
+            wanted: the answers this node has (its latest message per key).
+
+        Returns:
+            0..``wanted``: one token of each budget per answer; the answers refused are
+            counted (``last_value_rate_limited``).
+        """
+        allowed = 0
+        while allowed < wanted and self._last_value_by_requester.take(requester, now) \
                 and self._last_value_total.take(now):
-            return True
-        self.counts["last_value_rate_limited"] += 1
-        return False
+            allowed += 1
+        if allowed < wanted:
+            self.counts["last_value_rate_limited"] += wanted - allowed
+        return allowed
 
     @property
     def evicted(self) -> int:

@@ -16,7 +16,7 @@ machine). Around it:
 * Discovery (mDNS/DNS-SD) advertises the node and the types it publishes, for
   people and tools; liveness and quorums come from control-channel heartbeats.
 * Late joiners: ``subscribe(..., last_value=True)`` asks every publisher of the
-  type for its latest message.
+  type for its latest message, one per key of a keyed type (one per sensor).
 * Matching: heartbeats carry the types this node subscribes to (its own
   subscribers, its external plugins', an observer's), sent at once when that set
   changes. A type is sent on the network only while some live peer subscribes
@@ -87,6 +87,10 @@ class TypeStats:
         duplicates: messages received twice (dropped).
         reordered: messages that arrived late (delivered).
         stale: messages older than the replay window (dropped).
+        sent_per_key: for a keyed type (``sensors.Temperature``: its ``sensor``),
+            messages published here per key (the key fields' values, a tuple), for
+            the keys whose last value is kept. Receive counters stay per type: the
+            key is inside the stream, whose sequence numbers are per (sender, type).
     """
 
     group: str | None
@@ -96,6 +100,7 @@ class TypeStats:
     duplicates: int
     reordered: int
     stale: int
+    sent_per_key: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -404,7 +409,8 @@ class Node:
                 subscription with ``async for``.
             maxsize: messages an ``async for`` subscription buffers.
             last_value: also ask every publisher for its latest message of the
-                type (delivered with ``info.last_value`` set).
+                type, one per key of a keyed type (delivered with ``info.last_value``
+                set).
             propose: start the agreement on the type's group if it has none yet;
                 by default members do and observers do not.
 
@@ -495,12 +501,16 @@ class Node:
             per[type_name].update(received=s.received, lost=s.lost, duplicates=s.duplicates,
                                   reordered=s.reordered, stale=s.stale)
         sent = endpoint.published()
+        per_key: dict[str, dict[tuple[Any, ...], int]] = collections.defaultdict(dict)
+        for (type_name, key), count in endpoint.last_value_counts().items():
+            per_key[type_name][key] = count
         names = set(per) | set(sent) | set(groups)
         types = {
             name: TypeStats(group=str(groups[name]) if name in groups else None,
                             sent=sent.get(name, 0), received=per[name]["received"],
                             lost=per[name]["lost"], duplicates=per[name]["duplicates"],
-                            reordered=per[name]["reordered"], stale=per[name]["stale"])
+                            reordered=per[name]["reordered"], stale=per[name]["stale"],
+                            sent_per_key=per_key.get(name, {}))
             for name in sorted(names)
         }
         return NodeStats(types=types, dropped=es.pending_dropped,
@@ -584,16 +594,15 @@ class Node:
             except Exception:
                 _log.exception("a type watcher failed on %s", change.describe())
 
-    def _last_value(self, type_name: str) -> LastValue | None:
-        if self._endpoint is None:
-            return None
-        last = self._endpoint.last_published(type_name)
-        if last is None:
-            return None
-        payload, fingerprint, seq, sent_ns = last
-        return LastValue(to=0, type_name=type_name, fingerprint=fingerprint, seq=seq,
-                         boot=self._endpoint.boot, sent_ns=sent_ns, payload=payload,
-                         clock_synced=self._endpoint.clock_synced)
+    def _last_value(self, type_name: str) -> list[LastValue]:
+        """The answers to a LastValueRequest: one per key of the type, oldest first."""
+        ep = self._endpoint
+        if ep is None:
+            return []
+        return [LastValue(to=0, type_name=type_name, fingerprint=fingerprint, seq=seq,
+                          boot=ep.boot, sent_ns=sent_ns, payload=payload,
+                          clock_synced=ep.clock_synced)
+                for payload, fingerprint, seq, sent_ns in ep.last_values(type_name)]
 
     def _on_last_value(self, lv: LastValue, info: MessageInfo) -> None:
         if self._endpoint is not None:

@@ -16,7 +16,7 @@ from ganglion import message
 __all__ = ["Calibration", "Counter", "DigitalInput", "Position", "Reading", "SensorInfo"]
 
 
-@message("sensors.Reading")
+@message("sensors.Reading", key=("sensor", "quantity"))
 @dataclass
 class Reading:
     """One named value from a device that prints its own readings (serial lines).
@@ -31,7 +31,7 @@ class Reading:
     unit: str = ""
 
 
-@message("sensors.Position")
+@message("sensors.Position", key="sensor")
 @dataclass
 class Position:
     """A position fix from a GPS receiver (NMEA 0183 GGA or RMC).
@@ -52,7 +52,7 @@ class Position:
     gps_time: dt.datetime | None = None
 
 
-@message("sensors.DigitalInput")
+@message("sensors.DigitalInput", key="sensor")
 @dataclass
 class DigitalInput:
     """The state of a digital input (door contact, float switch, button).
@@ -67,7 +67,7 @@ class DigitalInput:
     changes: int
 
 
-@message("sensors.Counter")
+@message("sensors.Counter", key="sensor")
 @dataclass
 class Counter:
     """A pulse counter (flow meter, rain gauge, energy meter LED).
@@ -97,7 +97,7 @@ class Calibration:
     offset: float
 
 
-@message("sensors.SensorInfo")
+@message("sensors.SensorInfo", key="sensor")
 @dataclass
 class SensorInfo:
     """A sensor's name and calibration, from the publishing node's ``[sensors."ID"]`` table.

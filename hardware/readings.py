@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ganglion import message
 
 
-@message("sensors.Temperature")
+@message("sensors.Temperature", key="sensor")
 @dataclass
 class Temperature:
     """Air or liquid temperature."""
@@ -21,7 +21,7 @@ class Temperature:
     celsius: float
 
 
-@message("sensors.Humidity")
+@message("sensors.Humidity", key="sensor")
 @dataclass
 class Humidity:
     """Relative humidity."""
@@ -30,7 +30,7 @@ class Humidity:
     percent: float
 
 
-@message("sensors.Pressure")
+@message("sensors.Pressure", key="sensor")
 @dataclass
 class Pressure:
     """Barometric pressure."""
@@ -39,7 +39,7 @@ class Pressure:
     hpa: float
 
 
-@message("sensors.Flow")
+@message("sensors.Flow", key="sensor")
 @dataclass
 class Flow:
     """Flow rate and running total, from a pulse-counting flow meter."""

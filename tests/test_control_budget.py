@@ -73,6 +73,19 @@ def test_last_value_answers_per_requester_and_in_total_even_for_unknown_ids() ->
     assert flood == defaults.LAST_VALUE_TOTAL[1]
 
 
+def test_keyed_last_values_cost_one_token_per_answer() -> None:
+    b = budget()
+    burst = defaults.LAST_VALUE_PER_REQUESTER[1]
+    # three probes: three answers, three tokens
+    assert b.allow_last_values(b"tool", 0.0, 3) == 3
+    # a type with more keys than the requester has left: the rest are refused, counted
+    assert b.allow_last_values(b"tool", 0.0, burst) == burst - 3
+    assert b.counts["last_value_rate_limited"] == 3
+    assert b.allow_last_values(b"tool", 0.0, 5) == 0
+    assert b.counts["last_value_rate_limited"] == 8
+    assert b.allow_last_values(b"tool", 1.0, 100) == int(defaults.LAST_VALUE_PER_REQUESTER[0])
+
+
 def test_a_repeated_request_soon_after_a_unicast_answer_goes_to_the_group() -> None:
     choice = UnicastChoice(retry_seconds=5.0)
     assert choice.address(7, "10.0.0.7", 0.0) == "10.0.0.7"

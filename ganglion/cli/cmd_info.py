@@ -12,7 +12,14 @@ import click
               help="The log database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def info(db: Path, as_json: bool) -> None:
-    """Summarise a log made by `ganglion log`."""
+    """Summarise a log made by `ganglion log`.
+
+    One row per type and node, and per sensor for the sensor types (their key:
+    a node with three probes has three rows).
+    """
+    # registers the sensor types, whose key fields give the per-sensor rows
+    import hardware.messages
+    import hardware.readings  # noqa: F401
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.info import format_summary, summarize, summary_json
     from ganglion.logger.schema import open_log

@@ -45,7 +45,8 @@ def _json_default(value: Any) -> Any:
               help="Exit after this many seconds (0: no limit).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per reading.")
 @click.option("--last/--no-last", default=True, show_default=True,
-              help="Start with each publisher's latest reading (marked as such).")
+              help="Start with each publisher's latest reading, one per sensor of a keyed "
+                   "type (marked as such).")
 @network_options
 def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last: bool,
          iface: str | None, port: int, key_file: Path | None, ttl: int) -> None:

@@ -1,4 +1,4 @@
-"""``ganglion info``: what a log holds, per type and node.
+"""``ganglion info``: what a log holds, per type and node (and key, for keyed types).
 
 Theory of operation: one grouped query over ``samples`` gives, per (type name,
 node), the count, the first and last receive times and the newest row's id;
@@ -7,7 +7,15 @@ summed here in Python rather than SQL: their bounds are u64 stored as signed
 integers (:mod:`ganglion.logger.u64`), and a forged jump can make a gap of
 nearly 2**64 numbers, which SQLite's ``sum()`` would refuse as an overflow.
 Type versions (a fingerprint change) are counted per name. Rate is readings per
-second over the stream's span: (count - 1) / span. The sessions' ``rejected``,
+second over the stream's span: (count - 1) / span.
+
+Keyed types (a type whose class declares key fields, ``@message(..., key="sensor")``:
+every ``sensors.*`` reading type) are summarised per (type, node, key): a node with
+three probes gives three rows, each with its own count, span, rate and last value.
+The key is read from the stored fields (``json_extract``); which fields are a type's
+key comes from the types registered in this program (``key_fields``). Sequence
+numbers, and so gaps, are per (sender, type): a keyed stream's gaps are shown on
+the row of its first key only, so that summing the rows counts them once. The sessions' ``rejected``,
 ``refused`` and ``evicted`` counters tell whether the logger met bad input or
 hit its bounds.
 """
@@ -18,6 +26,7 @@ import dataclasses
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +52,8 @@ class StreamSummary:
         gaps: runs of missing sequence numbers seen.
         missing: sequence numbers missing in all.
         last_value: the newest reading's fields.
+        key: for a keyed type, the key fields' values of this row (``{"sensor":
+            "w1:28-..."}``); empty for a type without a key.
     """
 
     type: str
@@ -55,6 +66,7 @@ class StreamSummary:
     gaps: int
     missing: int
     last_value: dict[str, Any]
+    key: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +81,7 @@ class LogSummary:
         versions: type name -> number of versions (fingerprints) logged.
         sessions: logger runs recorded.
         dropped: readings the logger could not write (all sessions).
-        streams: per (type, node), sorted.
+        streams: per (type, node), or (type, node, key) for a keyed type; sorted.
         rejected: readings the logger could not store (bad values; all sessions).
         refused: readings over the logger's budgets (too many new senders or
             type versions; all sessions).
@@ -89,40 +101,48 @@ class LogSummary:
     evicted: int = 0
 
 
-def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
+def summarize(conn: sqlite3.Connection, path: Path, *,
+              key_fields: Callable[[str], tuple[str, ...]] | None = None) -> LogSummary:
     """Summarise an open log.
 
     Args:
         conn: the log (read-only is enough).
         path: its file, for the sizes.
+        key_fields: a type name's key fields (empty for none); by default the
+            types registered in this program (:attr:`MessageType.key_fields
+            <ganglion.types.MessageType.key_fields>`).
 
     Returns:
         The :class:`LogSummary`.
     """
+    if key_fields is None:
+        key_fields = _registered_key_fields
     gaps: dict[tuple[str, int], tuple[int, int]] = {}
     for t, n, first, last in conn.execute(
             "SELECT type, node_id, first_missing, last_missing FROM gap_spans"):
         count, missing = gaps.get((t, n), (0, 0))
         gaps[(t, n)] = (count + 1, missing + from_sql(last) - from_sql(first) + 1)
-    rows = conn.execute(
-        "SELECT t.name, s.node_id, count(*), min(s.received_ns), max(s.received_ns), max(s.id) "
-        "FROM samples s JOIN types t ON t.id = s.type_id GROUP BY t.name, s.node_id").fetchall()
     nodes = {nid: (node, name) for nid, node, name in conn.execute("SELECT id, node, name FROM nodes")}
     streams = []
-    for name, node_id, count, first, last, newest in rows:
+    gaps_shown: set[tuple[str, int]] = set()
+    for name, keys, node_id, key_values, count, first, last, newest in _stream_rows(conn,
+                                                                                    key_fields):
         data = conn.execute("SELECT data FROM samples WHERE id = ?", (newest,)).fetchone()[0]
         span = (last - first) / 1e9
-        n_gaps, missing = gaps.get((name, node_id), (0, 0))
+        n_gaps, missing = (0, 0) if (name, node_id) in gaps_shown else gaps.get((name, node_id),
+                                                                                  (0, 0))
+        gaps_shown.add((name, node_id))
         node, node_name = nodes.get(node_id, ("?", None))
         streams.append(StreamSummary(name, node, node_name, count, first, last,
                                      (count - 1) / span if span > 0 else 0.0, n_gaps, missing or 0,
-                                     datajson.loads(data)))
+                                     datajson.loads(data), dict(zip(keys, key_values,
+                                                                    strict=True))))
     for (name, node_id), (n_gaps, missing) in gaps.items():
         if not any(s.type == name and s.node == nodes.get(node_id, ("?",))[0] for s in streams):
             node, node_name = nodes.get(node_id, ("?", None))
             streams.append(StreamSummary(name, node, node_name, 0, 0, 0, 0.0, n_gaps, missing,
                                          {}))
-    streams.sort(key=lambda s: (s.type, s.node))
+    streams.sort(key=lambda s: (s.type, s.node, _sort_key(s.key)))
     versions = dict(conn.execute("SELECT name, count(*) FROM types GROUP BY name").fetchall())
     sessions, dropped, rejected, refused, evicted = conn.execute(
         "SELECT count(*), coalesce(sum(dropped), 0), coalesce(sum(rejected), 0), "
@@ -133,6 +153,49 @@ def summarize(conn: sqlite3.Connection, path: Path) -> LogSummary:
                       sessions, dropped, streams, rejected, refused, evicted)
 
 
+def _registered_key_fields(type_name: str) -> tuple[str, ...]:
+    from ganglion.types import lookup
+
+    mtype = lookup(type_name)
+    return () if mtype is None else mtype.key_fields
+
+
+def _stream_rows(conn: sqlite3.Connection, key_fields: Callable[[str], tuple[str, ...]]
+                 ) -> list[tuple[str, tuple[str, ...], int, tuple[Any, ...], int, int, int, int]]:
+    """(type, key fields, node id, key values, count, first_ns, last_ns, newest row id) per stream.
+
+    Unkeyed types in one grouped query, as before keys existed; each keyed type in
+    one query grouped by node and the key fields' values too.
+    """
+    rows: list[tuple[str, tuple[str, ...], int, tuple[Any, ...], int, int, int, int]] = []
+    keyed: dict[str, tuple[str, ...]] = {}
+    for (name,) in conn.execute("SELECT DISTINCT name FROM types"):
+        fields = key_fields(name)
+        if fields:
+            keyed[name] = fields
+    for name, node_id, count, first, last, newest in conn.execute(
+            "SELECT t.name, s.node_id, count(*), min(s.received_ns), max(s.received_ns), "
+            "max(s.id) FROM samples s JOIN types t ON t.id = s.type_id "
+            "GROUP BY t.name, s.node_id"):
+        if name not in keyed:
+            rows.append((name, (), node_id, (), count, first, last, newest))
+    for name, fields in keyed.items():
+        # json_extract paths take the field names as bound parameters: no quoting here
+        keys = ", ".join("json_extract(s.data, ?)" for _ in fields)
+        paths = [f'$."{field}"' for field in fields]
+        for row in conn.execute(
+                f"SELECT s.node_id, {keys}, count(*), min(s.received_ns), max(s.received_ns), "
+                f"max(s.id) FROM samples s JOIN types t ON t.id = s.type_id WHERE t.name = ? "
+                f"GROUP BY s.node_id, {keys}", (*paths, name, *paths)):
+            node_id, values, (count, first, last, newest) = row[0], row[1:-4], row[-4:]
+            rows.append((name, fields, node_id, tuple(values), count, first, last, newest))
+    return rows
+
+
+def _sort_key(key: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(v) for v in key.values())
+
+
 def format_summary(summary: LogSummary) -> str:
     """The summary as a plain-text table for a terminal."""
     lines = [f"{summary.path}: {summary.readings} readings, {len(summary.streams)} streams, "
@@ -141,12 +204,15 @@ def format_summary(summary: LogSummary) -> str:
              + (f", {summary.rejected} rejected (bad values)" if summary.rejected else "")
              + (f", {summary.refused} refused (over budget)" if summary.refused else "")
              + (f", {summary.evicted} cache evictions" if summary.evicted else "")]
-    header = ("TYPE", "NODE", "COUNT", "FIRST", "LAST", "RATE/S", "GAPS", "MISSING", "LAST VALUE")
-    table = [header]
+    keyed = any(s.key for s in summary.streams)  # a KEY column only when a row has a key
+    header = ("TYPE", "NODE", *(("KEY",) if keyed else ()), "COUNT", "FIRST", "LAST", "RATE/S",
+              "GAPS", "MISSING", "LAST VALUE")
+    table: list[tuple[str, ...]] = [header]
     for s in summary.streams:
         node = s.node if not s.node_name else f"{s.node[:8]} ({s.node_name})"
         versions = summary.versions.get(s.type, 1)
-        table.append((s.type + (f" [{versions} versions]" if versions > 1 else ""), node,
+        key = (" ".join(str(v) for v in s.key.values()) or "-",) if keyed else ()
+        table.append((s.type + (f" [{versions} versions]" if versions > 1 else ""), node, *key,
                       str(s.count), _time(s.first_ns), _time(s.last_ns), f"{s.rate:.3g}",
                       str(s.gaps), str(s.missing), _short(s.last_value)))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]

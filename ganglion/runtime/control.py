@@ -19,7 +19,8 @@ group (``239.255.0.1``, port 47801) carrying the types of
   when it grows.
 * **Last values.** A late joiner broadcasts a ``LastValueRequest``; every node
   that published the type answers with its latest message (``LastValue``, tagged
-  with the requester's id). The request also shows that the requester subscribes
+  with the requester's id), one per key for a keyed type (one per sensor), oldest
+  first, as many as the requester's answer budget allows (newest kept). The request also shows that the requester subscribes
   to the type, so it counts as interest at once (see below), before the answer:
   what is published after the answered message is then sent, not skipped.
 * **Matching.** Heartbeats carry the types this node subscribes to. When that set
@@ -132,8 +133,9 @@ class ControlChannel:
         on_change: called with each map change (assign or move).
         publishes: returns the type names this node publishes (for heartbeats).
         clock_synced: returns whether this node's clock is synchronised.
-        last_value: returns this node's latest message of a type as a ``LastValue``
-            template (``to`` is filled in), or None.
+        last_value: returns this node's latest messages of a type as ``LastValue``
+            templates (``to`` is filled in), one per key, oldest first; empty (or
+            None) when it has none.
         on_last_value: called with a ``LastValue`` addressed to this node.
         subscribes: returns the types this node has subscribers of (for heartbeats);
             None sends no list (peers then send this node every type).
@@ -164,7 +166,7 @@ class ControlChannel:
         on_change: Callable[[MapChange], None],
         publishes: Callable[[], list[str]],
         clock_synced: Callable[[], bool],
-        last_value: Callable[[str], LastValue | None],
+        last_value: Callable[[str], list[LastValue] | LastValue | None],
         on_last_value: Callable[[LastValue, MessageInfo], None],
         subscribes: Callable[[], list[str]] | None = None,
         on_peers_changed: Callable[[], None] | None = None,
@@ -537,10 +539,17 @@ class ControlChannel:
             return
         if self.membership.note_interest(info.sender, req.type_name):
             self._peers_changed()
-        template = self._last_value(req.type_name)
-        if template is not None and self._budget.allow_last_value(
-                info.sender, asyncio.get_running_loop().time()):
-            template.to = int.from_bytes(info.sender, "big")
+        found = self._last_value(req.type_name)
+        templates = [] if found is None else [found] if isinstance(found, LastValue) else found
+        if not templates:
+            return
+        allowed = self._budget.allow_last_values(info.sender, asyncio.get_running_loop().time(),
+                                                 len(templates))
+        to = int.from_bytes(info.sender, "big")
+        # Oldest first, so a receiver that drops an answer older than one it has seen
+        # (an older node does) keeps every one; published in one go, they share datagrams.
+        for template in templates[len(templates) - allowed:]:
+            template.to = to
             self.endpoint.publish(template)
 
     def _on_last_value_message(self, lv: LastValue, info: MessageInfo) -> None:

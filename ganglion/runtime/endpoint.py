@@ -67,6 +67,7 @@ from ganglion.runtime._incoming import Incoming
 from ganglion.runtime._outgoing import YIELD_CPU, Outgoing
 from ganglion.runtime._sender import SenderStats
 from ganglion.runtime._sockets import validate_group
+from ganglion.runtime.lastvalues import DEFAULT_MAX_KEYS, LastValues
 from ganglion.runtime.replayed import ReplayedRecord
 from ganglion.runtime.subscription import (
     DEFAULT_QUEUE_SIZE,
@@ -162,6 +163,10 @@ class EndpointStats:
             (:data:`ganglion.wire._aead.OPENER_CAP`; shared with the node's other endpoint).
         trackers_evicted: (sender, type) sequence trackers evicted from the bounded
             table (4,096, least recently used first); ``streams`` holds the rest.
+        last_value_keys: keys whose latest message is kept, per type published here
+            (1 for a type without a key; one per sensor for ``sensors.Temperature``).
+        last_values_evicted: keys evicted from a full last-value table (see
+            ``Endpoint(last_value_keys=...)``).
     """
 
     published: int
@@ -182,6 +187,8 @@ class EndpointStats:
     receiver: ReceiverStats
     key_cache_evictions: int = 0
     trackers_evicted: int = 0
+    last_value_keys: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_values_evicted: int = 0
 
 
 class Endpoint:
@@ -219,6 +226,8 @@ class Endpoint:
             latency between processes on one host). On a busy CPU the publisher
             then waits for its next turn, up to a scheduling slice (a few ms);
             turn it off where that matters more than same-host latency.
+        last_value_keys: latest messages kept per keyed type, one per key (the
+            sensor of a reading); the least recently published key is evicted first.
     """
 
     def __init__(
@@ -239,6 +248,7 @@ class Endpoint:
         on_subscriptions: SubscriptionsChanged | None = None,
         replay: bool = False,
         yield_on_send: bool = True,
+        last_value_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         if node_id is None:
             node_id = secrets.token_bytes(NODE_ID_SIZE)
@@ -271,8 +281,13 @@ class Endpoint:
         self._pending: dict[str, collections.deque[tuple[int, bytes, int, bytes]]] = {}
         self._joined: dict[str, set[str]] = {}  # type -> groups joined for it
         self._move_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        # type -> (message, payload or None until encoded, fingerprint, seq, sent_ns)
-        self._last: dict[str, tuple[object, bytes | None, bytes, int, int]] = {}
+        # the latest message per (type, key): what late joiners are answered with
+        self._last = LastValues(max_keys=last_value_keys)
+        self._keep_last = self._last.keep
+        # the publish paths store an unkeyed type's last value here themselves (the
+        # common case, one dict store); a keyed or new type goes through keep()
+        self._last_plain = self._last.plain
+        self._last_keyed = self._last.keyed
         self._next_seq: collections.defaultdict[str, int] = collections.defaultdict(int)
         # class -> (name, type, fingerprint, largest payload that fits): the quiet path
         self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
@@ -454,7 +469,10 @@ class Endpoint:
                 else:
                     routed = False
             if routed:
-                self._last[name] = (msg, encoded, fingerprint, seq, now_ns)
+                if self._last_keyed.get(name, True):
+                    self._keep_last(name, msg, encoded, fingerprint, seq, now_ns)
+                else:
+                    self._last_plain[name] = (msg, encoded, fingerprint, seq, now_ns)
                 subs = self._subs.get(name)
                 if subs:
                     info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns,
@@ -481,7 +499,10 @@ class Endpoint:
             seq = next_seq[name]
             next_seq[name] = seq + 1
             now_ns = time.time_ns()
-            self._last[name] = (msg, None, fingerprint, seq, now_ns)
+            if self._last_keyed.get(name, True):
+                self._keep_last(name, msg, None, fingerprint, seq, now_ns)
+            else:
+                self._last_plain[name] = (msg, None, fingerprint, seq, now_ns)
             subs = self._subs.get(name)
             if subs:
                 info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
@@ -520,12 +541,12 @@ class Endpoint:
             # again from its callback gets the next number, and it is sent after this.
             self._hold(name, seq, payload, now_ns, fingerprint)  # type: ignore[arg-type]
         elif not interest:
-            self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
+            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
         else:
             if packer.next_seq != seq:
                 out.skip_to(packer, seq)  # numbers taken while nobody else listened
             out.add(packer, payload, now_ns)  # type: ignore[arg-type]
-            self._last[name] = (local_msg, payload, fingerprint, seq, now_ns)
+            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
             if not isinstance(msg, Record) and type(msg) is mtype.cls \
                     and type(msg) not in self._routes:
                 max_payload = _max_payload(packer)
@@ -701,29 +722,50 @@ class Endpoint:
         return self._clock_synced
 
     def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
-        """This endpoint's latest message of a type: (payload, fingerprint, seq, sent_ns).
+        """This endpoint's newest message of a type, whatever its key (see :meth:`last_values`).
 
-        Messages still waiting for their type's group do not count: a late joiner
-        must not get a reading the network has not seen yet. Messages nobody else
-        wanted (not sent, see *matching*) do count: they are encoded now, from the
-        object published (so a message mutated after publishing is sent as it is now).
-        A replaying endpoint (``replay=True``) answers for none.
+        Returns:
+            (payload, fingerprint, seq, sent_ns), or None.
         """
-        last = self._last.get(type_name)
-        if last is None or self.replay:
-            # A replayer's readings are not current values, and a last value carries
-            # no origin: a late joiner must not take one for a live reading.
-            return None
-        msg, payload, fingerprint, seq, sent_ns = last
-        if payload is None:
-            try:
-                payload = encode_payload(msg)
-            except EncodeError:
-                _log.warning("the last %s published cannot be encoded any more (mutated "
-                             "after publishing?); not answering for it", type_name)
-                return None
-            self._last[type_name] = (msg, payload, fingerprint, seq, sent_ns)
-        return payload, fingerprint, seq, sent_ns
+        values = self.last_values(type_name)
+        return values[-1] if values else None
+
+    def last_values(self, type_name: str) -> list[tuple[bytes, bytes, int, int]]:
+        """This endpoint's latest message of a type per key: [(payload, fingerprint, seq, sent_ns)].
+
+        One for a type without a key; for a keyed type (``sensors.Temperature``: its
+        ``sensor``) one per key published, at most ``last_value_keys``, oldest
+        sequence number first. Messages still waiting for their type's group do not
+        count: a late joiner must not get a reading the network has not seen yet.
+        Messages nobody else wanted (not sent, see *matching*) do count: they are
+        encoded now, from the object published (so a message mutated after
+        publishing is sent as it is now). A replaying endpoint (``replay=True``)
+        answers for none: a replayer's readings are not current values, and a last
+        value carries no origin, so a late joiner would take one for a live reading.
+        """
+        if self.replay:
+            return []
+        values = []
+        for key, entry in self._last.entries(type_name):
+            if entry.payload is None:
+                try:
+                    entry.payload = encode_payload(entry.msg)
+                except EncodeError:
+                    _log.warning("the last %s published cannot be encoded any more (mutated "
+                                 "after publishing?); not answering for it", type_name)
+                    continue
+                self._last.store_payload(type_name, key, entry.seq, entry.payload)
+            values.append((entry.payload, entry.fingerprint, entry.seq, entry.sent_ns))
+        return values
+
+    def last_value_counts(self) -> dict[tuple[str, tuple[Any, ...]], int]:
+        """Messages published here per (type, key), for keyed types (see :meth:`last_values`).
+
+        Only keys still held are listed (``last_value_keys`` per type, least recently
+        published evicted first: ``stats().last_values_evicted``).
+        """
+        return {(name, key): count for (name, key), count in self._last.counts().items()
+                if key is not None}
 
     def set_remote_interest(self, type_name: str, interested: bool) -> None:
         """Tell the endpoint whether some other node subscribes to ``type_name`` now.
@@ -754,7 +796,10 @@ class Endpoint:
         It is delivered, marked ``last_value``, only when no message as new from that
         sender has been seen, so a subscriber never gets an old reading after a newer one.
         Its sequence number is then recorded like a received message's, so the same
-        reading arriving live afterwards is dropped as a duplicate.
+        reading arriving live afterwards is dropped as a duplicate. A publisher answers
+        a keyed type with one message per key, oldest first, so each is newer than the
+        one before and all are delivered; the numbers between them (other keys' older
+        messages) are not counted as lost.
 
         Returns:
             True if it was delivered.
@@ -771,7 +816,12 @@ class Endpoint:
         except DecodeError as exc:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
-        verdict = self._sequences.observe(sender, type_name, seq, boot, sent_ns)
+        tracker = self._sequences.tracker(sender, type_name)
+        verdict = tracker.observe(seq, boot, sent_ns)
+        # A keyed type is answered with one message per key, in sequence order: the
+        # numbers between two answers are other keys' older messages (superseded by
+        # their own answers), not losses, so the next message starts a new baseline.
+        tracker.rebase()
         self._in.sync_evictions()
         if not verdict.deliver:
             return False
@@ -820,6 +870,7 @@ class Endpoint:
             streams=streams, sender=self._sender.stats(), receiver=self._receiver.stats(),
             key_cache_evictions=self._in.aead_evictions,
             trackers_evicted=self._sequences.evicted,
+            last_value_keys=self._last.keys(), last_values_evicted=self._last.evicted,
         )
 
     # -- internals -------------------------------------------------------------------
@@ -905,19 +956,17 @@ class Endpoint:
         out = self._out
         if not self._interest.get(type_name, True):
             # nobody else wants them by now: the newest is the last value, none is sent
-            seq, payload, ts_ns, fingerprint = queue[-1]
-            last = self._last.get(type_name)
-            if last is None or last[3] < seq:
-                self._last[type_name] = (None, payload, fingerprint, seq, ts_ns)
+            # (each key's newest, for a keyed type)
+            for seq, payload, ts_ns, fingerprint in queue:
+                self._keep_last(type_name, None, payload, fingerprint, seq, ts_ns,
+                                newer_only=True)
             return
         for seq, payload, ts_ns, fingerprint in queue:
             packer = out.packer(type_name, fingerprint)
             if packer.next_seq != seq:
                 out.skip_to(packer, seq)
             out.add(packer, payload, ts_ns)
-            last = self._last.get(type_name)
-            if last is None or last[3] < seq:
-                self._last[type_name] = (None, payload, fingerprint, seq, ts_ns)
+            self._keep_last(type_name, None, payload, fingerprint, seq, ts_ns, newer_only=True)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.type_name)

@@ -17,7 +17,16 @@ Registration rules:
   :class:`TypeRegistrationError`, unless it is the same class re-created by a
   module reload (same module, qualified name and fingerprint), which replaces it;
 * one class, one name;
-* every field must be of a supported kind, or registration fails naming it.
+* every field must be of a supported kind, or registration fails naming it;
+* key fields (``key=("sensor",)``) must be fields of the class, each of a kind
+  whose values compare exactly (str, int, bool, bytes, or an enum of those).
+
+Keys (DDS keyed topics): a type may name the fields that tell its *instances*
+apart in one stream, e.g. the ``sensor`` of a temperature reading when one node
+publishes three probes. Publishers then keep and answer a last value per key,
+and tools count per key (docs/guide.md, "Readings keyed per sensor"). The key
+is local metadata, not part of the schema: it does not change the fingerprint,
+so declaring one is compatible with every node already running the type.
 
 A :class:`TypeRegistry` can be created for tests; the module-level functions
 use :data:`default_registry`.
@@ -74,6 +83,9 @@ class MessageType:
             have kinds it does not read. Use :func:`payload_decoder`.
         plan: what the compiled receive path reads of ``decode_fast``'s common case
             (:func:`._decodegen.native_plan`); None where it reads nothing.
+        key_fields: the fields whose values tell the type's instances apart (the
+            sensor of a reading); empty for a type without a key. Not hashed into
+            the fingerprint.
     """
 
     name: str
@@ -86,6 +98,27 @@ class MessageType:
     size_bound: SizeBound = dataclasses.field(repr=False)
     decode_fast: Decoder | None = dataclasses.field(default=None, repr=False)
     plan: Plan | None = dataclasses.field(default=None, repr=False)
+    key_fields: tuple[str, ...] = ()
+
+    def key_of(self, fields: Any) -> tuple[Any, ...] | None:
+        """The key of one message of this type, or None for a type without a key.
+
+        Args:
+            fields: an instance of :attr:`cls`, a :class:`~ganglion.types.Record`, or
+                a mapping of field names to values (a decoded payload).
+
+        Returns:
+            The key fields' values in :attr:`key_fields` order; a field that is
+            missing (an older sender's payload) gives None in its place.
+        """
+        if not self.key_fields:
+            return None
+        if isinstance(fields, self.cls):
+            return tuple(getattr(fields, name) for name in self.key_fields)
+        getter = getattr(fields, "get", None)
+        if getter is None:
+            getter = getattr(fields, "fields", {}).get  # a Record
+        return tuple(getter(name) for name in self.key_fields)
 
     def __repr__(self) -> str:
         return f"MessageType({self.name!r}, {self.cls.__qualname__}, {self.fingerprint.hex()})"
@@ -98,7 +131,8 @@ class TypeRegistry:
         self._by_name: dict[str, MessageType] = {}
         self._by_cls: dict[type, MessageType] = {}
 
-    def message(self, name: str) -> Callable[[type[T]], type[T]]:
+    def message(self, name: str, *, key: tuple[str, ...] | list[str] | str = ()
+                ) -> Callable[[type[T]], type[T]]:
         """Class decorator: register the class as message type ``name``.
 
         A class that is not already a dataclass is made one with plain
@@ -107,6 +141,8 @@ class TypeRegistry:
 
         Args:
             name: the dotted type name, e.g. ``"brewery.Temperature"``.
+            key: the fields that tell the type's instances apart (``"sensor"`` or
+                ``("sensor", "quantity")``); see :attr:`MessageType.key_fields`.
 
         Returns:
             A decorator that registers the class and returns it (as a dataclass).
@@ -120,17 +156,19 @@ class TypeRegistry:
         def decorate(cls: type[T]) -> type[T]:
             if "__dataclass_fields__" not in cls.__dict__:
                 cls = dataclasses.dataclass(cls)
-            self.register(cls, name)
+            self.register(cls, name, key=key)
             return cls
 
         return decorate
 
-    def register(self, cls: type, name: str) -> MessageType:
+    def register(self, cls: type, name: str, *,
+                 key: tuple[str, ...] | list[str] | str = ()) -> MessageType:
         """Register dataclass ``cls`` under ``name``.
 
         Args:
             cls: a dataclass.
             name: the dotted type name.
+            key: the type's key fields (see :meth:`message`).
 
         Returns:
             The registered :class:`MessageType` (the existing one if ``cls`` is
@@ -139,22 +177,25 @@ class TypeRegistry:
         Raises:
             TypeNameError: ``name`` is not a valid type name.
             TypeRegistrationError: ``cls`` is not a dataclass, has a field of an
-                unsupported kind, the name is taken by another class, or the
-                class is registered under another name.
+                unsupported kind, the name is taken by another class, the
+                class is registered under another name, or a key field is not a
+                field of the class or not of a kind a key can be.
         """
         validate_type_name(name)
+        key_fields = (key,) if isinstance(key, str) else tuple(key)
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             raise TypeRegistrationError(f"{name}: {cls!r} is not a dataclass")
         existing = self._by_name.get(name)
-        if existing is not None and existing.cls is cls:
+        if existing is not None and existing.cls is cls and existing.key_fields == key_fields:
             return existing
         other = self._by_cls.get(cls)
-        if other is not None:
+        if other is not None and other is not existing:
             raise TypeRegistrationError(
                 f"{cls.__qualname__} is already registered as {other.name!r}; "
                 f"one class cannot be two message types"
             )
         struct = struct_kind(cls, name)
+        _check_key(name, struct.fields, key_fields)
         encode, size_bound = _codecs(cls, struct)
         kinds = tuple((f.name, f.schema) for f in struct.fields)
         decode_fast = _fast_decoder(cls, kinds)
@@ -169,6 +210,7 @@ class TypeRegistry:
             size_bound=size_bound,
             decode_fast=decode_fast,
             plan=None if decode_fast is None else native_plan(cls, kinds),
+            key_fields=key_fields,
         )
         if existing is not None:
             if not _is_reload(existing, mtype):
@@ -177,7 +219,7 @@ class TypeRegistry:
                     f"{existing.cls.__module__}.{existing.cls.__qualname__}; "
                     f"cannot register {cls.__module__}.{cls.__qualname__} under it too"
                 )
-            del self._by_cls[existing.cls]
+            self._by_cls.pop(existing.cls, None)
         self._by_name[name] = mtype
         self._by_cls[cls] = mtype
         return mtype
@@ -218,6 +260,28 @@ class TypeRegistry:
         return len(self._by_name)
 
 
+#: Field kinds a key may have: values that hash and compare exactly (no floats, whose
+#: NaN never equals itself, and nothing mutable).
+_KEY_KINDS = frozenset({"str", "int", "bool", "bytes"})
+
+
+def _check_key(name: str, fields: tuple[FieldSpec, ...], key: tuple[str, ...]) -> None:
+    """Refuse key fields that are not fields of the type or cannot be a key."""
+    kinds = {f.name: f.schema for f in fields}
+    if len(set(key)) != len(key):
+        raise TypeRegistrationError(f"{name}: key {key!r} names a field twice")
+    for field in key:
+        if field not in kinds:
+            raise TypeRegistrationError(
+                f"{name}: key field {field!r} is not a field of the type "
+                f"(fields: {', '.join(sorted(kinds))})")
+        kind = kinds[field]
+        if kind not in _KEY_KINDS and not kind.startswith("enum<"):
+            raise TypeRegistrationError(
+                f"{name}: key field {field!r} is of kind {kind}; a key field must be "
+                f"str, int, bool, bytes or an enum of those")
+
+
 def _codecs(cls: type, struct: StructKind) -> tuple[Encoder, SizeBound]:
     import cbor2
 
@@ -241,11 +305,14 @@ def _is_reload(old: MessageType, new: MessageType) -> bool:
 default_registry = TypeRegistry()
 
 
-def message(name: str) -> Callable[[type[T]], type[T]]:
+def message(name: str, *, key: tuple[str, ...] | list[str] | str = ()
+            ) -> Callable[[type[T]], type[T]]:
     """Class decorator registering a message type in the default registry.
 
     Args:
         name: the dotted type name, e.g. ``"brewery.Temperature"``.
+        key: the fields that tell the type's instances apart, e.g. ``"sensor"``
+            (see :attr:`MessageType.key_fields`); none by default.
 
     Returns:
         The decorator (see :meth:`TypeRegistry.message`).
@@ -253,7 +320,7 @@ def message(name: str) -> Callable[[type[T]], type[T]]:
     Raises:
         TypeNameError: ``name`` is not a valid type name.
     """
-    return default_registry.message(name)
+    return default_registry.message(name, key=key)
 
 
 def lookup(name: str) -> MessageType | None:

@@ -39,6 +39,16 @@ class Reading:
     value: int
 
 
+PROBE = "nodetest.Probe"
+
+
+@message(PROBE, key="sensor")
+@dataclass
+class Probe:
+    sensor: str
+    value: int
+
+
 Seen = list[tuple[bytes, int, int, MessageInfo]]
 
 
@@ -234,6 +244,34 @@ def test_late_joiner_gets_each_publishers_latest_reading(tmp_path: Path, port: i
             got = {(s, q, v, info.last_value) for s, q, v, info in seen}
             assert got == {(a.node_id, 4, 104, True), (b.node_id, 2, 202, True)}
             assert len(seen) == 2
+
+    run(scenario())
+
+
+def test_late_joiner_gets_the_latest_reading_of_every_key(tmp_path: Path, port: int) -> None:
+    """Three probes in one keyed stream: a late joiner gets each probe's latest, no loss."""
+
+    async def scenario() -> None:
+        a, late = make(tmp_path, port, "a"), make(tmp_path, port, "late")
+        async with running(a, late):
+            await connected(a, late)
+            for value in range(10):  # probes 0, 1, 2 in turn; probe 0 last at value 9
+                await a.publish(Probe(f"w1:{value % 3}", value))
+            await settled(a, late, type_name=PROBE)
+            seen: list[tuple[str, int, int, bool]] = []
+            late.subscribe(PROBE, lambda msg, info: seen.append(
+                (msg.sensor, msg.value, info.seq, info.last_value)), last_value=True)
+            await until(lambda: len(seen) >= 3, "one last value per probe")
+            await asyncio.sleep(0.3)
+            assert seen == [("w1:1", 7, 7, True), ("w1:2", 8, 8, True), ("w1:0", 9, 9, True)]
+            await a.publish(Probe("w1:1", 10))
+            await until(lambda: len(seen) >= 4, "the next live reading")
+            assert seen[-1] == ("w1:1", 10, 10, False)
+            # the numbers between answers were other probes' older readings, not losses
+            assert late.stats().types[PROBE].lost == 0
+            assert a.stats().types[PROBE].sent_per_key == {("w1:0",): 4, ("w1:1",): 4,
+                                                           ("w1:2",): 3}
+            assert a.stats().endpoint.last_value_keys[PROBE] == 3
 
     run(scenario())
 
