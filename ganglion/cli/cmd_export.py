@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -23,7 +25,11 @@ import click
               help="Write here instead of standard output.")
 def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | None, fmt: str,
            out: Path | None) -> None:
-    """Export readings from a log made by `ganglion log`."""
+    """Export readings from a log made by `ganglion log`.
+
+    A --type pattern that matches no type in the log gets a one-line note on
+    stderr naming the close ones ("did you mean sensors.Temperature?").
+    """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.export import export_csv, export_jsonl
     from ganglion.logger.query import parse_time
@@ -38,6 +44,7 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         conn = open_log(db, write=False)
     except LogDatabaseError as exc:
         raise click.ClickException(str(exc)) from None
+    _hint_patterns(conn, patterns)
     write = export_csv if fmt == "csv" else export_jsonl
     try:
         if out is None:
@@ -51,3 +58,21 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
     finally:
         conn.close()
     click.echo(f"exported {count} readings", err=True)
+
+
+def _hint_patterns(conn: sqlite3.Connection, patterns: tuple[str, ...]) -> None:
+    """Say on stderr which --type patterns match no type in the log, and what is close."""
+    from ganglion.cli._suggest import hint_for_pattern
+
+    if not patterns:
+        return
+    try:
+        logged = {name for (name,) in conn.execute("SELECT DISTINCT name FROM types")}
+    except sqlite3.Error:
+        return  # the export itself reports an unreadable log
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in logged):
+            continue
+        hint = hint_for_pattern(pattern, logged)
+        click.echo(f"ganglion export: --type {pattern} matches no type in the log"
+                   + (f"; {hint}" if hint else ""), err=True)
