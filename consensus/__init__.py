@@ -25,7 +25,7 @@ from consensus.allocator import (
     is_assignable,
     preferred_group,
 )
-from consensus.commands import Assign, Command, Move, decode_command
+from consensus.commands import Assign, Command, Move, Retire, decode_command
 from consensus.errors import (
     AddressSpaceExhausted,
     ConfigError,
@@ -49,6 +49,7 @@ from consensus.messages import (
     Prepare,
     Promise,
     ProposeRequest,
+    RetireRequest,
     Status,
     message_from_wire,
 )
@@ -91,6 +92,8 @@ __all__ = [
     "ProposeRequest",
     "Ready",
     "Record",
+    "Retire",
+    "RetireRequest",
     "Status",
     "allocate",
     "decode_command",

@@ -1,12 +1,20 @@
 """Commands the group map puts into the replicated log, and their byte encoding.
 
 Theory of operation: the agreement core chooses opaque byte strings; this module gives
-them meaning. A log entry is either ``Assign(type, group)`` ("give this type this
-group") or ``Move(type, old, new)`` ("this type moved from old to new", the explicit
-decision a partition merge produces). The encoding is plain ASCII text such as
+them meaning. A log entry is ``Assign(type, group)`` ("give this type this group"),
+``Move(type, old, new)`` ("this type moved from old to new", the explicit decision a
+partition merge produces) or ``Retire(type, group)`` ("this type, on this group, is no
+longer used": it leaves the map, and its group is reserved for a grace period before
+another type may get it, see :mod:`consensus.groupmap`). The encoding is plain ASCII
+text such as
 ``assign brewery.Temperature 239.255.12.7`` so traces read without a decoder; it is
 canonical (one command has exactly one encoding), which the fold relies on when it
 orders entries by ``(slot, value)``.
+
+A node of an older version that does not know a command (``retire`` came after
+``assign`` and ``move``) gets :class:`InvalidCommand` from :func:`decode_command`, and
+the fold treats such a value as deciding nothing: it never crashes on it, it only keeps
+the retired type in its own map (``docs/consensus.md``, "Retiring a type").
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from consensus.allocator import is_assignable
 from consensus.errors import InvalidCommand
 from consensus.messages import MAX_TYPE_NAME
 
-__all__ = ["Assign", "Command", "Move", "check_type_name", "decode_command"]
+__all__ = ["Assign", "Command", "Move", "Retire", "check_type_name", "decode_command"]
 
 
 def check_type_name(type_name: object) -> str:
@@ -86,7 +94,28 @@ class Move:
         return f"move {self.type_name} {self.old} {self.new}".encode("ascii")
 
 
-Command = Assign | Move
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retire:
+    """Take ``type_name`` off ``group``: it leaves the map, the group is reserved a while.
+
+    Naming the group makes a retire apply to one placement only: a ``Retire`` decided
+    for a type that has since moved, or was retired and assigned again elsewhere, is a
+    no-op in the fold.
+    """
+
+    type_name: str
+    group: IPv4Address
+
+    def __post_init__(self) -> None:
+        check_type_name(self.type_name)
+        _check_group("group", self.group)
+
+    def encode(self) -> bytes:
+        """Return the canonical encoding, e.g. ``b"retire a.B 239.255.1.2"``."""
+        return f"retire {self.type_name} {self.group}".encode("ascii")
+
+
+Command = Assign | Move | Retire
 
 
 def decode_command(value: bytes) -> Command:
@@ -107,6 +136,8 @@ def decode_command(value: bytes) -> Command:
             cmd: Command = Assign(type_name=words[1], group=IPv4Address(words[2]))
         elif words[0] == "move" and len(words) == 4:
             cmd = Move(type_name=words[1], old=IPv4Address(words[2]), new=IPv4Address(words[3]))
+        elif words[0] == "retire" and len(words) == 3:
+            cmd = Retire(type_name=words[1], group=IPv4Address(words[2]))
         else:
             raise InvalidCommand(f"unknown command {short(value, 60)}")
     except (UnicodeDecodeError, ValueError) as exc:

@@ -8,7 +8,9 @@ a value was chosen (section 2.3). ``Nack`` is the optional courtesy of section 2
 acceptor should inform the proposer"). ``Status``, ``CatchUpRequest`` and
 ``CatchUpReply`` are anti-entropy: how a newcomer, a restarted node or a healed
 partition learns decided entries without re-running the protocol. ``ProposeRequest``
-lets an observer ask a member to propose a type.
+lets an observer ask a member to propose a type, ``RetireRequest`` to retire one (an
+older node does not know the ``retire`` kind: :func:`message_from_wire` raises
+:class:`MalformedMessage` there, and the request is counted and dropped).
 
 Values are opaque ``bytes`` here: the agreement core never looks inside them (see
 :mod:`consensus.commands` for what the group map puts in them).
@@ -41,6 +43,7 @@ __all__ = [
     "Prepare",
     "Promise",
     "ProposeRequest",
+    "RetireRequest",
     "Status",
     "message_from_wire",
 ]
@@ -339,9 +342,29 @@ class ProposeRequest(_Base):
         return f"{self.sender} propose-request {_show(self.type_name)}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetireRequest(_Base):
+    """Ask a member to get ``type_name`` retired (from observers: ``ganglion types --retire``)."""
+
+    KIND: ClassVar[str] = "retire"
+    type_name: str
+
+    def __post_init__(self) -> None:
+        _Base.__post_init__(self)
+        if type(self.type_name) is not str or not 0 < len(self.type_name) <= MAX_TYPE_NAME:
+            raise MalformedMessage(f"type_name must be a non-empty str of at most {MAX_TYPE_NAME}")
+
+    def _fields_to_wire(self) -> list[Any]:
+        return [self.type_name]
+
+    def describe(self) -> str:
+        """Return a one-line human description."""
+        return f"{self.sender} retire-request {_show(self.type_name)}"
+
+
 Message = (
     Prepare | Promise | Accept | Accepted | Nack | Commit | Status | CatchUpRequest
-    | CatchUpReply | ProposeRequest
+    | CatchUpReply | ProposeRequest | RetireRequest
 )
 
 
@@ -409,4 +432,5 @@ _BUILDERS: dict[str, tuple[int, Any]] = {
     "catchup?": (0, lambda s, f: CatchUpRequest(sender=s)),
     "catchup": (1, lambda s, f: CatchUpReply(sender=s, entries=_entries(f[0]))),
     "propose": (1, lambda s, f: ProposeRequest(sender=s, type_name=f[0])),
+    "retire": (1, lambda s, f: RetireRequest(sender=s, type_name=f[0])),
 }

@@ -22,7 +22,7 @@ for a catch-up; the sender streams all its decided entries. This single mechanis
 how newcomers, restarted nodes, observers and healed partitions converge.
 
 Observers (``Config(observer=True)``) have no acceptor and never propose: they learn
-by catch-up and forward ``propose`` to the leader of their view. They do take part in
+by catch-up and forward ``propose`` (and ``retire``) to the leader of their view. They do take part in
 anti-entropy (``Status`` and serving catch-up): an entry an observer learned from a
 member that then left must still reach everyone. The caller never puts
 observers in a member's view, so they never count in a quorum.
@@ -47,8 +47,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from consensus.acceptor import Acceptor
-from consensus.allocator import allocate
-from consensus.commands import Assign, Move, check_type_name
+from consensus.commands import Assign, Move, Retire, check_type_name, decode_command
 from consensus.errors import AddressSpaceExhausted, ConfigError, ConsensusError
 from consensus.groupmap import Entry, GroupMap, MapChange
 from consensus.guard import InputGuard
@@ -68,6 +67,7 @@ from consensus.messages import (
     Prepare,
     Promise,
     ProposeRequest,
+    RetireRequest,
     Status,
 )
 from consensus.proposer import Attempt
@@ -156,6 +156,11 @@ class PaxosNode:
         self._moves: list[Move] = [m for m in durable.moves if m.encode() not in self._decided_values]
         self._wanted: dict[str, int] = {}  # type -> tick it was first asked for
         self._remote: dict[str, int] = {}  # wanted only because a peer asked: its requester
+        # Retires wanted, handled like wanted types (left to the leader): type -> (the
+        # group it had when asked, tick asked); dropped once that placement is gone or
+        # the retire decided. Volatile, like proposals: whoever asked asks again.
+        self._retires: dict[str, tuple[IPv4Address, int]] = {}
+        self._retire_remote: set[str] = set()  # of those, asked for by a peer
         self._attempt: Attempt | None = None
         self._view: frozenset[int] = frozenset() if config.observer else frozenset({self._id})
         self._now = 0
@@ -194,6 +199,11 @@ class PaxosNode:
     def moved_from(self) -> Mapping[str, IPv4Address]:
         """Types that moved and the group they left (subscribers listen on both)."""
         return self._map.moved_from
+
+    @property
+    def reserved_groups(self) -> Mapping[IPv4Address, str]:
+        """Groups of recently retired types, not handed to another type yet."""
+        return self._map.reserved
 
     @property
     def view(self) -> frozenset[int]:
@@ -272,6 +282,31 @@ class PaxosNode:
         """
         check_type_name(type_name)
         self._run(lambda: self._want_own(type_name))
+
+    def retire(self, type_name: str) -> None:
+        """Ask for ``type_name`` to leave the map; it shows up in ``Ready.changes`` once decided.
+
+        The decided entry is ``Retire(type_name, group)`` for the group the type has
+        now (a no-op in the fold if the type has moved since). Its group is then
+        reserved for it for :data:`~consensus.groupmap.GRACE_ENTRIES` entries. As for
+        ``propose``, the leader proposes it: others ask the leader, and a follower
+        proposes it itself only when the leader stays silent. Retiring a type not in
+        the map does nothing. Whether anyone still publishes the type is the
+        caller's to check: the state machine does not know.
+
+        Args:
+            type_name: the message type name.
+
+        Raises:
+            InvalidCommand: the type name cannot be carried in a command.
+            NodeFailed: an earlier call hit an internal error.
+        """
+        check_type_name(type_name)
+        self._run(lambda: self._want_retire(type_name, requester=None))
+
+    def pending_retires(self) -> list[str]:
+        """Return the types this node still wants retired."""
+        return sorted(self._retires)
 
     def has_ready(self) -> bool:
         """True when :meth:`ready` would return a non-empty ``Ready``."""
@@ -381,6 +416,11 @@ class PaxosNode:
             self._failures,
             self._view,
             self._guard.state_key(now),
+            # Last, so the explorer's indices into this key stay valid.
+            tuple(
+                (t, g, min(patience, now - max(asked, self._leader_heard)), t in self._retire_remote)
+                for t, (g, asked) in self._retires.items()
+            ),
         )
 
     # -- dispatch ------------------------------------------------------------------
@@ -458,10 +498,13 @@ class PaxosNode:
         if leader is None or leader == self._id or self._now < self._next_ask:
             return
         asks = [t for t in self._wanted if t not in self._map.groups]
-        if asks:
+        retires = list(self._retires)
+        if asks or retires:
             self._next_ask = self._now + self._cfg.retry_ticks
             for name in asks:
                 self._send(leader, ProposeRequest(sender=self._id, type_name=name))
+            for name in retires:
+                self._send(leader, RetireRequest(sender=self._id, type_name=name))
 
     def _on_propose_request(self, msg: ProposeRequest) -> None:
         # Only a peer's requests arrive here (``propose`` calls ``_want_own``), so
@@ -484,6 +527,47 @@ class PaxosNode:
             return
         self._remote[name] = msg.sender
         self._want(name)
+
+    def _on_retire_request(self, msg: RetireRequest) -> None:
+        # As a ProposeRequest: it costs the requester a proposal token; a follower
+        # relays it once and keeps nothing; the leader queues it, and peers' retires
+        # and types share the bound on what it keeps for peers (limits.max_pending).
+        name = msg.type_name
+        if self._cfg.observer or name not in self._map.groups or name in self._retires:
+            return
+        pending = len(self._remote) + len(self._retire_remote)
+        if not self._guard.admit_propose(msg.sender, self._now, pending):
+            return
+        leader = self._leader()
+        if leader is not None and leader != self._id:
+            self._send(leader, RetireRequest(sender=self._id, type_name=name))
+            return
+        self._want_retire(name, requester=msg.sender)
+
+    def _want_retire(self, name: str, requester: int | None) -> None:
+        group = self._map.groups.get(name)
+        if group is None:
+            return
+        if name not in self._retires or self._retires[name][0] != group:
+            self._retires[name] = (group, self._now)
+        if requester is None:
+            self._retire_remote.discard(name)
+        else:
+            self._retire_remote.add(name)
+        self._next_ask = self._now  # ask the leader now, not at the next retry
+        self._forward_wanted()
+
+    def _prune_retires(self, learned: bytes) -> None:
+        # A retire is done (or moot) once the placement it named is gone, or once it
+        # was decided: an Assign of the same type decided in a later slot (a duplicate,
+        # or a forger's) may put the type straight back, and proposing the same Retire
+        # again would only fill the next hole below that Assign, over and over.
+        groups = self._map.groups
+        done = [t for t, (g, _) in self._retires.items()
+                if groups.get(t) != g or Retire(type_name=t, group=g).encode() == learned]
+        for name in done:
+            del self._retires[name]
+            self._retire_remote.discard(name)
 
     def _want(self, name: str) -> None:
         if name in self._map.groups or name in self._wanted:
@@ -586,7 +670,7 @@ class PaxosNode:
         self._max_round += 1
         self._persist.append(RoundUsed(round=self._max_round))
         a = Attempt(
-            slot=self._map.first_free_slot(),
+            slot=self._slot_for(value),
             ballot=Ballot(self._max_round, self._id),
             own=value,
             deadline=self._now + self._cfg.retry_ticks,
@@ -597,9 +681,12 @@ class PaxosNode:
     def _next_value(self) -> bytes | None:
         for move in self._moves:
             return move.encode()
-        # Followers leave types to the leader; after three retry periods without a
-        # decision (leader gone, or views disagree) they propose themselves.
+        # Followers leave retires and types to the leader; after three retry periods
+        # without a decision (leader gone, or views disagree) they propose themselves.
         patience = self._patience()
+        for name, (group, asked) in self._retires.items():
+            if self._now - max(asked, self._leader_heard) >= patience:
+                return Retire(type_name=name, group=group).encode()
         for name, asked in self._work_order():
             since = max(asked, self._leader_heard)
             if name in self._map.groups:
@@ -608,12 +695,22 @@ class PaxosNode:
             if self._now - since < patience:
                 continue
             try:
-                group = allocate(name, self._map.taken)
+                group = self._map.choose(name)
             except AddressSpaceExhausted:
                 self._unwant(name)  # cannot be assigned; retrying would spin forever
                 continue
             return Assign(type_name=name, group=group).encode()
         return None
+
+    def _slot_for(self, value: bytes) -> int:
+        # An Assign of a type a Retire took off goes after that Retire (GroupMap.slot_for),
+        # within the window acceptors accept; everything else in the lowest free slot.
+        low = self._map.first_free_slot()
+        cmd = decode_command(value)  # our own value: always a command
+        if not isinstance(cmd, Assign):
+            return low
+        slot = self._map.slot_for(cmd.type_name)
+        return slot if slot < low + SLOT_WINDOW else low
 
     def _work_order(self) -> list[tuple[str, int]]:
         # This node's own types first, then peers' round-robin by requester, oldest
@@ -744,16 +841,19 @@ class PaxosNode:
         self._changes.extend(changes)
         self._acceptor.forget(slot)
         for change in changes:
-            self._unwant(change.type_name)
-            self._owe_move(change)
+            if change.new is not None:
+                self._unwant(change.type_name)
+                self._owe_move(change)
         self._moves = [m for m in self._moves if m.encode() not in self._decided_values]
+        if self._retires:
+            self._prune_retires(value)
         if self._attempt is not None and self._attempt.slot == slot:
             self._abandon(backoff=False)  # the slot is taken; move on to the next one
 
     def _owe_move(self, change: MapChange) -> None:
         # A type this node already placed was re-placed by a merge: it owes the network
         # an explicit Move decision so every node listens on both groups.
-        if change.old is None or self._cfg.observer:
+        if change.old is None or change.new is None or self._cfg.observer:
             return  # observers never propose; a member that held the old group owes it
         move = Move(type_name=change.type_name, old=change.old, new=change.new)
         if move.encode() in self._decided_values or move in self._moves:
@@ -772,6 +872,7 @@ class PaxosNode:
         CatchUpRequest: _on_catchup_request,
         CatchUpReply: _on_catchup_reply,
         ProposeRequest: _on_propose_request,
+        RetireRequest: _on_retire_request,
     }
 
 

@@ -34,6 +34,7 @@ from ganglion.errors import (
     MessageTooLarge,
     RemoteError,
     TransportError,
+    TypeInUseError,
     TypeNameError,
     TypeRegistrationError,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "RemoteError",
     "Subscription",
     "TransportError",
+    "TypeInUseError",
     "TypeNameError",
     "TypeRegistrationError",
     "__version__",

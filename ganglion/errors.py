@@ -32,6 +32,10 @@ class TypeRegistrationError(LocalError, TypeError):
     """A class cannot be registered as a message type (unsupported field, name clash)."""
 
 
+class TypeInUseError(LocalError):
+    """A type cannot be retired: this node or a live peer still publishes it."""
+
+
 class EncodeError(LocalError, ValueError):
     """A message's value cannot be encoded (a field holds an unsupported value)."""
 

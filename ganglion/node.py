@@ -10,6 +10,10 @@ machine). Around it:
   endpoint and go out once it is; subscribers join the group when it is known.
 * A decided move makes subscribers listen on the old and the new group for a grace
   period (duplicates are dropped by sequence number), so no reading is lost.
+* A type nobody publishes any more can be retired (:meth:`Node.retire`): it leaves
+  the map everywhere. A node that still publishes a type it sees retired (a forged
+  or racing retire) asks for it again at once; it comes back on its old group,
+  which stays reserved for it a while (docs/consensus.md, "Retiring a type").
 * The node id and a boot counter are persisted in the state directory, and so is
   the consensus journal: a node restarted with the same directory keeps its map
   and its promises.
@@ -47,7 +51,7 @@ from typing import Any
 from consensus import MapChange
 from ganglion import __version__, defaults
 from ganglion.clock import clock_synchronized
-from ganglion.errors import LocalError, StateError, StateLockedError
+from ganglion.errors import LocalError, StateError, StateLockedError, TypeInUseError
 from ganglion.membership import PeerInfo
 from ganglion.netif import API_CHOICE_HINT, resolve_interface
 from ganglion.runtime.control import ControlChannel
@@ -443,8 +447,38 @@ class Node:
         await asyncio.wait_for(event.wait(), timeout)
         return str(control.groups()[type_name])
 
+    def retire(self, type_name: str) -> None:
+        """Ask the network to take ``type_name`` off the agreed map.
+
+        For a type nobody publishes any more (a typo, a retired sensor). The leader
+        of the members proposes it; once decided, :meth:`types` no longer lists it,
+        and its group is reserved for it for a while (docs/consensus.md). Returns at
+        once; watch :meth:`types` to see it done. A type not in the map is ignored.
+
+        Args:
+            type_name: the type to retire.
+
+        Raises:
+            TypeInUseError: this node or a live peer publishes it (see :meth:`publishers`).
+            TypeNameError: the name is not a valid type name.
+            LocalError: the node is not started.
+        """
+        validate_type_name(type_name)
+        control = self._running()[1]
+        who = control.publishers(type_name)
+        if who:
+            raise TypeInUseError(f"{type_name} is still published by {', '.join(who)}; "
+                                 f"stop publishing it there first")
+        control.retire(type_name)
+
+    def publishers(self, type_name: str) -> list[str]:
+        """Names of the live nodes (this one included) that publish ``type_name``."""
+        return self._running()[1].publishers(type_name)
+
     def watch_types(self, callback: Callable[[str, str], object]) -> Callable[[], None]:
         """Call ``callback(type_name, group)`` whenever a type is assigned or moves.
+
+        A retired type is not reported (it leaves :meth:`types`).
 
         Types already in the map are not replayed to the callback; read :meth:`types`
         first. Exceptions from the callback are logged and ignored.
@@ -575,6 +609,9 @@ class Node:
             self._control.heartbeat_soon()
 
     def _on_map_change(self, change: MapChange) -> None:
+        if change.new is None:
+            self._on_retired(change.type_name, change.old)
+            return
         if change.old is None:
             _log.info("type %s uses group %s", change.type_name, change.new)
         else:
@@ -593,6 +630,24 @@ class Node:
                 watcher(change.type_name, str(change.new))
             except Exception:
                 _log.exception("a type watcher failed on %s", change.describe())
+
+    def _on_retired(self, type_name: str, old: object) -> None:
+        if self._endpoint is not None:
+            self._endpoint.clear_group(type_name)
+        if type_name in self._publishes:
+            # Only a forger or a race retires a published type (a request is refused
+            # while a live node lists it): ask for it again; its old group is reserved.
+            # Later, not now: this runs inside the control channel's pump, between
+            # ready() and advance(), where proposing would pump again.
+            _log.warning("type %s was retired but this node publishes it: asking for it again",
+                         type_name)
+            asyncio.get_running_loop().call_soon(self._propose_again, type_name)
+        else:
+            _log.info("type %s retired (it left group %s)", type_name, old)
+
+    def _propose_again(self, type_name: str) -> None:
+        if self._control is not None and type_name in self._publishes:
+            self._control.propose(type_name)
 
     def _last_value(self, type_name: str) -> list[LastValue]:
         """The answers to a LastValueRequest: one per key of the type, oldest first."""

@@ -15,11 +15,14 @@ Kinds (every one named in the issue, and the fields at their extremes):
 * ``nack``: a ``promised`` ballot at the same extreme rounds, for the node's own attempt.
 * ``commit`` and ``catchup`` (a ``CatchUpReply`` nobody asked for, or one from a peer a
   node did ask): a decided slot with another value, the first free slot with junk, a
-  hole above it with an ``Assign`` that would re-place a type, a ``Move`` of a placed
-  type, a huge slot; from members, observers and strangers.
+  hole above it with an ``Assign`` that would re-place a type, a ``Move`` or a
+  ``Retire`` of a placed type, a huge slot; from members, observers and strangers.
 * ``status``: a huge count and a random digest (a node then asks the forged sender).
 * ``catchup_flood``: catch-up requests from many ids at once.
 * ``propose_flood``: 200 ``ProposeRequest``\\ s for junk types, from one id or from 200.
+* ``retire_flood``: 200 ``RetireRequest``\\ s for placed types, from one id or from 200
+  (rate-limited like proposals; a retired type the nodes still want is asked for
+  again by them, as the runtime does for a type it publishes).
 
 The invariants the run must keep are the usual ones (uniqueness, stability across
 restarts, agreement and move linkage at convergence), plus liveness *after* the attack:
@@ -35,7 +38,7 @@ import random
 from collections.abc import Callable
 
 from consensus.allocator import allocate
-from consensus.commands import Assign, Move
+from consensus.commands import Assign, Move, Retire
 from consensus.limits import MAX_ROUND, ROUND_STEP, SLOT_WINDOW
 from consensus.messages import (
     DIGEST_BYTES,
@@ -51,6 +54,7 @@ from consensus.messages import (
     Nack,
     Prepare,
     ProposeRequest,
+    RetireRequest,
     Status,
 )
 from consensus.node import PaxosNode
@@ -127,6 +131,7 @@ class Adversary:
             choices += [
                 lambda: Assign(type_name=name, group=other).encode(),
                 lambda: Move(type_name=name, old=group, new=other).encode(),
+                lambda: Retire(type_name=name, group=group).encode(),
             ]
         return self.rnd.choice(choices)()
 
@@ -197,6 +202,18 @@ class Adversary:
             ), node)
 
 
+    def _retire_flood(self, node: PaxosNode) -> None:
+        placed = sorted(node.groups)
+        if not placed:
+            return
+        one = self.rnd.random() < 0.5
+        sender = self._sender()
+        for _ in range(FLOOD):
+            self._inject(RetireRequest(
+                sender=sender if one else self._sender(), type_name=self.rnd.choice(placed),
+            ), node)
+
+
 def _first_free(node: PaxosNode) -> int:
     slots = {slot for slot, _ in node.entries()}
     free = 0
@@ -214,6 +231,7 @@ _FORGERS: dict[str, Callable[[Adversary, PaxosNode], None]] = {
     "status": Adversary._status,
     "catchup_flood": Adversary._catchup_flood,
     "propose_flood": Adversary._propose_flood,
+    "retire_flood": Adversary._retire_flood,
 }
 KINDS: tuple[str, ...] = tuple(_FORGERS)
 

@@ -46,7 +46,15 @@ Checked in every world (membership is static, so classic Paxos safety must hold)
 * every ``Promise``/``Accepted`` in flight is backed by the sender's *durable* state:
   its persisted promise is at least that ballot (persist before answering);
 * no node's map gives two types one group, and the two types of the configuration share
-  a preferred group so the collision path is exercised.
+  a preferred group so the collision path is exercised;
+* every node's map is the plain reference fold of its entries, which also checks that
+  no type lands on a group retired less than ``GRACE_ENTRIES`` entries earlier.
+
+``retire=True`` starts from a map where the first type is already decided on its
+preferred group and asks for it to be retired, while the second type, whose preferred
+group is the same, is proposed: with two proposers node 1 retires and node 2 proposes
+at once (they race for the next slot); with one, node 1 does both in turn. Either way
+the second type must never land on the reserved group.
 """
 
 from __future__ import annotations
@@ -58,12 +66,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
+from consensus.allocator import preferred_group
+from consensus.commands import Assign
 from consensus.messages import Accept, Accepted, Message, Promise
 from consensus.sim.explore_faults import crash, crash_restart
 from consensus.sim.explore_key import canonical, plain_key, reset_cache
 from consensus.sim.explore_reduce import Reductions, is_dead, is_stale, msg_key, symmetries
 from consensus.sim.explore_world import (
     NODES,
+    RETIRE,
     Action,
     Item,
     World,
@@ -77,6 +88,7 @@ from consensus.sim.explore_world import (
     records,
     restart,
 )
+from consensus.sim.invariants import reference_fold
 from consensus.sim.scenario import colliding_names
 
 __all__ = ["ExploreResult", "Outcome", "Reductions", "World", "check", "explore", "outcome"]
@@ -124,6 +136,7 @@ def explore(
     progress: Callable[[int, float, int], None] | None = None,
     observe: Callable[[World], None] | None = None,
     hold: bool = True,
+    retire: bool = False,
 ) -> ExploreResult:
     """Visit every reachable world of 3 nodes and 2 colliding types.
 
@@ -149,6 +162,7 @@ def explore(
             there; False ends every path at that transition (as before; then with one
             ballot no ``Commit`` is ever delivered, as it leaves in the same ``Ready`` as
             the next slot's ``Prepare``).
+        retire: the retire configuration of the module docstring instead.
 
     Returns:
         States explored, violations found (with one example path), timing.
@@ -157,7 +171,13 @@ def explore(
     reset_cache()
     type_a, type_b = colliding_names(1)[0]
     wants = {1: (type_a,), 2: (type_b,), 3: ()} if proposers > 1 else {1: (type_a, type_b), 2: (), 3: ()}
-    world = initial(wants, 0 if reductions.lossless else loss, dup, crashes)
+    decided: list[tuple[int, bytes]] = []
+    if retire:
+        retiring = RETIRE + type_a
+        wants = ({1: (retiring,), 2: (type_b,), 3: ()} if proposers > 1
+                 else {1: (retiring, type_b), 2: (), 3: ()})
+        decided = [(0, Assign(type_name=type_a, group=preferred_group(type_a)).encode())]
+    world = initial(wants, 0 if reductions.lossless else loss, dup, crashes, decided)
     # With ``hold``, one ballot past the bound is started but its Prepare stays unsent,
     # so the rest of the Ready that started it (a Commit) is explored too.
     limit = max_ballots + 1 if hold else max_ballots
@@ -350,6 +370,11 @@ def check(world: World) -> list[str]:
             groups = node.groups
             if len(set(groups.values())) != len(groups):
                 problems.append(f"uniqueness: node {i} map {dict(groups)}")
+            if node.reserved_groups or any(v.startswith(b"retire") for _, v in node.entries()):
+                expected, grace = reference_fold(node.entries())
+                problems += [f"grace: node {i}: {g}" for g in grace]
+                if expected != dict(groups):
+                    problems.append(f"fold: node {i} map {dict(groups)}, entries give {expected}")
         for slot, value in entries:
             if learned.setdefault(slot, value) != value:
                 problems.append(f"agreement: two values learned in slot {slot}")
@@ -390,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="one proposer, 3 ballots, loss 1, dup 2, crashes 2 (about two minutes)",
     )
     parser.add_argument("--issue", action="store_true", help=f"the issue's configuration: {ISSUE}")
+    parser.add_argument(
+        "--retire", action="store_true",
+        help="node 1 retires a decided type while node 2 proposes one with the same preferred group",
+    )
     for name in REDUCTION_NAMES:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"turn off the {name} reduction")
     parser.add_argument(
@@ -407,10 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = explore(
         max_ballots=opts.ballots, loss=opts.loss, dup=opts.dup, crashes=opts.crashes,
         state_limit=opts.limit, proposers=opts.proposers, reductions=reductions, hold=not opts.no_hold,
-        progress=lambda n, t, v: print(f"  ... {n} states, {t:.0f} s, {v} violations", file=sys.stderr, flush=True),
+        retire=opts.retire, progress=lambda n, t, v: print(f"  ... {n} states, {t:.0f} s, {v} violations", file=sys.stderr, flush=True),
     )
     loss = "any number (lossless)" if reductions.lossless else str(opts.loss)
-    print(f"config: 3 nodes, 2 types, ballots<={opts.ballots}, loss<={loss}, "
+    print(f"config: 3 nodes, 2 types{' (retire race)' if opts.retire else ''}, "
+          f"ballots<={opts.ballots}, loss<={loss}, "
           f"dup<={opts.dup}, crashes<={opts.crashes}, proposers={opts.proposers}, "
           f"hold={not opts.no_hold}; {reductions}")
     print(f"distinct states: {res.states} ({'complete' if res.complete else 'INCOMPLETE: limit hit'})")

@@ -37,6 +37,7 @@ from consensus.node import Config, PaxosNode
 
 __all__ = [
     "NODES",
+    "RETIRE",
     "Action",
     "Item",
     "World",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 NODES = (1, 2, 3)
+#: A want that starts with this asks for the rest, a type name, to be retired.
+RETIRE = "retire:"
 Item = tuple[int, int, Message]  # (src, dst, msg) in flight
 # Explored nodes never draw from their RNG (backoff_ticks=0), so all share one.
 RNG = random.Random(0)
@@ -123,33 +126,42 @@ def config(node_id: int) -> Config:
     )
 
 
-def initial(wants: dict[int, tuple[str, ...]], loss: int, dup: int, crashes: int) -> World:
+def initial(wants: dict[int, tuple[str, ...]], loss: int, dup: int, crashes: int,
+            decided: Sequence[tuple[int, bytes]] = ()) -> World:
     """The first world: every node up, each proposer has asked for its types.
 
     Args:
-        wants: the types each node proposes.
+        wants: the types each node proposes (``RETIRE + name``: asks for a retire).
         loss: drop budget.
         dup: duplication budget.
         crashes: crash budget.
+        decided: entries every node has already learned (durably).
 
     Returns:
         The world after the proposers' first ``Ready``.
     """
     world = World(
-        nodes={}, durable={i: DurableState() for i in NODES}, in_flight=set(), loss=loss, dup=dup,
-        crash=crashes, wants=wants,
+        nodes={}, durable={i: DurableState(learned=list(decided)) for i in NODES}, in_flight=set(),
+        loss=loss, dup=dup, crash=crashes, wants=wants,
     )
     for i in NODES:
-        node = PaxosNode(config(i), rng=RNG)
+        node = PaxosNode(config(i), rng=RNG, records=[Learned(slot=s, value=v) for s, v in decided])
         node.set_view(NODES)
         world.nodes[i] = node
     for i in NODES:
         proposer = world.nodes[i]
         assert proposer is not None
         for name in world.wants[i]:
-            proposer.propose(name)
+            _ask(proposer, name)
         flush(world, i)
     return world
+
+
+def _ask(node: PaxosNode, want: str) -> None:
+    if want.startswith(RETIRE):
+        node.retire(want[len(RETIRE):])
+    else:
+        node.propose(want)
 
 
 def clone(world: World, touched: int | None = None) -> World:
@@ -222,7 +234,7 @@ def restart(world: World, i: int) -> World:
     node.set_view(NODES)
     nxt.nodes[i] = node
     for name in nxt.wants[i]:
-        node.propose(name)  # the application asks again after a restart
+        _ask(node, name)  # the application (or the person) asks again after a restart
     flush(nxt, i)
     return nxt
 

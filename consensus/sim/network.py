@@ -147,6 +147,12 @@ class SimNetwork:
         self.nodes[node_id].propose(type_name)
         self.flush(node_id)
 
+    def retire(self, node_id: int, type_name: str) -> None:
+        """Have ``node_id`` ask for ``type_name`` to be retired and send the result."""
+        self._log(f"retire {node_id} {type_name}")
+        self.nodes[node_id].retire(type_name)
+        self.flush(node_id)
+
     def tick(self) -> None:
         """Advance time one tick: tick every running node, then deliver what is due."""
         self.now += 1

@@ -9,6 +9,13 @@ run must converge within ``quiet_limit`` ticks. Every decision comes from two
 ``random.Random`` objects seeded from the seed (one for the scenario, one for the
 network), so a seed replays exactly.
 
+Retires: about every 30th tick of the fault phase a running node (member or observer)
+asks for a type of its map to be retired, and every node stops wanting that type (its
+publishers stopped: the runtime refuses a retire while a live node publishes the
+type); later random proposals may want it again. Like the runtime, a node that still
+wants a type it sees retired asks for it again. These choices come from their own
+``random.Random`` (``retire/<seed>``), so the rest of a seed's run is drawn as before.
+
 Two families, chosen by the seed: with *static* views every member always sees the full
 membership, so a minority cannot decide and classic Paxos safety is checked; with
 *dynamic* views a partition shrinks views and each side decides alone, and the merge
@@ -148,11 +155,15 @@ def run_seed(
     wanted: dict[int, set[str]] = {}
     next_id = nodes + 1
     adversary = Adversary(net, random.Random(f"byzantine/{seed}")) if byzantine else None
+    retire_rnd = random.Random(f"retire/{seed}")
     for _ in range(fault_ticks):
         next_id = _fault_step(net, checker, rnd, pool, wanted, static, next_id)
+        if retire_rnd.random() < 1 / 30:
+            _retire_step(net, retire_rnd, wanted)
         if adversary is not None and adversary.rnd.random() < 0.5:
             adversary.act()
         net.tick()
+        _republish(net, checker, wanted)
     cfg = sim_config(1, False, faults.max_delay)
     if adversary is not None:
         # The junk a leader queued for peers (at most max_pending types) is decided
@@ -168,6 +179,7 @@ def run_seed(
             converge = t
             break
         net.tick()
+        _republish(net, checker, wanted)
     if converge is None:
         checker.fail(f"convergence: not converged {quiet_limit} ticks after heal")
     else:
@@ -199,6 +211,29 @@ def _check_live(net: SimNetwork, checker: Checker, rnd: random.Random, limit: in
         net.tick()
     checker.fail(f"liveness after attack: {FRESH_TYPE} from node {proposer} not decided in {limit} ticks")
     return None
+
+
+def _retire_step(net: SimNetwork, rnd: random.Random, wanted: dict[int, set[str]]) -> None:
+    up = net.up()
+    if not up:
+        return
+    node_id = rnd.choice(up)
+    names = sorted(net.nodes[node_id].groups)
+    if not names:
+        return
+    name = rnd.choice(names)
+    for types in wanted.values():
+        types.discard(name)  # its publishers stopped
+    net.retire(node_id, name)
+
+
+def _republish(net: SimNetwork, checker: Checker, wanted: dict[int, set[str]]) -> None:
+    # As the runtime does: a node that still publishes a type it sees retired (a
+    # forged or racing retire) asks for it again at once.
+    retired, checker.retired = checker.retired, []
+    for node_id, name in retired:
+        if name in wanted.get(node_id, ()) and node_id not in net.down:
+            net.propose(node_id, name)
 
 
 def _fault_step(

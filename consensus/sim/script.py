@@ -18,6 +18,7 @@ Commands (node ids are integers; members are numbered from 1):
   ``static`` gives every member the full membership forever.
 * ``add-observer ID`` - an observer node.
 * ``propose ID TYPE`` - node ID asks for a group for TYPE.
+* ``retire ID TYPE`` - node ID asks for TYPE to be retired (observers ask the leader).
 * ``deliver [n=K]`` / ``drop [n=K]`` - deliver or drop the next K datagrams in flight
   (default 1), in send order.
 * ``stabilize`` - deliver until nothing is in flight.
@@ -160,6 +161,10 @@ class _Runner:
         self._net.propose(int(args[0]), args[1])
         return []
 
+    def do_retire(self, args: list[str]) -> list[str]:
+        self._net.retire(int(args[0]), args[1])
+        return []
+
     def do_deliver(self, args: list[str]) -> list[str]:
         for _ in range(self._count(args)):
             self._net.deliver_next()
@@ -209,7 +214,9 @@ class _Runner:
             node = self._net.nodes[node_id]
             shown = ", ".join(f"{t}={g}" for t, g in sorted(node.groups.items())) or "(empty)"
             moved = "".join(f" [{t} moved from {g}]" for t, g in sorted(node.moved_from.items()))
-            lines.append(f"node {node_id}: {shown}{moved}")
+            held = node.reserved_groups
+            reserved = "".join(f" [{g} reserved for {t}]" for g, t in sorted(held.items()))
+            lines.append(f"node {node_id}: {shown}{moved}{reserved}")
         return lines
 
     def do_log(self, args: list[str]) -> list[str]:

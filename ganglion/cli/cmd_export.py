@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +38,11 @@ from ganglion.cli._report import exit_on_broken_pipe
               "text and true/false are the bucket's last).")
 def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | None, fmt: str,
            out: Path | None, wide: bool, bucket: str | None, agg: str | None) -> None:
-    """Export readings from a log made by `ganglion log`."""
+    """Export readings from a log made by `ganglion log`.
+
+    A --type pattern that matches no type in the log gets a one-line note on
+    stderr naming the close ones ("did you mean sensors.Temperature?").
+    """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.export import export_csv, export_jsonl
     from ganglion.logger.query import parse_time
@@ -56,6 +62,7 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         conn = open_log(db, write=False)
     except LogDatabaseError as exc:
         raise click.ClickException(str(exc)) from None
+    _hint_patterns(conn, patterns)
     try:
         if out is None:
             count = write(conn, sys.stdout, patterns=patterns, since_ns=since_ns, until_ns=until_ns)
@@ -90,3 +97,21 @@ def _wide_writer(fmt: str, bucket: str | None, agg: str | None) -> Callable[...,
     if seconds <= 0:
         raise click.BadParameter("the bucket must be longer than 0 s", param_hint="--bucket")
     return functools.partial(export_wide, bucket=seconds, agg=agg or "mean")
+
+
+def _hint_patterns(conn: sqlite3.Connection, patterns: tuple[str, ...]) -> None:
+    """Say on stderr which --type patterns match no type in the log, and what is close."""
+    from ganglion.cli._suggest import hint_for_pattern
+
+    if not patterns:
+        return
+    try:
+        logged = {name for (name,) in conn.execute("SELECT DISTINCT name FROM types")}
+    except sqlite3.Error:
+        return  # the export itself reports an unreadable log
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in logged):
+            continue
+        hint = hint_for_pattern(pattern, logged)
+        click.echo(f"ganglion export: --type {pattern} matches no type in the log"
+                   + (f"; {hint}" if hint else ""), err=True)

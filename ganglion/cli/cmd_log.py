@@ -37,7 +37,9 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
     """Log readings to an SQLite database (see docs/logging.md for its schema).
 
     Subscribes to every type the network has agreed on, including types agreed
-    later, and commits in batches. Exits non-zero, with one error line, when the
+    later, and commits in batches. A --type pattern that matches no agreed type
+    once the map is learned gets a one-line note on stderr, with the close known
+    names ("did you mean sensors.*?"); the logger keeps waiting for it. Exits non-zero, with one error line, when the
     database cannot be written (read-only file, full disk) or the writer fails
     for any other reason (logged with its cause).
     """
@@ -61,14 +63,22 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
                f"{retention.describe()}", err=True)
 
     async def main(stop: asyncio.Event) -> int:
-        from ganglion.cli._observer import observer
+        from ganglion.cli._observer import hint_unknown, observer
 
         recorder = Recorder(writer, patterns, interval=interval, last_values=last)
         if duration:
             asyncio.get_running_loop().call_later(duration, stop.set)
         try:
             async with observer(settings, name="ganglion-log") as node:
-                await recorder.run(node, stop)
+                hints = None
+                if patterns:
+                    hints = asyncio.get_running_loop().create_task(hint_unknown(
+                        node, patterns, command="ganglion log", patterns=True))
+                try:
+                    await recorder.run(node, stop)
+                finally:
+                    if hints is not None:
+                        hints.cancel()
         except LogDatabaseError as exc:
             error(str(exc))
             return 1

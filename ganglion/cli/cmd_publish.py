@@ -21,19 +21,25 @@ from ganglion.cli._run import run_until_signalled
               help="The message's fields as a JSON object, e.g. '{\"celsius\": 21.5}'.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to wait for the type's group to be agreed.")
+@click.option("--new-type", is_flag=True,
+              help="Create TYPE even though its name is close to a known one.")
 @network_options
-def publish(type_name: str, fields_json: str, timeout: float, iface: str | None, port: int,
-            key_file: Path | None, ttl: int) -> None:
+def publish(type_name: str, fields_json: str, timeout: float, new_type: bool, iface: str | None,
+            port: int, key_file: Path | None, ttl: int) -> None:
     """Publish one message of TYPE with the fields given as JSON.
 
     A type this program has a class for is checked against it; any other type
     is sent as a self-describing record. A new type is proposed to the running
-    nodes, which agree on its group first.
+    nodes, which agree on its group first. Since a type stays in the map until
+    it is retired (`ganglion types --retire`), a new name close to a known one
+    (sensors.temprature) is refused as a likely typo, naming the known one,
+    unless --new-type is given.
     """
     import hardware.readings  # noqa: F401  (the sensor types are checked against their classes)
-    from ganglion.cli._observer import observer
+    from ganglion.cli._observer import observer, settle
+    from ganglion.cli._suggest import hint_for_name, known_names
     from ganglion.errors import GanglionError
-    from ganglion.types import Record, validate_type_name
+    from ganglion.types import Record, lookup, validate_type_name
 
     try:
         validate_type_name(type_name)
@@ -49,6 +55,17 @@ def publish(type_name: str, fields_json: str, timeout: float, iface: str | None,
 
     async def main(stop: asyncio.Event) -> int:
         async with observer(settings, name="ganglion-publish") as node:
+            if not new_type and lookup(type_name) is None:
+                # Learn the map first (at once when the type is in it), then refuse a
+                # likely typo before it becomes a type of its own.
+                await settle(node, min(timeout, 3.0), until=lambda: type_name in node.types())
+                hint = None
+                if type_name not in node.types():
+                    hint = hint_for_name(type_name, known_names(node.types()))
+                if hint is not None:
+                    click.echo(f"error: {type_name} is not a known type; {hint} (to create "
+                               f"{type_name} anyway, pass --new-type)", err=True)
+                    return 2
             try:
                 await node.publish(Record(type_name, fields))
             except GanglionError as exc:

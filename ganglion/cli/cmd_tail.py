@@ -53,12 +53,14 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
     """Print readings of TYPES (dotted type names) as they arrive.
 
     Types this program has no class for are printed from their self-describing
-    payload, field by field. Exits non-zero when --count readings did not arrive
-    within --timeout.
+    payload, field by field. A name no node has agreed on yet gets a one-line note
+    on stderr, with the known names close to it ("did you mean ..."); tail keeps
+    waiting for it. Exits non-zero when --count readings did not arrive within
+    --timeout.
     """
     import hardware.readings  # noqa: F401  (registers the sensor types so they decode to classes)
     from ganglion.cli._format import SenderNames, format_reading
-    from ganglion.cli._observer import observer
+    from ganglion.cli._observer import hint_unknown, observer
     from ganglion.cli._report import exit_on_broken_pipe
     from ganglion.errors import TypeNameError
     from ganglion.runtime.subscription import MessageInfo
@@ -102,10 +104,13 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
             for name in types:
                 node.subscribe(name, callback=show)
             click.echo(f"listening for {', '.join(types)} on {settings.interface_name}", err=True)
+            hints = asyncio.get_running_loop().create_task(
+                hint_unknown(node, types, command="ganglion tail"))
             if last:
                 asyncio.get_running_loop().create_task(_ask_last(node, types, stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=timeout or None)
+            hints.cancel()
         return 0 if (count == 0 or seen >= count) else 1
 
     code = run_until_signalled(main)

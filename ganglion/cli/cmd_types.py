@@ -1,4 +1,4 @@
-"""``ganglion types``: the agreed type -> multicast group map."""
+"""``ganglion types``: the agreed type -> multicast group map, and retiring a type."""
 
 from __future__ import annotations
 
@@ -9,24 +9,37 @@ from pathlib import Path
 
 import click
 
-from ganglion.cli._options import network_options, resolve_network
+from ganglion.cli._options import NetworkSettings, network_options, resolve_network
 from ganglion.cli._run import run_until_signalled
 
 
 @click.command()
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
-              help="Seconds to wait for the map from the running nodes.")
+              help="Seconds to wait for the map from the running nodes (and, with "
+              "--retire, for the retire to be agreed).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object: type -> group.")
+@click.option("--retire", "retire_name", metavar="TYPE", default=None,
+              help="Take TYPE off the map (a typo, a sensor gone for good). Refused while "
+              "a live node publishes it.")
 @network_options
-def types(timeout: float, as_json: bool, iface: str | None, port: int, key_file: Path | None,
-          ttl: int) -> None:
-    """Print the type -> multicast group map the nodes agreed on."""
+def types(timeout: float, as_json: bool, retire_name: str | None, iface: str | None, port: int,
+          key_file: Path | None, ttl: int) -> None:
+    """Print the type -> multicast group map the nodes agreed on.
+
+    A type stays in the map until it is retired with --retire TYPE: the running
+    nodes agree to take it off, and its group is kept free for it a while
+    (docs/consensus.md, "Retiring a type"), so it comes back there if it is
+    published again. A type that some live node still publishes is not retired.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from ganglion.cli._observer import observer, settle
 
     settings = resolve_network(iface, port, key_file, ttl)
+    if retire_name is not None:
+        _check_name(retire_name)
+        sys.exit(run_until_signalled(lambda stop: _retire(settings, retire_name, timeout)))
 
     async def main(stop: asyncio.Event) -> int:
         async with observer(settings, name="ganglion-types") as node:
@@ -54,3 +67,52 @@ def types(timeout: float, as_json: bool, iface: str | None, port: int, key_file:
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+def _check_name(name: str) -> None:
+    from ganglion.errors import TypeNameError
+    from ganglion.types import validate_type_name
+
+    try:
+        validate_type_name(name)
+    except TypeNameError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retire") from exc
+
+
+async def _retire(settings: NetworkSettings, name: str, timeout: float) -> int:
+    """Ask the members to retire ``name``; wait until it leaves the map. Returns the exit code."""
+    from consensus.groupmap import GRACE_ENTRIES
+    from ganglion.cli._observer import observer, settle
+    from ganglion.cli._suggest import hint_for_name, known_names
+    from ganglion.errors import TypeInUseError
+
+    async with observer(settings, name="ganglion-types") as node:
+        await settle(node, timeout)
+        mapping = node.types()
+        if name not in mapping:
+            if not node.peers():
+                click.echo(f"error: no node answered on {settings.interface_name} within "
+                           f"{timeout:g} s", err=True)
+                return 1
+            hint = hint_for_name(name, known_names(mapping))
+            click.echo(f"error: {name} is not an agreed type" + (f"; {hint}" if hint else ""),
+                       err=True)
+            return 1
+        group = mapping[name]
+        try:
+            node.retire(name)
+        except TypeInUseError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while name in node.types() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if name in node.types():
+            click.echo(f"error: the retire of {name} was not agreed within {timeout:g} s; is a "
+                       f"member running (members of older versions ignore retires), or did a "
+                       f"node start publishing it?", err=True)
+            return 1
+    click.echo(f"retired {name}; its group {group} stays reserved for it for the next "
+               f"{GRACE_ENTRIES} map decisions", err=True)
+    return 0

@@ -30,9 +30,12 @@ group (``239.255.0.1``, port 47801) carrying the types of
   called whenever what the live peers subscribe to may have changed (a peer
   joined, left, timed out, or changed its list).
 
-* **Budgets** (:mod:`ganglion.control_budget`). ``ProposeRequest`` and
-  ``CatchUpRequest`` are served only for peers in the membership table and
-  within token buckets; a consensus message whose sender is not the datagram's
+* **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
+  counted as ``retire_refused_published``, while this node or a live peer lists
+  the type in ``publishes``; otherwise it costs the requester a proposal token.
+* **Budgets** (:mod:`ganglion.control_budget`). ``ProposeRequest``,
+  ``RetireRequest`` and ``CatchUpRequest`` are served only for peers in the
+  membership table and within token buckets; a consensus message whose sender is not the datagram's
   sender is dropped. A catch-up answer (the whole map) goes by unicast to the
   requester when its address is known and no other known peer shares it (peers
   on one host share the control port, and the kernel hands a unicast datagram to
@@ -60,7 +63,13 @@ import cbor2
 
 from consensus import Config, MapChange, PaxosNode, message_from_wire
 from consensus.errors import ConsensusError
-from consensus.messages import CatchUpReply, CatchUpRequest, Message, ProposeRequest
+from consensus.messages import (
+    CatchUpReply,
+    CatchUpRequest,
+    Message,
+    ProposeRequest,
+    RetireRequest,
+)
 from ganglion import defaults
 from ganglion.control_budget import RequestBudget, UnicastChoice
 from ganglion.membership import (
@@ -265,6 +274,19 @@ class ControlChannel:
             return
         self.paxos.propose(type_name)
         self._pump()
+
+    def retire(self, type_name: str) -> None:
+        """Ask the network to retire ``type_name`` (no-op when it has no group).
+
+        The caller checks that nobody publishes it (:meth:`publishers`).
+        """
+        self.paxos.retire(type_name)
+        self._pump()
+
+    def publishers(self, type_name: str) -> list[str]:
+        """Names of the live nodes, this one included, that publish ``type_name``."""
+        names = [self.name] if type_name in self._publishes() else []
+        return names + sorted(p.name for p in self.membership.peers() if type_name in p.publishes)
 
     def groups(self) -> dict[str, IPv4Address]:
         """The agreed map as this node knows it."""
@@ -483,6 +505,16 @@ class ControlChannel:
         if isinstance(msg, ProposeRequest):
             if msg.type_name in self.paxos.groups:
                 return False  # a no-op: free, and not worth a token
+            return self._budget.allow_propose(info.sender, info.source[0] if info.source else "",
+                                              asyncio.get_running_loop().time())
+        if isinstance(msg, RetireRequest):
+            if msg.type_name not in self.paxos.groups:
+                return False  # a no-op, as above
+            if self.publishers(msg.type_name):
+                # Forged, or raced with a publisher that started: a published type
+                # stays (docs/security.md). Free: refusing costs less than a token.
+                self.counts["retire_refused_published"] += 1
+                return False
             return self._budget.allow_propose(info.sender, info.source[0] if info.source else "",
                                               asyncio.get_running_loop().time())
         if isinstance(msg, CatchUpRequest):

@@ -716,6 +716,23 @@ class Endpoint:
         else:
             self._release(type_name)
 
+    def clear_group(self, type_name: str) -> None:
+        """Tell the endpoint that ``type_name`` has no group any more (it was retired).
+
+        Subscribers stay subscribed and keep listening on the old group for
+        ``move_grace`` seconds (readings from publishers that have not learned of the
+        retire yet); if the type is assigned again, :meth:`set_group` joins its group.
+        Messages published meanwhile wait, as for a type not agreed yet.
+
+        Args:
+            type_name: the retired type.
+        """
+        old = self._groups.pop(type_name, None)
+        self._routes.clear()
+        if old is not None and self._receiver is not None:
+            for group in list(self._joined.get(type_name, ())):
+                self._schedule_leave(type_name, group)
+
     @property
     def clock_synced(self) -> bool:
         """Whether outgoing datagrams are sent as from a synchronised clock."""

@@ -94,10 +94,10 @@ def test_crash_after_persist_before_send_loses_the_outbox_but_not_the_journal() 
 
 def test_the_checker_flags_a_broken_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
     # A map that gives two types one group must be reported at the step that did it.
-    from consensus import groupmap, node
+    from consensus import groupmap
 
     monkeypatch.setattr(groupmap, "allocate", lambda name, taken: next(iter(taken)))
-    monkeypatch.setattr(node, "allocate", lambda name, taken: preferred_group(name))
+    monkeypatch.setattr(groupmap.GroupMap, "choose", lambda self, name: preferred_group(name))
     a, b = scenario.colliding_names(1)[0]
     net = SimNetwork([1], seed=0)
     checker = Checker(net)
