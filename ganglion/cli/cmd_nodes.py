@@ -18,13 +18,19 @@ from ganglion.cli._run import run_until_signalled
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds to listen for nodes.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON list of objects: id, name, address, version, types, role.")
+              help="Print a JSON list of objects: id, name, address, version, types, role, "
+              "reachable.")
 @click.option("--mdns/--no-mdns", default=True, show_default=True,
               help="Also browse for nodes over mDNS/DNS-SD.")
 @network_options
 def nodes(timeout: float, as_json: bool, mdns: bool, iface: str | None, port: int,
           key_file: Path | None, ttl: int) -> None:
-    """List the nodes heard on the control channel (and seen over mDNS)."""
+    """List the nodes heard on the control channel (and seen over mDNS).
+
+    A node seen over mDNS but not heard on the control channel is listed as not
+    reachable: it uses another network key (or none where this one uses a key, or
+    the other way round), or its control traffic does not get here.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -48,14 +54,14 @@ def nodes(timeout: float, as_json: bool, mdns: bool, iface: str | None, port: in
                 found[peer.id.hex()] = {"id": peer.id.hex(), "name": peer.name,
                                         "address": peer.address, "version": peer.version,
                                         "types": list(peer.publishes), "role": peer.role,
-                                        "clock_synced": peer.clock_synced}
+                                        "clock_synced": peer.clock_synced, "reachable": True}
             if browse is not None:
                 try:
                     for adv in await browse:
                         found.setdefault(adv.id.hex(), {
                             "id": adv.id.hex(), "name": adv.name, "address": adv.address,
                             "version": adv.version, "types": list(adv.types), "role": adv.role,
-                            "clock_synced": None})
+                            "clock_synced": None, "reachable": False})
                 except Exception as exc:  # mDNS is optional; the control channel answered
                     click.echo(f"mDNS browse failed: {exc}", err=True)
         rows = sorted(found.values(), key=lambda r: (r["name"], r["id"]))
@@ -63,11 +69,15 @@ def nodes(timeout: float, as_json: bool, mdns: bool, iface: str | None, port: in
             click.echo(json.dumps(rows, indent=2))
         else:
             table = Table(title=f"nodes ({len(rows)})")
-            for col in ("name", "id", "address", "version", "publishes"):
+            for col in ("name", "id", "address", "version", "publishes", "reachable"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(r["name"], r["id"], r["address"], r["version"], ", ".join(r["types"]))
+                table.add_row(r["name"], r["id"], r["address"], r["version"], ", ".join(r["types"]),
+                              "yes" if r["reachable"] else "no")
             Console().print(table)
+            if any(not r["reachable"] for r in rows):
+                click.echo("not reachable: seen over mDNS but not heard on the control channel "
+                           "(another network key, or its traffic does not get here)", err=True)
         return 0
 
     sys.exit(run_until_signalled(main))

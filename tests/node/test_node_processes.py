@@ -10,6 +10,7 @@ that all have deadlines.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -187,3 +188,31 @@ def test_tail_stops_at_its_count_even_inside_one_datagram(spawn: Spawner, port: 
     assert len(tail.json_lines()) == 3 and len(lines) == 3, tail.describe()
     first = lines[0]["seq"]
     assert first % 10 == 0 and [line["seq"] for line in lines] == [first, first + 1, first + 2]
+
+
+@pytest.mark.skipif(not os.environ.get("GANGLION_TEST_NETNS"),
+                    reason="mDNS sends to 224.0.0.251:5353; runs only in a private namespace "
+                    "(GANGLION_TEST_NETNS set by the test command)")
+def test_nodes_shows_a_node_with_another_key_as_not_reachable(spawn: Spawner, port: int,
+                                                             tmp_path: Path) -> None:
+    # Issue 20 defect 10: `nodes --key-file` listed nodes that use another key as
+    # reachable (they are seen over mDNS, but nothing they send verifies).
+    ours, theirs = tmp_path / "ours.key", tmp_path / "theirs.key"
+    for key in (ours, theirs):
+        assert spawn("keygen", str(key), label=f"keygen-{key.stem}").finish() == 0
+    node = spawn("node", "--name", "elsewhere", "--state-dir", str(tmp_path / "n"), *LO,
+                 "--port", str(port), "--key-file", str(theirs), "-v", label="node")
+    node.wait_for_err("node elsewhere (")
+    found = STARTED.search(node.err)
+    assert found is not None
+    rows: list[dict[str, Any]] = []
+    for _ in range(5):  # mDNS announcements take a moment; bounded
+        proc = spawn("nodes", "--json", *LO, "--port", str(port), "--timeout", "2",
+                     "--key-file", str(ours), label="nodes")
+        rows = proc.json_out()
+        if rows:
+            break
+    assert [(r["id"], r["reachable"]) for r in rows] == [(found.group(2), False)]
+    same = spawn("nodes", "--json", *LO, "--port", str(port), "--timeout", "2",
+                 "--key-file", str(theirs), label="nodes-same-key").json_out()
+    assert [(r["id"], r["reachable"]) for r in same] == [(found.group(2), True)]
