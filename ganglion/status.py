@@ -12,7 +12,8 @@ The document (``"format": 1``; keys are only ever added)::
 
     node      name, id, version, interface, interface_name, port, state_dir, pid, uptime_s
     peers     [{id, name, role, version, address, clock_synced, seen_s_ago, publishes}]
-    types     {type name: {group, sent, received, lost, duplicates, reordered, stale}}
+    types     {type name: {group, sent, received, lost, duplicates, reordered, stale,
+               sent_per_key: [{key: [field values], sent}] for a keyed type}}
     streams   [{type, node, node_name, received, lost, duplicates, reordered, stale}]
     counters  {dropped, bad_mac, decode_errors}
     bus       null, or {endpoints, received, published, delivered, dropped, ..., subscriptions}
@@ -65,7 +66,7 @@ def build_status(node: Any, host: Any = None, *, started: float | None = None) -
             "uptime_s": None if started is None else round(time.monotonic() - started, 1),
         },
         "peers": [_peer(p) for p in sorted(peers, key=lambda p: (p.name, p.id))],
-        "types": {name: dataclasses.asdict(t) for name, t in stats.types.items()},
+        "types": {name: _type(t) for name, t in stats.types.items()},
         "streams": streams[:MAX_STREAMS],
         "streams_omitted": max(0, len(streams) - MAX_STREAMS),
         "counters": {"dropped": stats.dropped, "bad_mac": stats.bad_mac,
@@ -125,3 +126,11 @@ def _plugins(host: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if detail and name in plugins:
             plugins[name]["detail"] = detail
     return plugins, sensors
+
+
+def _type(stats: Any) -> dict[str, Any]:
+    """A type's counters; a keyed type's ``sent_per_key`` as a list (JSON keys are text)."""
+    doc = dataclasses.asdict(stats)
+    doc["sent_per_key"] = [{"key": list(key), "sent": count}
+                           for key, count in sorted(stats.sent_per_key.items(), key=repr)]
+    return doc

@@ -63,8 +63,8 @@ def publish(type_name: str, fields_json: str, timeout: float, new_type: bool, if
                 if type_name not in node.types():
                     hint = hint_for_name(type_name, known_names(node.types()))
                 if hint is not None:
-                    click.echo(f"error: {type_name} is not a known type; {hint} (to create "
-                               f"{type_name} anyway, pass --new-type)", err=True)
+                    error(f"{type_name} is not a known type; {hint} (to create "
+                               f"{type_name} anyway, pass --new-type)")
                     return 2
             try:
                 await node.publish(Record(type_name, fields))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ganglion.cli._options import NetworkSettings, network_options, resolve_network
+from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 
@@ -91,27 +92,26 @@ async def _retire(settings: NetworkSettings, name: str, timeout: float) -> int:
         mapping = node.types()
         if name not in mapping:
             if not node.peers():
-                click.echo(f"error: no node answered on {settings.interface_name} within "
-                           f"{timeout:g} s", err=True)
+                error(f"no node answered on {settings.interface_name} within "
+                           f"{timeout:g} s")
                 return 1
             hint = hint_for_name(name, known_names(mapping))
-            click.echo(f"error: {name} is not an agreed type" + (f"; {hint}" if hint else ""),
-                       err=True)
+            error(f"{name} is not an agreed type" + (f"; {hint}" if hint else ""))
             return 1
         group = mapping[name]
         try:
             node.retire(name)
         except TypeInUseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            error(str(exc))
             return 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while name in node.types() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if name in node.types():
-            click.echo(f"error: the retire of {name} was not agreed within {timeout:g} s; is a "
+            error(f"the retire of {name} was not agreed within {timeout:g} s; is a "
                        f"member running (members of older versions ignore retires), or did a "
-                       f"node start publishing it?", err=True)
+                       f"node start publishing it?")
             return 1
     click.echo(f"retired {name}; its group {group} stays reserved for it for the next "
                f"{GRACE_ENTRIES} map decisions", err=True)

@@ -39,7 +39,7 @@ def test_typos_are_refused_hinted_and_retired(spawn: Spawn, free_udp_port: int,
 
     typo = spawn("publish", TYPO, "--json", '{"celsius": 20.5}', *LO, "--port", port)
     assert typo.finish() == 2, typo.err
-    assert f"error: {TYPO} is not a known type; did you mean sensors.Temperature?" in typo.err
+    assert f"Error: {TYPO} is not a known type; did you mean sensors.Temperature?" in typo.err
     assert "--new-type" in typo.err
     assert TYPO not in agreed(spawn, port)
 
