@@ -15,6 +15,15 @@ Linux specifics, with fallbacks so the module imports anywhere:
 * ``IP_MULTICAST_ALL`` (49) defaults to 1, which makes a socket bound to the
   wildcard address receive *every* group any socket on the host joined on that
   port. We set it to 0 so a socket receives only its own groups.
+* ``SO_REUSEADDR`` alone lets every process bind the port on Linux; receive
+  sockets there must *not* set ``SO_REUSEPORT``. Since Linux 6.5, when exactly
+  one socket on the host joined a group on the arrival interface, UDP early
+  demux hands the datagram to that socket and ``inet_steal_sock`` then re-picks
+  a socket of its reuseport group by a hash of the addresses, ignoring
+  memberships: a node on ``lo`` took about half the control traffic that a node
+  on ``eth0`` of the same host should have had (measured: 9 of 20 datagrams),
+  and that node lost it. BSD and macOS need ``SO_REUSEPORT`` to share a port,
+  so it is set there.
 * ``net.ipv4.igmp_max_memberships`` (default 20) caps memberships per socket;
   the receiver spreads groups over several sockets to stay under it.
 * ``SO_RCVBUF`` is capped by ``net.core.rmem_max``; like systemd's
@@ -77,6 +86,11 @@ IP_MULTICAST_ALL: int = getattr(socket, "IP_MULTICAST_ALL", 49)
 _SO_RCVBUFFORCE: int | None = getattr(
     socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None
 )
+
+#: Whether receive sockets share their port with SO_REUSEPORT: not on Linux, where
+#: SO_REUSEADDR suffices and SO_REUSEPORT misdelivers multicast (module notes).
+_SHARE_WITH_REUSEPORT: bool = hasattr(socket, "SO_REUSEPORT") and not sys.platform.startswith(
+    "linux")
 
 #: SOL_UDP and its options UDP_SEGMENT (send) and UDP_GRO (receive); Python 3.11's
 #: socket module exports none of the latter two.
@@ -204,9 +218,10 @@ def read_max_memberships(path: Path = _MAX_MEMBERSHIPS_PATH) -> int:
 def open_receive_socket(port: int, rcvbuf: int) -> socket.socket:
     """Open a non-blocking UDP socket bound to ``('', port)`` for multicast.
 
-    SO_REUSEADDR (and SO_REUSEPORT) let several sockets and processes bind the
-    same port; each multicast datagram is delivered to every socket that joined
-    its group. IP_MULTICAST_ALL=0 keeps the others' groups out.
+    SO_REUSEADDR (SO_REUSEPORT off Linux; see the module notes for why not on
+    Linux) lets several sockets and processes bind the same port; each multicast
+    datagram is delivered to every socket that joined its group on the interface
+    it arrived on. IP_MULTICAST_ALL=0 keeps the others' groups out.
 
     Args:
         port: the UDP port.
@@ -222,7 +237,7 @@ def open_receive_socket(port: int, rcvbuf: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
+        if _SHARE_WITH_REUSEPORT:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         _set_multicast_all_off(sock)
         set_rcvbuf(sock, rcvbuf)
