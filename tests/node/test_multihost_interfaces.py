@@ -116,7 +116,9 @@ def test_a_lo_node_beside_a_lan_node_agrees_alone_and_never_lists_it(
     assert {row["name"] for row in lan_listed} == {"cellar", "attic"}, lan_listed
 
     time.sleep(1.0)  # heartbeats keep coming: none of them may reach solo either
+    # the control channel logs "heard NAME (" for every id it hears, "peer NAME (" on joins
     for other in ("cellar", "attic"):
-        assert other not in solo.err, f"solo heard {other}:\n{solo.describe()}"
+        assert f"heard {other} (" not in solo.err, f"solo heard {other}:\n{solo.describe()}"
+        assert f"peer {other} (" not in solo.err, solo.describe()
     for proc in lan.values():
-        assert "solo" not in proc.err, proc.describe()
+        assert "heard solo (" not in proc.err and "peer solo (" not in proc.err, proc.describe()
