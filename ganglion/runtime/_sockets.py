@@ -37,6 +37,12 @@ Linux specifics, with fallbacks so the module imports anywhere:
   in (always on loopback, by the driver on some NICs), reach a socket as one
   buffer plus its segment size in a control message. Both are optional: where
   the kernel refuses them, datagrams go one per system call.
+* ``IP_PKTINFO`` makes every read carry the index of the interface the datagram
+  arrived on. A socket bound to the wildcard address still takes a *unicast*
+  datagram to its port arriving on any interface (a catch-up answer meant for a
+  node on ``eth0`` may reach one on ``lo`` of the same host), and where
+  ``IP_MULTICAST_ALL`` is missing, other groups too; the receiver drops what
+  arrived elsewhere than its interface (``wrong_interface``).
 * ``/proc/net/udp`` lists a per-socket ``drops`` count (datagrams the kernel
   discarded because the receive buffer was full); reading it is a file read
   per call, so it is done only when stats are asked for.
@@ -55,6 +61,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ganglion.errors import ConfigError, InterfaceError, TransportError
+from ganglion.netif import list_interfaces
 
 __all__ = [
     "GRO_CMSG_SPACE",
@@ -65,12 +72,15 @@ __all__ = [
     "check_local_address",
     "drop_membership",
     "enable_gro",
+    "enable_pktinfo",
     "gro_segment_size",
     "gso_available",
     "gso_cmsg",
+    "interface_index",
     "kernel_drops",
     "open_receive_socket",
     "open_send_socket",
+    "read_cmsgs",
     "read_max_memberships",
     "set_rcvbuf",
     "validate_group",
@@ -104,6 +114,11 @@ GSO_MAX_BYTES = 65507
 #: Room for the UDP_GRO control message (an int: the segment size).
 GRO_CMSG_SPACE: int = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _U16 = struct.Struct("=H").pack
+#: IP_PKTINFO (8 on Linux; Python 3.11's socket module lacks it) and the room for its
+#: control message (struct in_pktinfo: the interface index, then two addresses).
+IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
+PKTINFO_CMSG_SPACE: int = socket.CMSG_SPACE(12) if hasattr(socket, "CMSG_SPACE") else 0
+_IFINDEX = struct.Struct("=i")
 
 _MAX_MEMBERSHIPS_PATH = Path("/proc/sys/net/ipv4/igmp_max_memberships")
 _DEFAULT_MAX_MEMBERSHIPS = 20
@@ -333,6 +348,52 @@ def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
             return int.from_bytes(data[:4], sys.byteorder)
+    return 0
+
+
+def enable_pktinfo(sock: socket.socket) -> bool:
+    """Ask for each datagram's arrival interface (IP_PKTINFO) on reads of ``sock``.
+
+    Returns:
+        Whether the kernel agreed (Linux does); elsewhere the receiver cannot filter
+        by interface and relies on memberships alone.
+    """
+    if not sys.platform.startswith("linux") or not PKTINFO_CMSG_SPACE:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def read_cmsgs(ancdata: list[tuple[int, int, bytes]]) -> tuple[int, int]:
+    """The segment size (UDP_GRO; 0 if none) and arrival interface (0 if none) of a read."""
+    size = ifindex = 0
+    for level, kind, data in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
+            size = int.from_bytes(data[:4], sys.byteorder)
+        elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 4:
+            ifindex = _IFINDEX.unpack_from(data)[0]
+    return size, ifindex
+
+
+def interface_index(address: str) -> int:
+    """The kernel's index of the interface that has ``address``; 0 when unknown.
+
+    Args:
+        address: an IPv4 address of this host.
+
+    Returns:
+        The index (``if_nametoindex``), or 0 where the interfaces cannot be listed
+        (then nothing is filtered by interface).
+    """
+    try:
+        for iface in list_interfaces():
+            if iface.address == address:
+                return socket.if_nametoindex(iface.name)
+    except (OSError, ImportError, ValueError) as exc:
+        _log.debug("cannot find the interface index of %s: %s", address, exc)
     return 0
 
 
