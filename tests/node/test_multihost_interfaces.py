@@ -69,6 +69,32 @@ def test_a_socket_joined_on_lo_takes_nothing_that_arrived_on_the_lan(lab: NetnsL
     assert sorted(got[lab.address(1)]) == sorted(f"d{i}" for i in range(count)), got
 
 
+def test_a_unicast_to_the_port_on_the_lan_is_not_taken_by_a_lo_receiver(lab: NetnsLab) -> None:
+    # The receive sockets are bound to the wildcard address, and the kernel hands a
+    # unicast to the port to one of them, the last bound: here the lo receiver's. It
+    # arrived on eth0, so the lo receiver drops and counts it (a catch-up answer meant
+    # for the LAN node; the LAN node's next request goes to the group).
+    lab.add_host()
+    lab.add_host()
+    port, count = 47913, 5
+    listener = subprocess.Popen(
+        [*lab.prefix(1), sys.executable, str(PROBE), "receive", str(port), GROUP, "2.0",
+         lab.address(1), LOOPBACK],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready", listener.stderr
+        subprocess.run([*lab.prefix(2), sys.executable, str(PROBE), "unicast", str(port),
+                        lab.address(1), str(count)], env=_env(), check=True, timeout=20)
+        out, err = listener.communicate(timeout=20)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait(timeout=10)
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got[LOOPBACK] == {"got": [], "wrong_interface": count}, (got, err)
+
+
 def _logged_at(text: str, needle: str) -> float | None:
     """The time (seconds of the day) of the first log line holding ``needle`` (any: "")."""
     for line in text.splitlines():
