@@ -153,7 +153,7 @@ async def measure(runs: int, gap: float) -> list[tuple[str, float, float]]:
             def compiled() -> None:
                 speedups.drain(rx.fileno(), slot, 64, buf, lane, on_datagram, None,
                                time.monotonic, lambda kind, detail: None, counts,
-                               speedups.RECV_SIZE)
+                               speedups.RECV_SIZE, 0)
 
             await row(COMPILED, compiled, setup=lambda: tx.sendto(next_datagram(), addr))
             assert len(got) > 2 * runs, "the lane did not deliver"

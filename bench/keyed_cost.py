@@ -118,7 +118,7 @@ def receive(keying: str, per: int, size: int, *, count: int, rounds: int) -> flo
                 if speedups is not None:
                     speedups.drain(rx.fileno(), slot, 100_000, buffer, lane,
                                    incoming.on_datagram, incoming.on_run, lambda: 0.0,
-                                   lambda kind, detail: None, counts, 65535)
+                                   lambda kind, detail: None, counts, 65535, 0)
                 else:
                     while True:
                         try:

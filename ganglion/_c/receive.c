@@ -713,7 +713,8 @@ run_in_lane(Lane *lane, const unsigned char *d, Py_ssize_t n, Py_ssize_t size,
 }
 
 const char drain_doc[] = PyDoc_STR(
-"drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts, max_size)\n--\n\n"
+"drain(fd, slot, limit, buffer, lane, on_datagram, on_run, now, report, counts, max_size,\n"
+"      ifindex)\n--\n\n"
 "Read the socket `fd` until EAGAIN or `limit` datagrams, as MulticastReceiver._drain:\n"
 "each datagram to the lane (a Lane or None) and otherwise on_datagram(data, source,\n"
 "now); a coalesced run datagram by datagram the same way with a lane, whole to\n"
@@ -722,12 +723,14 @@ const char drain_doc[] = PyDoc_STR(
 "report(kind, detail) with kind 'receive' (an OSError), 'truncated' (the length) or\n"
 "'callback' (the exception). `counts` (a list) gets datagrams, bytes, drains,\n"
 "max_seen, full_drains and coalesced added. A datagram (or a run's segment) larger\n"
-"than `max_size` bytes is dropped and reported as 'oversize' (its length).");
+"than `max_size` bytes is dropped and reported as 'oversize' (its length). With `ifindex`\n"
+"not 0, a datagram whose IP_PKTINFO names another arrival interface is dropped first and\n"
+"reported as 'wrong_interface' (that interface's index).");
 
 PyObject *
 drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (check_nargs("drain", nargs, 11) < 0)
+    if (check_nargs("drain", nargs, 12) < 0)
         return NULL;
     int fd = (int)PyLong_AsLong(args[0]);
     PyObject *slot = args[1];
@@ -735,6 +738,7 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *buffer = args[3], *lane_o = args[4], *on_datagram = args[5], *on_run = args[6],
              *now_fn = args[7], *report = args[8], *counts = args[9];
     Py_ssize_t max_size = PyLong_AsSsize_t(args[10]);
+    int ifindex = (int)PyLong_AsLong(args[11]);
     if (PyErr_Occurred())
         return NULL;
     if (!PyByteArray_CheckExact(buffer) || PyByteArray_GET_SIZE(buffer) < RECV_SIZE) {
@@ -754,7 +758,7 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *now = NULL;
     long long count = 0, nbytes = 0, coalesced = 0, skipped = 0; /* skipped: dropped unread */
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
         struct cmsghdr align;
     } control;
     while (count + skipped < limit) {
@@ -777,13 +781,27 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         nbytes += n;
-        int size = 0;
+        int size = 0, arrived = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
             if (c->cmsg_level == SOL_UDP_ && c->cmsg_type == UDP_GRO_
                 && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
                 memcpy(&size, CMSG_DATA(c), sizeof size);
-                break;
             }
+            else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO
+                     && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+                struct in_pktinfo info;
+                memcpy(&info, CMSG_DATA(c), sizeof info);
+                arrived = info.ipi_ifindex;
+            }
+        }
+        if (ifindex != 0 && arrived != 0 && arrived != ifindex) {
+            /* Arrived on another interface (a unicast to the port there): not ours. */
+            skipped += 1;
+            PyObject *r = PyObject_CallFunction(report, "si", "wrong_interface", arrived);
+            if (r == NULL)
+                goto error;
+            Py_DECREF(r);
+            continue;
         }
         if (mh.msg_flags & MSG_TRUNC) {
             /* Larger than any datagram; nothing of it can be trusted. */

@@ -15,6 +15,15 @@ Linux specifics, with fallbacks so the module imports anywhere:
 * ``IP_MULTICAST_ALL`` (49) defaults to 1, which makes a socket bound to the
   wildcard address receive *every* group any socket on the host joined on that
   port. We set it to 0 so a socket receives only its own groups.
+* ``SO_REUSEADDR`` alone lets every process bind the port on Linux; receive
+  sockets there must *not* set ``SO_REUSEPORT``. Since Linux 6.5, when exactly
+  one socket on the host joined a group on the arrival interface, UDP early
+  demux hands the datagram to that socket and ``inet_steal_sock`` then re-picks
+  a socket of its reuseport group by a hash of the addresses, ignoring
+  memberships: a node on ``lo`` took about half the control traffic that a node
+  on ``eth0`` of the same host should have had (measured: 9 of 20 datagrams),
+  and that node lost it. BSD and macOS need ``SO_REUSEPORT`` to share a port,
+  so it is set there.
 * ``net.ipv4.igmp_max_memberships`` (default 20) caps memberships per socket;
   the receiver spreads groups over several sockets to stay under it.
 * ``SO_RCVBUF`` is capped by ``net.core.rmem_max``; like systemd's
@@ -28,6 +37,12 @@ Linux specifics, with fallbacks so the module imports anywhere:
   in (always on loopback, by the driver on some NICs), reach a socket as one
   buffer plus its segment size in a control message. Both are optional: where
   the kernel refuses them, datagrams go one per system call.
+* ``IP_PKTINFO`` makes every read carry the index of the interface the datagram
+  arrived on. A socket bound to the wildcard address still takes a *unicast*
+  datagram to its port arriving on any interface (a catch-up answer meant for a
+  node on ``eth0`` may reach one on ``lo`` of the same host), and where
+  ``IP_MULTICAST_ALL`` is missing, other groups too; the receiver drops what
+  arrived elsewhere than its interface (``wrong_interface``).
 * ``/proc/net/udp`` lists a per-socket ``drops`` count (datagrams the kernel
   discarded because the receive buffer was full); reading it is a file read
   per call, so it is done only when stats are asked for.
@@ -46,6 +61,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ganglion.errors import ConfigError, InterfaceError, TransportError
+from ganglion.netif import list_interfaces
 
 __all__ = [
     "GRO_CMSG_SPACE",
@@ -56,12 +72,15 @@ __all__ = [
     "check_local_address",
     "drop_membership",
     "enable_gro",
+    "enable_pktinfo",
     "gro_segment_size",
     "gso_available",
     "gso_cmsg",
+    "interface_index",
     "kernel_drops",
     "open_receive_socket",
     "open_send_socket",
+    "read_cmsgs",
     "read_max_memberships",
     "set_rcvbuf",
     "validate_group",
@@ -78,6 +97,11 @@ _SO_RCVBUFFORCE: int | None = getattr(
     socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None
 )
 
+#: Whether receive sockets share their port with SO_REUSEPORT: not on Linux, where
+#: SO_REUSEADDR suffices and SO_REUSEPORT misdelivers multicast (module notes).
+_SHARE_WITH_REUSEPORT: bool = hasattr(socket, "SO_REUSEPORT") and not sys.platform.startswith(
+    "linux")
+
 #: SOL_UDP and its options UDP_SEGMENT (send) and UDP_GRO (receive); Python 3.11's
 #: socket module exports none of the latter two.
 SOL_UDP: int = getattr(socket, "SOL_UDP", 17)
@@ -90,6 +114,11 @@ GSO_MAX_BYTES = 65507
 #: Room for the UDP_GRO control message (an int: the segment size).
 GRO_CMSG_SPACE: int = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _U16 = struct.Struct("=H").pack
+#: IP_PKTINFO (8 on Linux; Python 3.11's socket module lacks it) and the room for its
+#: control message (struct in_pktinfo: the interface index, then two addresses).
+IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
+PKTINFO_CMSG_SPACE: int = socket.CMSG_SPACE(12) if hasattr(socket, "CMSG_SPACE") else 0
+_IFINDEX = struct.Struct("=i")
 
 _MAX_MEMBERSHIPS_PATH = Path("/proc/sys/net/ipv4/igmp_max_memberships")
 _DEFAULT_MAX_MEMBERSHIPS = 20
@@ -204,9 +233,10 @@ def read_max_memberships(path: Path = _MAX_MEMBERSHIPS_PATH) -> int:
 def open_receive_socket(port: int, rcvbuf: int) -> socket.socket:
     """Open a non-blocking UDP socket bound to ``('', port)`` for multicast.
 
-    SO_REUSEADDR (and SO_REUSEPORT) let several sockets and processes bind the
-    same port; each multicast datagram is delivered to every socket that joined
-    its group. IP_MULTICAST_ALL=0 keeps the others' groups out.
+    SO_REUSEADDR (SO_REUSEPORT off Linux; see the module notes for why not on
+    Linux) lets several sockets and processes bind the same port; each multicast
+    datagram is delivered to every socket that joined its group on the interface
+    it arrived on. IP_MULTICAST_ALL=0 keeps the others' groups out.
 
     Args:
         port: the UDP port.
@@ -222,7 +252,7 @@ def open_receive_socket(port: int, rcvbuf: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
+        if _SHARE_WITH_REUSEPORT:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         _set_multicast_all_off(sock)
         set_rcvbuf(sock, rcvbuf)
@@ -318,6 +348,52 @@ def gro_segment_size(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
             return int.from_bytes(data[:4], sys.byteorder)
+    return 0
+
+
+def enable_pktinfo(sock: socket.socket) -> bool:
+    """Ask for each datagram's arrival interface (IP_PKTINFO) on reads of ``sock``.
+
+    Returns:
+        Whether the kernel agreed (Linux does); elsewhere the receiver cannot filter
+        by interface and relies on memberships alone.
+    """
+    if not sys.platform.startswith("linux") or not PKTINFO_CMSG_SPACE:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def read_cmsgs(ancdata: list[tuple[int, int, bytes]]) -> tuple[int, int]:
+    """The segment size (UDP_GRO; 0 if none) and arrival interface (0 if none) of a read."""
+    size = ifindex = 0
+    for level, kind, data in ancdata:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= 4:
+            size = int.from_bytes(data[:4], sys.byteorder)
+        elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 4:
+            ifindex = _IFINDEX.unpack_from(data)[0]
+    return size, ifindex
+
+
+def interface_index(address: str) -> int:
+    """The kernel's index of the interface that has ``address``; 0 when unknown.
+
+    Args:
+        address: an IPv4 address of this host.
+
+    Returns:
+        The index (``if_nametoindex``), or 0 where the interfaces cannot be listed
+        (then nothing is filtered by interface).
+    """
+    try:
+        for iface in list_interfaces():
+            if iface.address == address:
+                return socket.if_nametoindex(iface.name)
+    except (OSError, ImportError, ValueError) as exc:
+        _log.debug("cannot find the interface index of %s: %s", address, exc)
     return 0
 
 

@@ -16,7 +16,11 @@ group (``239.255.0.1``, port 47801) carrying the types of
   calls ``tick()`` every ``tick_seconds``. After either, :meth:`_pump` takes every
   ``Ready``, appends ``to_persist`` to the journal with an fsync *before* sending
   its messages, applies the map changes, and advances. The journal is compacted
-  when it grows.
+  when it grows. Sending and applying call out (the endpoint hands a published
+  frame to local subscribers, the node reacts to a map change by proposing), and
+  a call that reaches :meth:`_pump` again would ask for a second ``Ready`` before
+  the first is advanced; so a nested pump only returns, and the outer one, which
+  loops while the state machine has anything ready, takes what it was called for.
 * **Last values.** A late joiner broadcasts a ``LastValueRequest``; every node
   that published the type answers with its latest message (``LastValue``, tagged
   with the requester's id), one per key for a keyed type (one per sensor), oldest
@@ -226,6 +230,7 @@ class ControlChannel:
         self.counts: collections.Counter[str] = collections.Counter()
         self._ticker: asyncio.Task[None] | None = None
         self._ticks = 0
+        self._pumping = False  # _pump is running: a nested call defers to it
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -359,6 +364,19 @@ class ControlChannel:
         self._pump()
 
     def _pump(self) -> None:
+        if self._pumping:
+            # Called back from inside the loop below, with a Ready not yet advanced:
+            # whatever the caller stepped or proposed is taken by the outer loop.
+            self.counts["pump_deferred"] += 1
+            return
+        self._pumping = True
+        try:
+            self._pump_ready()
+        finally:
+            self._pumping = False
+
+    def _pump_ready(self) -> None:
+        """Carry out every ``Ready`` in order (only :meth:`_pump` calls this)."""
         paxos = self.paxos
         while paxos.has_ready():
             rd = paxos.ready()

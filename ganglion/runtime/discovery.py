@@ -25,7 +25,15 @@ id and never appears in :meth:`Discovery.peers`.
 
 mDNS is bound to the one chosen interface, IPv4 only
 (``AsyncZeroconf(interfaces=[address], ip_version=IPVersion.V4Only)``), so a
-node on ``lo`` never speaks mDNS on ``eth0``.
+node on ``lo`` never speaks mDNS on ``eth0``. It may still *hear* it: zeroconf's
+listening socket is bound to port 5353 with ``SO_REUSEPORT`` and
+``IP_MULTICAST_ALL`` left on, so the kernel hands it mDNS that arrived on another
+interface whenever another program on the host listens there (see
+:mod:`ganglion.runtime._sockets`). So an advert must be reachable over the chosen
+interface: a node on a loopback address takes only adverts of loopback
+addresses, and a node on any other interface none of them (counted as
+``other_interface``). Subnets are not compared: multicast reaches a peer on the
+same link whatever its subnet.
 """
 
 from __future__ import annotations
@@ -129,6 +137,8 @@ class DiscoveryStats:
         unresolved: instances whose records did not arrive within the resolve timeout.
         overflow: instances ignored because :data:`MAX_PEERS` were already known.
         callback_errors: exceptions raised by user callbacks (logged, swallowed).
+        other_interface: adverts dropped because their address is not reachable
+            over the chosen interface (a LAN node heard by a node on ``lo``).
     """
 
     peers: int
@@ -140,6 +150,7 @@ class DiscoveryStats:
     unresolved: int
     overflow: int
     callback_errors: int
+    other_interface: int = 0
 
 
 class Discovery:
@@ -199,6 +210,7 @@ class Discovery:
         self._owns_zc = zeroconf is None
         self._browser = _PeerBrowser(
             own_id=self.node_id,
+            loopback=_is_loopback(self._interface),
             on_added=on_peer_added,
             on_updated=on_peer_updated,
             on_removed=on_peer_removed,
@@ -353,7 +365,7 @@ async def browse_once(
     """
     address = _check_interface(interface)
     zc = zeroconf or _open_zeroconf(address)
-    browser = _PeerBrowser(own_id=None)
+    browser = _PeerBrowser(own_id=None, loopback=_is_loopback(address))
     try:
         await browser.async_start(zc.zeroconf)
         await asyncio.sleep(max(0.0, timeout))
@@ -371,11 +383,13 @@ class _PeerBrowser:
         self,
         *,
         own_id: bytes | None,
+        loopback: bool = False,
         on_added: PeerCallback | None = None,
         on_updated: PeerCallback | None = None,
         on_removed: PeerCallback | None = None,
     ) -> None:
         self._own_id = own_id
+        self._loopback = loopback  # the chosen interface is loopback: only loopback peers
         self._callbacks = {"added": on_added, "updated": on_updated, "removed": on_removed}
         self._zc: Zeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
@@ -383,7 +397,7 @@ class _PeerBrowser:
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._counts = dict.fromkeys(
             ("added", "updated", "removed", "malformed", "incompatible", "unresolved",
-             "overflow", "callback_errors"), 0)
+             "overflow", "callback_errors", "other_interface"), 0)
 
     async def async_start(self, zc: Zeroconf) -> None:
         """Start the browser on ``zc``."""
@@ -453,8 +467,13 @@ class _PeerBrowser:
             return
         if advert.id == self._own_id:
             return
+        reachable = [a for a in addresses if _is_loopback(a) == self._loopback]
+        if not reachable:
+            self._reject(name, "other_interface", AdvertError(f"{addresses[0]} is not reachable "
+                                                              f"over this interface"))
+            return
         peer = PeerInfo(
-            id=advert.id, name=advert.name, address=addresses[0], port=info.port,
+            id=advert.id, name=advert.name, address=reachable[0], port=info.port,
             version=advert.version, types=advert.types, role=advert.role,
             last_seen=asyncio.get_running_loop().time(), types_complete=advert.types_complete,
         )
@@ -493,6 +512,11 @@ class _PeerBrowser:
 def _open_zeroconf(address: str) -> AsyncZeroconf:
     """An AsyncZeroconf bound to one IPv4 interface address only."""
     return AsyncZeroconf(interfaces=[address], ip_version=IPVersion.V4Only)
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``address`` (IPv4) is a loopback address (127.0.0.0/8)."""
+    return ipaddress.IPv4Address(address).is_loopback
 
 
 def _check_interface(interface: str) -> str:

@@ -17,10 +17,13 @@ serves up to ``igmp_max_memberships`` groups (one fd and one reader for many
 types), and ``IP_MULTICAST_ALL=0`` makes it receive only the groups it joined,
 so other sockets' groups on the same port stay out. Binding to the group would
 need one socket per group. The cost of the wildcard bind is that a unicast
-datagram sent to the port is delivered too; the envelope decoder drops it. The
-callback is not told which group a datagram came to: the envelope names its
-type, and recovering the destination would need ``IP_PKTINFO`` and
-``recvmsg`` (ancillary data on every datagram).
+datagram sent to the port is delivered too, from any interface. So every socket
+asks for ``IP_PKTINFO`` (where the kernel has it) and both drains drop a datagram
+that arrived on another interface than the receiver's, counted as
+``wrong_interface``: a node on ``lo`` must not take what a LAN node on the same
+host was sent (see :mod:`ganglion.runtime._sockets` for the multicast side). The
+check is one more control message per read, parsed where the GRO one is. The
+callback is not told which group a datagram came to: the envelope names its type.
 
 Memberships are reference-counted: :meth:`MulticastReceiver.join` and
 :meth:`~MulticastReceiver.leave` pair up, and the kernel membership is added on
@@ -102,8 +105,8 @@ RunCallback = Callable[[bytes, int, tuple[str, int], float], object]
 _RECV_SIZE = 65536
 # The largest UDP payload over IPv4: the default receive limit (no limit).
 _UDP_MAX = 65507
-_GRO_CMSG_SPACE = _sockets.GRO_CMSG_SPACE
-_gro_segment_size = _sockets.gro_segment_size
+_CMSG_SPACE = _sockets.GRO_CMSG_SPACE + _sockets.PKTINFO_CMSG_SPACE
+_read_cmsgs = _sockets.read_cmsgs
 # A plain int: socket.MSG_TRUNC is an IntFlag, and ``int & IntFlag`` runs enum's Python
 # ``__rand__`` per datagram (about 1 us warm, 10-35 us right after the process wakes).
 _MSG_TRUNC: int = int(getattr(socket, "MSG_TRUNC", 0x20))
@@ -137,6 +140,8 @@ class ReceiverStats:
         gro: whether the open sockets accept coalesced runs.
         oversize: datagrams (or coalesced runs) dropped unread because they were
             larger than ``max_datagram`` (forged, or fragmented far above the budget).
+        wrong_interface: datagrams dropped unread because they arrived on another
+            interface than the receiver's (a unicast to the port on another interface).
     """
 
     datagrams: int
@@ -155,12 +160,13 @@ class ReceiverStats:
     coalesced: int = 0
     gro: bool = False
     oversize: int = 0
+    wrong_interface: int = 0
 
 
 class _Slot:
     """One receive socket and the groups it holds."""
 
-    __slots__ = ("buffer", "capacity", "closed", "gro", "groups", "rcvbuf", "sock")
+    __slots__ = ("buffer", "capacity", "closed", "gro", "groups", "ifindex", "rcvbuf", "sock")
 
     def __init__(self, sock: socket.socket, capacity: int, rcvbuf: int, gro: bool) -> None:
         self.sock = sock
@@ -170,6 +176,7 @@ class _Slot:
         self.groups: set[str] = set()
         self.closed = False
         self.buffer: bytearray | None = None  # the compiled drain's read buffer
+        self.ifindex = 0  # the arrival interface datagrams must have (IP_PKTINFO); 0: any
 
 
 class MulticastReceiver:
@@ -228,6 +235,8 @@ class MulticastReceiver:
         """
         self._interface = _sockets.validate_interface_address(interface)
         _sockets.check_local_address(self._interface)
+        # The arrival interface datagrams must have; 0 (unknown) filters nothing.
+        self._ifindex = _sockets.interface_index(self._interface)
         self._port = _sockets.validate_port(port)
         self._on_datagram = on_datagram
         self._on_run = on_run if on_run is not None else self._cut_run
@@ -254,6 +263,7 @@ class MulticastReceiver:
         self._callback_errors = 0
         self._receive_errors = 0
         self._oversize = 0
+        self._wrong_interface = 0
         self._reannounces = 0
         self._reannounce_errors = 0
 
@@ -391,6 +401,7 @@ class MulticastReceiver:
             coalesced=coalesced,
             gro=bool(open_slots) and all(s.gro for s in open_slots),
             oversize=self._oversize,
+            wrong_interface=self._wrong_interface,
         )
 
     def close(self) -> None:
@@ -454,6 +465,8 @@ class MulticastReceiver:
         sock = _sockets.open_receive_socket(self._port, self._rcvbuf)
         rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         slot = _Slot(sock, self._per_socket, rcvbuf, self._gro and _sockets.enable_gro(sock))
+        ifindex = self._ifindex if self._ifindex and _sockets.enable_pktinfo(sock) else 0
+        slot.ifindex = ifindex
         if speedups is None:
             self._loop.add_reader(sock.fileno(), self._drain, slot)
         else:
@@ -462,7 +475,7 @@ class MulticastReceiver:
             self._loop.add_reader(sock.fileno(), functools.partial(
                 speedups.drain, sock.fileno(), slot, self._max_batch, slot.buffer, self._lane,
                 self._on_datagram, self._on_run, self._loop.time, self._report, self._counts,
-                self._max_datagram))
+                self._max_datagram, ifindex))
         self._slots.append(slot)
         return slot
 
@@ -490,20 +503,25 @@ class MulticastReceiver:
         now = self._loop.time()
         limit = self._max_batch
         max_size = self._max_datagram
+        ifindex = slot.ifindex
         count = 0
         skipped = 0  # dropped unread; they count towards the bound of one drain too
         coalesced = 0
         nbytes = 0
         while count + skipped < limit:
             try:
-                data, ancdata, flags, source = recvmsg(_RECV_SIZE, _GRO_CMSG_SPACE)
+                data, ancdata, flags, source = recvmsg(_RECV_SIZE, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 self._report("receive", exc)
                 break
             nbytes += len(data)
-            size = _gro_segment_size(ancdata) if ancdata else 0
+            size, arrived = _read_cmsgs(ancdata) if ancdata else (0, 0)
+            if ifindex and arrived and arrived != ifindex:
+                skipped += 1
+                self._report("wrong_interface", arrived)
+                continue
             if flags & _MSG_TRUNC:
                 skipped += 1
                 self._report("truncated", len(data))
@@ -544,8 +562,9 @@ class MulticastReceiver:
 
         ``kind``: ``receive`` (the read failed: an OSError), ``truncated`` (a read of
         ``detail`` bytes larger than any datagram), ``oversize`` (a datagram of ``detail``
-        bytes above ``max_datagram``), ``callback`` or ``run`` (the datagram or run
-        callback raised ``detail``).
+        bytes above ``max_datagram``), ``wrong_interface`` (a datagram that arrived on
+        interface index ``detail``, not the receiver's), ``callback`` or ``run`` (the
+        datagram or run callback raised ``detail``).
         """
         if kind == "receive":
             self._receive_errors += 1
@@ -557,6 +576,14 @@ class MulticastReceiver:
                 _log.warning("dropped a %s-byte datagram on port %d: above the %d-byte "
                              "limit (max_datagram); further ones are only counted",
                              detail, self._port, self._max_datagram)
+        elif kind == "wrong_interface":
+            # Not an error of ours: another node's unicast reached our socket. Counted,
+            # and logged once at debug level.
+            self._wrong_interface += 1
+            if self._wrong_interface == 1:
+                _log.debug("dropped a datagram on port %d that arrived on interface %s, not "
+                           "this receiver's (%d); further ones are only counted",
+                           self._port, detail, self._ifindex)
         elif kind == "truncated":
             self._receive_errors += 1
             # Larger than any datagram; nothing of it can be trusted.

@@ -153,7 +153,7 @@ class Wire:
         speedups.drain(self.rx.fileno(), self.slot, limit, self.buffer, lane, on_datagram,
                        h.incoming.on_run if h else None, lambda: 0.0,
                        lambda kind, detail: self.reports.append((kind, detail)), self.counts,
-                       65535)
+                       65535, 0)
 
 
 def sample_datagram(seq: int, sample: Any, *, node_id: bytes = PEER, name: str | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from _control_support import (
     until,
 )
 
+from consensus import MapChange
 from consensus.messages import Ballot, CatchUpRequest, Prepare, ProposeRequest
 from ganglion import defaults
 from ganglion.membership import Limits
@@ -496,6 +498,36 @@ def test_own_frames_handed_back_by_the_endpoint_are_not_stepped_again(
             assert a.stats().get("tick_errors", 0) == 0
 
     run(scenario())
+
+
+def test_a_pump_re_entered_from_its_own_callbacks_defers_to_the_outer_one(
+        tmp_path: Path, free_udp_port: int, test_group: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 20: "call advance() on the previous Ready before ready() again". Applying a
+    # map change calls out to the node, and a node that proposes from there (or any
+    # callback that steps the state machine) reached _pump again with a Ready
+    # outstanding; the nested ready() raised and the change was reported failed.
+    changes: list[str] = []
+
+    def on_change(change: MapChange) -> None:
+        changes.append(change.type_name)
+        if change.type_name == "first.Type":
+            a.propose("second.Type")  # re-enters _pump from inside it
+            a._pump()  # and once more, directly
+
+    async def scenario() -> None:
+        async with started(a):
+            a.propose("first.Type")
+            await until(lambda: "second.Type" in a.groups(), "the nested proposal decided")
+        assert changes == ["first.Type", "second.Type"]
+        assert a.stats()["pump_deferred"] >= 2
+        assert a.stats().get("tick_errors", 0) == 0
+
+    a = channel(tmp_path, "a", free_udp_port, test_group)
+    a._on_change = on_change
+    with caplog.at_level(logging.ERROR, logger="ganglion.runtime.control"):
+        run(scenario())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def test_a_forged_prepare_of_round_2_63_is_refused_and_agreement_goes_on(

@@ -475,6 +475,28 @@ def test_garbage_adverts_are_ignored_and_counted(mdns: str) -> None:
     _run(main())
 
 
+def test_an_advert_not_reachable_over_the_interface_is_dropped_and_counted(mdns: str) -> None:
+    # A node on lo may hear a LAN node's mDNS (zeroconf's socket shares port 5353 with
+    # SO_REUSEPORT): a LAN address is not a peer over lo (issue 20).
+    async def main() -> None:
+        zc = AsyncZeroconf(interfaces=[mdns], ip_version=IPVersion.V4Only)
+        try:
+            lan = AsyncServiceInfo(
+                SERVICE_TYPE, f"cellar.{SERVICE_TYPE}", addresses=[socket.inet_aton("10.77.1.1")],
+                port=47800, properties=_good_txt(), server="cellar.local.")
+            await zc.async_register_service(lan, cooperating_responders=True)
+            b = _disc(ID_B, "beta")
+            async with _running(b, _disc(ID_C, "gamma")):
+                await _until(lambda: b.stats().other_interface >= 1, what="the LAN advert counted")
+                await _until(lambda: len(b.peers()) == 1, what="the lo peer")
+                assert [p.name for p in b.peers()] == ["gamma"]
+            assert [p.name for p in await browse_once(mdns, 1.5)] == []  # cellar is still up
+        finally:
+            await zc.async_close()
+
+    _run(main())
+
+
 def test_an_advert_that_turns_bad_removes_the_peer(mdns: str) -> None:
     removed: list[PeerInfo] = []
 

@@ -279,7 +279,8 @@ def test_a_failed_read_is_reported_as_a_receive_error(wire: Wire) -> None:
     fd = wire.rx.detach()
     socket.close(fd)  # the number is now invalid: recvmsg fails with EBADF
     speedups.drain(fd, wire.slot, 10, wire.buffer, None, None, None, lambda: 0.0,
-                   lambda kind, detail: wire.reports.append((kind, detail)), wire.counts, 65535)
+                   lambda kind, detail: wire.reports.append((kind, detail)), wire.counts, 65535,
+                   0)
     [(kind, exc)] = wire.reports
     assert kind == "receive" and isinstance(exc, OSError)
     wire.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # for the fixture's close
@@ -288,10 +289,10 @@ def test_a_failed_read_is_reported_as_a_receive_error(wire: Wire) -> None:
 def test_bad_arguments_are_refused(wire: Wire) -> None:
     with pytest.raises(ValueError, match="bytearray"):
         speedups.drain(wire.rx.fileno(), wire.slot, 1, bytearray(10), None, None, None,
-                       None, None, wire.counts, 65535)
+                       None, None, wire.counts, 65535, 0)
     with pytest.raises(TypeError, match="Lane"):
         speedups.drain(wire.rx.fileno(), wire.slot, 1, wire.buffer, object(), None, None,
-                       None, None, wire.counts, 65535)
+                       None, None, wire.counts, 65535, 0)
     with pytest.raises(TypeError):
         speedups.Lane(None, {}, {}, {}, int, None, object, object)  # not a tuple subclass
 

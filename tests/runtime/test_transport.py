@@ -417,6 +417,58 @@ def test_datagrams_above_the_limit_are_dropped_and_counted(
     assert sum("above the 1400-byte limit" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_receiver_knows_its_interface_and_takes_what_arrives_there(
+    free_udp_port: int, test_group: str
+) -> None:
+    async def body() -> None:
+        got = Collector()
+        async with receiver(free_udp_port, got) as rx, MulticastSender(LO) as tx:
+            assert rx._ifindex == socket.if_nametoindex("lo")
+            rx.join(test_group)
+            tx.send(b"multicast", test_group, free_udp_port)
+            # a unicast to the port on lo arrived on lo too
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as uni:
+                uni.sendto(b"unicast", (LO, free_udp_port))
+            await got.wait_for(2)
+            assert sorted(got.payloads) == [b"multicast", b"unicast"]
+            assert rx.stats().wrong_interface == 0
+
+    run(body())
+
+
+def test_datagrams_from_another_interface_are_dropped_and_counted(
+    free_udp_port: int, test_group: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 20: a receiver must not take datagrams that arrived on another interface
+    # (a unicast to its port there). Loopback has one interface, so the receiver is
+    # told another index: everything sent on lo then arrived elsewhere.
+    other = socket.if_nametoindex("lo") + 1000
+    monkeypatch.setattr(_sockets, "interface_index", lambda address: other)
+
+    async def body() -> None:
+        got = Collector()
+        async with receiver(free_udp_port, got) as rx, MulticastSender(LO) as tx:
+            rx.join(test_group)
+            for index in range(5):
+                tx.send(b"m%d" % index, test_group, free_udp_port)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as uni:
+                uni.sendto(b"unicast", (LO, free_udp_port))
+            for _ in range(50):
+                if rx.stats().wrong_interface >= 6:
+                    break
+                await asyncio.sleep(0.01)
+            await settle()
+            stats = rx.stats()
+            assert got.payloads == []
+            assert stats.wrong_interface == 6
+            assert stats.datagrams == 0 and stats.receive_errors == stats.callback_errors == 0
+
+    with caplog.at_level("DEBUG", logger="ganglion.runtime.transport"):
+        run(body())
+    assert sum("arrived on interface" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_kernel_drops_are_reported_when_the_buffer_overflows(
     free_udp_port: int, test_group: str
 ) -> None:
