@@ -20,6 +20,9 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
         cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
         trap cleanup EXIT INT TERM
         ip netns exec "$ns" ip link set lo up
+        # A multicast route through lo: LCM (a benchmark peer) refuses to start without
+        # one; ganglion's own sockets name 127.0.0.1 explicitly and do not need it.
+        ip netns exec "$ns" ip route add 224.0.0.0/4 dev lo
         echo "running tests inside network namespace $ns (loopback only)"
         ip netns exec "$ns" env GANGLION_TEST_NETNS="$ns" "${PYTEST[@]}"
         exit $?

@@ -140,3 +140,23 @@ def _fresh_group() -> str:
         _used_groups.add(str(addr))
         return str(addr)
     raise RuntimeError("no fresh test multicast group after 1000 tries")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With ``CI=true`` a skip is a failure: a green CI that skipped the real part
+    (a server, a tool, a namespace, the compiled module) proves nothing.
+
+    Allowed: documentation blocks marked ``<!-- not-run: reason -->`` (tests/docs) and
+    tests marked ``ci_may_skip`` with a comment saying why.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if item.get_closest_marker("ci_may_skip") or reason.startswith("Skipped: not run:"):
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"CI=true, so this skip is a failure: {reason} (install or start what "
+                       "is missing in .ci/run, or mark the test ci_may_skip and say why)")

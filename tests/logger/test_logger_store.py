@@ -198,6 +198,7 @@ def test_a_full_disk_fails_the_writer_with_a_clear_error(db: Path) -> None:
     assert rows(db, "SELECT count(*) FROM samples") == [(stats.written,)]
 
 
+@pytest.mark.ci_may_skip  # as root, the chattr test in test_logger_processes.py covers it
 def test_a_read_only_database_is_refused_at_once(db: Path) -> None:
     open_log(db).close()
     if Path("/proc/self/status").exists() and __import__("os").geteuid() == 0:
