@@ -323,10 +323,10 @@ class CatchUpReply(_Base):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProposeRequest(_Base):
-    """Ask a member to get a group assigned to ``type_name`` (from observers, or local)."""
+class _TypeRequest(_Base):
+    """A request about one type, from an observer (or this node) to a member."""
 
-    KIND: ClassVar[str] = "propose"
+    VERB: ClassVar[str] = ""
     type_name: str
 
     def __post_init__(self) -> None:
@@ -339,28 +339,23 @@ class ProposeRequest(_Base):
 
     def describe(self) -> str:
         """Return a one-line human description."""
-        return f"{self.sender} propose-request {_show(self.type_name)}"
+        return f"{self.sender} {self.VERB} {_show(self.type_name)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetireRequest(_Base):
+class ProposeRequest(_TypeRequest):
+    """Ask a member to get a group assigned to ``type_name`` (from observers, or local)."""
+
+    KIND: ClassVar[str] = "propose"
+    VERB: ClassVar[str] = "propose-request"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetireRequest(_TypeRequest):
     """Ask a member to get ``type_name`` retired (from observers: ``ganglion types --retire``)."""
 
     KIND: ClassVar[str] = "retire"
-    type_name: str
-
-    def __post_init__(self) -> None:
-        _Base.__post_init__(self)
-        if type(self.type_name) is not str or not 0 < len(self.type_name) <= MAX_TYPE_NAME:
-            raise MalformedMessage(f"type_name must be a non-empty str of at most {MAX_TYPE_NAME}")
-
-    def _fields_to_wire(self) -> list[Any]:
-        return [self.type_name]
-
-    def describe(self) -> str:
-        """Return a one-line human description."""
-        return f"{self.sender} retire-request {_show(self.type_name)}"
-
+    VERB: ClassVar[str] = "retire-request"
 
 Message = (
     Prepare | Promise | Accept | Accepted | Nack | Commit | Status | CatchUpRequest

@@ -85,7 +85,7 @@ def export_csv(conn: sqlite3.Connection, out: TextIO, *, patterns: Iterable[str]
         cells = [""] * len(order)
         for name, text in flatten(datajson.loads(r.data)).items():
             cells[order[name]] = text
-        writer.writerow([r.type, r.node, names.get(r.node, ""), r.boot, r.seq, _iso(r.sent_ns),
+        writer.writerow([r.type, r.node, names.get(r.node, ""), r.boot, r.seq, iso_time(r.sent_ns),
                          r.sent_ns, r.received_ns,
                          _bool(r.flags & Flags.LAST_VALUE), _bool(r.flags & Flags.REPLAYED),
                          *cells])
@@ -132,10 +132,11 @@ def _flatten_into(out: dict[str, str], name: str, value: Any) -> None:
         for i, inner in enumerate(value):
             _flatten_into(out, f"{name}.{i}", inner)
     else:
-        out[name] = _cell(value)
+        out[name] = cell_text(value)
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A field value as CSV text: empty for None, true/false, hex bytes, ISO datetimes."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -153,7 +154,8 @@ def _bool(value: object) -> str:
     return "true" if value else "false"
 
 
-def _iso(ns: int) -> str:
+def iso_time(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 UTC with microseconds and a Z."""
     seconds, rest = divmod(ns, 1_000_000_000)
     when = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=rest // 1000)
     return when.isoformat().replace("+00:00", "Z")

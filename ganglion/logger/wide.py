@@ -34,7 +34,6 @@ the log itself is streamed once.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import math
 import sqlite3
@@ -44,6 +43,7 @@ from typing import Any, TextIO
 
 from ganglion.logger import datajson
 from ganglion.logger.catalog import unit_of
+from ganglion.logger.export import cell_text, iso_time
 from ganglion.logger.query import select_readings
 from ganglion.logger.schema import Flags
 
@@ -83,12 +83,12 @@ class _Cell:
 
     def text(self, agg: str) -> str:
         if agg == "last" or not self.count or not _is_number(self.last):
-            return _text(self.last)
+            return cell_text(self.last)
         if agg == "min":
-            return _text(self.minimum)
+            return cell_text(self.minimum)
         if agg == "max":
-            return _text(self.maximum)
-        return _text(round(self.total / self.count, 6))
+            return cell_text(self.maximum)
+        return cell_text(round(self.total / self.count, 6))
 
 
 def export_wide(conn: sqlite3.Connection, out: TextIO, *, bucket: float = DEFAULT_BUCKET,
@@ -137,7 +137,7 @@ def export_wide(conn: sqlite3.Connection, out: TextIO, *, bucket: float = DEFAUL
     writer.writerow(["time", *headers])
     for start in sorted(cells):
         row = cells[start]
-        writer.writerow([_iso(start * bucket_ns),
+        writer.writerow([iso_time(start * bucket_ns),
                          *(row[c].text(agg) if c in row else "" for c in columns)])
     return len(cells), used
 
@@ -228,23 +228,3 @@ def _sensor_names(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and (
         not isinstance(value, float) or math.isfinite(value))
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _iso(ns: int) -> str:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    when = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=rest // 1000)
-    return when.isoformat().replace("+00:00", "Z")
