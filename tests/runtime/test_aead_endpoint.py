@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
+from test_endpoint_security import run, tap, wait_until
 
 from ganglion.errors import ConfigError
-from ganglion.runtime import _sockets
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.types import encode_payload, lookup, message
 from ganglion.wire import FLAG_AEAD, KeyRing, Packer, decode_datagram, key_id
@@ -39,26 +37,8 @@ class Level:
     n: int
 
 
-def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 def endpoint(port: int, group: str, key: bytes | KeyRing | None) -> Endpoint:
     return Endpoint(interface=LO, port=port, group_for=lambda _name: group, key=key)
-
-
-def tap(group: str, port: int) -> socket.socket:
-    sock = _sockets.open_receive_socket(port, 1 << 22)
-    _sockets.add_membership(sock, group, LO)
-    return sock
 
 
 def drain(sock: socket.socket) -> list[bytes]:
