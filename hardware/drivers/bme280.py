@@ -47,7 +47,6 @@ ADDRESSES: Final = (0x76, 0x77)  # SDO to GND, SDO to VDDIO
 CHIP_IDS: Final = {0x60: "BME280", 0x58: "BMP280"}
 
 REG_CHIP_ID: Final = 0xD0
-REG_RESET: Final = 0xE0
 REG_CTRL_HUM: Final = 0xF2
 REG_STATUS: Final = 0xF3
 REG_CTRL_MEAS: Final = 0xF4
