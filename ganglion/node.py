@@ -667,7 +667,7 @@ class Node:
                 clock_synced=lv.clock_synced)
 
     async def _start_bus(self) -> None:
-        from ganglion.client import STATE_DIR_BUS_NAME
+        from ganglion.plugin_frames import STATE_DIR_BUS_NAME
         from ganglion.runtime.bus import PluginBus
 
         ipc: Path | None = None
