@@ -521,7 +521,7 @@ class Node:
         return [addr for pair in self._bus.endpoints for addr in pair]
 
     def discovered(self) -> list[Any]:
-        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.PeerInfo`)."""
+        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.AdvertisedPeer`)."""
         return [] if self._discovery is None else list(self._discovery.peers())
 
     def stats(self) -> NodeStats:

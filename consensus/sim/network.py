@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import cbor2
 
-from consensus.journal import AcceptedRecord, Record, record_from_wire
+from consensus.journal import AcceptedRecord, JournalRecord, record_from_wire
 from consensus.messages import Accept, Message, message_from_wire
 from consensus.node import Config, PaxosNode
-from consensus.ready import Envelope, Ready
+from consensus.ready import Outbound, Ready
 
 __all__ = ["Faults", "SimNetwork", "TraceLine"]
 
@@ -313,7 +313,7 @@ class SimNetwork:
         rng = random.Random(self.rng.getrandbits(64))
         self.nodes[node_id] = PaxosNode(cfg, rng=rng, records=records)
 
-    def _persist(self, node_id: int, records: Iterable[Record]) -> None:
+    def _persist(self, node_id: int, records: Iterable[JournalRecord]) -> None:
         journal = self.journals[node_id]
         for rec in records:
             journal.append(cbor2.dumps(rec.to_wire()))
@@ -322,7 +322,7 @@ class SimNetwork:
                 _, who = self.accepts.setdefault(key, (rec.value, set()))
                 who.add(node_id)
 
-    def _send(self, src: int, env: Envelope) -> None:
+    def _send(self, src: int, env: Outbound) -> None:
         self.sent += 1
         msg = env.msg
         if isinstance(msg, Accept):
