@@ -277,6 +277,21 @@ def test_importing_the_pure_cores_loads_no_io_module() -> None:
     assert done.stdout.strip() == "[]", f"I/O modules loaded by the pure cores: {done.stdout}"
 
 
+def test_importing_the_node_and_cli_loads_no_optional_extra() -> None:
+    """The extras (pi, secure, fast) and hardware are imported where used, not at start."""
+    extras = ["cryptography", "spake2", "uvloop", "gpiozero", "smbus2", "serial", "lgpio",
+              "hardware"]
+    code = textwrap.dedent(f"""
+        import sys
+        import ganglion, ganglion.node, ganglion.cli.main
+        print(sorted(m for m in {extras!r} if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"loaded at import: {done.stdout}"
+
+
 # -- the checks find what they look for --------------------------------------------------
 
 
