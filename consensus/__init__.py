@@ -9,7 +9,7 @@ the simulator in :mod:`consensus.sim`) drives a :class:`PaxosNode`:
     node.tick()
     rd = node.ready()
     journal.append_all(rd.to_persist); rd.mark_persisted()   # BEFORE sending
-    for env in rd.outbox: send(env.to, cbor2.dumps(env.msg.to_wire()))
+    for out in rd.outbox: send(out.to, cbor2.dumps(out.msg.to_wire()))
     node.advance(rd)
 
 See ``docs/consensus.md`` for the protocol and the argument for its properties.

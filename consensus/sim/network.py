@@ -6,7 +6,9 @@ and a queue of datagrams in flight. Every random choice (delay, loss, duplicatio
 nodes' own RNGs) comes from one ``random.Random`` built from the seed, so one seed is one
 exact run. Every message is encoded with CBOR on send and decoded with
 :func:`~consensus.messages.message_from_wire` on delivery, exactly as the node will do on
-the wire; every journal record goes through CBOR on restart.
+the wire; every journal record goes through CBOR on restart. That is why the
+simulator imports cbor2, the one import outside the standard library in ``consensus``
+(on purpose: a wire bug then shows up in the consensus tests; docs/architecture.md).
 
 Time is an integer tick. ``tick()`` advances every live node by one tick and delivers
 the datagrams that are due; a datagram's delay (in ticks) is drawn when it is sent, so

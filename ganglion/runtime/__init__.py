@@ -1,11 +1,12 @@
-"""The I/O edge of the node: the only package that opens sockets or talks to zmq and zeroconf.
+"""The I/O edge of the node: the only package that opens sockets or talks to zeroconf.
 
 Everything here performs I/O on behalf of the pure cores (the wire codec, the
 message types, ``consensus``): :mod:`~ganglion.runtime.transport` moves datagrams
 between the chosen interface and the multicast groups, :mod:`~ganglion.runtime.endpoint`
 publishes and receives typed messages over it, :mod:`~ganglion.runtime.control` drives
 the agreement on the control group, :mod:`~ganglion.runtime.discovery` advertises and
-browses over mDNS, and :mod:`~ganglion.runtime.bus` serves the plugin bus over zmq.
+browses over mDNS, and :mod:`~ganglion.runtime.bus` serves the plugin bus over zmq
+(whose other end, a plugin's, is :mod:`ganglion.client`).
 
 It is not the only package that imports :mod:`asyncio`: the node facade
 (:mod:`ganglion.node`), the plugin host, the logger, the CLI and the hardware plugins
