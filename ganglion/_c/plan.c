@@ -82,6 +82,21 @@ slot_offsets(PyObject *cls, PyObject **const *names, int n, Py_ssize_t *out)
     return all;
 }
 
+/* {name: offset} of `names` as slot_offsets resolved them into `offsets` (0: read by
+ * name), for the lanes' getters that let tests see what was resolved. */
+PyObject *
+slots_dict(PyObject **const *names, int n, const Py_ssize_t *offsets)
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d != NULL && i < n; i++) {
+        PyObject *off = PyLong_FromSsize_t(offsets[i]);
+        if (off == NULL || PyDict_SetItem(d, *names[i], off) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(off);
+    }
+    return d;
+}
+
 /* Compare the int `v` with `x`: -1, 0 or 1 as it is smaller, equal or larger; -2 with
  * an error set if it is not an int. */
 int

@@ -226,7 +226,7 @@ const char send_lone_doc[] = PyDoc_STR(
 "nothing at all happened and None is returned: the Python path does it.");
 
 PyObject *
-send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+send_lone(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs("send_lone", nargs, 9) < 0)
         return NULL;
@@ -333,7 +333,7 @@ add(PyObject *packer, const Py_ssize_t *at, uint64_t ts, PyObject *msg, PyObject
 }
 
 PyObject *
-batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs("batch_add", nargs, 5) < 0)
         return NULL;
@@ -517,14 +517,24 @@ static PyMethodDef SendLane_methods[] = {
 };
 
 static PyObject *
-SendLane_yields_cpu(SendLane *self, void *closure)
+SendLane_yields_cpu(SendLane *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->yield_cpu);
+}
+
+static PyObject *
+SendLane_packer_slots(SendLane *self, void *Py_UNUSED(closure))
+{
+    return slots_dict(packer_names, P_N, self->packer_slots);
 }
 
 static PyGetSetDef SendLane_getset[] = {
     {"yields_cpu", (getter)SendLane_yields_cpu, NULL,
      PyDoc_STR("Whether publish yields the CPU right after a lone send."), NULL},
+    {"packer_slots", (getter)SendLane_packer_slots, NULL,
+     PyDoc_STR("{name: offset} of the Packer slots the lane reads and writes in place; all "
+               "0 when the packer's class does not keep every one in a slot (then they are "
+               "reached by name, more slowly)."), NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
