@@ -33,6 +33,10 @@ def send_lone(sender: object, host: str, port: int, packer: object, ts_ns: int, 
 def batch_add(packer: object, ts_ns: int, msg: object, plan: tuple[Any, ...],
               max_payload: int) -> tuple[bytes, bool] | None: ...
 
+def plan_decode(plan: tuple[Any, ...], payload: bytes) -> object | None: ...
+
+def plan_encode(plan: tuple[Any, ...], msg: object) -> bytes | None: ...
+
 def drain(fd: int, slot: object, limit: int, buffer: bytearray, lane: Lane | None,
           on_datagram: Callable[..., object] | None, on_run: Callable[..., object] | None,
           now: Callable[[], float] | None, report: Callable[[str, object], object] | None,

@@ -129,6 +129,8 @@ static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
     {"send_lone", (PyCFunction)(void (*)(void))send_lone, METH_FASTCALL, send_lone_doc},
     {"batch_add", (PyCFunction)(void (*)(void))batch_add, METH_FASTCALL, batch_add_doc},
+    {"plan_decode", (PyCFunction)(void (*)(void))plan_decode, METH_FASTCALL, plan_decode_doc},
+    {"plan_encode", (PyCFunction)(void (*)(void))plan_encode, METH_FASTCALL, plan_encode_doc},
     {NULL, NULL, 0, NULL},
 };
 

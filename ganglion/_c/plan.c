@@ -363,6 +363,67 @@ encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_
     return 1;
 }
 
+/* ---- the plan from Python: the same readers, one payload at a time ---------------- */
+
+static int
+check_plan(const char *fn, PyObject *plan)
+{
+    if (PyTuple_CheckExact(plan) && PyTuple_GET_SIZE(plan) == PLAN_SIZE
+        && PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 1))
+        && PyBytes_CheckExact(PyTuple_GET_ITEM(plan, 2))
+        && PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) <= PLAN_MAX_FIELDS
+        && PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1))
+               == PyBytes_GET_SIZE(PyTuple_GET_ITEM(plan, 2)))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s: not a plan", fn);
+    return -1;
+}
+
+const char plan_decode_doc[] = PyDoc_STR(
+"plan_decode(plan, payload)\n--\n\n"
+"The message the receive lane builds from `payload` with `plan` (the same reader and\n"
+"the same construction), or None where the lane leaves the payload to the Python\n"
+"decoders. An exception the class raises is raised.");
+
+PyObject *
+plan_decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("plan_decode", nargs, 2) < 0 || check_plan("plan_decode", args[0]) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *values[PLAN_MAX_FIELDS], *msg = NULL;
+    Py_ssize_t n = 0;
+    int parsed = parse_plan(args[0], view.buf, view.len, values, &n);
+    if (parsed > 0)
+        msg = build(args[0], values, n);
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(values[i]);
+    PyBuffer_Release(&view);
+    if (parsed == 0)
+        Py_RETURN_NONE;
+    return msg;
+}
+
+const char plan_encode_doc[] = PyDoc_STR(
+"plan_encode(plan, msg)\n--\n\n"
+"The payload the send lanes write for `msg` with `plan` (the generated encoder's bytes),\n"
+"or None where they leave the message to the Python encoders.");
+
+PyObject *
+plan_encode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("plan_encode", nargs, 2) < 0 || check_plan("plan_encode", args[0]) < 0)
+        return NULL;
+    unsigned char buf[SEND_BUF];
+    Py_ssize_t n;
+    int enc = encode_plan(args[0], args[1], buf, sizeof buf, &n);
+    if (enc <= 0)
+        return enc < 0 ? NULL : Py_NewRef(Py_None);
+    return PyBytes_FromStringAndSize((const char *)buf, n);
+}
+
 /* Read attribute `name` of `obj` as a non-negative integer that fits `*out`. */
 int
 attr_u64(PyObject *obj, PyObject *name, uint64_t *out)

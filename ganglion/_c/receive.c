@@ -483,7 +483,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
         goto done;
     if (PyTuple_GET_ITEM(entry, E_KNOWN) != current || !PyTuple_CheckExact(plan)
         || PyTuple_GET_SIZE(plan) != PLAN_SIZE
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > PLAN_MAX_FIELDS) {
         rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
         goto done;
     }
@@ -503,7 +503,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *values[64];
+        PyObject *values[PLAN_MAX_FIELDS];
         Py_ssize_t nvalues = 0;
         PyObject *msg = NULL, *seq = NULL, *ts = NULL;
         int parsed = parse_plan(plan, d + starts[i], sizes[i], values, &nvalues);

@@ -29,6 +29,7 @@
 /* A plan: (cls, heads, kinds, npos, kwnames, names, construction);
  * _decodegen.native_plan. */
 #define PLAN_SIZE 7
+#define PLAN_MAX_FIELDS 64 /* _decodegen.PLAN_MAX_FIELDS */
 /* How a plan builds its instance (_decodegen.CALL, SET, SET_FROZEN). */
 enum { BUILD_CALL = 0, BUILD_SET = 1, BUILD_SET_FROZEN = 2 };
 /* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
@@ -125,6 +126,9 @@ int encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap,
 PyObject *drain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
 PyObject *send_lone(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
 PyObject *batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
-extern const char drain_doc[], send_lone_doc[], batch_add_doc[];
+PyObject *plan_decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+PyObject *plan_encode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+extern const char drain_doc[], send_lone_doc[], batch_add_doc[], plan_decode_doc[],
+    plan_encode_doc[];
 
 #endif
