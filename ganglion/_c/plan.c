@@ -365,16 +365,29 @@ encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_
 
 /* ---- the plan from Python: the same readers, one payload at a time ---------------- */
 
-static int
+/* 0 when `plan` has the shape _decodegen.native_plan gives every plan (what the readers
+ * and writers index without checking); -1 with TypeError naming `fn` if not. */
+int
 check_plan(const char *fn, PyObject *plan)
 {
-    if (PyTuple_CheckExact(plan) && PyTuple_GET_SIZE(plan) == PLAN_SIZE
-        && PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 1))
-        && PyBytes_CheckExact(PyTuple_GET_ITEM(plan, 2))
-        && PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) <= PLAN_MAX_FIELDS
-        && PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1))
-               == PyBytes_GET_SIZE(PyTuple_GET_ITEM(plan, 2)))
-        return 0;
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE)
+        goto bad;
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1), *kinds = PyTuple_GET_ITEM(plan, 2),
+             *kwnames = PyTuple_GET_ITEM(plan, 4), *names = PyTuple_GET_ITEM(plan, 5);
+    if (!PyTuple_CheckExact(heads) || !PyBytes_CheckExact(kinds) || !PyTuple_CheckExact(kwnames)
+        || !PyTuple_CheckExact(names) || !PyLong_CheckExact(PyTuple_GET_ITEM(plan, 3))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(plan, 6)))
+        goto bad;
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    if (n > PLAN_MAX_FIELDS || PyBytes_GET_SIZE(kinds) != n || PyTuple_GET_SIZE(names) != n
+        || PyTuple_GET_SIZE(kwnames) > n)
+        goto bad;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(heads, i))
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i)))
+            goto bad;
+    return 0;
+bad:
     PyErr_Format(PyExc_TypeError, "%s: not a plan", fn);
     return -1;
 }

@@ -244,8 +244,10 @@ send_lone(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         Py_RETURN_NONE; /* a timestamp outside the u64 range: Python's error */
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE || !PyUnicode_Check(host)) {
-        PyErr_SetString(PyExc_TypeError, "send_lone: bad plan or host");
+    if (check_plan("send_lone", plan) < 0)
+        return NULL;
+    if (!PyUnicode_Check(host)) {
+        PyErr_SetString(PyExc_TypeError, "send_lone: the host must be a str");
         return NULL;
     }
     struct sockaddr_in to;
@@ -346,10 +348,8 @@ batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
-        PyErr_SetString(PyExc_TypeError, "batch_add: bad plan");
+    if (check_plan("batch_add", plan) < 0)
         return NULL;
-    }
     return add(packer, NULL, ts, msg, plan, max_payload);
 }
 
@@ -385,7 +385,7 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
                                      &next_seq, &name, &sender, &out, &packer, &group, &port,
                                      &PyTuple_Type, &plan, &max_payload, &yield_cpu))
         return -1;
-    if (PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
+    if (check_plan("SendLane", plan) < 0) {
         PyErr_SetString(PyExc_ValueError, "SendLane: not a plan");
         return -1;
     }

@@ -116,6 +116,7 @@ slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
 {
     Py_XSETREF(*(PyObject **)((char *)obj + offset), value);
 }
+int check_plan(const char *fn, PyObject *plan);
 int parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
                Py_ssize_t *nvalues);
 PyObject *build(PyObject *plan, PyObject **values, Py_ssize_t n);

@@ -92,5 +92,13 @@ def test_what_is_not_a_plan_is_refused() -> None:
         speedups.plan_decode((Sample,), b"")
     with pytest.raises(TypeError, match="not a plan"):
         speedups.plan_encode((*PLAN[:1], (b"x",), *PLAN[2:]), Sample(1, 1.0, True, "", b""))
+    # Each part the readers index without checking: a head that is not bytes, a name
+    # too few, a count that is not an int.
+    for bad in ((*PLAN[:1], ("n",) * 5, *PLAN[2:]), (*PLAN[:5], PLAN[5][:4], PLAN[6]),
+                (*PLAN[:3], "0", *PLAN[4:])):
+        with pytest.raises(TypeError, match="not a plan"):
+            speedups.plan_decode(bad, MTYPE.encode(Sample(1, 1.0, True, "", b"")))
+        with pytest.raises(TypeError, match="not a plan"):
+            speedups.batch_add(object(), 0, Sample(1, 1.0, True, "", b""), bad, 100)
     with pytest.raises(TypeError):
         speedups.plan_decode(PLAN)  # type: ignore[call-arg]
