@@ -265,12 +265,53 @@ class Path:
                 self._send(packer.build())
 
 
+class PlanCodec:
+    """The plan's writer and reader one payload at a time (``plan_encode``,
+    ``plan_decode``), with payloads it leaves to Python and values a class refuses."""
+
+    def __init__(self, cls: type) -> None:
+        assert speedups is not None, "ganglion._speedups is not built"
+        self.cls, self.mtype = cls, type_of(cls)
+        self.messages = [sample(cls, n) for n in range(64)]
+        self.messages[3] = dataclasses.replace(self.messages[3], probe="refuse")
+        self.sent = self.delivered = self.fallbacks = 0
+        self.errors: list[str] = []
+
+    def run(self, count: int) -> None:
+        plan, encode, decode = self.mtype.plan, speedups.plan_encode, speedups.plan_decode
+        for i in range(count):
+            msg = self.messages[(self.sent + i) % 64]
+            payload = encode(plan, msg)
+            if payload is None:
+                raise AssertionError("plan_encode left a message to Python")
+            REFUSING[0] = True
+            try:
+                got = decode(plan, payload if i % 16 else payload + b"\x00")
+            except ValueError:
+                got = msg  # refused by the class, as it should be
+            finally:
+                REFUSING[0] = False
+            if got is None:
+                self.fallbacks += 1  # the trailing byte: left to Python
+            elif got == msg:
+                self.delivered += 1
+            else:
+                self.errors.append(f"plan_decode gave {got!r} for {msg!r}")
+        self.sent += count
+
+    def watched(self) -> dict[str, object]:
+        return {"plan": self.mtype.plan, "class": self.cls, "message": self.messages[1]}
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Spec:
     """A path of the leak check: how to make it, its share of the messages, and whether
     every message after the first must take the compiled path end to end (and arrive)."""
 
-    make: Callable[[], Path]
+    make: Callable[[], Path | PlanCodec]
     share: float
     compiled: bool = True
 
@@ -284,4 +325,5 @@ PATHS: dict[str, Spec] = {
     "keyed-aead": Spec(lambda: Path(Reading, keying="aead"), 0.5),
     "functions+python-drain": Spec(lambda: Path(Reading, mode="functions"), 0.25, False),
     "refusals": Spec(lambda: Path(Checked, mode="refusals"), 0.25, False),
+    "plan-codec": Spec(lambda: PlanCodec(Checked), 0.5, False),
 }
