@@ -423,6 +423,7 @@ class Node:
         """
         endpoint, control = self._running()
         sub = endpoint.subscribe(type_or_name, callback, maxsize=maxsize)
+        self._refresh_bus()  # the bus passes plugins' messages of this type to the node now
         if propose if propose is not None else not self.observer:
             control.propose(sub.type_name)
         if last_value:
@@ -592,6 +593,7 @@ class Node:
         self._matching_timer = None
         self._matching = True
         self._update_interest()
+        self._refresh_bus()
 
     def _update_interest(self) -> None:
         """Tell the endpoint, per type, whether a live peer wants it now."""
@@ -600,6 +602,7 @@ class Node:
         interest = self._control.membership.interest()
         for name in self._endpoint.remote_interest():
             self._endpoint.set_remote_interest(name, interest is None or name in interest)
+        self._refresh_bus()
 
     def _subscribed(self) -> list[str]:
         return [] if self._endpoint is None else sorted(self._endpoint.subscribed())
@@ -607,6 +610,7 @@ class Node:
     def _on_subscriptions(self, type_name: str, subscribed: bool) -> None:
         if self._control is not None:
             self._control.heartbeat_soon()
+        self._refresh_bus()
 
     def _on_map_change(self, change: MapChange) -> None:
         if change.new is None:
@@ -685,7 +689,8 @@ class Node:
         self._bus = PluginBus(ipc_path=ipc, tcp_port=self._bus_tcp_port,
                               on_publish=self._on_bus_publish,
                               on_subscribe=self._on_bus_subscribe,
-                              on_unsubscribe=self._on_bus_unsubscribe, node_id=self.node_id,
+                              on_unsubscribe=self._on_bus_unsubscribe,
+                              node_wants=self._bus_node_wants, node_id=self.node_id,
                               secret=secret)
         await self._bus.start()
 
@@ -697,6 +702,28 @@ class Node:
             self.publish_encoded(type_name, payload)
         finally:
             self._from_bus = False
+
+    def _bus_node_wants(self, type_name: str) -> bool:
+        """Whether the node must see a plugin's messages of ``type_name`` now.
+
+        It must while some other node or an in-process subscriber (other than the
+        bus's own subscription, which serves the plugins) wants the type, during the
+        matching warm-up (interest not known yet), and for a type's first message (it
+        makes the node advertise the type and agree its group). Otherwise the bus
+        passes the plugins' messages between plugins only; :meth:`_refresh_bus`
+        makes it ask again whenever one of these may have changed.
+        """
+        endpoint = self._endpoint
+        if endpoint is None or type_name not in self._publishes or not self._matching:
+            return True
+        if self._wanted_remotely(type_name):
+            return True
+        own = 1 if type_name in self._bus_subs else 0
+        return endpoint.subscriber_count(type_name) > own
+
+    def _refresh_bus(self) -> None:
+        if self._bus is not None:
+            self._bus.refresh_interest()
 
     def _on_bus_subscribe(self, type_name: str) -> None:
         if type_name in self._bus_subs:

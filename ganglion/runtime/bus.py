@@ -680,7 +680,9 @@ class PluginBus:
                 counts["dropped"] += 1
         accepted = not flags & TO_NODE or self._give_node(name, payload, peer or "")
         if accepted and raw_name not in self._routes and len(self._routes) < MAX_ROUTES:
-            self._routes[raw_name] = route  # checked: later ones take the drain loop
+            # checked: later ones take the drain loop (asked again: the node's interest
+            # may have changed with this message, its type's first)
+            self._routes[raw_name] = (name, self._flags(name))
 
     def _give_node(self, name: str, payload: bytes, peer: str | None) -> bool:
         """Hand a valid publish to ``on_publish``; count a refusal, never raise.

@@ -857,6 +857,10 @@ class Endpoint:
         if self._out is not None:
             self._out.set_clock_synced(synced)
 
+    def subscriber_count(self, type_name: str) -> int:
+        """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
+        return len(self._subs.get(type_name, ()))
+
     def subscribed(self) -> frozenset[str]:
         """Type names with at least one local subscriber."""
         return frozenset(name for name, subs in self._subs.items() if subs)
