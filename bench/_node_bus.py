@@ -23,6 +23,7 @@ the one-way latency is read on the receiving side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -89,10 +90,8 @@ def run_raw_pub(cfg: dict[str, Any]) -> int:
     payloads = [_payload(seq, MEASURED) for seq in range(count)]
     warm = _payload(0, WARMUP)
     while True:
-        try:
+        with contextlib.suppress(zmq.Again):  # a full queue: the next one goes
             pub.send_multipart([WARM, warm], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass
         lines = _read_lines(0.02)
         if "quit" in lines or time.monotonic() > deadline:
             return 0

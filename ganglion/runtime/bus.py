@@ -67,8 +67,9 @@ reference. The node gets a plugin's message only while it wants the type
 (``node_wants``: some other node or an in-process subscriber wants it, or it is the
 type's first message); :meth:`PluginBus.refresh_interest` re-asks after a change.
 
-Everything runs on the event loop: readiness comes from ``zmq.asyncio``; reads and
-sends use synchronous shadows of the same sockets with ``DONTWAIT`` (never await).
+Everything runs on the event loop: publishes are drained from a reader callback on
+the XSUB's zmq descriptor, subscription events come through ``zmq.asyncio``; reads
+and sends use synchronous shadows of the sockets with ``DONTWAIT`` (never await).
 """
 
 from __future__ import annotations
@@ -298,6 +299,9 @@ class PluginBus:
         self._xpub: zmq.asyncio.Socket | None = None
         self._xpub_send: zmq.Socket[bytes] | None = None
         self._xsub_read: zmq.Socket[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader_fd: int | None = None
+        self._again: asyncio.Handle | None = None
         # Topics with at least one subscriber: valid type names apart, so the
         # common exact-name check in deliver() is one set lookup.
         self._names: set[str] = set()
@@ -356,8 +360,14 @@ class PluginBus:
             raise
         # XSUB forwards subscriptions to the publishers: ask for everything.
         zmq.Socket.shadow(self._xsub.underlying).send(b"\x01")
+        # Publishes are drained from a reader callback on zmq's descriptor, not a task
+        # awaiting a future per wake-up: it runs as soon as the loop sees the descriptor.
+        self._loop = asyncio.get_running_loop()
+        fd = int(self._xsub_read.getsockopt(zmq.FD))
+        self._reader_fd = fd
+        self._loop.add_reader(fd, self._on_readable)
+        self._again = self._loop.call_soon(self._on_readable)  # what came before the reader
         self._tasks = [
-            asyncio.create_task(self._pump_publishes(self._xsub), name="bus-publishes"),
             asyncio.create_task(self._pump_subscriptions(self._xpub), name="bus-subscriptions"),
             asyncio.create_task(self._summaries(), name="bus-summaries"),
         ]
@@ -368,6 +378,12 @@ class PluginBus:
         Idempotent. Plugins see their subscriptions end; zmq reconnects them
         when a node binds the same addresses again.
         """
+        if self._reader_fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._reader_fd)
+            self._reader_fd = None
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -522,12 +538,15 @@ class PluginBus:
                 raise TransportError(f"cannot bind the plugin bus on {address}: {exc}") from exc
         self._endpoints.append(pair)
 
-    async def _pump_publishes(self, xsub: zmq.asyncio.Socket) -> None:
-        """Drain plugin publishes whenever the socket is readable, until cancelled."""
-        while True:
-            await xsub.poll()  # POLLIN by default
-            while self._drain(DRAIN_BUDGET) >= DRAIN_BUDGET:
-                await asyncio.sleep(0)  # more waiting: let the rest of the loop run first
+    def _on_readable(self) -> None:
+        """Drain plugin publishes (zmq's descriptor said something changed)."""
+        self._again = None
+        if self._xsub_read is None or self._loop is None:
+            return
+        if self._drain(DRAIN_BUDGET) >= DRAIN_BUDGET:
+            # More may wait, and zmq's descriptor signals only new arrivals once the
+            # socket has been read dry: go on after the rest of this loop iteration.
+            self._again = self._loop.call_soon(self._on_readable)
 
     def _drain(self, limit: int) -> int:
         """Read up to ``limit`` publishes without waiting; return how many were read."""
