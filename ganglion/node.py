@@ -51,7 +51,7 @@ from typing import Any
 from consensus import MapChange
 from ganglion import __version__, defaults
 from ganglion.clock import clock_synchronized
-from ganglion.errors import LocalError, StateError, StateLockedError, TypeInUseError
+from ganglion.errors import DecodeError, LocalError, StateError, StateLockedError, TypeInUseError
 from ganglion.membership import PeerInfo
 from ganglion.netif import API_CHOICE_HINT, resolve_interface
 from ganglion.runtime.control import ControlChannel
@@ -61,6 +61,7 @@ from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
 from ganglion.state import NodeState, program_state_dir
 from ganglion.types import decode_payload, validate_type_name
+from ganglion.types._payload import payload_problem
 from ganglion.wire import KeyRing, as_keyring
 
 __all__ = ["Node", "NodeStats", "TypeStats"]
@@ -386,8 +387,14 @@ class Node:
             return
         name = endpoint.publish(msg)
         if name not in self._publishes:
+            self._published(name)
+
+    def _published(self, name: str) -> None:
+        """After a publish: a type's first makes the node propose and advertise it."""
+        if name not in self._publishes:
             self._publishes.add(name)
-            self._running()[1].propose(name)
+            endpoint, control = self._running()
+            control.propose(name)
             self._spawn(self._advertise())
             if not endpoint.clock_synced and not self._replay:
                 _say_clock_unsynced_once()
@@ -400,7 +407,22 @@ class Node:
             DecodeError: the payload is not a valid message of that type.
         """
         validate_type_name(type_name)
-        self.publish_nowait(decode_payload(type_name, payload))
+        problem = payload_problem(payload)
+        if problem is not None:
+            raise DecodeError(f"{type_name}: {problem}")
+        self._publish_checked(type_name, payload)
+
+    def _publish_checked(self, type_name: str, payload: bytes) -> None:
+        """Publish a plugin's checked payload: as bytes for a type without a class here."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            self._running()  # raises
+            return
+        # The bus's own subscription passed the message to the plugins already.
+        if not endpoint.publish_payload(type_name, payload, exclude=self._bus_subs.get(type_name)):
+            self.publish_nowait(decode_payload(type_name, payload))
+            return
+        self._published(type_name)
 
     def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
                   maxsize: int = DEFAULT_QUEUE_SIZE, last_value: bool = False,
@@ -699,7 +721,7 @@ class Node:
         # subscription must not send it to them a second time.
         self._from_bus = True
         try:
-            self.publish_encoded(type_name, payload)
+            self._publish_checked(type_name, payload)  # the bus checked it
         finally:
             self._from_bus = False
 
