@@ -37,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#define BUSFAST_ABI 1
+#define BUSFAST_ABI 2
 #define Z_DONTWAIT 1
 #define Z_SNDMORE 2
 #define MAX_DEPTH 16   /* deeper is left to Python (which allows 32) */
@@ -219,9 +219,9 @@ static unsigned char *put_uint(unsigned char *o, unsigned char major, uint64_t v
     return o;
 }
 
-/* {"sender": id, "seq": seq, "sent_ns": ns, "local": true}, as PluginMeta.encode writes it. */
+/* {"sender": id, "seq": seq, "sent_ns": ns, "local": local}, as PluginMeta.encode writes it. */
 static size_t build_meta(unsigned char *o, const unsigned char *sender, uint64_t seq,
-                         uint64_t ns)
+                         uint64_t ns, int local)
 {
     unsigned char *s = o;
     *o++ = 0xA4;
@@ -232,7 +232,7 @@ static size_t build_meta(unsigned char *o, const unsigned char *sender, uint64_t
     *o++ = 0x67; memcpy(o, "sent_ns", 7); o += 7;
     o = put_uint(o, 0, ns);
     *o++ = 0x65; memcpy(o, "local", 5); o += 5;
-    *o++ = 0xF5;
+    *o++ = local ? 0xF5 : 0xF4;
     return (size_t)(o - s);
 }
 
@@ -241,8 +241,9 @@ static PyObject *meta(PyObject *self, PyObject *args)
     const char *sender;
     Py_ssize_t slen;
     unsigned long long seq, ns;
+    int local = 1;
     unsigned char buf[64];
-    if (!PyArg_ParseTuple(args, "y#KK", &sender, &slen, &seq, &ns))
+    if (!PyArg_ParseTuple(args, "y#KK|p", &sender, &slen, &seq, &ns, &local))
         return NULL;
     if (slen != 8) {
         PyErr_SetString(PyExc_ValueError, "sender must be 8 bytes");
@@ -250,7 +251,7 @@ static PyObject *meta(PyObject *self, PyObject *args)
     }
     return PyBytes_FromStringAndSize((char *)buf,
                                      (Py_ssize_t)build_meta(buf, (const unsigned char *)sender,
-                                                            seq, ns));
+                                                            seq, ns, local));
 }
 
 /* ---- libzmq ------------------------------------------------------------------- */
@@ -408,7 +409,7 @@ static PyObject *drain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                             goto fail2;
                         }
                         Py_DECREF(seqobj);
-                        size_t mlen = build_meta(mbuf, sender, seq, now_ns());
+                        size_t mlen = build_meta(mbuf, sender, seq, now_ns(), 1);
                         /* XPUB_NODROP: a full queue refuses the first frame (EAGAIN);
                          * once it is taken, the others are too (a message is atomic). */
                         if (z_send(xpub, z_msg_data(&f0), z_msg_size(&f0),
@@ -492,12 +493,52 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(deliver_doc,
+"deliver(xpub, name, payload, sender, seq, sent_ns, local) -> bool\n\n"
+"Send ``[name, payload, meta]`` on the XPUB socket (its ``underlying`` address) without\n"
+"waiting, as PluginBus._send does; False when the queue refused it (EAGAIN).");
+
+static PyObject *deliver(PyObject *self, PyObject *args)
+{
+    unsigned long long xpub_addr, seq, ns;
+    Py_buffer name, payload;
+    const char *sender;
+    Py_ssize_t slen;
+    int local;
+    unsigned char mbuf[64];
+    if (!loaded) {
+        PyErr_SetString(PyExc_RuntimeError, "_busfast.load() was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "Ky*y*y#KKp", &xpub_addr, &name, &payload, &sender, &slen,
+                          &seq, &ns, &local))
+        return NULL;
+    int ok = 0;
+    if (slen != 8) {
+        PyErr_SetString(PyExc_ValueError, "sender must be 8 bytes");
+    } else {
+        void *xpub = (void *)(uintptr_t)xpub_addr;
+        size_t mlen = build_meta(mbuf, (const unsigned char *)sender, seq, ns, local);
+        if (z_send(xpub, name.buf, (size_t)name.len, Z_SNDMORE | Z_DONTWAIT) >= 0) {
+            z_send(xpub, payload.buf, (size_t)payload.len, Z_SNDMORE | Z_DONTWAIT);
+            z_send(xpub, mbuf, mlen, Z_DONTWAIT);
+            ok = 1;
+        }
+    }
+    PyBuffer_Release(&name);
+    PyBuffer_Release(&payload);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
+    {"deliver", deliver, METH_VARARGS, deliver_doc},
     {"check_payload", check_payload, METH_O,
      "check_payload(payload) -> True if it is a CBOR map in the plain subset drain() passes."},
     {"meta", meta, METH_VARARGS,
-     "meta(sender, seq, sent_ns) -> the meta frame drain() sends (PluginMeta.encode's bytes)."},
+     "meta(sender, seq, sent_ns, local=True) -> the meta frame drain() and deliver() send (PluginMeta.encode's bytes)."},
     {"load", load, METH_O, "load(path) -> resolve libzmq's functions from the loaded library."},
     {NULL, NULL, 0, NULL},
 };

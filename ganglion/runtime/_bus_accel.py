@@ -18,7 +18,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``BUSFAST_ABI``).
-ABI = 1
+ABI = 2
 _CHOICES = ("auto", "off", "require")
 
 

@@ -130,6 +130,7 @@ def test_the_compiled_meta_frame_is_plugin_meta_encode(seq: int) -> None:
     ns = 1_700_000_000_123_456_789
     assert fast.meta(NODE_ID, seq, ns) == PluginMeta(NODE_ID, seq, ns, True).encode()
     assert fast.meta(NODE_ID, 5, seq) == PluginMeta(NODE_ID, 5, seq, True).encode()
+    assert fast.meta(NODE_ID, seq, ns, False) == PluginMeta(NODE_ID, seq, ns, False).encode()
 
 
 #: A session of one plugin: good messages of two types, then every kind of bad one,
@@ -276,3 +277,29 @@ def test_asking_for_the_compiled_loop_without_it_is_a_config_error(
     monkeypatch.setattr(bus_module, "_fast", None)
     with pytest.raises(ConfigError, match="_busfast"):
         Recorder().bus(ipc_path=None, tcp_port=0, compiled=True)
+
+
+@needs_fast
+def test_compiled_and_python_deliver_send_the_same_frames(short_dir: Path) -> None:
+    async def main() -> None:
+        got = []
+        metas = [PluginMeta(NODE_ID, seq, 1_700_000_000_000_000_000 + seq, seq % 2 == 0)
+                 for seq in (0, 1, 24, 70_000, 2**40)]
+        for compiled in (True, False):
+            rec = Recorder()
+            async with rec.bus(ipc_path=short_dir / f"d{int(compiled)}",
+                               compiled=compiled) as bus:
+                subscriber = Plugin(addresses(bus, "ipc"))
+                try:
+                    subscriber.sub.subscribe(b"ex.A")
+                    await wait_until(lambda: rec.subscribed == ["ex.A"])
+                    for meta in metas:
+                        assert bus.deliver("ex.A", cbor2.dumps({"s": meta.seq}), meta)
+                    got.append([await subscriber.recv() for _ in metas])
+                finally:
+                    subscriber.close()
+                assert bus.stats().delivered == len(metas)
+        assert got[0] == got[1]
+        assert [PluginMeta.decode(frames[2]) for frames in got[0]] == metas
+
+    run(main())
