@@ -292,7 +292,7 @@ def test_compiled_and_python_deliver_send_the_same_frames(short_dir: Path) -> No
                 subscriber = Plugin(addresses(bus, "ipc"))
                 try:
                     subscriber.sub.subscribe(b"ex.A")
-                    await wait_until(lambda: rec.subscribed == ["ex.A"])
+                    await wait_until(lambda r=rec: r.subscribed == ["ex.A"])  # type: ignore[misc]
                     for meta in metas:
                         assert bus.deliver("ex.A", cbor2.dumps({"s": meta.seq}), meta)
                     got.append([await subscriber.recv() for _ in metas])
