@@ -13,7 +13,8 @@ delivered rate is measured messages over the first-to-last arrival span at the
 subscriber. In between, the ``proxy`` worker (``zmq.proxy`` on ipc sockets, the
 same queue bounds as the bus) or ``ganglion node`` (its bus on ipc in its state
 directory) carries them; which goes first alternates by trial. The ratio
-``bus / proxy`` is issue 18's target (>= 0.5).
+``bus / proxy`` is issue 18's target (>= 0.5). Each side then carries a paced run
+(1,000 msg/s, the send time in the payload) for its one-way p50, plugin to plugin.
 
 :func:`bus_latency_trial` is internal <-> external on one node: one process runs a
 :class:`ganglion.Node` with its bus (``node-sub``/``node-pub`` with ``bus``), the other
@@ -100,6 +101,20 @@ def run_raw_pub(cfg: dict[str, Any]) -> int:
     refused = 0
     send = pub.send
     start = time.monotonic()
+    if cfg.get("mode") == "paced":
+        rate = float(cfg.get("rate", 1000.0))
+        for seq in range(count):
+            delay = start + seq / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:  # the time of sending in the payload: the subscriber measures latency
+                pub.send_multipart([READING, _payload(seq, MEASURED)], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                refused += 1
+        emit("sent", sent=count, send_seconds=time.monotonic() - start, refused=refused)
+        while time.monotonic() < deadline and "quit" not in _read_lines(0.1):
+            pass
+        return 0
     for payload in payloads:
         while True:
             try:
@@ -132,6 +147,8 @@ def run_raw_sub(cfg: dict[str, Any]) -> int:
     idle_ns = int(float(cfg.get("idle_s", 0.5)) * 1e9)
     recv, more = sub.recv, zmq.RCVMORE
     received, first_ns, last_ns, warm = 0, 0, 0, False
+    paced = cfg.get("mode") == "paced"
+    latencies: list[float] = []
     while received < count and time.monotonic() < deadline:
         if not sub.poll(50):
             if received and time.monotonic_ns() - last_ns > idle_ns:
@@ -144,6 +161,7 @@ def run_raw_sub(cfg: dict[str, Any]) -> int:
                 name = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            payload = recv() if sub.getsockopt(more) else b""
             while sub.getsockopt(more):
                 recv()
             if name == READING:
@@ -151,12 +169,16 @@ def run_raw_sub(cfg: dict[str, Any]) -> int:
                 last_ns = time.monotonic_ns()
                 if received == 1:
                     first_ns = last_ns
+                if paced:
+                    latencies.append((last_ns - cbor2.loads(payload)["mono_ns"]) / 1000.0)
             elif not warm:
                 warm = True
                 emit("warm")
     span = (last_ns - first_ns) / 1e9
+    latencies.sort()
     emit("result", received=received, rx_seconds=span,
-         delivered_per_s=received / span if span > 0 else 0.0)
+         delivered_per_s=received / span if span > 0 else 0.0,
+         p50_us=latencies[(len(latencies) - 1) // 2] if latencies else None)
     while time.monotonic() < deadline and "quit" not in _read_lines(0.1):
         pass
     return 0
@@ -181,9 +203,12 @@ def _read_lines(timeout: float) -> list[str]:
     return [line.decode().strip() for line in lines]
 
 
-def _blast(group: ProcGroup, base: str, count: int, label: str) -> dict[str, Any]:
-    """One blast from a raw publisher to a raw subscriber through whatever serves ``base``."""
-    cfg = {"base": base, "count": count, "deadline_s": 60.0 + count / 2000.0}
+def _blast(group: ProcGroup, base: str, count: int, label: str,
+           mode: str = "blast") -> dict[str, Any]:
+    """One run from a raw publisher to a raw subscriber through whatever serves ``base``:
+    a blast of ``count`` messages, or ``count`` paced at 1,000 msg/s (latency)."""
+    cfg = {"base": base, "count": count, "deadline_s": 60.0 + count / 500.0, "mode": mode,
+           "rate": 1000.0}
     sub = group.worker("raw-sub", cfg, name=f"raw sub ({label})")
     sub.wait_event("ready", 20)
     pub = group.worker("raw-pub", cfg, name=f"raw pub ({label})")
@@ -196,19 +221,21 @@ def _blast(group: ProcGroup, base: str, count: int, label: str) -> dict[str, Any
     for proc in (pub, sub):
         group.stop(proc)
     return {"delivered_per_s": result["delivered_per_s"], "received": result["received"],
-            "refused": sent["refused"], "loss": 1 - result["received"] / count}
+            "refused": sent["refused"], "loss": 1 - result["received"] / count,
+            "p50_us": result.get("p50_us")}
 
 
-def bus_local_trial(count: int, index: int) -> dict[str, Any]:
+def bus_local_trial(count: int, index: int, paced_count: int = 1000) -> dict[str, Any]:
     """Plugin -> plugin on one node: ``ganglion node``'s bus vs a bare ``zmq.proxy``.
 
     Args:
         count: messages per blast.
         index: the trial's number (even: the proxy first; odd: the node first).
+        paced_count: messages of the paced run (1,000 msg/s) that measures latency.
 
     Returns:
-        ``proxy_msg_s``, ``bus_msg_s``, their ``ratio``, and each side's loss and
-        refused sends.
+        ``proxy_msg_s``, ``bus_msg_s``, their ``ratio``, each side's loss and
+        refused sends, and each side's paced one-way ``*_p50_us``.
     """
     out: dict[str, Any] = {}
     with ProcGroup("bus-local") as group:
@@ -217,18 +244,20 @@ def bus_local_trial(count: int, index: int) -> dict[str, Any]:
             server = group.worker("proxy", {"base": base, "deadline_s": 120.0 + count / 1000})
             server.wait_event("ready", 20)
             got = _blast(group, base, count, "proxy")
+            paced = _blast(group, base, paced_count, "proxy", "paced")
             group.stop(server)
             out.update(proxy_msg_s=got["delivered_per_s"], proxy_loss=got["loss"],
-                       proxy_refused=got["refused"])
+                       proxy_refused=got["refused"], proxy_p50_us=paced["p50_us"])
 
         def bus() -> None:
             state = group.state_dir()
             node = group.node(PORTS["bus_local"], state, "--no-mdns", name="bench-bus")
             node.wait_stderr("plugin bus:", 20)
             got = _blast(group, f"{state}/bus", count, "bus")
+            paced = _blast(group, f"{state}/bus", paced_count, "bus", "paced")
             group.stop(node)
             out.update(bus_msg_s=got["delivered_per_s"], bus_loss=got["loss"],
-                       bus_refused=got["refused"])
+                       bus_refused=got["refused"], bus_p50_us=paced["p50_us"])
 
         for step in ((proxy, bus) if index % 2 == 0 else (bus, proxy)):
             step()

@@ -181,7 +181,8 @@ def run_steps(plan: Plan, steps: Sequence[str], *, log: Callable[[str], None] = 
                                                                settle_s=plan.settle_s))
     if "bus" in steps:
         for index in range(plan.bus_trials):
-            trial("bus_local", partial(bus_measure.bus_local_trial, plan.bus_count, index))
+            trial("bus_local", partial(bus_measure.bus_local_trial, plan.bus_count, index,
+                                       plan.paced_count))
             for direction in ("ext_to_int", "int_to_ext"):
                 trial(f"bus_{direction}", partial(bus_measure.bus_latency_trial, direction,
                                                   plan.paced_count, plan.rate))

@@ -756,9 +756,14 @@ class Node:
         def to_plugins(msg: Any, info: MessageInfo) -> None:
             if (info.local and self._from_bus) or self._bus is None:
                 return
+            if type(msg) is bytes:  # a payload from the network, undecoded (sub.raw)
+                self._bus.deliver(type_name, msg, meta_from_info(info), check=True)
+                return
             self._bus.deliver(type_name, encode_payload(msg), meta_from_info(info))
 
-        self._bus_subs[type_name] = self.subscribe(type_name, callback=to_plugins)
+        sub = self.subscribe(type_name, callback=to_plugins)
+        sub.raw = True  # plugins take payloads as they are: no decoding to re-encode
+        self._bus_subs[type_name] = sub
 
     def _on_bus_unsubscribe(self, type_name: str) -> None:
         sub = self._bus_subs.pop(type_name, None)

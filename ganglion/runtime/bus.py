@@ -156,6 +156,8 @@ class BusStats:
         rejected: valid publishes ``on_publish`` refused with a ganglion error
             (e.g. too large for a datagram, or not matching the registered class).
         callback_errors: other exceptions raised by the on_* callbacks (logged).
+        bad_deliveries: payloads from the network, passed on undecoded, that were not
+            one plain CBOR map: not sent to plugins (another node's bug, or no key).
         refused_connections: handshakes refused on a bus with a secret (no or wrong key).
         unlogged: bad messages and refusals only counted, not logged on their own line.
         subscriptions: the topics plugins are subscribed to now, sorted.
@@ -173,6 +175,7 @@ class BusStats:
     bad_payloads: int = 0
     rejected: int = 0
     callback_errors: int = 0
+    bad_deliveries: int = 0
     refused_connections: int = 0
     unlogged: int = 0
     subscriptions: tuple[str, ...] = ()
@@ -428,19 +431,28 @@ class PluginBus:
         raw = type_name.encode()
         return any(raw.startswith(prefix) for prefix in self._prefixes)
 
-    def deliver(self, type_name: str, payload: bytes, meta: PluginMeta) -> bool:
+    def deliver(self, type_name: str, payload: bytes, meta: PluginMeta, *,
+                check: bool = False) -> bool:
         """Send a message to the plugins subscribed to its type; never blocks.
 
         Args:
             type_name: the message's type name.
             payload: its CBOR payload, as on the wire.
             meta: where it came from (:func:`meta_from_info` builds one).
+            check: make sure first that the payload is one plain CBOR map (it came
+                from the network undecoded); one that is not is dropped and counted
+                in ``bad_deliveries``.
 
         Returns:
             True if sent; False if no plugin wants the type, the bus is not
-            running, or a subscriber's queue was full (counted in ``dropped``).
+            running, the payload failed the check, or a subscriber's queue was
+            full (counted in ``dropped``).
         """
         if self._xpub_send is None or not self.subscribed(type_name):
+            return False
+        if check and not (self._fast is not None and self._fast.check_payload(payload)) \
+                and payload_problem(payload) is not None:
+            self._counts["bad_deliveries"] += 1
             return False
         if self._send(type_name.encode(), payload, meta):
             self._counts["delivered"] += 1

@@ -303,3 +303,32 @@ def test_compiled_and_python_deliver_send_the_same_frames(short_dir: Path) -> No
         assert [PluginMeta.decode(frames[2]) for frames in got[0]] == metas
 
     run(main())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_checked_deliveries_drop_a_payload_that_is_not_a_plain_map(
+        short_dir: Path, compiled: bool) -> None:
+    if compiled and fast is None:
+        pytest.skip("ganglion._busfast is not built")
+
+    async def main() -> None:
+        rec = Recorder()
+        async with rec.bus(ipc_path=short_dir / "bus", compiled=compiled) as bus:
+            subscriber = Plugin(addresses(bus, "ipc"))
+            try:
+                subscriber.sub.subscribe(b"ex.A")
+                await wait_until(lambda: rec.subscribed == ["ex.A"])
+                meta = PluginMeta(NODE_ID, 1, 2, False)
+                for payload in BAD:
+                    assert not bus.deliver("ex.A", payload, meta, check=True)
+                for payload in LEFT_TO_PYTHON[:2]:
+                    assert bus.deliver("ex.A", payload, meta, check=True)
+                got = [(await subscriber.recv())[1] for _ in range(2)]
+                assert await subscriber.nothing_within(0.05)
+            finally:
+                subscriber.close()
+            assert got == LEFT_TO_PYTHON[:2]
+            assert bus.stats().bad_deliveries == len(BAD)
+            assert bus.stats().delivered == 2
+
+    run(main())

@@ -159,3 +159,46 @@ def test_another_node_subscribed_gets_every_message_as_the_plugin_encoded_it(
         assert all(info.fingerprint == bytes(8) for _, info in seen)  # an unregistered type
 
     run(main())
+
+
+#: {"i": 7, "v": 1.5} with 1.5 as a half float: re-encoding it would give a double.
+HALF = b"\xa2\x61i\x07\x61v\xf9\x3e\x00"
+
+
+def test_a_plugin_on_another_node_gets_the_publishers_bytes_undecoded(short_dir: Path) -> None:
+    port = free_port_pair()
+
+    async def main() -> None:
+        seen: list[tuple[Any, MessageInfo]] = []
+        async with _node(short_dir, "a", port, bus_ipc=True) as node_a, \
+                _node(short_dir, "b", port, bus_ipc=True) as node_b:
+            await wait_until(lambda: any(p.id == node_a.node_id for p in node_b.peers()))
+            publisher, subscriber = RawPlugin(short_dir / "a"), RawPlugin(short_dir / "b")
+            try:
+                subscriber.sub.subscribe(TYPE.encode())
+                await wait_until(lambda: node_b.stats().bus.subscriptions == (TYPE,))
+                await publisher.listening()
+                await asyncio.sleep(0.6)  # matching: node a knows b wants the type
+                for _ in range(20):
+                    await publisher.pub.send_multipart([TYPE.encode(), HALF])
+                frames = [await asyncio.wait_for(subscriber.sub.recv_multipart(), 10.0)
+                          for _ in range(20)]
+                assert {f[1] for f in frames} == {HALF}  # as sent: never decoded on the way
+                metas = [PluginMeta.decode(f[2]) for f in frames]
+                assert all(m.sender == node_a.node_id and not m.local for m in metas)
+                # An in-process subscriber on b needs objects: b decodes, and its plugin
+                # still gets every message (encoded again from the object).
+                node_b.subscribe(TYPE, callback=lambda msg, info: seen.append((msg, info)))
+                for _ in range(20):
+                    await publisher.pub.send_multipart([TYPE.encode(), HALF])
+                again = [await asyncio.wait_for(subscriber.sub.recv_multipart(), 10.0)
+                         for _ in range(20)]
+                await wait_until(lambda: len(seen) == 20)
+            finally:
+                publisher.close()
+                subscriber.close()
+            assert {cbor2.loads(f[1])["v"] for f in again} == {1.5}
+            assert [m.fields for m, _ in seen] == [{"i": 7, "v": 1.5}] * 20
+            assert node_b.stats().bus.bad_deliveries == 0
+
+    run(main())
