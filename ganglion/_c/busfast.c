@@ -398,13 +398,20 @@ static PyObject *drain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 if (entry != NULL && PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 2
                     && payload_ok(p, n)) {
                     long flags = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+                    if (flags == -1 && PyErr_Occurred()) {
+                        Py_DECREF(key);
+                        goto fail2;
+                    }
+                    Py_INCREF(entry);  /* held while seqs changes (which runs no Python) */
                     if (flags & 1) {
                         PyObject *last = PyDict_GetItemWithError(seqs, key);
                         unsigned long long seq = last == NULL ? 1
                             : PyLong_AsUnsignedLongLong(last) + 1;
-                        PyObject *seqobj = PyLong_FromUnsignedLongLong(seq);
+                        PyObject *seqobj = PyErr_Occurred() ? NULL
+                            : PyLong_FromUnsignedLongLong(seq);
                         if (seqobj == NULL || PyDict_SetItem(seqs, key, seqobj) < 0) {
                             Py_XDECREF(seqobj);
+                            Py_DECREF(entry);
                             Py_DECREF(key);
                             goto fail2;
                         }
@@ -429,11 +436,13 @@ static PyObject *drain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                         Py_XDECREF(payload);
                         if (pair == NULL || PyList_Append(to_node, pair) < 0) {
                             Py_XDECREF(pair);
+                            Py_DECREF(entry);
                             Py_DECREF(key);
                             goto fail2;
                         }
                         Py_DECREF(pair);
                     }
+                    Py_DECREF(entry);
                     Py_DECREF(key);
                     z_msg_close(&f1);
                     z_msg_close(&f0);
