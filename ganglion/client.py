@@ -31,7 +31,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,8 +40,9 @@ import zmq
 
 from ganglion.errors import ConfigError, DecodeError, TransportError
 from ganglion.types import (
-    decode_payload,
     encode_payload,
+    lookup,
+    payload_decoder,
     type_name_of,
     type_of,
     validate_type_name,
@@ -339,6 +340,7 @@ class PluginClient:
         self._sub.connect(self.address.subscribe)
         self._listening = False
         self._topics: set[str] = set()
+        self._decoders: dict[str, tuple[object, Callable[[bytes], object]]] = {}
         self._closed = False
 
     def publish(self, msg: object) -> bool:
@@ -500,9 +502,15 @@ class PluginClient:
         if name not in self._topics:
             self.filtered += 1
             return None
+        # One decoder per type, made again when what is registered under it changes
+        # (decode_payload would look the type up and build one per message).
+        known = lookup(name)
+        cached = self._decoders.get(name)
+        if cached is None or cached[0] is not known:
+            cached = self._decoders[name] = (known, payload_decoder(name))
         try:
             meta = PluginMeta.decode(frames[2])
-            return decode_payload(name, frames[1]), meta
+            return cached[1](frames[1]), meta
         except DecodeError:
             self.bad_messages += 1
             return None
