@@ -37,6 +37,18 @@ def libzmq_path() -> str | None:
     return None
 
 
+def _candidates() -> list[str]:
+    """Where libzmq's functions may be: its shared library, else pyzmq's backend module
+    (a pyzmq built with libzmq linked in statically exports them from there)."""
+    found = [path] if (path := libzmq_path()) is not None else []
+    try:
+        from zmq.backend.cython import _zmq
+    except ImportError:
+        return found
+    backend = getattr(_zmq, "__file__", None)
+    return found + ([backend] if backend else [])
+
+
 def load(choice: str | None = None) -> ModuleType | None:
     """The compiled module with libzmq resolved, or None for the pure-Python path.
 
@@ -59,16 +71,18 @@ def load(choice: str | None = None) -> ModuleType | None:
     except ImportError as exc:
         problem = f"ganglion._busfast is not built ({exc}); reinstall (pip install -e .)"
     else:
-        path = libzmq_path()
         if getattr(_busfast, "ABI", None) != ABI:
             problem = "ganglion._busfast is stale; reinstall (pip install -e .)"
-        elif path is None:
-            problem = "the libzmq pyzmq loaded is not in /proc/self/maps"
         else:
-            try:
-                _busfast.load(path)
-            except OSError as exc:
-                problem = str(exc)
+            problem = "the libzmq pyzmq loaded is not in /proc/self/maps"
+            for path in _candidates():
+                try:
+                    _busfast.load(path)
+                except OSError as exc:
+                    problem = str(exc)
+                else:
+                    problem = ""
+                    break
     if problem:
         if choice == "require":
             raise ImportError(f"GANGLION_BUS_FAST=require, but {problem}")
