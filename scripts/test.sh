@@ -12,6 +12,7 @@ PYTEST=(.venv/bin/python -m pytest "$@")
 if command -v cc >/dev/null 2>&1 && .venv/bin/python -c \
         "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then
     export GANGLION_SPEEDUPS=require
+    export GANGLION_BUS_FAST=require  # the plugin bus's drain loop (ganglion/runtime/_bus_accel.py)
 fi
 
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then

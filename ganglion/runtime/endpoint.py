@@ -561,6 +561,69 @@ class Endpoint:
                 sub.deliver(local_msg, info)
         return name
 
+    def publish_payload(self, type_name: str, payload: bytes, *,
+                        exclude: Subscription | None = None) -> bool:
+        """Publish an already encoded payload of a type not registered here, as it is.
+
+        The bytes-in publish of the plugin bus: a plugin's payload is the CBOR map a
+        datagram carries, so it is numbered, queued (or held for the type's group,
+        or only kept as the last value while nobody else wants it) and sent without
+        being decoded and encoded again, under the fingerprint a :class:`Record` of
+        an unregistered type gets (8 zero bytes). It is decoded only when a local
+        subscriber other than ``exclude`` is there to receive it (as a Record).
+
+        Args:
+            type_name: a valid type name (the caller checked it).
+            payload: a well-formed payload (the caller checked it:
+                :func:`ganglion.types._payload.payload_problem`).
+            exclude: a subscription that must not get it (the bus's own, which
+                passed the message to its plugins already).
+
+        Returns:
+            False, having done nothing, when the type is registered here: such a
+            payload must be checked against its class, so the caller publishes the
+            decoded message instead.
+
+        Raises:
+            MessageTooLarge: it cannot fit in one datagram.
+            ConfigError: ``group_for`` maps the type to an address that is not multicast.
+            LocalError: the endpoint is not started.
+        """
+        out = self._out
+        if out is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        if lookup(type_name) is not None:
+            return False
+        name, fingerprint = type_name, bytes(8)
+        interest = self._interest.get(name)
+        if interest is None:
+            interest = self._interest[name] = (self._remote_interest is None
+                                               or self._remote_interest(name))
+        packer = out.packer(name, fingerprint)
+        group = self._group(name)
+        hold = group is None or bool(self._pending.get(name))
+        packer.check_fits(len(payload))
+        seq = self._next_seq[name]
+        self._next_seq[name] = seq + 1
+        now_ns = _time_ns()
+        subs = [sub for sub in self._subs.get(name, ()) if sub is not exclude]
+        local_msg = decode_payload(name, payload) if subs else None
+        if hold:
+            self._hold(name, seq, payload, now_ns, fingerprint)
+        else:
+            if interest:
+                if packer.next_seq != seq:
+                    out.skip_to(packer, seq)  # numbers taken while nobody else listened
+                out.add(packer, payload, now_ns)
+            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
+        if subs:
+            info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
+                                           True, None, self._clock_synced, False, self.replay,
+                                           fingerprint))
+            for sub in subs:
+                sub.deliver(local_msg, info)
+        return True
+
     def _encode_record(self, msg: Record) -> tuple[str, bytes, bytes, object]:
         """A Record's (name, fingerprint, payload, what local subscribers get)."""
         name = validate_type_name(msg.type_name)
@@ -856,6 +919,10 @@ class Endpoint:
         self._clock_synced = synced
         if self._out is not None:
             self._out.set_clock_synced(synced)
+
+    def subscriber_count(self, type_name: str) -> int:
+        """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
+        return len(self._subs.get(type_name, ()))
 
     def subscribed(self) -> frozenset[str]:
         """Type names with at least one local subscriber."""
