@@ -196,7 +196,7 @@ static int payload_ok(const unsigned char *p, size_t n)
     return c.p == c.end;
 }
 
-static PyObject *check_payload(PyObject *self, PyObject *arg)
+static PyObject *check_payload(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
@@ -236,7 +236,7 @@ static size_t build_meta(unsigned char *o, const unsigned char *sender, uint64_t
     return (size_t)(o - s);
 }
 
-static PyObject *meta(PyObject *self, PyObject *args)
+static PyObject *meta(PyObject *Py_UNUSED(self), PyObject *args)
 {
     const char *sender;
     Py_ssize_t slen;
@@ -256,7 +256,7 @@ static PyObject *meta(PyObject *self, PyObject *args)
 
 /* ---- libzmq ------------------------------------------------------------------- */
 
-static PyObject *load(PyObject *self, PyObject *arg)
+static PyObject *load(PyObject *Py_UNUSED(self), PyObject *arg)
 {
     const char *path = PyUnicode_AsUTF8(arg);
     if (path == NULL)
@@ -343,7 +343,7 @@ PyDoc_STRVAR(drain_doc,
 "to ``to_node``. Stops at the first message it is not sure of and returns it in ``other``\n"
 "as ``(frame count, frames, peer)``; None when the socket ran dry or ``limit`` was read.");
 
-static PyObject *drain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *drain(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "drain() takes 6 arguments");
@@ -507,7 +507,7 @@ PyDoc_STRVAR(deliver_doc,
 "Send ``[name, payload, meta]`` on the XPUB socket (its ``underlying`` address) without\n"
 "waiting, as PluginBus._send does; False when the queue refused it (EAGAIN).");
 
-static PyObject *deliver(PyObject *self, PyObject *args)
+static PyObject *deliver(PyObject *Py_UNUSED(self), PyObject *args)
 {
     unsigned long long xpub_addr, seq, ns;
     Py_buffer name, payload;
@@ -555,6 +555,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "ganglion._busfast",
     "The plugin bus's compiled drain loop (see ganglion/_c/busfast.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__busfast(void)
