@@ -54,8 +54,16 @@ def forward(db: Path, url: str, password_file: Path | None, patterns: tuple[str,
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"forwarding {db} to {target.name}" + (" (until caught up)" if once else ""),
-               err=True)
+    try:  # a first connection: a fatal error is one line, before anything else is said
+        reachable = forwarder.check(report=not once)
+    except ForwardError as exc:
+        forwarder.close()
+        raise click.ClickException(str(exc)) from None
+    if once and not reachable:
+        forwarder.close()
+        raise click.ClickException(f"cannot reach {target.name}; nothing forwarded")
+    click.echo(f"forwarding {db} to {target.name}" + (" (until caught up)" if once else "")
+               + ("" if reachable else " (unreachable now: retrying)"), err=True)
     status = 0
     try:
         forwarder.run(stop, once=once)

@@ -184,8 +184,11 @@ class Forwarder:
 
     # -- running ---------------------------------------------------------------------
 
-    def check(self) -> bool:
+    def check(self, *, report: bool = True) -> bool:
         """Connect once (creating the schema if needed); False when unreachable now.
+
+        Args:
+            report: log the outage line (and count the attempt) when unreachable.
 
         Raises:
             ForwardError: a fatal error (wrong password, no such database, newer schema).
@@ -193,7 +196,8 @@ class Forwarder:
         try:
             self._connect()
         except _Transient as exc:
-            self._note_down(str(exc))
+            if report:
+                self._note_down(str(exc))
             return False
         return True
 
