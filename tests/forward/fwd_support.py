@@ -46,6 +46,7 @@ def make_log(path: Path, readings: Iterable[tuple[Record, Any]], **writer: Any) 
     for msg, meta in readings:
         log.add(msg, meta)
     log.close()
+    assert log.error is None, log.error
     return log.stats().written - before
 
 
