@@ -130,7 +130,7 @@ def apply_retention(conn: sqlite3.Connection, policy: Retention, now_ns: int) ->
     if removed:
         oldest = conn.execute("SELECT min(received_ns) FROM samples").fetchone()[0]
         with conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")  # see Writer._write
             if oldest is None:
                 conn.execute("DELETE FROM gap_spans")
                 conn.execute("DELETE FROM streams")
@@ -226,7 +226,7 @@ def _delete_through(conn: sqlite3.Connection, last_id: int, *, forwarded: bool =
         upto = min(last_id, low + CHUNK_ROWS - 1)
         lost = 0
         with conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")  # see Writer._write
             if forwarded:
                 lost = outbox.count_unforwarded(conn, upto)
             removed += conn.execute("DELETE FROM samples WHERE id <= ?", (upto,)).rowcount

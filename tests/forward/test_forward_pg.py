@@ -151,7 +151,7 @@ def test_two_logs_forward_into_one_database_at_once(tmp_path: Path, central: str
     def run(db: Path) -> None:
         try:
             forward_once(db, central, batch=300)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(db,)) for db in (one, two)]
@@ -170,7 +170,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path, central: str) -> None:
     forward_once(db, central)
     with psycopg.connect(central) as pg:
         pg.execute("UPDATE ganglion_schema SET version = 99")
-    with pytest.raises(ForwardError, match="schema version 99.*upgrade ganglion"):
+    with pytest.raises(ForwardError, match=r"schema version 99.*upgrade ganglion"):
         forward_once(db, central)
 
 
