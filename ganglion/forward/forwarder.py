@@ -33,6 +33,7 @@ never holding up the others.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import fnmatch
@@ -180,6 +181,11 @@ class Forwarder:
         self._forwarded = self._inserted = self._rejected = self._skipped = 0
         self._batches = self._attempts = self._outages = 0
         self._down_since: float | None = None
+        # Reading ahead while catching up: (position, future rows), its thread and connection.
+        self._ahead: tuple[int, concurrent.futures.Future[list[tuple[Any, ...]]]] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
         self.error: ForwardError | None = None
 
     # -- running ---------------------------------------------------------------------
@@ -237,21 +243,23 @@ class Forwarder:
             self._close_pg()
 
     def close(self) -> None:
-        """Close both connections."""
+        """Close the connections (and the read-ahead thread)."""
         self._close_pg()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._sqlite.close()
 
     def stats(self) -> ForwardStats:
-        """A snapshot of the counters."""
-        try:
-            newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
-        except sqlite3.Error:
-            newest = self._position
+        """A snapshot of the counters (from any thread: it does not touch the log)."""
         with self._lock:
             return ForwardStats(self._forwarded, self._inserted, self._rejected, self._skipped,
                                 self._batches, self._position,
-                                max(0, newest - self._position), self._attempts, self._outages,
-                                self._pg is not None)
+                                max(0, self._newest - self._position), self._attempts,
+                                self._outages, self._pg is not None)
 
     # -- connection --------------------------------------------------------------------
 
@@ -323,8 +331,10 @@ class Forwarder:
         import psycopg
 
         try:
-            self._send_types()
             rows, last_id = self._read_batch()
+            # After the batch is read: a type version committed with a reading of the batch
+            # is then visible too (one writer, in order), so its view exists with it.
+            self._send_types()
             if last_id == self._position:
                 self._send_gaps_only()
                 return 0
@@ -362,20 +372,47 @@ class Forwarder:
         return wanted
 
     def _read_batch(self) -> tuple[list[tuple[Any, ...]], int]:
-        """The next readings after the position (and the id read through)."""
-        rows = self._sqlite.execute(_READ, (self._position, self.batch)).fetchall()
-        if not rows:
-            newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0]
-            if newest is not None and newest < self._position:
-                # Ids started over (the log was emptied by a tool that does not keep the
-                # newest row): send it all again; the server keeps what it has.
-                _log.warning("forwarding to %s: %s starts below the forwarded position %d; "
-                             "sending it again from the start", self.target.name, self.db,
-                             self._position)
-                self._position = 0
-                outbox.reset(self._sqlite, self.target.name)
-                rows = self._sqlite.execute(_READ, (0, self.batch)).fetchall()
+        """The next readings after the position (and the id read through).
+
+        While catching up (a full batch), the batch after it is read at once by a
+        second, read-only connection in a helper thread, so that reading the log
+        (SQLite releases the GIL) overlaps the server's work on this one.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self._position:
+            rows = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].result()  # a batch read for a position that did not come: drop it
+            rows = self._sqlite.execute(_READ, (self._position, self.batch)).fetchall()
+        if len(rows) == self.batch:
+            after = int(rows[-1][0])
+            self._ahead = (after, self._pool().submit(self._read_ahead, after))
+        newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0]
+        with self._lock:
+            self._newest = newest or 0
+        if not rows and newest is not None and newest < self._position:
+            # Ids started over (the log was emptied by a tool that does not keep the
+            # newest row): send it all again; the server keeps what it has.
+            _log.warning("forwarding to %s: %s starts below the forwarded position %d; "
+                         "sending it again from the start", self.target.name, self.db,
+                         self._position)
+            self._position = 0
+            outbox.reset(self._sqlite, self.target.name)
+            rows = self._sqlite.execute(_READ, (0, self.batch)).fetchall()
         return rows, (rows[-1][0] if rows else self._position)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="forward-read")
+        return self._executor
+
+    def _read_ahead(self, after: int) -> list[tuple[Any, ...]]:
+        """Read the batch after ``after`` (the helper thread; its own connection)."""
+        if self._reader is None:
+            self._reader = open_log(self.db, write=False)
+        return self._reader.execute(_READ, (after, self.batch)).fetchall()
 
     def _send(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int, int]:
         """Send one batch in one transaction; return (inserted, rejected, gap position)."""
