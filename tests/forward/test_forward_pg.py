@@ -181,3 +181,23 @@ def test_an_unrelated_readings_table_is_not_written_into(tmp_path: Path, central
         pg.execute("CREATE TABLE readings (x int)")
     with pytest.raises(ForwardError, match="not made by ganglion"):
         forward_once(db, central)
+
+
+def test_ganglion_info_shows_each_target(tmp_path: Path, central: str) -> None:
+    from ganglion.logger.info import format_summary, summarize
+    from ganglion.logger.schema import open_log
+
+    db = tmp_path / "log.db"
+    make_log(db, [*temperatures(40), reading("t.Text", {"s": "\x00"}, seq=1)])
+    forward_once(db, central)
+    make_log(db, temperatures(5, start=40))
+    conn = open_log(db, write=False)
+    try:
+        summary = summarize(conn, db)
+    finally:
+        conn.close()
+    target = central.split("//")[1].replace("ganglion:s3cret-pw@", "ganglion@")
+    assert summary.forwarding == [{"target": target, "forwarded": 40, "waiting": 5,
+                                   "rejected": 1, "dropped": 0}]
+    assert (f"forwarded to {target}: 40 readings, 5 waiting, 1 refused by the database"
+            in format_summary(summary))
