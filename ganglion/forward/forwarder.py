@@ -36,6 +36,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime as dt
 import fnmatch
 import json
 import logging
@@ -65,34 +66,33 @@ _GAP_BATCH = 10_000
 #: At most this many refused rows are logged one by one per batch (then a count).
 _REJECT_LINES = 10
 
-_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fwd_stage (
-    sid bigint, type text, node text, node_name text, seq bigint, sent_ns bigint,
-    received_ns bigint, data text, boot bigint, fingerprint text, flags integer
-) ON COMMIT DELETE ROWS"""
-_STAGE_COLUMNS = ("sid", "type", "node", "node_name", "seq", "sent_ns", "received_ns", "data",
-                  "boot", "fingerprint", "flags")
 _READINGS_COLUMNS = ("time, type, node, seq, sent_ns, received_ns, data, boot, fingerprint, "
                      "last_value, replayed, clock_synced, local")
-#: Stage row -> readings row. ``time`` is ``sent_ns`` to the microsecond (exact: integer
-#: division, then an interval). Sorted by the identity so that two forwarders inserting
-#: the same readings take their locks in the same order (no deadlock).
-_SELECT_STAGE = (
-    "SELECT to_timestamp(0) + (sent_ns / 1000) * interval '1 microsecond', type, node, seq, "
-    "sent_ns, received_ns, data::jsonb, boot, fingerprint, (flags & 1) <> 0, (flags & 2) <> 0, "
-    "(flags & 4) = 0, (flags & 8) <> 0 FROM fwd_stage")
-_INSERT_READINGS = (f"INSERT INTO readings ({_READINGS_COLUMNS}) {_SELECT_STAGE} "
-                    "ORDER BY node, boot, type, seq ON CONFLICT DO NOTHING")
-_INSERT_ONE = (f"INSERT INTO readings ({_READINGS_COLUMNS}) VALUES ("
-               "to_timestamp(0) + (%(sent_ns)s::bigint / 1000) * interval '1 microsecond', "
-               "%(type)s, %(node)s, %(seq)s, %(sent_ns)s, %(received_ns)s, %(data)s::jsonb, "
-               "%(boot)s, %(fingerprint)s, (%(flags)s::int & 1) <> 0, (%(flags)s::int & 2) <> 0, "
-               "(%(flags)s::int & 4) = 0, (%(flags)s::int & 8) <> 0) ON CONFLICT DO NOTHING")
-_UPSERT_NODES = (
-    "INSERT INTO nodes (node, name, first_ns, last_ns) SELECT node, max(node_name), "
-    "min(received_ns), max(received_ns) FROM fwd_stage GROUP BY node ORDER BY node "
+_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fwd_stage (
+    time timestamptz, type text, node text, seq bigint, sent_ns bigint, received_ns bigint,
+    data text, boot bigint, fingerprint text, last_value boolean, replayed boolean,
+    clock_synced boolean, local boolean
+) ON COMMIT DELETE ROWS"""
+#: The fast path: straight into ``readings`` (in a savepoint: a row already there fails it).
+_COPY_DIRECT = f"COPY readings ({_READINGS_COLUMNS}) FROM STDIN"
+_COPY_STAGE = f"COPY fwd_stage ({_READINGS_COLUMNS}) FROM STDIN"
+#: The idempotent path. Sorted by the identity, so that two forwarders inserting the
+#: same readings take their locks in the same order (no deadlock).
+_INSERT_READINGS = (
+    f"INSERT INTO readings ({_READINGS_COLUMNS}) SELECT time, type, node, seq, sent_ns, "
+    "received_ns, data::jsonb, boot, fingerprint, last_value, replayed, clock_synced, local "
+    "FROM fwd_stage ORDER BY node, type, time, boot, seq ON CONFLICT DO NOTHING")
+_INSERT_ONE = (f"INSERT INTO readings ({_READINGS_COLUMNS}) VALUES "
+               "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+_UPSERT_NODE = (
+    "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT (node) DO UPDATE SET name = coalesce(excluded.name, nodes.name), "
     "first_ns = least(nodes.first_ns, excluded.first_ns), "
     "last_ns = greatest(nodes.last_ns, excluded.last_ns)")
+#: Batches sent the idempotent way after the fast path met a row already on the server
+#: (a batch re-sent after a crash, or readings another logger forwarded too).
+_SLOW_BATCHES = 16
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _UPSERT_TYPE = (
     "INSERT INTO types (name, fingerprint, fields, units, meta, first_ns) "
     "VALUES (%s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s) "
@@ -181,6 +181,7 @@ class Forwarder:
         self._forwarded = self._inserted = self._rejected = self._skipped = 0
         self._batches = self._attempts = self._outages = 0
         self._down_since: float | None = None
+        self._slow = 0  # batches still to send the idempotent way (see _send)
         # Reading ahead while catching up: (position, future rows), its thread and connection.
         self._ahead: tuple[int, concurrent.futures.Future[list[tuple[Any, ...]]]] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -226,6 +227,7 @@ class Forwarder:
                 except _Transient as exc:
                     self._close_pg()
                     self._note_down(str(exc))
+                    self._refresh_newest()  # so that stats() shows the backlog growing
                     if once:
                         raise ForwardError(f"cannot reach {self.target.name}: {exc}") from None
                     stop.wait(backoff)
@@ -388,9 +390,7 @@ class Forwarder:
         if len(rows) == self.batch:
             after = int(rows[-1][0])
             self._ahead = (after, self._pool().submit(self._read_ahead, after))
-        newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0]
-        with self._lock:
-            self._newest = newest or 0
+        newest = self._refresh_newest()
         if not rows and newest is not None and newest < self._position:
             # Ids started over (the log was emptied by a tool that does not keep the
             # newest row): send it all again; the server keeps what it has.
@@ -401,6 +401,16 @@ class Forwarder:
             outbox.reset(self._sqlite, self.target.name)
             rows = self._sqlite.execute(_READ, (0, self.batch)).fetchall()
         return rows, (rows[-1][0] if rows else self._position)
+
+    def _refresh_newest(self) -> int | None:
+        """The log's newest id, kept for :meth:`stats` (which other threads call)."""
+        try:
+            newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        with self._lock:
+            self._newest = newest or 0
+        return None if newest is None else int(newest)
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -415,29 +425,62 @@ class Forwarder:
         return self._reader.execute(_READ, (after, self.batch)).fetchall()
 
     def _send(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int, int]:
-        """Send one batch in one transaction; return (inserted, rejected, gap position)."""
+        """Send one batch in one transaction; return (inserted, rejected, gap position).
+
+        The fast path COPYs the batch straight into ``readings``, in a savepoint: when
+        a row is already there (a unique violation: the batch is being sent again, or
+        another logger forwarded the same readings), the savepoint is rolled back and
+        the batch goes the idempotent way: COPY into the staging table, then INSERT
+        ... ON CONFLICT DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way
+        at once. Both give the same rows: the fast path only ever succeeds when no row
+        of the batch was there.
+        """
         import psycopg
 
         conn = self._pg
         gaps = self._read_gaps()
+        converted = [_convert(row) for row in rows]
         try:
             with conn.transaction(), conn.cursor() as cur:
-                if rows:
-                    with cur.copy(f"COPY fwd_stage ({', '.join(_STAGE_COLUMNS)}) FROM STDIN"
-                                  ) as copy:
-                        for row in rows:
+                inserted = None
+                if converted and self._slow == 0:
+                    try:
+                        with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
+                            for row in converted:
+                                copy.write_row(row)
+                        inserted = len(converted)
+                    except (psycopg.errors.UniqueViolation, psycopg.errors.TransactionRollback):
+                        self._slow = _SLOW_BATCHES
+                if converted and inserted is None:
+                    self._slow = max(0, self._slow - 1)
+                    with cur.copy(_COPY_STAGE) as copy:
+                        for row in converted:
                             copy.write_row(row)
                     cur.execute(_INSERT_READINGS)
                     inserted = max(0, cur.rowcount)
-                    cur.execute(_UPSERT_NODES)
-                else:
-                    inserted = 0
+                self._upsert_nodes(cur, rows)
                 gap_position = self._insert_gaps(cur, gaps)
-            return inserted, 0, gap_position
+            return inserted or 0, 0, gap_position
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.InternalError_):
-            return self._send_one_by_one(rows, gaps)
+            return self._send_one_by_one(rows, converted, gaps)
 
-    def _send_one_by_one(self, rows: Sequence[tuple[Any, ...]],
+    @staticmethod
+    def _upsert_nodes(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The batch's senders into ``nodes`` (in node order: no deadlock between forwarders)."""
+        nodes: dict[str, list[Any]] = {}
+        for row in rows:
+            node, name, received = row[2], row[3], row[6]
+            known = nodes.get(node)
+            if known is None:
+                nodes[node] = [name, received, received]
+            else:
+                known[0] = known[0] or name
+                known[1] = min(known[1], received)
+                known[2] = max(known[2], received)
+        if nodes:
+            cur.executemany(_UPSERT_NODE, [(node, *nodes[node]) for node in sorted(nodes)])
+
+    def _send_one_by_one(self, rows: Sequence[tuple[Any, ...]], converted: list[tuple[Any, ...]],
                          gaps: list[tuple[Any, ...]]) -> tuple[int, int, int]:
         """Send a batch the server refused as a whole, row by row, skipping the bad ones."""
         import psycopg
@@ -445,17 +488,13 @@ class Forwarder:
         conn = self._pg
         inserted = rejected = 0
         with conn.transaction(), conn.cursor() as cur:
-            for row in rows:
-                values = dict(zip(_STAGE_COLUMNS, row, strict=True))
+            good = []
+            for row, values in zip(rows, converted, strict=True):
                 try:
                     with conn.transaction():
                         cur.execute(_INSERT_ONE, values)
                         inserted += max(0, cur.rowcount)
-                        cur.execute(_UPSERT_NODES.replace(
-                            "SELECT node, max(node_name), min(received_ns), max(received_ns) "
-                            "FROM fwd_stage GROUP BY node ORDER BY node",
-                            "VALUES (%(node)s, %(node_name)s, %(received_ns)s, %(received_ns)s)"),
-                            values)
+                    good.append(row)
                 except (psycopg.DataError, psycopg.IntegrityError,
                         psycopg.errors.InternalError_) as exc:
                     rejected += 1
@@ -463,12 +502,12 @@ class Forwarder:
                         _log.warning(
                             "forwarding to %s: the database refused a reading of %s from %s "
                             "(boot %d, seq %d; log row %d): %s; skipped", self.target.name,
-                            values["type"], values["node"],
-                            from_sql(values["boot"]), from_sql(values["seq"]), values["sid"],
+                            row[1], row[2], from_sql(row[8]), from_sql(row[4]), row[0],
                             _first_line(exc))
             if rejected > _REJECT_LINES:
                 _log.warning("forwarding to %s: %d more refused readings in this batch skipped",
                              self.target.name, rejected - _REJECT_LINES)
+            self._upsert_nodes(cur, good)
             gap_position = self._insert_gaps(cur, gaps)
         return inserted, rejected, gap_position
 
@@ -586,6 +625,19 @@ class ForwarderThread:
         if self._thread.is_alive():
             self._thread.join(30.0)
         self.forwarder.close()
+
+
+def _convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A log row (as :data:`_READ` gives it) -> a ``readings`` row.
+
+    ``time`` is ``sent_ns`` truncated to the microsecond (toward zero, on the stored
+    signed value), computed here once so that both paths give the same value.
+    """
+    _, type_name, node, _, seq, sent_ns, received_ns, data, boot, fingerprint, flags = row
+    micros = abs(sent_ns) // 1000
+    return (_EPOCH + dt.timedelta(microseconds=micros if sent_ns >= 0 else -micros), type_name,
+            node, seq, sent_ns, received_ns, data, boot, fingerprint, bool(flags & 1),
+            bool(flags & 2), not flags & 4, bool(flags & 8))
 
 
 def _first_line(exc: BaseException) -> str:
