@@ -3,10 +3,11 @@
 Theory of operation: the log is the buffer. The forwarder reads the readings
 after its position (``forward_positions``, :mod:`ganglion.logger.outbox`) in
 ``samples.id`` order, up to ``batch`` at a time, and sends each batch in one
-PostgreSQL transaction: ``COPY`` into a temporary staging table (the fastest
-way into PostgreSQL), then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``
-into ``readings``, plus the batch's nodes and gaps. Only after that commit does
-it advance its position in the log. So:
+PostgreSQL transaction, with the batch's nodes and gaps: ``COPY`` (the fastest
+way into PostgreSQL) straight into ``readings`` in a savepoint, or, when a row
+of it is already there, into a temporary staging table and then ``INSERT ...
+SELECT ... ON CONFLICT DO NOTHING`` (:meth:`Forwarder._send`). Only after that
+commit does it advance its position in the log. So:
 
 * a crash before the commit loses nothing: the batch is read and sent again;
 * a crash (or a lost acknowledgement) after the commit and before the position
@@ -612,7 +613,7 @@ class ForwarderThread:
             _log.error("forwarding to %s failed", self.forwarder.target.name, exc_info=exc)
             self.forwarder.error = ForwardError(f"forwarder failed: {type(exc).__name__}: {exc}")
 
-    def stop(self, drain: float = 5.0) -> None:
+    def stop(self, drain: float = 15.0) -> None:
         """Send what the log holds (for up to ``drain`` seconds), then stop and close.
 
         Blocks: call it after the writer's ``close`` (so its last commit is sent), from

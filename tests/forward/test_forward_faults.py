@@ -150,3 +150,26 @@ def test_the_forwarder_thread_does_not_stop_the_logger_when_the_server_is_down(
         stop.set()
         thread.stop(drain=0.5)
     assert thread.error is None
+
+
+def test_two_loggers_forward_into_one_database(spawn: Spawner, central: str, tmp_path: Path
+                                               ) -> None:
+    from node_support import free_port_pair
+
+    logs = []
+    for site in ("a", "b"):  # two sites: two networks, each with its logger and sensors
+        port = free_port_pair()
+        db = tmp_path / f"{site}.db"
+        log = spawn("log", "--db", str(db), "--forward", central, "--interval", "0.1",
+                    "--port", str(port), *NET, label=f"log-{site}")
+        log.wait_for_err("forwarding to", timeout=30)
+        spawn("sim", "--kind", "temperature", "--kind", "pressure", "--interval", "0.01",
+              "--quiet", "--port", str(port), *NET, label=f"sim-{site}")
+        logs.append((db, log))
+    wait_sync(lambda: pg_count(central) >= 600, "600 readings from both sites", timeout=60)
+    for _db, log in logs:
+        log.kill(signal.SIGTERM)
+        assert log.popen.returncode == 0, log.describe()
+    expected = {**log_rows(logs[0][0]), **log_rows(logs[1][0])}
+    assert len(expected) == len(log_rows(logs[0][0])) + len(log_rows(logs[1][0]))
+    assert pg_rows(central) == expected
