@@ -227,10 +227,10 @@ class Forwarder:
                     moved = self._cycle()
                 except _Transient as exc:
                     self._close_pg()
+                    if once:  # one line: the caller's error
+                        raise ForwardError(f"cannot reach {self.target.name}: {exc}") from None
                     self._note_down(str(exc))
                     self._refresh_newest()  # so that stats() shows the backlog growing
-                    if once:
-                        raise ForwardError(f"cannot reach {self.target.name}: {exc}") from None
                     stop.wait(backoff)
                     backoff = min(self.max_backoff, backoff * 2)
                     continue
