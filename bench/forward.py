@@ -21,7 +21,8 @@ temporary directory, 127.0.0.1, a free port, fsync off for both methods alike).
 Each method runs ``--repeat`` times into a fresh database; medians are printed,
 with COPY's ratio to executemany from the same run. Targets (issue 17): COPY
 >= 50,000 rows/s and >= 5x executemany. Usage:
-``python bench/forward.py [--rows 1000000] [--repeat 1] [--outage 600] [--rate 1000] [--json F]``.
+``python bench/forward.py [--quick] [--rows 1000000] [--repeat 1] [--outage 600] [--rate 1000]
+[--json F]``.
 Needs root (to run PostgreSQL as ``postgres``) and Debian's ``postgresql``.
 """
 
@@ -172,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage", type=float, default=600.0)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="a run of seconds: 50,000 rows, a 10 s outage, one repeat")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.outage, args.repeat = 50_000, 10.0, 1
     why = missing()
     if why is not None:
         print(f"bench/forward.py: {why}", file=sys.stderr)
