@@ -59,7 +59,7 @@ def test_the_server_stopped_for_20_s_mid_stream_loses_and_duplicates_nothing(
     time.sleep(2)
     sim.kill(signal.SIGTERM)
     wait_sync(lambda: _log_count(db) > 0 and pg_count(url) == _log_count(db),
-              "the forwarder to catch up", timeout=90, )
+              "the forwarder to catch up", timeout=90)
     log.kill(signal.SIGTERM)
     assert log.popen.returncode == 0, log.describe()
     assert pg_rows(url) == log_rows(db)
@@ -83,11 +83,11 @@ def test_a_forwarder_sigkilled_mid_batch_three_times_loses_and_duplicates_nothin
     seen = []
     for kill in range(3):
         before = pg_count(central)
-        fwd = spawn("forward", "--db", str(db), "--to", central, "--batch", "3000",
+        fwd = spawn("forward", "--db", str(db), "--to", central, "--batch", "2000",
                     label=f"fwd{kill}")
         wait_sync(lambda b=before: pg_count(central) > b, "the forwarder to commit a batch",
                   timeout=60)
-        time.sleep(rng.uniform(0.05, 0.4))  # somewhere inside a later batch
+        time.sleep(rng.uniform(0.02, 0.15))  # somewhere inside a later batch
         fwd.kill(signal.SIGKILL)
         assert fwd.popen.returncode == -signal.SIGKILL, fwd.describe()
         seen.append(pg_count(central))
