@@ -154,8 +154,11 @@ def _make_hypertable(conn: Any) -> bool:
     try:
         with conn.transaction():  # a savepoint: a failure here leaves the plain table
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            # No default (time) index: the two of ours serve the queries, and every
+            # index costs every insert.
             conn.execute("SELECT create_hypertable('readings', 'time', "
-                         f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}')")
+                         f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}', "
+                         "create_default_indexes => false)")
     except Exception as exc:
         _log.warning("TimescaleDB is installed but cannot be used (%s); readings is a plain "
                      "table", str(exc).splitlines()[0])
