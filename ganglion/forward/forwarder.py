@@ -343,8 +343,9 @@ class Forwarder:
                 return 0
             wanted = [r for r in rows if self._wants(r[1])]
             inserted, rejected, gap_position = self._send(wanted)
-        except psycopg.errors.TransactionRollback as exc:  # a deadlock: just again
+        except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
             self._pg.rollback()
+            self._slow = _SLOW_BATCHES
             _log.info("forwarding to %s: %s; sending the batch again", self.target.name,
                       _first_line(exc))
             return 0
