@@ -11,6 +11,7 @@ import click
 from ganglion.cli import (
     cmd_demo,
     cmd_export,
+    cmd_forward,
     cmd_info,
     cmd_install_service,
     cmd_invite,
@@ -45,6 +46,7 @@ cli.add_command(cmd_publish.publish)
 cli.add_command(cmd_install_service.install_service)
 cli.add_command(cmd_log.log)
 cli.add_command(cmd_export.export)
+cli.add_command(cmd_forward.forward)
 cli.add_command(cmd_replay.replay)
 cli.add_command(cmd_info.info)
 cli.add_command(cmd_invite.invite)
