@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -91,10 +92,8 @@ def dashboard(listen: str, db: Path | None, token_file: Path | None, cache: Path
                            f"(network on {settings.interface_name} {settings.interface}:"
                            f"{settings.port}; Ctrl-C stops)")
                 sys.stdout.flush()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=duration or None)
-                except TimeoutError:
-                    pass
             finally:
                 await board.close()
         return 0
