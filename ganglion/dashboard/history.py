@@ -65,20 +65,22 @@ class HistoryQuery:
     until_ns: int
     points: int
 
-    def buckets(self) -> tuple[int, int, bool]:
-        """``(since, width, whole_minutes)``: the aligned start and bucket width in ns.
+    def buckets(self) -> tuple[int, int, int, bool]:
+        """``(since, until, width, whole_minutes)``: the range and bucket width in ns.
 
-        Buckets of a minute or more are whole minutes from a minute boundary (so the
-        rollup can answer); shorter ones start at ``since_ns`` exactly.
+        Buckets of a minute or more are whole minutes, and the range is widened to
+        whole minutes (so the rollup can answer exactly); shorter buckets divide the
+        range as asked.
         """
         span = self.until_ns - self.since_ns
         width = max(1, -(-span // self.points))
         if width < MINUTE_NS:
-            return self.since_ns, width, False
+            return self.since_ns, self.until_ns, width, False
         since = self.since_ns - self.since_ns % MINUTE_NS
-        width = -(-(self.until_ns - since) // self.points)
+        until = -(-self.until_ns // MINUTE_NS) * MINUTE_NS
+        width = -(-(until - since) // self.points)
         width = -(-width // MINUTE_NS) * MINUTE_NS
-        return since, width, True
+        return since, until, width, True
 
 
 @dataclass(slots=True)
@@ -130,27 +132,32 @@ def _path(field_name: str) -> str:
     return '$."' + field_name + '"'
 
 
+def _ids(type_ids: list[int]) -> str:
+    return ",".join(str(int(i)) for i in type_ids)  # ids from the log itself: integers
+
+
 def _raw(conn: sqlite3.Connection, schema: str, type_ids: list[int], q: HistoryQuery,
-         since: int, width: int, after_id: int) -> list[Any]:
-    marks = ",".join("?" * len(type_ids))
-    sql = (f"SELECT node_id, sensor, (received_ns - ?) / ? AS b, min(v), max(v), sum(v), count(v) "
+         since: int, until: int, width: int, after_id: int) -> list[Any]:
+    # json_type, not typeof: JSON true/false come out of json_extract as 1/0.
+    sql = (f"SELECT node_id, sensor, (received_ns - :since) / :width AS b, min(v), max(v), "
+           f"sum(v), count(v) "
            f"FROM (SELECT s.node_id AS node_id, {_SENSOR} AS sensor, s.received_ns AS received_ns, "
-           f"json_extract(s.data, ?) AS v FROM {schema}.samples s WHERE s.type_id IN ({marks}) "
-           f"AND s.received_ns >= ? AND s.received_ns < ? AND s.id > ?) "
-           f"WHERE typeof(v) IN ('integer', 'real') GROUP BY node_id, sensor, b")
-    return conn.execute(sql, (since, width, _path(q.field), *type_ids, since, q.until_ns,
-                              after_id)).fetchall()
+           f"json_type(s.data, :path) AS kind, json_extract(s.data, :path) AS v "
+           f"FROM {schema}.samples s WHERE s.type_id IN ({_ids(type_ids)}) "
+           f"AND s.received_ns >= :since AND s.received_ns < :until AND s.id > :after) "
+           f"WHERE kind IN ('integer', 'real') GROUP BY node_id, sensor, b")
+    return conn.execute(sql, {"since": since, "width": width, "path": _path(q.field),
+                              "until": until, "after": after_id}).fetchall()
 
 
 def _rolled(conn: sqlite3.Connection, type_ids: list[int], q: HistoryQuery, since: int,
-            width: int) -> list[Any]:
-    marks = ",".join("?" * len(type_ids))
-    first = since // MINUTE_NS
-    last = -(-q.until_ns // MINUTE_NS)
-    sql = (f"SELECT node_id, sensor, (minute * {MINUTE_NS} - ?) / ? AS b, min(vmin), max(vmax), "
-           f"sum(vsum), sum(n) FROM rollup WHERE type_id IN ({marks}) AND field = ? "
-           f"AND minute >= ? AND minute < ? GROUP BY node_id, sensor, b")
-    return conn.execute(sql, (since, width, *type_ids, q.field, first, last)).fetchall()
+            until: int, width: int) -> list[Any]:
+    sql = (f"SELECT node_id, sensor, (minute * {MINUTE_NS} - :since) / :width AS b, min(vmin), "
+           f"max(vmax), sum(vsum), sum(n) FROM rollup WHERE type_id IN ({_ids(type_ids)}) "
+           f"AND field = :field AND minute >= :first AND minute < :last "
+           f"GROUP BY node_id, sensor, b")
+    return conn.execute(sql, {"since": since, "width": width, "field": q.field,
+                              "first": since // MINUTE_NS, "last": until // MINUTE_NS}).fetchall()
 
 
 def query_history(conn: sqlite3.Connection, q: HistoryQuery, *, schema: str = "main",
@@ -175,13 +182,13 @@ def query_history(conn: sqlite3.Connection, q: HistoryQuery, *, schema: str = "m
                                            (q.type,))]
     if not type_ids:
         raise KeyError(q.type)
-    since, width, whole_minutes = q.buckets()
+    since, until, width, whole_minutes = q.buckets()
     agg: Agg = {}
     if whole_minutes and rolled_up_to is not None:
-        _merge(agg, _rolled(conn, type_ids, q, since, width))
-        _merge(agg, _raw(conn, schema, type_ids, q, since, width, rolled_up_to))
+        _merge(agg, _rolled(conn, type_ids, q, since, until, width))
+        _merge(agg, _raw(conn, schema, type_ids, q, since, until, width, rolled_up_to))
     else:
-        _merge(agg, _raw(conn, schema, type_ids, q, since, width, 0))
+        _merge(agg, _raw(conn, schema, type_ids, q, since, until, width, 0))
     nodes = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT id, node, name FROM {schema}.nodes")}
     by_series: dict[tuple[str, str], Series] = {}
     for (node_id, sensor, bucket), (lo, hi, total, n) in sorted(agg.items()):

@@ -358,9 +358,9 @@ class Dashboard:
         finally:
             conn.close()
         self._units[q.type] = units
-        since, width, _ = q.buckets()
+        since, until, width, _ = q.buckets()
         return {"type": q.type, "field": q.field, "unit": field_unit(q.type, q.field, units),
-                "since": since / 1e9, "until": q.until_ns / 1e9, "bucket_s": width / 1e9,
+                "since": since / 1e9, "until": until / 1e9, "bucket_s": width / 1e9,
                 "series": [s.as_json() for s in series]}
 
     async def _api_events(self, request: web.Request) -> web.StreamResponse:
