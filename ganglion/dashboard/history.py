@@ -12,8 +12,9 @@ Reading 12 M JSON rows takes SQLite tens of seconds, so long ranges come from a
 count, kept in a cache database of the dashboard's own (:class:`Rollup`; the log
 itself is only read, so a log on read-only media works too). It is filled in
 chunks by ``samples.id`` (new rows only), from a worker thread, in SQL
-(``json_each``). A request whose bucket is whole minutes (``width`` and ``since``
-are then aligned to the minute) reads the rollup for the rows it covers and the
+(``json_each``). A request whose bucket is whole minutes (buckets of a minute or
+more, and every bucket of a range of 3 h or more; ``since`` and ``until`` are then
+aligned to the minute) reads the rollup for the rows it covers and the
 log for the rows newer than it, and merges the two: since buckets are whole
 minutes, a minute's aggregate falls in exactly the bucket its readings do, so the
 answer equals the one computed from the raw rows. Rows the log's retention
@@ -40,6 +41,9 @@ __all__ = ["MINUTE_NS", "HistoryQuery", "Rollup", "Series", "query_history", "ty
 _log = logging.getLogger(__name__)
 
 MINUTE_NS = 60_000_000_000
+#: Ranges at least this long are answered in whole minutes (from the rollup) even when
+#: more, shorter buckets were asked for: reading their raw rows would take seconds.
+ROLLUP_SPAN_NS = 3 * 3600 * 10**9
 #: samples rows aggregated per rollup transaction.
 ROLLUP_CHUNK = 200_000
 _CACHE_VERSION = 1
@@ -68,13 +72,14 @@ class HistoryQuery:
     def buckets(self) -> tuple[int, int, int, bool]:
         """``(since, until, width, whole_minutes)``: the range and bucket width in ns.
 
-        Buckets of a minute or more are whole minutes, and the range is widened to
-        whole minutes (so the rollup can answer exactly); shorter buckets divide the
-        range as asked.
+        Buckets of a minute or more, and every bucket of a range of
+        :data:`ROLLUP_SPAN_NS` or more, are whole minutes, and the range is widened to
+        whole minutes (so the rollup can answer exactly); shorter buckets of shorter
+        ranges divide the range as asked.
         """
         span = self.until_ns - self.since_ns
         width = max(1, -(-span // self.points))
-        if width < MINUTE_NS:
+        if width < MINUTE_NS and span < ROLLUP_SPAN_NS:
             return self.since_ns, self.until_ns, width, False
         since = self.since_ns - self.since_ns % MINUTE_NS
         until = -(-self.until_ns // MINUTE_NS) * MINUTE_NS
@@ -139,11 +144,14 @@ def _ids(type_ids: list[int]) -> str:
 def _raw(conn: sqlite3.Connection, schema: str, type_ids: list[int], q: HistoryQuery,
          since: int, until: int, width: int, after_id: int) -> list[Any]:
     # json_type, not typeof: JSON true/false come out of json_extract as 1/0.
+    # The rows newer than the rollup are few and last by id: walk the rowid from there,
+    # not the (type, time) index over the whole range.
+    hint = "NOT INDEXED" if after_id else ""
     sql = (f"SELECT node_id, sensor, (received_ns - :since) / :width AS b, min(v), max(v), "
            f"sum(v), count(v) "
            f"FROM (SELECT s.node_id AS node_id, {_SENSOR} AS sensor, s.received_ns AS received_ns, "
            f"json_type(s.data, :path) AS kind, json_extract(s.data, :path) AS v "
-           f"FROM {schema}.samples s WHERE s.type_id IN ({_ids(type_ids)}) "
+           f"FROM {schema}.samples s {hint} WHERE s.type_id IN ({_ids(type_ids)}) "
            f"AND s.received_ns >= :since AND s.received_ns < :until AND s.id > :after) "
            f"WHERE kind IN ('integer', 'real') GROUP BY node_id, sensor, b")
     return conn.execute(sql, {"since": since, "width": width, "path": _path(q.field),

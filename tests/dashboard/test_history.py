@@ -76,7 +76,7 @@ def _expected(rows: list[tuple[int, str | None, int, Any, str]], q: HistoryQuery
     span = q.until_ns - q.since_ns
     width = -(-span // q.points)
     since, until = q.since_ns, q.until_ns
-    if width >= MINUTE_NS:  # whole minutes: the range widened to minute boundaries
+    if width >= MINUTE_NS or span >= history.ROLLUP_SPAN_NS:  # whole minutes, widened range
         since = since // MINUTE_NS * MINUTE_NS
         until = -(-until // MINUTE_NS) * MINUTE_NS
         width = -(-(-(-(until - since) // q.points)) // MINUTE_NS) * MINUTE_NS
@@ -144,6 +144,14 @@ def test_downsampling_equals_brute_force(rows: list[Any], q: HistoryQuery, parti
                                          rolled_up_to=rollup.rolled_up_to)), want)
             finally:
                 conn.close()
+
+
+def test_long_ranges_are_whole_minutes_even_when_more_points_are_asked() -> None:
+    q = HistoryQuery("t.A", "v", T0, T0 + 4 * 3600 * 10**9, 10_000)
+    since, until, width, whole = q.buckets()
+    assert whole and width == MINUTE_NS and since % MINUTE_NS == 0 and until % MINUTE_NS == 0
+    short = HistoryQuery("t.A", "v", T0, T0 + 3600 * 10**9, 1000)
+    assert short.buckets() == (T0, T0 + 3600 * 10**9, 3_600_000_000, False)
 
 
 def test_an_unknown_type_raises_key_error(tmp_path: Path) -> None:
