@@ -55,7 +55,7 @@ def test_every_endpoint_shows_what_was_published(port: int, tmp_path: Path) -> N
             last = await publish_series(pub, N)
 
             async def all_latest() -> bool:
-                status, body = await get(http, base + "api/latest")
+                _status, body = await get(http, base + "api/latest")
                 got = {r["sensor"]: r["data"] for r in body}
                 return all(got.get(s) == {"sensor": s, **_fields(m)} for s, m in last.items())
 

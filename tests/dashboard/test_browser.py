@@ -31,7 +31,7 @@ from hardware.readings import Humidity, Temperature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_support import REPO, NodeProc, Spawner, clean_env, wait_sync  # noqa: E402
+from node_support import REPO, NodeProc, Spawner, clean_env, wait_sync
 
 N = 30
 TOKEN = "tok-3f9a1c"

@@ -79,7 +79,8 @@ def _expected(rows: list[tuple[int, str | None, int, Any, str]], q: HistoryQuery
     if width >= MINUTE_NS or span >= history.ROLLUP_SPAN_NS:  # whole minutes, widened range
         since = since // MINUTE_NS * MINUTE_NS
         until = -(-until // MINUTE_NS) * MINUTE_NS
-        width = -(-(-(-(until - since) // q.points)) // MINUTE_NS) * MINUTE_NS
+        per_bucket = -((since - until) // q.points)  # ceil((until - since) / points)
+        width = -(-per_bucket // MINUTE_NS) * MINUTE_NS
     acc: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for node_id, sensor, offset, value, type_name in rows:
         t = T0 + offset
