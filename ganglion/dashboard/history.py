@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from typing import Any
 from ganglion.errors import LogDatabaseError
 from ganglion.logger.schema import open_log, read_only_uri
 
-__all__ = ["MINUTE_NS", "HistoryQuery", "Rollup", "Series", "query_history", "type_units"]
+__all__ = ["MINUTE_NS", "HistoryQuery", "Rollup", "Series", "logged_types", "query_history",
+           "type_units"]
 
 _log = logging.getLogger(__name__)
 
@@ -220,6 +222,32 @@ def type_units(conn: sqlite3.Connection, type_name: str, *, schema: str = "main"
         return {}
     units = json.loads(row[0])
     return {str(k): str(v) for k, v in units.items()} if isinstance(units, dict) else {}
+
+
+_NUMERIC_KIND = re.compile(r"^(int|float|[iuf][0-9]+)\??$")
+
+
+def logged_types(conn: sqlite3.Connection, *, schema: str = "main") -> dict[str, dict[str, str | None]]:
+    """The numeric fields of every type in the log, with their recorded units (or None).
+
+    Fields of every version of a type count; units come from the newest version that
+    has one.
+    """
+    out: dict[str, dict[str, str | None]] = {}
+    for name, fields, units in conn.execute(
+            f"SELECT name, fields, units FROM {schema}.types ORDER BY id"):
+        known = out.setdefault(name, {})
+        try:
+            specs = json.loads(fields)
+            unit_map = json.loads(units) if units else {}
+        except ValueError:
+            continue  # a row this version cannot read: skip it, not the page
+        for spec in specs if isinstance(specs, list) else []:
+            if isinstance(spec, dict) and _NUMERIC_KIND.match(str(spec.get("kind", ""))):
+                field_name = str(spec.get("name"))
+                unit = unit_map.get(field_name) if isinstance(unit_map, dict) else None
+                known[field_name] = str(unit) if unit is not None else known.get(field_name)
+    return out
 
 
 _ROLLUP_SCHEMA = """

@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from ganglion import __version__
-from ganglion.dashboard.history import Rollup, query_history, type_units
+from ganglion.dashboard.history import Rollup, logged_types, query_history, type_units
 from ganglion.dashboard.live import DEFAULT_RING, LiveState, Reading, encode_event
 from ganglion.dashboard.params import BadRequest, history_query
 from ganglion.dashboard.units import field_unit
@@ -119,7 +119,7 @@ class Dashboard:
         self.dropped_clients = 0
         self._clients: set[_Client] = set()
         self._subs: dict[str, Any] = {}
-        self._units: dict[str, dict[str, str]] = {}
+        self._logged: dict[str, dict[str, str | None]] = {}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -200,6 +200,15 @@ class Dashboard:
             _log.warning("dashboard: no rollup cache at %s (%s); long history ranges will be "
                          "slow", cache, exc)
             self._check_log()
+        self._read_logged_types()
+
+    def _read_logged_types(self) -> None:
+        """What the log knows of each type (numeric fields, units), for the page's plots."""
+        conn, _ = self._history_conn()
+        try:
+            self._logged = logged_types(conn, schema="log")
+        finally:
+            conn.close()
 
     def _check_log(self) -> None:
         from ganglion.logger.schema import open_log
@@ -264,7 +273,9 @@ class Dashboard:
         while True:
             try:
                 done = await asyncio.to_thread(self.rollup.refresh, max_rows=200_000)
-            except LogDatabaseError as exc:
+                if not done:
+                    await asyncio.to_thread(self._read_logged_types)
+            except (LogDatabaseError, sqlite3.Error) as exc:
                 _log.warning("dashboard: %s", exc)
                 done = 0
             await asyncio.sleep(0.05 if done else 5.0)
@@ -274,7 +285,7 @@ class Dashboard:
         self.nodes.update(self.node, loop_now=asyncio.get_running_loop().time())
         return {"map": self.node.types(), "nodes": self.nodes.as_json(), "now_ns": time.time_ns(),
                 "stats": stats_json(self.node),
-                "types": types_json(self.node.types(), self.live, self._units),
+                "types": types_json(self.node.types(), self.live, self._logged),
                 "server": {"clients": len(self._clients), "dropped_clients": self.dropped_clients,
                            "received": self.live.received, "refused": self.live.refused}}
 
@@ -327,7 +338,7 @@ class Dashboard:
         return web.json_response(stats_json(self.node))
 
     async def _api_types(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(types_json(self.node.types(), self.live, self._units))
+        return web.json_response(types_json(self.node.types(), self.live, self._logged))
 
     async def _api_unknown(self, request: web.Request) -> web.StreamResponse:
         return _error(404, f"no such API endpoint: {request.path}; see docs/dashboard.md")
@@ -357,7 +368,6 @@ class Dashboard:
             units = type_units(conn, q.type, schema="log")
         finally:
             conn.close()
-        self._units[q.type] = units
         since, until, width, _ = q.buckets()
         return {"type": q.type, "field": q.field, "unit": field_unit(q.type, q.field, units),
                 "since": since / 1e9, "until": until / 1e9, "bucket_s": width / 1e9,

@@ -75,12 +75,19 @@ def stats_json(node: Any) -> dict[str, Any]:
 
 
 def types_json(agreed: Mapping[str, str], live: LiveState,
-               logged_units: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """Per type of the map (and any seen in readings): group, numeric fields and units."""
+               logged: Mapping[str, Mapping[str, str | None]]) -> dict[str, Any]:
+    """Per type of the map, seen in readings or in the log: group, numeric fields, units.
+
+    Args:
+        agreed: the agreed map.
+        live: the live state (fields seen in readings).
+        logged: type -> numeric field -> unit as the log recorded them (no log: empty).
+    """
     out: dict[str, Any] = {}
-    for name in sorted(set(agreed) | set(live.fields)):
-        fields = list(live.fields.get(name, {}))
-        units = logged_units.get(name)
+    for name in sorted(set(agreed) | set(live.fields) | set(logged)):
+        in_log = logged.get(name, {})
+        fields = [*live.fields.get(name, {}), *(f for f in in_log if f not in live.fields.get(name, {}))]
+        units = {f: u for f, u in in_log.items() if u is not None}
         out[name] = {"group": agreed.get(name),
                      "fields": {f: field_unit(name, f, units) for f in fields}}
     return out

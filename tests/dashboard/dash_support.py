@@ -89,7 +89,8 @@ def make_log(db: Path, readings: list[tuple[str, str, int, dict[str, Any]]]) -> 
                 nodes[node] = conn.execute("INSERT INTO nodes (node, name) VALUES (?, ?)",
                                            (node, f"node-{node[:4]}")).lastrowid or 0
             if type_name not in types:
-                fields = json.dumps([{"name": k, "kind": "float"} for k in data])
+                fields = json.dumps([{"name": k, "kind": "str" if isinstance(v, str) else "float"}
+                                     for k, v in data.items()])
                 types[type_name] = conn.execute(
                     "INSERT INTO types (name, fields, units, source, first_ns) "
                     "VALUES (?, ?, NULL, 'observed', 0)", (type_name, fields)).lastrowid or 0

@@ -19,12 +19,13 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dash_support import BROWSER_ARGS, CHROMIUM, LOOPBACK, node_kwargs, run, until
+from dash_support import BROWSER_ARGS, CHROMIUM, LOOPBACK, make_log, node_kwargs, run, until
 
 from ganglion.node import Node
 from hardware.readings import Humidity, Temperature
@@ -241,3 +242,57 @@ def test_the_token_is_enforced_in_the_browser(port: int, tmp_path: Path, spawn: 
 
     run(main(), timeout=90)
 
+
+
+def test_history_windows_plot_the_log(port: int, tmp_path: Path, spawn: Spawner) -> None:
+    from playwright.async_api import async_playwright
+
+    now_ns = time.time_ns()
+    node = "cd" * 8
+    readings = [("sensors.Temperature", node, now_ns - (3000 - 10 * i) * 10**9,
+                 {"sensor": sensor, "celsius": 15.0 + (i % 20) / 2 + (5 if sensor == "s2" else 0)})
+                for i in range(300) for sensor in ("s1", "s2")]
+    db = tmp_path / "log.db"
+    make_log(db, readings)
+    web = free_tcp_port()
+    proc = spawn("dashboard", "--iface", LOOPBACK, "--port", str(port), "--listen",
+                 f"{LOOPBACK}:{web}", "--db", str(db), "--cache", str(tmp_path / "cache.db"),
+                 label="dashboard")
+    wait_sync(lambda: "dashboard: http" in proc.out or proc.popen.poll() is not None,
+              "the dashboard to listen", timeout=30)
+    assert proc.popen.poll() is None, proc.describe()
+
+    async def main() -> None:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                page = Page(await browser.new_page(viewport={"width": 1400, "height": 900}))
+                await page.page.goto(f"http://{LOOPBACK}:{web}/")
+                await until(lambda: page.js("document.querySelector('#conn').textContent === 'live'"),
+                            "the page to connect")
+                # The log's types are known without a live reading; history is offered.
+                await until(lambda: page.js("!document.querySelector('button[data-window=\"3600\"]')"
+                                            ".disabled && 'sensors.Temperature' in "
+                                            "window.ganglionDashboard.state.types"), "the log's types")
+                await page.page.click("button[data-window='3600']")
+                counts_js = """() => {
+                    const c = window.ganglionDashboard.state.charts.get('plot-sensors.Temperature|celsius');
+                    if (!c || c.live) return null;
+                    return c.u.data.slice(1).filter((_, i) => i % 3 === 0)
+                        .map(a => a.filter(v => v !== null && v !== undefined).length);
+                }"""
+                await until(lambda: page.js(counts_js), "the history plot")
+                # 300 readings per sensor, 10 s apart, in buckets of a few seconds: one each.
+                assert await page.js(counts_js) == [300, 300]
+                legend = await page.js("[...document.querySelectorAll('#plots .u-legend .u-series')]"
+                                       ".filter(e => e.style.display !== 'none')"
+                                       ".map(e => e.textContent.trim())")
+                assert [t for t in legend if "s1" in t or "s2" in t] == [
+                    "node-cdcd s1", "node-cdcd s2"], legend
+                await page.page.screenshot(path=str(artefact_dir() / "dashboard-history.png"),
+                                           full_page=True)
+                assert page.errors == [], page.errors
+            finally:
+                await browser.close()
+
+    run(main(), timeout=90)

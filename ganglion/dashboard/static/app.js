@@ -210,18 +210,23 @@ function plotWidth() {
   return Math.max(320, Math.min(560, window.innerWidth - 60));
 }
 
-function makeChart(id, title, unit, labels, data, bands) {
+function makeChart(id, title, unit, labels, data, bands, xRange) {
   const el = chartEl(id, title);
   const old = state.charts.get(id);
   if (old) old.u.destroy();
   el.innerHTML = `<h3>${esc(title)}${unit ? " (" + esc(unit) + ")" : ""}</h3>`;
   const series = [{}];
   labels.forEach((lab, i) => series.push(lab === null
-    ? {stroke: "transparent", points: {show: false}, spanGaps: true, label: ""}
+    ? {stroke: "transparent", points: {show: false}, spanGaps: true, label: "range"}
     : {label: lab.text, stroke: COLORS[lab.color % COLORS.length], width: 1.5, spanGaps: true, points: {show: false}}));
   const opts = {width: plotWidth(), height: 220, series, bands: bands || [], legend: {live: false},
     axes: [{}, {label: unit || "", size: 60}], cursor: {drag: {x: true, y: false}}};
+  if (xRange) opts.scales = {x: {time: true, auto: false, range: () => xRange}};
   const u = new uPlot(opts, data, el);
+  // The min/max series only draw the band: keep them out of the legend.
+  const entries = u.root.querySelectorAll(".u-legend .u-series");
+  const off = entries.length - labels.length;  // 1 when the x series has an entry
+  labels.forEach((lab, i) => { if (lab === null && entries[i + off]) entries[i + off].style.display = "none"; });
   return u;
 }
 
@@ -280,11 +285,12 @@ async function showHistory(since, until) {
       const t = s.t.map((ms) => ms / 1000);
       tables.push([t, s.mean, s.min, s.max]);
       const base = 1 + i * 3;
-      labels.push({text: nodeName(s.node) + (s.sensor ? " " + s.sensor : ""), color: i}, null, null);
+      const who = state.names[s.node] || s.node_name || nodeName(s.node);
+      labels.push({text: who + (s.sensor ? " " + s.sensor : ""), color: i}, null, null);
       bands.push({series: [base + 2, base + 1], fill: COLORS[i % COLORS.length] + "33"});
     });
     const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
-    const u = makeChart(id, body.type + " " + body.field, body.unit, labels, data, bands);
+    const u = makeChart(id, body.type + " " + body.field, body.unit, labels, data, bands, [since, until]);
     state.charts.set(id, {u, keys: [], live: false, field: body.field, type: body.type});
   }
 }
