@@ -319,11 +319,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="a run of seconds (small sizes)")
-    ap.add_argument("--rate", type=float, default=5000.0, help="readings/s published (fan-out)")
-    ap.add_argument("--duration", type=float, default=10.0, help="measured seconds (fan-out)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="readings/s published (fan-out; default 5000, --quick 2000)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="measured seconds (fan-out; default 10, --quick 3)")
     ap.add_argument("--clients", type=int, default=10, help="event streams (fan-out)")
     ap.add_argument("--sensors", type=int, default=50, help="sensors (series) published")
-    ap.add_argument("--days", type=float, default=7.0, help="days of 1 Hz history")
+    ap.add_argument("--days", type=float, default=None,
+                    help="days of 1 Hz history (default 7, --quick 0.2)")
     ap.add_argument("--series", type=int, default=20, help="series in the history log")
     ap.add_argument("--skip", choices=["fanout", "history"], action="append", default=[])
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -346,8 +349,9 @@ def main() -> int:
         done = subprocess.run(["unshare", "-n", "sh", "-c", cmd, sys.executable, __file__,
                                *sys.argv[1:]], env=env, check=False)
         return done.returncode
-    if args.quick:
-        args.rate, args.duration, args.days = min(args.rate, 2000.0), 3.0, 0.2
+    for name, full, quick in (("rate", 5000.0, 2000.0), ("duration", 10.0, 3.0), ("days", 7.0, 0.2)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ganglion-bench-dash-") as tmp_name:
         tmp = Path(tmp_name)
