@@ -77,6 +77,7 @@ def test_node_serves_the_dashboard_with_its_log_as_history(
                       f'[dashboard]\nlisten = "127.0.0.1:1"\n', encoding="utf-8")
     env = clean_env()
     env["GANGLION_DASHBOARD_TOKEN"] = "node-token"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # the rollup's default place
     proc = spawn("node", "--config", str(config), "--iface", LOOPBACK, "--port", str(port),
                  "--state-dir", str(tmp_path / "state"), "--no-mdns", "--no-hardware",
                  "--sim", "temperature", "--interval", "0.1",
@@ -91,6 +92,7 @@ def test_node_serves_the_dashboard_with_its_log_as_history(
         return status == 200 and bool(body["series"])  # type: ignore[index]
 
     wait_sync(history_of_the_log, "history from the node's log plugin", timeout=30)
+    assert list((tmp_path / "cache" / "ganglion" / "dashboard").glob("*.db"))
 
 
 def test_the_dashboard_table_is_checked(tmp_path: Path) -> None:
