@@ -404,8 +404,8 @@ class Dashboard:
                 if not parts:
                     break
                 await response.write(b"".join(parts))
-        except ConnectionResetError:
-            pass  # the browser went away
+        except ConnectionError:
+            pass  # the browser went away (reset, broken pipe, "connection lost")
         finally:
             self._clients.discard(client)
         return response
