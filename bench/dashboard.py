@@ -128,15 +128,18 @@ async def role_clients(web: int, count: int) -> None:
     async def client(i: int, session: aiohttp.ClientSession) -> None:
         async with session.get(f"http://{LOOPBACK}:{web}/api/events",
                                timeout=aiohttp.ClientTimeout(total=None)) as resp:
-            buf = b""
+            buf = bytearray()
             async for chunk in resp.content.iter_any():
+                start = max(0, len(buf) - 1)  # look for the blank line in new bytes only
                 buf += chunk
-                *events, buf = buf.split(b"\n\n")
-                for event in events:
-                    if b"event: readings" in event:
+                while (end := buf.find(b"\n\n", start)) != -1:
+                    head = bytes(buf[:80])
+                    if b"event: readings" in head:
                         # One "type" key per reading: counting bytes keeps this process
                         # (10 streams' worth of JSON) from being what limits the rate.
-                        counts[i] += event.count(b'{"type":')
+                        counts[i] += buf.count(b'{"type":', 0, end)
+                    del buf[:end + 2]
+                    start = 0
 
     async with aiohttp.ClientSession() as session:
         tasks = [asyncio.create_task(client(i, session)) for i in range(count)]
@@ -148,9 +151,11 @@ async def role_clients(web: int, count: int) -> None:
             await stdin.readline()
             marks.append((time.monotonic(), list(counts)))
         (w0, c0), (w1, c1) = marks
+        failed = [repr(t.exception()) for t in tasks if t.done() and t.exception() is not None]
         for t in tasks:
             t.cancel()
-        _say({"per_client_per_s": [(b - a) / (w1 - w0) for a, b in zip(c0, c1, strict=True)]})
+        _say({"per_client_per_s": [(b - a) / (w1 - w0) for a, b in zip(c0, c1, strict=True)],
+              "failed": failed})
 
 
 async def role_publisher(port: int, rate: float, seconds: float, sensors: int, state: str) -> None:
@@ -254,7 +259,9 @@ def fan_out(rate: float, duration: float, clients: int, sensors: int, dashboard:
             p.mark()
         result = {"server": server.read()}
         if dashboard:
-            result["clients"] = client_proc.read()["per_client_per_s"]
+            answer = client_proc.read()
+            result["clients"] = answer["per_client_per_s"]
+            result["client_errors"] = answer["failed"]
         return result
     finally:
         for p in procs:
@@ -373,6 +380,8 @@ def main() -> int:
                   f"baseline); browsers dropped {dash['server']['dropped_clients']}")
             ok = min(per) >= 0.98 * args.rate and not dash["server"]["dropped_clients"]
             print(f"  target (every client keeps up with the rate): {'met' if ok else 'NOT met'}")
+            if dash["client_errors"]:
+                print(f"  client errors: {dash['client_errors'][:3]}")
         if "history" not in args.skip:
             h = history(args.days, args.series, tmp)
             results["history"] = h
