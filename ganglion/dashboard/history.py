@@ -9,15 +9,16 @@ few thousand rows.
 
 Reading 12 M JSON rows takes SQLite tens of seconds, so long ranges come from a
 *rollup*: per (type version, node, sensor, field, minute) the min, max, sum and
-count, kept in a cache database of the dashboard's own (:class:`Rollup`; the log
+count, and the same per 10 minutes (:data:`LEVELS`), kept in a cache database of
+the dashboard's own (:class:`Rollup`; the log
 itself is only read, so a log on read-only media works too). It is filled in
 chunks by ``samples.id`` (new rows only), from a worker thread, in SQL
-(``json_each``). A request whose bucket is whole minutes (buckets of a minute or
-more, and every bucket of a range of 3 h or more; ``since`` and ``until`` are then
-aligned to the minute) reads the rollup for the rows it covers and the
-log for the rows newer than it, and merges the two: since buckets are whole
-minutes, a minute's aggregate falls in exactly the bucket its readings do, so the
-answer equals the one computed from the raw rows. Rows the log's retention
+(``json_each``). A request whose buckets are whole slots of a level (buckets of a
+minute or more, and every bucket of a range of 3 h or more; ``since`` and
+``until`` are then aligned to the slot) reads that level for the rows it covers
+and the log for the rows newer than it, and merges the two: since buckets are
+whole slots, a slot's aggregate falls in exactly the bucket its readings do, so
+the answer equals the one computed from the raw rows. Rows the log's retention
 deleted drop out of the rollup at its next refresh (minutes older than the
 oldest reading left).
 """
@@ -46,9 +47,13 @@ MINUTE_NS = 60_000_000_000
 #: Ranges at least this long are answered in whole minutes (from the rollup) even when
 #: more, shorter buckets were asked for: reading their raw rows would take seconds.
 ROLLUP_SPAN_NS = 3 * 3600 * 10**9
+#: Rollup levels: slot length in minutes -> table. A bucket of at least a level's
+#: slot reads that level (the coarsest that fits): a week in 10-minute slots is
+#: 20,160 rows for 20 sensors instead of 201,600.
+LEVELS: dict[int, str] = {1: "rollup", 10: "rollup10"}
 #: samples rows aggregated per rollup transaction.
 ROLLUP_CHUNK = 200_000
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 _SENSOR = "coalesce(CAST(json_extract(s.data, '$.sensor') AS TEXT), '')"
 
@@ -71,23 +76,27 @@ class HistoryQuery:
     until_ns: int
     points: int
 
-    def buckets(self) -> tuple[int, int, int, bool]:
-        """``(since, until, width, whole_minutes)``: the range and bucket width in ns.
+    def buckets(self) -> tuple[int, int, int, int]:
+        """``(since, until, width, level)``: the range and bucket width in ns, and the
+        rollup level (slot length in minutes, a key of :data:`LEVELS`) that answers it,
+        0 for none.
 
         Buckets of a minute or more, and every bucket of a range of
-        :data:`ROLLUP_SPAN_NS` or more, are whole minutes, and the range is widened to
-        whole minutes (so the rollup can answer exactly); shorter buckets of shorter
-        ranges divide the range as asked.
+        :data:`ROLLUP_SPAN_NS` or more, are whole slots of the coarsest level that
+        fits, and the range is widened to whole slots (so the rollup answers exactly);
+        shorter buckets of shorter ranges divide the range as asked.
         """
         span = self.until_ns - self.since_ns
         width = max(1, -(-span // self.points))
         if width < MINUTE_NS and span < ROLLUP_SPAN_NS:
-            return self.since_ns, self.until_ns, width, False
-        since = self.since_ns - self.since_ns % MINUTE_NS
-        until = -(-self.until_ns // MINUTE_NS) * MINUTE_NS
+            return self.since_ns, self.until_ns, width, 0
+        level = max(m for m in LEVELS if m == 1 or width >= m * MINUTE_NS)
+        slot = level * MINUTE_NS
+        since = self.since_ns - self.since_ns % slot
+        until = -(-self.until_ns // slot) * slot
         width = -(-(until - since) // self.points)
-        width = -(-width // MINUTE_NS) * MINUTE_NS
-        return since, until, width, True
+        width = -(-width // slot) * slot
+        return since, until, width, level
 
 
 @dataclass(slots=True)
@@ -161,13 +170,15 @@ def _raw(conn: sqlite3.Connection, schema: str, type_ids: list[int], q: HistoryQ
 
 
 def _rolled(conn: sqlite3.Connection, type_ids: list[int], q: HistoryQuery, since: int,
-            until: int, width: int) -> list[Any]:
-    sql = (f"SELECT node_id, sensor, (minute * {MINUTE_NS} - :since) / :width AS b, min(vmin), "
-           f"max(vmax), sum(vsum), sum(n) FROM rollup WHERE type_id IN ({_ids(type_ids)}) "
+            until: int, width: int, level: int) -> list[Any]:
+    slot = level * MINUTE_NS
+    sql = (f"SELECT node_id, sensor, (minute * {slot} - :since) / :width AS b, min(vmin), "
+           f"max(vmax), sum(vsum), sum(n) FROM {LEVELS[level]} "
+           f"WHERE type_id IN ({_ids(type_ids)}) "
            f"AND field = :field AND minute >= :first AND minute < :last "
            f"GROUP BY node_id, sensor, b")
     return conn.execute(sql, {"since": since, "width": width, "field": q.field,
-                              "first": since // MINUTE_NS, "last": until // MINUTE_NS}).fetchall()
+                              "first": since // slot, "last": until // slot}).fetchall()
 
 
 def query_history(conn: sqlite3.Connection, q: HistoryQuery, *, schema: str = "main",
@@ -192,10 +203,10 @@ def query_history(conn: sqlite3.Connection, q: HistoryQuery, *, schema: str = "m
                                            (q.type,))]
     if not type_ids:
         raise KeyError(q.type)
-    since, until, width, whole_minutes = q.buckets()
+    since, until, width, level = q.buckets()
     agg: Agg = {}
-    if whole_minutes and rolled_up_to is not None:
-        _merge(agg, _rolled(conn, type_ids, q, since, until, width))
+    if level and rolled_up_to is not None:
+        _merge(agg, _rolled(conn, type_ids, q, since, until, width, level))
         _merge(agg, _raw(conn, schema, type_ids, q, since, until, width, rolled_up_to))
     else:
         _merge(agg, _raw(conn, schema, type_ids, q, since, until, width, 0))
@@ -250,15 +261,16 @@ def logged_types(conn: sqlite3.Connection, *, schema: str = "main") -> dict[str,
     return out
 
 
-_ROLLUP_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rollup (
+_ROLLUP_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n" + "".join(
+    f"""CREATE TABLE IF NOT EXISTS {table} (
     type_id INTEGER NOT NULL, field TEXT NOT NULL, minute INTEGER NOT NULL,
     node_id INTEGER NOT NULL, sensor TEXT NOT NULL,
     vmin REAL NOT NULL, vmax REAL NOT NULL, vsum REAL NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (type_id, field, minute, node_id, sensor)
 ) WITHOUT ROWID;
-"""
+""" for table in LEVELS.values())  # ``minute``: the slot's number (time // slot length)
+_MERGE = ("ON CONFLICT DO UPDATE SET vmin = min(vmin, excluded.vmin), "
+          "vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum, n = n + excluded.n")
 
 
 def default_cache_path(log: Path) -> Path:
@@ -322,7 +334,8 @@ class Rollup:
         done = conn.execute("SELECT value FROM meta WHERE key = 'rolled_up_to'").fetchone()
         if row is None or row[0] != ident or (done is not None and int(done[0]) > newest):
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM rollup")
+            for table in LEVELS.values():
+                conn.execute(f"DELETE FROM {table}")
             conn.execute("DELETE FROM meta")
             conn.execute("INSERT INTO meta VALUES ('identity', ?), ('rolled_up_to', '0')", (ident,))
             conn.execute("COMMIT")
@@ -354,18 +367,26 @@ class Rollup:
         return done
 
     def _aggregate(self, conn: sqlite3.Connection, after: int, upto: int) -> None:
+        """Rows ``after < id <= upto`` into every level: the JSON is read once, into
+        per-minute aggregates of the chunk, which then merge into each level."""
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("DROP TABLE IF EXISTS temp.chunk")
             conn.execute(
-                f"INSERT INTO rollup (type_id, field, minute, node_id, sensor, vmin, vmax, vsum, n) "
-                f"SELECT s.type_id, j.key, s.received_ns / {MINUTE_NS}, s.node_id, {_SENSOR}, "
-                f"min(j.value), max(j.value), sum(j.value), count(*) "
+                f"CREATE TEMP TABLE chunk AS "
+                f"SELECT s.type_id AS type_id, j.key AS field, s.received_ns / {MINUTE_NS} AS minute, "
+                f"s.node_id AS node_id, {_SENSOR} AS sensor, min(j.value) AS vmin, "
+                f"max(j.value) AS vmax, sum(j.value) AS vsum, count(*) AS n "
                 f"FROM log.samples s, json_each(s.data) j "
                 f"WHERE s.id > ? AND s.id <= ? AND j.type IN ('integer', 'real') "
-                f"GROUP BY 1, 2, 3, 4, 5 "
-                f"ON CONFLICT DO UPDATE SET vmin = min(vmin, excluded.vmin), "
-                f"vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum, n = n + excluded.n",
-                (after, upto))
+                f"GROUP BY 1, 2, 3, 4, 5", (after, upto))
+            for level, table in LEVELS.items():
+                conn.execute(
+                    f"INSERT INTO {table} (type_id, field, minute, node_id, sensor, vmin, vmax, "
+                    f"vsum, n) SELECT type_id, field, minute / {level}, node_id, sensor, "
+                    f"min(vmin), max(vmax), sum(vsum), sum(n) FROM temp.chunk "
+                    f"GROUP BY 1, 2, 3, 4, 5 {_MERGE}")
+            conn.execute("DROP TABLE temp.chunk")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'rolled_up_to'", (str(upto),))
             conn.execute("COMMIT")
         except BaseException:
@@ -376,5 +397,7 @@ class Rollup:
         """Drop minutes older than the oldest reading the log still holds (retention)."""
         row = conn.execute("SELECT received_ns FROM log.samples ORDER BY id LIMIT 1").fetchone()
         if row is not None:
-            conn.execute("DELETE FROM rollup WHERE minute < ?", (row[0] // MINUTE_NS,))
+            for level, table in LEVELS.items():
+                conn.execute(f"DELETE FROM {table} WHERE minute < ?",
+                             (row[0] // (level * MINUTE_NS),))
 

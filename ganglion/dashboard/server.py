@@ -368,7 +368,7 @@ class Dashboard:
             units = type_units(conn, q.type, schema="log")
         finally:
             conn.close()
-        since, until, width, _ = q.buckets()
+        since, until, width, _level = q.buckets()
         return {"type": q.type, "field": q.field, "unit": field_unit(q.type, q.field, units),
                 "since": since / 1e9, "until": until / 1e9, "bucket_s": width / 1e9,
                 "series": [s.as_json() for s in series]}

@@ -27,7 +27,7 @@ from ganglion.dashboard.history import MINUTE_NS, HistoryQuery, Rollup, query_hi
 from ganglion.logger.schema import open_log
 
 T0 = 1_700_000_000 * 10**9 // MINUTE_NS * MINUTE_NS + 17 * 10**9  # not minute-aligned
-SPAN = 15 * MINUTE_NS
+SPAN = 45 * MINUTE_NS
 NODES = {1: "00000000000000a1", 2: "00000000000000b2", 3: "00000000000000c3"}
 
 values = st.one_of(st.integers(-10**6, 10**6),
@@ -76,11 +76,12 @@ def _expected(rows: list[tuple[int, str | None, int, Any, str]], q: HistoryQuery
     span = q.until_ns - q.since_ns
     width = -(-span // q.points)
     since, until = q.since_ns, q.until_ns
-    if width >= MINUTE_NS or span >= history.ROLLUP_SPAN_NS:  # whole minutes, widened range
-        since = since // MINUTE_NS * MINUTE_NS
-        until = -(-until // MINUTE_NS) * MINUTE_NS
+    if width >= MINUTE_NS or span >= history.ROLLUP_SPAN_NS:  # whole slots, widened range
+        slot = 10 * MINUTE_NS if width >= 10 * MINUTE_NS else MINUTE_NS
+        since = since // slot * slot
+        until = -(-until // slot) * slot
         per_bucket = -((since - until) // q.points)  # ceil((until - since) / points)
-        width = -(-per_bucket // MINUTE_NS) * MINUTE_NS
+        width = -(-per_bucket // slot) * slot
     acc: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for node_id, sensor, offset, value, type_name in rows:
         t = T0 + offset
@@ -149,10 +150,13 @@ def test_downsampling_equals_brute_force(rows: list[Any], q: HistoryQuery, parti
 
 def test_long_ranges_are_whole_minutes_even_when_more_points_are_asked() -> None:
     q = HistoryQuery("t.A", "v", T0, T0 + 4 * 3600 * 10**9, 10_000)
-    since, until, width, whole = q.buckets()
-    assert whole and width == MINUTE_NS and since % MINUTE_NS == 0 and until % MINUTE_NS == 0
+    since, until, width, level = q.buckets()
+    assert level == 1 and width == MINUTE_NS and since % MINUTE_NS == 0 and until % MINUTE_NS == 0
     short = HistoryQuery("t.A", "v", T0, T0 + 3600 * 10**9, 1000)
-    assert short.buckets() == (T0, T0 + 3600 * 10**9, 3_600_000_000, False)
+    assert short.buckets() == (T0, T0 + 3600 * 10**9, 3_600_000_000, 0)
+    week = HistoryQuery("t.A", "v", T0, T0 + 7 * 86400 * 10**9, 1000)
+    since, until, width, level = week.buckets()
+    assert level == 10 and width == 20 * MINUTE_NS and (until - since) // width <= 1000
 
 
 def test_an_unknown_type_raises_key_error(tmp_path: Path) -> None:
@@ -169,7 +173,7 @@ def test_the_rollup_follows_new_rows_and_forgets_deleted_ones(tmp_path: Path) ->
     _fill(db, [(1, "a", 5 * 10**9, 1.0, "t.A"), (1, "a", 10 * MINUTE_NS, 3.0, "t.A")])
     rollup = Rollup(db, cache)
     assert rollup.refresh() == 2
-    q = HistoryQuery("t.A", "v", T0 - MINUTE_NS, T0 + SPAN, 2)
+    q = HistoryQuery("t.A", "v", T0 - MINUTE_NS, T0 + 15 * MINUTE_NS, 2)
     conn = rollup.connect()
     assert [s.count for s in query_history(conn, q, schema="log", rolled_up_to=2)] == [[1, 1]]
     log = open_log(db)
