@@ -155,6 +155,9 @@ class Dashboard:
         except OSError:
             await self._runner.cleanup()
             self._runner = None
+            for sub in self._subs.values():
+                sub.close()
+            self._subs.clear()
             raise
         addresses = self._runner.addresses
         if addresses:
