@@ -180,9 +180,12 @@ def demo(duration: float, interval: float, port: int, dashboard_port: int) -> No
                     node.subscribe(type_name, callback=show)
                 click.echo(f"ganglion demo: nodes {', '.join(n for n, _ in DEMO_NODES)} and this "
                            f"printer on loopback (127.0.0.1:{port}); Ctrl-C stops")
-                board = await _start_dashboard(node, state, dashboard_port)
                 procs = _spawn_sensors(port, interval, state)
+                board = None
                 try:
+                    # While the sensor nodes start (a second or two), so the page's
+                    # address still comes before the first reading.
+                    board = await _start_dashboard(node, state, dashboard_port)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=duration or None)
                 finally:
