@@ -106,3 +106,27 @@ def test_the_dashboard_table_is_checked(tmp_path: Path) -> None:
     path.write_text('[dashboard]\nlisen = "x"\n', encoding="utf-8")
     with pytest.raises(ConfigFileError, match=r"dashboard\.listen"):
         load_config(path)
+
+
+def test_the_demo_serves_the_dashboard_with_history_and_keeps_printing(
+        port: int, spawn: Spawner) -> None:
+    web = free_tcp_port()
+    demo = spawn("demo", "--duration", "12", "--interval", "0.2", "--port", str(port),
+                 "--dashboard-port", str(web), label="demo")
+    wait_sync(lambda: f"dashboard: http://127.0.0.1:{web}/" in demo.out
+              or demo.popen.poll() is not None, "the dashboard's address", timeout=30)
+
+    def three_nodes() -> bool:
+        status, body = fetch(f"http://127.0.0.1:{web}/api/latest")
+        return status == 200 and len({r["node"] for r in body}) == 3  # type: ignore[union-attr]
+
+    wait_sync(three_nodes, "readings of the three sensor nodes on the page", timeout=30)
+
+    def logged() -> bool:
+        status, body = fetch(f"http://127.0.0.1:{web}/api/history?type=sensors.Temperature"
+                             "&field=celsius")
+        return status == 200 and len(body["series"]) == 2  # type: ignore[index]
+
+    wait_sync(logged, "history from the demo's log", timeout=30)
+    assert demo.finish(timeout=40) == 0, demo.describe()
+    assert "sensors.Temperature" in demo.out and "received " in demo.out  # the printer still prints
