@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ganglion.cli import (
+    cmd_dashboard,
     cmd_demo,
     cmd_export,
     cmd_forward,
@@ -52,6 +53,7 @@ cli.add_command(cmd_info.info)
 cli.add_command(cmd_invite.invite)
 cli.add_command(cmd_join.join)
 cli.add_command(cmd_status.status)
+cli.add_command(cmd_dashboard.dashboard)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Each fenced block is one test, named by its place (``docs/config.md:12``), run b
 its language:
 
 - ``toml``: a node config. A real ``ganglion node --config FILE --iface lo`` starts
-  with it (state, port and the bus port moved out of the way; absolute paths
+  with it (state, port, the bus and dashboard ports moved out of the way; absolute paths
   re-rooted into the test's directory, so ``/var/lib/ganglion/log.db`` is written
   under it), and must run and stop cleanly. A block that is a ``pyproject.toml``
   (``<!-- file: pyproject.toml -->``) must declare entry points the node can load.
@@ -246,6 +246,8 @@ def _start_node_with_config(block: Block, workspace: Path, port: int) -> None:
             "--state-dir", str(workspace / f"state-{name}"), "-v"]
     if "tcp_port" in tomllib.loads(text).get("bus", {}):
         args += ["--bus-tcp-port", str(_free_tcp_port())]
+    if "dashboard" in tomllib.loads(text):
+        args += ["--dashboard", f"127.0.0.1:{_free_tcp_port()}"]
     with _ganglion(args, workspace) as proc:
         _wait_for(proc, r"node \S+ \([0-9a-f]{16}\) on lo", block)
         time.sleep(1.5)  # plugins start after the line; a crashing one ends the node
