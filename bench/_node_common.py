@@ -33,6 +33,9 @@ PORTS = {
     "rss_idle_nomdns": 47870,
     "rss_types": 47880,
     "inprocess": 47890,
+    "idle": 47900,
+    "idle_peers": 47910,
+    "idle_uvloop": 47920,
 }
 
 #: The only interface the benchmark uses.
