@@ -27,6 +27,11 @@ Time is injected (``clock``, ``sleep``) so tests drive the backoff without waiti
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
 import asyncio
 import dataclasses
 import enum
@@ -34,7 +39,6 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
 from types import TracebackType
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -328,6 +332,10 @@ def installed_plugins() -> dict[str, EntryPoint]:
     Returns:
         Entry-point name -> entry point, from the ``ganglion.plugins`` group, sorted by name.
     """
+    # Here, not at the top: importlib.metadata (with email, zipfile, csv) costs a node
+    # that runs no plugin about a megabyte.
+    from importlib.metadata import entry_points
+
     found = entry_points(group=ENTRY_POINT_GROUP)
     return {ep.name: ep for ep in sorted(found, key=lambda ep: ep.name)}
 

@@ -9,9 +9,8 @@ crashes, partitions, forged input) and in hand-made situations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import random
+from collections.abc import Iterator
 
 import pytest
 from paxos_helpers import drain
