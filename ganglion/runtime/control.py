@@ -35,19 +35,20 @@ group (``239.255.0.1``, port 47801) carrying the types of
   called whenever what the live peers subscribe to may have changed (a peer
   joined, left, timed out, or changed its list).
 
-* **Waking by deadlines.** Tick ``n`` falls at ``epoch + n * tick_seconds``. One
-  timer is set for the earliest tick at which something is due: the state
-  machine's :meth:`~consensus.PaxosNode.next_deadline` (its ``Status``, a retry, a
+* **Waking by deadlines.** Tick ``n`` falls at a loop time that
+  :class:`~ganglion.runtime._tickclock.TickClock` gives (``tick_seconds`` apart
+  once the first heartbeat interval is over). One timer is set for the earliest
+  tick at which something is due: the state machine's :meth:`~consensus.PaxosNode.next_deadline` (its ``Status``, a retry, a
   backoff's end), the next heartbeat, or a peer's timeout. When it fires, and before
   any input reaches the state machine, :meth:`_catch_up` calls ``tick()`` once for
   every tick that has passed, so the logical clock reads as if it had ticked on
   time; ticks before a deadline do nothing, which ``consensus/sim`` checks. A loop
   stalled for longer than a heartbeat interval slips the clock by whole intervals
   instead of running several intervals' worth of ticks at once. Heartbeats go out on
-  the tick of the state machine's ``Status``, and the tick grid is anchored to the
-  wall clock (``epoch`` puts heartbeat ticks on multiples of ``heartbeat_seconds``),
-  so on a network with synchronised clocks every node sends at the same moment and
-  an idle node wakes about twice per interval, not once per peer heartbeat.
+  the tick of the state machine's ``Status``, and those ticks sit on the wall
+  clock's multiples of ``heartbeat_seconds`` (the tick clock's module says how),
+  so on a network with synchronised clocks every node sends at the same moment
+  and an idle node wakes about twice per interval, not once per peer heartbeat.
 * **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
   counted as ``retire_refused_published``, while this node or a live peer lists
   the type in ``publishes``; otherwise it costs the requester a proposal token.
@@ -69,7 +70,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import os
 import random
 import socket
@@ -103,6 +103,7 @@ from ganglion.membership import (
     Membership,
     PeerInfo,
 )
+from ganglion.runtime._tickclock import TickClock
 from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.journal import Journal
@@ -245,7 +246,7 @@ class ControlChannel:
         self.counts: collections.Counter[str] = collections.Counter()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_tick = 0  # the tick the timer is set for
-        self._epoch = 0.0  # loop time of tick 0
+        self._clock: TickClock | None = None  # when each tick falls; set at start
         self._started = False
         self._ticks = 0
         self._pumping = False  # _pump is running: a nested call defers to it
@@ -266,10 +267,10 @@ class ControlChannel:
             self._on_change(MapChange(type_name=type_name, old=None, new=group))
         self.paxos.set_view(self.membership.view())
         loop = asyncio.get_running_loop()
-        self._epoch = aligned_epoch(loop.time(), time.time(), self._tick_seconds,
-                                    self._heartbeat_every)
         self._send_heartbeat()
         self._pump()
+        self._clock = TickClock(loop.time(), time.time(), self._tick_seconds,
+                                self._heartbeat_every)
         self._started = True
         self._reschedule()
 
@@ -381,10 +382,11 @@ class ControlChannel:
             due: a tick known to have passed (the timer's, which may fire a little
                 before the loop's clock says so); the clock decides beyond it.
         """
-        if not self._started:
+        clock = self._clock
+        if not self._started or clock is None:
             return
         now = asyncio.get_running_loop().time()
-        due = max(due, math.floor((now - self._epoch) / self._tick_seconds))
+        due = max(due, clock.ticks_at(now))
         ticks = self._ticks
         if due <= ticks:
             return
@@ -394,16 +396,16 @@ class ControlChannel:
             # Stalled for more than a heartbeat interval past a tick that acts: slip the
             # clock by whole intervals (the grid stays on the wall clock's multiples)
             # rather than run several intervals' worth of Status and retries at once.
-            slip = excess // every * every
-            self._epoch += slip * self._tick_seconds
-            due -= slip
-        heartbeat = (due - 1) // every > (ticks - 1) // every
+            clock.slip(excess // every)
+            due -= excess // every * every
+        # Heartbeats on ticks 1 + k * every, k >= 1 (start() sent the first).
+        heartbeat = (due - 1) // every > max(ticks - 1, 0) // every
         for _ in range(due - ticks):
             self.paxos.tick()
         self._ticks = due
         if heartbeat:
             self._send_heartbeat()
-        gone = self.membership.expire(max(now, self._epoch + due * self._tick_seconds))
+        gone = self.membership.expire(max(now, clock.time_of(due)))
         for peer in gone:
             _log.info("peer %s (%s) timed out", peer.name, peer.id.hex())
         if gone:
@@ -418,15 +420,14 @@ class ControlChannel:
         if deadline is not None:
             ahead = min(ahead, deadline)
         expiry = self.membership.next_expiry()
-        if expiry is not None:
+        if expiry is not None and self._clock is not None:
             # The first tick after it: Membership.expire drops who is silent for longer.
-            tick = math.floor((expiry - self._epoch) / self._tick_seconds) + 1
-            ahead = min(ahead, max(1, tick - ticks))
+            ahead = min(ahead, max(1, self._clock.first_tick_after(expiry) - ticks))
         return ahead
 
     def _reschedule(self) -> None:
         """Set the timer for the next tick that acts (after every input and every wake)."""
-        if not self._started:
+        if not self._started or self._clock is None:
             return
         tick = self._ticks + self._ticks_to_act()
         if self._timer is not None:
@@ -434,8 +435,8 @@ class ControlChannel:
                 return
             self._timer.cancel()
         self._timer_tick = tick
-        self._timer = asyncio.get_running_loop().call_at(
-            self._epoch + tick * self._tick_seconds, self._on_timer)
+        self._timer = asyncio.get_running_loop().call_at(self._clock.time_of(tick),
+                                                         self._on_timer)
 
     def _pump(self) -> None:
         if self._pumping:
@@ -691,19 +692,6 @@ class ControlChannel:
             self.counts["last_value_malformed"] += 1
             return
         self._on_last_value(lv, info)
-
-
-def aligned_epoch(loop_now: float, wall_now: float, tick_seconds: float,
-                  heartbeat_ticks: int) -> float:
-    """The loop time of tick 0 that puts ticks 1, 1 + heartbeat_ticks, ... on the wall clock's
-    multiples of the heartbeat interval (the first within one interval from now).
-
-    Nodes whose clocks agree then send their heartbeats at the same moment, so a node
-    is woken by its peers' heartbeats about once per interval, not once per peer.
-    """
-    period = tick_seconds * heartbeat_ticks
-    first = loop_now + (period - wall_now % period)  # loop time of the next multiple
-    return first - tick_seconds
 
 
 def _plausible_last_value(lv: LastValue) -> bool:
