@@ -326,16 +326,21 @@ class PluginHost:
 # -- entry points ------------------------------------------------------------------------
 
 
+def entry_points(*, group: str) -> Iterable[EntryPoint]:
+    """``importlib.metadata.entry_points(group=...)``, imported when first asked for:
+    importlib.metadata (with email, zipfile, csv) costs a node that runs no plugin
+    about a megabyte."""
+    from importlib.metadata import entry_points as find
+
+    return find(group=group)
+
+
 def installed_plugins() -> dict[str, EntryPoint]:
     """The plugins installed in this environment.
 
     Returns:
         Entry-point name -> entry point, from the ``ganglion.plugins`` group, sorted by name.
     """
-    # Here, not at the top: importlib.metadata (with email, zipfile, csv) costs a node
-    # that runs no plugin about a megabyte.
-    from importlib.metadata import entry_points
-
     found = entry_points(group=ENTRY_POINT_GROUP)
     return {ep.name: ep for ep in sorted(found, key=lambda ep: ep.name)}
 
