@@ -276,9 +276,7 @@ class Node:
             raise LocalError("the node is already started")
         journal = None
         if self.observer:
-            import secrets
-
-            node_id, boot = secrets.token_bytes(8), int(time.time()) & 0xFFFFFFFF
+            node_id, boot = os.urandom(8), int(time.time()) & 0xFFFFFFFF
         else:
             self._state = self._open_state()
             node_id, boot = self._state.node_id, self._state.boot

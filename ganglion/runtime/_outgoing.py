@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import Callable
 
 from ganglion.defaults import MAX_DATAGRAM
@@ -105,7 +104,7 @@ class Outgoing:
         self._ring = as_keyring(key)
         if self._ring is not None and self._ring.encrypt:
             self._ring.require_aead()
-        self._session = secrets.token_bytes(SESSION_SIZE) if session is None else session
+        self._session = os.urandom(SESSION_SIZE) if session is None else session
         self._max_datagram = max_datagram
         self._send = send
         self._loop = loop

@@ -12,8 +12,9 @@ group (``239.255.0.1``, port 47801) carrying the types of
   flood of forged ids nor a dead node's replayed recording enters the view; the
   table is bounded and new ids are admitted at a bounded rate.
 * **Agreement runner** (STYLE.md section 5, raft's ``rafttest/node.go`` loop): a
-  ``PaxosFrame`` received is decoded and passed to ``PaxosNode.step``; a timer
-  calls ``tick()`` every ``tick_seconds``. After either, :meth:`_pump` takes every
+  ``PaxosFrame`` received is decoded and passed to ``PaxosNode.step``; logical
+  ticks are ``tick_seconds`` apart, but the channel wakes only when one is due to
+  act (see *Waking by deadlines* below). After either, :meth:`_pump` takes every
   ``Ready``, appends ``to_persist`` to the journal with an fsync *before* sending
   its messages, applies the map changes, and advances. The journal is compacted
   when it grows. Sending and applying call out (the endpoint hands a published
@@ -34,6 +35,20 @@ group (``239.255.0.1``, port 47801) carrying the types of
   called whenever what the live peers subscribe to may have changed (a peer
   joined, left, timed out, or changed its list).
 
+* **Waking by deadlines.** Tick ``n`` falls at a loop time that
+  :class:`~ganglion.runtime._tickclock.TickClock` gives (``tick_seconds`` apart
+  once the first heartbeat interval is over). One timer is set for the earliest
+  tick at which something is due: the state machine's :meth:`~consensus.PaxosNode.next_deadline` (its ``Status``, a retry, a
+  backoff's end), the next heartbeat, or a peer's timeout. When it fires, and before
+  any input reaches the state machine, :meth:`_catch_up` calls ``tick()`` once for
+  every tick that has passed, so the logical clock reads as if it had ticked on
+  time; ticks before a deadline do nothing, which ``consensus/sim`` checks. A loop
+  stalled for longer than a heartbeat interval slips the clock by whole intervals
+  instead of running several intervals' worth of ticks at once. Heartbeats go out on
+  the tick of the state machine's ``Status``, and those ticks sit on the wall
+  clock's multiples of ``heartbeat_seconds`` (the tick clock's module says how),
+  so on a network with synchronised clocks every node sends at the same moment
+  and an idle node wakes about twice per interval, not once per peer heartbeat.
 * **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
   counted as ``retire_refused_published``, while this node or a live peer lists
   the type in ``publishes``; otherwise it costs the requester a proposal token.
@@ -54,11 +69,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
+import os
 import random
-import secrets
 import socket
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -88,6 +103,7 @@ from ganglion.membership import (
     MembershipLimits,
     PeerInfo,
 )
+from ganglion.runtime._tickclock import TickClock
 from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.journal import Journal
@@ -209,7 +225,7 @@ class ControlChannel:
                             else defaults.LEGACY_PROBATION_SECONDS)
         # Fresh at every start (docs/protocol.md 7.2): a heartbeat echoing it was sent
         # by a peer that heard this run of this node, so it is no replayed recording.
-        self.nonce = secrets.token_bytes(NONCE_SIZE)
+        self.nonce = os.urandom(NONCE_SIZE)  # secrets.token_bytes, without loading hmac
         self.membership = Membership(node_id, timeout=peer_timeout, self_is_member=not observer,
                                      nonce=self.nonce, limits=limits)
         self._interest_epoch = self.membership.interest_epoch
@@ -228,7 +244,10 @@ class ControlChannel:
                                  ttl=ttl, max_datagram=CONTROL_MAX_DATAGRAM,
                                  group_for=lambda _name: group)
         self.counts: collections.Counter[str] = collections.Counter()
-        self._ticker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_tick = 0  # the tick the timer is set for
+        self._clock: TickClock | None = None  # when each tick falls; set at start
+        self._started = False
         self._ticks = 0
         self._pumping = False  # _pump is running: a nested call defers to it
 
@@ -247,18 +266,20 @@ class ControlChannel:
             # the map rebuilt from the journal: a restarted node keeps its groups
             self._on_change(MapChange(type_name=type_name, old=None, new=group))
         self.paxos.set_view(self.membership.view())
+        loop = asyncio.get_running_loop()
         self._send_heartbeat()
         self._pump()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever(),
-                                                             name="ganglion-control-tick")
+        self._clock = TickClock(loop.time(), time.time(), self._tick_seconds,
+                                self._heartbeat_every)
+        self._started = True
+        self._reschedule()
 
     async def close(self) -> None:
         """Say goodbye, stop ticking and close the control endpoint."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._early_heartbeat is not None:
             self._early_heartbeat.cancel()
             self._early_heartbeat = None
@@ -277,6 +298,7 @@ class ControlChannel:
         """Ask the network for a group for ``type_name`` (no-op once it has one)."""
         if type_name in self.paxos.groups:
             return
+        self._catch_up()
         self.paxos.propose(type_name)
         self._pump()
 
@@ -285,6 +307,7 @@ class ControlChannel:
 
         The caller checks that nobody publishes it (:meth:`publishers`).
         """
+        self._catch_up()
         self.paxos.retire(type_name)
         self._pump()
 
@@ -314,7 +337,7 @@ class ControlChannel:
 
         For changes peers should learn at once (this node's subscriptions).
         """
-        if self._early_heartbeat is not None or self._ticker is None:
+        if self._early_heartbeat is not None or not self._started:
             return  # one is already due, or the channel is not running
         loop = asyncio.get_running_loop()
         wait = self._last_heartbeat + MIN_HEARTBEAT_GAP - loop.time()
@@ -341,27 +364,79 @@ class ControlChannel:
 
     # -- the runner ------------------------------------------------------------------
 
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick_seconds)
-            try:
-                self._tick()
-            except Exception:
-                self.counts["tick_errors"] += 1
-                _log.exception("control tick failed")
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._catch_up(due=self._timer_tick)
+            self._pump()
+        except Exception:
+            self.counts["tick_errors"] += 1
+            _log.exception("control tick failed")
+        finally:
+            self._reschedule()
 
-    def _tick(self) -> None:
-        self._ticks += 1
-        gone = self.membership.expire(asyncio.get_running_loop().time())
+    def _catch_up(self, due: int = 0) -> None:
+        """Tick once for every tick that has passed: heartbeats, timeouts, ``tick()``.
+
+        Args:
+            due: a tick known to have passed (the timer's, which may fire a little
+                before the loop's clock says so); the clock decides beyond it.
+        """
+        clock = self._clock
+        if not self._started or clock is None:
+            return
+        now = asyncio.get_running_loop().time()
+        due = max(due, clock.ticks_at(now))
+        ticks = self._ticks
+        if due <= ticks:
+            return
+        every = self._heartbeat_every
+        excess = due - (ticks + self._ticks_to_act())
+        if excess > every:
+            # Stalled for more than a heartbeat interval past a tick that acts: slip the
+            # clock by whole intervals (the grid stays on the wall clock's multiples)
+            # rather than run several intervals' worth of Status and retries at once.
+            clock.slip(excess // every)
+            due -= excess // every * every
+        # Heartbeats on ticks 1 + k * every, k >= 1 (start() sent the first).
+        heartbeat = (due - 1) // every > max(ticks - 1, 0) // every
+        for _ in range(due - ticks):
+            self.paxos.tick()
+        self._ticks = due
+        if heartbeat:
+            self._send_heartbeat()
+        gone = self.membership.expire(max(now, clock.time_of(due)))
         for peer in gone:
             _log.info("peer %s (%s) timed out", peer.name, peer.id.hex())
         if gone:
-            self._update_view()
+            self.paxos.set_view(self.membership.view())
         self._peers_changed()  # only calls out when the peers' interest changed
-        if self._ticks % self._heartbeat_every == 0:
-            self._send_heartbeat()
-        self.paxos.tick()
-        self._pump()
+
+    def _ticks_to_act(self) -> int:
+        """Ticks from now to the first that acts: the state machine's, a heartbeat, a timeout."""
+        ticks = self._ticks
+        ahead = (-ticks) % self._heartbeat_every + 1  # heartbeats on ticks 1, 1 + every, ...
+        deadline = self.paxos.next_deadline()
+        if deadline is not None:
+            ahead = min(ahead, deadline)
+        expiry = self.membership.next_expiry()
+        if expiry is not None and self._clock is not None:
+            # The first tick after it: Membership.expire drops who is silent for longer.
+            ahead = min(ahead, max(1, self._clock.first_tick_after(expiry) - ticks))
+        return ahead
+
+    def _reschedule(self) -> None:
+        """Set the timer for the next tick that acts (after every input and every wake)."""
+        if not self._started or self._clock is None:
+            return
+        tick = self._ticks + self._ticks_to_act()
+        if self._timer is not None:
+            if self._timer_tick == tick:
+                return
+            self._timer.cancel()
+        self._timer_tick = tick
+        self._timer = asyncio.get_running_loop().call_at(self._clock.time_of(tick),
+                                                         self._on_timer)
 
     def _pump(self) -> None:
         if self._pumping:
@@ -405,8 +480,10 @@ class ControlChannel:
             paxos.advance(rd)
         if self._journal is not None and self._journal.needs_compaction():
             self._journal.replace(paxos.durable_records())
+        self._reschedule()  # what was stepped may have brought a deadline nearer
 
     def _update_view(self) -> None:
+        self._catch_up()
         self.paxos.set_view(self.membership.view())
         self._pump()
 
@@ -515,6 +592,7 @@ class ControlChannel:
         if not self._admissible(msg, info):
             return
         self.counts["paxos_received"] += 1
+        self._catch_up()
         self.paxos.step(msg)
         self._pump()
 

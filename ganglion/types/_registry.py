@@ -35,10 +35,10 @@ use :data:`default_registry`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ganglion._blake2 import blake2b
 from ganglion.errors import TypeRegistrationError
 from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
 from ganglion.types._decodegen import Decoder, Plan, compile_decoder, native_plan
@@ -61,7 +61,7 @@ def schema_fingerprint(schema: str) -> bytes:
     Returns:
         BLAKE2b with an 8-byte digest over the UTF-8 schema.
     """
-    return hashlib.blake2b(schema.encode("utf-8"), digest_size=FINGERPRINT_SIZE).digest()
+    return blake2b(schema.encode("utf-8"), digest_size=FINGERPRINT_SIZE).digest()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
