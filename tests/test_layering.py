@@ -33,6 +33,7 @@ PURE = (
     "ganglion.types",
     "ganglion.errors",
     "ganglion.defaults",
+    "ganglion._blake2",
     "ganglion.sequence",
     "ganglion.membership",
     "ganglion.ratelimit",
