@@ -169,3 +169,25 @@ def test_the_logger_stores_units_and_the_schema_of_a_class_and_of_an_announced_t
         conn.close()
     assert "units" in columns and "schema" in columns
     assert sqlite3.connect(tmp_path / "log.db").execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_the_schema_cache_is_bounded_checks_fingerprints_and_throttles_asking() -> None:
+    from ganglion.schemas import SchemaCache, check_announced
+
+    good = type_schema(Flow)
+    check_announced(good)
+    with pytest.raises(ValueError, match="not the hash"):
+        check_announced(dataclasses.replace(good, fingerprint=bytes(8)))
+    with pytest.raises(ValueError, match="key field"):
+        check_announced(dataclasses.replace(good, key=("nope",)))
+    cache = SchemaCache(max_entries=2, ask_seconds=1.0)
+    assert cache.should_ask("a.B", None, 10.0) and not cache.should_ask("a.B", None, 10.5)
+    assert cache.should_ask("a.B", None, 11.0)
+    versions = [dataclasses.replace(good, name=f"t.V{i}", fingerprint=bytes([i]) * 8)
+                for i in range(3)]
+    for v in versions:
+        assert cache.put(v)
+    assert not cache.put(versions[2])
+    assert len(cache) == 2 and cache.counts["schema_evicted"] == 1
+    assert cache.get("t.V0") is None and cache.get("t.V2") == versions[2]
+    assert cache.get("t.V1", bytes([1]) * 8) == versions[1]
