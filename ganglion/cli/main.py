@@ -17,6 +17,7 @@ from ganglion.cli import (
     cmd_join,
     cmd_keygen,
     cmd_log,
+    cmd_mqtt,
     cmd_node,
     cmd_nodes,
     cmd_publish,
@@ -50,6 +51,7 @@ cli.add_command(cmd_info.info)
 cli.add_command(cmd_invite.invite)
 cli.add_command(cmd_join.join)
 cli.add_command(cmd_status.status)
+cli.add_command(cmd_mqtt.mqtt)
 
 
 def main() -> None:
