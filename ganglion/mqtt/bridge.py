@@ -202,7 +202,7 @@ class BridgeCore:
             changed = True
         if not last_value:
             changed |= _observe(stream, now)
-        if self.settings.ha and stream.schema is not schema:
+        if self.settings.ha and stream.schema is not schema and stream.schema != schema:
             stream.schema = schema
             stream.fields = ha.entity_fields(schema.fields if schema is not None
                                              else _guess(fields))

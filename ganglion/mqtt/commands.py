@@ -3,7 +3,7 @@
 ``--subscribe TOPIC=TYPE`` routes a topic (MQTT wildcards allowed) to a type.
 Each message must be a JSON object whose keys are the type's fields; it is
 validated exactly as a datagram of that type would be (the object is encoded as
-CBOR and decoded by the type's own decoder, :func:`ganglion.types.decode_payload`),
+CBOR and decoded by the type's own decoder),
 so a value of the wrong kind, an unknown field or a missing required field is
 refused with a one-line reason. A type this program has no class of is checked
 against the schema its publishers announced (field names and kinds) and sent as
@@ -18,8 +18,8 @@ from typing import Any
 
 import cbor2
 
-from ganglion.errors import ConfigError, DecodeError, TypeNameError
-from ganglion.types import Record, TypeSchema, decode_payload, lookup, validate_type_name
+from ganglion.errors import ConfigError, TypeNameError
+from ganglion.types import Record, TypeSchema, lookup, validate_type_name
 
 __all__ = ["MAX_COMMAND_BYTES", "CommandRoute", "parse_route", "to_message"]
 
@@ -85,9 +85,11 @@ def to_message(type_name: str, payload: bytes, schema: TypeSchema | None = None)
             raise ValueError(f"{type_name} has no field {', '.join(unknown)} "
                              f"(fields: {', '.join(sorted(known))})")
         try:
-            return decode_payload(type_name, cbor2.dumps(doc))
-        except DecodeError as exc:
-            raise ValueError(str(exc)) from None
+            # the type's own decoder, on the CBOR a datagram would carry (JSON ints for
+            # float fields, missing required fields and wrong kinds handled as on the wire)
+            return mtype.struct.decode(cbor2.loads(cbor2.dumps(doc)))
+        except (ValueError, cbor2.CBORError) as exc:
+            raise ValueError(f"not a {type_name}: {exc}") from None
     if schema is None:
         raise ValueError(f"{type_name} has no class here and no publisher announced its schema")
     return Record(type_name, _checked(schema, doc))
