@@ -37,6 +37,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,8 @@ class MqttBridge:
         self._poll = poll
         self._client_id = client_id
         self._keepalive = keepalive
-        self.core: BridgeCore | None = None
+        # asyncio's clock is time.monotonic (uvloop's too): the core's grace period starts now
+        self.core: BridgeCore | None = BridgeCore(settings, now=time.monotonic())
         self._client: Any = None
         self._paho: Any = None
         self._subs: dict[str, Any] = {}
@@ -213,15 +215,28 @@ class MqttBridge:
             key = tuple(fields.get(k) for k in schema.key)
         else:
             key = (fields["sensor"],) if isinstance(fields.get("sensor"), str) else None
-        sender = info.sender
-        name, version = self._peers.get(sender, (None, ""))
-        if name is None:
-            name = self._node.name if sender == self._node.node_id else sender.hex()
-        device = NodeDevice(sender, name, version)
-        for p in core.reading(info.type_name, fields, sender=sender, seq=info.seq,
+        device = self._device(info.sender)
+        for p in core.reading(info.type_name, fields, sender=info.sender, seq=info.seq,
                               sent_ns=info.sent_ns, sensor=sensor_label(key), node=device,
                               schema=schema, now=now, last_value=info.last_value):
             self._send(p)
+
+    def _device(self, sender: bytes) -> NodeDevice:
+        """The sender as a device. Its name is what its heartbeats say; a reading that
+        arrives before its first heartbeat was heard (a node that just restarted) looks
+        again, then keeps the name known before, so topics do not change under it."""
+        known = self._peers.get(sender)
+        if known is None:
+            self._peers.update((p.id, (p.name, p.version)) for p in self._node.heard())
+            known = self._peers.get(sender)
+        if known is None:
+            if sender == self._node.node_id:
+                known = (self._node.name, "")
+            else:
+                return NodeDevice(sender, sender.hex(), "")
+        if len(self._peers) > 4096:
+            self._peers.clear()
+        return NodeDevice(sender, known[0], known[1])
 
     def _schema(self, type_name: str, fingerprint: bytes | None, now: float) -> TypeSchema | None:
         """The type's schema, looked up once (again at most once a second while unknown)."""
@@ -409,8 +424,9 @@ class MqttBridge:
         assert core is not None
         while True:
             self._subscribe_new()
-            self._peers = {p.id: (p.name, p.version) for p in node.heard()}
-            live = {peer: name for peer, (name, _v) in self._peers.items()}
+            heard = node.heard()
+            self._peers.update((p.id, (p.name, p.version)) for p in heard)  # names outlive peers
+            live = {p.id: p.name for p in heard}
             live[node.node_id] = node.name
             now = loop.time()
             for p in core.peers(live, now) + core.tick(now):
