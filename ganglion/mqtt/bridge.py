@@ -188,7 +188,7 @@ class BridgeCore:
         entry = self._nodes.get(sender)
         if entry is None:
             entry = self._nodes[sender] = _Node(node, now)
-        elif entry.device != node and not node.name == node.node_id.hex():
+        elif entry.device != node and node.name != node.node_id.hex():
             entry.device = node  # a new name or version (never back to the bare id)
         entry.last_seen = now
         if not entry.online:
