@@ -63,8 +63,9 @@ DEFAULT_BACKOFF = (0.5, 30.0)
 _MAX_INFLIGHT = 1000
 #: (topic, reason) pairs logged at most for bad commands; the rest are counted only.
 _MAX_LOGGED = 256
-_CONNACK_REFUSED = {4: "bad user name or password", 5: "not authorised",
-                    134: "bad user name or password", 135: "not authorised"}
+_NOT_AUTHORISED = "not authorised (a wrong password, or a user the broker does not allow)"
+_CONNACK_REFUSED = {4: "bad user name or password", 5: _NOT_AUTHORISED,
+                    134: "bad user name or password", 135: _NOT_AUTHORISED}
 
 
 def read_password(path: Path | str) -> str:
