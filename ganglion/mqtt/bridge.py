@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ganglion.mqtt import discovery as ha
 from ganglion.mqtt.topics import (
@@ -100,9 +100,8 @@ class BridgeSettings:
             raise ValueError("forget_after must be > 0 seconds")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Publish:
-    """One MQTT message to send.
+class Publish(NamedTuple):
+    """One MQTT message to send (a NamedTuple: the bridge makes one per reading).
 
     Attributes:
         topic: the topic.
@@ -122,13 +121,14 @@ class Publish:
 
 
 class _Stream:
-    __slots__ = ("expire", "fields", "interval", "last", "schema", "topic")
+    __slots__ = ("band", "expire", "fields", "interval", "last", "schema", "topic")
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.last: float | None = None
         self.interval: float | None = None
         self.expire: int | None = None
+        self.band = (0.0, -1.0)  # intervals for which ``expire`` stays (see _observe)
         self.schema: TypeSchema | bool | None = False  # False: not seen yet
         self.fields: list[FieldSchema] = []
 
@@ -188,7 +188,8 @@ class BridgeCore:
         entry = self._nodes.get(sender)
         if entry is None:
             entry = self._nodes[sender] = _Node(node, now)
-        elif entry.device != node and node.name != node.node_id.hex():
+        elif entry.device is not node and entry.device != node \
+                and node.name != node.node_id.hex():
             entry.device = node  # a new name or version (never back to the bare id)
         entry.last_seen = now
         if not entry.online:
@@ -396,14 +397,23 @@ def _observe(stream: _Stream, now: float) -> bool:
     if last is None:
         return False
     gap = max(0.0, now - last)
-    stream.interval = gap if stream.interval is None else (
+    interval = stream.interval = gap if stream.interval is None else (
         (1 - _ALPHA) * stream.interval + _ALPHA * gap)
-    wanted = expire_step(stream.interval)
-    current = stream.expire
-    if current is None or wanted > current or wanted * 4 <= current:
+    low, high = stream.band
+    if low < interval <= high:
+        return False  # the common case: the step stays (two comparisons per reading)
+    before = stream.expire
+    wanted = expire_step(interval)
+    if before is None or wanted > before or wanted * 4 <= before:
         stream.expire = wanted
-        return wanted != current
-    return False
+    current = stream.expire
+    assert current is not None
+    # The step stays while expire_step(interval) <= current, i.e. 3 x interval + 2 <=
+    # current, and a quarter of it would not do: 3 x interval + 2 > the largest step
+    # at most current / 4.
+    quarter = max((s for s in EXPIRE_STEPS if s * 4 <= current), default=0)
+    stream.band = ((quarter - 2) / 3 if quarter else -math.inf, (current - 2) / 3)
+    return current != before
 
 
 def expire_step(interval: float) -> int:

@@ -66,17 +66,32 @@ def reading_payload(fields: Mapping[str, Any], *, sent_ns: int, seq: int) -> byt
     Raises:
         ValueError: a value nested in a list or map is NaN or infinite.
     """
-    ts = dt.datetime.fromtimestamp(sent_ns / 1e9, dt.UTC).isoformat(timespec="microseconds")
-    doc = {"ts": ts, "seq": seq, **fields}
+    doc = {"ts": iso_time(sent_ns), "seq": seq, **fields}
     try:
-        text = json.dumps(doc, default=_plain, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
+        text = _ENCODER.encode(doc)
     except ValueError:
         doc = {k: None if isinstance(v, float) and not math.isfinite(v) else v
                for k, v in doc.items()}
-        text = json.dumps(doc, default=_plain, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
+        text = _ENCODER.encode(doc)
     return text.encode()
+
+
+def iso_time(ns: int) -> str:
+    """``ns`` since the epoch as ISO 8601 in UTC with microseconds (``...T12:00:00.000001+00:00``).
+
+    The date and time up to the second are formatted once per second and kept: a
+    bridge formats thousands of timestamps a second, mostly within the same one.
+    """
+    global _last_second, _last_prefix
+    seconds, rest = divmod(ns, 1_000_000_000)
+    if seconds != _last_second:
+        _last_prefix = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = seconds
+    return f"{_last_prefix}.{rest // 1000:06d}+00:00"
+
+
+_last_second = -1
+_last_prefix = ""
 
 
 def _plain(value: Any) -> Any:
@@ -85,3 +100,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+#: One encoder for every payload: ``json.dumps`` with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                            default=_plain)

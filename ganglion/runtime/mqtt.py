@@ -129,6 +129,7 @@ class MqttBridge:
         self._schemas: dict[tuple[str, bytes | None], TypeSchema | None] = {}
         self._schema_retry: dict[tuple[str, bytes | None], float] = {}
         self._peers: dict[bytes, tuple[str, str]] = {}
+        self._devices: dict[bytes, NodeDevice] = {}
         self._logged: set[tuple[str, str]] = set()
         self._node: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,18 +227,23 @@ class MqttBridge:
         """The sender as a device. Its name is what its heartbeats say; a reading that
         arrives before its first heartbeat was heard (a node that just restarted) looks
         again, then keeps the name known before, so topics do not change under it."""
+        device = self._devices.get(sender)
+        if device is not None:
+            return device
         known = self._peers.get(sender)
+        if known is None and sender == self._node.node_id:
+            from ganglion import __version__
+
+            known = self._peers[sender] = (self._node.name, __version__)
         if known is None:
             self._peers.update((p.id, (p.name, p.version)) for p in self._node.heard())
             known = self._peers.get(sender)
         if known is None:
-            if sender == self._node.node_id:
-                known = (self._node.name, "")
-            else:
-                return NodeDevice(sender, sender.hex(), "")
+            return NodeDevice(sender, sender.hex(), "")
         if len(self._peers) > 4096:
             self._peers.clear()
-        return NodeDevice(sender, known[0], known[1])
+        device = self._devices[sender] = NodeDevice(sender, known[0], known[1])
+        return device
 
     def _schema(self, type_name: str, fingerprint: bytes | None, now: float) -> TypeSchema | None:
         """The type's schema, looked up once (again at most once a second while unknown)."""
@@ -271,10 +277,8 @@ class MqttBridge:
         self._publish(p.topic, p.payload, p.qos, p.retain, p.queue)
 
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, queue: bool) -> bool:
-        import paho.mqtt.client as paho
-
         info = self._paho.publish(topic, payload, qos, retain)
-        if info.rc == paho.MQTT_ERR_SUCCESS:
+        if info.rc == 0:  # paho.MQTT_ERR_SUCCESS
             self.counts["sent"] += 1
             return True
         self.counts["send_errors"] += 1
@@ -427,6 +431,7 @@ class MqttBridge:
             self._subscribe_new()
             heard = node.heard()
             self._peers.update((p.id, (p.name, p.version)) for p in heard)  # names outlive peers
+            self._devices.clear()  # rebuilt from the names on the next reading of each
             live = {p.id: p.name for p in heard}
             live[node.node_id] = node.name
             now = loop.time()

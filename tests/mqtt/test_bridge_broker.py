@@ -307,3 +307,25 @@ def test_password_and_tls_brokers_are_reached_with_the_right_credentials(
             await until(bridge.connected.is_set, "the TLS broker")
 
     run(scenario())
+
+
+def test_home_assistant_coming_online_gets_every_config_again(tmp_path: Path,
+                                                              broker: Broker) -> None:
+    net = Net(tmp_path)
+    watcher = Watcher(broker, "homeassistant/device/#")
+
+    async def scenario() -> None:
+        async with net.node("still") as pub, bridged(net, broker) as bridge:
+            await pub.publish(Temperature("t", 1.0))
+            config = DEVICE.format(pub.node_id.hex())
+            await until(lambda: len(watcher.on(config)) >= 1, "the first config")
+            before = len(watcher.on(config))
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-t",
+                            "homeassistant/status", "-m", "online"], check=True, timeout=10)
+            await until(lambda: len(watcher.on(config)) > before, "the config again")
+            assert bridge.stats()["ha_online"] == 1
+
+    try:
+        run(scenario())
+    finally:
+        watcher.close()
