@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,3 +116,37 @@ def test_types_schema_prints_what_a_publisher_announced(spawn: Spawner, port: in
 
 def test_the_schema_wire_form_is_json_plain() -> None:
     assert json.loads(json.dumps(type_schema(Chiller).to_plain()))["fields"][1]["unit"] == "L/min"
+
+
+def test_the_logger_stores_the_announced_schema_of_a_type_it_has_no_class_of(
+        spawn: Spawner, port: int, tmp_path: Path) -> None:
+    import sqlite3
+
+    from node_support import wait_sync
+
+    start_node(spawn, port, "brew", tmp_path / "brew", "flow")
+    db = tmp_path / "log.db"
+    log = spawn("log", "--db", str(db), "--type", "sensors.Flow", *LO, "--port", str(port),
+                label="log")
+
+    def stored() -> bool:
+        if not db.exists():
+            return False
+        try:
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute("SELECT schema FROM types WHERE name = 'sensors.Flow' "
+                                    "AND schema IS NOT NULL").fetchall()
+        except sqlite3.Error:
+            return False
+        return bool(rows)
+
+    wait_sync(stored, "the schema in the types table", timeout=20)
+    log.kill(signal.SIGTERM)
+    with sqlite3.connect(db) as conn:
+        source, schema, units = conn.execute(
+            "SELECT source, schema, units FROM types WHERE name = 'sensors.Flow' "
+            "AND schema IS NOT NULL").fetchone()
+    fields = {f["name"]: f for f in json.loads(schema)["fields"]}
+    assert fields["total_litres"]["state_class"] == "total_increasing"
+    assert json.loads(units)["litres_per_minute"] == "L/min"
+    assert source == "observed", "the log process has no hardware classes: learned from the network"
