@@ -227,7 +227,10 @@ def test_broker_killed_mid_stream_reconnects_republishes_and_delivers_the_queue(
             for i in range(20):
                 await pub.publish(Temperature("t", 100.0 + i))
             await until(lambda: bridge.stats()["queued"] == 5, "the outage's readings queued")
-            assert bridge.stats()["queue_dropped"] == 15
+            # the first reading, when the broker had not acknowledged it yet, was put back
+            # in the queue (requeued) and then dropped with the oldest of the outage
+            stats = bridge.stats()
+            assert stats["queue_dropped"] == 15 + stats["requeued"] and stats["requeued"] <= 1
             broker.start()
             watcher = Watcher(broker, "homeassistant/#", "ganglion/#")  # before the bridge is back
             try:
