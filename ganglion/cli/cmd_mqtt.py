@@ -8,12 +8,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ganglion.cli._options import network_options, resolve_network
 from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
+
+if TYPE_CHECKING:
+    from ganglion.runtime.mqtt import MqttBridge
 
 
 @click.command()
@@ -134,9 +138,9 @@ def mqtt(broker: str, password_file: Path | None, ca: Path | None, prefix: str, 
     sys.exit(run_until_signalled(main))
 
 
-async def _print_stats(bridge: object, every: float, stop: asyncio.Event) -> None:
+async def _print_stats(bridge: MqttBridge, every: float, stop: asyncio.Event) -> None:
     from ganglion.cli._run import wait_or_stop
 
     while not await wait_or_stop(stop, every):
-        click.echo(json.dumps(bridge.stats(), sort_keys=True), nl=True)  # type: ignore[attr-defined]
+        click.echo(json.dumps(bridge.stats(), sort_keys=True))
         sys.stdout.flush()

@@ -308,8 +308,6 @@ class MqttBridge:
     async def _supervise(self, stop: asyncio.Event) -> None:
         import aiomqtt
 
-        from ganglion.cli._run import wait_or_stop
-
         failures = 0
         while not stop.is_set():
             self._established = False
@@ -430,8 +428,6 @@ class MqttBridge:
     # -- the poller ------------------------------------------------------------------------
 
     async def _poll_forever(self, stop: asyncio.Event) -> None:
-        from ganglion.cli._run import wait_or_stop
-
         loop = asyncio.get_running_loop()
         node, core = self._node, self.core
         assert core is not None
@@ -507,6 +503,15 @@ async def purge(*, broker: BrokerAddress, settings: BridgeSettings, password: st
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _tls_context(ca: Path | str | None) -> ssl.SSLContext:

@@ -92,14 +92,17 @@ def test_the_last_will_says_offline_when_the_bridge_is_sigkilled(procs: Procs,
 def test_a_clean_stop_says_offline_and_prints_the_counters(procs: Procs, broker: Broker) -> None:
     watcher = Watcher(broker, "ganglion/bridge/state")
     try:
-        bridge = procs.start("mqtt", "--broker", broker.url, "--qos", "1", *net_args())
+        bridge = procs.start("mqtt", "--broker", broker.url, "--qos", "1", "--stats-every",
+                             "0.2", *net_args())
         wait_until(lambda: watcher.latest("ganglion/bridge/state") == b"online", "the birth",
                    timeout=20)
+        wait_until(lambda: len(procs.output(bridge)[0].splitlines()) >= 2, "two stats lines")
         bridge.send_signal(signal.SIGTERM)
         assert bridge.wait(timeout=15) == 0
         out, _err = procs.output(bridge)
-        stats = json.loads(out.strip().splitlines()[-1])
-        assert stats["connects"] == 1 and stats["queue_limit"] == 10_000
+        lines = [json.loads(line) for line in out.strip().splitlines()]
+        assert all("queue_dropped" in line for line in lines)
+        assert lines[-1]["connects"] == 1 and lines[-1]["queue_limit"] == 10_000
         wait_until(lambda: watcher.latest("ganglion/bridge/state") == b"offline", "offline")
     finally:
         watcher.close()
