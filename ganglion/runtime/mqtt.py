@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Iterable
@@ -353,6 +354,7 @@ class MqttBridge:
             # bridge hands messages to paho directly and polls is_published() where it
             # waits, so without it each reading costs a third less.
             self._paho.on_publish = None
+            _Coalescer.attach(self._paho, asyncio.get_running_loop())
             try:
                 self.counts["connects"] += 1
                 _log.info("mqtt: connected to %s", self.broker)
@@ -503,6 +505,65 @@ async def purge(*, broker: BrokerAddress, settings: BridgeSettings, password: st
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+class _Coalescer:
+    """Joins the packets paho writes in one event-loop turn into one ``send()``.
+
+    paho writes each MQTT packet with its own ``send()`` system call; at thousands of
+    readings a second that call is most of the bridge's cost on the event loop. This
+    replaces the client's ``_sock_send`` (plain TCP only; TLS keeps paho's) with one
+    that buffers and sends everything of one loop turn at once. A packet counts as
+    written when buffered, which for paho only means "QoS 0 published" a moment early.
+    What the kernel does not take is retried every millisecond; a failing socket is
+    shut down, so paho's reader sees the connection lost and the supervisor reconnects.
+    A DISCONNECT is sent at once: paho closes the socket right after writing it.
+    """
+
+    __slots__ = ("_loop", "_pending", "_rest", "_scheduled", "_sock")
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self._sock = sock
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._rest = b""
+        self._scheduled = False
+
+    @classmethod
+    def attach(cls, paho_client: Any, loop: asyncio.AbstractEventLoop) -> None:
+        sock = getattr(paho_client, "_sock", None)
+        if type(sock) is socket.socket:  # not ssl.SSLSocket, not a websocket
+            paho_client._sock_send = cls(sock, loop).send
+
+    def send(self, buf: bytes | bytearray) -> int:
+        self._pending.append(bytes(buf))
+        if buf[:1] == b"\xe0":  # DISCONNECT
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+        return len(buf)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        data = self._rest + b"".join(self._pending) if self._pending else self._rest
+        self._pending.clear()
+        if not data:
+            return
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._rest = b""
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            return
+        self._rest = data[sent:]
+        if self._rest and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_later(0.001, self.flush)
+
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
