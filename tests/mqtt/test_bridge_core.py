@@ -328,3 +328,13 @@ def test_commands_are_validated_by_the_type_and_refused_with_one_line() -> None:
     assert rec == Record("remote.Temp", {"sensor": "a", "celsius": 2})
     with pytest.raises(ValueError, match="expected float"):
         to_message("remote.Temp", b'{"celsius": "x"}', schema=remote)
+
+
+def test_without_home_assistant_only_readings_and_availability_go_out() -> None:
+    core = BridgeCore(BridgeSettings(ha=False, retain=False, qos=1), now=0.0)
+    out = reading(core, Temperature("t", 1.0)) + reading(core, Temperature("t", 2.0), now=1.0)
+    assert [(p.topic, p.retain, p.qos) for p in out] == [
+        ("ganglion/brewpi/availability", True, 1),
+        ("ganglion/brewpi/sensors.Temperature/t", False, 1),
+        ("ganglion/brewpi/sensors.Temperature/t", False, 1)]
+    assert not any(p.topic.endswith("/config") for p in core.connected() + core.tick(1e9))
