@@ -582,7 +582,7 @@ class Node:
         return [addr for pair in self._bus.endpoints for addr in pair]
 
     def discovered(self) -> list[Any]:
-        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.PeerInfo`)."""
+        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.AdvertisedPeer`)."""
         return [] if self._discovery is None else list(self._discovery.peers())
 
     def stats(self) -> NodeStats:
@@ -728,7 +728,7 @@ class Node:
                 clock_synced=lv.clock_synced)
 
     async def _start_bus(self) -> None:
-        from ganglion.client import STATE_DIR_BUS_NAME
+        from ganglion.plugin_frames import STATE_DIR_BUS_NAME
         from ganglion.runtime.bus import PluginBus
 
         ipc: Path | None = None

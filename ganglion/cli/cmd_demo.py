@@ -89,11 +89,13 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
               show_default=True, help="UDP port of the data groups (control: the next one).")
 def demo(duration: float, interval: float, port: int) -> None:
     """Run a demo network of simulated sensor nodes over loopback and print what arrives."""
-    import hardware.readings  # noqa: F401  (registers the sensor types)
     from ganglion.cli._format import format_reading
     from ganglion.cli._observer import control_port_for
     from ganglion.node import Node
+    from ganglion.plugins import load_installed_types
     from ganglion.runtime.subscription import MessageInfo
+
+    load_installed_types()  # the sensor types, so readings print by their classes
 
     async def main(stop: asyncio.Event) -> int:
         with tempfile.TemporaryDirectory(prefix="ganglion-demo-") as tmp:

@@ -74,8 +74,9 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ganglion.client import DEFAULT_HWM, BusAddress, BusSecret, PluginMeta, ipc_address
+from ganglion.bus_secret import BusSecret
 from ganglion.errors import ConfigError, DecodeError, GanglionError, TransportError
+from ganglion.plugin_frames import DEFAULT_HWM, BusAddress, PluginMeta, ipc_address
 from ganglion.runtime._bus_auth import HandshakeWatch, ZapHandler, secure_server
 from ganglion.runtime._bus_report import ReportLimiter, clip, excerpt
 from ganglion.runtime.subscription import MessageInfo

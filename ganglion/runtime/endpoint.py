@@ -379,10 +379,10 @@ class Endpoint:
             for sub in list(subs):
                 sub.close()
         if self._receiver is not None:
-            await self._receiver.async_close()
+            self._receiver.close()
             self._receiver = None
         if self._sender is not None:
-            await self._sender.async_close()
+            self._sender.close()
             self._sender = None
 
     async def __aenter__(self) -> Endpoint:

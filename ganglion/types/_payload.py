@@ -19,9 +19,10 @@ Decoding rules (docs/protocol.md, "Payload"):
   :data:`MAX_DEPTH`) is a :class:`DecodeError`.
 
 ``decode_payload`` raises nothing but :class:`DecodeError`, whatever the bytes.
-A registered class's generated decoder (:mod:`ganglion.types._decodegen`) is
-tried first; it reads only the exact shape our encoder writes and hands
-everything else to the generic path, so results and errors are the same.
+A registered class's generated decoder (:mod:`ganglion.types._decodegen`, behind
+its layout templates) is tried first; it reads only the exact shape our encoder
+writes and hands everything else to the generic path, so results and errors are
+the same. Which routes exist and why each stays: :mod:`ganglion.types`.
 """
 
 from __future__ import annotations

@@ -212,13 +212,23 @@ def _check_toml(block: Block, workspace: Path, port: int) -> None:
 
 
 def _check_entry_points(block: Block, workspace: Path) -> None:
-    """Every plugin the fragment declares loads through the node's own plugin loader."""
-    entries = tomllib.loads(block.text)["project"]["entry-points"]["ganglion.plugins"]
+    """Every plugin the fragment declares loads through the node's own plugin loader,
+    and every types module through the loader the CLI uses."""
+    groups = tomllib.loads(block.text)["project"]["entry-points"]
+    entries = groups["ganglion.plugins"]
     code = ("import sys\nfrom ganglion.plugins import load_plugin\n"
             "for name in sys.argv[1:]:\n    print(name, type(load_plugin(name)).__name__)\n")
     done = subprocess.run([sys.executable, "-c", code, *entries], env=_env(workspace),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"{block.where}: {done.stderr}"
+    modules = list(groups.get("ganglion.types", {}).values())
+    if modules:
+        code = ("from ganglion.plugins import load_installed_types\n"
+                "print(*load_installed_types(), sep='\\n')\n")
+        done = subprocess.run([sys.executable, "-c", code], env=_env(workspace),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{block.where}: {done.stderr}"
+        assert set(modules) <= set(done.stdout.split()), f"{block.where}: {done.stderr}"
 
 
 def _start_node_with_config(block: Block, workspace: Path, port: int) -> None:
