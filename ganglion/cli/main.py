@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "join": ("cmd_join", "join"),
     "status": ("cmd_status", "status"),
     "dashboard": ("cmd_dashboard", "dashboard"),
+    "mqtt": ("cmd_mqtt", "mqtt"),
 }
 
 

@@ -49,6 +49,12 @@ group (``239.255.0.1``, port 47801) carrying the types of
   clock's multiples of ``heartbeat_seconds`` (the tick clock's module says how),
   so on a network with synchronised clocks every node sends at the same moment
   and an idle node wakes about twice per interval, not once per peer heartbeat.
+* **Schemas** (docs/protocol.md 7.6). A ``SchemaRequest`` is answered by every
+  node that publishes the type and has its class (within the requester's budget),
+  with a ``Schema`` to the group; what arrives is checked and kept in a bounded
+  :class:`~ganglion.schemas.SchemaCache`, so nodes without the class know units
+  and kinds. A node of an older version has no subscriber of either type: it
+  drops them like any unknown control type.
 * **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
   counted as ``retire_refused_published``, while this node or a live peer lists
   the type in ``publishes``; otherwise it costs the requester a proposal token.
@@ -69,6 +75,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -104,11 +112,20 @@ from ganglion.membership import (
     PeerInfo,
 )
 from ganglion.runtime._tickclock import TickClock
-from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
+from ganglion.runtime.control_messages import (
+    Heartbeat,
+    LastValue,
+    LastValueRequest,
+    PaxosFrame,
+    SchemaAnnounce,
+    SchemaField,
+    SchemaRequest,
+)
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import FINGERPRINT_SIZE, is_valid_type_name
+from ganglion.schemas import SchemaCache, check_announced
+from ganglion.types import FINGERPRINT_SIZE, TypeSchema, is_valid_type_name
 from ganglion.wire import KeyRing
 
 _log = logging.getLogger(__name__)
@@ -200,6 +217,7 @@ class ControlChannel:
         subscribes: Callable[[], list[str]] | None = None,
         on_peers_changed: Callable[[], None] | None = None,
         limits: MembershipLimits | None = None,
+        schema_of: Callable[[str], TypeSchema | None] | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -218,6 +236,10 @@ class ControlChannel:
         self._on_last_value = on_last_value
         self._subscribes = subscribes
         self._on_peers_changed = on_peers_changed
+        self._schema_of = schema_of
+        #: Schemas announced by publishers (docs/protocol.md 7.6).
+        self.schemas = SchemaCache()
+        self._schema_events: dict[str, asyncio.Event] = {}
         self._last_heartbeat = float("-inf")
         self._early_heartbeat: asyncio.TimerHandle | None = None
         if limits is None:
@@ -262,6 +284,8 @@ class ControlChannel:
         ep.subscribe(PaxosFrame, callback=self._on_paxos)
         ep.subscribe(LastValueRequest, callback=self._on_last_value_request)
         ep.subscribe(LastValue, callback=self._on_last_value_message)
+        ep.subscribe(SchemaRequest, callback=self._on_schema_request)
+        ep.subscribe(SchemaAnnounce, callback=self._on_schema)
         for type_name, group in self.paxos.groups.items():
             # the map rebuilt from the journal: a restarted node keeps its groups
             self._on_change(MapChange(type_name=type_name, old=None, new=group))
@@ -332,6 +356,27 @@ class ControlChannel:
         """Ask every publisher of ``type_name`` for its latest message."""
         self.endpoint.publish(LastValueRequest(type_name=type_name))
 
+    def request_schema(self, type_name: str, fingerprint: bytes | None = None) -> bool:
+        """Ask the publishers of ``type_name`` for its schema (at most once a second per
+        version). Returns whether a request went out."""
+        if not self.schemas.should_ask(type_name, fingerprint, asyncio.get_running_loop().time()):
+            return False
+        self.endpoint.publish(SchemaRequest(type_name=type_name, fingerprint=fingerprint))
+        self.counts["schema_requested"] += 1
+        return True
+
+    def schema_event(self, type_name: str) -> asyncio.Event:
+        """An event set (and replaced) whenever a schema of ``type_name`` is learned."""
+        event = self._schema_events.get(type_name)
+        if event is None:
+            if len(self._schema_events) >= self.schemas_waited_max:
+                self._schema_events.clear()  # waiters re-check on timeout; bounded table
+            event = self._schema_events[type_name] = asyncio.Event()
+        return event
+
+    #: Type names with a waiting :meth:`schema_event` at most.
+    schemas_waited_max = 256
+
     def heartbeat_soon(self) -> None:
         """Send a heartbeat now, or as soon as :data:`MIN_HEARTBEAT_GAP` allows.
 
@@ -357,6 +402,7 @@ class ControlChannel:
         a second layer behind these, with some of the same names).
         """
         return {**self.counts, **self.membership.counts, **self._budget.counts,
+                **self.schemas.counts, "schemas": len(self.schemas),
                 **self.membership.sizes(), "rate_keys_evicted": self._budget.evicted,
                 "view": len(self.paxos.view),
                 "types": len(self.paxos.groups), "ticks": self._ticks,
@@ -692,6 +738,52 @@ class ControlChannel:
             self.counts["last_value_malformed"] += 1
             return
         self._on_last_value(lv, info)
+
+
+    def _on_schema_request(self, req: SchemaRequest, info: MessageInfo) -> None:
+        if (not isinstance(req, SchemaRequest) or not is_valid_type_name(req.type_name)
+                or not (req.fingerprint is None or len(req.fingerprint) == FINGERPRINT_SIZE)):
+            self.counts["schema_malformed"] += 1
+            return
+        if info.local or self._schema_of is None or req.type_name not in self._publishes():
+            return
+        schema = self._schema_of(req.type_name)
+        if schema is None or (req.fingerprint is not None
+                              and req.fingerprint != schema.fingerprint):
+            return
+        if not self._budget.allow_schema(info.sender, asyncio.get_running_loop().time()):
+            return
+        self.endpoint.publish(_announcement(schema))
+        self.counts["schema_answered"] += 1
+
+    def _on_schema(self, msg: SchemaAnnounce, info: MessageInfo) -> None:
+        if info.local:
+            return
+        try:
+            if not isinstance(msg, SchemaAnnounce):
+                raise ValueError("fields that do not fit the schema")
+            schema = TypeSchema.from_plain({
+                "name": msg.type_name, "fingerprint": msg.fingerprint.hex(),
+                "description": msg.description, "key": msg.key,
+                "fields": [dataclasses.asdict(f) for f in msg.fields]})
+            check_announced(schema)
+        except (ValueError, TypeError) as exc:
+            self.counts["schema_malformed"] += 1
+            _log.debug("schema announcement dropped: %s", exc)
+            return
+        self.schemas.put(schema)
+        event = self._schema_events.pop(schema.name, None)
+        if event is not None:
+            event.set()
+
+
+def _announcement(schema: TypeSchema) -> SchemaAnnounce:
+    return SchemaAnnounce(
+        type_name=schema.name, fingerprint=schema.fingerprint, description=schema.description,
+        key=list(schema.key),
+        fields=[SchemaField(name=f.name, wire=f.wire, unit=f.unit, device_class=f.device_class,
+                            state_class=f.state_class, description=f.description,
+                            declared=f.declared) for f in schema.fields])
 
 
 def _plausible_last_value(lv: LastValue) -> bool:
