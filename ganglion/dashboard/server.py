@@ -44,7 +44,7 @@ from ganglion.dashboard.units import field_unit
 from ganglion.dashboard.view import NodeBook, stats_json, types_json
 from ganglion.errors import LogDatabaseError
 from ganglion.logger.schema import read_only_uri
-from ganglion.types import as_dict
+from ganglion.types import TypeSchema, as_dict
 
 __all__ = ["COOKIE", "Dashboard"]
 
@@ -235,7 +235,16 @@ class Dashboard:
         for name in new:
             self._subs[name] = self.node.subscribe(name, callback=self._on_reading,
                                                    propose=False, last_value=True)
+            if self._schema(name) is None and hasattr(self.node, "request_type_schema"):
+                # No class here: ask the publishers for its units (answered on the
+                # control channel, kept by the node; the next /api/types has them).
+                self.node.request_type_schema(name)
         return new
+
+    def _schema(self, type_name: str) -> TypeSchema | None:
+        """The type's declared schema, when the node knows it (class or announced)."""
+        lookup = getattr(self.node, "type_schema", None)
+        return lookup(type_name) if lookup is not None else None
 
     def _on_reading(self, msg: Any, info: Any) -> None:
         self.live.add(LiveReading.build(
@@ -288,7 +297,7 @@ class Dashboard:
         self.nodes.update(self.node, loop_now=asyncio.get_running_loop().time())
         return {"map": self.node.types(), "nodes": self.nodes.as_json(), "now_ns": time.time_ns(),
                 "stats": stats_json(self.node),
-                "types": types_json(self.node.types(), self.live, self._logged),
+                "types": types_json(self.node.types(), self.live, self._logged, self._schema),
                 "server": {"clients": len(self._clients), "dropped_clients": self.dropped_clients,
                            "received": self.live.received, "refused": self.live.refused}}
 
@@ -341,7 +350,7 @@ class Dashboard:
         return web.json_response(stats_json(self.node))
 
     async def _api_types(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(types_json(self.node.types(), self.live, self._logged))
+        return web.json_response(types_json(self.node.types(), self.live, self._logged, self._schema))
 
     async def _api_unknown(self, request: web.Request) -> web.StreamResponse:
         return _error(404, f"no such API endpoint: {request.path}; see docs/dashboard.md")
@@ -372,7 +381,7 @@ class Dashboard:
         finally:
             conn.close()
         since, until, width, _level = q.buckets()
-        return {"type": q.type, "field": q.field, "unit": field_unit(q.type, q.field, units),
+        return {"type": q.type, "field": q.field, "unit": field_unit(q.type, q.field, units, self._schema(q.type)),
                 "since": since / 1e9, "until": until / 1e9, "bucket_s": width / 1e9,
                 "series": [s.as_json() for s in series]}
 

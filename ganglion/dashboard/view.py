@@ -9,12 +9,13 @@ that went silent stays on the page marked *gone* instead of vanishing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ganglion import __version__
 from ganglion.dashboard.live import LiveState
 from ganglion.dashboard.units import field_unit
+from ganglion.types import TypeSchema
 
 __all__ = ["NodeBook", "stats_json", "types_json"]
 
@@ -75,19 +76,22 @@ def stats_json(node: Any) -> dict[str, Any]:
 
 
 def types_json(agreed: Mapping[str, str], live: LiveState,
-               logged: Mapping[str, Mapping[str, str | None]]) -> dict[str, Any]:
+               logged: Mapping[str, Mapping[str, str | None]],
+               schema_of: Callable[[str], TypeSchema | None] | None = None) -> dict[str, Any]:
     """Per type of the map, seen in readings or in the log: group, numeric fields, units.
 
     Args:
         agreed: the agreed map.
         live: the live state (fields seen in readings).
         logged: type -> numeric field -> unit as the log recorded them (no log: empty).
+        schema_of: type name -> its declared schema, when the node knows it.
     """
     out: dict[str, Any] = {}
     for name in sorted(set(agreed) | set(live.fields) | set(logged)):
         in_log = logged.get(name, {})
         fields = [*live.fields.get(name, {}), *(f for f in in_log if f not in live.fields.get(name, {}))]
         units = {f: u for f, u in in_log.items() if u is not None}
+        declared = schema_of(name) if schema_of is not None else None
         out[name] = {"group": agreed.get(name),
-                     "fields": {f: field_unit(name, f, units) for f in fields}}
+                     "fields": {f: field_unit(name, f, units, declared) for f in fields}}
     return out

@@ -10,6 +10,7 @@ import asyncio
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 from dash_support import LOOPBACK, dashboard, make_log, parse_events, run, until
 
+from ganglion import message
 from ganglion.dashboard.history import HistoryQuery, query_history
 from ganglion.dashboard.live import LiveReading
 from hardware.readings import Humidity, Temperature
@@ -303,3 +305,26 @@ def test_exposure_notice_says_who_can_see_and_warns_without_token(listen: str) -
     assert line is not None and "every machine" in line and "WARNING" in line
     line = exposure_notice("192.168.1.5", 8080, token=True)
     assert line is not None and "192.168.1.5" in line and "WARNING" not in line
+
+
+@message("dashtest.Air", key="sensor")
+@dataclass
+class Air:
+    """A type whose unit only its declaration says (no field-name convention for co2)."""
+
+    sensor: str
+    co2: float = field(metadata={"unit": "ppm", "kind": "carbon_dioxide"})
+
+
+def test_declared_units_win_over_conventions(port: int, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with dashboard(port, tmp_path) as (pub, board), aiohttp.ClientSession() as http:
+            await pub.publish(Air("air:1", 415.0))
+            await pub.wait_for_group("dashtest.Air")
+            await until(lambda: any(r.type == "dashtest.Air" for r in board.live.latest()),
+                        "the air reading")
+            status, types = await get(http, board.url + "api/types")
+            assert status == 200
+            assert types["dashtest.Air"]["fields"] == {"co2": "ppm"}
+
+    run(main())
