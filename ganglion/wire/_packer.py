@@ -281,9 +281,9 @@ class Packer:
             delta = ts_ns - self._prev
             # The common case passes one chained comparison: a message microseconds
             # after the previous one, of a plausible size.
-            if not (0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64):
-                if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
-                    raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
+            if not (0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64) and (
+                    not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA):
+                raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
             dz = (delta << 1) if delta >= 0 else ((-delta) << 1) - 1  # zigzag, inlined
         else:
             # The first message of a datagram is at the base time: delta 0.

@@ -57,7 +57,7 @@ def test_refused_messages_on_the_route_raise_and_take_no_number(
             rx.subscribe(Reading, lambda _m, i: seqs.append(i.seq))
             tx.publish(Reading(0))
             tx.publish(Reading(1))  # on the route now
-            assert Reading in tx._routes
+            assert Reading in tx._pub.routes()
             with pytest.raises(EncodeError, match="value"):
                 tx.publish(Reading("nope"))  # type: ignore[arg-type]
             with pytest.raises(MessageTooLarge):
@@ -105,7 +105,7 @@ def test_interest_off_then_on_sends_with_the_numbers_given_at_publish(
                 tx.publish(Reading(i))
             await wait_until(lambda: len(got) == 3)
             tx.set_remote_interest(NAME, False)
-            assert not tx._routes
+            assert not tx._pub.routes()
             for i in range(3, 6):
                 tx.publish(Reading(i))  # numbered, not sent
             tx.set_remote_interest(NAME, True)
