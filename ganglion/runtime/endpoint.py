@@ -64,7 +64,7 @@ from ganglion.runtime._listening import (
 )
 from ganglion.runtime._outgoing import YIELD_CPU, Outgoing
 from ganglion.runtime._publishing import DEFAULT_PENDING_LIMIT, Publisher, RemoteInterest
-from ganglion.runtime._sender import SenderStats
+from ganglion.runtime._sender import GroupSender, SenderStats
 from ganglion.runtime.lastvalues import DEFAULT_MAX_KEYS
 from ganglion.runtime.subscription import (
     DEFAULT_QUEUE_SIZE,
@@ -271,11 +271,12 @@ class Endpoint:
             self._sender.close()
             raise
         self._listening.receiver = self._receiver
+        to_groups = GroupSender(self._sender, self._groups, self.port)
         self._out = Outgoing(node_id=self.node_id, boot=self.boot, key=self._key,
-                             max_datagram=self._max_datagram, send=self._send, loop=loop,
+                             max_datagram=self._max_datagram, send=to_groups.send, loop=loop,
                              replayed=self.replay,
                              after_idle_send=YIELD_CPU if self._yield_on_send else None,
-                             send_many=self._send_many if self._sender.gso else None,
+                             send_many=to_groups.send_many if self._sender.gso else None,
                              count_sent=self._sender.count_sent)
         self._pub.out = self._out
         self._pub.make_lane = self._send_lane
@@ -589,15 +590,6 @@ class Endpoint:
             self._pub.next_seq, type_name, self._sender, self._out, packer,
             self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu)
         return lane
-
-    def _send(self, datagram: bytes, type_name: str) -> bool:
-        assert self._sender is not None
-        group = self._groups[type_name]  # resolved before anything was queued
-        return self._sender.send(datagram, group, self.port)
-
-    def _send_many(self, datagrams: list[bytes], type_name: str) -> None:
-        assert self._sender is not None
-        self._sender.send_many(datagrams, self._groups[type_name], self.port)
 
     def _release(self, type_name: str) -> None:
         """Send the messages that waited for ``type_name``'s group (if it still has one)."""
