@@ -137,6 +137,8 @@ class Outgoing:
         self._clock_synced = True
         self._flush_handle: Cancellable | None = None
         self._after_idle_send = after_idle_send
+        # The after-send hook the compiled lane cannot run itself (it only yields).
+        self._after_lane_send = None if self.yields_cpu else after_idle_send
         self._send_many = send_many
         # Datagrams made while busy, per type, when they leave in trains (send_many).
         self._trains: dict[str, list[bytes]] | None = None if send_many is None else {}
@@ -260,25 +262,18 @@ class Outgoing:
             full: for an added message, whether another as large would not fit (what
                 :meth:`Packer.add <ganglion.wire.Packer.add>` answers as ``FULL``).
         """
+        self.messages += 1
         if sent:
+            # What add() does after its own lone send. The lane yielded the CPU right
+            # after its send when yields_cpu; any other after-send hook runs here.
+            self.datagrams += 1
             if self._count_sent is not None:
                 self._count_sent(sent)
-            self.sent_alone()
-        else:
-            self.messages += 1
-            if full:
-                self.emit(packer)
-
-    def sent_alone(self) -> None:
-        """Account a message the compiled send lane sent at once, alone, while idle: what
-        :meth:`add` does after its own send on that path. The lane yields the CPU right
-        after its send exactly when :attr:`yields_cpu`; any other after-send hook runs
-        here."""
-        self.messages += 1
-        self.datagrams += 1
-        if self._after_idle_send is not None and not self.yields_cpu:
-            self._after_idle_send()
-        self._went_busy()
+            if self._after_lane_send is not None:
+                self._after_lane_send()
+            self._went_busy()
+        elif full:
+            self.emit(packer)
 
     def _went_busy(self) -> None:
         """A message left while idle: batch what follows in this loop iteration."""
