@@ -27,9 +27,10 @@ READING_TYPE = "bench.NodeReading"
 
 def _node(cfg: dict[str, Any], *, observer: bool = False) -> Node:
     port = int(cfg["port"])
+    # "bus": also serve the plugin bus on ipc in the state directory (internal <-> external)
     return Node(name=str(cfg.get("name", "bench")), interface=LOOPBACK, port=port,
                 control_port=port + 1, state_dir=None if observer else cfg["state_dir"],
-                discovery=False, observer=observer)
+                discovery=False, observer=observer, bus_ipc=bool(cfg.get("bus", False)))
 
 
 def _members(node: Node) -> int:

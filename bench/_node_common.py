@@ -33,6 +33,8 @@ PORTS = {
     "rss_idle_nomdns": 47870,
     "rss_types": 47880,
     "inprocess": 47890,
+    "bus_local": 47900,
+    "bus_latency": 47910,
 }
 
 #: The only interface the benchmark uses.

@@ -13,7 +13,8 @@ so a lost orchestrator never leaves a worker behind for long.
 Roles: ``member`` (agreement), ``receiver`` (start-up), ``node-pub`` /
 ``node-sub`` (node-to-node), ``plugin-pub`` / ``plugin-sub`` (through the plugin
 bus), ``types`` (a plugin publishing many types), ``watch`` (an observer counting
-the agreed map) and ``inprocess``.
+the agreed map), ``inprocess``, and for the bus against a bare ``zmq.proxy``:
+``proxy``, ``raw-pub`` and ``raw-sub`` (plain pyzmq, :mod:`_node_bus`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from _node_async import (  # noqa: E402
     run_receiver,
     run_watch,
 )
+from _node_bus import run_proxy, run_raw_pub, run_raw_sub  # noqa: E402
 from _node_sync_roles import (  # noqa: E402
     run_inprocess,
     run_plugin_pub,
@@ -60,6 +62,9 @@ SYNC_ROLES = {
     "plugin-sub": run_plugin_sub,
     "types": run_types,
     "inprocess": run_inprocess,
+    "proxy": run_proxy,
+    "raw-pub": run_raw_pub,
+    "raw-sub": run_raw_sub,
 }
 
 

@@ -18,7 +18,11 @@ the median over trials, the spread, and the ratio to issue 4's targets:
    100 types for a plugin;                                         target < 40 MB idle
 5. in-process publish -> callback messages/s in one node;   target >= 10x pyplexo
 6. pyplexo's in-process rate, measured from a separate venv when it installs,
-   else the 41k msg/s quoted in the issue.
+   else the 41k msg/s quoted in the issue;
+7. the plugin bus (issue 18): plugin -> plugin on one node through ``ganglion
+   node``'s bus and through a bare ``zmq.proxy(XSUB, XPUB)``, the same plain pyzmq
+   clients, in the same trial (the ratio is the target, >= 0.5x); and internal
+   plugin <-> external plugin on one node, paced, p50 one-way;   target < 60 us
 
 Isolation: like bench/transport.py (helper module ``_transport_netns``), as root
 it re-executes itself in a fresh network namespace with only loopback and
@@ -48,13 +52,14 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(_BENCH.parent), *(p for p in sys.path if Path(p or ".").resolve() != _BENCH),
                str(_BENCH)]
 
+import _node_bus as bus_measure  # noqa: E402
 import _node_measure as measure  # noqa: E402
 from _node_plexo import QUOTED_MSG_S, PlexoResult, measure_plexo, prepare_venv  # noqa: E402
 from _node_procs import ProcError  # noqa: E402
 from _node_report import build_rows, format_table  # noqa: E402
 from _transport_netns import choose_isolation, run_in_namespace  # noqa: E402
 
-STEPS = ("inprocess", "plexo", "startup", "agree", "e2e", "rss")
+STEPS = ("inprocess", "plexo", "startup", "agree", "e2e", "rss", "bus")
 #: Set by the parent for the namespaced child: why pyplexo could not be installed.
 ENV_PLEXO_REASON = "GANGLION_BENCH_PLEXO_REASON"
 
@@ -75,6 +80,8 @@ class Plan:
     inprocess_count: int
     plexo_trials: int
     plexo_count: int
+    bus_trials: int = 3
+    bus_count: int = 100_000
     types: int = 100
 
 
@@ -89,7 +96,7 @@ def make_plan(quick: bool, trials: int | None) -> Plan:
         plan = Plan(startup_trials=2, agree_trials=3, e2e_trials=1, blast_count=5000,
                     paced_count=500, rate=1000.0, rss_trials=1, settle_s=2.0,
                     inprocess_trials=1, inprocess_count=50_000, plexo_trials=1,
-                    plexo_count=5000)
+                    plexo_count=5000, bus_trials=1, bus_count=20_000)
     else:
         plan = Plan(startup_trials=7, agree_trials=15, e2e_trials=3, blast_count=20_000,
                     paced_count=2000, rate=1000.0, rss_trials=3, settle_s=5.0,
@@ -98,7 +105,7 @@ def make_plan(quick: bool, trials: int | None) -> Plan:
     if trials is None:
         return plan
     counts = {f: trials for f in ("startup_trials", "agree_trials", "e2e_trials", "rss_trials",
-                                  "inprocess_trials", "plexo_trials")}
+                                  "inprocess_trials", "plexo_trials", "bus_trials")}
     return Plan(**{**asdict(plan), **counts})
 
 
@@ -172,6 +179,13 @@ def run_steps(plan: Plan, steps: Sequence[str], *, log: Callable[[str], None] = 
                     mdns=True, settle_s=plan.settle_s, loop="uvloop"))
             trial("rss_types", lambda: measure.rss_types_trial(plan.types,
                                                                settle_s=plan.settle_s))
+    if "bus" in steps:
+        for index in range(plan.bus_trials):
+            trial("bus_local", partial(bus_measure.bus_local_trial, plan.bus_count, index,
+                                       plan.paced_count))
+            for direction in ("ext_to_int", "int_to_ext"):
+                trial(f"bus_{direction}", partial(bus_measure.bus_latency_trial, direction,
+                                                  plan.paced_count, plan.rate))
     return out
 
 
@@ -195,6 +209,13 @@ def report(out: Outcome) -> str:
     else:
         lines.append(f"pyplexo not measured ({plexo.reason or 'not selected'}); "
                      f"reference is the {QUOTED_MSG_S:,.0f} msg/s quoted in issue 4")
+    local = out.results.get("bus_local", [])
+    if local:
+        ratios = sorted(r["ratio"] for r in local)
+        lines.append(f"plugin->plugin on one node, ganglion bus / bare zmq.proxy (same run, "
+                     f"same clients): median {ratios[len(ratios) // 2]:.2f}x over "
+                     f"{len(ratios)} trials ({', '.join(f'{r:.2f}' for r in ratios)}); "
+                     f"target >= 0.5x")
     lines += [f"{name} failed: {why}" for name, why in sorted(out.failures.items())]
     return "\n".join(lines)
 

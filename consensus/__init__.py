@@ -9,7 +9,7 @@ the simulator in :mod:`consensus.sim`) drives a :class:`PaxosNode`:
     node.tick()
     rd = node.ready()
     journal.append_all(rd.to_persist); rd.mark_persisted()   # BEFORE sending
-    for env in rd.outbox: send(env.to, cbor2.dumps(env.msg.to_wire()))
+    for out in rd.outbox: send(out.to, cbor2.dumps(out.msg.to_wire()))
     node.advance(rd)
 
 See ``docs/consensus.md`` for the protocol and the argument for its properties.
@@ -28,14 +28,14 @@ from consensus.allocator import (
 from consensus.commands import Assign, Command, Move, Retire, decode_command
 from consensus.errors import (
     AddressSpaceExhausted,
-    ConfigError,
     ConsensusError,
     InvalidCommand,
+    InvalidConfig,
     MalformedMessage,
     PersistOrderError,
 )
 from consensus.groupmap import GroupMap, MapChange
-from consensus.journal import Record, record_from_wire
+from consensus.journal import JournalRecord, record_from_wire
 from consensus.limits import MAX_ROUND, ROUND_STEP, SLOT_WINDOW, Limits
 from consensus.messages import (
     Accept,
@@ -54,7 +54,7 @@ from consensus.messages import (
     message_from_wire,
 )
 from consensus.node import Config, NodeFailed, PaxosNode
-from consensus.ready import Envelope, Ready
+from consensus.ready import Outbound, Ready
 
 __all__ = [
     "CONTROL_BLOCK",
@@ -73,11 +73,11 @@ __all__ = [
     "Command",
     "Commit",
     "Config",
-    "ConfigError",
     "ConsensusError",
-    "Envelope",
     "GroupMap",
     "InvalidCommand",
+    "InvalidConfig",
+    "JournalRecord",
     "Limits",
     "MalformedMessage",
     "MapChange",
@@ -85,13 +85,13 @@ __all__ = [
     "Move",
     "Nack",
     "NodeFailed",
+    "Outbound",
     "PaxosNode",
     "PersistOrderError",
     "Prepare",
     "Promise",
     "ProposeRequest",
     "Ready",
-    "Record",
     "Retire",
     "RetireRequest",
     "Status",

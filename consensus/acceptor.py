@@ -16,7 +16,7 @@ Once the node has learned a slot's decision it stops acting as acceptor for that
 
 from __future__ import annotations
 
-from consensus.journal import AcceptedRecord, DurableState, Promised, Record
+from consensus.journal import AcceptedRecord, DurableState, JournalRecord, Promised
 from consensus.messages import Accept, Accepted, Ballot, Message, Nack, Prepare, Promise
 
 __all__ = ["Acceptor"]
@@ -44,7 +44,7 @@ class Acceptor:
         """Return the slots with acceptor state, sorted."""
         return sorted(self._promised)
 
-    def on_prepare(self, msg: Prepare) -> tuple[Message, Record | None]:
+    def on_prepare(self, msg: Prepare) -> tuple[Message, JournalRecord | None]:
         """Answer phase 1a.
 
         Args:
@@ -57,7 +57,7 @@ class Acceptor:
         current = self._promised.get(msg.slot)
         if current is not None and msg.ballot < current:
             return Nack(sender=self._id, slot=msg.slot, ballot=msg.ballot, promised=current), None
-        record: Record | None = None
+        record: JournalRecord | None = None
         if current != msg.ballot:
             self._promised[msg.slot] = msg.ballot
             record = Promised(slot=msg.slot, ballot=msg.ballot)
@@ -71,7 +71,7 @@ class Acceptor:
         )
         return reply, record
 
-    def on_accept(self, msg: Accept) -> tuple[Message, Record | None]:
+    def on_accept(self, msg: Accept) -> tuple[Message, JournalRecord | None]:
         """Answer phase 2a.
 
         Args:
@@ -84,7 +84,7 @@ class Acceptor:
         current = self._promised.get(msg.slot)
         if current is not None and msg.ballot < current:
             return Nack(sender=self._id, slot=msg.slot, ballot=msg.ballot, promised=current), None
-        record: Record | None = None
+        record: JournalRecord | None = None
         if self._accepted.get(msg.slot) != (msg.ballot, msg.value):
             self._promised[msg.slot] = msg.ballot
             self._accepted[msg.slot] = (msg.ballot, msg.value)
@@ -96,9 +96,9 @@ class Acceptor:
         self._promised.pop(slot, None)
         self._accepted.pop(slot, None)
 
-    def records(self) -> list[Record]:
+    def records(self) -> list[JournalRecord]:
         """Return records that rebuild this acceptor's state (for journal compaction)."""
-        out: list[Record] = []
+        out: list[JournalRecord] = []
         for slot in sorted(self._promised):
             out.append(Promised(slot=slot, ballot=self._promised[slot]))
             prior = self._accepted.get(slot)

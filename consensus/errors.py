@@ -30,5 +30,5 @@ class PersistOrderError(ConsensusError, RuntimeError):
     """The caller tried to send a ``Ready``'s messages before persisting its state."""
 
 
-class ConfigError(ConsensusError, ValueError):
+class InvalidConfig(ConsensusError, ValueError):
     """A :class:`~consensus.node.Config` field is invalid; the message names the field."""

@@ -45,10 +45,10 @@ from consensus.messages import MAX_VALUE_BYTES, Ballot, _check_bytes, _check_uin
 __all__ = [
     "AcceptedRecord",
     "DurableState",
+    "JournalRecord",
     "Learned",
     "MoveIntent",
     "Promised",
-    "Record",
     "RoundUsed",
     "record_from_wire",
     "replay",
@@ -128,7 +128,7 @@ class MoveIntent:
         return ["move", self.move.type_name, str(self.move.old), str(self.move.new)]
 
 
-Record = Promised | AcceptedRecord | Learned | RoundUsed | MoveIntent
+JournalRecord = Promised | AcceptedRecord | Learned | RoundUsed | MoveIntent
 
 
 @dataclass(slots=True)
@@ -143,7 +143,7 @@ class DurableState:
     dropped: int = 0  # records left out for an implausible round (see the module docstring)
 
 
-def replay(records: Iterable[Record]) -> DurableState:
+def replay(records: Iterable[JournalRecord]) -> DurableState:
     """Rebuild durable state from a journal, in order.
 
     Args:
@@ -173,13 +173,13 @@ def replay(records: Iterable[Record]) -> DurableState:
     return state
 
 
-def _implausible(rec: Record) -> bool:
+def _implausible(rec: JournalRecord) -> bool:
     if isinstance(rec, (Promised, AcceptedRecord)):
         return rec.ballot.round > MAX_ROUND
     return isinstance(rec, RoundUsed) and rec.round > MAX_ROUND
 
 
-def record_from_wire(tree: object) -> Record:
+def record_from_wire(tree: object) -> JournalRecord:
     """Rebuild a record from its primitive tree.
 
     Args:
@@ -199,7 +199,7 @@ def record_from_wire(tree: object) -> Record:
         raise MalformedMessage(f"malformed journal record: {exc}") from exc
 
 
-def _record_from_wire(tree: object) -> Record:
+def _record_from_wire(tree: object) -> JournalRecord:
     if not isinstance(tree, list) or not tree:
         raise MalformedMessage(f"record must be a non-empty list, got {short(tree, 60)}")
     kind, *f = tree

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 
-from consensus.errors import ConfigError
+from consensus.errors import InvalidConfig
 
 __all__ = [
     "MAX_ROUND",
@@ -93,9 +93,9 @@ class Limits:
             value = getattr(self, f.name)
             if f.name == "enabled":
                 if type(value) is not bool:
-                    raise ConfigError(f"limits.enabled must be a bool, got {value!r}")
+                    raise InvalidConfig(f"limits.enabled must be a bool, got {value!r}")
             elif type(value) is not int or value < 1:
-                raise ConfigError(f"limits.{f.name} must be an int >= 1, got {value!r}")
+                raise InvalidConfig(f"limits.{f.name} must be an int >= 1, got {value!r}")
 
 
 class RateLimiter:

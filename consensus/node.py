@@ -48,10 +48,10 @@ from typing import Any
 
 from consensus.acceptor import Acceptor
 from consensus.commands import Assign, Move, Retire, check_type_name, decode_command
-from consensus.errors import AddressSpaceExhausted, ConfigError, ConsensusError
+from consensus.errors import AddressSpaceExhausted, ConsensusError, InvalidConfig
 from consensus.groupmap import Entry, GroupMap, MapChange
 from consensus.guard import InputGuard
-from consensus.journal import Learned, MoveIntent, Record, RoundUsed, replay
+from consensus.journal import JournalRecord, Learned, MoveIntent, RoundUsed, replay
 from consensus.limits import MAX_ROUND, ROUND_STEP, SLOT_WINDOW, Limits
 from consensus.messages import (
     MAX_ENTRIES_PER_REPLY,
@@ -71,7 +71,7 @@ from consensus.messages import (
     Status,
 )
 from consensus.proposer import Attempt
-from consensus.ready import Envelope, Ready
+from consensus.ready import Outbound, Ready
 
 __all__ = ["Config", "NodeFailed", "PaxosNode"]
 
@@ -110,22 +110,22 @@ class Config:
 
     def __post_init__(self) -> None:
         if not isinstance(self.limits, Limits):
-            raise ConfigError(f"limits must be a Limits, got {self.limits!r:.60}")
+            raise InvalidConfig(f"limits must be a Limits, got {self.limits!r:.60}")
         if type(self.node_id) is not int or not 0 <= self.node_id <= MAX_NODE_ID:
-            raise ConfigError(f"node_id must be an int in [0, 2**64), got {self.node_id!r}")
+            raise InvalidConfig(f"node_id must be an int in [0, 2**64), got {self.node_id!r}")
         for name in ("heartbeat_ticks", "backoff_ticks"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidConfig(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("retry_ticks", "catchup_ticks"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidConfig(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 class PaxosNode:
     """One participant (member or observer) in group agreement; see the module docstring."""
 
     def __init__(
-        self, config: Config, *, rng: random.Random, records: Iterable[Record] = ()
+        self, config: Config, *, rng: random.Random, records: Iterable[JournalRecord] = ()
     ) -> None:
         """Create a node, or restart one from its journal.
 
@@ -171,8 +171,8 @@ class PaxosNode:
         self._failures = 0
         self._leader_heard = 0
         self._local: deque[Message] = deque()
-        self._persist: list[Record] = []
-        self._outbox: list[Envelope] = []
+        self._persist: list[JournalRecord] = []
+        self._outbox: list[Outbound] = []
         self._changes: list[MapChange] = []
         self._decided: list[Entry] = []
         self._handed_out: Ready | None = None
@@ -349,12 +349,12 @@ class PaxosNode:
         rd.outbox  # noqa: B018 - raises PersistOrderError when persisting was skipped
         self._handed_out = None
 
-    def durable_records(self) -> list[Record]:
+    def durable_records(self) -> list[JournalRecord]:
         """Return a compacted journal equivalent to everything persisted so far.
 
         A caller may atomically replace its journal with this list to bound its size.
         """
-        out: list[Record] = [RoundUsed(round=min(self._max_round, MAX_ROUND))]
+        out: list[JournalRecord] = [RoundUsed(round=min(self._max_round, MAX_ROUND))]
         out += [Learned(slot=s, value=v) for s, v in self._map.entries()]
         out += self._acceptor.records()
         out += [MoveIntent(move=m) for m in self._moves]
@@ -458,10 +458,10 @@ class PaxosNode:
         if to == self._id:
             self._local.append(msg)
         else:
-            self._outbox.append(Envelope(to, msg))
+            self._outbox.append(Outbound(to, msg))
 
     def _broadcast(self, msg: Message, *, loopback: bool) -> None:
-        self._outbox.append(Envelope(None, msg))
+        self._outbox.append(Outbound(None, msg))
         if loopback:
             self._local.append(msg)
 
@@ -611,7 +611,7 @@ class PaxosNode:
             self._send(to, Commit(sender=self._id, slot=slot, value=value))
         return bool(values)
 
-    def _reply(self, to: int, reply: Message, record: Record | None) -> None:
+    def _reply(self, to: int, reply: Message, record: JournalRecord | None) -> None:
         if record is not None:
             self._persist.append(record)  # same Ready as the reply: durable before it leaves
         self._send(to, reply)
@@ -810,7 +810,7 @@ class PaxosNode:
         self._send(msg.sender, CatchUpRequest(sender=self._id))
 
     def _on_catchup_request(self, msg: CatchUpRequest) -> None:
-        # Addressed to the requester alone (Envelope.to); at most once per catchup_ticks
+        # Addressed to the requester alone (Outbound.to); at most once per catchup_ticks
         # per requester and a few a second in all, since one request costs count/16 replies.
         if not self._guard.admit_catchup_answer(msg.sender, self._now):
             return

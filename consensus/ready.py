@@ -1,4 +1,4 @@
-"""What a node hands its caller after some input: ``Ready`` and ``Envelope``.
+"""What a node hands its caller after some input: ``Ready`` and ``Outbound``.
 
 Theory of operation (raft ``node.go``'s ``Ready``): after stepping messages or ticking,
 the caller asks the node for a :class:`Ready`, performs its effects *in this order*, and
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 from consensus.errors import PersistOrderError
 from consensus.groupmap import Entry, MapChange
-from consensus.journal import Record
+from consensus.journal import JournalRecord
 from consensus.messages import Message
 
-__all__ = ["Envelope", "Ready"]
+__all__ = ["Outbound", "Ready"]
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class Outbound:
     """A message and where to send it: a node id, or None for every node (broadcast)."""
 
     to: int | None
@@ -57,13 +57,13 @@ class Ready:
     def __init__(
         self,
         *,
-        to_persist: Sequence[Record],
-        outbox: Sequence[Envelope],
+        to_persist: Sequence[JournalRecord],
+        outbox: Sequence[Outbound],
         changes: Sequence[MapChange],
         decided: Sequence[Entry],
     ) -> None:
-        self.to_persist: tuple[Record, ...] = tuple(to_persist)
-        self._outbox: tuple[Envelope, ...] = tuple(outbox)
+        self.to_persist: tuple[JournalRecord, ...] = tuple(to_persist)
+        self._outbox: tuple[Outbound, ...] = tuple(outbox)
         self.changes: tuple[MapChange, ...] = tuple(changes)
         self.decided: tuple[Entry, ...] = tuple(decided)
         self._persisted = not self.to_persist
@@ -78,7 +78,7 @@ class Ready:
         self._persisted = True
 
     @property
-    def outbox(self) -> tuple[Envelope, ...]:
+    def outbox(self) -> tuple[Outbound, ...]:
         """The messages to send, available only once ``to_persist`` is durable.
 
         Raises:

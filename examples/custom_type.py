@@ -17,9 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 import ganglion
-from ganglion import message
-from ganglion.node import Node
-from ganglion.runtime.subscription import MessageInfo
+from ganglion import MessageInfo, Node, message
 
 
 class Stage(enum.Enum):

@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import ganglion
-from ganglion import message
-from ganglion.node import Node
+from ganglion import MessageInfo, Node, message
 from ganglion.plugins import PluginHost
-from ganglion.runtime.subscription import MessageInfo
 from hardware.readings import Temperature
 from hardware.sim_plugin import SimPlugin
 

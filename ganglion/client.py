@@ -21,256 +21,57 @@ silently dropping the plugin's first readings.
 
 zmq subscriptions are prefix matches; the client drops messages whose type name
 is not exactly one it subscribed to. It depends on nothing in ganglion but
-:mod:`ganglion.types` (and the error classes), so a plugin process stays light.
+:mod:`ganglion.types`, the bus's frame definitions (:mod:`ganglion.plugin_frames`)
+and key file (:mod:`ganglion.bus_secret`), re-exported here, and the error classes,
+so a plugin process stays light.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-import stat
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
 
-import cbor2
 import zmq
 
-from ganglion.errors import ConfigError, DecodeError, TransportError
+from ganglion.bus_secret import BUS_SECRET_ENV, BusSecret, read_bus_secret
+from ganglion.errors import DecodeError, TransportError
+from ganglion.plugin_frames import (
+    DEFAULT_HWM,
+    STATE_DIR_BUS_NAME,
+    BusAddress,
+    PluginMeta,
+    bus_address,
+    ipc_address,
+)
 from ganglion.types import (
-    decode_payload,
     encode_payload,
+    lookup,
+    payload_decoder,
     type_name_of,
     type_of,
     validate_type_name,
 )
 
-#: File name (without the ``.pub``/``.sub`` suffix) of a node's bus sockets in its state dir.
-STATE_DIR_BUS_NAME = "bus"
+__all__ = [
+    "BUS_SECRET_ENV",
+    "DEFAULT_HWM",
+    "DEFAULT_READY_TIMEOUT",
+    "STATE_DIR_BUS_NAME",
+    "BusAddress",
+    "BusSecret",
+    "PluginClient",
+    "PluginMeta",
+    "bus_address",
+    "ipc_address",
+    "read_bus_secret",
+]
 
 #: How long the first publish waits for the node's subscription, in seconds.
 DEFAULT_READY_TIMEOUT = 5.0
 
-#: Messages each client socket queues before zmq refuses more (SNDHWM/RCVHWM).
-DEFAULT_HWM = 1000
-
-#: Environment variable naming the bus secret file when no ``secret`` argument is given.
-BUS_SECRET_ENV = "GANGLION_BUS_SECRET_FILE"
-
-#: Z85 text of a 32-byte CURVE key is 40 characters.
-_Z85_KEY_CHARS = 40
-_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BusSecret:
-    """The shared CURVE key pair that guards a restricted plugin bus.
-
-    The node and every plugin hold the *same* pair: the node uses it as its
-    CURVE server key, a plugin as both the server key it expects and its own
-    client key, and the node accepts only clients that present it. Whoever can
-    read the file can use the bus; nobody else can (docs/plugin-frames.md §1.1).
-
-    Attributes:
-        public: the public key, 40 characters of Z85 text.
-        secret: the secret key, 40 characters of Z85 text.
-    """
-
-    public: bytes
-    secret: bytes
-
-    @classmethod
-    def generate(cls) -> BusSecret:
-        """Return a fresh random key pair.
-
-        Raises:
-            ConfigError: this libzmq was built without CURVE.
-        """
-        _require_curve()
-        public, secret = zmq.curve_keypair()
-        return cls(public=public, secret=secret)
-
-    @classmethod
-    def parse(cls, text: str, source: str = "bus secret") -> BusSecret:
-        """Read the key pair from a secret file's text (the zcert format; see to_text).
-
-        Args:
-            text: the file's contents.
-            source: what to call it in error messages.
-
-        Returns:
-            The pair, checked: the public key is the secret key's.
-
-        Raises:
-            ConfigError: a key line is missing or malformed, or the keys do not match.
-        """
-        keys = {kind: value for kind, value in _KEY_LINE.findall(text)}
-        if set(keys) != {"public", "secret"}:
-            raise ConfigError(f"{source}: expected the lines public-key = \"...\" and "
-                              f"secret-key = \"...\" (a ZeroMQ CURVE secret certificate)")
-        public, secret = keys["public"].encode("ascii", "replace"), keys["secret"].encode(
-            "ascii", "replace")
-        if len(public) != _Z85_KEY_CHARS or len(secret) != _Z85_KEY_CHARS:
-            raise ConfigError(f"{source}: each key must be {_Z85_KEY_CHARS} characters of Z85")
-        _require_curve()
-        try:
-            derived = zmq.curve_public(secret)
-        except (zmq.ZMQError, ValueError) as exc:
-            raise ConfigError(f"{source}: secret-key is not valid Z85 ({exc})") from None
-        if derived != public:
-            raise ConfigError(f"{source}: public-key does not belong to secret-key")
-        return cls(public=public, secret=secret)
-
-    def to_text(self) -> str:
-        """Return the file contents: a ZeroMQ CURVE secret certificate (zcert format)."""
-        return (
-            "#   ganglion plugin bus secret: a ZeroMQ CURVE key pair shared by the node\n"
-            "#   and its plugins. Whoever can read this file can use the bus. Keep it 0600.\n"
-            "\n"
-            "metadata\n"
-            "curve\n"
-            f'    public-key = "{self.public.decode()}"\n'
-            f'    secret-key = "{self.secret.decode()}"\n'
-        )
-
-    def apply(self, sock: zmq.Socket[bytes]) -> None:
-        """Make a plugin's socket authenticate to the node with this pair (before connect)."""
-        sock.curve_serverkey = self.public
-        sock.curve_publickey = self.public
-        sock.curve_secretkey = self.secret
-
-    def __repr__(self) -> str:
-        return f"BusSecret(public={self.public.decode()!r}, secret=<hidden>)"
-
-
-def read_bus_secret(path: str | os.PathLike[str]) -> BusSecret:
-    """Read a bus secret file, refusing one that every user can read.
-
-    Args:
-        path: the file (the node's ``[bus] secret_file``).
-
-    Returns:
-        The key pair.
-
-    Raises:
-        ConfigError: the file cannot be read, other users may read or write it,
-            or its contents are not a key pair.
-    """
-    path = Path(path)
-    try:
-        with open(path, encoding="ascii") as fh:
-            mode = os.fstat(fh.fileno()).st_mode
-            text = fh.read(4096)  # a certificate is ~300 bytes: never read a huge file whole
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
-        raise ConfigError(f"cannot read the bus secret file {path}: {reason}") from None
-    if mode & 0o007:
-        raise ConfigError(f"the bus secret file {path} is open to every user (mode "
-                          f"{stat.S_IMODE(mode):o}); it protects nothing: chmod 600 {path}")
-    return BusSecret.parse(text, str(path))
-
-
-def _require_curve() -> None:
-    if not zmq.has("curve"):
-        raise ConfigError("this libzmq has no CURVE support, which the bus secret needs "
-                          "(a libzmq built with libsodium, as pyzmq's wheels are)")
-
-
-class BusAddress(NamedTuple):
-    """The two zmq addresses of one plugin bus.
-
-    Attributes:
-        publish: where a plugin connects its PUB/XPUB socket (the node's XSUB).
-        subscribe: where a plugin connects its SUB socket (the node's XPUB).
-    """
-
-    publish: str
-    subscribe: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PluginMeta:
-    """Where a message delivered to a plugin came from (the third frame).
-
-    Attributes:
-        sender: the publishing node's 8-byte id.
-        seq: the sender's sequence number for (sender, type).
-        sent_ns: the sender's timestamp, ns since the epoch.
-        local: True when it was published on this node (by a plugin or in-process).
-    """
-
-    sender: bytes
-    seq: int
-    sent_ns: int
-    local: bool
-
-    def encode(self) -> bytes:
-        """Return the meta frame: a CBOR map ``{sender, seq, sent_ns, local}``."""
-        return bytes(cbor2.dumps(
-            {"sender": self.sender, "seq": self.seq, "sent_ns": self.sent_ns, "local": self.local}
-        ))
-
-    @classmethod
-    def decode(cls, frame: bytes) -> PluginMeta:
-        """Parse a meta frame; unknown keys are ignored.
-
-        Raises:
-            DecodeError: the frame is not a CBOR map with the four keys well typed.
-        """
-        try:
-            item = cbor2.loads(frame, max_depth=4)
-        except Exception as exc:  # cbor2 raises several exception types
-            raise DecodeError(f"meta frame is not valid CBOR ({exc})") from None
-        if type(item) is not dict:
-            raise DecodeError("meta frame must be a CBOR map")
-        sender, seq, sent_ns, local = (item.get(k) for k in ("sender", "seq", "sent_ns", "local"))
-        if not (type(sender) is bytes and type(seq) is int and type(sent_ns) is int
-                and type(local) is bool):
-            raise DecodeError(f"meta frame has missing or mistyped keys: {sorted(map(str, item))}")
-        return cls(sender=sender, seq=seq, sent_ns=sent_ns, local=local)
-
-    @property
-    def sender_hex(self) -> str:
-        """The sender's node id as hex digits."""
-        return self.sender.hex()
-
-
-def bus_address(where: str | os.PathLike[str] | BusAddress) -> BusAddress:
-    """Resolve where a node's bus is into its two zmq addresses.
-
-    Args:
-        where: a :class:`BusAddress`; a ``tcp://HOST:PORT`` URL (publish at PORT,
-            subscribe at PORT + 1); an ``ipc://BASE`` URL; a node's state
-            directory (an existing directory: the base is ``<dir>/bus``); or an
-            ipc base path.
-
-    Returns:
-        The pair of addresses to connect to.
-
-    Raises:
-        ValueError: a ``tcp://`` URL without a usable port.
-    """
-    if isinstance(where, BusAddress):
-        return where
-    text = os.fspath(where)
-    if text.startswith("tcp://"):
-        host, _, port_text = text[len("tcp://"):].rpartition(":")
-        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65535:
-            raise ValueError(f"{text!r}: expected tcp://HOST:PORT with PORT in 1..65534")
-        port = int(port_text)
-        return BusAddress(f"tcp://{host}:{port}", f"tcp://{host}:{port + 1}")
-    if text.startswith("ipc://"):
-        return ipc_address(text[len("ipc://"):])
-    path = Path(text)
-    return ipc_address(path / STATE_DIR_BUS_NAME if path.is_dir() else path)
-
-
-def ipc_address(base: str | os.PathLike[str]) -> BusAddress:
-    """Return the ipc:// pair for a socket base path (``<base>.pub``, ``<base>.sub``)."""
-    text = os.fspath(base)
-    return BusAddress(f"ipc://{text}.pub", f"ipc://{text}.sub")
+#: zmq.DONTWAIT as a plain int (pyzmq's enum costs a few us per message).
+_DONTWAIT = int(zmq.DONTWAIT)
 
 
 class PluginClient:
@@ -336,6 +137,7 @@ class PluginClient:
         self._sub.connect(self.address.subscribe)
         self._listening = False
         self._topics: set[str] = set()
+        self._decoders: dict[str, tuple[object, Callable[[bytes], object]]] = {}
         self._closed = False
 
     def publish(self, msg: object) -> bool:
@@ -371,9 +173,12 @@ class PluginClient:
         """
         self._check_open()
         name = validate_type_name(type_name).encode()
-        self.wait_ready(self.ready_timeout)
+        # Listening, and nothing new from the node (a 0x00 when it goes away): one
+        # getsockopt instead of a poll of two sockets per message.
+        if not self._listening or int(self._pub.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self.wait_ready(self.ready_timeout)
         try:
-            self._pub.send_multipart([name, payload], flags=zmq.DONTWAIT)
+            self._pub.send_multipart([name, payload], flags=_DONTWAIT)
         except zmq.Again:
             self.dropped += 1
             return False
@@ -444,10 +249,14 @@ class PluginClient:
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._sub.poll(wait_ms):
-                raise TimeoutError(f"no message within {timeout:g} s")
-            frames = self._sub.recv_multipart(flags=zmq.DONTWAIT)
+            try:  # what is queued already needs no poll
+                frames = self._sub.recv_multipart(flags=_DONTWAIT)
+            except zmq.Again:
+                wait_ms = -1 if deadline is None else max(
+                    0, int((deadline - time.monotonic()) * 1000))
+                if not self._sub.poll(wait_ms):
+                    raise TimeoutError(f"no message within {timeout:g} s") from None
+                continue
             decoded = self._decode(frames)
             if decoded is not None:
                 return decoded
@@ -490,9 +299,15 @@ class PluginClient:
         if name not in self._topics:
             self.filtered += 1
             return None
+        # One decoder per type, made again when what is registered under it changes
+        # (decode_payload would look the type up and build one per message).
+        known = lookup(name)
+        cached = self._decoders.get(name)
+        if cached is None or cached[0] is not known:
+            cached = self._decoders[name] = (known, payload_decoder(name))
         try:
             meta = PluginMeta.decode(frames[2])
-            return decode_payload(name, frames[1]), meta
+            return cached[1](frames[1]), meta
         except DecodeError:
             self.bad_messages += 1
             return None

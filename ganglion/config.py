@@ -67,6 +67,10 @@ class NodeConfig:
         gpio: GPIO inputs for the hardware plugin (``KIND:PIN[:KEY=VALUE,...]``).
         sensors: ``[sensors."ID"]`` tables: a sensor's ``name`` and calibration
             (``offset``, ``scale``, per-quantity tables), for the hardware plugin.
+        dashboard_listen: serve the web dashboard on this ``HOST:PORT``; None for none.
+        dashboard_db: the log the dashboard reads history from; None for the ``log``
+            plugin's, when the node runs it.
+        dashboard_token_file: every dashboard request needs the token in this file.
         source: the file this config was read from, if any.
     """
 
@@ -92,6 +96,9 @@ class NodeConfig:
     sensors: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
+    dashboard_listen: str | None = None
+    dashboard_db: Path | None = None
+    dashboard_token_file: Path | None = None
     source: Path | None = None
 
     def plugin_specs(self, *, include_hardware: bool = False) -> dict[str, dict[str, Any]]:
@@ -271,6 +278,9 @@ _SCHEMA: Final[dict[str, _Key]] = {
     "sim.interval": _Key("sim_interval", _positive_seconds),
     "hardware": _Key("hardware", _flag),
     "gpio": _Key("gpio", _names),
+    "dashboard.listen": _Key("dashboard_listen", _text),
+    "dashboard.db": _Key("dashboard_db", _path),
+    "dashboard.token_file": _Key("dashboard_token_file", _path),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in _SCHEMA if "." in key)
 _PLUGIN_TABLE: Final = "plugin"

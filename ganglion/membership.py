@@ -62,9 +62,9 @@ __all__ = [
     "NONCE_SIZE",
     "OBSERVER",
     "Heard",
-    "Limits",
     "Liveness",
     "Membership",
+    "MembershipLimits",
     "PeerInfo",
 ]
 
@@ -139,7 +139,7 @@ class Liveness:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
+class MembershipLimits:
     """The membership budget (docs/security.md); validated when built.
 
     Attributes:
@@ -221,7 +221,7 @@ class Membership:
     """
 
     def __init__(self, self_id: bytes, *, timeout: float, self_is_member: bool = True,
-                 nonce: bytes | None = None, limits: Limits | None = None,
+                 nonce: bytes | None = None, limits: MembershipLimits | None = None,
                  now: float = 0.0) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -231,7 +231,7 @@ class Membership:
         self.timeout = timeout
         self.self_is_member = self_is_member
         self.nonce = nonce
-        self.limits = limits or Limits()
+        self.limits = limits or MembershipLimits()
         #: Refusals, evictions, proofs and expiries, by name (see docs/security.md).
         self.counts: collections.Counter[str] = collections.Counter()
         #: Grows by one each time :meth:`interest` changes (compare to notice it).

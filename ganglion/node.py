@@ -51,7 +51,7 @@ from typing import Any
 from consensus import MapChange
 from ganglion import __version__, defaults
 from ganglion.clock import clock_synchronized
-from ganglion.errors import LocalError, StateError, StateLockedError, TypeInUseError
+from ganglion.errors import DecodeError, LocalError, StateError, StateLockedError, TypeInUseError
 from ganglion.membership import PeerInfo
 from ganglion.netif import API_CHOICE_HINT, resolve_interface
 from ganglion.runtime.control import ControlChannel
@@ -61,6 +61,7 @@ from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
 from ganglion.state import NodeState, program_state_dir
 from ganglion.types import decode_payload, validate_type_name
+from ganglion.types._payload import payload_problem
 from ganglion.wire import KeyRing, as_keyring
 
 __all__ = ["Node", "NodeStats", "TypeStats"]
@@ -386,8 +387,14 @@ class Node:
             return
         name = endpoint.publish(msg)
         if name not in self._publishes:
+            self._published(name)
+
+    def _published(self, name: str) -> None:
+        """After a publish: a type's first makes the node propose and advertise it."""
+        if name not in self._publishes:
             self._publishes.add(name)
-            self._running()[1].propose(name)
+            endpoint, control = self._running()
+            control.propose(name)
             self._spawn(self._advertise())
             if not endpoint.clock_synced and not self._replay:
                 _say_clock_unsynced_once()
@@ -400,7 +407,22 @@ class Node:
             DecodeError: the payload is not a valid message of that type.
         """
         validate_type_name(type_name)
-        self.publish_nowait(decode_payload(type_name, payload))
+        problem = payload_problem(payload)
+        if problem is not None:
+            raise DecodeError(f"{type_name}: {problem}")
+        self._publish_checked(type_name, payload)
+
+    def _publish_checked(self, type_name: str, payload: bytes) -> None:
+        """Publish a plugin's checked payload: as bytes for a type without a class here."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            self._running()  # raises
+            return
+        # The bus's own subscription passed the message to the plugins already.
+        if not endpoint.publish_payload(type_name, payload, exclude=self._bus_subs.get(type_name)):
+            self.publish_nowait(decode_payload(type_name, payload))
+            return
+        self._published(type_name)
 
     def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
                   maxsize: int = DEFAULT_QUEUE_SIZE, last_value: bool = False,
@@ -423,6 +445,7 @@ class Node:
         """
         endpoint, control = self._running()
         sub = endpoint.subscribe(type_or_name, callback, maxsize=maxsize)
+        self._refresh_bus()  # the bus passes plugins' messages of this type to the node now
         if propose if propose is not None else not self.observer:
             control.propose(sub.type_name)
         if last_value:
@@ -521,7 +544,7 @@ class Node:
         return [addr for pair in self._bus.endpoints for addr in pair]
 
     def discovered(self) -> list[Any]:
-        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.PeerInfo`)."""
+        """The peers seen over mDNS (:class:`ganglion.runtime.discovery.AdvertisedPeer`)."""
         return [] if self._discovery is None else list(self._discovery.peers())
 
     def stats(self) -> NodeStats:
@@ -592,6 +615,7 @@ class Node:
         self._matching_timer = None
         self._matching = True
         self._update_interest()
+        self._refresh_bus()
 
     def _update_interest(self) -> None:
         """Tell the endpoint, per type, whether a live peer wants it now."""
@@ -600,6 +624,7 @@ class Node:
         interest = self._control.membership.interest()
         for name in self._endpoint.remote_interest():
             self._endpoint.set_remote_interest(name, interest is None or name in interest)
+        self._refresh_bus()
 
     def _subscribed(self) -> list[str]:
         return [] if self._endpoint is None else sorted(self._endpoint.subscribed())
@@ -607,6 +632,7 @@ class Node:
     def _on_subscriptions(self, type_name: str, subscribed: bool) -> None:
         if self._control is not None:
             self._control.heartbeat_soon()
+        self._refresh_bus()
 
     def _on_map_change(self, change: MapChange) -> None:
         if change.new is None:
@@ -667,7 +693,7 @@ class Node:
                 clock_synced=lv.clock_synced)
 
     async def _start_bus(self) -> None:
-        from ganglion.client import STATE_DIR_BUS_NAME
+        from ganglion.plugin_frames import STATE_DIR_BUS_NAME
         from ganglion.runtime.bus import PluginBus
 
         ipc: Path | None = None
@@ -685,7 +711,8 @@ class Node:
         self._bus = PluginBus(ipc_path=ipc, tcp_port=self._bus_tcp_port,
                               on_publish=self._on_bus_publish,
                               on_subscribe=self._on_bus_subscribe,
-                              on_unsubscribe=self._on_bus_unsubscribe, node_id=self.node_id,
+                              on_unsubscribe=self._on_bus_unsubscribe,
+                              node_wants=self._bus_node_wants, node_id=self.node_id,
                               secret=secret)
         await self._bus.start()
 
@@ -694,9 +721,31 @@ class Node:
         # subscription must not send it to them a second time.
         self._from_bus = True
         try:
-            self.publish_encoded(type_name, payload)
+            self._publish_checked(type_name, payload)  # the bus checked it
         finally:
             self._from_bus = False
+
+    def _bus_node_wants(self, type_name: str) -> bool:
+        """Whether the node must see a plugin's messages of ``type_name`` now.
+
+        It must while some other node or an in-process subscriber (other than the
+        bus's own subscription, which serves the plugins) wants the type, during the
+        matching warm-up (interest not known yet), and for a type's first message (it
+        makes the node advertise the type and agree its group). Otherwise the bus
+        passes the plugins' messages between plugins only; :meth:`_refresh_bus`
+        makes it ask again whenever one of these may have changed.
+        """
+        endpoint = self._endpoint
+        if endpoint is None or type_name not in self._publishes or not self._matching:
+            return True
+        if self._wanted_remotely(type_name):
+            return True
+        own = 1 if type_name in self._bus_subs else 0
+        return endpoint.subscriber_count(type_name) > own
+
+    def _refresh_bus(self) -> None:
+        if self._bus is not None:
+            self._bus.refresh_interest()
 
     def _on_bus_subscribe(self, type_name: str) -> None:
         if type_name in self._bus_subs:
@@ -707,9 +756,14 @@ class Node:
         def to_plugins(msg: Any, info: MessageInfo) -> None:
             if (info.local and self._from_bus) or self._bus is None:
                 return
+            if type(msg) is bytes:  # a payload from the network, undecoded (sub.raw)
+                self._bus.deliver(type_name, msg, meta_from_info(info), check=True)
+                return
             self._bus.deliver(type_name, encode_payload(msg), meta_from_info(info))
 
-        self._bus_subs[type_name] = self.subscribe(type_name, callback=to_plugins)
+        sub = self.subscribe(type_name, callback=to_plugins)
+        sub.raw = True  # plugins take payloads as they are: no decoding to re-encode
+        self._bus_subs[type_name] = sub
 
     def _on_bus_unsubscribe(self, type_name: str) -> None:
         sub = self._bus_subs.pop(type_name, None)

@@ -43,12 +43,14 @@ from ganglion.types import type_of, validate_type_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "TYPES_ENTRY_POINT_GROUP",
     "Plugin",
     "PluginHost",
     "PluginState",
     "PluginStats",
     "RestartPolicy",
     "installed_plugins",
+    "load_installed_types",
     "load_plugin",
     "load_plugins",
 ]
@@ -57,6 +59,8 @@ _log = logging.getLogger(__name__)
 
 #: The entry-point group internal plugins register under.
 ENTRY_POINT_GROUP: Final = "ganglion.plugins"
+#: The entry-point group naming modules that register message types when imported.
+TYPES_ENTRY_POINT_GROUP: Final = "ganglion.types"
 
 
 @runtime_checkable
@@ -330,6 +334,31 @@ def installed_plugins() -> dict[str, EntryPoint]:
     """
     found = entry_points(group=ENTRY_POINT_GROUP)
     return {ep.name: ep for ep in sorted(found, key=lambda ep: ep.name)}
+
+
+def load_installed_types() -> list[str]:
+    """Import every module the ``ganglion.types`` entry points name, registering its types.
+
+    Commands that show or check readings (``tail``, ``publish``, ``info``, ``demo``)
+    call this so that the types installed packages define (the sensor readings of
+    ``hardware``) decode to their classes, without ganglion importing any of those
+    packages by name. A module that cannot be imported is logged and skipped: the
+    command then shows its readings from their self-describing payloads.
+
+    Returns:
+        The modules imported, by entry-point value, in entry-point name order.
+    """
+    loaded = []
+    found = entry_points(group=TYPES_ENTRY_POINT_GROUP)
+    for entry in sorted(found, key=lambda ep: ep.name):
+        try:
+            entry.load()
+        except Exception as exc:  # a broken package must not stop the command
+            _log.warning("message types %r (%s) cannot be imported: %s",
+                         entry.name, entry.value, exc)
+            continue
+        loaded.append(entry.value)
+    return loaded
 
 
 def load_plugin(name: str, settings: Mapping[str, Any] | None = None) -> Plugin:

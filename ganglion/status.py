@@ -108,6 +108,7 @@ def _bus(bus: Any, endpoints: list[str]) -> dict[str, Any] | None:
     doc: dict[str, Any] = {"endpoints": endpoints}
     doc.update(dataclasses.asdict(bus))
     doc["subscriptions"] = list(bus.subscriptions)
+    doc["malformed"], doc["refused"] = bus.malformed, bus.refused  # issue 18's names
     return doc
 
 

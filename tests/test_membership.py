@@ -16,9 +16,9 @@ from ganglion.membership import (
     MAX_NOTED_INTEREST,
     MEMBER,
     OBSERVER,
-    Limits,
     Liveness,
     Membership,
+    MembershipLimits,
     PeerInfo,
 )
 
@@ -37,7 +37,7 @@ def beat(n: int, now: float, *, role: str = MEMBER, address: str = "10.0.0.1",
 
 
 def table(**limits: float | None) -> Membership:
-    return Membership(SELF, timeout=2.0, nonce=NONCE, limits=Limits(**limits))  # type: ignore[arg-type]
+    return Membership(SELF, timeout=2.0, nonce=NONCE, limits=MembershipLimits(**limits))  # type: ignore[arg-type]
 
 
 def fresh(nonce: bytes = b"peer", *, echo: bytes | None = NONCE, ask: bytes = SELF) -> Liveness:
@@ -124,7 +124,7 @@ def test_an_older_node_counts_after_the_probation_when_that_is_allowed() -> None
 
 
 def test_an_older_node_heard_once_long_ago_does_not_pass_probation() -> None:
-    m = Membership(SELF, timeout=60.0, nonce=NONCE, limits=Limits(legacy_probation=10.0))
+    m = Membership(SELF, timeout=60.0, nonce=NONCE, limits=MembershipLimits(legacy_probation=10.0))
     m.heard(beat(2, 0.0))
     assert not m.heard(beat(2, 11.0)).view_changed  # only two heartbeats
     assert m.heard(beat(2, 11.5)).view_changed
@@ -327,7 +327,7 @@ def test_ask_and_echo_lists_are_bounded() -> None:
                                  {"legacy_probation": -1.0}])
 def test_limits_refuse_impossible_budgets(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        Limits(**bad)  # type: ignore[arg-type]
+        MembershipLimits(**bad)  # type: ignore[arg-type]
 
 
 def test_membership_refuses_an_empty_nonce_and_a_bad_timeout() -> None:

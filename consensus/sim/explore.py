@@ -273,8 +273,6 @@ def outcome(world: World) -> Outcome:
     return tuple(out)
 
 
-_outcome = outcome
-
 
 def _sort_key(item: Item) -> tuple[int, int, str]:
     return msg_key(*item)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from consensus.journal import (
     AcceptedRecord,
     DurableState,
+    JournalRecord,
     Learned,
     MoveIntent,
     Promised,
-    Record,
     RoundUsed,
 )
 from consensus.limits import Limits
@@ -295,7 +295,7 @@ def flush(world: World, i: int) -> list[Item]:
     return sent
 
 
-def apply_records(state: DurableState, recs: Sequence[Record]) -> None:
+def apply_records(state: DurableState, recs: Sequence[JournalRecord]) -> None:
     """Fold journal records into ``state`` (what a journal replay would give).
 
     Args:
@@ -318,7 +318,7 @@ def apply_records(state: DurableState, recs: Sequence[Record]) -> None:
             state.moves.append(rec.move)
 
 
-def records(state: DurableState) -> list[Record]:
+def records(state: DurableState) -> list[JournalRecord]:
     """A compact journal that replays to ``state``.
 
     Args:
@@ -327,7 +327,7 @@ def records(state: DurableState) -> list[Record]:
     Returns:
         The records, in an order :func:`consensus.journal.replay` accepts.
     """
-    out: list[Record] = [RoundUsed(round=state.max_round)]
+    out: list[JournalRecord] = [RoundUsed(round=state.max_round)]
     for slot in sorted(state.promised):
         out.append(Promised(slot=slot, ballot=state.promised[slot]))
         if slot in state.accepted:

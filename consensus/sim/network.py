@@ -6,7 +6,9 @@ and a queue of datagrams in flight. Every random choice (delay, loss, duplicatio
 nodes' own RNGs) comes from one ``random.Random`` built from the seed, so one seed is one
 exact run. Every message is encoded with CBOR on send and decoded with
 :func:`~consensus.messages.message_from_wire` on delivery, exactly as the node will do on
-the wire; every journal record goes through CBOR on restart.
+the wire; every journal record goes through CBOR on restart. That is why the
+simulator imports cbor2, the one import outside the standard library in ``consensus``
+(on purpose: a wire bug then shows up in the consensus tests; docs/architecture.md).
 
 Time is an integer tick. ``tick()`` advances every live node by one tick and delivers
 the datagrams that are due; a datagram's delay (in ticks) is drawn when it is sent, so
@@ -29,10 +31,10 @@ from dataclasses import dataclass, field
 
 import cbor2
 
-from consensus.journal import AcceptedRecord, Record, record_from_wire
+from consensus.journal import AcceptedRecord, JournalRecord, record_from_wire
 from consensus.messages import Accept, Message, message_from_wire
 from consensus.node import Config, PaxosNode
-from consensus.ready import Envelope, Ready
+from consensus.ready import Outbound, Ready
 
 __all__ = ["Faults", "SimNetwork", "TraceLine"]
 
@@ -313,7 +315,7 @@ class SimNetwork:
         rng = random.Random(self.rng.getrandbits(64))
         self.nodes[node_id] = PaxosNode(cfg, rng=rng, records=records)
 
-    def _persist(self, node_id: int, records: Iterable[Record]) -> None:
+    def _persist(self, node_id: int, records: Iterable[JournalRecord]) -> None:
         journal = self.journals[node_id]
         for rec in records:
             journal.append(cbor2.dumps(rec.to_wire()))
@@ -322,7 +324,7 @@ class SimNetwork:
                 _, who = self.accepts.setdefault(key, (rec.value, set()))
                 who.add(node_id)
 
-    def _send(self, src: int, env: Envelope) -> None:
+    def _send(self, src: int, env: Outbound) -> None:
         self.sent += 1
         msg = env.msg
         if isinstance(msg, Accept):

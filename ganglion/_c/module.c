@@ -56,63 +56,104 @@ PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_seal, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known, *s_fields;
+
+/* Every attribute the extension reads or calls by name, with the class that must have
+ * it ("module:Class"). The names are interned from this table, and it is exported as
+ * NAMES, so that tests/runtime/test_speedups_guard.py checks each one against the
+ * Python class: a renamed attribute then fails a test instead of sending a path
+ * quietly back to Python (or to an AttributeError at run time). A name two classes
+ * share has a row for each. */
+#define INCOMING "ganglion.runtime._incoming:Incoming"
+#define TRACKER "ganglion.sequence:SequenceTracker"
+#define SUBSCRIPTION "ganglion.runtime.subscription:Subscription"
+#define PACKER "ganglion.wire._packer:Packer"
+#define SENDER "ganglion.runtime._sender:MulticastSender"
+#define OUTGOING "ganglion.runtime._outgoing:Outgoing"
+#define SLOT "ganglion.runtime.transport:_Slot"
+static const struct {
+    PyObject **var;
+    const char *text;
+    const char *owner;
+} names[] = {
+    {&s_closed, "closed", SLOT},
+    {&s_deliver_batch_py, "_deliver", INCOMING},
+    {&s_decode_slow, "_decode_slow", INCOMING},
+    {&s_received, "received", INCOMING},
+    {&s_on_new, "_on_new", INCOMING},
+    {&s_on_known, "_on_known", INCOMING},
+    {&s_observe_run, "observe_run", TRACKER},
+    {&s_boot, "_boot", TRACKER},
+    {&s_highest, "_highest", TRACKER},
+    {&s_resync, "_resync", TRACKER},
+    {&s_newest_ts, "_newest_ts", TRACKER},
+    {&s_seen, "_seen", TRACKER},
+    {&s_mask, "_mask", TRACKER},
+    {&s_received, "received", TRACKER},
+    {&s_deliver, "deliver", SUBSCRIPTION},
+    {&s_closed_attr, "_closed", SUBSCRIPTION},
+    {&s_callback, "_callback", SUBSCRIPTION},
+    {&s_delivered, "delivered", SUBSCRIPTION},
+    {&s_callback_failed, "_callback_failed", SUBSCRIPTION},
+    {&s_queue, "_queue", SENDER},
+    {&s_sock, "_sock", SENDER},
+    {&s_busy, "busy", OUTGOING},
+    {&s_seal, "_seal", PACKER},
+    {&s_count, "count", PACKER},
+    {&s_seq_attr, "_seq", PACKER},
+    {&s_next_seq, "next_seq", PACKER},
+    {&s_limit, "_limit", PACKER},
+    {&s_prefix, "_prefix", PACKER},
+    {&s_prev, "_prev", PACKER},
+    {&s_size, "_size", PACKER},
+    {&s_body, "_body", PACKER},
+    {&s_fields, "_fields", "ganglion.runtime.subscription:MessageInfo"},
+};
+#define N_NAMES ((Py_ssize_t)(sizeof names / sizeof names[0]))
+
+/* NAMES: ((owner, name), ...), from the table above. */
+static PyObject *
+names_tuple(void)
+{
+    PyObject *t = PyTuple_New(N_NAMES);
+    for (Py_ssize_t i = 0; t != NULL && i < N_NAMES; i++) {
+        PyObject *row = Py_BuildValue("(sO)", names[i].owner, *names[i].var);
+        if (row == NULL)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, i, row);
+    }
+    return t;
+}
 
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
     {"send_lone", (PyCFunction)(void (*)(void))send_lone, METH_FASTCALL, send_lone_doc},
     {"batch_add", (PyCFunction)(void (*)(void))batch_add, METH_FASTCALL, batch_add_doc},
+    {"plan_decode", (PyCFunction)(void (*)(void))plan_decode, METH_FASTCALL, plan_decode_doc},
+    {"plan_encode", (PyCFunction)(void (*)(void))plan_encode, METH_FASTCALL, plan_encode_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "ganglion._speedups",
-    PyDoc_STR("The common cases of publish and receive, compiled (see ganglion/_c/)."), -1,
-    methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "ganglion._speedups",
+    .m_doc = PyDoc_STR("The common cases of publish and receive, compiled (see ganglion/_c/)."),
+    .m_size = -1,
+    .m_methods = methods,
 };
-
-#define INTERN(var, text) \
-    if (!(var = PyUnicode_InternFromString(text))) \
-        return NULL
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    INTERN(s_closed, "closed");
-    INTERN(s_observe_run, "observe_run");
-    INTERN(s_deliver, "deliver");
-    INTERN(s_deliver_batch_py, "_deliver");
-    INTERN(s_decode_slow, "_decode_slow");
-    INTERN(s_received, "received");
-    INTERN(s_queue, "_queue");
-    INTERN(s_sock, "_sock");
-    INTERN(s_seal, "_seal");
-    INTERN(s_count, "count");
-    INTERN(s_seq_attr, "_seq");
-    INTERN(s_prefix, "_prefix");
-    INTERN(s_limit, "_limit");
-    INTERN(s_next_seq, "next_seq");
-    INTERN(s_prev, "_prev");
-    INTERN(s_size, "_size");
-    INTERN(s_body, "_body");
-    INTERN(s_closed_attr, "_closed");
-    INTERN(s_callback, "_callback");
-    INTERN(s_delivered, "delivered");
-    INTERN(s_callback_failed, "_callback_failed");
-    INTERN(s_boot, "_boot");
-    INTERN(s_resync, "_resync");
-    INTERN(s_highest, "_highest");
-    INTERN(s_newest_ts, "_newest_ts");
-    INTERN(s_seen, "_seen");
-    INTERN(s_mask, "_mask");
-    INTERN(s_busy, "busy");
-    INTERN(s_on_new, "_on_new");
-    INTERN(s_on_known, "_on_known");
+    for (Py_ssize_t i = 0; i < N_NAMES; i++)
+        if (*names[i].var == NULL && !(*names[i].var = PyUnicode_InternFromString(names[i].text)))
+            return NULL;
     if (!(one = PyLong_FromLong(1)))
         return NULL;
     if (PyType_Ready(&LaneType) < 0 || PyType_Ready(&SendLaneType) < 0)
         return NULL;
-    PyObject *m = PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module), *table = NULL;
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Lane", (PyObject *)&LaneType) < 0
@@ -120,9 +161,13 @@ PyInit__speedups(void)
         || PyModule_AddIntConstant(m, "ABI", SPEEDUPS_ABI) < 0
         || PyModule_AddIntConstant(m, "RECV_SIZE", RECV_SIZE) < 0
         || PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0
-        || PyModule_AddIntConstant(m, "HEAD_MAX", HEAD_MAX) < 0) {
+        || PyModule_AddIntConstant(m, "HEAD_MAX", HEAD_MAX) < 0
+        || (table = names_tuple()) == NULL
+        || PyModule_AddObjectRef(m, "NAMES", table) < 0) {
+        Py_XDECREF(table);
         Py_DECREF(m);
         return NULL;
     }
+    Py_DECREF(table);
     return m;
 }

@@ -82,6 +82,21 @@ slot_offsets(PyObject *cls, PyObject **const *names, int n, Py_ssize_t *out)
     return all;
 }
 
+/* {name: offset} of `names` as slot_offsets resolved them into `offsets` (0: read by
+ * name), for the lanes' getters that let tests see what was resolved. */
+PyObject *
+slots_dict(PyObject **const *names, int n, const Py_ssize_t *offsets)
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d != NULL && i < n; i++) {
+        PyObject *off = PyLong_FromSsize_t(offsets[i]);
+        if (off == NULL || PyDict_SetItem(d, *names[i], off) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(off);
+    }
+    return d;
+}
+
 /* Compare the int `v` with `x`: -1, 0 or 1 as it is smaller, equal or larger; -2 with
  * an error set if it is not an int. */
 int
@@ -346,6 +361,80 @@ encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_
     }
     *n = p;
     return 1;
+}
+
+/* ---- the plan from Python: the same readers, one payload at a time ---------------- */
+
+/* 0 when `plan` has the shape _decodegen.native_plan gives every plan (what the readers
+ * and writers index without checking); -1 with TypeError naming `fn` if not. */
+int
+check_plan(const char *fn, PyObject *plan)
+{
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE)
+        goto bad;
+    PyObject *heads = PyTuple_GET_ITEM(plan, 1), *kinds = PyTuple_GET_ITEM(plan, 2),
+             *kwnames = PyTuple_GET_ITEM(plan, 4), *names = PyTuple_GET_ITEM(plan, 5);
+    if (!PyTuple_CheckExact(heads) || !PyBytes_CheckExact(kinds) || !PyTuple_CheckExact(kwnames)
+        || !PyTuple_CheckExact(names) || !PyLong_CheckExact(PyTuple_GET_ITEM(plan, 3))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(plan, 6)))
+        goto bad;
+    Py_ssize_t n = PyTuple_GET_SIZE(heads);
+    if (n > PLAN_MAX_FIELDS || PyBytes_GET_SIZE(kinds) != n || PyTuple_GET_SIZE(names) != n
+        || PyTuple_GET_SIZE(kwnames) > n)
+        goto bad;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(heads, i))
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i)))
+            goto bad;
+    return 0;
+bad:
+    PyErr_Format(PyExc_TypeError, "%s: not a plan", fn);
+    return -1;
+}
+
+const char plan_decode_doc[] = PyDoc_STR(
+"plan_decode(plan, payload)\n--\n\n"
+"The message the receive lane builds from `payload` with `plan` (the same reader and\n"
+"the same construction), or None where the lane leaves the payload to the Python\n"
+"decoders. An exception the class raises is raised.");
+
+PyObject *
+plan_decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("plan_decode", nargs, 2) < 0 || check_plan("plan_decode", args[0]) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *values[PLAN_MAX_FIELDS], *msg = NULL;
+    Py_ssize_t n = 0;
+    int parsed = parse_plan(args[0], view.buf, view.len, values, &n);
+    if (parsed > 0)
+        msg = build(args[0], values, n);
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_DECREF(values[i]);
+    PyBuffer_Release(&view);
+    if (parsed == 0)
+        Py_RETURN_NONE;
+    return msg;
+}
+
+const char plan_encode_doc[] = PyDoc_STR(
+"plan_encode(plan, msg)\n--\n\n"
+"The payload the send lanes write for `msg` with `plan` (the generated encoder's bytes),\n"
+"or None where they leave the message to the Python encoders.");
+
+PyObject *
+plan_encode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (check_nargs("plan_encode", nargs, 2) < 0 || check_plan("plan_encode", args[0]) < 0)
+        return NULL;
+    unsigned char buf[SEND_BUF];
+    Py_ssize_t n;
+    int enc = encode_plan(args[0], args[1], buf, sizeof buf, &n);
+    if (enc <= 0)
+        return enc < 0 ? NULL : Py_NewRef(Py_None);
+    return PyBytes_FromStringAndSize((const char *)buf, n);
 }
 
 /* Read attribute `name` of `obj` as a non-negative integer that fits `*out`. */

@@ -13,6 +13,10 @@
 /* ---- Lane: what Incoming shares with the compiled path ----------------------- */
 
 
+/* The TS_ slots, by name. */
+static PyObject **const tracker_names[TS_COUNT] = {&s_boot, &s_highest, &s_resync, &s_newest_ts,
+                                                   &s_seen, &s_mask, &s_received};
+
 static int
 Lane_init(Lane *self, PyObject *args, PyObject *kwds)
 {
@@ -29,6 +33,19 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "info_cls must be a tuple subclass");
         return -1;
     }
+    /* hand_out fills a MessageInfo's fields by position: refuse one of another shape. */
+    PyObject *fields = PyObject_GetAttr(info_cls, s_fields);
+    Py_ssize_t nfields = fields == NULL ? -1 : PyObject_Size(fields);
+    Py_XDECREF(fields);
+    if (nfields != INFO_FIELDS) {
+        if (nfields >= 0 || PyErr_ExceptionMatches(PyExc_AttributeError)
+            || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "info_cls must have the %d _fields the lane fills",
+                         INFO_FIELDS);
+        }
+        return -1;
+    }
     Py_XSETREF(self->incoming, Py_NewRef(incoming));
     Py_XSETREF(self->lanes, Py_NewRef(lanes));
     Py_XSETREF(self->subs, Py_NewRef(subs));
@@ -39,11 +56,23 @@ Lane_init(Lane *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->tracker_cls, Py_NewRef(tracker_cls));
     Py_CLEAR(self->last_key);
     /* Read and written in place by observe_run: only if every one is a slot. */
-    static PyObject **const names[TS_COUNT] = {&s_boot, &s_highest, &s_resync, &s_newest_ts,
-                                               &s_seen, &s_mask, &s_received};
-    slot_offsets(tracker_cls, names, TS_COUNT, self->tracker_slots);
+    slot_offsets(tracker_cls, tracker_names, TS_COUNT, self->tracker_slots);
     return 0;
 }
+
+static PyObject *
+Lane_tracker_slots(Lane *self, void *Py_UNUSED(closure))
+{
+    return slots_dict(tracker_names, TS_COUNT, self->tracker_slots);
+}
+
+static PyGetSetDef Lane_getset[] = {
+    {"tracker_slots", (getter)Lane_tracker_slots, NULL,
+     PyDoc_STR("{name: offset} of the SequenceTracker slots observe_run reads and writes in "
+               "place; all 0 when tracker_cls does not keep every one in a slot (then "
+               "observe_run is called by name, more slowly)."), NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 static int
 Lane_traverse(Lane *self, visitproc visit, void *arg)
@@ -95,6 +124,7 @@ PyTypeObject LaneType = {
     .tp_traverse = (traverseproc)Lane_traverse,
     .tp_clear = (inquiry)Lane_clear,
     .tp_dealloc = (destructor)Lane_dealloc,
+    .tp_getset = Lane_getset,
 };
 
 /* ---- the lane -------------------------------------------------------------------- */
@@ -299,15 +329,15 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
     int rc = -1;
     /* tuple.__new__(MessageInfo, fields), as Incoming's _new_info: the instance made as
      * tuple's __new__ makes it (tp_alloc), its fields put in place. */
-    PyObject *fields[12] = {type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
+    PyObject *fields[INFO_FIELDS] = {type_name, PyTuple_GET_ITEM(entry, E_NODE), seq, ts, received_ns,
                             PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
                             PyTuple_GET_ITEM(entry, E_SYNCED), Py_False,
                             PyTuple_GET_ITEM(entry, E_REPLAYED),
                             PyTuple_GET_ITEM(entry, E_FINGERPRINT)};
     PyTypeObject *info_type = (PyTypeObject *)lane->info_cls;
-    if (!(info = info_type->tp_alloc(info_type, 12)))
+    if (!(info = info_type->tp_alloc(info_type, INFO_FIELDS)))
         goto done;
-    for (Py_ssize_t i = 0; i < 12; i++)
+    for (Py_ssize_t i = 0; i < INFO_FIELDS; i++)
         PyTuple_SET_ITEM(info, i, Py_NewRef(fields[i]));
     if (attr_add(lane->incoming, s_received, one) < 0)
         goto done;
@@ -453,7 +483,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
         goto done;
     if (PyTuple_GET_ITEM(entry, E_KNOWN) != current || !PyTuple_CheckExact(plan)
         || PyTuple_GET_SIZE(plan) != PLAN_SIZE
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > 64) {
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) > PLAN_MAX_FIELDS) {
         rc = deliver_py(lane, stream, first, d, count, tss, starts, sizes, source);
         goto done;
     }
@@ -473,7 +503,7 @@ deliver_batch(Lane *lane, PyObject *entry, const unsigned char *d, uint64_t firs
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *values[64];
+        PyObject *values[PLAN_MAX_FIELDS];
         Py_ssize_t nvalues = 0;
         PyObject *msg = NULL, *seq = NULL, *ts = NULL;
         int parsed = parse_plan(plan, d + starts[i], sizes[i], values, &nvalues);
@@ -728,7 +758,7 @@ const char drain_doc[] = PyDoc_STR(
 "reported as 'wrong_interface' (that interface's index).");
 
 PyObject *
-drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+drain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs("drain", nargs, 12) < 0)
         return NULL;

@@ -226,7 +226,7 @@ const char send_lone_doc[] = PyDoc_STR(
 "nothing at all happened and None is returned: the Python path does it.");
 
 PyObject *
-send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+send_lone(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs("send_lone", nargs, 9) < 0)
         return NULL;
@@ -244,8 +244,10 @@ send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         Py_RETURN_NONE; /* a timestamp outside the u64 range: Python's error */
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE || !PyUnicode_Check(host)) {
-        PyErr_SetString(PyExc_TypeError, "send_lone: bad plan or host");
+    if (check_plan("send_lone", plan) < 0)
+        return NULL;
+    if (!PyUnicode_Check(host)) {
+        PyErr_SetString(PyExc_TypeError, "send_lone: the host must be a str");
         return NULL;
     }
     struct sockaddr_in to;
@@ -333,7 +335,7 @@ add(PyObject *packer, const Py_ssize_t *at, uint64_t ts, PyObject *msg, PyObject
 }
 
 PyObject *
-batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (check_nargs("batch_add", nargs, 5) < 0)
         return NULL;
@@ -346,10 +348,8 @@ batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
-        PyErr_SetString(PyExc_TypeError, "batch_add: bad plan");
+    if (check_plan("batch_add", plan) < 0)
         return NULL;
-    }
     return add(packer, NULL, ts, msg, plan, max_payload);
 }
 
@@ -385,7 +385,7 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
                                      &next_seq, &name, &sender, &out, &packer, &group, &port,
                                      &PyTuple_Type, &plan, &max_payload, &yield_cpu))
         return -1;
-    if (PyTuple_GET_SIZE(plan) != PLAN_SIZE) {
+    if (check_plan("SendLane", plan) < 0) {
         PyErr_SetString(PyExc_ValueError, "SendLane: not a plan");
         return -1;
     }
@@ -517,14 +517,24 @@ static PyMethodDef SendLane_methods[] = {
 };
 
 static PyObject *
-SendLane_yields_cpu(SendLane *self, void *closure)
+SendLane_yields_cpu(SendLane *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->yield_cpu);
+}
+
+static PyObject *
+SendLane_packer_slots(SendLane *self, void *Py_UNUSED(closure))
+{
+    return slots_dict(packer_names, P_N, self->packer_slots);
 }
 
 static PyGetSetDef SendLane_getset[] = {
     {"yields_cpu", (getter)SendLane_yields_cpu, NULL,
      PyDoc_STR("Whether publish yields the CPU right after a lone send."), NULL},
+    {"packer_slots", (getter)SendLane_packer_slots, NULL,
+     PyDoc_STR("{name: offset} of the Packer slots the lane reads and writes in place; all "
+               "0 when the packer's class does not keep every one in a slot (then they are "
+               "reached by name, more slowly)."), NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

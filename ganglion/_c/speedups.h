@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 10
+#define SPEEDUPS_ABI 11
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -29,6 +29,7 @@
 /* A plan: (cls, heads, kinds, npos, kwnames, names, construction);
  * _decodegen.native_plan. */
 #define PLAN_SIZE 7
+#define PLAN_MAX_FIELDS 64 /* _decodegen.PLAN_MAX_FIELDS */
 /* How a plan builds its instance (_decodegen.CALL, SET, SET_FROZEN). */
 enum { BUILD_CALL = 0, BUILD_SET = 1, BUILD_SET_FROZEN = 2 };
 /* Field kinds of a plan (the order of _decodegen.PLAN_KINDS). */
@@ -40,7 +41,10 @@ extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_decode_slow, *s_received, *s_queue, *s_sock, *s_seal, *s_count, *s_seq_attr,
     *s_prefix, *s_limit, *s_next_seq, *s_prev, *s_size, *s_body, *s_closed_attr,
     *s_callback, *s_delivered, *s_callback_failed, *s_boot, *s_resync, *s_highest,
-    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known;
+    *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known, *s_fields;
+
+/* The fields of a MessageInfo, as the lane builds one (receive.c, hand_out). */
+#define INFO_FIELDS 12
 
 /* The slots of a SequenceTracker that the lane's observe_run uses (Lane.tracker_slots). */
 enum { TS_BOOT, TS_HIGHEST, TS_RESYNC, TS_NEWEST_TS, TS_SEEN, TS_MASK, TS_RECEIVED, TS_COUNT };
@@ -96,6 +100,7 @@ int attr_true(PyObject *obj, PyObject *name);
 int attr_u64(PyObject *obj, PyObject *name, uint64_t *out);
 Py_ssize_t slot_offset(PyObject *cls, PyObject *name);
 int slot_offsets(PyObject *cls, PyObject **const *names, int n, Py_ssize_t *out);
+PyObject *slots_dict(PyObject **const *names, int n, const Py_ssize_t *offsets);
 int compare_u64(PyObject *v, uint64_t x);
 
 /* The object in the slot at `offset` of `obj` (borrowed; NULL while unset). */
@@ -111,6 +116,7 @@ slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value)
 {
     Py_XSETREF(*(PyObject **)((char *)obj + offset), value);
 }
+int check_plan(const char *fn, PyObject *plan);
 int parse_plan(PyObject *plan, const unsigned char *d, Py_ssize_t end, PyObject **values,
                Py_ssize_t *nvalues);
 PyObject *build(PyObject *plan, PyObject **values, Py_ssize_t n);
@@ -118,9 +124,12 @@ Py_ssize_t put_head(unsigned char *b, int major, uint64_t v);
 int encode_plan(PyObject *plan, PyObject *msg, unsigned char *b, Py_ssize_t cap, Py_ssize_t *n);
 
 /* receive.c, send.c: the module's functions. */
-PyObject *drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-PyObject *send_lone(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-PyObject *batch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-extern const char drain_doc[], send_lone_doc[], batch_add_doc[];
+PyObject *drain(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+PyObject *send_lone(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+PyObject *batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+PyObject *plan_decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+PyObject *plan_encode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs);
+extern const char drain_doc[], send_lone_doc[], batch_add_doc[], plan_decode_doc[],
+    plan_encode_doc[];
 
 #endif

@@ -30,8 +30,10 @@ def print_status(doc: dict[str, Any], console: Console | None = None) -> None:
     bus = doc.get("bus")
     if bus:
         out.print(f"plugin bus: {', '.join(bus.get('endpoints', []))}; received "
-                  f"{bus.get('received', 0)}, delivered {bus.get('delivered', 0)}, dropped "
-                  f"{bus.get('dropped', 0)}; subscriptions: "
+                  f"{bus.get('received', 0)}, published {bus.get('published', 0)}, forwarded "
+                  f"{bus.get('forwarded', 0)}, delivered {bus.get('delivered', 0)}, dropped "
+                  f"{bus.get('dropped', 0)}, malformed {bus.get('malformed', 0)}, refused "
+                  f"{bus.get('refused', 0)}; subscriptions: "
                   f"{', '.join(bus.get('subscriptions', [])) or 'none'}", highlight=False)
     else:
         out.print("plugin bus: off", highlight=False)

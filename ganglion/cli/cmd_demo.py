@@ -2,9 +2,13 @@
 
 Starts three ``ganglion node --sim ...`` processes (each its own node id and state
 directory, like three Raspberry Pis) and runs a fourth node in this process that
-prints the agreed type -> group map and every reading it receives. All traffic
-uses 127.0.0.1 as the multicast interface, so nothing leaves the machine. Child
-processes are ended by their PID when the demo stops, however it stops.
+prints the agreed type -> group map and every reading it receives. With the
+``dashboard`` extra installed, that node also logs every reading to SQLite (in the
+demo's temporary directory) and serves the web dashboard on 127.0.0.1 (live values,
+plots, and history from that log); the URL is printed first. All traffic uses
+127.0.0.1 as the multicast interface, and the page listens on loopback only, so
+nothing leaves the machine. Child processes are ended by their PID when the demo
+stops, however it stops.
 """
 
 from __future__ import annotations
@@ -68,6 +72,55 @@ def _spawn_sensors(port: int, interval: float, state: Path) -> list[subprocess.P
     return procs
 
 
+class _DemoBoard:
+    """The demo's logger (SQLite in its temporary directory) and dashboard."""
+
+    def __init__(self, recorder: Any, stop: asyncio.Event, task: asyncio.Task[None],
+                 dashboard: Any) -> None:
+        self.recorder = recorder
+        self.stop = stop
+        self.task = task
+        self.dashboard = dashboard
+
+    async def close(self) -> None:
+        await self.dashboard.close()
+        self.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 10)
+        await asyncio.to_thread(self.recorder.writer.close)
+
+
+async def _start_dashboard(node: Any, state: Path, port: int) -> _DemoBoard | None:
+    """Log every reading and serve the dashboard on 127.0.0.1:``port``; None when it cannot."""
+    if port == 0:
+        return None
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        click.echo("dashboard: not started (pip install 'ganglion-net[dashboard]' for it)")
+        return None
+    from ganglion.dashboard.server import Dashboard
+    from ganglion.logger.recorder import Recorder
+    from ganglion.logger.writer import Writer
+
+    db = state / "demo-log.db"
+    recorder = Recorder(Writer(db), interval=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(node, stop))
+    dashboard = Dashboard(node, host=_LOOPBACK, port=port, db=db, cache=state / "rollup.db")
+    try:
+        await dashboard.start()
+    except OSError as exc:
+        click.echo(f"dashboard: not started: cannot listen on {_LOOPBACK}:{port} "
+                   f"({exc.strerror or exc}); try --dashboard-port")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await asyncio.to_thread(recorder.writer.close)
+        return None
+    click.echo(f"dashboard: {dashboard.url} (this machine only; readings logged to {db})")
+    return _DemoBoard(recorder, stop, task, dashboard)
+
+
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -87,13 +140,17 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
               help="Seconds between readings of each simulated sensor.")
 @click.option("--port", type=click.IntRange(1, 65534), default=defaults.DATA_PORT,
               show_default=True, help="UDP port of the data groups (control: the next one).")
-def demo(duration: float, interval: float, port: int) -> None:
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Serve the web dashboard on 127.0.0.1:PORT (0: no dashboard).")
+def demo(duration: float, interval: float, port: int, dashboard_port: int) -> None:
     """Run a demo network of simulated sensor nodes over loopback and print what arrives."""
-    import hardware.readings  # noqa: F401  (registers the sensor types)
     from ganglion.cli._format import format_reading
     from ganglion.cli._observer import control_port_for
     from ganglion.node import Node
+    from ganglion.plugins import load_installed_types
     from ganglion.runtime.subscription import MessageInfo
+
+    load_installed_types()  # the sensor types, so readings print by their classes
 
     async def main(stop: asyncio.Event) -> int:
         with tempfile.TemporaryDirectory(prefix="ganglion-demo-") as tmp:
@@ -126,12 +183,18 @@ def demo(duration: float, interval: float, port: int) -> None:
                 click.echo(f"ganglion demo: nodes {', '.join(n for n, _ in DEMO_NODES)} and this "
                            f"printer on loopback (127.0.0.1:{port}); Ctrl-C stops")
                 procs = _spawn_sensors(port, interval, state)
+                board = None
                 try:
+                    # While the sensor nodes start (a second or two), so the page's
+                    # address still comes before the first reading.
+                    board = await _start_dashboard(node, state, dashboard_port)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=duration or None)
                 finally:
                     stop.set()
                     _stop(procs)
+                    if board is not None:
+                        await board.close()
                 stats = node.stats()
                 lost = sum(t.lost for t in stats.types.values())
                 click.echo(f"received {printed} readings from {len(names)} nodes, lost {lost}, "

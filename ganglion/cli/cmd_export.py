@@ -1,4 +1,5 @@
-"""``ganglion export``: a log's readings as CSV (for spreadsheets) or JSON lines."""
+"""``ganglion export``: a log's readings as CSV (for spreadsheets), JSON lines, or InfluxDB
+line protocol."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from ganglion.cli._report import exit_on_broken_pipe
 @click.option("--since", default=None, metavar="TIME",
               help="Only readings received at or after TIME (ISO 8601, epoch seconds, or 2h ago).")
 @click.option("--until", default=None, metavar="TIME", help="Only readings received before TIME.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "influx"]), default="csv",
               show_default=True, help="csv: a column per field (nested ones flattened); "
-              "jsonl: one JSON object per reading.")
+              "jsonl: one JSON object per reading; influx: InfluxDB line protocol "
+              "(InfluxDB, QuestDB, VictoriaMetrics).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of standard output.")
 @click.option("--wide", is_flag=True,
@@ -45,6 +47,7 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
     """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.export import export_csv, export_jsonl
+    from ganglion.logger.influx import export_influx
     from ganglion.logger.query import parse_time
     from ganglion.logger.schema import open_log
 
@@ -53,7 +56,8 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         until_ns = parse_time(until) if until is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    write = export_csv if fmt == "csv" else export_jsonl
+    write: Callable[..., Any] = {"csv": export_csv, "jsonl": export_jsonl,
+                                 "influx": export_influx}[fmt]
     if wide:
         write = _wide_writer(fmt, bucket, agg)
     elif bucket is not None or agg is not None:
@@ -76,7 +80,12 @@ def export(db: Path, patterns: tuple[str, ...], since: str | None, until: str | 
         raise click.ClickException(f"cannot write {out or 'standard output'}: {exc}") from None
     finally:
         conn.close()
-    if isinstance(count, tuple):
+    if fmt == "influx" and isinstance(count, tuple):
+        selected, lines = count
+        skipped = f" ({selected - lines} skipped: no field line protocol carries)" if (
+            selected - lines) else ""
+        click.echo(f"exported {lines} readings as line protocol{skipped}", err=True)
+    elif isinstance(count, tuple):
         rows, count = count
         click.echo(f"exported {count} readings in {rows} rows", err=True)
     else:
@@ -89,7 +98,7 @@ def _wide_writer(fmt: str, bucket: str | None, agg: str | None) -> Callable[...,
     from ganglion.logger.wide import DEFAULT_BUCKET, export_wide
 
     if fmt != "csv":
-        raise click.UsageError("--wide writes CSV; drop --format jsonl")
+        raise click.UsageError(f"--wide writes CSV; drop --format {fmt}")
     try:
         seconds = parse_duration(bucket) if bucket is not None else DEFAULT_BUCKET
     except ValueError as exc:

@@ -17,12 +17,12 @@ def info(db: Path, as_json: bool) -> None:
     One row per type and node, and per sensor for the sensor types (their key:
     a node with three probes has three rows).
     """
-    # registers the sensor types, whose key fields give the per-sensor rows
-    import hardware.messages
-    import hardware.readings  # noqa: F401
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.info import format_summary, summarize, summary_json
     from ganglion.logger.schema import open_log
+    from ganglion.plugins import load_installed_types
+
+    load_installed_types()  # the sensor types, whose key fields give the per-sensor rows
 
     try:
         conn = open_log(db, write=False)

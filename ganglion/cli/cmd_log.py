@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,9 +31,15 @@ from ganglion.cli._run import run_until_signalled
               help="Fetch each publisher's latest reading at start (logged as a last value).")
 @click.option("--duration", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Stop after this many seconds (0: until Ctrl-C).")
+@click.option("--forward", "forward_url", default=None, metavar="URL",
+              help="Also forward the log into PostgreSQL (postgresql://USER@HOST[:PORT]/DB), "
+              "from a thread of its own; see docs/forwarding.md.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --forward: the database password's file.")
 @network_options
 def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interval: float,
-        batch_rows: int, last: bool, duration: float, iface: str | None, port: int,
+        batch_rows: int, last: bool, duration: float, forward_url: str | None,
+        password_file: Path | None, iface: str | None, port: int,
         key_file: Path | None, ttl: int) -> None:
     """Log readings to an SQLite database (see docs/logging.md for its schema).
 
@@ -42,6 +49,10 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
     names ("did you mean sensors.*?"); the logger keeps waiting for it. Exits non-zero, with one error line, when the
     database cannot be written (read-only file, full disk) or the writer fails
     for any other reason (logged with its cause).
+
+    With --forward, a thread forwards what is committed into PostgreSQL as
+    `ganglion forward` does; a wrong password or missing database is an error
+    at start (status 1); an unreachable database is retried while logging goes on.
     """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.recorder import Recorder
@@ -57,6 +68,9 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
         writer = Writer(db, patterns=patterns, batch_rows=batch_rows, retention=retention)
     except LogDatabaseError as exc:
         raise click.ClickException(str(exc)) from None
+    forwarding = None
+    if forward_url is not None:
+        forwarding = _start_forwarding(db, forward_url, password_file, patterns, writer)
     what = ", ".join(patterns) if patterns else "every type"
     click.echo(f"logging {what} to {db} on {settings.interface_name} ({settings.interface}:"
                f"{settings.port}); commits every {interval:g} s or {batch_rows} readings; "
@@ -84,6 +98,8 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
             return 1
         finally:
             await asyncio.to_thread(writer.close)
+            if forwarding is not None:
+                await asyncio.to_thread(forwarding.stop)
         if writer.error is not None:
             error(str(writer.error))
             return 1
@@ -93,6 +109,41 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
             (stats.evicted, "cache evictions")) if count)
         click.echo(f"logged {stats.written} readings to {db} ({stats.dropped} dropped, "
                    f"{stats.gaps} gaps seen{extra})", err=True)
+        if forwarding is not None:
+            sent = forwarding.forwarder.stats()
+            click.echo(f"forwarded {sent.forwarded} readings to {forwarding.forwarder.target.name}"
+                       f" ({sent.pending} waiting in the log)", err=True)
+            if forwarding.error is not None:
+                error(str(forwarding.error))
+                return 1
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+def _start_forwarding(db: Path, url: str, password_file: Path | None,
+                      patterns: tuple[str, ...], writer: Any) -> Any:
+    """Check the target (a fatal error ends the command now) and start the forwarder thread.
+
+    An unreachable database is not an error: readings wait in the log.
+    """
+    from ganglion.errors import LogDatabaseError
+    from ganglion.forward import Forwarder, ForwardError, ForwarderThread, Target
+
+    try:
+        target = Target.parse(url, password_file)
+        forwarder = Forwarder(db, target, patterns=patterns)
+    except (ForwardError, LogDatabaseError) as exc:
+        writer.close()
+        raise click.ClickException(str(exc)) from None
+    try:
+        reachable = forwarder.check()
+    except ForwardError as exc:
+        forwarder.close()
+        writer.close()
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"forwarding to {target.name}"
+               + ("" if reachable else " (unreachable now: readings wait in the log)"), err=True)
+    thread = ForwarderThread(forwarder)
+    thread.start()
+    return thread

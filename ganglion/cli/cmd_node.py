@@ -47,6 +47,9 @@ _log = logging.getLogger("ganglion.node")
 @click.option("--bus-secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Accept on the plugin bus only plugins holding this CURVE key pair file "
               "(created 0600 if absent; plugins read it via GANGLION_BUS_SECRET_FILE).")
+@click.option("--dashboard", "dashboard_listen", default=None, metavar="HOST:PORT",
+              help="Serve the web dashboard here (e.g. 127.0.0.1:8080; see docs/dashboard.md); "
+              "history comes from the log plugin's database when the node runs it.")
 @click.option("--mdns/--no-mdns", default=True, show_default=True,
               help="Advertise and browse over mDNS/DNS-SD.")
 @click.option("--iface", default=None, metavar="NAME|ADDRESS",
@@ -63,7 +66,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
          hardware: bool | None, gpio: tuple[str, ...], fake_hardware: str | None,
          bus_tcp_port: int | None,
-         bus_secret_file: Path | None, mdns: bool,
+         bus_secret_file: Path | None, dashboard_listen: str | None, mdns: bool,
          iface: str | None, port: int | None, key_file: Path | None, ttl: int | None,
          verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
@@ -84,6 +87,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             "sim_interval": interval, "bus_tcp_port": bus_tcp_port,
             "bus_secret_file": bus_secret_file, "iface": iface,
             "port": port, "key_file": key_file, "ttl": ttl, "hardware": hardware, "gpio": gpio,
+            "dashboard_listen": dashboard_listen,
         })
         specs = config.plugin_specs(include_hardware=True)
         if fake_hardware is not None:
@@ -93,6 +97,9 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             # The plugin checks the names (and lists the valid ones).
             specs.setdefault("hardware", {})["fake"] = fake_hardware
         loaded = load_plugins(specs)
+        board = _dashboard_plugin(config, loaded)
+        if board is not None:
+            loaded.append(board)
     except GanglionError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = resolve_network(config.iface, config.port,
@@ -123,6 +130,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             for address in the_node.bus_endpoints():
                 click.echo(f"plugin bus: {address}", err=True)
             await host.start()
+            if board is not None:
+                await _say_dashboard_url(board)
             await stop.wait()
         finally:
             if status is not None:
@@ -132,6 +141,35 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+def _dashboard_plugin(config: Any, loaded: list[Any]) -> Any:
+    """The dashboard plugin the config (``[dashboard]``, ``--dashboard``) asks for, or None.
+
+    Its history comes from ``[dashboard] db``, else from the ``log`` plugin's database.
+    """
+    if config.dashboard_listen is None:
+        return None
+    from ganglion.cli.cmd_dashboard import require_aiohttp
+    from ganglion.dashboard.plugin import DashboardPlugin
+
+    require_aiohttp()
+    db = config.dashboard_db
+    if db is None:
+        db = next((p.db for p in loaded if p.name == "log" and hasattr(p, "db")), None)
+    return DashboardPlugin(listen=config.dashboard_listen, db=db,
+                           token_file=config.dashboard_token_file)
+
+
+async def _say_dashboard_url(board: Any) -> None:
+    """Print the dashboard's address once it listens (its errors are the plugin host's)."""
+    from ganglion.cli.cmd_dashboard import page_link
+
+    try:
+        await asyncio.wait_for(board.started.wait(), timeout=10.0)
+    except TimeoutError:
+        return
+    click.echo(f"dashboard: {page_link(board.dashboard.url, board.token)}", err=True)
 
 
 async def _serve_status(the_node: Any, host: Any) -> Any:

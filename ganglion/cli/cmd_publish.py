@@ -35,11 +35,13 @@ def publish(type_name: str, fields_json: str, timeout: float, new_type: bool, if
     (sensors.temprature) is refused as a likely typo, naming the known one,
     unless --new-type is given.
     """
-    import hardware.readings  # noqa: F401  (the sensor types are checked against their classes)
     from ganglion.cli._observer import observer, settle
     from ganglion.cli._suggest import hint_for_name, known_names
     from ganglion.errors import GanglionError
+    from ganglion.plugins import load_installed_types
     from ganglion.types import Record, lookup, validate_type_name
+
+    load_installed_types()  # installed types (the sensors') are checked against their classes
 
     try:
         validate_type_name(type_name)

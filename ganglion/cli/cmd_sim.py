@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,13 +40,18 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
     """Publish readings of simulated sensors every --interval seconds."""
     from ganglion.cli._format import format_reading
     from ganglion.cli._observer import control_port_for
+    from ganglion.errors import GanglionError
     from ganglion.node import Node
+    from ganglion.plugins import load_plugin
     from ganglion.types import type_name_of
-    from hardware.sim import SimulatedSensor
 
     settings = resolve_network(iface, port, key_file, ttl)
-    rng = random.Random(seed)
-    sensors = [SimulatedSensor(kind, f"{name}/{kind}", rng=rng) for kind in kinds]
+    # The simulated sensors are the installed ``sim`` plugin's (ganglion.plugins entry
+    # point); this command reads them on its own schedule instead of running the plugin.
+    try:
+        plugin: Any = load_plugin("sim", {"kinds": kinds, "interval": interval, "seed": seed})
+    except GanglionError as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def main(stop: asyncio.Event) -> int:
         # A throw-away member node: its own identity and journal in a temporary
@@ -54,9 +60,10 @@ def sim(kinds: tuple[str, ...], name: str, interval: float, count: int, seed: in
             async with Node(name=name, interface=settings.interface, port=settings.port,
                             control_port=control_port_for(settings.port), state_dir=state_dir,
                             key=settings.key, ttl=settings.ttl, discovery=False) as ep:
-                return await _publish_readings(ep, stop)
+                await plugin.setup(ep)  # one sensor per kind, named <node name>/<kind>
+                return await _publish_readings(ep, plugin.sensors, stop)
 
-    async def _publish_readings(ep: Node, stop: asyncio.Event) -> int:
+    async def _publish_readings(ep: Node, sensors: Sequence[Any], stop: asyncio.Event) -> int:
         click.echo(f"ready: {name} publishing {', '.join(kinds)} via {settings.interface_name} "
                    f"({settings.interface}) as node {ep.node_id.hex()}", err=True)
         sent = 0

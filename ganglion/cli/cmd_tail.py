@@ -58,13 +58,15 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
     waiting for it. Exits non-zero when --count readings did not arrive within
     --timeout.
     """
-    import hardware.readings  # noqa: F401  (registers the sensor types so they decode to classes)
     from ganglion.cli._format import SenderNames, format_reading
     from ganglion.cli._observer import hint_unknown, observer
     from ganglion.cli._report import exit_on_broken_pipe
     from ganglion.errors import TypeNameError
+    from ganglion.plugins import load_installed_types
     from ganglion.runtime.subscription import MessageInfo
     from ganglion.types import validate_type_name
+
+    load_installed_types()  # installed types (the sensors') decode to their classes
 
     for name in types:
         try:

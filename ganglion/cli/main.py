@@ -9,8 +9,10 @@ from __future__ import annotations
 import click
 
 from ganglion.cli import (
+    cmd_dashboard,
     cmd_demo,
     cmd_export,
+    cmd_forward,
     cmd_info,
     cmd_install_service,
     cmd_invite,
@@ -45,11 +47,13 @@ cli.add_command(cmd_publish.publish)
 cli.add_command(cmd_install_service.install_service)
 cli.add_command(cmd_log.log)
 cli.add_command(cmd_export.export)
+cli.add_command(cmd_forward.forward)
 cli.add_command(cmd_replay.replay)
 cli.add_command(cmd_info.info)
 cli.add_command(cmd_invite.invite)
 cli.add_command(cmd_join.join)
 cli.add_command(cmd_status.status)
+cli.add_command(cmd_dashboard.dashboard)
 
 
 def main() -> None:

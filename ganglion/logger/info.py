@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ganglion.logger import datajson
+from ganglion.logger import datajson, outbox
 from ganglion.logger.retention import format_size, used_bytes
 from ganglion.logger.u64 import from_sql
 
@@ -86,6 +86,9 @@ class LogSummary:
         refused: readings over the logger's budgets (too many new senders or
             type versions; all sessions).
         evicted: entries the logger evicted from its bounded caches (all sessions).
+        forwarding: one entry per forwarding target (docs/forwarding.md): ``target``,
+            ``forwarded``, ``waiting`` (readings after its position), ``rejected``,
+            ``dropped`` (removed by the size limit before it got them).
     """
 
     path: Path
@@ -99,6 +102,7 @@ class LogSummary:
     rejected: int = 0
     refused: int = 0
     evicted: int = 0
+    forwarding: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def summarize(conn: sqlite3.Connection, path: Path, *,
@@ -150,7 +154,20 @@ def summarize(conn: sqlite3.Connection, path: Path, *,
     file_bytes = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
                      if p.exists())
     return LogSummary(path, file_bytes, used_bytes(conn), sum(s.count for s in streams), versions,
-                      sessions, dropped, streams, rejected, refused, evicted)
+                      sessions, dropped, streams, rejected, refused, evicted, _forwarding(conn))
+
+
+def _forwarding(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Each forwarding target's counters and how many readings still wait for it."""
+    if not outbox.has_table(conn):
+        return []
+    return [{"target": target, "forwarded": forwarded,
+             "waiting": conn.execute("SELECT count(*) FROM samples WHERE id > ?",
+                                     (last_id,)).fetchone()[0],
+             "rejected": rejected, "dropped": dropped}
+            for target, last_id, forwarded, rejected, dropped in conn.execute(
+                "SELECT target, last_id, forwarded, rejected, dropped FROM forward_positions "
+                "ORDER BY target").fetchall()]
 
 
 def _registered_key_fields(type_name: str) -> tuple[str, ...]:
@@ -204,6 +221,12 @@ def format_summary(summary: LogSummary) -> str:
              + (f", {summary.rejected} rejected (bad values)" if summary.rejected else "")
              + (f", {summary.refused} refused (over budget)" if summary.refused else "")
              + (f", {summary.evicted} cache evictions" if summary.evicted else "")]
+    for f in summary.forwarding:
+        lines.append(f"forwarded to {f['target']}: {f['forwarded']} readings, {f['waiting']} "
+                     "waiting" + (f", {f['rejected']} refused by the database"
+                                  if f["rejected"] else "")
+                     + (f", {f['dropped']} removed unforwarded by the size limit"
+                        if f["dropped"] else ""))
     keyed = any(s.key for s in summary.streams)  # a KEY column only when a row has a key
     header = ("TYPE", "NODE", *(("KEY",) if keyed else ()), "COUNT", "FIRST", "LAST", "RATE/S",
               "GAPS", "MISSING", "LAST VALUE")

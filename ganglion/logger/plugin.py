@@ -17,6 +17,13 @@ Enable with ``ganglion node --plugin log`` and, in the config file::
     types = ["sensors.*"]
     max_age = "30d"
     max_size = "1GB"
+    forward = "postgresql://pi@central/sensors"   # optional: docs/forwarding.md
+    forward_password_file = "/etc/ganglion/pg-password"
+
+With ``forward``, a :class:`~ganglion.forward.ForwarderThread` ships what the
+writer commits into PostgreSQL from a thread of its own. A fatal forwarding
+error (wrong password, missing database) is logged once and forwarding stops;
+logging goes on.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class LogPlugin:
         max_size: keep at most this much (``1GB``, ``500MB``, bytes); ``0`` for no limit.
         interval: seconds between commits.
         batch_rows: readings that trigger a commit before the interval is over.
+        forward: a ``postgresql://`` URL to forward the log to, or None.
+        forward_password_file: the file holding that database's password.
         name: the plugin's name.
 
     Raises:
@@ -72,6 +81,7 @@ class LogPlugin:
     def __init__(self, db: str | Path | None = None, types: Sequence[str] = (),
                  max_age: str | float = DEFAULT_MAX_AGE, max_size: str | int = DEFAULT_MAX_SIZE,
                  interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 forward: str | None = None, forward_password_file: str | Path | None = None,
                  name: str = "log") -> None:
         if isinstance(types, str):
             raise ConfigError("log plugin: `types` must be a list of patterns")
@@ -90,6 +100,16 @@ class LogPlugin:
         self.batch_rows = int(batch_rows)
         self.writer: Writer | None = None
         self.recorder: Recorder | None = None
+        self.forwarding: Any = None  # a ForwarderThread once started
+        self.target: Any = None
+        if forward is not None:
+            from ganglion.forward.target import ForwardError, Target
+
+            try:
+                self.target = Target.parse(str(forward), None if forward_password_file is None
+                                           else Path(forward_password_file))
+            except ForwardError as exc:
+                raise ConfigError(f"log plugin: {exc}") from None
 
     async def setup(self, node: Any) -> None:
         """Open the database and subscribe to the types agreed so far.
@@ -103,6 +123,8 @@ class LogPlugin:
                                  retention=self.retention)
             self.recorder = Recorder(self.writer, self.patterns, interval=self.interval)
             _log.info("logging to %s (%s)", self.db, self.retention.describe())
+            if self.target is not None:
+                await asyncio.to_thread(self._start_forwarding)
         assert self.recorder is not None
         self.recorder.subscribe_new(node)
 
@@ -115,7 +137,34 @@ class LogPlugin:
             await self.recorder.run(node)
         except LogDatabaseError as exc:
             _log.error("log plugin stops: %s", exc)
-            await asyncio.to_thread(self.writer.close)
+            await asyncio.to_thread(self._close)
         except asyncio.CancelledError:
-            await asyncio.shield(asyncio.to_thread(self.writer.close))
+            await asyncio.shield(asyncio.to_thread(self._close))
             raise
+
+    def _close(self) -> None:
+        """Close the writer, then let the forwarder send its last commit and stop."""
+        assert self.writer is not None
+        self.writer.close()
+        if self.forwarding is not None:
+            self.forwarding.stop()
+            self.forwarding = None
+
+    def _start_forwarding(self) -> None:
+        """Start forwarding (blocking: a first connection); a fatal error is logged once."""
+        from ganglion.forward import Forwarder, ForwardError, ForwarderThread
+
+        try:
+            forwarder = Forwarder(self.db, self.target, patterns=self.patterns)
+        except LogDatabaseError as exc:
+            _log.error("log plugin: cannot forward: %s", exc)
+            return
+        try:
+            forwarder.check()
+        except ForwardError as exc:
+            forwarder.close()
+            _log.error("log plugin: %s; logging without forwarding", exc)
+            return
+        self.forwarding = ForwarderThread(forwarder)
+        self.forwarding.start()
+        _log.info("forwarding %s to %s", self.db, self.target.name)

@@ -19,14 +19,22 @@ reading, so such a sender has no reading left. The ``nodes`` table therefore
 never outgrows the readings kept (a flood of made-up node ids leaves with its
 readings).
 
+A forwarded log (:mod:`ganglion.logger.outbox`) is a buffer too: the age limit
+never removes a reading a forwarding target has not been sent, only the size
+limit may (those are counted per target and logged), and the newest reading is
+always kept, so row ids keep growing.
+
 Defaults suit a Raspberry Pi's SD card: 30 days and 1 GB.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import sqlite3
+
+from ganglion.logger import outbox
 
 __all__ = [
     "CHUNK_ROWS",
@@ -45,6 +53,8 @@ DEFAULT_MAX_AGE = 30 * 86400.0  # seconds
 DEFAULT_MAX_SIZE = 1_000_000_000  # bytes
 CHUNK_ROWS = 20_000
 SIZE_TARGET = 0.9
+
+_log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(b|k|kb|m|mb|g|gb|t|tb|kib|mib|gib|tib)?\s*$",
@@ -91,8 +101,15 @@ def apply_retention(conn: sqlite3.Connection, policy: Retention, now_ns: int) ->
         How many readings were removed.
     """
     removed = 0
+    forwarded = outbox.floor(conn)  # None: the log is not forwarded
+    keep_from = None
+    if forwarded is not None:  # keep the newest reading: ids must keep growing
+        newest = conn.execute("SELECT max(id) FROM samples").fetchone()[0]
+        keep_from = newest if newest is not None else 0
     if policy.max_age:
         cutoff_id = _last_id_before(conn, now_ns - int(policy.max_age * 1e9))
+        if cutoff_id is not None and forwarded is not None and keep_from is not None:
+            cutoff_id = min(cutoff_id, forwarded, keep_from - 1)
         if cutoff_id is not None:
             removed += _delete_through(conn, cutoff_id)
     if policy.max_size:
@@ -105,11 +122,15 @@ def apply_retention(conn: sqlite3.Connection, policy: Retention, now_ns: int) ->
                 break
             share = 1.0 - SIZE_TARGET * policy.max_size / used
             count = max(1, int((high - low + 1) * share))
-            removed += _delete_through(conn, low + count - 1)
+            upto = low + count - 1 if keep_from is None else min(low + count - 1, keep_from - 1)
+            deleted = _delete_through(conn, upto, forwarded=forwarded is not None)
+            if not deleted:
+                break  # only the newest reading is left, and it stays
+            removed += deleted
     if removed:
         oldest = conn.execute("SELECT min(received_ns) FROM samples").fetchone()[0]
         with conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")  # see Writer._write
             if oldest is None:
                 conn.execute("DELETE FROM gap_spans")
                 conn.execute("DELETE FROM streams")
@@ -191,14 +212,24 @@ def _last_id_before(conn: sqlite3.Connection, cutoff_ns: int) -> int | None:
     return found
 
 
-def _delete_through(conn: sqlite3.Connection, last_id: int) -> int:
-    """Delete readings with id <= last_id, a chunk per transaction."""
+def _delete_through(conn: sqlite3.Connection, last_id: int, *, forwarded: bool = False) -> int:
+    """Delete readings with id <= last_id, a chunk per transaction.
+
+    With ``forwarded``, readings a forwarding target has not been sent yet are
+    counted into its ``dropped`` in the same transaction, and logged.
+    """
     removed = 0
     while True:
         low = conn.execute("SELECT min(id) FROM samples").fetchone()[0]
         if low is None or low > last_id:
             return removed
         upto = min(last_id, low + CHUNK_ROWS - 1)
+        lost = 0
         with conn:
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")  # see Writer._write
+            if forwarded:
+                lost = outbox.count_unforwarded(conn, upto)
             removed += conn.execute("DELETE FROM samples WHERE id <= ?", (upto,)).rowcount
+        if lost:
+            _log.warning("retention: the size limit removed %d readings not yet forwarded "
+                         "(counted as `dropped` in forward_positions)", lost)

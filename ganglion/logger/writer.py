@@ -378,7 +378,11 @@ class Writer:
         started = time.perf_counter()
         conn = self._conn
         now_ns = time.time_ns()
-        conn.execute("BEGIN")
+        # IMMEDIATE: take the write lock before reading. A forwarder (ganglion forward)
+        # writes its position into the log from another connection; a deferred
+        # transaction that read before that commit could not write after it (SQLite
+        # answers "database is locked" at once, without waiting).
+        conn.execute("BEGIN IMMEDIATE")
         try:
             count = 0
             for kind, value in items:

@@ -50,7 +50,7 @@ from ganglion.errors import (
     WrongCodeError,
 )
 from ganglion.pairing.codes import InviteCode
-from ganglion.pairing.frames import FrameReader, Kind, Refusal, encode_frame
+from ganglion.pairing.frames import FrameKind, FrameReader, Refusal, encode_frame
 
 __all__ = [
     "MAX_KEY_FILE",
@@ -98,7 +98,7 @@ def refusal(reason: Refusal) -> bytes:
     Returns:
         The frame's bytes.
     """
-    return encode_frame(Kind.REFUSED, bytes([reason]))
+    return encode_frame(FrameKind.REFUSED, bytes([reason]))
 
 
 class InviterSession:
@@ -159,9 +159,9 @@ class InviterSession:
                 raise PairingProtocolError("bytes after the exchange ended")
             return b""
         expect = {
-            InviterState.AWAIT_HELLO: Kind.HELLO,
-            InviterState.AWAIT_CONFIRM: Kind.CONFIRM,
-            InviterState.AWAIT_ACK: Kind.ACK,
+            InviterState.AWAIT_HELLO: FrameKind.HELLO,
+            InviterState.AWAIT_CONFIRM: FrameKind.CONFIRM,
+            InviterState.AWAIT_ACK: FrameKind.ACK,
         }[self.state]
         frame = self._reader.feed(data, frozenset((expect,)))
         if frame is None:
@@ -188,7 +188,7 @@ class InviterSession:
         self._transcript = _transcript(body, ours)
         self._keys = _Keys.derive(shared, self._transcript)
         self.state = InviterState.AWAIT_CONFIRM
-        return encode_frame(Kind.PAKE, ours)
+        return encode_frame(FrameKind.PAKE, ours)
 
     def _on_confirm(self, body: bytes) -> bytes:
         """Check the joiner's proof; only then seal and send the key file."""
@@ -198,7 +198,7 @@ class InviterSession:
             return refusal(Refusal.WRONG_CODE)
         sealed = ChaCha20Poly1305(keys.seal).encrypt(_NONCE, self._file, self._transcript)
         self.state = InviterState.AWAIT_ACK
-        return encode_frame(Kind.KEY, keys.mac_inviter(self._transcript) + sealed)
+        return encode_frame(FrameKind.KEY, keys.mac_inviter(self._transcript) + sealed)
 
     def _on_ack(self, body: bytes) -> bytes:
         """Check the joiner's receipt of the key file."""
@@ -256,7 +256,7 @@ class JoinerSession:
             raise PairingProtocolError("start() runs once per exchange")
         self._hello = _HELLO.pack(PROTOCOL_VERSION, self._code.nameplate) + self._spake.start()
         self._state = "await-pake"
-        return encode_frame(Kind.HELLO, self._hello)
+        return encode_frame(FrameKind.HELLO, self._hello)
 
     def receive(self, data: bytes) -> bytes:
         """Take bytes from the inviter and return what to send back (maybe nothing yet).
@@ -278,15 +278,15 @@ class JoinerSession:
             if data:
                 raise PairingProtocolError(f"unexpected bytes in state {self._state}")
             return b""
-        wanted = Kind.PAKE if self._state == "await-pake" else Kind.KEY
-        frame = self._reader.feed(data, frozenset((wanted, Kind.REFUSED)))
+        wanted = FrameKind.PAKE if self._state == "await-pake" else FrameKind.KEY
+        frame = self._reader.feed(data, frozenset((wanted, FrameKind.REFUSED)))
         if frame is None:
             return b""
         kind, body = frame
-        if kind is Kind.REFUSED:
+        if kind is FrameKind.REFUSED:
             self._state = "refused"
             raise _refused(body)
-        if kind is Kind.PAKE:
+        if kind is FrameKind.PAKE:
             return self._on_pake(body)
         return self._on_key(body)
 
@@ -298,7 +298,7 @@ class JoinerSession:
         self._transcript = _transcript(self._hello, body)
         self._keys = _Keys.derive(shared, self._transcript)
         self._state = "await-key"
-        return encode_frame(Kind.CONFIRM, self._keys.mac_joiner(b"joiner-confirm",
+        return encode_frame(FrameKind.CONFIRM, self._keys.mac_joiner(b"joiner-confirm",
                                                                 self._transcript))
 
     def _on_key(self, body: bytes) -> bytes:
@@ -318,7 +318,7 @@ class JoinerSession:
             raise PairingProtocolError("the sealed key file does not check out") from None
         self.key_file = key_file
         self._state = "done"
-        return encode_frame(Kind.ACK, keys.mac_joiner(b"joiner-ack", self._transcript,
+        return encode_frame(FrameKind.ACK, keys.mac_joiner(b"joiner-ack", self._transcript,
                                                       _digest(key_file)))
 
 

@@ -16,7 +16,7 @@ from typing import Final
 
 from ganglion.errors import PairingProtocolError
 
-__all__ = ["HEADER", "MAX_BODY", "FrameReader", "Kind", "Refusal", "encode_frame"]
+__all__ = ["HEADER", "MAX_BODY", "FrameKind", "FrameReader", "Refusal", "encode_frame"]
 
 #: Bytes of a frame header.
 HEADER: Final = 3
@@ -28,7 +28,7 @@ MAX_BODY: Final = 4200
 _HEADER: Final = struct.Struct(">BH")
 
 
-class Kind(enum.IntEnum):
+class FrameKind(enum.IntEnum):
     """Frame kinds, in the order they are exchanged."""
 
     HELLO = 1  # joiner -> inviter: version, nameplate, SPAKE2 message (side B)
@@ -49,7 +49,7 @@ class Refusal(enum.IntEnum):
     VERSION = 5  # a protocol version this inviter does not speak
 
 
-def encode_frame(kind: Kind, body: bytes) -> bytes:
+def encode_frame(kind: FrameKind, body: bytes) -> bytes:
     """One frame.
 
     Args:
@@ -75,7 +75,7 @@ class FrameReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes, expect: frozenset[Kind]) -> tuple[Kind, bytes] | None:
+    def feed(self, data: bytes, expect: frozenset[FrameKind]) -> tuple[FrameKind, bytes] | None:
         """Add received bytes and return the next whole frame, if there is one.
 
         Args:
@@ -95,7 +95,7 @@ class FrameReader:
             return None
         raw_kind, length = _HEADER.unpack_from(self._buffer)
         try:
-            kind = Kind(raw_kind)
+            kind = FrameKind(raw_kind)
         except ValueError:
             raise PairingProtocolError(f"unknown frame kind {raw_kind}") from None
         if kind not in expect:

@@ -4,7 +4,7 @@ Theory of operation. Without it, anyone who can connect to the bus can publish,
 and the node sends what they publish to the network under its own id and key.
 On ipc the socket files are 0600, so that is only the node's own user; on
 ``tcp://127.0.0.1`` it is every local user. With a *bus secret* (a CURVE key pair
-in a file, :class:`~ganglion.client.BusSecret`) the node's two bus sockets
+in a file, :class:`~ganglion.bus_secret.BusSecret`) the node's two bus sockets
 become CURVE servers and run a ZAP handler (RFC 27, ZeroMQ's authentication
 protocol) that accepts a connection only if the client's long-term public key
 is the secret's own public key. A plugin proves it read the file by using the
@@ -36,7 +36,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils import z85
 
-from ganglion.client import BusSecret, read_bus_secret
+from ganglion.bus_secret import BusSecret, read_bus_secret
 from ganglion.errors import ConfigError, TransportError
 
 _log = logging.getLogger("ganglion.runtime.bus")

@@ -149,6 +149,16 @@ STREAMS_CAP = 1024
 CountBad = Callable[[str, str, tuple[str, int]], None]
 
 
+def _all_raw(subs: list[Any] | None) -> bool:
+    """Whether every local subscriber of a type takes payload bytes (``Subscription.raw``).
+
+    Then a message of a type with no class registered here (no compiled lane, no
+    schema to check) is handed over undecoded; the subscriber checks what it needs
+    (the plugin bus checks the CBOR map before passing it to plugins).
+    """
+    return subs is not None and bool(subs) and all(sub.raw for sub in subs)
+
+
 class _Stream:
     """What every datagram of one (sender, boot, flags, fingerprint, type) shares."""
 
@@ -484,6 +494,9 @@ class Incoming:
             verdict = tracker.observe(seq, boot, ts)
             if verdict is _DUPLICATE or verdict is _STALE:
                 return
+        if stream.known is None and _all_raw(self._subs.get(stream.type_name)):
+            self._hand_out(stream, payload, seq, ts, received_ns, source)  # see _all_raw
+            return
         fast = stream.fast
         msg: Any = _FALLBACK if fast is None else fast(payload)
         if msg is _FALLBACK:
@@ -508,6 +521,7 @@ class Incoming:
                                    received_ns, source)
             return
         fast, boot, hand_out = stream.fast, stream.boot, self._hand_out
+        raw = stream.known is None and _all_raw(self._subs.get(stream.type_name))
         # The common case: the datagram continues its stream, every message is new.
         count = len(timestamps)
         in_order = tracker.observe_run(first_seq, count, boot,
@@ -520,6 +534,9 @@ class Incoming:
                 verdict = observe(seq, boot, ts)
                 if verdict is _DUPLICATE or verdict is _STALE:
                     continue
+            if raw:  # payloads wanted as they are: no decoding (see _all_raw)
+                hand_out(stream, payload, seq, ts, received_ns, source)
+                continue
             # The generated decoder directly (one call less per message); what it
             # does not read goes through the full decoder, which also raises.
             msg: Any = _FALLBACK if fast is None else fast(payload)

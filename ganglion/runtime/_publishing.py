@@ -357,6 +357,52 @@ class Publisher:
         else:
             assert mtype is not None  # a Record has its payload
             _check_size(msg, mtype, packer)
+        seq, now_ns = self._hand_over(out, packer, name, fingerprint, payload, local,
+                                      interest=interest, hold=hold)
+        if not hold and mtype is not None and type(msg) is mtype.cls \
+                and type(msg) not in self._routes:
+            self._routes[type(msg)] = self._route(mtype, packer, interest)
+        subs = self._subs.get(name)
+        if subs:
+            self._deliver(subs, local, name, seq, now_ns, fingerprint)
+        return name
+
+    def publish_payload(self, name: str, payload: bytes, *,
+                        exclude: Subscription | None = None) -> bool:
+        """:meth:`_publish_new` for a payload already encoded, of a type not registered
+        here (the plugin bus's bytes-in publish): sent as it is, under 8 zero bytes of
+        fingerprint, decoded only for local subscribers other than ``exclude``.
+
+        Returns:
+            False, having done nothing, when the type is registered here.
+
+        Raises:
+            As :meth:`Endpoint.publish_payload
+            <ganglion.runtime.endpoint.Endpoint.publish_payload>`.
+        """
+        out = self.out
+        if out is None:
+            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
+        if lookup(name) is not None:
+            return False
+        fingerprint = bytes(8)
+        interest = self.wants(name)
+        packer = out.packer(name, fingerprint)
+        hold = self._group_of(name) is None or self.held.waiting(name)
+        packer.check_fits(len(payload))
+        subs = [sub for sub in self._subs.get(name, ()) if sub is not exclude]
+        local = decode_payload(name, payload) if subs else None
+        seq, now_ns = self._hand_over(out, packer, name, fingerprint, payload, local,
+                                      interest=interest, hold=hold)
+        if subs:
+            self._deliver(subs, local, name, seq, now_ns, fingerprint)
+        return True
+
+    def _hand_over(self, out: Outgoing, packer: Packer, name: str, fingerprint: bytes,
+                   payload: bytes | None, local: object, *, interest: bool,
+                   hold: bool) -> tuple[int, int]:
+        """Steps 3-5 but delivery, without a route: number the message, then hold it,
+        hand it to the send side or neither, and keep it. Returns (seq, timestamp)."""
         seq = self.next_seq[name]
         self.next_seq[name] = seq + 1
         now_ns = _time_ns()
@@ -370,12 +416,7 @@ class Publisher:
                 assert payload is not None
                 out.add(packer, payload, now_ns, seq)
             self._keep_last(name, local, payload, fingerprint, seq, now_ns)
-            if mtype is not None and type(msg) is mtype.cls and type(msg) not in self._routes:
-                self._routes[type(msg)] = self._route(mtype, packer, interest)
-        subs = self._subs.get(name)
-        if subs:
-            self._deliver(subs, local, name, seq, now_ns, fingerprint)
-        return name
+        return seq, now_ns
 
     def _route(self, mtype: MessageType, packer: Packer, sends: bool) -> Route:
         route = Route(mtype, packer, sends=sends)

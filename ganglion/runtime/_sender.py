@@ -40,6 +40,7 @@ import collections
 import errno
 import logging
 import socket
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -287,7 +288,9 @@ class MulticastSender:
         sock.close()
 
     async def async_close(self) -> None:
-        """Close, from a coroutine (same as :meth:`close`)."""
+        """Deprecated: call :meth:`close` (closing needs no await; docs/architecture.md)."""
+        warnings.warn(f"{type(self).__name__}.async_close() is deprecated; call close()",
+                      DeprecationWarning, stacklevel=2)
         self.close()
 
     async def __aenter__(self) -> MulticastSender:
@@ -299,7 +302,7 @@ class MulticastSender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.async_close()
+        self.close()
 
     def __enter__(self) -> MulticastSender:
         return self

@@ -28,10 +28,13 @@ empty prefix, ``sensors.``) still receive matching messages but are not passed
 to ``on_subscribe``: a prefix names no group to join.
 
 Back-pressure. Each plugin connection has a queue of ``hwm`` messages (zmq
-SNDHWM). The XPUB is set to ``XPUB_NODROP`` and sent to without blocking, so a
-plugin that stops reading never blocks the node: the send is refused, the
-message is not delivered to that type's plugin subscribers, and ``dropped``
-counts it. (The price of counting is that a stuck subscriber of a type also
+SNDHWM and RCVHWM). The XPUB is set to ``XPUB_NODROP`` and sent to without
+blocking, so a plugin that stops reading never blocks the node: the send is
+refused, the message is not delivered to that type's plugin subscribers, and
+``dropped`` counts it. On the publish side the bus drains its XSUB as fast as it
+can, so a publisher's queue fills (and its non-blocking send is refused, which
+the client counts) only when plugins publish faster than the bus moves messages
+in all: below that capacity nothing is refused. (The price of counting is that a stuck subscriber of a type also
 costs the other subscribers *of that type* the messages refused while it is
 full; other types are unaffected.)
 
@@ -51,8 +54,22 @@ instant after the bind. A TCP bus on 127.0.0.1 is open to every local user
 unless a ``secret`` is given: then both sockets are CURVE servers that accept
 only clients holding the same key pair (:mod:`ganglion.runtime._bus_auth`).
 
-Everything runs on the event loop: receiving uses ``zmq.asyncio``, sending uses
-a synchronous shadow of the same socket with ``DONTWAIT`` (never awaits).
+The hot loop. When the publish socket becomes readable the bus drains it without
+waiting (``NOBLOCK`` until ``EAGAIN``, at most ``DRAIN_BUDGET`` messages before it lets
+the event loop run other work) and moves bytes: a message of a type name already
+checked (kept with what to do with it: forward to plugins, hand to the node) whose
+payload passes :func:`~ganglion.types._payload.payload_problem`'s check is forwarded
+with its meta frame as it came, never decoded. Where the compiled
+``ganglion._busfast`` loads (:mod:`ganglion.runtime._bus_accel`) that loop runs in C
+on the same sockets, passing only payloads in a plain subset it can check itself
+and leaving every other message to :meth:`PluginBus._drain_python`'s path, the
+reference. The node gets a plugin's message only while it wants the type
+(``node_wants``: some other node or an in-process subscriber wants it, or it is the
+type's first message); :meth:`PluginBus.refresh_interest` re-asks after a change.
+
+Everything runs on the event loop: publishes are drained from a reader callback on
+the XSUB's zmq descriptor, subscription events come through ``zmq.asyncio``; reads
+and sends use synchronous shadows of the sockets with ``DONTWAIT`` (never await).
 """
 
 from __future__ import annotations
@@ -74,12 +91,15 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from ganglion.client import DEFAULT_HWM, BusAddress, BusSecret, PluginMeta, ipc_address
-from ganglion.errors import ConfigError, DecodeError, GanglionError, TransportError
+from ganglion.bus_secret import BusSecret
+from ganglion.errors import ConfigError, GanglionError, TransportError
+from ganglion.plugin_frames import DEFAULT_HWM, BusAddress, PluginMeta, ipc_address
+from ganglion.runtime import _bus_accel
 from ganglion.runtime._bus_auth import HandshakeWatch, ZapHandler, secure_server
 from ganglion.runtime._bus_report import ReportLimiter, clip, excerpt
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import decode_payload, is_valid_type_name
+from ganglion.types import is_valid_type_name
+from ganglion.types._payload import payload_problem
 
 _log = logging.getLogger(__name__)
 
@@ -94,8 +114,30 @@ DEFAULT_SUMMARY_INTERVAL = 60.0
 #: Longest ipc socket path Linux accepts (sun_path is 108 bytes with the NUL).
 MAX_IPC_PATH = 107
 
+#: Messages drained in one go before the event loop gets to run other work.
+DRAIN_BUDGET = 512
+
+#: Type names remembered as checked, with what to do with them; a bus that sees more
+#: distinct names still works, checking the others message by message.
+MAX_ROUTES = 4096
+
+#: Route flags: send on to plugin subscribers; hand to the node.
+FORWARD, TO_NODE = 1, 2
+
+#: Frames of a message kept for the report (a bad message's first frame names it).
+_KEEP_FRAMES = 8
+
 _SUBSCRIBE = 1
 _UNSUBSCRIBE = 0
+_DONTWAIT = int(zmq.DONTWAIT)  # a plain int: pyzmq's enum costs a few us per message
+
+#: The compiled drain loop, when built (chosen once at import).
+_fast = _bus_accel.load()
+
+#: (messages for the node, a message left to the Python path as (frame count,
+#: frames, peer) or None, received, forwarded, dropped): what one drain returns.
+DrainResult = tuple[list[tuple[str, bytes]], "tuple[int, list[bytes], str | None] | None",
+                    int, int, int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,7 +146,8 @@ class BusStats:
 
     Attributes:
         received: multipart messages read from plugin publishers.
-        published: valid ones handed to ``on_publish``.
+        published: valid ones (well-formed, whatever the node then makes of them).
+        to_node: valid ones handed to ``on_publish`` (the node wanted their type).
         forwarded: valid ones sent on to plugin subscribers by the bus itself.
         delivered: messages sent to plugin subscribers by :meth:`PluginBus.deliver`.
         dropped: sends refused because a subscriber's queue was full.
@@ -114,13 +157,17 @@ class BusStats:
         rejected: valid publishes ``on_publish`` refused with a ganglion error
             (e.g. too large for a datagram, or not matching the registered class).
         callback_errors: other exceptions raised by the on_* callbacks (logged).
+        bad_deliveries: payloads from the network, passed on undecoded, that were not
+            one plain CBOR map: not sent to plugins (another node's bug, or no key).
         refused_connections: handshakes refused on a bus with a secret (no or wrong key).
         unlogged: bad messages and refusals only counted, not logged on their own line.
         subscriptions: the topics plugins are subscribed to now, sorted.
+        compiled: whether the compiled drain loop (``ganglion._busfast``) is in use.
     """
 
     received: int = 0
     published: int = 0
+    to_node: int = 0
     forwarded: int = 0
     delivered: int = 0
     dropped: int = 0
@@ -129,9 +176,21 @@ class BusStats:
     bad_payloads: int = 0
     rejected: int = 0
     callback_errors: int = 0
+    bad_deliveries: int = 0
     refused_connections: int = 0
     unlogged: int = 0
     subscriptions: tuple[str, ...] = ()
+    compiled: bool = False
+
+    @property
+    def malformed(self) -> int:
+        """Publishes dropped as malformed: bad frames, type names or payloads."""
+        return self.bad_frames + self.bad_type_names + self.bad_payloads
+
+    @property
+    def refused(self) -> int:
+        """Well-formed publishes the node refused (:attr:`rejected`)."""
+        return self.rejected
 
 
 def meta_from_info(info: MessageInfo) -> PluginMeta:
@@ -157,6 +216,7 @@ class PluginBus:
         on_publish: Callable[[str, bytes], object],
         on_subscribe: Callable[[str], object],
         on_unsubscribe: Callable[[str], object],
+        node_wants: Callable[[str], bool] | None = None,
         node_id: bytes = bytes(8),
         forward: bool = True,
         hwm: int = DEFAULT_HWM,
@@ -165,6 +225,7 @@ class PluginBus:
         context: zmq.asyncio.Context | None = None,
         secret: BusSecret | None = None,
         summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
+        compiled: bool | None = None,
     ) -> None:
         """Describe a bus; :meth:`start` binds it.
 
@@ -177,6 +238,9 @@ class PluginBus:
                 message a plugin publishes.
             on_subscribe: called with a type name when its first plugin subscriber appears.
             on_unsubscribe: called with a type name when its last plugin subscriber goes.
+            node_wants: whether ``on_publish`` should get the messages of a type now;
+                asked at a type's first message and after :meth:`refresh_interest`.
+                None hands every valid message to ``on_publish``.
             node_id: the sender id put in the meta of messages the bus forwards itself.
             forward: send plugin publishes on to plugin subscribers of the type.
                 A node with this on must not also :meth:`deliver` the messages
@@ -190,6 +254,9 @@ class PluginBus:
                 address (ipc and tcp); None accepts any connection.
             summary_interval: seconds between summary lines of bad input that
                 was only counted.
+            compiled: use the compiled drain loop: None when it loads
+                (``GANGLION_BUS_FAST``), False for the pure-Python reference, True
+                to insist (a ConfigError when it is not built).
 
         Raises:
             ConfigError: neither address is asked for, a port is out of range,
@@ -208,13 +275,18 @@ class PluginBus:
                     f"ipc path {str(ipc_path)!r} gives socket paths of {longest} bytes; "
                     f"Unix sockets allow {MAX_IPC_PATH}: use a shorter state directory"
                 )
+        if compiled and _fast is None:
+            raise ConfigError("the compiled plugin bus loop (ganglion._busfast) is not "
+                              "available; build it (pip install -e .) or use compiled=None")
+        self._fast = _fast if compiled is None or compiled else None
         self._ipc_path = ipc_path
         self._tcp_port = tcp_port
         self._on_publish = on_publish
         self._on_subscribe = on_subscribe
         self._on_unsubscribe = on_unsubscribe
+        self._node_wants = node_wants
         self._node_id = node_id
-        self._forward = forward
+        self._forward_on = forward
         self._hwm = hwm
         self._max_message = max_message
         self._ipc_mode = ipc_mode
@@ -231,14 +303,22 @@ class PluginBus:
         self._xsub: zmq.asyncio.Socket | None = None
         self._xpub: zmq.asyncio.Socket | None = None
         self._xpub_send: zmq.Socket[bytes] | None = None
+        self._xsub_read: zmq.Socket[bytes] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader_fd: int | None = None
+        self._again: asyncio.Handle | None = None
         # Topics with at least one subscriber: valid type names apart, so the
         # common exact-name check in deliver() is one set lookup.
         self._names: set[str] = set()
         self._prefixes: set[bytes] = set()
-        self._forward_seq: dict[str, int] = {}
+        # raw type name -> (name, FORWARD|TO_NODE): the names checked so far and what
+        # to do with their messages; the compiled loop reads the same dict.
+        self._routes: dict[bytes, tuple[str, int]] = {}
+        # raw type name -> the last forward's meta seq
+        self._forward_seq: dict[bytes, int] = {}
         self._counts: dict[str, int] = dict.fromkeys(
             (f.name for f in dataclasses.fields(BusStats)
-             if f.name not in ("subscriptions", "unlogged")), 0
+             if f.name not in ("subscriptions", "unlogged", "compiled")), 0
         )
 
     # -- public API -------------------------------------------------------
@@ -271,6 +351,7 @@ class PluginBus:
         self._xsub = self._ctx.socket(zmq.XSUB)
         self._xpub = self._ctx.socket(zmq.XPUB)
         self._xpub_send = zmq.Socket.shadow(self._xpub.underlying)
+        self._xsub_read = zmq.Socket.shadow(self._xsub.underlying)
         try:
             self._configure_sockets(self._xsub, self._xpub)
             if self._secret is not None:
@@ -284,8 +365,14 @@ class PluginBus:
             raise
         # XSUB forwards subscriptions to the publishers: ask for everything.
         zmq.Socket.shadow(self._xsub.underlying).send(b"\x01")
+        # Publishes are drained from a reader callback on zmq's descriptor, not a task
+        # awaiting a future per wake-up: it runs as soon as the loop sees the descriptor.
+        self._loop = asyncio.get_running_loop()
+        fd = int(self._xsub_read.getsockopt(zmq.FD))
+        self._reader_fd = fd
+        self._loop.add_reader(fd, self._on_readable)
+        self._again = self._loop.call_soon(self._on_readable)  # what came before the reader
         self._tasks = [
-            asyncio.create_task(self._pump_publishes(self._xsub), name="bus-publishes"),
             asyncio.create_task(self._pump_subscriptions(self._xpub), name="bus-subscriptions"),
             asyncio.create_task(self._summaries(), name="bus-summaries"),
         ]
@@ -296,6 +383,12 @@ class PluginBus:
         Idempotent. Plugins see their subscriptions end; zmq reconnects them
         when a node binds the same addresses again.
         """
+        if self._reader_fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._reader_fd)
+            self._reader_fd = None
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -313,6 +406,7 @@ class PluginBus:
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
         self._xpub_send = None
+        self._xsub_read = None
         for path in self._ipc_files:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -338,19 +432,28 @@ class PluginBus:
         raw = type_name.encode()
         return any(raw.startswith(prefix) for prefix in self._prefixes)
 
-    def deliver(self, type_name: str, payload: bytes, meta: PluginMeta) -> bool:
+    def deliver(self, type_name: str, payload: bytes, meta: PluginMeta, *,
+                check: bool = False) -> bool:
         """Send a message to the plugins subscribed to its type; never blocks.
 
         Args:
             type_name: the message's type name.
             payload: its CBOR payload, as on the wire.
             meta: where it came from (:func:`meta_from_info` builds one).
+            check: make sure first that the payload is one plain CBOR map (it came
+                from the network undecoded); one that is not is dropped and counted
+                in ``bad_deliveries``.
 
         Returns:
             True if sent; False if no plugin wants the type, the bus is not
-            running, or a subscriber's queue was full (counted in ``dropped``).
+            running, the payload failed the check, or a subscriber's queue was
+            full (counted in ``dropped``).
         """
         if self._xpub_send is None or not self.subscribed(type_name):
+            return False
+        if check and not (self._fast is not None and self._fast.check_payload(payload)) \
+                and payload_problem(payload) is not None:
+            self._counts["bad_deliveries"] += 1
             return False
         if self._send(type_name.encode(), payload, meta):
             self._counts["delivered"] += 1
@@ -361,7 +464,11 @@ class PluginBus:
         """Return a snapshot of the counters and the live subscriptions."""
         topics = sorted(self._names) + sorted(p.decode(errors="replace") for p in self._prefixes)
         return BusStats(**self._counts, unlogged=self._reports.suppressed_total,
-                        subscriptions=tuple(topics))
+                        subscriptions=tuple(topics), compiled=self._fast is not None)
+
+    def refresh_interest(self) -> None:
+        """Ask ``node_wants`` again for every type seen (call it when the answer may change)."""
+        self._reroute()
 
     # -- private helpers --------------------------------------------------
 
@@ -445,16 +552,88 @@ class PluginBus:
                 raise TransportError(f"cannot bind the plugin bus on {address}: {exc}") from exc
         self._endpoints.append(pair)
 
-    async def _pump_publishes(self, xsub: zmq.asyncio.Socket) -> None:
-        """Read plugin publishes until cancelled."""
-        while True:
-            # copy=False keeps zmq's per-connection metadata, to name a bad sender.
-            frames = await xsub.recv_multipart(copy=False)
+    def _on_readable(self) -> None:
+        """Drain plugin publishes (zmq's descriptor said something changed)."""
+        self._again = None
+        if self._xsub_read is None or self._loop is None:
+            return
+        if self._drain(DRAIN_BUDGET) >= DRAIN_BUDGET:
+            # More may wait, and zmq's descriptor signals only new arrivals once the
+            # socket has been read dry: go on after the rest of this loop iteration.
+            self._again = self._loop.call_soon(self._on_readable)
+
+    def _drain(self, limit: int) -> int:
+        """Read up to ``limit`` publishes without waiting; return how many were read."""
+        total = 0
+        fast = self._fast
+        while total < limit and self._xsub_read is not None:
             try:
-                self._handle_publish([frame.bytes for frame in frames], frames[0])
+                if fast is not None:
+                    assert self._xpub_send is not None
+                    result: DrainResult = fast.drain(
+                        self._xsub_read.underlying, self._xpub_send.underlying, self._routes,
+                        self._forward_seq, self._node_id, limit - total)
+                else:
+                    result = self._drain_python(limit - total)
+            except zmq.ZMQError:
+                return total  # the socket is closing
+            to_node, other, received, forwarded, dropped = result
+            total += received
+            counts = self._counts
+            counts["received"] += received
+            counts["forwarded"] += forwarded
+            counts["dropped"] += dropped
+            counts["published"] += received - (other is not None)
+            for name, payload in to_node:
+                if not self._give_node(name, payload, None):
+                    # The node refused it: its type leaves the drain loop, so that the
+                    # next refusal names the plugin (the loop does not look senders up).
+                    self._routes.pop(name.encode(), None)
+            if other is None:
+                break  # dry, or the budget is spent
+            try:
+                self._handle_publish(other[1], other[2], frame_count=other[0])
             except Exception:  # a bug here must not end the bus
                 if self._reports.first("bus", "internal_error"):
                     _log.exception("plugin bus: error handling a publish (logged once)")
+        return total
+
+    def _drain_python(self, limit: int) -> DrainResult:
+        """The reference drain loop: what ``ganglion._busfast.drain`` does, in Python.
+
+        Reads up to ``limit`` publishes without waiting. A message of two frames
+        whose raw type name is in the routes and whose payload is well-formed is
+        forwarded and/or kept for the node as its route says; the first other one
+        stops the loop and is returned, for :meth:`_handle_publish` to judge.
+        """
+        sock = self._xsub_read
+        assert sock is not None
+        routes, to_node = self._routes, []
+        other = None
+        received = forwarded = dropped = 0
+        while received < limit:
+            try:
+                # copy=False keeps zmq's per-connection metadata, to name a bad sender.
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            received += 1
+            if len(frames) == 2:
+                raw, payload = frames[0].bytes, frames[1].bytes
+                route = routes.get(raw)
+                if route is not None and payload_problem(payload) is None:
+                    name, flags = route
+                    if flags & FORWARD:
+                        if self._forward(raw, payload):
+                            forwarded += 1
+                        else:
+                            dropped += 1
+                    if flags & TO_NODE:
+                        to_node.append((name, payload))
+                    continue
+            other = (len(frames), [f.bytes for f in frames[:_KEEP_FRAMES]], _peer_of(frames[0]))
+            break
+        return to_node, other, received, forwarded, dropped
 
     async def _summaries(self) -> None:
         """Log what was only counted, once per ``summary_interval``, until cancelled."""
@@ -469,9 +648,9 @@ class PluginBus:
             _log.warning("plugin bus: %d more bad messages or refused connections not logged "
                          "one by one (%s); see the bus stats", sum(counts.values()), detail)
 
-    def _report(self, frame: zmq.Frame | None, reason: str, what: str) -> None:
+    def _report(self, peer_raw: str | None, reason: str, what: str) -> None:
         """Log a dropped message if it is the first of its (plugin, reason); else count it."""
-        peer = _peer_of(frame)
+        peer = _peer_name(peer_raw)
         if self._reports.first(peer, reason):
             _log.warning("plugin bus: dropped a message from %s (%s): %s; further ones from "
                          "this plugin for this reason are only counted", peer, reason, what)
@@ -492,45 +671,105 @@ class PluginBus:
             except Exception:
                 _log.exception("plugin bus: error handling a subscription event")
 
-    def _handle_publish(self, frames: list[bytes], first: zmq.Frame | None = None) -> None:
+    def _handle_publish(self, frames: list[bytes], peer: str | None = None, *,
+                        frame_count: int | None = None) -> None:
+        """Judge one publish the drain loop left to Python: count and report, or pass it on.
+
+        Args:
+            frames: its frames (the first few, when there were many).
+            peer: what zmq knows of its sender (``User-Id`` or ``Peer-Address``).
+            frame_count: how many frames it had; ``len(frames)`` when None.
+        """
         counts = self._counts
-        counts["received"] += 1
-        if len(frames) != 2:
+        count = len(frames) if frame_count is None else frame_count
+        if count != 2:
             counts["bad_frames"] += 1
-            self._report(first, "bad_frames", f"{len(frames)} frames, not 2; the first is "
+            self._report(peer, "bad_frames", f"{count} frames, not 2; the first is "
                          f"{excerpt(frames[0]) if frames else 'absent'}")
             return
         raw_name, payload = frames
-        try:
-            name = raw_name.decode("ascii")
-        except UnicodeDecodeError:
-            name = ""
-        if not is_valid_type_name(name):
-            counts["bad_type_names"] += 1
-            self._report(first, "bad_type_names", f"type name {excerpt(raw_name)}")
-            return
-        try:
-            decode_payload(name, payload)
-        except DecodeError as exc:
+        route = self._routes.get(raw_name)
+        if route is None:
+            try:
+                name = raw_name.decode("ascii")
+            except UnicodeDecodeError:
+                name = ""
+            if not is_valid_type_name(name):
+                counts["bad_type_names"] += 1
+                self._report(peer, "bad_type_names", f"type name {excerpt(raw_name)}")
+                return
+            route = (name, self._flags(name))
+        name, flags = route
+        problem = payload_problem(payload)
+        if problem is not None:
             counts["bad_payloads"] += 1
-            self._report(first, "bad_payloads",
-                         f"{name}: {clip(str(exc))}; payload {excerpt(payload)}")
+            self._report(peer, "bad_payloads", f"{name}: {clip(problem)}; payload {excerpt(payload)}")
             return
         counts["published"] += 1
+        if flags & FORWARD:
+            if self._forward(raw_name, payload):
+                counts["forwarded"] += 1
+            else:
+                counts["dropped"] += 1
+        accepted = not flags & TO_NODE or self._give_node(name, payload, peer or "")
+        if accepted and raw_name not in self._routes and len(self._routes) < MAX_ROUTES:
+            # checked: later ones take the drain loop (asked again: the node's interest
+            # may have changed with this message, its type's first)
+            self._routes[raw_name] = (name, self._flags(name))
+
+    def _give_node(self, name: str, payload: bytes, peer: str | None) -> bool:
+        """Hand a valid publish to ``on_publish``; count a refusal, never raise.
+
+        Args:
+            name: its type name.
+            payload: its payload.
+            peer: what zmq knows of its sender; None when not looked up (the
+                drain loop's messages), then the report names the type instead.
+
+        Returns:
+            False if the node refused it (a ganglion error), else True.
+        """
+        self._counts["to_node"] += 1
         try:
             self._on_publish(name, payload)
         except GanglionError as exc:  # the node refuses it: the plugin's fault, not a bug
-            counts["rejected"] += 1
-            self._report(first, "rejected", f"{name}: {type(exc).__name__}: {clip(str(exc))}; "
+            self._counts["rejected"] += 1
+            self._report(peer if peer is not None else f"a plugin publishing {name}", "rejected",
+                         f"{name}: {type(exc).__name__}: {clip(str(exc))}; "
                          f"payload {excerpt(payload)}")
+            return False
         except Exception:
             self._callback_failed(self._on_publish, f"{name!r}, payload {excerpt(payload)}")
-        if self._forward and self._xpub_send is not None and self.subscribed(name):
-            seq = self._forward_seq.get(name, 0) + 1
-            self._forward_seq[name] = seq
-            meta = PluginMeta(sender=self._node_id, seq=seq, sent_ns=time.time_ns(), local=True)
-            if self._send(raw_name, payload, meta):
-                counts["forwarded"] += 1
+        return True
+
+    def _forward(self, raw_name: bytes, payload: bytes) -> bool:
+        """Send a plugin's publish on to the plugin subscribers of its type, with its meta."""
+        seq = self._forward_seq.get(raw_name, 0) + 1
+        self._forward_seq[raw_name] = seq
+        meta = PluginMeta(sender=self._node_id, seq=seq, sent_ns=time.time_ns(), local=True)
+        assert self._xpub_send is not None
+        try:
+            self._xpub_send.send_multipart([raw_name, payload, meta.encode()], flags=zmq.DONTWAIT)
+        except zmq.Again:
+            return False
+        return True
+
+    def _flags(self, name: str) -> int:
+        """What to do with a valid publish of ``name`` now (FORWARD, TO_NODE)."""
+        flags = FORWARD if self._forward_on and self.subscribed(name) else 0
+        if self._node_wants is None:
+            return flags | TO_NODE
+        try:
+            wanted = self._node_wants(name)
+        except Exception:
+            self._callback_failed(self._node_wants, repr(name))
+            wanted = True
+        return flags | (TO_NODE if wanted else 0)
+
+    def _reroute(self) -> None:
+        """Recompute every remembered route (subscriptions or the node's interest changed)."""
+        for raw, (name, _) in list(self._routes.items()):
+            self._routes[raw] = (name, self._flags(name))
 
     def _handle_subscription(self, event: bytes) -> None:
         if not event or event[0] not in (_SUBSCRIBE, _UNSUBSCRIBE):
@@ -546,15 +785,25 @@ class PluginBus:
                 self._prefixes.add(topic)
         elif valid and name in self._names:
             self._names.discard(name)
-            self._forward_seq.pop(name, None)
+            self._forward_seq.pop(topic, None)
             self._call(self._on_unsubscribe, name)
         elif not valid:
             self._prefixes.discard(topic)
+        self._reroute()
 
     def _send(self, raw_name: bytes, payload: bytes, meta: PluginMeta) -> bool:
-        assert self._xpub_send is not None
+        xpub = self._xpub_send
+        assert xpub is not None
+        if self._fast is not None:
+            # The same three frames, the meta frame written in C (fast.meta is
+            # PluginMeta.encode's bytes, tests/runtime/test_bus_fast.py).
+            if self._fast.deliver(xpub.underlying, raw_name, payload, meta.sender, meta.seq,
+                                  meta.sent_ns, meta.local):
+                return True
+            self._counts["dropped"] += 1
+            return False
         try:
-            self._xpub_send.send_multipart([raw_name, payload, meta.encode()], flags=zmq.DONTWAIT)
+            xpub.send_multipart([raw_name, payload, meta.encode()], flags=_DONTWAIT)
         except zmq.Again:
             self._counts["dropped"] += 1
             return False
@@ -577,27 +826,32 @@ class PluginBus:
                            name, args)
 
 
-def _peer_of(frame: zmq.Frame | None) -> str:
-    """Name the plugin a received frame came from, as far as zmq tells.
-
-    A restricted bus names each accepted connection (``plugin-N``, from ZAP);
-    otherwise ipc frames carry the peer's credentials (``localhost:UID:GID:PID``
-    on Linux) and tcp frames its address.
-    """
-    if frame is None:
-        return "plugin"
+def _peer_of(frame: zmq.Frame) -> str | None:
+    """What zmq knows of a received frame's sender: a ZAP user id, else its address."""
     for prop in ("User-Id", "Peer-Address"):
         try:
             value = frame.get(prop)
         except zmq.ZMQError:  # no such property on this connection
             continue
         if value:
-            host, _, creds = str(value).partition(":")
-            parts = creds.split(":")
-            if host == "localhost" and len(parts) == 3:
-                return f"pid {parts[2]} (uid {parts[0]})"
-            return clip(str(value), 64)
-    return "plugin"
+            return str(value)
+    return None
+
+
+def _peer_name(value: str | None) -> str:
+    """Name the plugin a message came from, from what :func:`_peer_of` found.
+
+    A restricted bus names each accepted connection (``plugin-N``, from ZAP);
+    otherwise ipc frames carry the peer's credentials (``localhost:UID:GID:PID``
+    on Linux) and tcp frames its address.
+    """
+    if not value:
+        return "plugin"
+    host, _, creds = value.partition(":")
+    parts = creds.split(":")
+    if host == "localhost" and len(parts) == 3:
+        return f"pid {parts[2]} (uid {parts[0]})"
+    return clip(value, 64)
 
 
 def _warn_if_shared_dir(directory: Path) -> None:

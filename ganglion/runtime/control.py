@@ -83,9 +83,9 @@ from ganglion.membership import (
     NONCE_SIZE,
     OBSERVER,
     Heard,
-    Limits,
     Liveness,
     Membership,
+    MembershipLimits,
     PeerInfo,
 )
 from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
@@ -153,10 +153,10 @@ class ControlChannel:
         subscribes: returns the types this node has subscribers of (for heartbeats);
             None sends no list (peers then send this node every type).
         on_peers_changed: called when what the live peers subscribe to may have changed.
-        limits: the membership budget; by default :class:`~ganglion.membership.Limits`
+        limits: the membership budget; by default :class:`~ganglion.membership.MembershipLimits`
             with the probation of peers that cannot prove liveness (older nodes) on
             only without a key: with one, replays are what the proof stops, so such
-            peers never count (give ``Limits()`` to admit them during an upgrade).
+            peers never count (give ``MembershipLimits()`` to admit them during an upgrade).
     """
 
     def __init__(
@@ -183,7 +183,7 @@ class ControlChannel:
         on_last_value: Callable[[LastValue, MessageInfo], None],
         subscribes: Callable[[], list[str]] | None = None,
         on_peers_changed: Callable[[], None] | None = None,
-        limits: Limits | None = None,
+        limits: MembershipLimits | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -205,7 +205,7 @@ class ControlChannel:
         self._last_heartbeat = float("-inf")
         self._early_heartbeat: asyncio.TimerHandle | None = None
         if limits is None:
-            limits = Limits(legacy_probation=None if key is not None
+            limits = MembershipLimits(legacy_probation=None if key is not None
                             else defaults.LEGACY_PROBATION_SECONDS)
         # Fresh at every start (docs/protocol.md 7.2): a heartbeat echoing it was sent
         # by a peer that heard this run of this node, so it is no replayed recording.

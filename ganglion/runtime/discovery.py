@@ -71,10 +71,10 @@ __all__ = [
     "PROTO_VERSION",
     "RECORD_TTL",
     "SERVICE_TYPE",
+    "AdvertisedPeer",
     "Discovery",
     "DiscoveryStats",
     "PeerCallback",
-    "PeerInfo",
     "browse_once",
 ]
 
@@ -93,11 +93,11 @@ RESOLVE_TIMEOUT_MS = 3000
 _GOODBYE_TIMEOUT = 2.0
 
 #: Called with a peer when it appears, changes or goes away.
-PeerCallback = Callable[["PeerInfo"], None]
+PeerCallback = Callable[["AdvertisedPeer"], None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PeerInfo:
+class AdvertisedPeer:
     """One other node, as its DNS-SD advert describes it.
 
     Attributes:
@@ -168,7 +168,7 @@ class Discovery:
         role: ``"member"`` or ``"observer"``.
         zeroconf: an AsyncZeroconf to share; when given, it is not closed here.
         on_peer_added, on_peer_updated, on_peer_removed: called with the
-            :class:`PeerInfo` (the old one for removals) on the event loop.
+            :class:`AdvertisedPeer` (the old one for removals) on the event loop.
 
     Raises:
         InterfaceError: ``interface`` is not an IPv4 address.
@@ -248,7 +248,7 @@ class Discovery:
                 raise LocalError("a Discovery can be started only once")
             if self._zc is None:
                 self._zc = _open_zeroconf(self._interface)
-            await self._browser.async_start(self._zc.zeroconf)
+            await self._browser.start(self._zc.zeroconf)
             info = self._service_info(instance_label(self.name, self.node_id))
             # The name may change on a clash (allow_name_change), so keep the object.
             announce = await self._zc.async_register_service(info, allow_name_change=True)
@@ -275,7 +275,7 @@ class Discovery:
             self._info = self._service_info(label)
             self._keep_announcing(await self._zc.async_update_service(self._info))
 
-    def peers(self) -> list[PeerInfo]:
+    def peers(self) -> list[AdvertisedPeer]:
         """The other nodes seen now, sorted by name then id."""
         return self._browser.peers()
 
@@ -292,7 +292,7 @@ class Discovery:
             if self._announcing is not None:
                 self._announcing.cancel()
                 await asyncio.gather(self._announcing, return_exceptions=True)
-            await self._browser.async_close()
+            await self._browser.close()
             if self._zc is not None and self._info is not None:
                 with contextlib.suppress(asyncio.TimeoutError):
                     goodbye = await self._zc.async_unregister_service(self._info)
@@ -346,7 +346,7 @@ class Discovery:
 
 async def browse_once(
     interface: str, timeout: float, *, zeroconf: AsyncZeroconf | None = None
-) -> list[PeerInfo]:
+) -> list[AdvertisedPeer]:
     """Browse for ganglion nodes for ``timeout`` seconds without advertising.
 
     For short-lived tools (``ganglion nodes``): nothing is registered.
@@ -367,11 +367,11 @@ async def browse_once(
     zc = zeroconf or _open_zeroconf(address)
     browser = _PeerBrowser(own_id=None, loopback=_is_loopback(address))
     try:
-        await browser.async_start(zc.zeroconf)
+        await browser.start(zc.zeroconf)
         await asyncio.sleep(max(0.0, timeout))
         return browser.peers()
     finally:
-        await browser.async_close()
+        await browser.close()
         if zeroconf is None:
             await zc.async_close()
 
@@ -393,18 +393,18 @@ class _PeerBrowser:
         self._callbacks = {"added": on_added, "updated": on_updated, "removed": on_removed}
         self._zc: Zeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
-        self._peers: dict[str, PeerInfo] = {}  # by instance name
+        self._peers: dict[str, AdvertisedPeer] = {}  # by instance name
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._counts = dict.fromkeys(
             ("added", "updated", "removed", "malformed", "incompatible", "unresolved",
              "overflow", "callback_errors", "other_interface"), 0)
 
-    async def async_start(self, zc: Zeroconf) -> None:
+    async def start(self, zc: Zeroconf) -> None:
         """Start the browser on ``zc``."""
         self._zc = zc
         self._browser = AsyncServiceBrowser(zc, [SERVICE_TYPE], handlers=[self._on_change])
 
-    async def async_close(self) -> None:
+    async def close(self) -> None:
         """Stop browsing and cancel pending resolves."""
         if self._browser is not None:
             await self._browser.async_cancel()
@@ -415,7 +415,7 @@ class _PeerBrowser:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._resolving.clear()
 
-    def peers(self) -> list[PeerInfo]:
+    def peers(self) -> list[AdvertisedPeer]:
         """The table, sorted by name then id."""
         return sorted(self._peers.values(), key=lambda p: (p.name, p.id))
 
@@ -472,7 +472,7 @@ class _PeerBrowser:
             self._reject(name, "other_interface", AdvertError(f"{addresses[0]} is not reachable "
                                                               f"over this interface"))
             return
-        peer = PeerInfo(
+        peer = AdvertisedPeer(
             id=advert.id, name=advert.name, address=reachable[0], port=info.port,
             version=advert.version, types=advert.types, role=advert.role,
             last_seen=asyncio.get_running_loop().time(), types_complete=advert.types_complete,
@@ -496,7 +496,7 @@ class _PeerBrowser:
         if peer is not None:
             self._notify("removed", peer)
 
-    def _notify(self, event: str, peer: PeerInfo) -> None:
+    def _notify(self, event: str, peer: AdvertisedPeer) -> None:
         """Count an event and run its callback; a failing callback is logged, not raised."""
         self._counts[event] += 1
         callback = self._callbacks[event]

@@ -326,11 +326,11 @@ class Endpoint:
         self._pub.forget_routes()
         self._listening.close()
         if self._receiver is not None:
-            await self._receiver.async_close()
+            self._receiver.close()
             self._receiver = None
             self._listening.receiver = None
         if self._sender is not None:
-            await self._sender.async_close()
+            self._sender.close()
             self._sender = None
 
     async def __aenter__(self) -> Endpoint:
@@ -373,6 +373,36 @@ class Endpoint:
         one frame less); this is its documentation.
         """
         return self._pub.publish(msg)
+
+    def publish_payload(self, type_name: str, payload: bytes, *,
+                        exclude: Subscription | None = None) -> bool:
+        """Publish an already encoded payload of a type not registered here, as it is.
+
+        The bytes-in publish of the plugin bus: a plugin's payload is the CBOR map a
+        datagram carries, so it is numbered, queued (or held for the type's group,
+        or only kept as the last value while nobody else wants it) and sent without
+        being decoded and encoded again, under the fingerprint a :class:`Record` of
+        an unregistered type gets (8 zero bytes). It is decoded only when a local
+        subscriber other than ``exclude`` is there to receive it (as a Record).
+
+        Args:
+            type_name: a valid type name (the caller checked it).
+            payload: a well-formed payload (the caller checked it:
+                :func:`ganglion.types._payload.payload_problem`).
+            exclude: a subscription that must not get it (the bus's own, which
+                passed the message to its plugins already).
+
+        Returns:
+            False, having done nothing, when the type is registered here: such a
+            payload must be checked against its class, so the caller publishes the
+            decoded message instead.
+
+        Raises:
+            MessageTooLarge: it cannot fit in one datagram.
+            ConfigError: ``group_for`` maps the type to an address that is not multicast.
+            LocalError: the endpoint is not started.
+        """
+        return self._pub.publish_payload(type_name, payload, exclude=exclude)
 
     def datagram_for(self, msg: object) -> bytes:
         """Encode ``msg`` alone in a datagram, numbered in its type's stream, not sent.
@@ -552,6 +582,10 @@ class Endpoint:
                                            fingerprint=fingerprint, seq=seq, boot=boot,
                                            sent_ns=sent_ns, source=source,
                                            clock_synced=clock_synced)
+
+    def subscriber_count(self, type_name: str) -> int:
+        """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
+        return len(self._subs.get(type_name, ()))
 
     # -- stats -----------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cbor2
 
-from consensus import Record, record_from_wire
+from consensus import JournalRecord, record_from_wire
 from consensus.errors import ConsensusError
 
 _log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Journal:
         self.compactions = 0
         self.truncated_bytes = 0
 
-    def load(self) -> list[Record]:
+    def load(self) -> list[JournalRecord]:
         """Read every intact record, oldest first, and cut off a torn tail.
 
         Returns:
@@ -59,7 +59,7 @@ class Journal:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        records: list[Record] = []
+        records: list[JournalRecord] = []
         pos = 0
         while pos + _FRAME.size <= len(data):
             length, crc = _FRAME.unpack_from(data, pos)
@@ -81,7 +81,7 @@ class Journal:
                 os.fsync(f.fileno())
         return records
 
-    def append(self, records: Sequence[Record]) -> None:
+    def append(self, records: Sequence[JournalRecord]) -> None:
         """Append ``records`` and make them durable (fsync) before returning."""
         if not records:
             return
@@ -101,7 +101,7 @@ class Journal:
         except FileNotFoundError:
             return False
 
-    def replace(self, records: Iterable[Record]) -> None:
+    def replace(self, records: Iterable[JournalRecord]) -> None:
         """Atomically replace the journal with ``records`` (compaction)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -117,6 +117,6 @@ class Journal:
         self.compactions += 1
 
 
-def _frame(record: Record) -> bytes:
+def _frame(record: JournalRecord) -> bytes:
     body = cbor2.dumps(record.to_wire())
     return _FRAME.pack(len(body), zlib.crc32(body)) + body

@@ -89,10 +89,16 @@ class Subscription:
         callback: Callback | None,
         maxsize: int,
         on_close: Callable[[Subscription], None],
+        raw: bool = False,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self.type_name = type_name
+        #: Takes payloads: for a type with no class registered here, received while
+        #: every local subscriber of the type takes them, a message is handed over as
+        #: its payload bytes, not decoded (the plugin bus's own subscription, which
+        #: passes them to plugins as they are). Anything else still comes decoded.
+        self.raw = raw
         self._callback = callback
         self._queue: collections.deque[tuple[Any, MessageInfo]] = collections.deque()
         self._maxsize = maxsize

@@ -73,6 +73,7 @@ import errno
 import functools
 import logging
 import socket
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -416,7 +417,9 @@ class MulticastReceiver:
         self._refs.clear()
 
     async def async_close(self) -> None:
-        """Close, from a coroutine (same as :meth:`close`)."""
+        """Deprecated: call :meth:`close` (closing needs no await; docs/architecture.md)."""
+        warnings.warn(f"{type(self).__name__}.async_close() is deprecated; call close()",
+                      DeprecationWarning, stacklevel=2)
         self.close()
 
     async def __aenter__(self) -> MulticastReceiver:
@@ -428,7 +431,7 @@ class MulticastReceiver:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.async_close()
+        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._refs)} groups"

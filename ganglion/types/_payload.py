@@ -19,9 +19,10 @@ Decoding rules (docs/protocol.md, "Payload"):
   :data:`MAX_DEPTH`) is a :class:`DecodeError`.
 
 ``decode_payload`` raises nothing but :class:`DecodeError`, whatever the bytes.
-A registered class's generated decoder (:mod:`ganglion.types._decodegen`) is
-tried first; it reads only the exact shape our encoder writes and hands
-everything else to the generic path, so results and errors are the same.
+A registered class's generated decoder (:mod:`ganglion.types._decodegen`, behind
+its layout templates) is tried first; it reads only the exact shape our encoder
+writes and hands everything else to the generic path, so results and errors are
+the same. Which routes exist and why each stays: :mod:`ganglion.types`.
 """
 
 from __future__ import annotations
@@ -201,6 +202,27 @@ def payload_decoder(
         return Record(type_name, _plain_map(item, type_name))
 
     return decode
+
+
+def payload_problem(data: bytes) -> str | None:
+    """Say why ``data`` is not a payload :func:`decode_payload` accepts, or None if it is.
+
+    The structural check alone (one CBOR map with text keys of plain items, see the
+    module docstring), whatever the type: a plugin bus that passes payloads on
+    without decoding them uses it to drop exactly what a decoder would refuse.
+    """
+    try:
+        item = cbor2.loads(data, max_depth=MAX_DEPTH, strict_hashable_types=True,
+                           allow_duplicate_keys=False, semantic_decoders=_REFUSED_TAGS)
+    except Exception as exc:  # cbor2 raises CBORDecodeError but also ValueError & co.
+        return f"payload is not valid CBOR ({exc})"
+    if type(item) is not dict:
+        return f"payload must be a CBOR map, got {type(item).__name__}"
+    try:
+        _plain_map(item, "payload")
+    except DecodeError as exc:
+        return str(exc)
+    return None
 
 
 def as_dict(obj: object, *, registry: TypeRegistry | None = None) -> dict[str, Any]:

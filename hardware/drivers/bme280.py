@@ -32,7 +32,7 @@ from hardware.drivers.bme280_calibration import (
     CALIB_HUM_LEN,
     CALIB_TP,
     CALIB_TP_LEN,
-    Calibration,
+    Bme280Calibration,
     compensate_humidity,
     compensate_pressure,
     compensate_temperature,
@@ -47,7 +47,6 @@ ADDRESSES: Final = (0x76, 0x77)  # SDO to GND, SDO to VDDIO
 CHIP_IDS: Final = {0x60: "BME280", 0x58: "BMP280"}
 
 REG_CHIP_ID: Final = 0xD0
-REG_RESET: Final = 0xE0
 REG_CTRL_HUM: Final = 0xF2
 REG_STATUS: Final = 0xF3
 REG_CTRL_MEAS: Final = 0xF4
@@ -126,7 +125,7 @@ class Bme280:
             self.chip = CHIP_IDS[chip_id]
             hum = bus.read_block(address, CALIB_HUM, CALIB_HUM_LEN) if self.has_humidity \
                 else bytes(CALIB_HUM_LEN)
-            self.calibration: Calibration = parse_calibration(
+            self.calibration: Bme280Calibration = parse_calibration(
                 bus.read_block(address, CALIB_TP, CALIB_TP_LEN), hum)
             if self.calibration.dig_T1 == 0 or self.calibration.dig_P1 == 0:
                 raise BadReading(f"{self.sensor_id}: calibration data is blank")

@@ -25,7 +25,7 @@ __all__ = [
     "CALIB_HUM_LEN",
     "CALIB_TP",
     "CALIB_TP_LEN",
-    "Calibration",
+    "Bme280Calibration",
     "compensate_humidity",
     "compensate_pressure",
     "compensate_temperature",
@@ -39,7 +39,7 @@ CALIB_HUM_LEN = 7
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
+class Bme280Calibration:
     """A chip's trimming parameters, named as in the datasheet."""
 
     dig_T1: int
@@ -76,7 +76,7 @@ class Calibration:
         return tp, hum
 
 
-def parse_calibration(tp: bytes, hum: bytes) -> Calibration:
+def parse_calibration(tp: bytes, hum: bytes) -> Bme280Calibration:
     """Unpack the calibration registers.
 
     Args:
@@ -99,10 +99,10 @@ def parse_calibration(tp: bytes, hum: bytes) -> Calibration:
     h4 = _signed12((e4 << 4) | (e5 & 0x0F))
     h5 = _signed12((e6 << 4) | (e5 >> 4))
     (h6,) = struct.unpack_from("<b", hum, 6)
-    return Calibration(t1, t2, t3, p1, p2, p3, p4, p5, p6, p7, p8, p9, h1, h2, h3, h4, h5, h6)
+    return Bme280Calibration(t1, t2, t3, p1, p2, p3, p4, p5, p6, p7, p8, p9, h1, h2, h3, h4, h5, h6)
 
 
-def compensate_temperature(adc_t: int, cal: Calibration) -> tuple[float, int]:
+def compensate_temperature(adc_t: int, cal: Bme280Calibration) -> tuple[float, int]:
     """Datasheet 8.1, ``BME280_compensate_T_double``.
 
     Args:
@@ -118,7 +118,7 @@ def compensate_temperature(adc_t: int, cal: Calibration) -> tuple[float, int]:
     return (var1 + var2) / 5120.0, t_fine
 
 
-def compensate_pressure(adc_p: int, t_fine: int, cal: Calibration) -> float:
+def compensate_pressure(adc_p: int, t_fine: int, cal: Bme280Calibration) -> float:
     """Datasheet 8.1, ``BME280_compensate_P_double``.
 
     Args:
@@ -147,7 +147,7 @@ def compensate_pressure(adc_p: int, t_fine: int, cal: Calibration) -> float:
     return p + (var1 + var2 + cal.dig_P7) / 16.0
 
 
-def compensate_humidity(adc_h: int, t_fine: int, cal: Calibration) -> float:
+def compensate_humidity(adc_h: int, t_fine: int, cal: Bme280Calibration) -> float:
     """Datasheet 8.1, ``bme280_compensate_H_double``, clamped to 0..100 as there.
 
     Args:

@@ -2,7 +2,7 @@
 
 Theory of operation: the fake holds the chip's 256 registers. At power-on they
 hold the chip id (0xD0 = 0x60, or 0x58 for a BMP280), the calibration blocks
-(0x88..0xA1 and 0xE1..0xE7, from a :class:`Calibration`), and the "skipped"
+(0x88..0xA1 and 0xE1..0xE7, from a :class:`Bme280Calibration`), and the "skipped"
 pattern 0x80000 / 0x8000 in the data registers 0xF7..0xFE, as the real chip
 does before its first measurement. Writes behave as in datasheet section 5.4:
 
@@ -23,13 +23,13 @@ failure-handling tests: :attr:`stuck` (the measurement never finishes) and
 
 from __future__ import annotations
 
-from hardware.drivers.bme280_calibration import Calibration
+from hardware.drivers.bme280_calibration import Bme280Calibration
 
 __all__ = ["DATASHEET_CALIBRATION", "FakeBme280"]
 
 #: The calibration of the datasheet's worked example (BMP280 datasheet table 16 for
 #: T and P; typical humidity values from a real BME280 for H).
-DATASHEET_CALIBRATION = Calibration(
+DATASHEET_CALIBRATION = Bme280Calibration(
     dig_T1=27504, dig_T2=26435, dig_T3=-1000,
     dig_P1=36477, dig_P2=-10685, dig_P3=3024, dig_P4=2855, dig_P5=140, dig_P6=-7,
     dig_P7=15500, dig_P8=-14600, dig_P9=6000,
@@ -46,7 +46,7 @@ class FakeBme280:
         adc_t, adc_p, adc_h: the raw values its next measurement gives.
     """
 
-    def __init__(self, calibration: Calibration = DATASHEET_CALIBRATION, *, chip_id: int = 0x60,
+    def __init__(self, calibration: Bme280Calibration = DATASHEET_CALIBRATION, *, chip_id: int = 0x60,
                  adc_t: int = 519888, adc_p: int = 415148, adc_h: int = 30000) -> None:
         self.calibration = calibration
         self.chip_id = chip_id

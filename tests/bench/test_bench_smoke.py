@@ -467,6 +467,19 @@ def _cfgs(system: str, mode: str, port: int, group: str, count: int, **kw: Any) 
 
 
 @pytest.mark.timeout(120)
+def test_wire_codec_runs_quick_with_its_same_run_baseline() -> None:
+    """bench/wire_codec.py: the cbor2 baseline, then every payload row with its ratio."""
+    done = subprocess.run([sys.executable, str(BENCH / "wire_codec.py"), "--quick"],
+                          capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("baseline, same run: cbor2.dumps")
+    ratios = [line for line in lines if line.endswith("x cbor2")]
+    assert len(ratios) == 4 and all(float(r.split()[-3]) > 0 for r in ratios), ratios
+    assert any(line.startswith("SequenceTracker.observe") for line in lines)
+
+
+@pytest.mark.timeout(120)
 def test_keyed_cost_runs_quick_and_reports_every_keying() -> None:
     """bench/keyed_cost.py: every row and keying measured (each delivered in full, or it
     exits non-zero), over loopback only."""

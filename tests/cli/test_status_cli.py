@@ -88,6 +88,7 @@ def test_status_shows_the_nodes_own_view_as_json_and_as_tables(spawn: Spawn,
         assert sensor["running"] and not sensor["failing"]
     assert "sensors.Temperature" in doc["bus"]["subscriptions"]
     assert doc["bus"]["endpoints"][0] == f"ipc://{a_dir}/bus.pub"
+    assert {"published", "delivered", "dropped", "malformed", "refused"} <= set(doc["bus"])
     assert set(doc["counters"]) == {"dropped", "bad_mac", "decode_errors"}
 
     env = clean_env() | {"COLUMNS": "200"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from consensus.journal import Record
+from consensus.journal import JournalRecord
 from consensus.messages import DIGEST_BYTES, CatchUpReply, CatchUpRequest, Message, Status
 from consensus.node import Config, PaxosNode
-from consensus.ready import Envelope
+from consensus.ready import Outbound
 
 
 def make_node(node_id: int, view: tuple[int, ...] = (), **config: object) -> PaxosNode:
@@ -19,7 +19,7 @@ def make_node(node_id: int, view: tuple[int, ...] = (), **config: object) -> Pax
     return node
 
 
-def drain(node: PaxosNode, journal: list[Record] | None = None) -> list[Envelope]:
+def drain(node: PaxosNode, journal: list[JournalRecord] | None = None) -> list[Outbound]:
     """Carry out a node's Ready (persist into ``journal``, then send); return the outbox."""
     if not node.has_ready():
         return []
@@ -32,7 +32,7 @@ def drain(node: PaxosNode, journal: list[Record] | None = None) -> list[Envelope
     return out
 
 
-def solicit(node: PaxosNode, peer: int, journal: list[Record] | None = None) -> list[Envelope]:
+def solicit(node: PaxosNode, peer: int, journal: list[JournalRecord] | None = None) -> list[Outbound]:
     """Make ``node`` ask ``peer`` for a catch-up, as a ``Status`` with more entries does.
 
     A node learns from a ``CatchUpReply`` only when it asked that peer (a reply nobody
@@ -54,14 +54,14 @@ def solicit(node: PaxosNode, peer: int, journal: list[Record] | None = None) -> 
 
 def catch_up(
     node: PaxosNode, peer: int, entries: tuple[tuple[int, bytes], ...],
-    journal: list[Record] | None = None,
+    journal: list[JournalRecord] | None = None,
 ) -> None:
     """Have ``node`` ask ``peer`` for a catch-up and receive ``entries`` in the reply."""
     solicit(node, peer, journal)
     node.step(CatchUpReply(sender=peer, entries=entries))
 
 
-def messages(envs: list[Envelope]) -> list[Message]:
+def messages(envs: list[Outbound]) -> list[Message]:
     """The messages of an outbox."""
     return [env.msg for env in envs]
 
@@ -71,7 +71,7 @@ class Cluster:
 
     def __init__(self, ids: tuple[int, ...], **config: object) -> None:
         self.nodes = {i: make_node(i, ids, **config) for i in ids}
-        self.journals: dict[int, list[Record]] = {i: [] for i in ids}
+        self.journals: dict[int, list[JournalRecord]] = {i: [] for i in ids}
         self.queue: list[tuple[int, int, Message]] = []
         self.down: set[int] = set()
         self.sent: list[tuple[int, int | None, Message]] = []

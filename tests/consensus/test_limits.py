@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from consensus.errors import ConfigError
+from consensus.errors import InvalidConfig
 from consensus.limits import KeyedRateLimiter, Limits, RateLimiter
 from consensus.node import Config
 
@@ -44,12 +44,12 @@ def test_keyed_buckets_are_per_key_and_lru_evicted() -> None:
 @pytest.mark.parametrize("field", ["requesters", "propose_burst", "learn_every", "max_pending"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_limits_are_validated_naming_the_field(field: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=re.escape(f"limits.{field}")):
+    with pytest.raises(InvalidConfig, match=re.escape(f"limits.{field}")):
         Limits(**{field: value})  # type: ignore[arg-type]
 
 
 def test_config_refuses_something_that_is_not_limits() -> None:
-    with pytest.raises(ConfigError, match="limits"):
+    with pytest.raises(InvalidConfig, match="limits"):
         Config(node_id=1, limits={"enabled": False})  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"limits\.enabled"):
+    with pytest.raises(InvalidConfig, match=r"limits\.enabled"):
         Limits(enabled=1)  # type: ignore[arg-type]

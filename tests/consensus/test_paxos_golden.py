@@ -3,7 +3,7 @@
 Each ``testdata/*.txt`` file is a script in the command language of
 :mod:`consensus.sim.script`; the expected output of every command is stored under it.
 A change in the protocol's behaviour shows up as a reviewable diff. Regenerate with
-``pytest tests/consensus/test_golden.py --update-golden``.
+``pytest tests/consensus/test_paxos_golden.py --update-golden``.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from consensus.commands import Assign, Move, check_type_name, decode_command
 from consensus.errors import InvalidCommand, MalformedMessage
 from consensus.journal import (
     AcceptedRecord,
+    JournalRecord,
     Learned,
     MoveIntent,
     Promised,
-    Record,
     RoundUsed,
     record_from_wire,
     replay,
@@ -70,7 +70,7 @@ def test_commands_refuse_unassignable_groups() -> None:
         Move(type_name="a", old=G1, new=G1)
 
 
-RECORDS: list[Record] = [
+RECORDS: list[JournalRecord] = [
     Promised(slot=3, ballot=Ballot(2, 1)),
     AcceptedRecord(slot=3, ballot=Ballot(2, 1), value=b"v"),
     Learned(slot=0, value=b"assign a 239.255.1.1"),

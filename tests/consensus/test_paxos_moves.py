@@ -9,7 +9,7 @@ from paxos_helpers import catch_up, drain, make_node, messages
 
 from consensus.allocator import allocate, preferred_group
 from consensus.commands import Assign, Move
-from consensus.journal import MoveIntent, Record
+from consensus.journal import JournalRecord, MoveIntent
 from consensus.messages import Accept, Commit, Prepare
 from consensus.node import PaxosNode
 from consensus.sim.scenario import colliding_names
@@ -49,7 +49,7 @@ def test_the_owed_move_is_proposed_and_decided() -> None:
 
 
 def test_an_owed_move_survives_a_crash_before_it_is_decided() -> None:
-    journal: list[Record] = []
+    journal: list[JournalRecord] = []
     node = make_node(3, (1, 2, 3))
     node.step(Commit(sender=1, slot=5, value=_assign(B, G)))
     drain(node, journal)

@@ -7,7 +7,7 @@ from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus.messages import Accept, Ballot, Nack, Prepare, Promise, ProposeRequest
 from consensus.proposer import Attempt
-from consensus.ready import Envelope, Ready
+from consensus.ready import Outbound, Ready
 from consensus.sim.network import SimNetwork
 from consensus.sim.script import run_script
 
@@ -95,7 +95,7 @@ def test_the_script_runner_supports_every_command() -> None:
 
 
 def test_ready_describe_and_is_empty() -> None:
-    rd = Ready(to_persist=(), outbox=(Envelope(None, ProposeRequest(sender=1, type_name="a")),),
+    rd = Ready(to_persist=(), outbox=(Outbound(None, ProposeRequest(sender=1, type_name="a")),),
                changes=(), decided=())
     assert not rd.is_empty() and rd.persisted
     assert rd.describe() == "send 1 propose-request a -> *"

@@ -7,8 +7,8 @@ import random
 import pytest
 from paxos_helpers import Cluster, drain, make_node, messages
 
-from consensus.errors import ConfigError, ConsensusError, InvalidCommand, PersistOrderError
-from consensus.journal import Learned, Promised, Record, RoundUsed
+from consensus.errors import ConsensusError, InvalidCommand, InvalidConfig, PersistOrderError
+from consensus.journal import JournalRecord, Learned, Promised, RoundUsed
 from consensus.messages import (
     Accept,
     Ballot,
@@ -21,7 +21,7 @@ from consensus.messages import (
     Status,
 )
 from consensus.node import Config, NodeFailed, PaxosNode
-from consensus.ready import Envelope
+from consensus.ready import Outbound
 
 
 def test_a_lone_node_assigns_a_type_by_itself() -> None:
@@ -72,7 +72,7 @@ def test_an_acceptor_promise_leaves_with_its_record() -> None:
     rd = node.ready()
     assert rd.to_persist == (Promised(slot=0, ballot=Ballot(4, 1)),)
     rd.mark_persisted()
-    assert rd.outbox == (Envelope(1, Promise(sender=2, slot=0, ballot=Ballot(4, 1))),)
+    assert rd.outbox == (Outbound(1, Promise(sender=2, slot=0, ballot=Ballot(4, 1))),)
 
 
 def test_a_duplicate_prepare_is_answered_without_a_new_record() -> None:
@@ -159,7 +159,7 @@ def test_catch_up_is_chunked() -> None:
 
 
 def test_a_restarted_node_rebuilds_its_map_and_promises() -> None:
-    journal: list[Record] = []
+    journal: list[JournalRecord] = []
     node = make_node(1, (1,))
     node.propose("a.B")
     drain(node, journal)
@@ -220,7 +220,7 @@ def test_an_internal_error_puts_the_node_in_error_state(monkeypatch: pytest.Monk
      {"node_id": 1, "backoff_ticks": -2}],
 )
 def test_config_validation_names_the_field(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ConfigError, match=next(k for k in kwargs if k != "node_id" or len(kwargs) == 1)):
+    with pytest.raises(InvalidConfig, match=next(k for k in kwargs if k != "node_id" or len(kwargs) == 1)):
         Config(**kwargs)  # type: ignore[arg-type]
 
 

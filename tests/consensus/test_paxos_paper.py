@@ -9,7 +9,7 @@ import random
 
 from paxos_helpers import Cluster, catch_up, drain, make_node, messages
 
-from consensus.journal import Record
+from consensus.journal import JournalRecord
 from consensus.messages import Accept, Accepted, Ballot, Commit, Nack, Prepare, Promise
 from consensus.node import PaxosNode
 from consensus.proposer import Attempt, quorum_size
@@ -116,7 +116,7 @@ def test_a_learner_that_missed_the_commit_finds_out_later() -> None:
 def test_an_acceptor_remembers_its_promise_across_a_restart() -> None:
     # Reference: section 2.3, "an acceptor must remember this information even if it fails
     # and then restarts".
-    journal: list[Record] = []
+    journal: list[JournalRecord] = []
     node = make_node(2, (1, 2, 3))
     node.step(Prepare(sender=3, slot=0, ballot=Ballot(5, 3)))
     drain(node, journal)
@@ -129,7 +129,7 @@ def test_an_acceptor_remembers_its_promise_across_a_restart() -> None:
 def test_a_restarted_proposer_never_reuses_a_ballot() -> None:
     # Reference: section 2.3, a proposer must remember "the highest-numbered proposal it has
     # ever tried to issue"; here it is RoundUsed in the journal.
-    journal: list[Record] = []
+    journal: list[JournalRecord] = []
     node = make_node(1, (1, 2, 3))
     node.propose("a.B")
     first = next(m for m in messages(drain(node, journal)) if isinstance(m, Prepare))

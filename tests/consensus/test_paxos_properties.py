@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from paxos_helpers import drain, make_node, messages
 
-from consensus.journal import Record
+from consensus.journal import JournalRecord
 from consensus.messages import (
     Accept,
     Accepted,
@@ -39,7 +39,7 @@ class SingleAcceptor(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.node = make_node(1, (1, 2, 3))
-        self.journal: list[Record] = []
+        self.journal: list[JournalRecord] = []
         self.promised: dict[int, Ballot] = {}
 
     @rule(slot=st.integers(0, 2), rnd=st.integers(0, 6), sender=st.sampled_from([2, 3]))

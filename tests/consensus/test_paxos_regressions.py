@@ -13,7 +13,7 @@ from paxos_helpers import Cluster, drain, make_node, messages
 
 from consensus import proposer
 from consensus.allocator import preferred_group
-from consensus.journal import Record
+from consensus.journal import JournalRecord
 from consensus.messages import Accept, Ballot, Nack, Prepare, Promise
 from consensus.node import PaxosNode
 from consensus.sim.network import SimNetwork
@@ -83,7 +83,7 @@ def test_regression_shrinking_views_let_both_sides_decide_then_converge() -> Non
 
 def test_regression_restarted_acceptor_keeps_its_promises() -> None:
     # pyplexo's acceptor kept promises in memory only: a reboot forgot them.
-    journal: list[Record] = []
+    journal: list[JournalRecord] = []
     node = make_node(2, (1, 2, 3))
     node.step(Prepare(sender=3, slot=0, ballot=Ballot(7, 3)))
     drain(node, journal)

@@ -11,9 +11,9 @@ from consensus.allocator import preferred_group
 from consensus.journal import (
     AcceptedRecord,
     DurableState,
+    JournalRecord,
     Learned,
     Promised,
-    Record,
     RoundUsed,
     replay,
 )
@@ -38,7 +38,7 @@ records = st.lists(
 
 @given(records)
 @settings(max_examples=200, deadline=None)
-def test_explorer_durable_state_restarts_like_the_journal(journal: list[Record]) -> None:
+def test_explorer_durable_state_restarts_like_the_journal(journal: list[JournalRecord]) -> None:
     # The explorer keeps a folded DurableState instead of the journal; a node restarted
     # from it must equal a node restarted from the real journal.
     state = DurableState()

@@ -40,4 +40,5 @@ def test_the_readme_first_screen_says_sensors_logging_and_links_the_guides() -> 
     for promise in ("ganglion log", "ganglion export --wide", "--fake-hardware",
                     "ganglion status", "ganglion install-service"):
         assert promise in first, promise
-    assert "dashboard" not in first.lower()  # there is none yet: promise nothing of it
+    assert "ganglion dashboard" in first and "](docs/dashboard.md)" in first
+    assert "](docs/dashboard.png)" in first  # the screenshot

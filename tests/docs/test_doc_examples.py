@@ -4,7 +4,7 @@ Each fenced block is one test, named by its place (``docs/config.md:12``), run b
 its language:
 
 - ``toml``: a node config. A real ``ganglion node --config FILE --iface lo`` starts
-  with it (state, port and the bus port moved out of the way; absolute paths
+  with it (state, port, the bus and dashboard ports moved out of the way; absolute paths
   re-rooted into the test's directory, so ``/var/lib/ganglion/log.db`` is written
   under it), and must run and stop cleanly. A block that is a ``pyproject.toml``
   (``<!-- file: pyproject.toml -->``) must declare entry points the node can load.
@@ -212,13 +212,23 @@ def _check_toml(block: Block, workspace: Path, port: int) -> None:
 
 
 def _check_entry_points(block: Block, workspace: Path) -> None:
-    """Every plugin the fragment declares loads through the node's own plugin loader."""
-    entries = tomllib.loads(block.text)["project"]["entry-points"]["ganglion.plugins"]
+    """Every plugin the fragment declares loads through the node's own plugin loader,
+    and every types module through the loader the CLI uses."""
+    groups = tomllib.loads(block.text)["project"]["entry-points"]
+    entries = groups["ganglion.plugins"]
     code = ("import sys\nfrom ganglion.plugins import load_plugin\n"
             "for name in sys.argv[1:]:\n    print(name, type(load_plugin(name)).__name__)\n")
     done = subprocess.run([sys.executable, "-c", code, *entries], env=_env(workspace),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"{block.where}: {done.stderr}"
+    modules = list(groups.get("ganglion.types", {}).values())
+    if modules:
+        code = ("from ganglion.plugins import load_installed_types\n"
+                "print(*load_installed_types(), sep='\\n')\n")
+        done = subprocess.run([sys.executable, "-c", code], env=_env(workspace),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{block.where}: {done.stderr}"
+        assert set(modules) <= set(done.stdout.split()), f"{block.where}: {done.stderr}"
 
 
 def _start_node_with_config(block: Block, workspace: Path, port: int) -> None:
@@ -236,6 +246,8 @@ def _start_node_with_config(block: Block, workspace: Path, port: int) -> None:
             "--state-dir", str(workspace / f"state-{name}"), "-v"]
     if "tcp_port" in tomllib.loads(text).get("bus", {}):
         args += ["--bus-tcp-port", str(_free_tcp_port())]
+    if "dashboard" in tomllib.loads(text):
+        args += ["--dashboard", f"127.0.0.1:{_free_tcp_port()}"]
     with _ganglion(args, workspace) as proc:
         _wait_for(proc, r"node \S+ \([0-9a-f]{16}\) on lo", block)
         time.sleep(1.5)  # plugins start after the line; a crashing one ends the node

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hardware.drivers.bme280 import Bme280, probe
 from hardware.drivers.bme280_calibration import (
-    Calibration,
+    Bme280Calibration,
     compensate_humidity,
     compensate_pressure,
     compensate_temperature,
@@ -37,7 +37,7 @@ def test_datasheet_example_pressure_is_100653_27_pa() -> None:
     assert pascal == pytest.approx(100653.27, abs=0.05)
 
 
-def _pressure_int64(adc_p: int, t_fine: int, c: Calibration) -> float:
+def _pressure_int64(adc_p: int, t_fine: int, c: Bme280Calibration) -> float:
     """Datasheet 4.2.3 BME280_compensate_P_int64, as an independent check (Q24.8 Pa)."""
     var1 = t_fine - 128000
     var2 = var1 * var1 * c.dig_P6
@@ -52,7 +52,7 @@ def _pressure_int64(adc_p: int, t_fine: int, c: Calibration) -> float:
     return (((p + var1 + var2) >> 8) + (c.dig_P7 << 4)) / 256.0
 
 
-def _temperature_int32(adc_t: int, c: Calibration) -> tuple[float, int]:
+def _temperature_int32(adc_t: int, c: Bme280Calibration) -> tuple[float, int]:
     """Datasheet 4.2.3 BME280_compensate_T_int32."""
     var1 = (((adc_t >> 3) - (c.dig_T1 << 1)) * c.dig_T2) >> 11
     var2 = (((((adc_t >> 4) - c.dig_T1) * ((adc_t >> 4) - c.dig_T1)) >> 12) * c.dig_T3) >> 14
@@ -60,7 +60,7 @@ def _temperature_int32(adc_t: int, c: Calibration) -> tuple[float, int]:
     return ((t_fine * 5 + 128) >> 8) / 100.0, t_fine
 
 
-def _humidity_int32(adc_h: int, t_fine: int, c: Calibration) -> float:
+def _humidity_int32(adc_h: int, t_fine: int, c: Bme280Calibration) -> float:
     """Datasheet 4.2.3 bme280_compensate_H_int32 (Q22.10 %RH)."""
     v = t_fine - 76800
     v = ((((adc_h << 14) - (c.dig_H4 << 20) - (c.dig_H5 * v)) + 16384) >> 15) * (
@@ -100,7 +100,7 @@ def test_humidity_is_clamped_to_0_and_100() -> None:
 
 
 def test_pressure_refuses_a_zero_dig_p1() -> None:
-    blank = Calibration(27504, 26435, -1000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    blank = Bme280Calibration(27504, 26435, -1000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     with pytest.raises(ValueError, match="dig_P1"):
         compensate_pressure(415148, 128422, blank)
 
@@ -113,9 +113,9 @@ s12 = st.integers(-2048, 2047)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.builds(Calibration, u16, s16, s16, u16, s16, s16, s16, s16, s16, s16, s16, s16,
+@given(st.builds(Bme280Calibration, u16, s16, s16, u16, s16, s16, s16, s16, s16, s16, s16, s16,
                  st.integers(0, 255), s16, st.integers(0, 255), s12, s12, st.integers(-128, 127)))
-def test_calibration_survives_the_register_layout(cal: Calibration) -> None:
+def test_calibration_survives_the_register_layout(cal: Bme280Calibration) -> None:
     assert parse_calibration(*cal.to_registers()) == cal
 
 
@@ -221,7 +221,7 @@ def test_a_wrong_chip_id_is_a_bad_reading() -> None:
 
 
 def test_blank_calibration_is_refused() -> None:
-    bus, _ = make(FakeBme280(Calibration(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    bus, _ = make(FakeBme280(Bme280Calibration(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
     with pytest.raises(BadReading, match="blank"):
         Bme280(bus, 0x76)
 

@@ -25,7 +25,7 @@ from ganglion.pairing.exchange import (
     JoinerSession,
     refusal,
 )
-from ganglion.pairing.frames import FrameReader, Kind, Refusal, encode_frame
+from ganglion.pairing.frames import FrameKind, FrameReader, Refusal, encode_frame
 
 CODE = InviteCode(7, ("guitarist", "reindeer", "molecule"))
 KEY = key_bytes(1)
@@ -52,8 +52,8 @@ class Pair:
             self.from_inviter.append(reply)
             data = self.joiner.receive(reply)
 
-    def inviter_kinds(self) -> list[Kind]:
-        return [Kind(frame[0]) for frame in self.from_inviter]
+    def inviter_kinds(self) -> list[FrameKind]:
+        return [FrameKind(frame[0]) for frame in self.from_inviter]
 
 
 def test_the_right_code_delivers_the_key_file_byte_for_byte() -> None:
@@ -62,8 +62,8 @@ def test_the_right_code_delivers_the_key_file_byte_for_byte() -> None:
     assert pair.joiner.done and pair.joiner.key_file == KEY
     assert pair.inviter.state is InviterState.DELIVERED
     assert pair.inviter.spent and pair.inviter.key_sent and pair.inviter.finished
-    assert pair.inviter_kinds() == [Kind.PAKE, Kind.KEY]
-    assert [Kind(f[0]) for f in pair.from_joiner] == [Kind.HELLO, Kind.CONFIRM, Kind.ACK]
+    assert pair.inviter_kinds() == [FrameKind.PAKE, FrameKind.KEY]
+    assert [FrameKind(f[0]) for f in pair.from_joiner] == [FrameKind.HELLO, FrameKind.CONFIRM, FrameKind.ACK]
 
 
 def test_the_key_never_crosses_the_wire_in_clear() -> None:
@@ -89,7 +89,7 @@ def test_a_wrong_code_gets_a_refusal_and_nothing_that_depends_on_the_key(word: i
     assert pair.joiner.key_file is None and not pair.joiner.done
     assert pair.inviter.state is InviterState.WRONG_CODE
     assert pair.inviter.spent and not pair.inviter.key_sent and pair.inviter.finished
-    assert pair.inviter_kinds() == [Kind.PAKE, Kind.REFUSED]
+    assert pair.inviter_kinds() == [FrameKind.PAKE, FrameKind.REFUSED]
     assert pair.from_inviter[-1] == refusal(Refusal.WRONG_CODE)
 
 
@@ -118,14 +118,14 @@ def test_another_protocol_version_is_refused_before_any_guess() -> None:
 def test_a_hello_that_is_no_spake2_message_is_a_protocol_error(point: bytes) -> None:
     inviter = InviterSession(CODE, KEY)
     with pytest.raises(PairingProtocolError, match="not a SPAKE2 message"):
-        inviter.receive(encode_frame(Kind.HELLO, b"\x01\x00\x07" + point))
+        inviter.receive(encode_frame(FrameKind.HELLO, b"\x01\x00\x07" + point))
     assert not inviter.key_sent
 
 
 @pytest.mark.parametrize("size", [0, 3, 35, 37])
 def test_a_hello_of_the_wrong_size_is_a_protocol_error(size: int) -> None:
     with pytest.raises(PairingProtocolError, match="a HELLO is 36 bytes"):
-        InviterSession(CODE, KEY).receive(encode_frame(Kind.HELLO, bytes(size)))
+        InviterSession(CODE, KEY).receive(encode_frame(FrameKind.HELLO, bytes(size)))
 
 
 def test_a_reflected_message_is_refused() -> None:
@@ -134,7 +134,7 @@ def test_a_reflected_message_is_refused() -> None:
     pake = inviter.receive(JoinerSession(CODE).start())
     second = InviterSession(CODE, KEY, entropy=seeded(5))
     with pytest.raises(PairingProtocolError):
-        second.receive(encode_frame(Kind.HELLO, b"\x01\x00\x07" + pake[3:]))
+        second.receive(encode_frame(FrameKind.HELLO, b"\x01\x00\x07" + pake[3:]))
 
 
 def test_a_tampered_seal_is_a_protocol_error_and_yields_no_key() -> None:
@@ -169,7 +169,7 @@ def test_a_forged_acknowledgement_is_a_protocol_error_but_the_key_was_sent() -> 
     joiner, inviter = pair.joiner, pair.inviter
     inviter.receive(joiner.receive(inviter.receive(joiner.start())))
     with pytest.raises(PairingProtocolError, match="acknowledgement"):
-        inviter.receive(encode_frame(Kind.ACK, bytes(32)))
+        inviter.receive(encode_frame(FrameKind.ACK, bytes(32)))
     assert inviter.key_sent and inviter.state is InviterState.AWAIT_ACK
 
 
@@ -190,16 +190,16 @@ def test_a_refusal_with_a_junk_reason_is_a_protocol_error() -> None:
     joiner = JoinerSession(CODE)
     joiner.start()
     with pytest.raises(PairingProtocolError, match="reason"):
-        joiner.receive(encode_frame(Kind.REFUSED, b"\x99\x98"))
+        joiner.receive(encode_frame(FrameKind.REFUSED, b"\x99\x98"))
 
 
 def test_frames_out_of_turn_are_refused_on_both_sides() -> None:
     with pytest.raises(PairingProtocolError, match="expected HELLO"):
-        InviterSession(CODE, KEY).receive(encode_frame(Kind.CONFIRM, bytes(32)))
+        InviterSession(CODE, KEY).receive(encode_frame(FrameKind.CONFIRM, bytes(32)))
     joiner = JoinerSession(CODE)
     joiner.start()
     with pytest.raises(PairingProtocolError, match="expected"):
-        joiner.receive(encode_frame(Kind.KEY, bytes(64)))
+        joiner.receive(encode_frame(FrameKind.KEY, bytes(64)))
     with pytest.raises(PairingProtocolError, match="once"):
         joiner.start()
 
@@ -245,8 +245,8 @@ def test_any_bytes_from_a_peer_give_replies_or_a_protocol_error_never_the_key(
     assert not inviter.key_sent
     reader, kinds = FrameReader(), []
     while sent:
-        frame = reader.feed(sent[:3 + int.from_bytes(sent[1:3], "big")], frozenset(Kind))
+        frame = reader.feed(sent[:3 + int.from_bytes(sent[1:3], "big")], frozenset(FrameKind))
         assert frame is not None
         kinds.append(frame[0])
         sent = sent[3 + len(frame[1]):]
-    assert Kind.KEY not in kinds
+    assert FrameKind.KEY not in kinds

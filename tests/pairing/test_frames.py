@@ -7,18 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ganglion.errors import PairingProtocolError
-from ganglion.pairing.frames import HEADER, MAX_BODY, FrameReader, Kind, encode_frame
+from ganglion.pairing.frames import HEADER, MAX_BODY, FrameKind, FrameReader, encode_frame
 
-ANY = frozenset(Kind)
+ANY = frozenset(FrameKind)
 
 
 def test_a_frame_is_kind_then_big_endian_length_then_body() -> None:
-    assert encode_frame(Kind.CONFIRM, b"\xaa" * 3) == b"\x03\x00\x03\xaa\xaa\xaa"
-    assert encode_frame(Kind.REFUSED, b"\x01") == b"\x06\x00\x01\x01"
+    assert encode_frame(FrameKind.CONFIRM, b"\xaa" * 3) == b"\x03\x00\x03\xaa\xaa\xaa"
+    assert encode_frame(FrameKind.REFUSED, b"\x01") == b"\x06\x00\x01\x01"
 
 
-@given(st.sampled_from(list(Kind)), st.binary(max_size=300))
-def test_a_frame_fed_one_byte_at_a_time_comes_out_whole_once(kind: Kind, body: bytes) -> None:
+@given(st.sampled_from(list(FrameKind)), st.binary(max_size=300))
+def test_a_frame_fed_one_byte_at_a_time_comes_out_whole_once(kind: FrameKind, body: bytes) -> None:
     reader = FrameReader()
     wire = encode_frame(kind, body)
     results = [reader.feed(wire[i:i + 1], ANY) for i in range(len(wire))]
@@ -34,25 +34,25 @@ def test_an_unknown_kind_is_refused_as_soon_as_the_header_is_in() -> None:
 
 def test_a_kind_out_of_turn_is_refused() -> None:
     with pytest.raises(PairingProtocolError, match="got a KEY frame, expected HELLO"):
-        FrameReader().feed(encode_frame(Kind.KEY, b"x"), frozenset({Kind.HELLO}))
+        FrameReader().feed(encode_frame(FrameKind.KEY, b"x"), frozenset({FrameKind.HELLO}))
 
 
 def test_an_oversized_length_is_refused_before_its_body_is_read() -> None:
     reader = FrameReader()
     with pytest.raises(PairingProtocolError, match="over the 4200 limit"):
-        reader.feed(bytes([Kind.HELLO]) + (MAX_BODY + 1).to_bytes(2, "big"), ANY)
+        reader.feed(bytes([FrameKind.HELLO]) + (MAX_BODY + 1).to_bytes(2, "big"), ANY)
 
 
 def test_bytes_beyond_one_frame_break_the_lock_step_and_are_refused() -> None:
     with pytest.raises(PairingProtocolError, match="1 bytes sent after a HELLO frame"):
-        FrameReader().feed(encode_frame(Kind.HELLO, b"ab") + b"\x03", ANY)
+        FrameReader().feed(encode_frame(FrameKind.HELLO, b"ab") + b"\x03", ANY)
 
 
 def test_the_largest_body_round_trips_and_a_larger_one_cannot_be_encoded() -> None:
     body = bytes(MAX_BODY)
-    assert FrameReader().feed(encode_frame(Kind.KEY, body), ANY) == (Kind.KEY, body)
+    assert FrameReader().feed(encode_frame(FrameKind.KEY, body), ANY) == (FrameKind.KEY, body)
     with pytest.raises(ValueError):
-        encode_frame(Kind.KEY, body + b"x")
+        encode_frame(FrameKind.KEY, body + b"x")
 
 
 @given(st.lists(st.binary(max_size=600), max_size=20))

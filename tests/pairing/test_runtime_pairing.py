@@ -27,7 +27,7 @@ from ganglion.errors import (
 )
 from ganglion.pairing.codes import InviteCode
 from ganglion.pairing.exchange import JoinerSession, refusal
-from ganglion.pairing.frames import Kind, Refusal, encode_frame
+from ganglion.pairing.frames import FrameKind, Refusal, encode_frame
 from ganglion.pairing.invitation import MAX_FAILURES, InviteStatus
 from ganglion.runtime import pairing as rt
 from ganglion.runtime.pairing import InviteServer, join
@@ -178,7 +178,7 @@ def test_a_peer_that_sends_garbage_is_dropped_at_once_and_costs_no_attempt() -> 
 def test_a_huge_frame_length_is_dropped_before_the_body_is_read() -> None:
     async def main() -> None:
         async with _server() as server:
-            reply = await _raw(server.address, bytes([Kind.HELLO]) + b"\xff\xff")
+            reply = await _raw(server.address, bytes([FrameKind.HELLO]) + b"\xff\xff")
             assert reply == b""
             await _until(lambda: not server.invitation.busy)
             assert server.invitation.stats.malformed == 1
@@ -209,7 +209,7 @@ def test_a_peer_that_vanishes_after_its_spake2_message_counts_as_a_failure(
         async with _server() as server:
             joiner = JoinerSession(other_code(CODE))
             reply = await _raw(server.address, joiner.start())
-            assert reply[0] == Kind.PAKE  # the inviter answered, then gave up on us
+            assert reply[0] == FrameKind.PAKE  # the inviter answered, then gave up on us
             await _until(lambda: not server.invitation.busy)
             assert server.invitation.stats.failures == 1
 
@@ -219,7 +219,7 @@ def test_a_peer_that_vanishes_after_its_spake2_message_counts_as_a_failure(
 def test_a_joiner_facing_an_inviter_that_breaks_the_protocol_fails_in_time() -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
-        writer.write(encode_frame(Kind.PAKE, b"B" + bytes(32)))  # a point that is no point
+        writer.write(encode_frame(FrameKind.PAKE, b"B" + bytes(32)))  # a point that is no point
         await writer.drain()
         await asyncio.sleep(5)
         writer.close()

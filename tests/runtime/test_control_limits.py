@@ -38,7 +38,7 @@ from _control_support import (
 from consensus import MapChange
 from consensus.messages import Ballot, CatchUpRequest, Prepare, ProposeRequest
 from ganglion import defaults
-from ganglion.membership import Limits
+from ganglion.membership import MembershipLimits
 from ganglion.runtime.control import ControlChannel
 from ganglion.runtime.control_messages import (
     LastValue,
@@ -371,7 +371,7 @@ def test_an_older_node_counts_after_probation_only_without_a_key(
         admitted: bool) -> None:
     async def scenario() -> None:
         probation = 0.6
-        limits = Limits(legacy_probation=probation if key is None else None)
+        limits = MembershipLimits(legacy_probation=probation if key is None else None)
         a = channel(tmp_path, "a", free_udp_port, test_group, key=key, limits=limits)
         forger = Forger(test_group, free_udp_port, key=key)
         old = b"\x00\x00\x00\x00\x00\x00\x01\xd0"

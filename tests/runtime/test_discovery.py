@@ -54,8 +54,8 @@ from ganglion.runtime._advert import (
 )
 from ganglion.runtime.discovery import (
     SERVICE_TYPE,
+    AdvertisedPeer,
     Discovery,
-    PeerInfo,
     browse_once,
 )
 
@@ -326,7 +326,7 @@ def _disc(node_id: bytes, name: str, **kwargs: Any) -> Discovery:
 
 
 def test_two_nodes_in_one_process_see_each_other_with_every_field(mdns: str) -> None:
-    events: list[tuple[str, PeerInfo]] = []
+    events: list[tuple[str, AdvertisedPeer]] = []
 
     async def main() -> None:
         a = _disc(ID_A, "alpha", publishes=["brew.Temp", "brew.Flow"],
@@ -338,7 +338,7 @@ def test_two_nodes_in_one_process_see_each_other_with_every_field(mdns: str) -> 
             await _until(lambda: len(a.peers()) == 1 and len(b.peers()) == 1, what="peers")
             (pb,) = a.peers()
             (pa,) = b.peers()
-            assert pa == PeerInfo(id=ID_A, name="alpha", address=LO, port=47800,
+            assert pa == AdvertisedPeer(id=ID_A, name="alpha", address=LO, port=47800,
                                   version=__version__, types=("brew.Flow", "brew.Temp"),
                                   role="member", last_seen=pa.last_seen)
             assert (pb.id, pb.name, pb.port, pb.role, pb.types) == (
@@ -353,7 +353,7 @@ def test_two_nodes_in_one_process_see_each_other_with_every_field(mdns: str) -> 
 
 
 def test_update_types_reaches_the_other_node(mdns: str) -> None:
-    updated: list[PeerInfo] = []
+    updated: list[AdvertisedPeer] = []
 
     async def main() -> None:
         a = _disc(ID_A, "alpha", publishes=["brew.Temp"])
@@ -374,7 +374,7 @@ def test_update_types_reaches_the_other_node(mdns: str) -> None:
 
 
 def test_close_sends_a_goodbye_and_the_peer_disappears(mdns: str) -> None:
-    removed: list[PeerInfo] = []
+    removed: list[AdvertisedPeer] = []
 
     async def main() -> None:
         b = _disc(ID_B, "beta", on_peer_removed=removed.append)
@@ -498,7 +498,7 @@ def test_an_advert_not_reachable_over_the_interface_is_dropped_and_counted(mdns:
 
 
 def test_an_advert_that_turns_bad_removes_the_peer(mdns: str) -> None:
-    removed: list[PeerInfo] = []
+    removed: list[AdvertisedPeer] = []
 
     async def main() -> None:
         zc = AsyncZeroconf(interfaces=[mdns], ip_version=IPVersion.V4Only)
@@ -519,7 +519,7 @@ def test_an_advert_that_turns_bad_removes_the_peer(mdns: str) -> None:
 
 
 def test_a_failing_callback_is_counted_and_does_not_stop_discovery(mdns: str) -> None:
-    def explode(peer: PeerInfo) -> None:
+    def explode(peer: AdvertisedPeer) -> None:
         raise RuntimeError("boom")
 
     async def main() -> None:
@@ -650,7 +650,7 @@ def test_a_newer_event_cancels_the_older_resolve_and_removal_cancels_it(
         table._on_change(None, SERVICE_TYPE, name, Change.Removed)
         await asyncio.gather(first, second, return_exceptions=True)
         assert second.cancelled() and name not in table._resolving
-        await table.async_close()
+        await table.close()
 
     asyncio.run(asyncio.wait_for(main(), 10))
 
@@ -667,7 +667,7 @@ def test_a_flood_of_instances_is_capped(monkeypatch: pytest.MonkeyPatch) -> None
         for i in range(12):
             table._on_change(None, SERVICE_TYPE, f"n{i}.{SERVICE_TYPE}", Change.Added)
         assert len(table._resolving) == 5 and table.stats().overflow == 7
-        await table.async_close()
+        await table.close()
         assert not table._resolving
 
     asyncio.run(asyncio.wait_for(main(), 10))
@@ -683,7 +683,7 @@ def test_callbacks_see_add_update_and_remove_in_order() -> None:
         on_updated=lambda p: seen.append(("updated", p.name)),
         on_removed=lambda p: seen.append(("removed", p.name)),
     )
-    peer = PeerInfo(id=ID_B, name="beta", address=LO, port=1, version="0", types=(),
+    peer = AdvertisedPeer(id=ID_B, name="beta", address=LO, port=1, version="0", types=(),
                     role="member", last_seen=1.0)
     table._peers["b"] = peer
     table._notify("added", peer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 from pathlib import Path
 
@@ -105,11 +106,23 @@ def test_receive_socket_options(free_udp_port: int) -> None:
         sock.close()
 
 
-def test_two_receive_sockets_share_a_port(free_udp_port: int) -> None:
+def test_two_receive_sockets_share_a_port(free_udp_port: int, test_group: str) -> None:
+    """Both bind the one port (SO_REUSEADDR) and both get a datagram sent to the group."""
     first = _sockets.open_receive_socket(free_udp_port, 65536)
     second = _sockets.open_receive_socket(free_udp_port, 65536)
-    first.close()
-    second.close()
+    sender = _sockets.open_send_socket(LO, 1)
+    try:
+        for sock in (first, second):
+            assert sock.getsockname() == ("0.0.0.0", free_udp_port)
+            _sockets.add_membership(sock, test_group, LO)
+        sender.sendto(b"to both", (test_group, free_udp_port))
+        for sock in (first, second):
+            ready, _, _ = select.select([sock], [], [], 5.0)
+            assert ready, "a socket sharing the port did not get the datagram within 5 s"
+            assert sock.recv(64) == b"to both"
+    finally:
+        for sock in (first, second, sender):
+            sock.close()
 
 
 def test_set_rcvbuf_reports_the_effective_size() -> None:

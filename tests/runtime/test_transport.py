@@ -670,7 +670,7 @@ def test_close_releases_every_socket_without_resource_warnings(
 def test_closed_receiver_refuses_joins(free_udp_port: int, test_group: str) -> None:
     async def body() -> None:
         rx = receiver(free_udp_port, Collector())
-        await rx.async_close()
+        rx.close()
         assert rx.closed
         with pytest.raises(TransportError, match="closed"):
             rx.join(test_group)

@@ -238,7 +238,7 @@ def test_close_with_a_backlog_counts_it_as_dropped() -> None:
         tx, sock = fake_sender([errno.ENOBUFS], retry_delay=10.0)
         tx.send(b"a", "239.255.9.9", 4000)
         tx.send(b"b", "239.255.9.9", 4000)
-        await tx.async_close()
+        tx.close()
         stats = tx.stats()
         assert (stats.queued, stats.dropped, stats.sent) == (0, 2, 0)
         await asyncio.sleep(0.01)

@@ -1,0 +1,662 @@
+"""The forwarder: readings from a local SQLite log into PostgreSQL, exactly once.
+
+Theory of operation: the log is the buffer. The forwarder reads the readings
+after its position (``forward_positions``, :mod:`ganglion.logger.outbox`) in
+``samples.id`` order, up to ``batch`` at a time, and sends each batch in one
+PostgreSQL transaction, with the batch's nodes and gaps: ``COPY`` (the fastest
+way into PostgreSQL) straight into ``readings`` in a savepoint, or, when a row
+of it is already there, into a temporary staging table and then ``INSERT ...
+SELECT ... ON CONFLICT DO NOTHING`` (:meth:`Forwarder._send`). Only after that
+commit does it advance its position in the log. So:
+
+* a crash before the commit loses nothing: the batch is read and sent again;
+* a crash (or a lost acknowledgement) after the commit and before the position
+  is stored sends the batch again, and the server ignores every row it already
+  has (its natural identity, :mod:`ganglion.forward.pgschema`): no duplicate;
+* a position never moves past a row that was not committed: nothing skipped.
+
+It never touches the logger's ingest: it has its own SQLite connection (WAL
+readers do not block the writer; its position update is one small
+transaction) and runs in its own thread (``ganglion log --forward``, the
+``log`` plugin) or process (``ganglion forward``).
+
+Faults. A database that cannot be reached, or goes away mid-batch, is logged
+once (one line), then retried with a backoff doubling from 0.5 s up to
+``max_backoff``; attempts are counted, and the log keeps the readings until it
+returns. A wrong password, a missing database or role, an unreadable URL, or a
+schema made by a newer ganglion raise :class:`ForwardError` (one line, and the
+commands exit non-zero). A row the server refuses (a string holding ``\\u0000``,
+which JSONB cannot store) fails its whole batch; the batch is then sent row by
+row, each in a savepoint, the refused rows are logged with their identity and
+counted (``rejected``), and the position moves past them: never retried forever,
+never holding up the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import fnmatch
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ganglion.errors import LogDatabaseError
+from ganglion.forward import pgschema
+from ganglion.forward.target import ForwardError, Target, is_fatal_connect_error
+from ganglion.logger import outbox
+from ganglion.logger.schema import open_log
+from ganglion.logger.u64 import from_sql
+
+__all__ = ["DEFAULT_BATCH", "DEFAULT_INTERVAL", "ForwardStats", "Forwarder"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 10_000
+DEFAULT_INTERVAL = 1.0
+DEFAULT_MAX_BACKOFF = 30.0
+_FIRST_BACKOFF = 0.5
+_GAP_BATCH = 10_000
+#: At most this many refused rows are logged one by one per batch (then a count).
+_REJECT_LINES = 10
+
+_READINGS_COLUMNS = ("time, type, node, seq, sent_ns, received_ns, data, boot, fingerprint, "
+                     "last_value, replayed, clock_synced, local")
+_STAGE = """CREATE TEMP TABLE IF NOT EXISTS fwd_stage (
+    time timestamptz, type text, node text, seq bigint, sent_ns bigint, received_ns bigint,
+    data text, boot bigint, fingerprint text, last_value boolean, replayed boolean,
+    clock_synced boolean, local boolean
+) ON COMMIT DELETE ROWS"""
+#: The fast path: straight into ``readings`` (in a savepoint: a row already there fails it).
+_COPY_DIRECT = f"COPY readings ({_READINGS_COLUMNS}) FROM STDIN"
+_COPY_STAGE = f"COPY fwd_stage ({_READINGS_COLUMNS}) FROM STDIN"
+#: The idempotent path. Sorted by the identity, so that two forwarders inserting the
+#: same readings take their locks in the same order (no deadlock).
+_INSERT_READINGS = (
+    f"INSERT INTO readings ({_READINGS_COLUMNS}) SELECT time, type, node, seq, sent_ns, "
+    "received_ns, data::jsonb, boot, fingerprint, last_value, replayed, clock_synced, local "
+    "FROM fwd_stage ORDER BY node, type, time, boot, seq ON CONFLICT DO NOTHING")
+_INSERT_ONE = (f"INSERT INTO readings ({_READINGS_COLUMNS}) VALUES "
+               "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+_UPSERT_NODE = (
+    "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (node) DO UPDATE SET name = coalesce(excluded.name, nodes.name), "
+    "first_ns = least(nodes.first_ns, excluded.first_ns), "
+    "last_ns = greatest(nodes.last_ns, excluded.last_ns)")
+#: Batches sent the idempotent way after the fast path met a row already on the server
+#: (a batch re-sent after a crash, or readings another logger forwarded too).
+_SLOW_BATCHES = 16
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_UPSERT_TYPE = (
+    "INSERT INTO types (name, fingerprint, fields, units, meta, first_ns) "
+    "VALUES (%s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s) "
+    "ON CONFLICT (name, fingerprint, fields) DO UPDATE SET units = excluded.units, "
+    "meta = excluded.meta, first_ns = least(types.first_ns, excluded.first_ns), updated = now() "
+    "WHERE types.meta IS DISTINCT FROM excluded.meta OR types.first_ns > excluded.first_ns "
+    "RETURNING name, xmax = 0")
+_INSERT_GAP = ("INSERT INTO gaps (type, node, boot, first_missing, last_missing, missing, "
+               "detected_ns) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+_READ = ("SELECT s.id, t.name, n.node, n.name, s.seq, s.sent_ns, s.received_ns, s.data, s.boot, "
+         "t.fingerprint, s.flags FROM samples s JOIN types t ON t.id = s.type_id "
+         "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? ORDER BY s.id LIMIT ?")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForwardStats:
+    """Counters of one forwarder.
+
+    Attributes:
+        forwarded: readings in committed batches (new on the server or already there).
+        inserted: readings that were new on the server.
+        rejected: readings the server refused (logged with their identity, skipped).
+        skipped: readings not matching the ``--type`` patterns (not sent).
+        batches: committed batches.
+        position: the ``samples.id`` delivered through.
+        pending: readings in the log after the position (ids, so an upper bound).
+        attempts: failed connection attempts and lost connections.
+        outages: times the database became unreachable.
+        connected: whether a connection is open now.
+    """
+
+    forwarded: int
+    inserted: int
+    rejected: int
+    skipped: int
+    batches: int
+    position: int
+    pending: int
+    attempts: int
+    outages: int
+    connected: bool
+
+
+class _Transient(Exception):
+    """The connection failed or was lost: retry after a backoff."""
+
+
+class Forwarder:
+    """Forwards one log to one PostgreSQL database (see the module docstring).
+
+    Args:
+        db: the log database (must exist).
+        target: where to.
+        patterns: glob patterns of type names; empty forwards every type.
+        batch: readings per transaction at most.
+        interval: seconds between looks at the log once caught up.
+        max_backoff: the longest wait between reconnection attempts.
+
+    Raises:
+        LogDatabaseError: the log cannot be opened.
+    """
+
+    def __init__(self, db: Path | str, target: Target, *, patterns: Iterable[str] = (),
+                 batch: int = DEFAULT_BATCH, interval: float = DEFAULT_INTERVAL,
+                 max_backoff: float = DEFAULT_MAX_BACKOFF) -> None:
+        if batch < 1 or interval <= 0 or max_backoff <= 0:
+            raise ValueError("batch must be >= 1, interval and max_backoff > 0")
+        self.db = Path(db)
+        if not self.db.is_file():
+            raise LogDatabaseError(f"{self.db}: no such log database")
+        self.target = target
+        self.patterns = tuple(patterns)
+        self.batch = batch
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self._sqlite = open_log(self.db)
+        try:
+            self._position, self._gap_position = outbox.ensure_table(self._sqlite, target.name)
+        except sqlite3.Error as exc:
+            self._sqlite.close()
+            raise LogDatabaseError(f"cannot write {self.db}: {exc}") from None
+        self._pg: Any = None
+        self._types_sent: tuple[Any, ...] | None = None
+        self._wanted: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._forwarded = self._inserted = self._rejected = self._skipped = 0
+        self._batches = self._attempts = self._outages = 0
+        self._down_since: float | None = None
+        self._slow = 0  # batches still to send the idempotent way (see _send)
+        # Reading ahead while catching up: (position, future rows), its thread and connection.
+        self._ahead: tuple[int, concurrent.futures.Future[list[tuple[Any, ...]]]] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
+        self.error: ForwardError | None = None
+
+    # -- running ---------------------------------------------------------------------
+
+    def check(self, *, report: bool = True) -> bool:
+        """Connect once (creating the schema if needed); False when unreachable now.
+
+        Args:
+            report: log the outage line (and count the attempt) when unreachable.
+
+        Raises:
+            ForwardError: a fatal error (wrong password, no such database, newer schema).
+        """
+        try:
+            self._connect()
+        except _Transient as exc:
+            if report:
+                self._note_down(str(exc))
+            return False
+        return True
+
+    def run(self, stop: threading.Event, *, once: bool = False,
+            finish: threading.Event | None = None) -> None:
+        """Forward until ``stop`` is set (or, with ``once``/``finish`` set, until caught up).
+
+        Raises:
+            ForwardError: a fatal error; also stored in :attr:`error`.
+        """
+        backoff = _FIRST_BACKOFF
+        try:
+            while not stop.is_set():
+                try:
+                    if self._pg is None:
+                        self._connect()
+                        self._note_up()
+                        backoff = _FIRST_BACKOFF
+                    moved = self._cycle()
+                except _Transient as exc:
+                    self._close_pg()
+                    if once:  # one line: the caller's error
+                        raise ForwardError(f"cannot reach {self.target.name}: {exc}") from None
+                    self._note_down(str(exc))
+                    self._refresh_newest()  # so that stats() shows the backlog growing
+                    stop.wait(backoff)
+                    backoff = min(self.max_backoff, backoff * 2)
+                    continue
+                if moved >= self.batch:
+                    continue  # catching up: no wait
+                if once or (finish is not None and finish.is_set()):
+                    return
+                stop.wait(self.interval)
+        except ForwardError as exc:
+            self.error = exc
+            raise
+        finally:
+            self._close_pg()
+
+    def close(self) -> None:
+        """Close the connections (and the read-ahead thread)."""
+        self._close_pg()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._sqlite.close()
+
+    def stats(self) -> ForwardStats:
+        """A snapshot of the counters (from any thread: it does not touch the log)."""
+        with self._lock:
+            return ForwardStats(self._forwarded, self._inserted, self._rejected, self._skipped,
+                                self._batches, self._position,
+                                max(0, self._newest - self._position), self._attempts,
+                                self._outages, self._pg is not None)
+
+    # -- connection --------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.target.url, **self.target.connect_kwargs())  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            message = _first_line(exc)
+            if is_fatal_connect_error(message):
+                raise ForwardError(f"cannot forward to {self.target.name}: {message}") from None
+            raise _Transient(message) from None
+        except psycopg.Error as exc:  # ProgrammingError: libpq cannot read the URL
+            raise ForwardError(f"cannot forward to {self.target.name}: {_first_line(exc)}"
+                               ) from None
+        try:
+            pgschema.ensure_schema(conn)
+            conn.execute(_STAGE)
+            conn.commit()
+        except pgschema.NewerSchemaError as exc:
+            conn.close()
+            raise ForwardError(f"cannot forward to {self.target.name}: {exc}") from None
+        except psycopg.errors.DuplicateTable as exc:
+            conn.close()
+            raise ForwardError(f"cannot forward to {self.target.name}: the database has a "
+                               f"table of that name not made by ganglion ({_first_line(exc)}); "
+                               "use an empty database") from None
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise _Transient(_first_line(exc)) from None
+        except psycopg.Error as exc:
+            conn.close()
+            raise ForwardError(f"cannot forward to {self.target.name}: {_first_line(exc)}"
+                               ) from None
+        self._pg = conn
+        self._types_sent = None  # send the types again on every new connection
+
+    def _close_pg(self) -> None:
+        conn, self._pg = self._pg, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _note_down(self, reason: str) -> None:
+        with self._lock:
+            self._attempts += 1
+            if self._down_since is not None:
+                return  # one line per outage; the attempts are counted
+            self._down_since = time.monotonic()
+            self._outages += 1
+        _log.warning("forwarding to %s: the database is unreachable (%s); readings wait in "
+                     "%s, retrying with backoff up to %g s", self.target.name, reason,
+                     self.db, self.max_backoff)
+
+    def _note_up(self) -> None:
+        with self._lock:
+            since, self._down_since = self._down_since, None
+            attempts = self._attempts
+        if since is not None:
+            _log.warning("forwarding to %s: connected again after %.1f s (%d failed attempts "
+                         "so far); catching up", self.target.name, time.monotonic() - since,
+                         attempts)
+
+    # -- one cycle ---------------------------------------------------------------------
+
+    def _cycle(self) -> int:
+        """Send the types if changed and the next batch; return the readings read."""
+        import psycopg
+
+        try:
+            rows, last_id = self._read_batch()
+            # After the batch is read: a type version committed with a reading of the batch
+            # is then visible too (one writer, in order), so its view exists with it.
+            self._send_types()
+            if last_id == self._position:
+                self._send_gaps_only()
+                return 0
+            wanted = [r for r in rows if self._wants(r[1])]
+            inserted, rejected, gap_position = self._send(wanted)
+        except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
+            self._pg.rollback()
+            self._slow = _SLOW_BATCHES
+            _log.info("forwarding to %s: %s; sending the batch again", self.target.name,
+                      _first_line(exc))
+            return 0
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise _Transient(_first_line(exc)) from None
+        except psycopg.Error as exc:
+            raise ForwardError(f"forwarding to {self.target.name} failed: {_first_line(exc)}"
+                               ) from None
+        self._gap_position = gap_position
+        self._advance(last_id, len(wanted) - rejected, rejected)
+        with self._lock:
+            self._forwarded += len(wanted) - rejected
+            self._inserted += inserted
+            self._rejected += rejected
+            self._skipped += len(rows) - len(wanted)
+            self._batches += 1
+        return len(rows)
+
+    def _wants(self, type_name: str) -> bool:
+        if not self.patterns:
+            return True
+        wanted = self._wanted.get(type_name)
+        if wanted is None:
+            if len(self._wanted) > 10_000:
+                self._wanted.clear()  # bounded: names come from senders
+            wanted = any(fnmatch.fnmatchcase(type_name, p) for p in self.patterns)
+            self._wanted[type_name] = wanted
+        return wanted
+
+    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int]:
+        """The next readings after the position (and the id read through).
+
+        While catching up (a full batch), the batch after it is read at once by a
+        second, read-only connection in a helper thread, so that reading the log
+        (SQLite releases the GIL) overlaps the server's work on this one.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self._position:
+            rows = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].result()  # a batch read for a position that did not come: drop it
+            rows = self._sqlite.execute(_READ, (self._position, self.batch)).fetchall()
+        if len(rows) == self.batch:
+            after = int(rows[-1][0])
+            self._ahead = (after, self._pool().submit(self._read_ahead, after))
+        newest = self._refresh_newest()
+        if not rows and newest is not None and newest < self._position:
+            # Ids started over (the log was emptied by a tool that does not keep the
+            # newest row): send it all again; the server keeps what it has.
+            _log.warning("forwarding to %s: %s starts below the forwarded position %d; "
+                         "sending it again from the start", self.target.name, self.db,
+                         self._position)
+            self._position = 0
+            outbox.reset(self._sqlite, self.target.name)
+            rows = self._sqlite.execute(_READ, (0, self.batch)).fetchall()
+        return rows, (rows[-1][0] if rows else self._position)
+
+    def _refresh_newest(self) -> int | None:
+        """The log's newest id, kept for :meth:`stats` (which other threads call)."""
+        try:
+            newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        with self._lock:
+            self._newest = newest or 0
+        return None if newest is None else int(newest)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="forward-read")
+        return self._executor
+
+    def _read_ahead(self, after: int) -> list[tuple[Any, ...]]:
+        """Read the batch after ``after`` (the helper thread; its own connection)."""
+        if self._reader is None:
+            self._reader = open_log(self.db, write=False)
+        return self._reader.execute(_READ, (after, self.batch)).fetchall()
+
+    def _send(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int, int]:
+        """Send one batch in one transaction; return (inserted, rejected, gap position).
+
+        The fast path COPYs the batch straight into ``readings``, in a savepoint: when
+        a row is already there (a unique violation: the batch is being sent again, or
+        another logger forwarded the same readings), the savepoint is rolled back and
+        the batch goes the idempotent way: COPY into the staging table, then INSERT
+        ... ON CONFLICT DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way
+        at once. Both give the same rows: the fast path only ever succeeds when no row
+        of the batch was there.
+        """
+        import psycopg
+
+        conn = self._pg
+        gaps = self._read_gaps()
+        converted = [_convert(row) for row in rows]
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                inserted = None
+                if converted and self._slow == 0:
+                    try:
+                        with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
+                            for row in converted:
+                                copy.write_row(row)
+                        inserted = len(converted)
+                    except (psycopg.errors.UniqueViolation, psycopg.errors.TransactionRollback):
+                        self._slow = _SLOW_BATCHES
+                if converted and inserted is None:
+                    self._slow = max(0, self._slow - 1)
+                    with cur.copy(_COPY_STAGE) as copy:
+                        for row in converted:
+                            copy.write_row(row)
+                    cur.execute(_INSERT_READINGS)
+                    inserted = max(0, cur.rowcount)
+                self._upsert_nodes(cur, rows)
+                gap_position = self._insert_gaps(cur, gaps)
+            return inserted or 0, 0, gap_position
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.InternalError_):
+            return self._send_one_by_one(rows, converted, gaps)
+
+    @staticmethod
+    def _upsert_nodes(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The batch's senders into ``nodes`` (in node order: no deadlock between forwarders)."""
+        nodes: dict[str, list[Any]] = {}
+        for row in rows:
+            node, name, received = row[2], row[3], row[6]
+            known = nodes.get(node)
+            if known is None:
+                nodes[node] = [name, received, received]
+            else:
+                known[0] = known[0] or name
+                known[1] = min(known[1], received)
+                known[2] = max(known[2], received)
+        if nodes:
+            cur.executemany(_UPSERT_NODE, [(node, *nodes[node]) for node in sorted(nodes)])
+
+    def _send_one_by_one(self, rows: Sequence[tuple[Any, ...]], converted: list[tuple[Any, ...]],
+                         gaps: list[tuple[Any, ...]]) -> tuple[int, int, int]:
+        """Send a batch the server refused as a whole, row by row, skipping the bad ones."""
+        import psycopg
+
+        conn = self._pg
+        inserted = rejected = 0
+        with conn.transaction(), conn.cursor() as cur:
+            good = []
+            for row, values in zip(rows, converted, strict=True):
+                try:
+                    with conn.transaction():
+                        cur.execute(_INSERT_ONE, values)
+                        inserted += max(0, cur.rowcount)
+                    good.append(row)
+                except (psycopg.DataError, psycopg.IntegrityError,
+                        psycopg.errors.InternalError_) as exc:
+                    rejected += 1
+                    if rejected <= _REJECT_LINES:
+                        _log.warning(
+                            "forwarding to %s: the database refused a reading of %s from %s "
+                            "(boot %d, seq %d; log row %d): %s; skipped", self.target.name,
+                            row[1], row[2], from_sql(row[8]), from_sql(row[4]), row[0],
+                            _first_line(exc))
+            if rejected > _REJECT_LINES:
+                _log.warning("forwarding to %s: %d more refused readings in this batch skipped",
+                             self.target.name, rejected - _REJECT_LINES)
+            self._upsert_nodes(cur, good)
+            gap_position = self._insert_gaps(cur, gaps)
+        return inserted, rejected, gap_position
+
+    def _advance(self, last_id: int, forwarded: int, rejected: int) -> None:
+        """Store the new position (after the server's commit: see the module docstring)."""
+        self._position = last_id
+        try:
+            outbox.forwarded_through(self._sqlite, self.target.name, last_id,
+                                     self._gap_position, forwarded, rejected)
+        except sqlite3.Error as exc:  # busy for longer than the timeout: stored next time
+            _log.warning("forwarding to %s: cannot store the position in %s (%s); will retry",
+                         self.target.name, self.db, exc)
+
+    # -- types, gaps ---------------------------------------------------------------------
+
+    def _send_types(self) -> None:
+        """Upsert every row of the log's ``types`` table when it changed (all its columns:
+        new columns reach ``types.meta`` without a change here); rebuild the typed views of
+        types that got a new version."""
+        cursor = self._sqlite.execute("SELECT * FROM types ORDER BY id")
+        columns = [d[0] for d in cursor.description]
+        rows = tuple(cursor.fetchall())
+        if rows == self._types_sent:
+            return
+        new_versions: set[str] = set()
+        with self._pg.transaction(), self._pg.cursor() as cur:
+            for row in rows:
+                record = dict(zip(columns, row, strict=True))
+                name = str(record["name"])
+                if not self._wants(name):
+                    continue
+                meta = {k: _json_or_text(v) for k, v in record.items() if k != "id"}
+                cur.execute(_UPSERT_TYPE, (
+                    name, record.get("fingerprint") or "", record.get("fields") or "[]",
+                    record.get("units"), json.dumps(meta, ensure_ascii=False),
+                    record.get("first_ns")))
+                for returned_name, was_inserted in cur.fetchall():
+                    if was_inserted:
+                        new_versions.add(returned_name)
+            if new_versions:
+                pgschema.rebuild_views(self._pg, new_versions)
+        self._types_sent = rows
+
+    def _read_gaps(self) -> list[tuple[Any, ...]]:
+        rows = self._sqlite.execute(
+            "SELECT g.id, g.type, n.node, g.boot, g.first_missing, g.last_missing, g.detected_ns "
+            "FROM gap_spans g JOIN nodes n ON n.id = g.node_id WHERE g.id > ? ORDER BY g.id "
+            "LIMIT ?", (self._gap_position, _GAP_BATCH)).fetchall()
+        if not rows:
+            newest = self._sqlite.execute("SELECT max(id) FROM gap_spans").fetchone()[0]
+            if newest is not None and newest < self._gap_position:
+                self._gap_position = 0  # ids started over (the table was emptied)
+        return rows
+
+    def _insert_gaps(self, cur: Any, gaps: list[tuple[Any, ...]]) -> int:
+        """Insert the gaps (of wanted types); return the gap position once committed."""
+        wanted = [g for g in gaps if self._wants(g[1])]
+        if wanted:
+            cur.executemany(_INSERT_GAP, [
+                (type_name, node, boot, first, last,
+                 (from_sql(last) - from_sql(first)) % (1 << 64) + 1, detected)
+                for _, type_name, node, boot, first, last, detected in wanted])
+        return int(gaps[-1][0]) if gaps else self._gap_position
+
+    def _send_gaps_only(self) -> None:
+        gaps = self._read_gaps()
+        if not gaps:
+            return
+        with self._pg.transaction(), self._pg.cursor() as cur:
+            position = self._insert_gaps(cur, gaps)
+        self._gap_position = position
+        self._advance(self._position, 0, 0)
+
+
+class ForwarderThread:
+    """A :class:`Forwarder` in a thread of its own, beside a logger (``ganglion log
+    --forward``, the ``log`` plugin): the logger's ingest never waits for it.
+
+    A fatal error ends the thread, logged once as an error; it stays in :attr:`error`.
+    """
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+        self._stop = threading.Event()
+        self._finish = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"forwarder {forwarder.target.name}")
+
+    @property
+    def error(self) -> ForwardError | None:
+        return self.forwarder.error
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.forwarder.run(self._stop, finish=self._finish)
+        except ForwardError as exc:
+            _log.error("%s; forwarding stops (readings are still logged)", exc)
+        except Exception as exc:  # a bug: say so loudly, the logger carries on
+            _log.error("forwarding to %s failed", self.forwarder.target.name, exc_info=exc)
+            self.forwarder.error = ForwardError(f"forwarder failed: {type(exc).__name__}: {exc}")
+
+    def stop(self, drain: float = 15.0) -> None:
+        """Send what the log holds (for up to ``drain`` seconds), then stop and close.
+
+        Blocks: call it after the writer's ``close`` (so its last commit is sent), from
+        a worker thread when on an event loop.
+        """
+        self._finish.set()
+        if self._thread.is_alive():
+            self._thread.join(drain)
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30.0)
+        self.forwarder.close()
+
+
+def _convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A log row (as :data:`_READ` gives it) -> a ``readings`` row.
+
+    ``time`` is ``sent_ns`` truncated to the microsecond (toward zero, on the stored
+    signed value), computed here once so that both paths give the same value.
+    """
+    _, type_name, node, _, seq, sent_ns, received_ns, data, boot, fingerprint, flags = row
+    micros = abs(sent_ns) // 1000
+    return (_EPOCH + dt.timedelta(microseconds=micros if sent_ns >= 0 else -micros), type_name,
+            node, seq, sent_ns, received_ns, data, boot, fingerprint, bool(flags & 1),
+            bool(flags & 2), not flags & 4, bool(flags & 8))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    text = text.removeprefix("connection failed: ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # libpq: 'connection to server at "h", port p failed: FATAL:  password ...'
+    return lines[0] if lines else type(exc).__name__
+
+
+def _json_or_text(value: Any) -> Any:
+    """A ``types`` cell for ``meta``: JSON text (fields, units, ...) as JSON, else as is."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return value

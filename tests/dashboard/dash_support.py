@@ -1,0 +1,127 @@
+"""Helpers for dashboard tests: a publisher and a dashboard on loopback, a log to read.
+
+Every node sends multicast out of 127.0.0.1 only (DESIGN.md); the web server
+listens on 127.0.0.1 on a free port; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from ganglion.logger.schema import open_log
+from ganglion.node import Node
+
+LOOPBACK = "127.0.0.1"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-quic"]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def node_kwargs(port: int, state: Path | None = None, name: str = "n") -> dict[str, Any]:
+    """Node arguments for a loopback test node (an observer when ``state`` is None)."""
+    kw: dict[str, Any] = dict(name=name, interface=LOOPBACK, port=port, control_port=port + 1,
+                              discovery=False, heartbeat_seconds=0.2, peer_timeout=2.0)
+    if state is None:
+        kw["observer"] = True
+    else:
+        kw["state_dir"] = state
+    return kw
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> None:
+    """Poll ``condition`` (sync or async) every 50 ms until true; fail naming ``what``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def run(coro: Any, timeout: float = 60.0) -> Any:
+    """Run ``coro`` on a fresh loop, failing after ``timeout`` seconds."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+@asynccontextmanager
+async def dashboard(port: int, tmp: Path, **kw: Any) -> AsyncIterator[tuple[Node, Any]]:
+    """A member publisher node and a dashboard on an observer, both on loopback."""
+    from ganglion.dashboard.server import Dashboard
+
+    kw.setdefault("status_interval", 0.2)
+    kw.setdefault("flush_interval", 0.05)
+    async with Node(**node_kwargs(port, tmp / "pub", name="publisher")) as pub, \
+            Node(**node_kwargs(port, name="watcher")) as watcher:
+        board = Dashboard(watcher, host=LOOPBACK, port=0, cache=tmp / "cache.db", **kw)
+        await board.start()
+        try:
+            yield pub, board
+        finally:
+            await board.close()
+
+
+def make_log(db: Path, readings: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+    """A real log holding ``(type, node hex, received_ns, data)`` readings."""
+    conn = open_log(db)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO sessions (started_ns) VALUES (1)")
+        nodes: dict[str, int] = {}
+        types: dict[str, int] = {}
+        for i, (type_name, node, received_ns, data) in enumerate(readings):
+            if node not in nodes:
+                nodes[node] = conn.execute("INSERT INTO nodes (node, name) VALUES (?, ?)",
+                                           (node, f"node-{node[:4]}")).lastrowid or 0
+            if type_name not in types:
+                fields = json.dumps([{"name": k, "kind": "str" if isinstance(v, str) else "float"}
+                                     for k, v in data.items()])
+                types[type_name] = conn.execute(
+                    "INSERT INTO types (name, fields, units, source, first_ns) "
+                    "VALUES (?, ?, NULL, 'observed', 0)", (type_name, fields)).lastrowid or 0
+            conn.execute("INSERT INTO samples (type_id, node_id, boot, seq, sent_ns, received_ns, "
+                         "data) VALUES (?, ?, 1, ?, ?, ?, ?)",
+                         (types[type_name], nodes[node], i, received_ns, received_ns,
+                          json.dumps(data)))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def rows(db: Path, sql: str, *params: Any) -> list[Any]:
+    """Run a query on a log with plain sqlite3 (read-only)."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def parse_events(text: str) -> list[tuple[str, str, Any]]:
+    """Parse text/event-stream into (id, event, data) tuples (comments skipped)."""
+    out = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ": " not in line:
+                continue
+            key, value = line.split(": ", 1)
+            fields[key] = value
+        if "event" in fields:
+            out.append((fields.get("id", ""), fields["event"], json.loads(fields["data"])))
+    return out

@@ -1,0 +1,32 @@
+"""bench/forward.py runs end to end on a small log and reports sane numbers (no speed is
+asserted here: targets live in the benchmark, DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pg_support import missing
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "forward.py"
+
+
+def test_the_forward_benchmark_runs(tmp_path: Path) -> None:
+    why = missing()
+    if why is not None:
+        pytest.skip(why)
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, str(BENCH), "--rows", "20000", "--batch", "5000",
+                           "--outage", "3", "--rate", "500", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["copy_rows_per_s"] > 0 and result["executemany_rows_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["copy_rows_per_s"] / result["executemany_rows_per_s"])
+    assert result["catch_up"]["backlog"] == 1500
+    assert 0 < result["catch_up"]["seconds"] < 120
+    assert "COPY" in done.stdout and "executemany" in done.stdout and "catch-up" in done.stdout
