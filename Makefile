@@ -4,7 +4,7 @@ demo:   ## run the demo network over loopback (Ctrl-C stops it)
 test:   ## install everything and run the test suite (isolated from the real network)
 	scripts/test.sh
 lint:
-	scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard" && .venv/bin/ruff check . && .venv/bin/mypy
+	scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt" && .venv/bin/ruff check . && .venv/bin/mypy
 bench:
 	scripts/venv.sh "dev,bench,fast,postgres,dashboard" && .venv/bin/python bench/run_all.py
 fuzz:   ## fuzz a real node's receive paths for longer (GANGLION_FUZZ_SECONDS, _SEED)

@@ -35,6 +35,9 @@ PORTS = {
     "inprocess": 47890,
     "bus_local": 47900,
     "bus_latency": 47910,
+    "idle": 47920,
+    "idle_peers": 47930,
+    "idle_uvloop": 47940,
 }
 
 #: The only interface the benchmark uses.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _node_common import PORTS
-from _node_procs import Proc, ProcError, ProcGroup, rss_kib
+from _node_procs import Proc, ProcError, ProcGroup, cpu_and_wakeups, rss_kib
 
 #: ``ganglion node`` prints ``node NAME (ID) on ...`` on stderr once it has started.
 START_LINE = re.compile(r"^node \S+ \(([0-9a-f]+)\) on ")
@@ -199,6 +199,35 @@ def rss_idle_trial(*, mdns: bool, settle_s: float, loop: str = "asyncio") -> dic
                           name="bench-idle", env={"GANGLION_EVENT_LOOP": loop})
         _node_id(node, 20)
         return {"rss_mb": _settled_rss_mb(node, settle_s), "mdns": mdns, "loop": loop}
+
+
+def idle_trial(*, peers: int, window_s: float, settle_s: float,
+               loop: str = "asyncio") -> dict[str, Any]:
+    """CPU and wake-ups of an idle ``ganglion node`` (default flags, so mDNS on), alone or
+    with ``peers`` idle ``ganglion node`` peers on the same port, over ``window_s`` seconds.
+
+    Measured once every node has started and ``settle_s`` more seconds have passed (mDNS
+    probing and announcing, the first heartbeats): ``cpu_pct`` is the node's user +
+    system time over the window in % of one core, ``wakeups_s`` its voluntary context
+    switches per second (all threads), and ``rss_mb`` its VmRSS at the end.
+    """
+    port = PORTS["idle_peers" if peers else "idle" if loop == "asyncio" else "idle_uvloop"]
+    env = {"GANGLION_EVENT_LOOP": loop}
+    with ProcGroup("idle") as group:
+        node = group.node(port, group.state_dir(), name="bench-idle", env=env)
+        others = [group.node(port, group.state_dir(), name=f"bench-peer{i}", env=env)
+                  for i in range(peers)]
+        for proc in (node, *others):
+            _node_id(proc, 20)
+        time.sleep(settle_s)
+        cpu0, switches0 = cpu_and_wakeups(node.pid)
+        t0 = time.monotonic()
+        time.sleep(window_s)
+        cpu1, switches1 = cpu_and_wakeups(node.pid)
+        elapsed = time.monotonic() - t0
+        return {"cpu_pct": 100.0 * (cpu1 - cpu0) / elapsed,
+                "wakeups_s": (switches1 - switches0) / elapsed, "peers": peers, "loop": loop,
+                "rss_mb": rss_kib(node.pid) * 1024 / 1e6, "window_s": elapsed}
 
 
 def rss_types_trial(types: int, *, settle_s: float) -> dict[str, Any]:

@@ -71,6 +71,32 @@ def rss_kib(pid: int, proc_dir: Path = PROC_STATUS) -> int:
     raise ProcError(f"pid {pid} has no VmRSS (a zombie?)")
 
 
+def cpu_and_wakeups(pid: int, proc_dir: Path = PROC_STATUS) -> tuple[float, int]:
+    """Return a process's CPU time so far (user + system, seconds, all threads) and its
+    voluntary context switches summed over its threads (each one a wake-up from a wait).
+
+    Raises:
+        ProcError: the process is gone.
+    """
+    base = proc_dir / str(pid)
+    try:
+        # Fields after the command name (which may hold spaces): utime, stime are 14, 15.
+        fields = (base / "stat").read_text().rsplit(")", 1)[1].split()
+        switches = 0
+        for task in (base / "task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue  # a thread that just ended
+            for line in status.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    switches += int(line.split()[1])
+    except OSError as exc:
+        raise ProcError(f"cannot read the stat of pid {pid}: {exc}") from None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks, switches
+
+
 class Proc:
     """One started process: its protocol events, stderr lines, and how to stop it.
 

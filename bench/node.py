@@ -14,8 +14,11 @@ the median over trials, the spread, and the ratio to issue 4's targets:
    -> publisher decided, and -> the last node's map has it;     target < 50 ms (10)
 3. node-to-node messages/s and p50/p99 latency: node A -> node B (internal
    subscribers), and plugin -> ``ganglion node`` -> ``ganglion node`` -> plugin;
-4. resident memory (VmRSS) of an idle ``ganglion node``, and of one publishing
-   100 types for a plugin;                                         target < 40 MB idle
+4. resident memory (VmRSS) of an idle ``ganglion node`` on asyncio's loop and on
+   uvloop, and of one publishing 100 types for a plugin;      target < 40 MB idle
+4b. CPU (% of one core) and wake-ups/s (voluntary context switches) of an idle
+   ``ganglion node`` over ``--idle-window`` s (60), alone, with 3 idle peers, and
+   alone on uvloop;                                    target <= 0.2 % and <= 5/s
 5. in-process publish -> callback messages/s in one node;   target >= 10x pyplexo
 6. pyplexo's in-process rate, measured from a separate venv when it installs,
    else the 41k msg/s quoted in the issue;
@@ -27,7 +30,8 @@ the median over trials, the spread, and the ratio to issue 4's targets:
 Isolation: like bench/transport.py (helper module ``_transport_netns``), as root
 it re-executes itself in a fresh network namespace with only loopback and
 deletes it afterwards; pyplexo's venv is prepared before entering it.
-Usage: ``python bench/node.py [--quick] [--trials K] [--only LIST] [--json FILE]``.
+Usage: ``python bench/node.py [--quick] [--trials K] [--only LIST] [--idle-window S]
+[--json FILE]``.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from _node_procs import ProcError  # noqa: E402
 from _node_report import build_rows, format_table  # noqa: E402
 from _transport_netns import choose_isolation, run_in_namespace  # noqa: E402
 
-STEPS = ("inprocess", "plexo", "startup", "agree", "e2e", "rss", "bus")
+STEPS = ("inprocess", "plexo", "startup", "agree", "e2e", "rss", "bus", "idle")
 #: Set by the parent for the namespaced child: why pyplexo could not be installed.
 ENV_PLEXO_REASON = "GANGLION_BENCH_PLEXO_REASON"
 
@@ -83,29 +87,37 @@ class Plan:
     bus_trials: int = 3
     bus_count: int = 100_000
     types: int = 100
+    idle_trials: int = 3
+    idle_window_s: float = 60.0
+    idle_settle_s: float = 10.0
 
 
-def make_plan(quick: bool, trials: int | None) -> Plan:
+def make_plan(quick: bool, trials: int | None, idle_window: float | None = None) -> Plan:
     """The full plan (a few minutes) or the quick one (well under a minute).
 
     Args:
         quick: the ``--quick`` flag.
         trials: ``--trials``, overriding every trial count when given.
+        idle_window: ``--idle-window``, the seconds each idle measurement lasts.
     """
     if quick:
         plan = Plan(startup_trials=2, agree_trials=3, e2e_trials=1, blast_count=5000,
                     paced_count=500, rate=1000.0, rss_trials=1, settle_s=2.0,
                     inprocess_trials=1, inprocess_count=50_000, plexo_trials=1,
-                    plexo_count=5000, bus_trials=1, bus_count=20_000)
+                    plexo_count=5000, bus_trials=1, bus_count=20_000, idle_trials=1,
+                    idle_window_s=10.0, idle_settle_s=8.0)
     else:
         plan = Plan(startup_trials=7, agree_trials=15, e2e_trials=3, blast_count=20_000,
                     paced_count=2000, rate=1000.0, rss_trials=3, settle_s=5.0,
                     inprocess_trials=5, inprocess_count=200_000, plexo_trials=3,
                     plexo_count=20_000)
+    if idle_window is not None:
+        plan = Plan(**{**asdict(plan), "idle_window_s": idle_window})
     if trials is None:
         return plan
     counts = {f: trials for f in ("startup_trials", "agree_trials", "e2e_trials", "rss_trials",
-                                  "inprocess_trials", "plexo_trials", "bus_trials")}
+                                  "inprocess_trials", "plexo_trials", "bus_trials",
+                                  "idle_trials")}
     return Plan(**{**asdict(plan), **counts})
 
 
@@ -186,6 +198,14 @@ def run_steps(plan: Plan, steps: Sequence[str], *, log: Callable[[str], None] = 
             for direction in ("ext_to_int", "int_to_ext"):
                 trial(f"bus_{direction}", partial(bus_measure.bus_latency_trial, direction,
                                                   plan.paced_count, plan.rate))
+    if "idle" in steps:
+        for _ in range(plan.idle_trials):
+            for name, peers, loop in (("idle", 0, "asyncio"), ("idle_peers", 3, "asyncio"),
+                                      ("idle_uvloop", 0, "uvloop")):
+                if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+                    continue
+                trial(name, partial(measure.idle_trial, peers=peers, loop=loop,
+                                    window_s=plan.idle_window_s, settle_s=plan.idle_settle_s))
     return out
 
 
@@ -228,6 +248,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--trials", type=int, help="trials of every measurement")
     p.add_argument("--only", type=_steps, default=list(STEPS),
                    help=f"comma-separated subset of {','.join(STEPS)}")
+    p.add_argument("--idle-window", type=float, default=None, metavar="SECONDS",
+                   help="seconds each idle CPU/wake-up measurement lasts (default 60, "
+                   "10 with --quick)")
     p.add_argument("--json", type=Path, help="also write every trial's numbers to this file")
     p.add_argument("--no-netns", action="store_true",
                    help="do not create a network namespace (run on this host's loopback)")
@@ -236,6 +259,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.trials is not None and args.trials <= 0:
         p.error("--trials must be positive")
+    if args.idle_window is not None and args.idle_window <= 0:
+        p.error("--idle-window must be positive")
     return args
 
 
@@ -264,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
         if "plexo" in args.only and not plexo_reason:
             plexo_reason = prepare_venv()
-    plan = make_plan(args.quick, args.trials)
+    plan = make_plan(args.quick, args.trials, args.idle_window)
     started = time.time()
     out = run_steps(plan, args.only, log=lambda line: print(line, flush=True),
                     plexo_reason=plexo_reason)

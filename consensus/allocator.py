@@ -20,11 +20,11 @@ Pure functions of their arguments: no I/O, no randomness.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Collection
 from ipaddress import IPv4Address
 
+from consensus._blake2 import blake2b
 from consensus.errors import AddressSpaceExhausted
 
 __all__ = [
@@ -81,7 +81,7 @@ def preferred_group(type_name: str) -> IPv4Address:
     Returns:
         An assignable address, identical on every node and every run.
     """
-    digest = hashlib.blake2b(type_name.encode("utf-8"), digest_size=8).digest()
+    digest = blake2b(type_name.encode("utf-8"), digest_size=8).digest()
     start = int.from_bytes(digest, "big") % _SIZE
     for step in range(_SIZE):
         addr = IPv4Address(_BASE + (start + step) % _SIZE)

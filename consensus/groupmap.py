@@ -36,12 +36,12 @@ merge) triggers a full re-fold, and the caller gets the difference as
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from consensus._blake2 import blake2b
 from consensus.allocator import allocate
 from consensus.commands import Assign, Move, Retire, decode_command
 from consensus.errors import AddressSpaceExhausted, InvalidCommand
@@ -88,7 +88,7 @@ def entry_digest(entry: Entry) -> int:
     """Return a 128-bit hash of one entry; XOR of these is the set digest."""
     slot, value = entry
     data = slot.to_bytes(8, "big") + value
-    return int.from_bytes(hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest(), "big")
+    return int.from_bytes(blake2b(data, digest_size=DIGEST_BYTES).digest(), "big")
 
 
 class GroupMap:

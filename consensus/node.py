@@ -308,6 +308,39 @@ class PaxosNode:
         """Return the types this node still wants retired."""
         return sorted(self._retires)
 
+    def next_deadline(self) -> int | None:
+        """Ticks until the first :meth:`tick` that may do something, if no input comes first.
+
+        Every earlier tick has no effect: it puts nothing in a ``Ready``. So a runtime
+        need not wake for each tick: it may sleep until this deadline (or an input),
+        then call ``tick()`` once per tick that has passed, before it steps the input;
+        the logical clock, and every state the node goes through, stay as they were.
+        The answer is never late, sometimes early (a tick that then does nothing); it
+        changes only through a call (``step``, ``propose``, ``set_view``, ...), so ask
+        again after each. ``consensus/sim`` checks both claims at every tick.
+
+        Returns:
+            ``k >= 1``: the ``k``-th ``tick()`` from now is the first that may act; None
+            when no tick will act before an input (only with ``heartbeat_ticks == 0``).
+        """
+        now = self._now
+        due: list[int] = []
+        if self._cfg.heartbeat_ticks:
+            due.append(self._next_status)
+        a = self._attempt
+        if a is not None:
+            due.append(a.deadline)
+        leader = self._leader()
+        if (leader is not None and leader != self._id
+                and (self._retires or any(t not in self._map.groups for t in self._wanted))):
+            due.append(self._next_ask)  # _forward_wanted asks the leader again
+        start = self._next_start()
+        if start is not None:
+            due.append(start)
+        if not due:
+            return None
+        return max(1, min(due) - now)
+
     def has_ready(self) -> bool:
         """True when :meth:`ready` would return a non-empty ``Ready``."""
         return bool(self._persist or self._outbox or self._changes or self._decided)
@@ -677,6 +710,21 @@ class PaxosNode:
         )
         self._attempt = a
         self._broadcast(Prepare(sender=self._id, slot=a.slot, ballot=a.ballot), loopback=True)
+
+    def _next_start(self) -> int | None:
+        # The tick at which _maybe_start may begin an attempt with no input before it:
+        # mirrors its conditions and _next_value's patience (early is safe, late is not).
+        if self._cfg.observer or self._attempt is not None or self._id not in self._view:
+            return None
+        if self._moves:
+            return self._backoff_until
+        patience = self._patience()
+        waits = [max(asked, self._leader_heard) + patience
+                 for _, asked in self._retires.values()]
+        waits += [max(asked, self._leader_heard) + patience for asked in self._wanted.values()]
+        if not waits:
+            return None
+        return max(self._backoff_until, min(waits))
 
     def _next_value(self) -> bytes | None:
         for move in self._moves:

@@ -39,14 +39,18 @@ from ganglion.errors import (
     TypeRegistrationError,
 )
 from ganglion.types import (
+    FieldSchema,
     MessageType,
     Record,
+    TypeSchema,
     as_dict,
     lookup,
     message,
+    quantity,
     registered,
     type_name_of,
     type_of,
+    type_schema,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +90,7 @@ __all__ = [
     "EncodeError",
     "Endpoint",
     "EndpointStats",
+    "FieldSchema",
     "GanglionError",
     "InterfaceError",
     "KeyFileError",
@@ -103,12 +108,15 @@ __all__ = [
     "TypeInUseError",
     "TypeNameError",
     "TypeRegistrationError",
+    "TypeSchema",
     "__version__",
     "as_dict",
     "lookup",
     "message",
+    "quantity",
     "registered",
     "run",
     "type_name_of",
     "type_of",
+    "type_schema",
 ]

@@ -15,7 +15,6 @@ the state is unknown and reported as synchronised, so nothing is flagged falsely
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from functools import cache
 
@@ -30,13 +29,22 @@ def _adjtimex() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        func = libc.adjtimex
+        func = _libc().adjtimex
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_void_p]
     func.restype = ctypes.c_int
     return func
+
+
+def _libc() -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)  # glibc: no search needed
+    except OSError:
+        # ctypes.util only here: it imports shutil, tempfile, bz2 and lzma (about 1 MB).
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 def kernel_clock_state() -> int | None:

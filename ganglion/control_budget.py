@@ -15,7 +15,8 @@ A ``LastValueRequest`` makes every publisher of the type multicast its latest
 message, one per key of a keyed type (one per sensor): answers are limited per
 requester and in total too, one token per answer (so a request for a type with
 many keys costs what that many requests would), but a requester need not be known
-yet (a tool that just started asks before its first heartbeat is heard).
+yet (a tool that just started asks before its first heartbeat is heard). A
+``SchemaRequest`` (a type's self-description) is budgeted the same way.
 
 Every refusal is counted in :attr:`RequestBudget.counts` as ``<kind>_unknown`` or
 ``<kind>_rate_limited`` (kind ``propose``, ``catchup`` or ``last_value``), every
@@ -72,6 +73,9 @@ class RequestBudget:
         self._last_value_by_requester: KeyedBuckets[bytes] = KeyedBuckets(
             *defaults.LAST_VALUE_PER_REQUESTER, max_keys=max_keys)
         self._last_value_total = TokenBucket(*defaults.LAST_VALUE_TOTAL, now=0.0)
+        self._schema_by_requester: KeyedBuckets[bytes] = KeyedBuckets(
+            *defaults.SCHEMA_PER_REQUESTER, max_keys=max_keys)
+        self._schema_total = TokenBucket(*defaults.SCHEMA_TOTAL, now=0.0)
 
     def allow_propose(self, requester: bytes, source: str, now: float) -> bool:
         """Whether to act on a ``ProposeRequest`` (a type without a group yet).
@@ -146,11 +150,25 @@ class RequestBudget:
             self.counts["last_value_rate_limited"] += wanted - allowed
         return allowed
 
+    def allow_schema(self, requester: bytes, now: float) -> bool:
+        """Whether to answer a ``SchemaRequest`` with this node's schema of a type.
+
+        Like last values, a requester need not be known yet (a tool asks at start).
+
+        Returns:
+            True to answer; a refusal is counted (``schema_rate_limited``).
+        """
+        if self._schema_by_requester.take(requester, now) and self._schema_total.take(now):
+            return True
+        self.counts["schema_rate_limited"] += 1
+        return False
+
     @property
     def evicted(self) -> int:
         """Keys dropped from a full per-key table while still in use (``rate_keys_evicted``)."""
         return (self._propose_by_requester.evicted + self._propose_by_source.evicted
-                + self._catchup_by_requester.evicted + self._last_value_by_requester.evicted)
+                + self._catchup_by_requester.evicted + self._last_value_by_requester.evicted
+                + self._schema_by_requester.evicted)
 
 
 class UnicastChoice:

@@ -76,5 +76,14 @@ CATCHUP_TOTAL = (4.0, 8)
 #: the bursts are generous; a flood under made-up ids meets the total.
 LAST_VALUE_PER_REQUESTER = (16.0, 256)
 LAST_VALUE_TOTAL = (64.0, 512)
+#: Schema announcements sent in answer to ``SchemaRequest`` (rate per second, burst):
+#: per requester node id, and for the whole node. A tool asks once per type it has
+#: no class of; the answer is a few hundred bytes.
+SCHEMA_PER_REQUESTER = (4.0, 32)
+SCHEMA_TOTAL = (16.0, 64)
+#: Schemas learned from the network a node remembers ((type, fingerprint) pairs).
+SCHEMA_CACHE_ENTRIES = 256
+#: Seconds before the same (type, fingerprint) is asked for again.
+SCHEMA_ASK_SECONDS = 1.0
 #: Keys (node ids, addresses) each per-key rate table remembers, at most.
 RATE_TABLE_KEYS = 1024

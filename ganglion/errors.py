@@ -182,3 +182,8 @@ class StatusError(GanglionError, OSError):
 
 class NodeNotRunningError(StatusError):
     """No node answers on the status socket of a state directory: none is running there."""
+
+
+class BrokerRefusedError(GanglionError):
+    """The MQTT broker refused the bridge for good: a bad user name or password, not
+    authorised, or a TLS certificate that does not verify. Retrying cannot help."""

@@ -343,6 +343,13 @@ class Membership:
             self._drop(entry)
         return gone
 
+    def next_expiry(self) -> float | None:
+        """When :meth:`expire` next drops a peer unless it is heard again: the time after
+        which the longest silent one has been silent for ``timeout``; None with no peers."""
+        if not self._peers:
+            return None
+        return min(e.info.last_seen for e in self._peers.values()) + self.timeout
+
     def forget(self, node_id: bytes) -> PeerInfo | None:
         """Drop one peer at once (it said goodbye).
 

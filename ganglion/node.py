@@ -60,7 +60,7 @@ from ganglion.runtime.endpoint import Endpoint, EndpointStats
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageInfo, Subscription
 from ganglion.state import NodeState, program_state_dir
-from ganglion.types import decode_payload, validate_type_name
+from ganglion.types import TypeSchema, decode_payload, lookup, type_schema, validate_type_name
 from ganglion.types._payload import payload_problem
 from ganglion.wire import KeyRing, as_keyring
 
@@ -276,9 +276,7 @@ class Node:
             raise LocalError("the node is already started")
         journal = None
         if self.observer:
-            import secrets
-
-            node_id, boot = secrets.token_bytes(8), int(time.time()) & 0xFFFFFFFF
+            node_id, boot = os.urandom(8), int(time.time()) & 0xFFFFFFFF
         else:
             self._state = self._open_state()
             node_id, boot = self._state.node_id, self._state.boot
@@ -304,7 +302,8 @@ class Node:
                 peer_timeout=self._peer_timeout, on_change=self._on_map_change,
                 publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
                 last_value=self._last_value, on_last_value=self._on_last_value,
-                subscribes=self._subscribed, on_peers_changed=self._update_interest)
+                subscribes=self._subscribed, on_peers_changed=self._update_interest,
+                schema_of=_local_schema)
             await self._control.start()
             if self._bus_ipc or self._bus_tcp_port is not None:
                 await self._start_bus()
@@ -518,6 +517,66 @@ class Node:
         return unwatch
 
     # -- what the node knows ---------------------------------------------------------
+
+    def type_schema(self, type_name: str, fingerprint: bytes | None = None
+                    ) -> TypeSchema | None:
+        """A type's self-description (units, kinds, descriptions), if this node knows it.
+
+        From the class when this program has it registered (and, given a
+        ``fingerprint``, of that version), else from the schemas publishers announced
+        on the control channel (:meth:`request_type_schema`, :meth:`fetch_type_schema`).
+        Only reads: safe to call from another thread (the logger's writer does).
+
+        Args:
+            type_name: the dotted type name.
+            fingerprint: the version wanted (``MessageInfo.fingerprint``); None for the
+                local class, else the newest version learned.
+
+        Returns:
+            The :class:`~ganglion.types.TypeSchema` (``source`` says where it came
+            from), or None.
+        """
+        mtype = lookup(type_name)
+        if mtype is not None and (fingerprint is None or fingerprint == mtype.fingerprint):
+            return type_schema(mtype)
+        control = self._control
+        return None if control is None else control.schemas.get(type_name, fingerprint)
+
+    def request_type_schema(self, type_name: str, fingerprint: bytes | None = None) -> None:
+        """Ask the type's publishers to announce its schema (at most once a second)."""
+        validate_type_name(type_name)
+        if self.type_schema(type_name, fingerprint) is None:
+            self._running()[1].request_schema(type_name, fingerprint)
+
+    async def fetch_type_schema(self, type_name: str, fingerprint: bytes | None = None, *,
+                                timeout: float = 2.0) -> TypeSchema | None:
+        """:meth:`type_schema`, asking the network and waiting for an answer if needed.
+
+        Args:
+            type_name: the dotted type name.
+            fingerprint: the version wanted; None for any.
+            timeout: seconds to wait for a publisher's answer.
+
+        Returns:
+            The schema, or None when no publisher answered in time (none runs, or all
+            are of a version from before schemas).
+
+        Raises:
+            TypeNameError: the name is not a valid type name.
+        """
+        validate_type_name(type_name)
+        control = self._running()[1]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = self.type_schema(type_name, fingerprint)
+            left = deadline - loop.time()
+            if found is not None or left <= 0:
+                return found
+            event = control.schema_event(type_name)
+            control.request_schema(type_name, fingerprint)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(left, defaults.SCHEMA_ASK_SECONDS))
 
     def types(self) -> dict[str, str]:
         """The agreed map: type name -> multicast group address."""
@@ -815,6 +874,12 @@ class Node:
 
 
 _clock_warning_given = False
+
+
+def _local_schema(type_name: str) -> TypeSchema | None:
+    """The schema of a type this program has the class of (what the node announces)."""
+    mtype = lookup(type_name)
+    return None if mtype is None else type_schema(mtype)
 
 
 def _say_clock_unsynced_once() -> None:

@@ -27,6 +27,11 @@ Time is injected (``clock``, ``sleep``) so tests drive the backoff without waiti
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
 import asyncio
 import dataclasses
 import enum
@@ -34,7 +39,6 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
 from types import TracebackType
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -324,6 +328,15 @@ class PluginHost:
 
 
 # -- entry points ------------------------------------------------------------------------
+
+
+def entry_points(*, group: str) -> Iterable[EntryPoint]:
+    """``importlib.metadata.entry_points(group=...)``, imported when first asked for:
+    importlib.metadata (with email, zipfile, csv) costs a node that runs no plugin
+    about a megabyte."""
+    from importlib.metadata import entry_points as find
+
+    return find(group=group)
 
 
 def installed_plugins() -> dict[str, EntryPoint]:

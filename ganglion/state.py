@@ -36,7 +36,6 @@ import fcntl
 import logging
 import os
 import re
-import secrets
 import stat
 import time
 import urllib.parse
@@ -313,7 +312,7 @@ def _load_or_create_node_id(directory: Path) -> tuple[bytes, bool]:
     path = directory / NODE_ID_FILE
     raw = _read_file(path)
     if raw is None:
-        node_id = secrets.token_bytes(_NODE_ID_SIZE)
+        node_id = os.urandom(_NODE_ID_SIZE)
         _write_durably(directory, NODE_ID_FILE, node_id.hex().encode() + b"\n")
         _log.info("new node id %s, saved in %s", node_id.hex(), path)
         return node_id, True

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ganglion import message
+from ganglion import quantity as _quantity  # Reading has a field named quantity
 
 __all__ = ["Calibration", "Counter", "DigitalInput", "Position", "Reading", "SensorInfo"]
 
@@ -27,7 +28,8 @@ class Reading:
 
     sensor: str
     quantity: str
-    value: float
+    value: float = _quantity(state="measurement",
+                            description="the value, in `unit` (empty when nobody said)")
     unit: str = ""
 
 
@@ -41,14 +43,18 @@ class Position:
     """
 
     sensor: str
-    latitude_deg: float
-    longitude_deg: float
-    sentence: str
-    altitude_m: float | None = None
-    speed_mps: float | None = None
-    course_deg: float | None = None
-    satellites: int | None = None
-    hdop: float | None = None
+    latitude_deg: float = _quantity(unit="°", state="measurement")
+    longitude_deg: float = _quantity(unit="°", state="measurement")
+    sentence: str = _quantity(description="the NMEA sentence of the fix (GGA, RMC)")
+    altitude_m: float | None = _quantity(unit="m", kind="distance", state="measurement",
+                                        default=None)
+    speed_mps: float | None = _quantity(unit="m/s", kind="speed", state="measurement",
+                                       default=None)
+    course_deg: float | None = _quantity(unit="°", state="measurement", default=None)
+    satellites: int | None = _quantity(state="measurement", description="satellites in use",
+                                      default=None)
+    hdop: float | None = _quantity(state="measurement", description="horizontal dilution of "
+                                  "precision", default=None)
     gps_time: dt.datetime | None = None
 
 
@@ -63,8 +69,9 @@ class DigitalInput:
     """
 
     sensor: str
-    active: bool
-    changes: int
+    active: bool = _quantity(description="the logical state: True when active")
+    changes: int = _quantity(state="total_increasing",
+                            description="accepted changes since the plugin started")
 
 
 @message("sensors.Counter", key="sensor")
@@ -79,9 +86,9 @@ class Counter:
 
     sensor: str
     unit: str
-    per_minute: float
-    total: float
-    pulses: int
+    per_minute: float = _quantity(state="measurement", description="unit per minute")
+    total: float = _quantity(state="total_increasing", description="unit since the plugin started")
+    pulses: int = _quantity(state="total_increasing", description="raw pulses counted")
 
 
 @dataclass

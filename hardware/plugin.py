@@ -38,13 +38,12 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganglion.errors import ConfigError
 from hardware.calibration import CalibratedPublisher, SensorSettings, parse_sensors
 from hardware.detect import I2CSpec, OneWireSpec, Spec, scan
 from hardware.drivers.ds18b20 import DEFAULT_ROOT
-from hardware.fakes import FakeRig, parse_fakes
 from hardware.messages import Counter, DigitalInput, Position, Reading, SensorInfo
 from hardware.port import PortFactory
 from hardware.readings import Humidity, Pressure, Temperature
@@ -59,6 +58,9 @@ from hardware.sensors import (
 from hardware.settings import GpioSpec, SerialSpec, parse_gpio, parse_serial
 from hardware.supervise import Runtime
 from hardware.survey import Account, read_boot_config, read_model, survey
+
+if TYPE_CHECKING:
+    from hardware.fakes import FakeRig
 
 __all__ = ["HardwarePlugin"]
 
@@ -150,7 +152,12 @@ class HardwarePlugin:
         # A configured port's baud check also covers the automatic default.
         parse_serial([{"port": "auto", "baud": serial_baud}])
         self.gpio_specs: list[GpioSpec] = parse_gpio(gpio)
-        self.fake: tuple[str, ...] = parse_fakes(fake) if fake else ()
+        self.fake: tuple[str, ...] = ()
+        if fake:
+            # Only then: the fakes and their mocks are a dozen modules a real node never needs.
+            from hardware.fakes import parse_fakes
+
+            self.fake = parse_fakes(fake)
         self.sensor_settings: dict[str, SensorSettings] = parse_sensors(sensors or {})
         self.i2c = i2c
         self._board = board
@@ -193,6 +200,8 @@ class HardwarePlugin:
         animate: asyncio.Task[None] | None = None
         try:
             if self.fake:
+                from hardware.fakes import FakeRig
+
                 rig = await self.runtime.run_blocking(FakeRig, self.fake)
                 self._use_rig(rig)
                 animate = asyncio.create_task(rig.run(), name="fake hardware")

@@ -3,13 +3,15 @@
 Every reading names its sensor (a stable identity such as a 1-Wire ROM id, a bus
 and address, or ``sim:<name>`` for a simulated one) and carries its unit in the
 field name, so a receiver without these classes still reads it unambiguously.
+Each value field also declares its unit and kind (:func:`ganglion.quantity`), which
+nodes without the classes learn from the control channel (``ganglion types --schema``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganglion import message
+from ganglion import message, quantity
 
 
 @message("sensors.Temperature", key="sensor")
@@ -18,7 +20,7 @@ class Temperature:
     """Air or liquid temperature."""
 
     sensor: str
-    celsius: float
+    celsius: float = quantity(unit="°C", kind="temperature", state="measurement")
 
 
 @message("sensors.Humidity", key="sensor")
@@ -27,7 +29,8 @@ class Humidity:
     """Relative humidity."""
 
     sensor: str
-    percent: float
+    percent: float = quantity(unit="%", kind="humidity", state="measurement",
+                              description="relative humidity")
 
 
 @message("sensors.Pressure", key="sensor")
@@ -36,7 +39,7 @@ class Pressure:
     """Barometric pressure."""
 
     sensor: str
-    hpa: float
+    hpa: float = quantity(unit="hPa", kind="pressure", state="measurement")
 
 
 @message("sensors.Flow", key="sensor")
@@ -45,5 +48,7 @@ class Flow:
     """Flow rate and running total, from a pulse-counting flow meter."""
 
     sensor: str
-    litres_per_minute: float
-    total_litres: float
+    litres_per_minute: float = quantity(unit="L/min", kind="volume_flow_rate",
+                                        state="measurement")
+    total_litres: float = quantity(unit="L", kind="volume", state="total_increasing",
+                                   description="litres since the plugin started")

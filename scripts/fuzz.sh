@@ -11,7 +11,7 @@
 # it (root and `ip netns`), so not one forged datagram can reach the real network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard"
+scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt"
 ARGS=(--seconds "${GANGLION_FUZZ_SECONDS:-60}")
 if [ -n "${GANGLION_FUZZ_SEED:-}" ]; then
     ARGS+=(--seed "$GANGLION_FUZZ_SEED")

@@ -11,7 +11,7 @@
 # loopback up when the machine allows it; its datagrams go to 127.0.0.1 either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard"
+scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt"
 export GANGLION_SPEEDUPS=require
 CHECK=(.venv/bin/python -m tests.leaks "$@")
 

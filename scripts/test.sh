@@ -5,7 +5,7 @@
 # allows it (root and `ip netns`), otherwise directly (every test binds to loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard"
+scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt"
 PYTEST=(.venv/bin/python -m pytest "$@")
 # Where the compiled receive path can be built, the tests insist on it, so a build
 # that failed quietly cannot pass as tested (ganglion/runtime/_accel.py).

@@ -5,7 +5,7 @@
 #
 # One stamp, .venv/.installed, lists the extras installed (one a line); its mtime is
 # when. A set of extras already covered needs nothing, so `make demo` ("fast,secure,dashboard")
-# after `make test` ("dev,bench,pi,fast,secure,postgres,dashboard") runs offline. A re-install installs
+# after `make test` ("dev,bench,pi,fast,secure,postgres,dashboard,mqtt") runs offline. A re-install installs
 # the union of what was there and what is wanted, so it never narrows the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."

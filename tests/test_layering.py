@@ -33,6 +33,7 @@ PURE = (
     "ganglion.types",
     "ganglion.errors",
     "ganglion.defaults",
+    "ganglion._blake2",
     "ganglion.sequence",
     "ganglion.membership",
     "ganglion.ratelimit",
@@ -43,6 +44,14 @@ PURE = (
     "ganglion.pairing.frames",
     "ganglion.pairing.invitation",
     "ganglion.pairing._words",
+    "ganglion.schemas",
+    # the MQTT bridge's sans-IO core (its I/O is ganglion.runtime.mqtt)
+    "ganglion.mqtt.bridge",
+    "ganglion.mqtt.broker",
+    "ganglion.mqtt.commands",
+    "ganglion.mqtt.discovery",
+    "ganglion.mqtt.outbox",
+    "ganglion.mqtt.topics",
     # pure helpers that live beside the runtime I/O they serve
     "ganglion.runtime.control_messages",
     "ganglion.runtime._advert",

@@ -22,9 +22,13 @@ from ganglion.cli._run import run_until_signalled
 @click.option("--retire", "retire_name", metavar="TYPE", default=None,
               help="Take TYPE off the map (a typo, a sensor gone for good). Refused while "
               "a live node publishes it.")
+@click.option("--schema", "schema_name", metavar="TYPE", default=None,
+              help="Print TYPE's self-description instead: per field its wire kind, unit, "
+              "kind (Home Assistant device class), state class and description, from the "
+              "class if this program has it, else asked of TYPE's publishers.")
 @network_options
-def types(timeout: float, as_json: bool, retire_name: str | None, iface: str | None, port: int,
-          key_file: Path | None, ttl: int) -> None:
+def types(timeout: float, as_json: bool, retire_name: str | None, schema_name: str | None,
+          iface: str | None, port: int, key_file: Path | None, ttl: int) -> None:
     """Print the type -> multicast group map the nodes agreed on.
 
     A type stays in the map until it is retired with --retire TYPE: the running
@@ -38,8 +42,12 @@ def types(timeout: float, as_json: bool, retire_name: str | None, iface: str | N
     from ganglion.cli._observer import observer, settle
 
     settings = resolve_network(iface, port, key_file, ttl)
+    if schema_name is not None:
+        _check_name(schema_name, "--schema")
+        sys.exit(run_until_signalled(lambda stop: _schema(settings, schema_name, timeout,
+                                                          as_json)))
     if retire_name is not None:
-        _check_name(retire_name)
+        _check_name(retire_name, "--retire")
         sys.exit(run_until_signalled(lambda stop: _retire(settings, retire_name, timeout)))
 
     async def main(stop: asyncio.Event) -> int:
@@ -70,14 +78,44 @@ def types(timeout: float, as_json: bool, retire_name: str | None, iface: str | N
     sys.exit(run_until_signalled(main))
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str, option: str) -> None:
     from ganglion.errors import TypeNameError
     from ganglion.types import validate_type_name
 
     try:
         validate_type_name(name)
     except TypeNameError as exc:
-        raise click.BadParameter(str(exc), param_hint="--retire") from exc
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+async def _schema(settings: NetworkSettings, name: str, timeout: float, as_json: bool) -> int:
+    """Print ``name``'s schema, asking its publishers when there is no class here."""
+    from ganglion.cli._observer import observer
+
+    async with observer(settings, name="ganglion-types") as node:
+        schema = await node.fetch_type_schema(name, timeout=timeout)
+    if schema is None:
+        error(f"no publisher of {name} announced its schema within {timeout:g} s (none "
+              f"runs on {settings.interface_name}, or they are of a version from before "
+              f"schemas)")
+        return 1
+    if as_json:
+        click.echo(json.dumps(schema.to_plain() | {"source": schema.source}, indent=2,
+                              ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{schema.name} {schema.fingerprint.hex()} ({schema.source})"
+    table = Table(title=title, caption=schema.description or None)
+    for column in ("field", "wire", "unit", "kind", "state class", "description"):
+        table.add_column(column)
+    for f in schema.fields:
+        name_cell = f.name + (" (key)" if f.name in schema.key else "")
+        table.add_row(name_cell, f.wire, f.unit or "", f.device_class or "",
+                      f.state_class or "", f.description)
+    Console().print(table)
+    return 0
 
 
 async def _retire(settings: NetworkSettings, name: str, timeout: float) -> int:

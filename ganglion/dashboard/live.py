@@ -1,7 +1,7 @@
 """The dashboard's live state: latest readings, ring buffers and the event backlog.
 
 Theory of operation (sans-IO: no sockets, no clock reads; the caller passes time
-and readings in): every reading the node delivers becomes one :class:`Reading`
+and readings in): every reading the node delivers becomes one :class:`LiveReading`
 (plain JSON-ready data). :class:`LiveState` keeps
 
 * the latest reading per (type, node, sensor) -- ``/api/latest`` and the page's table;
@@ -30,8 +30,16 @@ from typing import Any
 
 from ganglion.logger.datajson import plain
 
-__all__ = ["DEFAULT_BACKLOG", "DEFAULT_MAX_SERIES", "DEFAULT_RING", "Event", "LiveState",
-           "Reading", "numeric_fields", "sensor_of"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_MAX_SERIES",
+    "DEFAULT_RING",
+    "Event",
+    "LiveReading",
+    "LiveState",
+    "numeric_fields",
+    "sensor_of",
+]
 
 #: Readings kept per (type, node, sensor) for the live plot (20 min at 1 Hz).
 DEFAULT_RING = 1200
@@ -57,7 +65,7 @@ def numeric_fields(data: Mapping[str, Any]) -> dict[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
+class LiveReading:
     """One reading as the dashboard shows and sends it.
 
     Attributes:
@@ -87,7 +95,7 @@ class Reading:
     @classmethod
     def build(cls, type_name: str, node: str, fields: Mapping[str, Any], *, seq: int,
               sent_ns: int, received_ns: int, clock_synced: bool = True,
-              replayed: bool = False, last_value: bool = False) -> Reading:
+              replayed: bool = False, last_value: bool = False) -> LiveReading:
         """A reading from a message's fields (converted to JSON-ready data)."""
         data = plain(dict(fields))
         return cls(type_name, node, sensor_of(data), seq, sent_ns, received_ns, data,
@@ -147,8 +155,8 @@ class LiveState:
         self.epoch = epoch
         self.ring = ring
         self.max_series = max_series
-        self._series: dict[SeriesKey, collections.deque[Reading]] = {}
-        self._pending: list[Reading] = []
+        self._series: dict[SeriesKey, collections.deque[LiveReading]] = {}
+        self._pending: list[LiveReading] = []
         self._backlog: collections.deque[Event] = collections.deque(maxlen=backlog)
         self._number = 0
         self.received = 0
@@ -158,7 +166,7 @@ class LiveState:
 
     # -- in -----------------------------------------------------------------------------
 
-    def add(self, reading: Reading) -> None:
+    def add(self, reading: LiveReading) -> None:
         """Take one reading (latest value, ring buffer, next ``readings`` event)."""
         self.received += 1
         ring = self._series.get(reading.key)
@@ -193,7 +201,7 @@ class LiveState:
         """The id of the newest ``readings`` event (``<epoch>-0`` before the first)."""
         return f"{self.epoch}-{self._number}"
 
-    def latest(self) -> list[Reading]:
+    def latest(self) -> list[LiveReading]:
         """The latest reading of every series, sorted by (type, node, sensor)."""
         return [self._series[key][-1] for key in sorted(self._series)]
 

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from ganglion import __version__
 from ganglion.dashboard.history import Rollup, logged_types, query_history, type_units
-from ganglion.dashboard.live import DEFAULT_RING, LiveState, Reading, encode_event
+from ganglion.dashboard.live import DEFAULT_RING, LiveReading, LiveState, encode_event
 from ganglion.dashboard.params import BadRequest, history_query
 from ganglion.dashboard.units import field_unit
 from ganglion.dashboard.view import NodeBook, stats_json, types_json
@@ -238,7 +238,7 @@ class Dashboard:
         return new
 
     def _on_reading(self, msg: Any, info: Any) -> None:
-        self.live.add(Reading.build(
+        self.live.add(LiveReading.build(
             info.type_name, info.sender.hex(), as_dict(msg), seq=info.seq, sent_ns=info.sent_ns,
             received_ns=info.received_ns, clock_synced=info.clock_synced,
             replayed=info.replayed, last_value=info.last_value))

@@ -5,33 +5,29 @@ When the logger has the class (a registered type whose reading decoded into
 it), the fingerprint and the declared field kinds come from the registry; when
 it has not (a :class:`~ganglion.types.Record`), the fields and their JSON kinds
 are what the reading carried, and the fingerprint is whatever the envelope told
-(``MessageInfo.fingerprint`` once the node exposes it; NULL until then). Units
-are known by convention only: ganglion's reading types name the unit in the
-field (``celsius``, ``percent``, ``hpa``), so a field whose name ends in a
-known unit word gets that unit.
+(``MessageInfo.fingerprint`` once the node exposes it; NULL until then).
+
+Units, kinds and descriptions (``units`` and ``schema`` columns) come from the
+type's self-description (:func:`ganglion.types.type_schema`): the class's
+declared metadata, or the schema a publisher announced on the control channel
+(the ``schemas`` lookup the recorder passes, :meth:`ganglion.Node.type_schema`),
+else ganglion's convention of naming the unit in the field (``celsius``,
+``percent``, ``hpa``: :func:`unit_of`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import Record, lookup
+from ganglion.types import Record, TypeSchema, lookup, type_schema, unit_of
 
-__all__ = ["TypeVersion", "describe", "fingerprint_of", "unit_of"]
+#: ``schemas(type_name, fingerprint)``: a type's schema learned from the network, or None.
+SchemaLookup = Callable[[str, bytes | None], TypeSchema | None]
 
-#: Field-name endings that name a unit (longest match wins), after ganglion's
-#: convention of carrying the unit in the field name (hardware/readings.py).
-_UNITS: dict[str, str] = {
-    "celsius": "°C", "fahrenheit": "°F", "kelvin": "K", "percent": "%", "hpa": "hPa",
-    "pa": "Pa", "kpa": "kPa", "bar": "bar", "litres_per_minute": "L/min", "litres": "L",
-    "liters": "L", "volts": "V", "volt": "V", "amps": "A", "ma": "mA", "watts": "W",
-    "wh": "Wh", "kwh": "kWh", "meters": "m", "metres": "m", "mm": "mm", "cm": "cm",
-    "seconds": "s", "ms": "ms", "hz": "Hz", "lux": "lx", "ppm": "ppm", "db": "dB",
-    "rpm": "rpm", "degrees": "°", "m_s": "m/s", "ohms": "Ω",
-}
-
+__all__ = ["SchemaLookup", "TypeVersion", "describe", "fingerprint_of", "unit_of"]
 
 class TypeVersion(NamedTuple):
     """One version of a type as stored in the ``types`` table.
@@ -42,6 +38,8 @@ class TypeVersion(NamedTuple):
         fields: JSON text: a list of ``{"name": ..., "kind": ...}``.
         units: JSON text: field -> unit, or None when no unit is known.
         source: ``class`` or ``observed``.
+        schema: JSON text: :meth:`TypeSchema.to_plain`, or None when neither the class
+            nor a publisher's announcement is known.
     """
 
     name: str
@@ -49,6 +47,7 @@ class TypeVersion(NamedTuple):
     fields: str
     units: str | None
     source: str
+    schema: str | None = None
 
 
 def fingerprint_of(info: MessageInfo) -> bytes | None:
@@ -58,7 +57,7 @@ def fingerprint_of(info: MessageInfo) -> bytes | None:
 
 
 def describe(type_name: str, msg: object, fields: dict[str, Any],
-             fingerprint: bytes | None) -> TypeVersion:
+             fingerprint: bytes | None, schemas: SchemaLookup | None = None) -> TypeVersion:
     """Describe the version of ``type_name`` that ``msg`` is an instance of.
 
     Args:
@@ -66,33 +65,35 @@ def describe(type_name: str, msg: object, fields: dict[str, Any],
         msg: the delivered message (a registered class instance or a Record).
         fields: its fields as plain data.
         fingerprint: the envelope's fingerprint, if known.
+        schemas: where to find a schema a publisher announced (for a Record).
 
     Returns:
         The :class:`TypeVersion` to store.
     """
     known = None if isinstance(msg, Record) else lookup(type_name)
+    schema: TypeSchema | None
     if known is not None:
         specs = [{"name": f.name, "kind": f.schema} for f in known.fields]
         fp: str | None = known.fingerprint.hex()
         source = "class"
+        schema = type_schema(known)
     else:
         specs = [{"name": k, "kind": _json_kind(v)} for k, v in fields.items()]
         fp = fingerprint.hex() if fingerprint else None
         source = "observed"
-    units = {s["name"]: u for s in specs if (u := unit_of(s["name"])) is not None}
+        schema = None
+        if schemas is not None and fingerprint:
+            try:
+                schema = schemas(type_name, fingerprint)
+            except Exception:  # a lookup must never cost a reading
+                schema = None
+    declared = {f.name: f.unit for f in schema.fields} if schema is not None else {}
+    units = {s["name"]: u for s in specs
+             if (u := declared.get(s["name"]) or unit_of(s["name"])) is not None}
     return TypeVersion(type_name, fp, json.dumps(specs, separators=(",", ":")),
-                       json.dumps(units, ensure_ascii=False) if units else None, source)
-
-
-def unit_of(field_name: str) -> str | None:
-    """The unit a field's name ends in (``celsius`` -> ``°C``), or None."""
-    lowered = field_name.lower()
-    best: tuple[int, str] | None = None
-    for word, unit in _UNITS.items():
-        named = lowered == word or lowered.endswith("_" + word)
-        if named and (best is None or len(word) > best[0]):
-            best = (len(word), unit)
-    return None if best is None else best[1]
+                       json.dumps(units, ensure_ascii=False) if units else None, source,
+                       None if schema is None else json.dumps(schema.to_plain(),
+                                                              ensure_ascii=False))
 
 
 def _json_kind(value: Any) -> str:

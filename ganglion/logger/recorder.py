@@ -7,7 +7,8 @@ that matches the ``--type`` glob patterns (:func:`fnmatch.fnmatchcase`; none
 means every type), with ``propose=False`` (logging a type must not create it)
 and ``last_value=True``: every publisher's latest reading is fetched at once and
 logged with its ``last_value`` flag, so a logger that joins late still has each
-stream's current state. Every ``interval`` seconds the recorder hands the
+stream's current state. For a type without a class in this program it asks the
+publishers for the type's schema, so the ``types`` table has its units. Every ``interval`` seconds the recorder hands the
 writer what it took (one commit) and tells it the peers' names. When the
 writer fails (its database, or anything unexpected), :meth:`run` raises its
 :class:`LogDatabaseError`.
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ganglion.logger.writer import DEFAULT_INTERVAL, Writer
+from ganglion.types import lookup
 
 __all__ = ["Recorder", "matches"]
 
@@ -77,6 +79,9 @@ class Recorder:
         for name in new:
             self._subs[name] = node.subscribe(name, callback=self.writer.add, propose=False,
                                               last_value=self._last_values)
+            if lookup(name) is None and hasattr(node, "request_type_schema"):
+                # units and kinds of a type without a class here, for the types table
+                node.request_type_schema(name)
             _log.info("logging %s", name)
         return new
 
@@ -97,6 +102,7 @@ class Recorder:
             loop.call_soon_threadsafe(failed.set)
 
         self.writer.on_error = wake
+        self.writer.schemas = getattr(node, "type_schema", None)
         self.writer.start()
         self.writer.set_logger_node(node.node_id)
         stop = stop or asyncio.Event()

@@ -47,7 +47,8 @@ APPLICATION_ID = 0x474E4C47
 #: The schema version this code writes. 2: u64 values >= 2**63 stored as negative
 #: numbers (an older ganglion would misread them, so it must refuse the file), the
 #: ``streams`` table, and the ``rejected``/``refused``/``evicted`` session counters.
-SCHEMA_VERSION = 2
+#: 3: ``types.schema``, the type's self-description (units, kinds, descriptions).
+SCHEMA_VERSION = 3
 
 
 class Flags:
@@ -97,7 +98,8 @@ CREATE TABLE types (
     fields      TEXT NOT NULL,       -- JSON array of {"name", "kind"}
     units       TEXT,                -- JSON object field -> unit, NULL when none known
     source      TEXT NOT NULL,       -- 'class' (a registered class) or 'observed'
-    first_ns    INTEGER NOT NULL
+    first_ns    INTEGER NOT NULL,
+    schema      TEXT                 -- JSON: the type's self-description, NULL when unknown
 );
 CREATE INDEX types_name ON types(name);
 CREATE TABLE samples (
@@ -166,8 +168,15 @@ def _upgrade_1_to_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _upgrade_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: ``types.schema`` (NULL for the versions logged before: their
+    units stay in ``units``)."""
+    conn.execute("ALTER TABLE types ADD COLUMN schema TEXT")
+
+
 #: Upgrade steps: ``MIGRATIONS[v]`` turns a version-``v`` database into ``v + 1``.
-MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {1: _upgrade_1_to_2}
+MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
+    1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 def read_only_uri(path: Path) -> str:

@@ -64,7 +64,7 @@ from typing import Any
 from ganglion.errors import LogDatabaseError
 from ganglion.logger import datajson
 from ganglion.logger.budget import DEFAULT_MAX_ENTRIES, LruMap
-from ganglion.logger.catalog import describe, fingerprint_of
+from ganglion.logger.catalog import SchemaLookup, describe, fingerprint_of
 from ganglion.logger.gaps import Gap, GapTracker, StreamKey
 from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
@@ -195,6 +195,9 @@ class Writer:
         self._batch_rows = batch_rows
         self._retention = retention
         self.on_error = on_error
+        #: Where a Record's announced schema is found (set by the recorder to the node's
+        #: :meth:`~ganglion.Node.type_schema`; called from the writer thread, it only reads).
+        self.schemas: SchemaLookup | None = None
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_batches)
         self._batch: list[tuple[Any, Any]] = []
         self._tracker = GapTracker(settle_ns=int(gap_settle * 1e9), max_streams=max_senders,
@@ -519,7 +522,7 @@ class Writer:
 
     def _new_type(self, key: tuple[str, str | None, tuple[str, ...]], msg: Any,
                   fields: dict[str, Any], fingerprint: bytes | None, now_ns: int) -> int:
-        version = describe(key[0], msg, fields, fingerprint)
+        version = describe(key[0], msg, fields, fingerprint, self.schemas)
         row = self._conn.execute(
             "SELECT id FROM types WHERE name = ? AND fingerprint IS ? AND fields = ?",
             (version.name, version.fingerprint, version.fields)).fetchone()
@@ -530,8 +533,8 @@ class Writer:
                 row = (_REFUSED,)
             else:
                 row = (self._conn.execute(
-                    "INSERT INTO types (name, fingerprint, fields, units, source, first_ns) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (*version, now_ns)).lastrowid,)
+                    "INSERT INTO types (name, fingerprint, fields, units, source, schema, "
+                    "first_ns) VALUES (?, ?, ?, ?, ?, ?, ?)", (*version, now_ns)).lastrowid,)
         self._type_ids.put(key, int(row[0]))
         return int(row[0])
 

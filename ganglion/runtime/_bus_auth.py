@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 from collections.abc import Callable
@@ -36,6 +35,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils import z85
 
+from ganglion._blake2 import compare_digest
 from ganglion.bus_secret import BusSecret, read_bus_secret
 from ganglion.errors import ConfigError, TransportError
 
@@ -154,7 +154,7 @@ class ZapHandler:
             return [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"bad request",
                     b"", b""]
         request_id, mechanism, credentials = request[1], request[5], request[6:]
-        if mechanism == b"CURVE" and len(credentials) == 1 and hmac.compare_digest(
+        if mechanism == b"CURVE" and len(credentials) == 1 and compare_digest(
                 credentials[0], self._allowed):
             self.accepted += 1
             self._serial += 1

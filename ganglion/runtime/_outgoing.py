@@ -50,7 +50,6 @@ after sending what waits, so no datagram mixes keys.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -124,7 +123,7 @@ class Outgoing:
         self._ring = as_keyring(key)
         if self._ring is not None and self._ring.encrypt:
             self._ring.require_aead()
-        self._session = secrets.token_bytes(SESSION_SIZE) if session is None else session
+        self._session = os.urandom(SESSION_SIZE) if session is None else session
         self._max_datagram = max_datagram
         self._send = send
         self._count_sent = count_sent

@@ -82,7 +82,6 @@ import os
 import socket
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -499,7 +498,9 @@ class PluginBus:
         # Bind inside a fresh 0700 directory, set the mode, then move the socket
         # into place: at its final path it is never open to anyone else, not
         # even between bind() and chmod() (whatever the umask).
-        private = Path(tempfile.mkdtemp(prefix=".bus-", dir=base.parent))
+        # (tempfile.mkdtemp does the same, but imports shutil, bz2 and lzma: ~1 MB.)
+        private = base.parent / f".bus-{os.urandom(8).hex()}"
+        private.mkdir(mode=0o700)
         try:
             for sock, address in ((self._xsub, pair.publish), (self._xpub, pair.subscribe)):
                 path = Path(address[len("ipc://"):])

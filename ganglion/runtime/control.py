@@ -12,8 +12,9 @@ group (``239.255.0.1``, port 47801) carrying the types of
   flood of forged ids nor a dead node's replayed recording enters the view; the
   table is bounded and new ids are admitted at a bounded rate.
 * **Agreement runner** (STYLE.md section 5, raft's ``rafttest/node.go`` loop): a
-  ``PaxosFrame`` received is decoded and passed to ``PaxosNode.step``; a timer
-  calls ``tick()`` every ``tick_seconds``. After either, :meth:`_pump` takes every
+  ``PaxosFrame`` received is decoded and passed to ``PaxosNode.step``; logical
+  ticks are ``tick_seconds`` apart, but the channel wakes only when one is due to
+  act (see *Waking by deadlines* below). After either, :meth:`_pump` takes every
   ``Ready``, appends ``to_persist`` to the journal with an fsync *before* sending
   its messages, applies the map changes, and advances. The journal is compacted
   when it grows. Sending and applying call out (the endpoint hands a published
@@ -34,6 +35,26 @@ group (``239.255.0.1``, port 47801) carrying the types of
   called whenever what the live peers subscribe to may have changed (a peer
   joined, left, timed out, or changed its list).
 
+* **Waking by deadlines.** Tick ``n`` falls at a loop time that
+  :class:`~ganglion.runtime._tickclock.TickClock` gives (``tick_seconds`` apart
+  once the first heartbeat interval is over). One timer is set for the earliest
+  tick at which something is due: the state machine's :meth:`~consensus.PaxosNode.next_deadline` (its ``Status``, a retry, a
+  backoff's end), the next heartbeat, or a peer's timeout. When it fires, and before
+  any input reaches the state machine, :meth:`_catch_up` calls ``tick()`` once for
+  every tick that has passed, so the logical clock reads as if it had ticked on
+  time; ticks before a deadline do nothing, which ``consensus/sim`` checks. A loop
+  stalled for longer than a heartbeat interval slips the clock by whole intervals
+  instead of running several intervals' worth of ticks at once. Heartbeats go out on
+  the tick of the state machine's ``Status``, and those ticks sit on the wall
+  clock's multiples of ``heartbeat_seconds`` (the tick clock's module says how),
+  so on a network with synchronised clocks every node sends at the same moment
+  and an idle node wakes about twice per interval, not once per peer heartbeat.
+* **Schemas** (docs/protocol.md 7.6). A ``SchemaRequest`` is answered by every
+  node that publishes the type and has its class (within the requester's budget),
+  with a ``Schema`` to the group; what arrives is checked and kept in a bounded
+  :class:`~ganglion.schemas.SchemaCache`, so nodes without the class know units
+  and kinds. A node of an older version has no subscriber of either type: it
+  drops them like any unknown control type.
 * **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
   counted as ``retire_refused_published``, while this node or a live peer lists
   the type in ``publishes``; otherwise it costs the requester a proposal token.
@@ -54,11 +75,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import dataclasses
 import logging
+import os
 import random
-import secrets
 import socket
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -88,11 +110,21 @@ from ganglion.membership import (
     MembershipLimits,
     PeerInfo,
 )
-from ganglion.runtime.control_messages import Heartbeat, LastValue, LastValueRequest, PaxosFrame
+from ganglion.runtime._tickclock import TickClock
+from ganglion.runtime.control_messages import (
+    Heartbeat,
+    LastValue,
+    LastValueRequest,
+    PaxosFrame,
+    SchemaAnnounce,
+    SchemaField,
+    SchemaRequest,
+)
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import FINGERPRINT_SIZE, is_valid_type_name
+from ganglion.schemas import SchemaCache, check_announced
+from ganglion.types import FINGERPRINT_SIZE, TypeSchema, is_valid_type_name
 from ganglion.wire import KeyRing
 
 _log = logging.getLogger(__name__)
@@ -184,6 +216,7 @@ class ControlChannel:
         subscribes: Callable[[], list[str]] | None = None,
         on_peers_changed: Callable[[], None] | None = None,
         limits: MembershipLimits | None = None,
+        schema_of: Callable[[str], TypeSchema | None] | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -202,6 +235,10 @@ class ControlChannel:
         self._on_last_value = on_last_value
         self._subscribes = subscribes
         self._on_peers_changed = on_peers_changed
+        self._schema_of = schema_of
+        #: Schemas announced by publishers (docs/protocol.md 7.6).
+        self.schemas = SchemaCache()
+        self._schema_events: dict[str, asyncio.Event] = {}
         self._last_heartbeat = float("-inf")
         self._early_heartbeat: asyncio.TimerHandle | None = None
         if limits is None:
@@ -209,7 +246,7 @@ class ControlChannel:
                             else defaults.LEGACY_PROBATION_SECONDS)
         # Fresh at every start (docs/protocol.md 7.2): a heartbeat echoing it was sent
         # by a peer that heard this run of this node, so it is no replayed recording.
-        self.nonce = secrets.token_bytes(NONCE_SIZE)
+        self.nonce = os.urandom(NONCE_SIZE)  # secrets.token_bytes, without loading hmac
         self.membership = Membership(node_id, timeout=peer_timeout, self_is_member=not observer,
                                      nonce=self.nonce, limits=limits)
         self._interest_epoch = self.membership.interest_epoch
@@ -228,7 +265,10 @@ class ControlChannel:
                                  ttl=ttl, max_datagram=CONTROL_MAX_DATAGRAM,
                                  group_for=lambda _name: group)
         self.counts: collections.Counter[str] = collections.Counter()
-        self._ticker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_tick = 0  # the tick the timer is set for
+        self._clock: TickClock | None = None  # when each tick falls; set at start
+        self._started = False
         self._ticks = 0
         self._pumping = False  # _pump is running: a nested call defers to it
 
@@ -243,22 +283,26 @@ class ControlChannel:
         ep.subscribe(PaxosFrame, callback=self._on_paxos)
         ep.subscribe(LastValueRequest, callback=self._on_last_value_request)
         ep.subscribe(LastValue, callback=self._on_last_value_message)
+        ep.subscribe(SchemaRequest, callback=self._on_schema_request)
+        ep.subscribe(SchemaAnnounce, callback=self._on_schema)
         for type_name, group in self.paxos.groups.items():
             # the map rebuilt from the journal: a restarted node keeps its groups
             self._on_change(MapChange(type_name=type_name, old=None, new=group))
         self.paxos.set_view(self.membership.view())
+        loop = asyncio.get_running_loop()
         self._send_heartbeat()
         self._pump()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever(),
-                                                             name="ganglion-control-tick")
+        self._clock = TickClock(loop.time(), time.time(), self._tick_seconds,
+                                self._heartbeat_every)
+        self._started = True
+        self._reschedule()
 
     async def close(self) -> None:
         """Say goodbye, stop ticking and close the control endpoint."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._early_heartbeat is not None:
             self._early_heartbeat.cancel()
             self._early_heartbeat = None
@@ -277,6 +321,7 @@ class ControlChannel:
         """Ask the network for a group for ``type_name`` (no-op once it has one)."""
         if type_name in self.paxos.groups:
             return
+        self._catch_up()
         self.paxos.propose(type_name)
         self._pump()
 
@@ -285,6 +330,7 @@ class ControlChannel:
 
         The caller checks that nobody publishes it (:meth:`publishers`).
         """
+        self._catch_up()
         self.paxos.retire(type_name)
         self._pump()
 
@@ -309,12 +355,33 @@ class ControlChannel:
         """Ask every publisher of ``type_name`` for its latest message."""
         self.endpoint.publish(LastValueRequest(type_name=type_name))
 
+    def request_schema(self, type_name: str, fingerprint: bytes | None = None) -> bool:
+        """Ask the publishers of ``type_name`` for its schema (at most once a second per
+        version). Returns whether a request went out."""
+        if not self.schemas.should_ask(type_name, fingerprint, asyncio.get_running_loop().time()):
+            return False
+        self.endpoint.publish(SchemaRequest(type_name=type_name, fingerprint=fingerprint))
+        self.counts["schema_requested"] += 1
+        return True
+
+    def schema_event(self, type_name: str) -> asyncio.Event:
+        """An event set (and replaced) whenever a schema of ``type_name`` is learned."""
+        event = self._schema_events.get(type_name)
+        if event is None:
+            if len(self._schema_events) >= self.schemas_waited_max:
+                self._schema_events.clear()  # waiters re-check on timeout; bounded table
+            event = self._schema_events[type_name] = asyncio.Event()
+        return event
+
+    #: Type names with a waiting :meth:`schema_event` at most.
+    schemas_waited_max = 256
+
     def heartbeat_soon(self) -> None:
         """Send a heartbeat now, or as soon as :data:`MIN_HEARTBEAT_GAP` allows.
 
         For changes peers should learn at once (this node's subscriptions).
         """
-        if self._early_heartbeat is not None or self._ticker is None:
+        if self._early_heartbeat is not None or not self._started:
             return  # one is already due, or the channel is not running
         loop = asyncio.get_running_loop()
         wait = self._last_heartbeat + MIN_HEARTBEAT_GAP - loop.time()
@@ -334,6 +401,7 @@ class ControlChannel:
         a second layer behind these, with some of the same names).
         """
         return {**self.counts, **self.membership.counts, **self._budget.counts,
+                **self.schemas.counts, "schemas": len(self.schemas),
                 **self.membership.sizes(), "rate_keys_evicted": self._budget.evicted,
                 "view": len(self.paxos.view),
                 "types": len(self.paxos.groups), "ticks": self._ticks,
@@ -341,27 +409,79 @@ class ControlChannel:
 
     # -- the runner ------------------------------------------------------------------
 
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick_seconds)
-            try:
-                self._tick()
-            except Exception:
-                self.counts["tick_errors"] += 1
-                _log.exception("control tick failed")
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._catch_up(due=self._timer_tick)
+            self._pump()
+        except Exception:
+            self.counts["tick_errors"] += 1
+            _log.exception("control tick failed")
+        finally:
+            self._reschedule()
 
-    def _tick(self) -> None:
-        self._ticks += 1
-        gone = self.membership.expire(asyncio.get_running_loop().time())
+    def _catch_up(self, due: int = 0) -> None:
+        """Tick once for every tick that has passed: heartbeats, timeouts, ``tick()``.
+
+        Args:
+            due: a tick known to have passed (the timer's, which may fire a little
+                before the loop's clock says so); the clock decides beyond it.
+        """
+        clock = self._clock
+        if not self._started or clock is None:
+            return
+        now = asyncio.get_running_loop().time()
+        due = max(due, clock.ticks_at(now))
+        ticks = self._ticks
+        if due <= ticks:
+            return
+        every = self._heartbeat_every
+        excess = due - (ticks + self._ticks_to_act())
+        if excess > every:
+            # Stalled for more than a heartbeat interval past a tick that acts: slip the
+            # clock by whole intervals (the grid stays on the wall clock's multiples)
+            # rather than run several intervals' worth of Status and retries at once.
+            clock.slip(excess // every)
+            due -= excess // every * every
+        # Heartbeats on ticks 1 + k * every, k >= 1 (start() sent the first).
+        heartbeat = (due - 1) // every > max(ticks - 1, 0) // every
+        for _ in range(due - ticks):
+            self.paxos.tick()
+        self._ticks = due
+        if heartbeat:
+            self._send_heartbeat()
+        gone = self.membership.expire(max(now, clock.time_of(due)))
         for peer in gone:
             _log.info("peer %s (%s) timed out", peer.name, peer.id.hex())
         if gone:
-            self._update_view()
+            self.paxos.set_view(self.membership.view())
         self._peers_changed()  # only calls out when the peers' interest changed
-        if self._ticks % self._heartbeat_every == 0:
-            self._send_heartbeat()
-        self.paxos.tick()
-        self._pump()
+
+    def _ticks_to_act(self) -> int:
+        """Ticks from now to the first that acts: the state machine's, a heartbeat, a timeout."""
+        ticks = self._ticks
+        ahead = (-ticks) % self._heartbeat_every + 1  # heartbeats on ticks 1, 1 + every, ...
+        deadline = self.paxos.next_deadline()
+        if deadline is not None:
+            ahead = min(ahead, deadline)
+        expiry = self.membership.next_expiry()
+        if expiry is not None and self._clock is not None:
+            # The first tick after it: Membership.expire drops who is silent for longer.
+            ahead = min(ahead, max(1, self._clock.first_tick_after(expiry) - ticks))
+        return ahead
+
+    def _reschedule(self) -> None:
+        """Set the timer for the next tick that acts (after every input and every wake)."""
+        if not self._started or self._clock is None:
+            return
+        tick = self._ticks + self._ticks_to_act()
+        if self._timer is not None:
+            if self._timer_tick == tick:
+                return
+            self._timer.cancel()
+        self._timer_tick = tick
+        self._timer = asyncio.get_running_loop().call_at(self._clock.time_of(tick),
+                                                         self._on_timer)
 
     def _pump(self) -> None:
         if self._pumping:
@@ -405,8 +525,10 @@ class ControlChannel:
             paxos.advance(rd)
         if self._journal is not None and self._journal.needs_compaction():
             self._journal.replace(paxos.durable_records())
+        self._reschedule()  # what was stepped may have brought a deadline nearer
 
     def _update_view(self) -> None:
+        self._catch_up()
         self.paxos.set_view(self.membership.view())
         self._pump()
 
@@ -515,6 +637,7 @@ class ControlChannel:
         if not self._admissible(msg, info):
             return
         self.counts["paxos_received"] += 1
+        self._catch_up()
         self.paxos.step(msg)
         self._pump()
 
@@ -614,6 +737,52 @@ class ControlChannel:
             self.counts["last_value_malformed"] += 1
             return
         self._on_last_value(lv, info)
+
+
+    def _on_schema_request(self, req: SchemaRequest, info: MessageInfo) -> None:
+        if (not isinstance(req, SchemaRequest) or not is_valid_type_name(req.type_name)
+                or not (req.fingerprint is None or len(req.fingerprint) == FINGERPRINT_SIZE)):
+            self.counts["schema_malformed"] += 1
+            return
+        if info.local or self._schema_of is None or req.type_name not in self._publishes():
+            return
+        schema = self._schema_of(req.type_name)
+        if schema is None or (req.fingerprint is not None
+                              and req.fingerprint != schema.fingerprint):
+            return
+        if not self._budget.allow_schema(info.sender, asyncio.get_running_loop().time()):
+            return
+        self.endpoint.publish(_announcement(schema))
+        self.counts["schema_answered"] += 1
+
+    def _on_schema(self, msg: SchemaAnnounce, info: MessageInfo) -> None:
+        if info.local:
+            return
+        try:
+            if not isinstance(msg, SchemaAnnounce):
+                raise ValueError("fields that do not fit the schema")
+            schema = TypeSchema.from_plain({
+                "name": msg.type_name, "fingerprint": msg.fingerprint.hex(),
+                "description": msg.description, "key": msg.key,
+                "fields": [dataclasses.asdict(f) for f in msg.fields]})
+            check_announced(schema)
+        except (ValueError, TypeError) as exc:
+            self.counts["schema_malformed"] += 1
+            _log.debug("schema announcement dropped: %s", exc)
+            return
+        self.schemas.put(schema)
+        event = self._schema_events.pop(schema.name, None)
+        if event is not None:
+            event.set()
+
+
+def _announcement(schema: TypeSchema) -> SchemaAnnounce:
+    return SchemaAnnounce(
+        type_name=schema.name, fingerprint=schema.fingerprint, description=schema.description,
+        key=list(schema.key),
+        fields=[SchemaField(name=f.name, wire=f.wire, unit=f.unit, device_class=f.device_class,
+                            state_class=f.state_class, description=f.description,
+                            declared=f.declared) for f in schema.fields])
 
 
 def _plausible_last_value(lv: LastValue) -> bool:

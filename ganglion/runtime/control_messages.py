@@ -1,4 +1,4 @@
-"""Message types of the control channel (heartbeats, agreement, last values).
+"""Message types of the control channel (heartbeats, agreement, last values, schemas).
 
 They travel in ordinary ganglion datagrams (docs/protocol.md) on the control group
 ``239.255.0.1`` and port 47801, so the network key's MAC, the size checks and the
@@ -73,3 +73,44 @@ class LastValue:
     sent_ns: int
     payload: bytes
     clock_synced: bool = True
+
+
+@message("ganglion.control.SchemaRequest")
+@dataclass
+class SchemaRequest:
+    """Who publishes this type, and what are its units and kinds? (docs/protocol.md 7.6)
+
+    ``fingerprint`` None asks for any version; publishers of another version stay quiet.
+    """
+
+    type_name: str
+    fingerprint: bytes | None = None
+
+
+@dataclass
+class SchemaField:
+    """One field of an announced schema (:class:`ganglion.types.FieldSchema`)."""
+
+    name: str
+    wire: str
+    unit: str | None = None
+    device_class: str | None = None
+    state_class: str | None = None
+    description: str = ""
+    declared: bool = False
+
+
+@message("ganglion.control.Schema")
+@dataclass
+class SchemaAnnounce:
+    """A publisher's self-description of a type, sent to the group in answer to a request.
+
+    The receiver checks that ``fingerprint`` is the hash of the fields' names and wire
+    kinds (so a schema cannot claim another version's fingerprint by mistake).
+    """
+
+    type_name: str
+    fingerprint: bytes
+    description: str = ""
+    key: list[str] = field(default_factory=list)
+    fields: list[SchemaField] = field(default_factory=list)

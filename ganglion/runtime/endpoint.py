@@ -46,7 +46,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
-import secrets
+import os
 import time
 from ipaddress import IPv4Address
 from types import TracebackType
@@ -212,7 +212,7 @@ class Endpoint:
         last_value_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         if node_id is None:
-            node_id = secrets.token_bytes(NODE_ID_SIZE)
+            node_id = os.urandom(NODE_ID_SIZE)
         if len(node_id) != NODE_ID_SIZE:
             raise LocalError(f"node_id must be {NODE_ID_SIZE} bytes, got {len(node_id)}")
         self.node_id = node_id

@@ -10,6 +10,7 @@ A message type is a dataclass registered under a dotted name::
 Its payload is a CBOR map keyed by field name (:func:`encode_payload`);
 :func:`decode_payload` gives the class back where it is registered and a
 :class:`Record` where it is not. docs/protocol.md has the byte-level details.
+Fields may say what they measure (:func:`quantity`); :func:`type_schema` tells.
 
 Payload routes. A payload is read one of four ways and written one of three; each is
 kept because it is measurably faster than the one behind it where it runs
@@ -42,6 +43,14 @@ same-run medians, on this project's test machine, against the generic route):
 from __future__ import annotations
 
 from ganglion.types._fields import SUPPORTED_KINDS, FieldSpec
+from ganglion.types._meta import (
+    DEVICE_CLASSES,
+    STATE_CLASSES,
+    FieldSchema,
+    TypeSchema,
+    quantity,
+    unit_of,
+)
 from ganglion.types._names import MAX_TYPE_NAME, is_valid_type_name, validate_type_name
 from ganglion.types._payload import (
     MAX_DEPTH,
@@ -63,17 +72,22 @@ from ganglion.types._registry import (
     registered,
     schema_fingerprint,
     type_of,
+    type_schema,
 )
 
 __all__ = [
+    "DEVICE_CLASSES",
     "FINGERPRINT_SIZE",
     "MAX_DEPTH",
     "MAX_TYPE_NAME",
+    "STATE_CLASSES",
     "SUPPORTED_KINDS",
+    "FieldSchema",
     "FieldSpec",
     "MessageType",
     "Record",
     "TypeRegistry",
+    "TypeSchema",
     "as_dict",
     "decode_payload",
     "default_registry",
@@ -83,9 +97,12 @@ __all__ = [
     "lookup",
     "message",
     "payload_decoder",
+    "quantity",
     "registered",
     "schema_fingerprint",
     "type_name_of",
     "type_of",
+    "type_schema",
+    "unit_of",
     "validate_type_name",
 ]

@@ -35,14 +35,15 @@ use :data:`default_registry`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ganglion._blake2 import blake2b
 from ganglion.errors import TypeRegistrationError
 from ganglion.types._codegen import Encoder, SizeBound, compile_codecs
 from ganglion.types._decodegen import Decoder, Plan, compile_decoder, native_plan
 from ganglion.types._fields import FieldSpec, StructKind, struct_kind
+from ganglion.types._meta import TypeSchema, check_metadata, type_schema_of
 from ganglion.types._names import validate_type_name
 from ganglion.types._templates import with_templates
 
@@ -61,7 +62,7 @@ def schema_fingerprint(schema: str) -> bytes:
     Returns:
         BLAKE2b with an 8-byte digest over the UTF-8 schema.
     """
-    return hashlib.blake2b(schema.encode("utf-8"), digest_size=FINGERPRINT_SIZE).digest()
+    return blake2b(schema.encode("utf-8"), digest_size=FINGERPRINT_SIZE).digest()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -196,6 +197,7 @@ class TypeRegistry:
             )
         struct = struct_kind(cls, name)
         _check_key(name, struct.fields, key_fields)
+        check_metadata(name, cls)
         encode, size_bound = _codecs(cls, struct)
         kinds = tuple((f.name, f.schema) for f in struct.fields)
         decode_fast = _fast_decoder(cls, kinds)
@@ -252,6 +254,30 @@ class TypeRegistry:
     def registered(self) -> list[MessageType]:
         """Return every registered type, sorted by name."""
         return [self._by_name[n] for n in sorted(self._by_name)]
+
+    def type_schema(self, obj: object) -> TypeSchema:
+        """The self-description of a registered type (units, kinds, descriptions).
+
+        Args:
+            obj: a type name, a registered class or instance, or a :class:`MessageType`.
+
+        Returns:
+            Its :class:`~ganglion.types.TypeSchema` (``source == "class"``).
+
+        Raises:
+            TypeRegistrationError: the class or name is not registered.
+        """
+        if isinstance(obj, MessageType):
+            mtype = obj
+        elif isinstance(obj, str):
+            found = self.lookup(obj)
+            if found is None:
+                raise TypeRegistrationError(f"{obj!r} is not a registered message type")
+            mtype = found
+        else:
+            mtype = self.type_of(obj)
+        return type_schema_of(mtype.name, mtype.cls, mtype.fingerprint,
+                              {f.name: f.schema for f in mtype.fields}, mtype.key_fields)
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -340,6 +366,22 @@ def type_of(obj: object) -> MessageType:
 def registered() -> list[MessageType]:
     """Return every type in the default registry, sorted by name."""
     return default_registry.registered()
+
+
+def type_schema(obj: object) -> TypeSchema:
+    """The self-description of a registered type: per field its wire kind, unit, kind
+    (Home Assistant ``device_class``), ``state_class`` and description, and the type's
+    description and key (default registry; see :mod:`ganglion.types._meta`).
+
+    For a type this program has no class of, ask a node: :meth:`ganglion.Node.type_schema`.
+
+    Args:
+        obj: a type name, a registered class or instance, or a :class:`MessageType`.
+
+    Raises:
+        TypeRegistrationError: it is not registered.
+    """
+    return default_registry.type_schema(obj)
 
 
 def _fast_decoder(cls: type, fields: tuple[tuple[str, str], ...]) -> Decoder | None:

@@ -10,9 +10,7 @@ the same key. Verification compares in constant time (``hmac.compare_digest``).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
+from ganglion._blake2 import blake2b, compare_digest
 from ganglion.errors import ConfigError
 
 #: Network key size in bytes.
@@ -37,7 +35,7 @@ def check_key(key: bytes) -> bytes:
 
 def compute_mac(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     """Return the 16-byte MAC of ``data`` under ``key`` (no key check: hot path)."""
-    return hashlib.blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest()
+    return blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest()
 
 
 def sign(key: bytes, data: bytes) -> bytes:
@@ -47,11 +45,11 @@ def sign(key: bytes, data: bytes) -> bytes:
     the datagram with the MAC flag set, as :meth:`Packer.build <ganglion.wire.Packer.build>`
     does, and hands it here once per datagram.
     """
-    return data + hashlib.blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest()
+    return data + blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest()
 
 
 def mac_ok(key: bytes, data: bytes, tag: bytes) -> bool:
     """Return True if ``tag`` is the MAC of ``data`` under ``key`` (constant-time compare)."""
-    return hmac.compare_digest(
-        hashlib.blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest(), tag
+    return compare_digest(
+        blake2b(data, key=key, digest_size=MAC_SIZE, person=PERSON).digest(), tag
     )

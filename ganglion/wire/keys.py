@@ -33,15 +33,13 @@ secret readable by others is no secret. The file is written with mode 0600 and
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganglion._blake2 import blake2b
 from ganglion.errors import ConfigError, KeyFileError
 from ganglion.wire._mac import KEY_SIZE, check_key
 
@@ -70,7 +68,7 @@ def key_id(key: bytes) -> bytes:
     ``BLAKE2b(data = empty, key = network key, digest_size = 4, person =
     "ganglion-keyid")``: a keyed hash, so it names the key without revealing it.
     """
-    return hashlib.blake2b(b"", key=key, digest_size=KEY_ID_SIZE, person=KEY_ID_PERSON).digest()
+    return blake2b(b"", key=key, digest_size=KEY_ID_SIZE, person=KEY_ID_PERSON).digest()
 
 
 def aead_available() -> bool:
@@ -190,7 +188,7 @@ def as_keyring(key: bytes | KeyRing | None, *, encrypt: bool | None = None) -> K
 
 
 def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write a new random network key (32 bytes from :mod:`secrets`) with mode 0600.
+    """Write a new random network key (32 bytes from ``os.urandom``, as :mod:`secrets` gives them) with mode 0600.
 
     Args:
         path: where to write; missing parent directories are created (mode 0700).
@@ -203,7 +201,7 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> P
         KeyFileError: the file exists and ``force`` is False, or it cannot be written.
     """
     target = Path(path)
-    key = secrets.token_bytes(KEY_SIZE)
+    key = os.urandom(KEY_SIZE)
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:  # FileExistsError too: a file where a directory should be
@@ -376,7 +374,7 @@ def rotate_key_file(path: str | os.PathLike[str]) -> bytes:
             f"key file {path} already holds {len(keys)} keys: a rotation is under way; "
             f"finish it ('ganglion keygen --switch', then '--retire') before starting another"
         )
-    new = secrets.token_bytes(KEY_SIZE)
+    new = os.urandom(KEY_SIZE)
     _write_keys(Path(path), (*keys, new))
     return key_id(new)
 
@@ -454,6 +452,8 @@ def _parse_hex(text: str | bytes) -> bytes | None:
 
 def _replace_atomically(target: Path, key: bytes) -> None:
     """Write ``key`` to a 0600 temp file beside ``target`` and rename it over."""
+    import tempfile  # here: it imports shutil, bz2 and lzma, which a node never needs
+
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         os.fchmod(fd, 0o600)

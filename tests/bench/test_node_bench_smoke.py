@@ -149,6 +149,49 @@ def test_rss_reads_vmrss_and_reports_a_missing_process(tmp_path: Path) -> None:
         procs.rss_kib(44, tmp_path)
 
 
+def test_cpu_and_wakeups_sum_threads_and_report_a_missing_process(tmp_path: Path) -> None:
+    procs = _mod("_node_procs")
+    cpu, switches = procs.cpu_and_wakeups(os.getpid())
+    assert cpu > 0 and switches >= 0
+    base = tmp_path / "42"
+    (base / "task" / "42").mkdir(parents=True)
+    (base / "task" / "43").mkdir()
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = ["S"] + ["0"] * 10 + [str(3 * ticks), str(ticks)] + ["0"] * 30
+    (base / "stat").write_text("42 (a (b) c) " + " ".join(fields) + "\n")
+    (base / "task" / "42" / "status").write_text("voluntary_ctxt_switches:\t100\n")
+    (base / "task" / "43" / "status").write_text("voluntary_ctxt_switches:\t23\n"
+                                                 "nonvoluntary_ctxt_switches:\t9\n")
+    assert procs.cpu_and_wakeups(42, tmp_path) == (4.0, 123)
+    with pytest.raises(procs.ProcError, match="cannot read"):
+        procs.cpu_and_wakeups(44, tmp_path)
+
+
+def test_idle_window_sets_the_plan_and_must_be_positive() -> None:
+    node = _mod("node")
+    args = node.parse_args(["--only", "idle", "--idle-window", "2.5"])
+    assert args.only == ["idle"]
+    plan = node.make_plan(True, 4, args.idle_window)
+    assert plan.idle_window_s == 2.5 and plan.idle_trials == 4
+    assert node.make_plan(False, None).idle_window_s == 60.0
+    with pytest.raises(SystemExit):
+        node.parse_args(["--idle-window", "0"])
+
+
+@pytest.mark.timeout(120)
+def test_idle_trial_measures_a_real_idle_node_and_its_peer() -> None:
+    if not os.environ.get("GANGLION_TEST_NETNS"):
+        pytest.skip("`ganglion node` sends mDNS to 224.0.0.251:5353; runs only in a private "
+                    "namespace (GANGLION_TEST_NETNS set by the test command)")
+    measure = _mod("_node_measure")
+    got = measure.idle_trial(peers=1, window_s=2.0, settle_s=1.0)
+    assert got["peers"] == 1 and got["loop"] == "asyncio"
+    assert 1.5 < got["window_s"] < 10
+    # Heartbeats alone wake it: some wake-ups and some CPU, far from a busy loop.
+    assert 0 < got["wakeups_s"] < 200 and 0 <= got["cpu_pct"] < 50
+    assert got["rss_mb"] > 5
+
+
 def test_proc_waits_bounded_and_is_stopped_by_pid() -> None:
     procs = _mod("_node_procs")
     script = ("import sys, json; print(json.dumps({'event': 'hi', 'n': 1}), flush=True); "

@@ -18,7 +18,7 @@ import pytest
 from dash_support import LOOPBACK, dashboard, make_log, parse_events, run, until
 
 from ganglion.dashboard.history import HistoryQuery, query_history
-from ganglion.dashboard.live import Reading
+from ganglion.dashboard.live import LiveReading
 from hardware.readings import Humidity, Temperature
 
 N = 20
@@ -236,7 +236,7 @@ def test_a_browser_that_stops_reading_is_dropped(port: int, tmp_path: Path) -> N
             await until(lambda: len(board._clients) == 1, "the stream to open")
             big = "x" * 20_000
             for i in range(2000):  # 40 MB the client never reads
-                board.live.add(Reading.build("t.Big", "aa" * 8, {"sensor": "s", "v": i, "pad": big},
+                board.live.add(LiveReading.build("t.Big", "aa" * 8, {"sensor": "s", "v": i, "pad": big},
                                              seq=i, sent_ns=i, received_ns=i))
                 if i % 5 == 4:
                     board._flush()

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from ganglion.dashboard.live import LiveState, Reading, numeric_fields, sensor_of
+from ganglion.dashboard.live import LiveReading, LiveState, numeric_fields, sensor_of
 
 
-def reading(i: int, sensor: str = "s1", node: str = "aa" * 8, type_name: str = "t.A") -> Reading:
-    return Reading.build(type_name, node, {"sensor": sensor, "v": float(i), "flag": True,
+def reading(i: int, sensor: str = "s1", node: str = "aa" * 8, type_name: str = "t.A") -> LiveReading:
+    return LiveReading.build(type_name, node, {"sensor": sensor, "v": float(i), "flag": True,
                                            "name": "x", "raw": b"\x01"},
                          seq=i, sent_ns=i * 10**9, received_ns=i * 10**9 + 5)
 
