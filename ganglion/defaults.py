@@ -24,6 +24,12 @@ CONTROL_PORT = 47801
 #: inside one Ethernet frame with room for IP/UDP headers and VPN/PPPoE overhead.
 MAX_DATAGRAM = 1400
 
+#: Most datagrams one segmented send (UDP GSO) may carry (the kernel's
+#: UDP_MAX_SEGMENTS was 64 before Linux 6.2, 128 since), and most bytes: one UDP
+#: datagram over IPv4. A limit of the kernel, not of the protocol.
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65507
+
 #: Multicast TTL: 1 keeps traffic on the local link.
 DEFAULT_TTL = 1
 

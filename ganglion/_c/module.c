@@ -34,8 +34,9 @@
  * the CPU (Outgoing's YIELD_CPU, done before any Python runs), or does nothing at all
  * and lets the Python path do everything. batch_add() is publish under
  * load: the message encoded the same way straight into the datagram being filled, as
- * Packer.add appends it, or nothing at all. A SendLane (one per route of an endpoint)
- * is what Endpoint.publish calls first: it takes the endpoint's next number for the
+ * Packer.add appends it, or nothing at all. A SendLane (one per Route of an endpoint's
+ * Publisher, ganglion/runtime/_publishing.py) is what Publisher.publish calls first on a
+ * route that sends: it takes the endpoint's next number for the
  * type, then does send_lone's or batch_add's work with the destination, the socket's
  * descriptor and the packer's slots resolved once, so that only a few lines of Python
  * run before the send.

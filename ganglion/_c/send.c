@@ -353,7 +353,7 @@ batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return add(packer, NULL, ts, msg, plan, max_payload);
 }
 
-/* ---- a route's lane: Endpoint.publish's compiled front ------------------------------ */
+/* ---- a route's lane: Publisher.publish's compiled front ----------------------------- */
 
 typedef struct {
     PyObject_HEAD
@@ -449,7 +449,7 @@ SendLane_dealloc(SendLane *self)
 
 PyDoc_STRVAR(SendLane_publish_doc,
 "publish(msg)\n--\n\n"
-"Endpoint.publish's steps for a message of this route where the compiled lanes take\n"
+"Publisher.publish's steps for a message of this route where the compiled lanes take\n"
 "it: numbered as the endpoint's next number for the type (when the packer's agrees),\n"
 "stamped now, then sent alone (send_lone) while the endpoint is idle, or added to the\n"
 "datagram being filled (batch_add) under load. Returns (payload, seq, now_ns, sent,\n"

@@ -5,8 +5,9 @@ optional C extension, built at install time where a C compiler and the Python
 headers are present and skipped
 otherwise (``pyproject.toml``: ``optional = true``). Everything it does has a
 pure-Python reference that gives the same results (``MulticastReceiver._drain``,
-``Incoming._deliver``, and ``Outgoing.add`` with ``Packer.build_one`` and
-``Packer.add`` on the publish side); it exists because on a wake-up from sleep, with
+``Incoming._deliver``, and on the publish side the Python steps of
+:meth:`Publisher.publish <ganglion.runtime._publishing.Publisher.publish>`:
+``Outgoing.add`` with ``Packer.build_one`` and ``Packer.add``); it exists because on a wake-up from sleep, with
 the CPU caches cold, the Python paths cost tens of microseconds of latency per
 message, and because encoding into a filling datagram is most of a busy publisher's
 time.

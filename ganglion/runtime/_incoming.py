@@ -88,7 +88,7 @@ from ganglion.errors import AuthError, DecodeError
 from ganglion.runtime._accel import speedups
 from ganglion.runtime.subscription import MessageInfo, Subscription
 from ganglion.sequence import SequenceTable, SequenceTracker, Verdict
-from ganglion.types import MessageType, default_registry, payload_decoder
+from ganglion.types import MessageType, decode_payload, default_registry, payload_decoder
 from ganglion.types._decodegen import FALLBACK as _FALLBACK
 from ganglion.types._decodegen import Plan
 from ganglion.wire import (
@@ -621,3 +621,48 @@ class Incoming:
                          stream.node_id.hex(), stream.fingerprint.hex(),
                          known.fingerprint.hex() if known else "?")
         return msg
+
+    def deliver_last_value(self, type_name: str, payload: bytes, *, sender: bytes,
+                           fingerprint: bytes, seq: int, boot: int, sent_ns: int,
+                           source: tuple[str, int] | None = None,
+                           clock_synced: bool = True) -> bool:
+        """Hand a peer's latest message (a late-joiner answer) to local subscribers.
+
+        It is delivered, marked ``last_value``, only when no message as new from that
+        sender has been seen, so a subscriber never gets an old reading after a newer one.
+        Its sequence number is then recorded like a received message's, so the same
+        reading arriving live afterwards is dropped as a duplicate. A publisher answers
+        a keyed type with one message per key, oldest first, so each is newer than the
+        one before and all are delivered; the numbers between them (other keys' older
+        messages) are not counted as lost.
+
+        Returns:
+            True if it was delivered.
+        """
+        subs = self._subs.get(type_name)
+        if not subs:
+            return False
+        seen = self._sequences.peek(sender, type_name)
+        if seen is not None and seen.boot == boot and seen.highest is not None \
+                and seen.highest >= seq:
+            return False
+        try:
+            msg = decode_payload(type_name, payload, fingerprint)
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source or ("?", 0))
+            return False
+        tracker = self._sequences.tracker(sender, type_name)
+        verdict = tracker.observe(seq, boot, sent_ns)
+        # A keyed type is answered with one message per key, in sequence order: the
+        # numbers between two answers are other keys' older messages (superseded by
+        # their own answers), not losses, so the next message starts a new baseline.
+        tracker.rebase()
+        self.sync_evictions()
+        if not verdict.deliver:
+            return False
+        info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
+                           received_ns=time.time_ns(), boot=boot, source=source,
+                           clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)
+        for sub in list(subs):
+            sub.deliver(msg, info)
+        return True

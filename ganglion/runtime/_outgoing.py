@@ -35,6 +35,11 @@ messages should share datagrams. So:
   keeps batching instead of sending the first message of every iteration alone;
   an iteration with nothing published makes it idle again.
 
+Sans I/O: the sockets are reached through the ``send``, ``send_many`` and
+``count_sent`` callables given, and the end of a loop iteration through the
+``loop``'s ``call_soon`` (any object with one), so this module imports neither
+``asyncio`` nor ``socket`` and its tests drive it with fakes.
+
 With a network key, each packer signs (MAC-only) or encrypts its datagrams as the
 :class:`~ganglion.wire.KeyRing` says: encrypting packers get a sealer for their type,
 under the endpoint's random *session* (docs/protocol.md section 5.2).
@@ -44,12 +49,11 @@ after sending what waits, so no datagram mixes keys.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
+from typing import Protocol
 
-from ganglion.defaults import MAX_DATAGRAM
-from ganglion.runtime._sockets import GSO_MAX_BYTES, GSO_MAX_SEGMENTS
+from ganglion.defaults import GSO_MAX_BYTES, GSO_MAX_SEGMENTS, MAX_DATAGRAM
 from ganglion.wire import KeyRing, Packer, as_keyring
 from ganglion.wire._packer import FULL, HEAD_MAX
 from ganglion.wire.keys import SESSION_SIZE
@@ -63,6 +67,18 @@ SendFn = Callable[[bytes, str], bool]
 SendManyFn = Callable[[list[bytes], str], object]
 
 
+class Cancellable(Protocol):
+    """A scheduled call (asyncio's ``Handle``)."""
+
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What runs the flush at the end of a loop iteration (an asyncio event loop)."""
+
+    def call_soon(self, callback: Callable[[], object], /) -> Cancellable: ...
+
+
 class Outgoing:
     """Packers for every published type plus the adaptive flush."""
 
@@ -74,11 +90,12 @@ class Outgoing:
         key: bytes | KeyRing | None,
         max_datagram: int = MAX_DATAGRAM,
         send: SendFn,
-        loop: asyncio.AbstractEventLoop,
+        loop: Scheduler,
         replayed: bool = False,
         after_idle_send: Callable[[], object] | None = YIELD_CPU,
         send_many: SendManyFn | None = None,
         session: bytes | None = None,
+        count_sent: Callable[[int], object] | None = None,
     ) -> None:
         """Set up the send side.
 
@@ -94,6 +111,8 @@ class Outgoing:
             after_idle_send: called after a message left alone while idle.
             send_many: sends several datagrams of a type at once (UDP GSO), or None.
             session: the encryption session (8 bytes); random when None.
+            count_sent: told the length of each datagram the compiled send lane
+                sent itself (:meth:`lane_done`), for the sender's counters.
 
         Raises:
             ConfigError: the ring encrypts and ``cryptography`` is missing.
@@ -107,22 +126,23 @@ class Outgoing:
         self._session = os.urandom(SESSION_SIZE) if session is None else session
         self._max_datagram = max_datagram
         self._send = send
+        self._count_sent = count_sent
         self._loop = loop
         self._packers: dict[str, Packer] = {}
         self._dirty: dict[str, Packer] = {}
         #: Whether this loop iteration already sent a message (then later ones batch).
-        #: Read by the endpoint's publish, which does :meth:`add`'s commonest case
-        #: itself (a message joining an open datagram while busy), counting it in
-        #: ``messages``.
+        #: Read by the compiled send lane (``SendLane``) to choose alone or batched.
         self.busy = False
         self._clock_synced = True
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_handle: Cancellable | None = None
         self._after_idle_send = after_idle_send
+        # The after-send hook the compiled lane cannot run itself (it only yields).
+        self._after_lane_send = None if self.yields_cpu else after_idle_send
         self._send_many = send_many
         # Datagrams made while busy, per type, when they leave in trains (send_many).
         self._trains: dict[str, list[bytes]] | None = None if send_many is None else {}
         self._train_cap = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // max_datagram))
-        #: Messages added so far (the endpoint's publish adds to it too, see ``busy``).
+        #: Messages added so far (by :meth:`add`, or by the compiled lane: :meth:`lane_done`).
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
@@ -175,8 +195,23 @@ class Outgoing:
                 self._send(packer.build(), packer.type_name)
             self._rekey(packer)
 
-    def add(self, packer: Packer, payload: bytes, ts_ns: int) -> None:
-        """Queue one encoded message (already checked to fit) and send as the policy says."""
+    def add(self, packer: Packer, payload: bytes, ts_ns: int, seq: int | None = None) -> None:
+        """Queue one encoded message (already checked to fit) and send as the policy says.
+
+        The one way a message is handed to the send side in Python (the compiled
+        lane's :meth:`lane_done` accounts the messages it handled itself).
+
+        Args:
+            packer: its type's packer (:meth:`packer`).
+            payload: the encoded message.
+            ts_ns: its timestamp.
+            seq: the number it was given at publish; when the packer's numbering is
+                behind (numbers taken that were never sent: nobody else listened, or
+                the hold queue dropped them), what the packer holds leaves first and
+                its numbering continues at ``seq`` (a gap receivers see).
+        """
+        if seq is not None and packer.next_seq != seq:
+            self.skip_to(packer, seq)
         self.messages += 1
         if self.busy:
             if packer.count:
@@ -216,16 +251,28 @@ class Outgoing:
         """True when a lone send is followed by :data:`YIELD_CPU` (``sched_yield``)."""
         return self._after_idle_send is YIELD_CPU and YIELD_CPU is not None
 
-    def sent_alone(self) -> None:
-        """Account a message the compiled send lane sent at once, alone, while idle: what
-        :meth:`add` does after its own send on that path. The lane yields the CPU right
-        after its send exactly when :attr:`yields_cpu`; any other after-send hook runs
-        here."""
+    def lane_done(self, packer: Packer, sent: int, full: bool) -> None:
+        """Account a message the compiled send lane (a route's ``SendLane``) handled.
+
+        Args:
+            packer: its type's packer.
+            sent: the length of the datagram the lane sent alone while idle, or 0
+                when it added the message to ``packer``'s open datagram.
+            full: for an added message, whether another as large would not fit (what
+                :meth:`Packer.add <ganglion.wire.Packer.add>` answers as ``FULL``).
+        """
         self.messages += 1
-        self.datagrams += 1
-        if self._after_idle_send is not None and not self.yields_cpu:
-            self._after_idle_send()
-        self._went_busy()
+        if sent:
+            # What add() does after its own lone send. The lane yielded the CPU right
+            # after its send when yields_cpu; any other after-send hook runs here.
+            self.datagrams += 1
+            if self._count_sent is not None:
+                self._count_sent(sent)
+            if self._after_lane_send is not None:
+                self._after_lane_send()
+            self._went_busy()
+        elif full:
+            self.emit(packer)
 
     def _went_busy(self) -> None:
         """A message left while idle: batch what follows in this loop iteration."""

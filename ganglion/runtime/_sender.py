@@ -41,7 +41,7 @@ import errno
 import logging
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -49,7 +49,7 @@ from ganglion import defaults
 from ganglion.errors import ConfigError, TransportError
 from ganglion.runtime import _sockets
 
-__all__ = ["MulticastSender", "SenderStats"]
+__all__ = ["GroupSender", "MulticastSender", "SenderStats"]
 
 _log = logging.getLogger(__name__)
 
@@ -427,3 +427,30 @@ class MulticastSender:
             queue.popleft()
             self._sent += 1
             self._bytes += len(data)
+
+
+class GroupSender:
+    """Sends each type's datagrams to that type's group: the send side's ``send`` and
+    ``send_many`` (:class:`~ganglion.runtime._outgoing.Outgoing` knows types, not groups).
+
+    Args:
+        sender: the socket's sender.
+        groups: each type's group (shared, read per datagram: a move takes effect at
+            once); a type is in it before anything of it is queued.
+        port: the UDP port of every data group.
+    """
+
+    __slots__ = ("_groups", "_port", "_sender")
+
+    def __init__(self, sender: MulticastSender, groups: Mapping[str, str], port: int) -> None:
+        self._sender = sender
+        self._groups = groups
+        self._port = port
+
+    def send(self, datagram: bytes, type_name: str) -> bool:
+        """:meth:`MulticastSender.send` to ``type_name``'s group."""
+        return self._sender.send(datagram, self._groups[type_name], self._port)
+
+    def send_many(self, datagrams: list[bytes], type_name: str) -> int:
+        """:meth:`MulticastSender.send_many` to ``type_name``'s group."""
+        return self._sender.send_many(datagrams, self._groups[type_name], self._port)

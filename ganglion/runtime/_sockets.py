@@ -60,6 +60,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from ganglion import defaults
 from ganglion.errors import ConfigError, InterfaceError, TransportError
 from ganglion.netif import list_interfaces
 
@@ -107,10 +108,10 @@ _SHARE_WITH_REUSEPORT: bool = hasattr(socket, "SO_REUSEPORT") and not sys.platfo
 SOL_UDP: int = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT: int = getattr(socket, "UDP_SEGMENT", 103)
 UDP_GRO: int = getattr(socket, "UDP_GRO", 104)
-#: Most datagrams one segmented send may carry (the kernel's UDP_MAX_SEGMENTS
-#: was 64 before Linux 6.2, 128 since), and most bytes: one UDP datagram over IPv4.
-GSO_MAX_SEGMENTS = 64
-GSO_MAX_BYTES = 65507
+#: Most datagrams and bytes one segmented send may carry (defined with the other
+#: limits in ganglion.defaults, which the sans-I/O send side reads too).
+GSO_MAX_SEGMENTS = defaults.GSO_MAX_SEGMENTS
+GSO_MAX_BYTES = defaults.GSO_MAX_BYTES
 #: Room for the UDP_GRO control message (an int: the segment size).
 GRO_CMSG_SPACE: int = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
 _U16 = struct.Struct("=H").pack

@@ -1,50 +1,43 @@
 """Endpoint: typed publish/subscribe over UDP multicast, one group per type.
 
 Theory of operation: an endpoint owns one :class:`MulticastSender` and one
-:class:`MulticastReceiver` on the chosen interface. ``group_for`` maps a type
-name to its multicast group (the agreed map in a node; the deterministic first
-choice, a hash of the name, when used alone).
+:class:`MulticastReceiver` on the chosen interface, and puts together four parts,
+each in a module of its own:
 
-* ``publish(msg)`` numbers the message (one counter per type), hands the object
-  itself to local subscribers (no decoding in-process) and, when some other node
-  wants the type (see *matching*), encodes it once with the class's generated
-  encoder and queues the bytes in the type's packer, which batches adaptively
-  (:mod:`ganglion.runtime._outgoing`). Once a class has been sent this way, a
-  *route* (name, encoder, packer, largest payload) is kept for it, so the next
-  publishes skip every lookup and check that cannot have changed; any change of
-  interest, group or waiting messages drops the routes. Where ``ganglion._speedups``
-  is built, a route also holds the type's compiled lanes (a ``SendLane``: its plan,
-  its group and port, the socket and the packer, resolved once): a message published
-  while idle is then numbered, encoded, framed and sent in C before any other Python
-  runs (with a network key, signed or encrypted by the packer's sealer once, just
-  before the send), one published under load is encoded into the datagram being filled, and
-  anything that is not that plain case is left to the Python path, which does the
-  same thing slower (:mod:`ganglion.runtime._accel`).
-* **Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint
-  sends a type only while that function (asked once per type, then updated with
-  :meth:`Endpoint.set_remote_interest`) says some other node subscribes to it.
-  Without interest nothing is encoded or sent, but the message still takes its
-  sequence number (local subscribers see consecutive numbers, and receivers see
-  a pause in sending as a jump, which they never count as loss because they
-  rebase when they subscribe again), it is still the type's last value (kept as
-  the object and encoded only if a late joiner asks), and its size is still
-  checked: a message that could not fit in a datagram is refused at publish
-  whatever the interest. The check uses the class's size bound (an upper bound
-  of the encoded size computed without encoding, :mod:`ganglion.types._codegen`);
-  only a message whose bound exceeds the budget is encoded to measure it
-  exactly. Messages of a type whose group is still being agreed wait (encoded)
-  whatever the interest, and are sent when it is decided only if someone wants
-  them by then, so a subscriber that appears meanwhile gets a new type's first
-  readings. Without ``remote_interest`` (an endpoint used alone) every type is sent.
-* The first local subscriber of a type joins its group; the last one to close
-  leaves it and forgets where the senders' sequences were (the next subscription
-  starts a fresh baseline). ``on_subscriptions(type_name, subscribed)`` is told
-  of both, so a node can tell its peers.
-* Received datagrams are decoded, sequence-checked and delivered by
-  :class:`~ganglion.runtime._incoming.Incoming` (a datagram of a stream already
-  seen is matched by its header bytes and only its batch is decoded). Nothing a
-  peer sends raises out of the receive path: bad datagrams are counted and
-  dropped, and the first few of each kind are logged.
+* the **publish side** (:mod:`ganglion.runtime._publishing`, sans I/O): numbering,
+  matching (below), routes, the hold queue and the last values; ``publish(msg)`` is
+  its :meth:`~ganglion.runtime._publishing.Publisher.publish`. It hands local
+  subscribers the object itself (no decoding in-process) and, when some other node
+  wants the type, encodes it once with the class's generated encoder (or the
+  compiled lane does, ``ganglion._speedups``: :mod:`ganglion.runtime._accel`);
+* the **send side** (:mod:`ganglion.runtime._outgoing`, sans I/O): per-type packers
+  and adaptive batching (alone at once while idle, batched under load), handing
+  datagrams to the sender (:mod:`ganglion.runtime._sender`);
+* the **receive side** (:mod:`ganglion.runtime._incoming`): datagrams decoded,
+  sequence-checked and delivered (a datagram of a stream already seen is matched by
+  its header bytes and only its batch is decoded). Nothing a peer sends raises out of
+  the receive path: bad datagrams are counted and dropped, and the first few of each
+  kind are logged;
+* **listening** (:mod:`ganglion.runtime._listening`): which group each type uses
+  (``group_for``: the agreed map in a node; the deterministic first choice, a hash of
+  the name, when used alone), the local subscriptions, and the joins, leaves and
+  moves of groups they cause.
+
+**Matching** (as DDS and ROS 2 do it): given ``remote_interest``, the endpoint sends a
+type only while that function (asked once per type, then updated with
+:meth:`Endpoint.set_remote_interest`) says some other node subscribes to it. Without
+interest nothing is encoded or sent, but the message still takes its sequence number
+(local subscribers see consecutive numbers, and receivers see a pause in sending as a
+jump, which they never count as loss because they rebase when they subscribe again),
+it is still the type's last value (kept as the object and encoded only if a late
+joiner asks), and its size is still checked: a message that could not fit in a
+datagram is refused at publish whatever the interest. The check uses the class's size
+bound (an upper bound of the encoded size computed without encoding,
+:mod:`ganglion.types._codegen`); only a message whose bound exceeds the budget is
+encoded to measure it exactly. Messages of a type whose group is still being agreed
+wait (encoded) whatever the interest, and are sent when it is decided only if someone
+wants them by then, so a subscriber that appears meanwhile gets a new type's first
+readings. Without ``remote_interest`` (an endpoint used alone) every type is sent.
 """
 
 from __future__ import annotations
@@ -55,20 +48,24 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
 from ipaddress import IPv4Address
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ganglion import defaults
-from ganglion.errors import DecodeError, EncodeError, LocalError
+from ganglion.errors import LocalError
 from ganglion.runtime._accel import speedups
 from ganglion.runtime._incoming import Incoming
+from ganglion.runtime._listening import (
+    DEFAULT_MOVE_GRACE,
+    GroupFor,
+    Listening,
+    SubscriptionsChanged,
+)
 from ganglion.runtime._outgoing import YIELD_CPU, Outgoing
-from ganglion.runtime._sender import SenderStats
-from ganglion.runtime._sockets import validate_group
-from ganglion.runtime.lastvalues import DEFAULT_MAX_KEYS, LastValues
-from ganglion.runtime.replayed import ReplayedRecord
+from ganglion.runtime._publishing import DEFAULT_PENDING_LIMIT, Publisher, RemoteInterest
+from ganglion.runtime._sender import GroupSender, SenderStats
+from ganglion.runtime.lastvalues import DEFAULT_MAX_KEYS
 from ganglion.runtime.subscription import (
     DEFAULT_QUEUE_SIZE,
     Callback,
@@ -77,18 +74,8 @@ from ganglion.runtime.subscription import (
 )
 from ganglion.runtime.transport import MulticastReceiver, MulticastSender, ReceiverStats
 from ganglion.sequence import SequenceStats, SequenceTable
-from ganglion.types import (
-    MessageType,
-    Record,
-    decode_payload,
-    encode_message,
-    encode_payload,
-    lookup,
-    type_of,
-    validate_type_name,
-)
-from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring, encode_origin
-from ganglion.wire._packer import FULL
+from ganglion.types import MessageType, type_of, validate_type_name
+from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring
 
 if TYPE_CHECKING:
     from ganglion._speedups import SendLane
@@ -99,35 +86,9 @@ _log = logging.getLogger(__name__)
 #: sends many, and one line says all there is to say), for at most this many hosts per
 #: kind; later ones go to the debug log. All are counted (stats()).
 _LOG_HOSTS = 8
-#: Builds a MessageInfo from a full tuple of its fields, skipping the keyword parsing.
-_new_info = tuple.__new__
-#: The clock of every send timestamp, bound once (read per published message).
-_time_ns = time.time_ns
 
-__all__ = ["Endpoint", "EndpointStats", "GroupFor", "MessageInfo", "Subscription"]
-
-#: Maps a type name to its group; None while the group is not known yet (publishes
-#: wait in a bounded queue, subscriptions join once :meth:`Endpoint.set_group` runs).
-GroupFor = Callable[[str], "str | IPv4Address | None"]
-
-#: Messages per type waiting for a group before the oldest is dropped.
-DEFAULT_PENDING_LIMIT = 1000
-#: Seconds subscribers keep listening on a type's old group after it moved.
-DEFAULT_MOVE_GRACE = 10.0
-
-#: Whether some other node subscribes to a type (publisher-side matching).
-RemoteInterest = Callable[[str], bool]
-#: Told ``(type_name, True)`` when a type gets its first local subscriber and
-#: ``(type_name, False)`` when its last one closes.
-SubscriptionsChanged = Callable[[str, bool], None]
-
-
-def _max_payload(packer: Packer) -> int:
-    """The largest payload that fits in one of ``packer``'s datagrams alone."""
-    size = packer.limit
-    while size > 0 and not packer.fits(size):
-        size -= 1
-    return size
+__all__ = ["DEFAULT_MOVE_GRACE", "DEFAULT_PENDING_LIMIT", "Endpoint", "EndpointStats",
+           "GroupFor", "MessageInfo", "RemoteInterest", "Subscription", "SubscriptionsChanged"]
 
 
 def _default_group_for(type_name: str) -> IPv4Address:
@@ -266,8 +227,6 @@ class Endpoint:
         self._max_datagram = max_datagram
         self._ttl = ttl
         self._rcvbuf = rcvbuf
-        self._group_for = group_for or _default_group_for
-        self._groups: dict[str, str] = {}
         self._subs: dict[str, list[Subscription]] = {}
         self._sequences = SequenceTable(strict=key is not None)
         self._counts: collections.Counter[str] = collections.Counter()
@@ -275,30 +234,18 @@ class Endpoint:
         self._sender: MulticastSender | None = None
         self._receiver: MulticastReceiver | None = None
         self._out: Outgoing | None = None
-        self._queue_dropped_closed = 0
-        self._pending_limit = pending_limit
-        self._move_grace = move_grace
-        self._pending: dict[str, collections.deque[tuple[int, bytes, int, bytes]]] = {}
-        self._joined: dict[str, set[str]] = {}  # type -> groups joined for it
-        self._move_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        # the latest message per (type, key): what late joiners are answered with
-        self._last = LastValues(max_keys=last_value_keys)
-        self._keep_last = self._last.keep
-        # the publish paths store an unkeyed type's last value here themselves (the
-        # common case, one dict store); a keyed or new type goes through keep()
-        self._last_plain = self._last.plain
-        self._last_keyed = self._last.keyed
-        self._next_seq: collections.defaultdict[str, int] = collections.defaultdict(int)
-        # class -> (name, type, fingerprint, largest payload that fits): the quiet path
-        self._quiet: dict[type, tuple[str, MessageType, bytes, int]] = {}
-        # class -> (name, encoder, packer, largest payload that fits, fingerprint): the
-        # sending path, valid while the type is wanted, has a group and nothing waits
-        self._routes: dict[type, tuple[str, Callable[[Any], bytes], Packer, int, bytes,
-                                       SendLane | None]] = {}
-        self._interest: dict[str, bool] = {}
-        self._remote_interest = remote_interest
-        self._on_subscriptions = on_subscriptions
-        self._clock_synced = True
+        self._listening = Listening(group_for=group_for or _default_group_for, subs=self._subs,
+                                    sequences=self._sequences, move_grace=move_grace,
+                                    on_subscriptions=on_subscriptions)
+        self._groups = self._listening.groups  # where each type is sent (and listened to)
+        self._pub = Publisher(node_id=node_id, boot=self.boot, replay=replay, subs=self._subs,
+                              group_of=self._listening.group, remote_interest=remote_interest,
+                              pending_limit=pending_limit, last_value_keys=last_value_keys)
+        # Each publish calls the Publisher's method directly: through the method below it
+        # would run one more Python frame, 3% of a publish under load (bench/transport.py).
+        self.publish = self._pub.publish  # type: ignore[method-assign]
+        #: The next sequence number per type (read by tests and tools that fake a gap).
+        self._next_seq = self._pub.next_seq
         self._in = Incoming(node_id=node_id, key=key, subs=self._subs,
                             sequences=self._sequences,
                             count_bad=self._count_bad)
@@ -326,11 +273,16 @@ class Endpoint:
         except BaseException:
             self._sender.close()
             raise
+        self._listening.receiver = self._receiver
+        to_groups = GroupSender(self._sender, self._groups, self.port)
         self._out = Outgoing(node_id=self.node_id, boot=self.boot, key=self._key,
-                             max_datagram=self._max_datagram, send=self._send, loop=loop,
+                             max_datagram=self._max_datagram, send=to_groups.send, loop=loop,
                              replayed=self.replay,
                              after_idle_send=YIELD_CPU if self._yield_on_send else None,
-                             send_many=self._send_many if self._sender.gso else None)
+                             send_many=to_groups.send_many if self._sender.gso else None,
+                             count_sent=self._sender.count_sent)
+        self._pub.out = self._out
+        self._pub.make_lane = self._send_lane
 
     def set_keys(self, key: bytes | KeyRing | None) -> None:
         """Use another key ring from now on (key rotation without a restart).
@@ -351,8 +303,7 @@ class Endpoint:
         if ring is not None and ring.encrypt:
             ring.require_aead()
         self._key = ring
-        self._routes.clear()  # sizes changed (the overhead of a MAC or a tag)
-        self._quiet.clear()
+        self._pub.forget_routes()  # sizes changed (the overhead of a MAC or a tag)
         if self._out is not None:
             self._out.set_keys(ring)
         self._in.set_keys(ring)
@@ -371,16 +322,13 @@ class Endpoint:
             await self.flush()
             self._out.close()
             self._out = None
-        self._routes.clear()
-        for handle in self._move_timers.values():
-            handle.cancel()
-        self._move_timers.clear()
-        for subs in list(self._subs.values()):
-            for sub in list(subs):
-                sub.close()
+        self._pub.out = None
+        self._pub.forget_routes()
+        self._listening.close()
         if self._receiver is not None:
             self._receiver.close()
             self._receiver = None
+            self._listening.receiver = None
         if self._sender is not None:
             self._sender.close()
             self._sender = None
@@ -399,7 +347,9 @@ class Endpoint:
         """Publish one message to every subscriber of its type, local and remote.
 
         Never blocks: the message is sent at once when the endpoint is idle, or
-        batched with others of its type published in the same loop iteration.
+        batched with others of its type published in the same loop iteration
+        (:meth:`Publisher.publish <ganglion.runtime._publishing.Publisher.publish>`
+        does the steps).
 
         Args:
             msg: an instance of a registered message class, or a Record. A Record
@@ -418,148 +368,11 @@ class Endpoint:
             MessageTooLarge: the message cannot fit in one datagram (both sizes given).
             ConfigError: ``group_for`` maps the type to an address that is not multicast.
             LocalError: the endpoint is not started.
+
+        An endpoint binds its Publisher's method in place of this one (the same call,
+        one frame less); this is its documentation.
         """
-        route = self._routes.get(type(msg))
-        if route is not None:
-            # The hot path of a sustained stream: a registered class whose type is
-            # sent (someone wants it, its group is known, nothing waits). The state
-            # that makes this valid is checked when the route is made, and every
-            # change to it (interest, group, release, close) drops the routes.
-            # Where the compiled lanes are built, the route's SendLane does what the
-            # lines below would, with no other Python before the send, or nothing at
-            # all (None) and the lines below do it: light traffic, the message
-            # numbered, encoded and sent alone; under load, encoded into the datagram
-            # filling up.
-            lane = route[5]
-            done = lane.publish(msg) if lane is not None else None
-            out = self._out
-            assert out is not None  # routes exist only while started
-            name, encode, packer, max_payload, fingerprint, _ = route
-            routed = True  # False: the message takes the general path below
-            next_seq = self._next_seq
-            if done is not None:
-                encoded, seq, now_ns, sent, full = done
-                next_seq[name] = seq + 1
-                if sent:
-                    self._sender.count_sent(sent)  # type: ignore[union-attr]
-                    out.sent_alone()
-                else:
-                    out.messages += 1
-                    if full:
-                        out.emit(packer)  # another as large would not fit
-            else:
-                seq = next_seq[name]
-                try:
-                    encoded = encode(msg)
-                except Exception:
-                    encoded = b""  # the full path below re-encodes and raises the readable error
-                if 0 < len(encoded) <= max_payload:
-                    next_seq[name] = seq + 1
-                    now_ns = _time_ns()
-                    if packer.next_seq != seq:
-                        out.skip_to(packer, seq)  # numbers taken that were never sent
-                    if out.busy and packer.count and (added := packer.add(encoded, now_ns)):
-                        # Outgoing.add's commonest case inlined: joining an open datagram
-                        # under load. A full one (not added) takes the general path.
-                        out.messages += 1
-                        if added == FULL:
-                            out.emit(packer)
-                    else:
-                        out.add(packer, encoded, now_ns)
-                else:
-                    routed = False
-            if routed:
-                if self._last_keyed.get(name, True):
-                    self._keep_last(name, msg, encoded, fingerprint, seq, now_ns)
-                else:
-                    self._last_plain[name] = (msg, encoded, fingerprint, seq, now_ns)
-                subs = self._subs.get(name)
-                if subs:
-                    info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns,
-                                                   self.boot, True, None, self._clock_synced,
-                                                   False, self.replay, fingerprint))
-                    for sub in tuple(subs):
-                        sub.deliver(msg, info)
-                return name
-        out = self._out
-        if out is None:
-            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
-        quiet = self._quiet.get(type(msg))
-        if quiet is not None and not self._interest[quiet[0]]:
-            # The common in-process case, kept short: a registered class nobody
-            # else wants. Checked (validity, size bound), numbered, kept, delivered.
-            name, mtype, fingerprint, max_payload = quiet
-            try:
-                bound = mtype.size_bound(msg)
-            except Exception:
-                bound = max_payload + 1  # the exact check raises the readable error
-            if bound > max_payload:
-                out.packer(name, fingerprint).check_fits(len(encode_message(msg, mtype)))
-            next_seq = self._next_seq
-            seq = next_seq[name]
-            next_seq[name] = seq + 1
-            now_ns = time.time_ns()
-            if self._last_keyed.get(name, True):
-                self._keep_last(name, msg, None, fingerprint, seq, now_ns)
-            else:
-                self._last_plain[name] = (msg, None, fingerprint, seq, now_ns)
-            subs = self._subs.get(name)
-            if subs:
-                info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
-                                               True, None, self._clock_synced, False,
-                                               self.replay, fingerprint))
-                for sub in tuple(subs):
-                    sub.deliver(msg, info)
-            return name
-        if isinstance(msg, Record):
-            name, fingerprint, payload, local_msg = self._encode_record(msg)
-        else:
-            mtype = type_of(msg)
-            name, fingerprint, payload, local_msg = mtype.name, mtype.fingerprint, None, msg
-        interest = self._interest.get(name)
-        if interest is None:
-            interest = self._interest[name] = (self._remote_interest is None
-                                               or self._remote_interest(name))
-        packer = out.packer(name, fingerprint)
-        group = self._group(name)  # resolved early: a bad group is the publisher's error
-        # While the group is being agreed, messages wait whatever the interest: a
-        # subscriber that appears meanwhile still gets a new type's first readings.
-        hold = group is None or bool(self._pending.get(name))
-        if interest or hold or payload is not None:
-            if payload is None:
-                payload = encode_message(msg, mtype)
-            packer.check_fits(len(payload))
-        else:
-            self._check_size(msg, mtype, packer)
-            if self._remote_interest is not None and type(msg) not in self._quiet:
-                self._quiet[type(msg)] = (name, mtype, fingerprint, _max_payload(packer))
-        seq = self._next_seq[name]
-        self._next_seq[name] = seq + 1
-        now_ns = time.time_ns()
-        if hold:
-            # Queued before local delivery: a subscriber that publishes this type
-            # again from its callback gets the next number, and it is sent after this.
-            self._hold(name, seq, payload, now_ns, fingerprint)  # type: ignore[arg-type]
-        elif not interest:
-            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
-        else:
-            if packer.next_seq != seq:
-                out.skip_to(packer, seq)  # numbers taken while nobody else listened
-            out.add(packer, payload, now_ns)  # type: ignore[arg-type]
-            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
-            if not isinstance(msg, Record) and type(msg) is mtype.cls \
-                    and type(msg) not in self._routes:
-                max_payload = _max_payload(packer)
-                self._routes[type(msg)] = (name, mtype.encode, packer, max_payload, fingerprint,
-                                           self._send_lane(name, mtype, packer, max_payload))
-        subs = self._subs.get(name)
-        if subs:
-            info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
-                                           True, None, self._clock_synced, False, self.replay,
-                                           fingerprint))
-            for sub in tuple(subs):
-                sub.deliver(local_msg, info)
-        return name
+        return self._pub.publish(msg)
 
     def publish_payload(self, type_name: str, payload: bytes, *,
                         exclude: Subscription | None = None) -> bool:
@@ -589,89 +402,7 @@ class Endpoint:
             ConfigError: ``group_for`` maps the type to an address that is not multicast.
             LocalError: the endpoint is not started.
         """
-        out = self._out
-        if out is None:
-            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
-        if lookup(type_name) is not None:
-            return False
-        name, fingerprint = type_name, bytes(8)
-        interest = self._interest.get(name)
-        if interest is None:
-            interest = self._interest[name] = (self._remote_interest is None
-                                               or self._remote_interest(name))
-        packer = out.packer(name, fingerprint)
-        group = self._group(name)
-        hold = group is None or bool(self._pending.get(name))
-        packer.check_fits(len(payload))
-        seq = self._next_seq[name]
-        self._next_seq[name] = seq + 1
-        now_ns = _time_ns()
-        subs = [sub for sub in self._subs.get(name, ()) if sub is not exclude]
-        local_msg = decode_payload(name, payload) if subs else None
-        if hold:
-            self._hold(name, seq, payload, now_ns, fingerprint)
-        else:
-            if interest:
-                if packer.next_seq != seq:
-                    out.skip_to(packer, seq)  # numbers taken while nobody else listened
-                out.add(packer, payload, now_ns)
-            self._keep_last(name, local_msg, payload, fingerprint, seq, now_ns)
-        if subs:
-            info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
-                                           True, None, self._clock_synced, False, self.replay,
-                                           fingerprint))
-            for sub in subs:
-                sub.deliver(local_msg, info)
-        return True
-
-    def _encode_record(self, msg: Record) -> tuple[str, bytes, bytes, object]:
-        """A Record's (name, fingerprint, payload, what local subscribers get)."""
-        name = validate_type_name(msg.type_name)
-        known = lookup(name)
-        if isinstance(msg, ReplayedRecord) and self.replay:
-            return self._encode_replayed(name, known, msg)
-        fingerprint = known.fingerprint if known is not None else bytes(8)
-        payload = encode_payload(msg)
-        if known is None:
-            return name, fingerprint, payload, msg
-        # Sent under the class's fingerprint, so receivers with the class decode it
-        # strictly: refuse here what they would all drop, and give local subscribers
-        # the class instance remote ones get.
-        try:
-            return name, fingerprint, payload, decode_payload(name, payload, fingerprint)
-        except DecodeError as exc:
-            raise EncodeError(f"Record does not fit its registered class: {exc}") from None
-
-    @staticmethod
-    def _encode_replayed(name: str, known: MessageType | None, msg: ReplayedRecord
-                         ) -> tuple[str, bytes, bytes, object]:
-        """A replayed Record's (name, fingerprint, payload, what local subscribers get).
-
-        Sent under the fingerprint it was logged with (its fields are that version's),
-        its origin after the fields' map (docs/protocol.md, section 4.4).
-        """
-        fingerprint = msg.fingerprint if msg.fingerprint is not None else bytes(8)
-        body = encode_payload(Record(name, msg.fields))
-        local: object = msg
-        if known is not None:
-            # Refuse here what receivers with the class would drop (the same fingerprint:
-            # strict), and give local subscribers what those receivers get.
-            try:
-                local = decode_payload(name, body, fingerprint)
-            except DecodeError as exc:
-                raise EncodeError(f"Record does not fit its registered class: {exc}") from None
-        return name, fingerprint, body + encode_origin(msg.origin), local
-
-    @staticmethod
-    def _check_size(msg: object, mtype: MessageType, packer: Packer) -> None:
-        """Refuse a message that could never fit, without encoding it if its bound fits."""
-        try:
-            bound = mtype.size_bound(msg)
-        except Exception:
-            bound = len(encode_message(msg, mtype))  # raises EncodeError naming the field
-        if packer.fits(bound):
-            return
-        packer.check_fits(len(encode_message(msg, mtype)))
+        return self._pub.publish_payload(type_name, payload, exclude=exclude)
 
     def datagram_for(self, msg: object) -> bytes:
         """Encode ``msg`` alone in a datagram, numbered in its type's stream, not sent.
@@ -692,22 +423,9 @@ class Endpoint:
             MessageTooLarge: the message cannot fit in one datagram.
             LocalError: the endpoint is not started.
         """
-        out = self._out
-        if out is None:
-            raise LocalError("the endpoint is not started; use `async with Endpoint(...)`")
-        mtype = type_of(msg)
-        name = mtype.name
-        payload = encode_message(msg, mtype)
-        packer = out.packer(name, mtype.fingerprint)
-        packer.check_fits(len(payload))
-        seq = self._next_seq[name]
-        self._next_seq[name] = seq + 1
-        if packer.next_seq != seq or packer.count:
-            out.skip_to(packer, seq)  # what waits leaves first, so numbers stay in order
-        self._routes.pop(type(msg), None)  # a compiled lane must re-read the numbering
-        return packer.build_one(payload, time.time_ns())
+        return self._pub.datagram_for(msg)
 
-    # -- subscribe -------------------------------------------------------------------
+    # -- subscribe and groups --------------------------------------------------------
 
     def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
                   maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
@@ -735,17 +453,7 @@ class Endpoint:
             name = validate_type_name(type_or_name)
         else:
             name = type_of(type_or_name).name
-        sub = Subscription(name, callback=callback, maxsize=maxsize, on_close=self._unsubscribe)
-        subs = self._subs.setdefault(name, [])
-        first = not subs
-        if first:
-            group = self._group(name)
-            if group is not None:
-                self._join(name, group)
-        subs.append(sub)
-        if first and self._on_subscriptions is not None:
-            self._on_subscriptions(name, True)
-        return sub
+        return self._listening.subscribe(name, callback, maxsize)
 
     def set_group(self, type_name: str, group: str | IPv4Address, *,
                   release_after: float = 0.0) -> None:
@@ -766,15 +474,9 @@ class Endpoint:
         Raises:
             ConfigError: ``group`` is not a multicast address.
         """
-        group = validate_group(str(group))
-        old = self._groups.get(type_name)
-        self._groups[type_name] = group
-        self._routes.clear()
-        if self._subs.get(type_name) and self._receiver is not None:
-            self._join(type_name, group)
-            if old is not None and old != group:
-                self._schedule_leave(type_name, old)
-        if release_after > 0 and self._pending.get(type_name):
+        self._listening.set_group(type_name, group)
+        self._pub.forget_routes()
+        if release_after > 0 and self._pub.held.waiting(type_name):
             asyncio.get_running_loop().call_later(release_after, self._release, type_name)
         else:
             self._release(type_name)
@@ -790,16 +492,44 @@ class Endpoint:
         Args:
             type_name: the retired type.
         """
-        old = self._groups.pop(type_name, None)
-        self._routes.clear()
-        if old is not None and self._receiver is not None:
-            for group in list(self._joined.get(type_name, ())):
-                self._schedule_leave(type_name, group)
+        self._listening.clear_group(type_name)
+        self._pub.forget_routes()
+
+    def subscribed(self) -> frozenset[str]:
+        """Type names with at least one local subscriber."""
+        return self._listening.subscribed()
+
+    # -- clock, interest and last values ---------------------------------------------
 
     @property
     def clock_synced(self) -> bool:
         """Whether outgoing datagrams are sent as from a synchronised clock."""
-        return self._clock_synced
+        return self._pub.clock_synced
+
+    def set_clock_synced(self, synced: bool) -> None:
+        """Flag (or stop flagging) outgoing datagrams as sent with an unsynchronised clock."""
+        if synced == self._pub.clock_synced:
+            return
+        self._pub.clock_synced = synced
+        if self._out is not None:
+            self._out.set_clock_synced(synced)
+
+    def set_remote_interest(self, type_name: str, interested: bool) -> None:
+        """Tell the endpoint whether some other node subscribes to ``type_name`` now.
+
+        While not, its messages are delivered locally, numbered and kept as the
+        last value, but neither encoded nor sent. Ignored by an endpoint made
+        without ``remote_interest`` (it sends everything).
+        """
+        self._pub.set_interest(type_name, interested)
+
+    def remote_interest(self) -> dict[str, bool]:
+        """The types this endpoint has decided about, and whether it sends each."""
+        return self._pub.interest()
+
+    def published(self) -> dict[str, int]:
+        """Messages published here per type name (sent or not)."""
+        return self._pub.published()
 
     def last_published(self, type_name: str) -> tuple[bytes, bytes, int, int] | None:
         """This endpoint's newest message of a type, whatever its key (see :meth:`last_values`).
@@ -823,20 +553,7 @@ class Endpoint:
         answers for none: a replayer's readings are not current values, and a last
         value carries no origin, so a late joiner would take one for a live reading.
         """
-        if self.replay:
-            return []
-        values = []
-        for key, entry in self._last.entries(type_name):
-            if entry.payload is None:
-                try:
-                    entry.payload = encode_payload(entry.msg)
-                except EncodeError:
-                    _log.warning("the last %s published cannot be encoded any more (mutated "
-                                 "after publishing?); not answering for it", type_name)
-                    continue
-                self._last.store_payload(type_name, key, entry.seq, entry.payload)
-            values.append((entry.payload, entry.fingerprint, entry.seq, entry.sent_ns))
-        return values
+        return self._pub.last_values(type_name)
 
     def last_value_counts(self) -> dict[tuple[str, tuple[Any, ...]], int]:
         """Messages published here per (type, key), for keyed types (see :meth:`last_values`).
@@ -844,28 +561,8 @@ class Endpoint:
         Only keys still held are listed (``last_value_keys`` per type, least recently
         published evicted first: ``stats().last_values_evicted``).
         """
-        return {(name, key): count for (name, key), count in self._last.counts().items()
+        return {(name, key): count for (name, key), count in self._pub.last.counts().items()
                 if key is not None}
-
-    def set_remote_interest(self, type_name: str, interested: bool) -> None:
-        """Tell the endpoint whether some other node subscribes to ``type_name`` now.
-
-        While not, its messages are delivered locally, numbered and kept as the
-        last value, but neither encoded nor sent. Ignored by an endpoint made
-        without ``remote_interest`` (it sends everything).
-        """
-        if self._remote_interest is not None:
-            self._interest[type_name] = interested
-            self._routes.clear()
-
-    def remote_interest(self) -> dict[str, bool]:
-        """The types this endpoint has decided about, and whether it sends each."""
-        return dict(self._interest)
-
-    def published(self) -> dict[str, int]:
-        """Messages published here per type name (sent or not)."""
-        # Every publish takes exactly one sequence number, so the counters are the same.
-        return {name: count for name, count in self._next_seq.items() if count}
 
     def deliver_last_value(self, type_name: str, payload: bytes, *, sender: bytes,
                            fingerprint: bytes, seq: int, boot: int, sent_ns: int,
@@ -874,59 +571,21 @@ class Endpoint:
         """Hand a peer's latest message (a late-joiner answer) to local subscribers.
 
         It is delivered, marked ``last_value``, only when no message as new from that
-        sender has been seen, so a subscriber never gets an old reading after a newer one.
-        Its sequence number is then recorded like a received message's, so the same
-        reading arriving live afterwards is dropped as a duplicate. A publisher answers
-        a keyed type with one message per key, oldest first, so each is newer than the
-        one before and all are delivered; the numbers between them (other keys' older
-        messages) are not counted as lost.
+        sender has been seen, so a subscriber never gets an old reading after a newer one
+        (:meth:`Incoming.deliver_last_value
+        <ganglion.runtime._incoming.Incoming.deliver_last_value>`).
 
         Returns:
             True if it was delivered.
         """
-        subs = self._subs.get(type_name)
-        if not subs:
-            return False
-        seen = self._sequences.peek(sender, type_name)
-        if seen is not None and seen.boot == boot and seen.highest is not None \
-                and seen.highest >= seq:
-            return False
-        try:
-            msg = decode_payload(type_name, payload, fingerprint)
-        except DecodeError as exc:
-            self._count_bad("decode_errors", str(exc), source or ("?", 0))
-            return False
-        tracker = self._sequences.tracker(sender, type_name)
-        verdict = tracker.observe(seq, boot, sent_ns)
-        # A keyed type is answered with one message per key, in sequence order: the
-        # numbers between two answers are other keys' older messages (superseded by
-        # their own answers), not losses, so the next message starts a new baseline.
-        tracker.rebase()
-        self._in.sync_evictions()
-        if not verdict.deliver:
-            return False
-        info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
-                           received_ns=time.time_ns(), boot=boot, source=source,
-                           clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)
-        for sub in list(subs):
-            sub.deliver(msg, info)
-        return True
-
-    def set_clock_synced(self, synced: bool) -> None:
-        """Flag (or stop flagging) outgoing datagrams as sent with an unsynchronised clock."""
-        if synced == self._clock_synced:
-            return
-        self._clock_synced = synced
-        if self._out is not None:
-            self._out.set_clock_synced(synced)
+        return self._in.deliver_last_value(type_name, payload, sender=sender,
+                                           fingerprint=fingerprint, seq=seq, boot=boot,
+                                           sent_ns=sent_ns, source=source,
+                                           clock_synced=clock_synced)
 
     def subscriber_count(self, type_name: str) -> int:
         """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
         return len(self._subs.get(type_name, ()))
-
-    def subscribed(self) -> frozenset[str]:
-        """Type names with at least one local subscriber."""
-        return frozenset(name for name, subs in self._subs.items() if subs)
 
     # -- stats -----------------------------------------------------------------------
 
@@ -940,33 +599,22 @@ class Endpoint:
             total.update(received=s.received, lost=s.lost, duplicates=s.duplicates,
                          reordered=s.reordered, stale=s.stale,
                          schema_mismatches=s.schema_mismatches)
-        dropped = self._queue_dropped_closed + sum(
-            sub.dropped for subs in self._subs.values() for sub in subs)
         c = self._counts
-        pending = sum(len(q) for q in self._pending.values())
+        pub = self._pub
         return EndpointStats(
-            published=sum(self._next_seq.values()), datagrams_sent=self._out.datagrams,
+            published=sum(pub.next_seq.values()), datagrams_sent=self._out.datagrams,
             received=self._in.received, lost=total["lost"], duplicates=total["duplicates"],
             reordered=total["reordered"], stale=total["stale"],
             decode_errors=c["decode_errors"], bad_mac=c["bad_mac"],
-            schema_mismatches=total["schema_mismatches"], pending=pending,
-            pending_dropped=c["pending_dropped"], queue_dropped=dropped,
+            schema_mismatches=total["schema_mismatches"], pending=len(pub.held),
+            pending_dropped=pub.held.dropped, queue_dropped=self._listening.queue_dropped(),
             streams=streams, sender=self._sender.stats(), receiver=self._receiver.stats(),
             key_cache_evictions=self._in.aead_evictions,
             trackers_evicted=self._sequences.evicted,
-            last_value_keys=self._last.keys(), last_values_evicted=self._last.evicted,
+            last_value_keys=pub.last.keys(), last_values_evicted=pub.last.evicted,
         )
 
     # -- internals -------------------------------------------------------------------
-
-    def _group(self, type_name: str) -> str | None:
-        group = self._groups.get(type_name)
-        if group is None:
-            found = self._group_for(type_name)
-            if found is None:
-                return None
-            group = self._groups[type_name] = validate_group(str(found))
-        return group
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
                    max_payload: int) -> SendLane | None:
@@ -979,93 +627,14 @@ class Endpoint:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started
         lane: SendLane = speedups.SendLane(
-            self._next_seq, type_name, self._sender, self._out, packer, self._groups[type_name],
-            self.port, mtype.plan, max_payload, self._out.yields_cpu)
+            self._pub.next_seq, type_name, self._sender, self._out, packer,
+            self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu)
         return lane
 
-    def _send(self, datagram: bytes, type_name: str) -> bool:
-        assert self._sender is not None
-        group = self._groups[type_name]  # resolved before anything was queued
-        return self._sender.send(datagram, group, self.port)
-
-    def _send_many(self, datagrams: list[bytes], type_name: str) -> None:
-        assert self._sender is not None
-        self._sender.send_many(datagrams, self._groups[type_name], self.port)
-
-    def _join(self, type_name: str, group: str) -> None:
-        assert self._receiver is not None
-        joined = self._joined.setdefault(type_name, set())
-        if group not in joined:
-            self._receiver.join(group)  # reference-counted by the receiver
-            joined.add(group)
-        timer = self._move_timers.pop((type_name, group), None)
-        if timer is not None:
-            timer.cancel()  # moved back before the grace period ended
-
-    def _leave(self, type_name: str, group: str) -> None:
-        self._move_timers.pop((type_name, group), None)
-        joined = self._joined.get(type_name)
-        if joined and group in joined:
-            joined.discard(group)
-            if self._receiver is not None:
-                self._receiver.leave(group)
-
-    def _schedule_leave(self, type_name: str, group: str) -> None:
-        key = (type_name, group)
-        if key not in self._move_timers:
-            loop = asyncio.get_running_loop()
-            self._move_timers[key] = loop.call_later(self._move_grace, self._leave,
-                                                     type_name, group)
-
-    def _hold(self, name: str, seq: int, payload: bytes, ts_ns: int, fingerprint: bytes) -> None:
-        """Queue a message until its type has a group.
-
-        Numbers are given at publish time, so local subscribers and the network
-        agree on them; a message dropped from a full queue keeps its number, and
-        receivers see the drop as a gap.
-        """
-        queue = self._pending.setdefault(name, collections.deque())
-        if len(queue) >= self._pending_limit:
-            queue.popleft()
-            self._counts["pending_dropped"] += 1
-        queue.append((seq, payload, ts_ns, fingerprint))
-
     def _release(self, type_name: str) -> None:
-        """Send the messages that waited for ``type_name``'s group, with their numbers."""
-        queue = self._pending.get(type_name)
-        if not queue or self._out is None or type_name not in self._groups:
-            return
-        del self._pending[type_name]
-        self._routes.clear()
-        out = self._out
-        if not self._interest.get(type_name, True):
-            # nobody else wants them by now: the newest is the last value, none is sent
-            # (each key's newest, for a keyed type)
-            for seq, payload, ts_ns, fingerprint in queue:
-                self._keep_last(type_name, None, payload, fingerprint, seq, ts_ns,
-                                newer_only=True)
-            return
-        for seq, payload, ts_ns, fingerprint in queue:
-            packer = out.packer(type_name, fingerprint)
-            if packer.next_seq != seq:
-                out.skip_to(packer, seq)
-            out.add(packer, payload, ts_ns)
-            self._keep_last(type_name, None, payload, fingerprint, seq, ts_ns, newer_only=True)
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.type_name)
-        if not subs or sub not in subs:
-            return
-        subs.remove(sub)
-        self._queue_dropped_closed += sub.dropped
-        if not subs:
-            for group in list(self._joined.get(sub.type_name, ())):
-                self._leave(sub.type_name, group)
-            # Senders may stop sending while nobody here listens (matching): the
-            # next subscription must not count that pause as loss.
-            self._sequences.rebase(sub.type_name)
-            if self._on_subscriptions is not None:
-                self._on_subscriptions(sub.type_name, False)
+        """Send the messages that waited for ``type_name``'s group (if it still has one)."""
+        if type_name in self._groups:
+            self._pub.release(type_name)
 
     def _count_bad(self, kind: str, detail: str, source: tuple[str, int]) -> None:
         self._counts[kind] += 1

@@ -55,8 +55,6 @@ NOT_ADDED, ADDED, FULL = 0, 1, 2
 #: Most bytes a message takes in a datagram besides its payload when it follows
 #: another within microseconds: time delta and length varints, two bytes each.
 HEAD_MAX = 4
-#: The one-byte varints, prebuilt (lengths and time deltas below 128 are the common case).
-_BYTE = tuple(bytes((i,)) for i in range(0x80))
 #: The batch header of a lone message (count 1) with its delta 0 and a one- or
 #: two-byte length varint: the whole head of a message alone in its datagram.
 _LONE1 = struct.Struct(">QQHBB").pack
@@ -257,6 +255,11 @@ class Packer:
     def add(self, payload: bytes, ts_ns: int) -> int:
         """Append one message if it fits in the current datagram.
 
+        The one way a message joins a batch (:meth:`Outgoing.add
+        <ganglion.runtime._outgoing.Outgoing.add>` decides when; the compiled
+        ``batch_add`` in ``ganglion/_c/send.c`` does this method's common case, a
+        delta and a length of at most two bytes each, and must stay its mirror).
+
         Args:
             payload: the encoded payload (non-empty).
             ts_ns: the sender's timestamp of the message, ns since the epoch.
@@ -275,82 +278,51 @@ class Packer:
         n = len(payload)
         count = self.count
         if count:
-            # The common case, kept short: a message microseconds after the previous one.
             delta = ts_ns - self._prev
-            if 0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64:
-                size = self._size + (delta >= 0x40) + (n >= 0x80) + 2 + n
-                if size > self._limit or count >= MAX_BATCH or self._seq + count >= U64:
-                    if size <= self._limit or n + 3 <= self._limit:
-                        return NOT_ADDED  # full, and the message fits an empty datagram
-                    return self._add_slow(payload, ts_ns, n, count)  # raises MessageTooLarge
-                body = self._body
-                dz = delta << 1
-                if dz < 0x80:
-                    body.append(dz)
-                else:
-                    body.append(dz & 0x7F | 0x80)
-                    body.append(dz >> 7)
-                if n < 0x80:
-                    body.append(n)
-                else:
-                    body.append(n & 0x7F | 0x80)
-                    body.append(n >> 7)
-                body += payload
-                self._size = size
-                self.count = count + 1
-                self.next_seq += 1
-                self._prev = ts_ns
-                return FULL if self._limit - size < n + HEAD_MAX else ADDED
-        return self._add_slow(payload, ts_ns, n, count)
-
-    def _add_slow(self, payload: bytes, ts_ns: int, n: int, count: int) -> int:
-        """:meth:`add` for every case: first message, long varints, full datagram, errors."""
-        size_bytes = _BYTE[n] if n < 0x80 else encode_varint(n)
-        if count == 0:
+            # The common case passes one chained comparison: a message microseconds
+            # after the previous one, of a plausible size.
+            if not (0 <= delta < 0x2000 and 0 < n < 0x4000 and ts_ns < U64) and (
+                    not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA):
+                raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
+            dz = (delta << 1) if delta >= 0 else ((-delta) << 1) - 1  # zigzag, inlined
+        else:
+            # The first message of a datagram is at the base time: delta 0.
             if not n:
                 raise EncodeError("a payload must not be empty")
             if not 0 <= ts_ns < U64:
                 raise EncodeError(f"timestamp must be in 0..2**64-1, got {ts_ns}")
             if self._seq >= U64:
                 raise EncodeError("sequence numbers exhausted (2**64)")
-            if 1 + len(size_bytes) + n > self._limit:
+            dz = 0
+        size = (self._size + (1 if dz < 0x80 else 2 if dz < 0x4000 else varint_size(dz))
+                + (1 if n < 0x80 else 2 if n < 0x4000 else varint_size(n)) + n)
+        if size > self._limit or count >= MAX_BATCH or self._seq + count >= U64:
+            if 1 + varint_size(n) + n > self._limit:
                 self.check_fits(n)  # raises, with both sizes
-            self._base = self._prev = ts_ns
-            # First message: delta 0 (one byte), then length and payload.
-            body = self._body
-            body.append(0)
-            body += size_bytes
-            body += payload
-            self._size = len(body)
-            self.count = 1
-            self.next_seq += 1
-            return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
-        delta = ts_ns - self._prev
-        if not n or not 0 <= ts_ns < U64 or not -MAX_TS_DELTA <= delta < MAX_TS_DELTA:
-            raise EncodeError(f"bad message: {n}-byte payload at timestamp {ts_ns}")
-        dz = (delta << 1) if delta >= 0 else ((-delta) << 1) - 1  # zigzag, inlined
-        if dz < 0x80:
-            head = _BYTE[dz] + size_bytes
-        elif dz < 0x4000:  # messages microseconds apart: a two-byte varint, inlined
-            head = bytes((dz & 0x7F | 0x80, dz >> 7)) + size_bytes
-        else:
-            head = encode_varint(dz) + size_bytes
-        if (
-            self._size + len(head) + n > self._limit
-            or self.count >= MAX_BATCH
-            or self._seq + self.count >= U64
-        ):
-            if self._size + len(head) + n > self._limit:
-                self.check_fits(n)
-            return NOT_ADDED
+            return NOT_ADDED  # full, and the message fits an empty datagram
         body = self._body
-        body += head
+        if dz < 0x80:
+            body.append(dz)
+        elif dz < 0x4000:  # messages microseconds apart: a two-byte varint, inlined
+            body.append(dz & 0x7F | 0x80)
+            body.append(dz >> 7)
+        else:
+            body += encode_varint(dz)
+        if n < 0x80:
+            body.append(n)
+        elif n < 0x4000:
+            body.append(n & 0x7F | 0x80)
+            body.append(n >> 7)
+        else:
+            body += encode_varint(n)
         body += payload
-        self._size = len(body)
-        self.count += 1
+        if not count:
+            self._base = ts_ns
+        self._size = size
+        self.count = count + 1
         self.next_seq += 1
         self._prev = ts_ns
-        return FULL if self._limit - self._size < n + HEAD_MAX else ADDED
+        return FULL if self._limit - size < n + HEAD_MAX else ADDED
 
     def build_one(self, payload: bytes, ts_ns: int) -> bytes:
         """Return the datagram of one message alone (nothing may be waiting), numbering it.

@@ -57,7 +57,7 @@ def test_refused_messages_on_the_route_raise_and_take_no_number(
             rx.subscribe(Reading, lambda _m, i: seqs.append(i.seq))
             tx.publish(Reading(0))
             tx.publish(Reading(1))  # on the route now
-            assert Reading in tx._routes
+            assert Reading in tx._pub.routes()
             with pytest.raises(EncodeError, match="value"):
                 tx.publish(Reading("nope"))  # type: ignore[arg-type]
             with pytest.raises(MessageTooLarge):
@@ -105,7 +105,7 @@ def test_interest_off_then_on_sends_with_the_numbers_given_at_publish(
                 tx.publish(Reading(i))
             await wait_until(lambda: len(got) == 3)
             tx.set_remote_interest(NAME, False)
-            assert not tx._routes
+            assert not tx._pub.routes()
             for i in range(3, 6):
                 tx.publish(Reading(i))  # numbered, not sent
             tx.set_remote_interest(NAME, True)
@@ -141,3 +141,19 @@ def test_yield_on_send_can_be_turned_off() -> None:
                     assert lane is not None and lane.yields_cpu is yields
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_publish_is_the_publishers_own_and_the_documented_method_does_the_same(
+        free_udp_port: int, test_group: str) -> None:
+    async def main() -> None:
+        async with Endpoint(interface=LO, port=free_udp_port, group_for=lambda _n: test_group) as tx, \
+                Endpoint(interface=LO, port=free_udp_port, group_for=lambda _n: test_group) as rx:
+            seqs: list[int] = []
+            rx.subscribe(Reading, lambda _m, i: seqs.append(i.seq))
+            assert tx.publish == tx._pub.publish  # no frame of the endpoint's per message
+            assert tx.publish(Reading(0)) == NAME
+            assert Endpoint.publish(tx, Reading(1)) == NAME
+            await wait_until(lambda: len(seqs) == 2)
+            assert seqs == [0, 1]
+
+    run(main())

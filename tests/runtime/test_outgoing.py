@@ -395,14 +395,14 @@ def test_a_lone_send_made_elsewhere_yields_unless_its_sender_already_did(
         out = Outgoing(node_id=NODE, boot=7, key=None, send=FakeSend(),
                        loop=asyncio.get_running_loop(), after_idle_send=lambda: yields.append("y"))
         assert not out.yields_cpu  # a hook of its own: the compiled lane cannot run it
-        out.sent_alone()
+        out.lane_done(out.packer("t.A", FP), 30, False)
         assert yields == ["y"] and (out.messages, out.datagrams) == (1, 1) and out.busy
         # The scheduler's yield: the compiled lane did it right after its send.
         monkeypatch.setattr(_outgoing, "YIELD_CPU", lambda: yields.append("sched"))
         yielding = Outgoing(node_id=NODE, boot=7, key=None, send=FakeSend(),
                             loop=asyncio.get_running_loop(), after_idle_send=_outgoing.YIELD_CPU)
         assert yielding.yields_cpu
-        yielding.sent_alone()
+        yielding.lane_done(yielding.packer("t.A", FP), 30, False)
         assert yields == ["y"] and (yielding.messages, yielding.datagrams) == (1, 1)
 
     run(main())

@@ -1,8 +1,8 @@
 """The packer's short path for close-together messages writes what encode_datagram writes.
 
-``Packer.add`` has an inlined path for the common case (a message less than
-8 us after the previous one, payload under 16 KiB) and the general one for
-everything else. Byte for byte, the datagrams must be those
+``Packer.add`` writes the common case (a message less than 8 us after the
+previous one, payload under 16 KiB: one- and two-byte varints) with inlined
+byte appends and longer varints with the general encoder. Byte for byte, the datagrams must be those
 :func:`encode_datagram` builds from the same messages, at every boundary of
 the one- and two-byte varints and of the size budget.
 """
