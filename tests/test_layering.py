@@ -58,6 +58,7 @@ PURE = (
     "ganglion.runtime._bus_report",
     "ganglion.runtime.lastvalues",
     "ganglion.runtime.replayed",
+    "ganglion.runtime._outgoing",
 )
 #: What a pure core never imports: event loops, sockets, threads, the network libraries.
 IO_MODULES = frozenset({
