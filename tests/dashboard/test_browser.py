@@ -160,8 +160,9 @@ def test_the_page_shows_everything_plots_and_survives_a_restart(
                 for t, f, n, s in (("sensors.Temperature", "celsius", brewery, "sim:a"),
                                    ("sensors.Temperature", "celsius", brewery, "sim:b"),
                                    ("sensors.Humidity", "percent", cellar, "sim:h")):
+                    # Generous: under a loaded suite the headless page redraws late.
                     await until(lambda t=t, f=f, n=n, s=s: _at_least(page, t, f, n, s, N),
-                                f"{N} points of {t} {s} in its plot")
+                                f"{N} points of {t} {s} in its plot", timeout=45)
                 # Every type and every node of the network is on the page.
                 types = await page.js("[...document.querySelectorAll('#map tbody tr')]"
                                       ".map(r => r.dataset.type)")

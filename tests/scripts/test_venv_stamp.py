@@ -49,7 +49,7 @@ def venv(tree: Path, extras: str) -> list[str]:
 
 
 def test_a_subset_of_the_installed_extras_installs_nothing(tree: Path) -> None:
-    assert venv(tree, FULL) == [".[bench,dev,fast,mqtt,pi,secure]"]
+    assert venv(tree, FULL) == [".[bench,dashboard,dev,fast,mqtt,pi,postgres,secure]"]
     assert venv(tree, "fast,secure") == []  # make demo after make test: offline
     assert venv(tree, "") == []
     assert venv(tree, "dev,bench,fast") == []
