@@ -155,7 +155,22 @@ def test_the_page_shows_everything_plots_and_survives_a_restart(
                             "the page to connect")
                 await until(lambda: page.js(
                     "document.querySelectorAll('#map tbody tr').length >= 2"), "the map")
-                last = await publish_rounds(brewery, cellar, N, 1)
+                # The publishers send a type only once they hear (from the dashboard's
+                # heartbeats) that it is wanted; until then readings stay local. Warm up
+                # until every series is plotting live readings, then count N more.
+                series = (("sensors.Temperature", "celsius", brewery, "sim:a"),
+                          ("sensors.Temperature", "celsius", brewery, "sim:b"),
+                          ("sensors.Humidity", "percent", cellar, "sim:h"))
+                warm = 1
+
+                async def flowing() -> bool:
+                    nonlocal warm
+                    await publish_rounds(brewery, cellar, 1, warm)
+                    warm += 1
+                    return all([await _at_least(page, t, f, n, s, 2) for t, f, n, s in series])
+
+                await until(flowing, "live readings in every plot", timeout=30)
+                last = await publish_rounds(brewery, cellar, N, warm)
                 await check_latest(page, brewery, cellar, last)
                 for t, f, n, s in (("sensors.Temperature", "celsius", brewery, "sim:a"),
                                    ("sensors.Temperature", "celsius", brewery, "sim:b"),
