@@ -56,6 +56,7 @@ PURE = (
     "ganglion.runtime.control_messages",
     "ganglion.runtime._advert",
     "ganglion.runtime._bus_report",
+    "ganglion.runtime._bus_routes",
     "ganglion.runtime.lastvalues",
     "ganglion.runtime.replayed",
     "ganglion.runtime._outgoing",

@@ -2,8 +2,8 @@
 
 Theory of operation: ``ganglion._busfast`` (``ganglion/_c/busfast.c``) is an optional C
 extension, built at install time like ``ganglion._speedups`` and skipped where there is
-no C compiler. It runs :meth:`PluginBus._drain_python
-<ganglion.runtime.bus.PluginBus._drain_python>`'s loop on the same libzmq sockets,
+no C compiler. It runs :func:`~ganglion.runtime._bus_drain.drain_python`'s loop on the
+same libzmq sockets,
 calling the libzmq that pyzmq loaded (found in ``/proc/self/maps``, so Linux only), and
 leaves every message it is not sure of to the Python path. Nothing else changes: the
 Python path stays the reference, and the tests compare the two message by message.

@@ -107,3 +107,19 @@ class ReportLimiter:
     def remembered(self) -> int:
         """How many (peer, reason) pairs are remembered as logged (at most ``max_keys``)."""
         return len(self._logged)
+
+
+def peer_name(value: str | None) -> str:
+    """Name the plugin a message came from, from what zmq knows of its connection.
+
+    A restricted bus names each accepted connection (``plugin-N``, from ZAP);
+    otherwise ipc frames carry the peer's credentials (``localhost:UID:GID:PID``
+    on Linux) and tcp frames its address.
+    """
+    if not value:
+        return "plugin"
+    host, _, creds = value.partition(":")
+    parts = creds.split(":")
+    if host == "localhost" and len(parts) == 3:
+        return f"pid {parts[2]} (uid {parts[0]})"
+    return clip(value, 64)

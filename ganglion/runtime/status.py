@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ganglion.errors import NodeNotRunningError, StatusError
-from ganglion.runtime.bus import MAX_IPC_PATH, _claim_ipc_path
+from ganglion.runtime._bus_bind import MAX_IPC_PATH, claim_ipc_path
 
 __all__ = [
     "MAX_RESPONSE",
@@ -122,7 +122,7 @@ class StatusServer:
             raise ConfigError(f"status socket path {str(self.path)!r} is longer than the "
                               f"{MAX_IPC_PATH} bytes Unix sockets allow: use a shorter "
                               "state directory")
-        _claim_ipc_path(self.path)
+        claim_ipc_path(self.path)
         old_umask = os.umask(0o177)  # created 0600, never wider even for an instant
         try:
             self._server = await asyncio.start_unix_server(self._serve, path=os.fspath(self.path))
