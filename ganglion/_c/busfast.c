@@ -37,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#define BUSFAST_ABI 2
+#define BUSFAST_ABI 3
 #define Z_DONTWAIT 1
 #define Z_SNDMORE 2
 #define MAX_DEPTH 16   /* deeper is left to Python (which allows 32) */
@@ -541,6 +541,121 @@ static PyObject *deliver(PyObject *Py_UNUSED(self), PyObject *args)
     return PyBool_FromLong(ok);
 }
 
+/* ---- a plugin's end: reading deliveries ------------------------------------------ */
+
+/* Parse a meta frame written exactly as build_meta() writes it (any width of the two
+ * integers). Return (sender, seq, sent_ns, local), or a new reference to Py_None when
+ * it has any other layout (then PluginMeta.decode, the reference, reads it). */
+static PyObject *parse_meta(const unsigned char *p, size_t n)
+{
+    static const unsigned char k_sender[] = {0xA4, 0x66, 's', 'e', 'n', 'd', 'e', 'r', 0x48};
+    cur c = {p, p + n};
+    int major;
+    uint64_t seq, ns;
+    if (n < sizeof k_sender + 8 || memcmp(p, k_sender, sizeof k_sender) != 0)
+        Py_RETURN_NONE;
+    const unsigned char *sender = p + sizeof k_sender;
+    c.p = sender + 8;
+    if (c.end - c.p < 4 || memcmp(c.p, "\x63seq", 4) != 0)
+        Py_RETURN_NONE;
+    c.p += 4;
+    if (head(&c, &major, &seq) < 0 || major != 0)
+        Py_RETURN_NONE;
+    if (c.end - c.p < 8 || memcmp(c.p, "\x67sent_ns", 8) != 0)
+        Py_RETURN_NONE;
+    c.p += 8;
+    if (head(&c, &major, &ns) < 0 || major != 0)
+        Py_RETURN_NONE;
+    if (c.end - c.p != 7 || memcmp(c.p, "\x65local", 6) != 0 || (c.p[6] != 0xF4 && c.p[6] != 0xF5))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(y#KKO)", (const char *)sender, (Py_ssize_t)8,
+                         (unsigned long long)seq, (unsigned long long)ns,
+                         c.p[6] == 0xF5 ? Py_True : Py_False);
+}
+
+static PyObject *meta_fields(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *out = parse_meta(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(recv_many_doc,
+"recv_many(sub, limit) -> list\n\n"
+"Read up to ``limit`` queued messages from a SUB socket (its ``underlying`` address)\n"
+"without waiting, as PluginClient's Python path reads them one by one. Each is\n"
+"``(name, payload, meta)`` for three frames or more (the rest are read and dropped),\n"
+"``meta`` being ``(sender, seq, sent_ns, local)`` when the frame has the layout the\n"
+"bus writes and the frame's bytes otherwise; a message of fewer frames is the tuple\n"
+"of its frames. An empty list: nothing was queued.");
+
+static PyObject *recv_many(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_many() takes 2 arguments");
+        return NULL;
+    }
+    if (!loaded) {
+        PyErr_SetString(PyExc_RuntimeError, "_busfast.load() was not called");
+        return NULL;
+    }
+    void *sock = PyLong_AsVoidPtr(args[0]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t got = 0; got < limit; got++) {
+        PyObject *parts[3] = {NULL, NULL, NULL};
+        Py_ssize_t count = 0;
+        int more = 1, failed = 0;
+        while (more) {
+            zmsg m;
+            z_msg_init(&m);
+            if (z_msg_recv(&m, sock, Z_DONTWAIT) < 0) {
+                z_msg_close(&m);
+                break;  /* EAGAIN before a first frame: nothing queued (later: cannot happen) */
+            }
+            more = z_msg_more(&m);
+            if (count < 3 && !failed) {
+                const unsigned char *p = z_msg_data(&m);
+                size_t n = z_msg_size(&m);
+                if (count == 2) {
+                    parts[2] = parse_meta(p, n);
+                    if (parts[2] == Py_None) {
+                        Py_DECREF(parts[2]);
+                        parts[2] = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+                    }
+                } else {
+                    parts[count] = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+                }
+                failed = parts[count] == NULL;
+            }
+            count++;
+            z_msg_close(&m);
+        }
+        PyObject *item = NULL;
+        if (count == 0)
+            break;
+        if (!failed)
+            item = count >= 3 ? PyTuple_Pack(3, parts[0], parts[1], parts[2])
+                 : count == 2 ? PyTuple_Pack(2, parts[0], parts[1]) : PyTuple_Pack(1, parts[0]);
+        for (int i = 0; i < 3; i++)
+            Py_XDECREF(parts[i]);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"drain", (PyCFunction)(void (*)(void))drain, METH_FASTCALL, drain_doc},
     {"deliver", deliver, METH_VARARGS, deliver_doc},
@@ -548,6 +663,9 @@ static PyMethodDef methods[] = {
      "check_payload(payload) -> True if it is a CBOR map in the plain subset drain() passes."},
     {"meta", meta, METH_VARARGS,
      "meta(sender, seq, sent_ns, local=True) -> the meta frame drain() and deliver() send (PluginMeta.encode's bytes)."},
+    {"recv_many", (PyCFunction)(void (*)(void))recv_many, METH_FASTCALL, recv_many_doc},
+    {"meta_fields", meta_fields, METH_O,
+     "meta_fields(frame) -> (sender, seq, sent_ns, local) if the frame has the layout meta() writes, else None."},
     {"load", load, METH_O, "load(path) -> resolve libzmq's functions from the loaded library."},
     {NULL, NULL, 0, NULL},
 };

@@ -18,7 +18,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``BUSFAST_ABI``).
-ABI = 2
+ABI = 3
 _CHOICES = ("auto", "off", "require")
 
 
