@@ -19,7 +19,10 @@ directory) carries them; which goes first alternates by trial. The ratio
 :func:`bus_latency_trial` is internal <-> external on one node: one process runs a
 :class:`ganglion.Node` with its bus (``node-sub``/``node-pub`` with ``bus``), the other
 a :class:`ganglion.client.PluginClient` (``plugin-pub``/``plugin-sub``), paced, and
-the one-way latency is read on the receiving side.
+the one-way latency is read on the receiving side. Each such trial also measures, just
+before, one bare zmq hop between the same plain pyzmq clients (``raw-pub`` binding its
+XPUB where ``raw-sub`` connects, nothing in between, paced alike): the floor a one-hop
+path has on this machine at this moment, printed beside the bus's figure with the ratio.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ def run_raw_pub(cfg: dict[str, Any]) -> int:
     pub = ctx.socket(zmq.XPUB)
     pub.linger = 0
     pub.setsockopt(zmq.XPUB_NODROP, 1)
-    pub.connect(f"ipc://{cfg['base']}.pub")
+    if cfg.get("bind"):  # a bare hop: the subscriber connects straight to this socket
+        pub.bind(f"ipc://{cfg['base']}.sub")
+    else:
+        pub.connect(f"ipc://{cfg['base']}.pub")
     deadline = time.monotonic() + float(cfg.get("deadline_s", 120.0))
     if not pub.poll(20_000):
         emit("error", why="no subscription arrived in 20 s")
@@ -204,14 +210,19 @@ def _read_lines(timeout: float) -> list[str]:
 
 
 def _blast(group: ProcGroup, base: str, count: int, label: str,
-           mode: str = "blast") -> dict[str, Any]:
-    """One run from a raw publisher to a raw subscriber through whatever serves ``base``:
-    a blast of ``count`` messages, or ``count`` paced at 1,000 msg/s (latency)."""
+           mode: str = "blast", *, direct: bool = False) -> dict[str, Any]:
+    """One run from a raw publisher to a raw subscriber through whatever serves ``base``
+    (``direct``: nothing, the publisher binds): a blast of ``count`` messages, or
+    ``count`` paced at 1,000 msg/s (latency)."""
     cfg = {"base": base, "count": count, "deadline_s": 60.0 + count / 500.0, "mode": mode,
-           "rate": 1000.0}
+           "rate": 1000.0, "bind": direct}
+    if direct:  # the publisher binds: start it first
+        pub = group.worker("raw-pub", cfg, name=f"raw pub ({label})")
+        time.sleep(0.3)
     sub = group.worker("raw-sub", cfg, name=f"raw sub ({label})")
     sub.wait_event("ready", 20)
-    pub = group.worker("raw-pub", cfg, name=f"raw pub ({label})")
+    if not direct:
+        pub = group.worker("raw-pub", cfg, name=f"raw pub ({label})")
     sub.wait_event("warm", 30)
     time.sleep(0.2)  # the warm-up flowing: every connection and subscription is up
     pub.send("go")
@@ -281,14 +292,31 @@ def bus_latency_trial(direction: str, count: int, rate: float) -> dict[str, Any]
               "deadline_s": 120.0 + count / rate}
     with ProcGroup("bus-latency") as group:
         state = group.state_dir()
+        hop = bare_hop_p50(group, count)
         node_cfg = {**common, "port": port, "state_dir": state, "name": "bench-bus",
                     "bus": True}
         if direction == "ext_to_int":
             node = group.worker("node-sub", node_cfg, name="node with bus")
             node.wait_event("ready", 20)
             plugin = group.worker("plugin-pub", {**common, "bus": state}, name="plugin")
-            return _measured_pair(group, node, plugin, count, rate, "paced")
-        plugin = group.worker("plugin-sub", {**common, "bus": state}, name="plugin")
-        node = group.worker("node-pub", node_cfg, name="node with bus")
-        plugin.wait_event("ready", 20)
-        return _measured_pair(group, plugin, node, count, rate, "paced")
+            got = _measured_pair(group, node, plugin, count, rate, "paced")
+        else:
+            plugin = group.worker("plugin-sub", {**common, "bus": state}, name="plugin")
+            node = group.worker("node-pub", node_cfg, name="node with bus")
+            plugin.wait_event("ready", 20)
+            got = _measured_pair(group, plugin, node, count, rate, "paced")
+    return with_hop(got, hop)
+
+
+def bare_hop_p50(group: ProcGroup, count: int) -> float | None:
+    """One bare zmq hop between the plain pyzmq clients, paced: its one-way p50 (us)."""
+    return _blast(group, f"{group.state_dir()}/hop", count, "bare hop", "paced",
+                  direct=True)["p50_us"]
+
+
+def with_hop(result: dict[str, Any], hop_p50: float | None) -> dict[str, Any]:
+    """``result`` with the same trial's bare-hop p50 and the ratio of its p50 to it."""
+    result["hop_p50_us"] = hop_p50
+    p50 = result.get("p50_us")
+    result["p50_per_hop"] = p50 / hop_p50 if p50 and hop_p50 else None
+    return result
