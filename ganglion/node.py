@@ -809,16 +809,15 @@ class Node:
     def _on_bus_subscribe(self, type_name: str) -> None:
         if type_name in self._bus_subs:
             return
-        from ganglion.runtime.bus import meta_from_info
         from ganglion.types import encode_payload
 
         def to_plugins(msg: Any, info: MessageInfo) -> None:
             if (info.local and self._from_bus) or self._bus is None:
                 return
             if type(msg) is bytes:  # a payload from the network, undecoded (sub.raw)
-                self._bus.deliver(type_name, msg, meta_from_info(info), check=True)
+                self._bus.deliver_info(type_name, msg, info, check=True)
                 return
-            self._bus.deliver(type_name, encode_payload(msg), meta_from_info(info))
+            self._bus.deliver_info(type_name, encode_payload(msg), info)
 
         sub = self.subscribe(type_name, callback=to_plugins)
         sub.raw = True  # plugins take payloads as they are: no decoding to re-encode

@@ -84,13 +84,15 @@ class Drainer:
             return False
         return True
 
-    def send(self, raw_name: bytes, payload: bytes, meta: PluginMeta) -> bool:
+    def send(self, raw_name: bytes, payload: bytes, sender: bytes, seq: int, sent_ns: int,
+             local: bool) -> bool:
         """Send one delivery ``[name, payload, meta]``; False when a queue refused it."""
         if self.fast is not None:
             # The same three frames, the meta frame written in C (fast.meta is
             # PluginMeta.encode's bytes, tests/runtime/test_bus_fast.py).
-            return bool(self.fast.deliver(self.xpub.underlying, raw_name, payload, meta.sender,
-                                          meta.seq, meta.sent_ns, meta.local))
+            return bool(self.fast.deliver(self.xpub.underlying, raw_name, payload, sender, seq,
+                                          sent_ns, local))
+        meta = PluginMeta(sender=sender, seq=seq, sent_ns=sent_ns, local=local)
         try:
             self.xpub.send_multipart([raw_name, payload, meta.encode()], flags=_DONTWAIT)
         except zmq.Again:

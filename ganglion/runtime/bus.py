@@ -368,13 +368,22 @@ class PluginBus:
             running, the payload failed the check, or a subscriber's queue was
             full (counted in ``dropped``).
         """
+        return self.deliver_info(type_name, payload, meta, check=check)
+
+    def deliver_info(self, type_name: str, payload: bytes, info: MessageInfo | PluginMeta, *,
+                     check: bool = False) -> bool:
+        """:meth:`deliver`, the meta frame written from a :class:`MessageInfo` directly.
+
+        The node's own subscription of a type plugins want calls this once per
+        message: no :class:`PluginMeta` is made for it (the frame is the same).
+        """
         io = self._io
         if io is None or not self._routes.subscribed(type_name):
             return False
         if check and not io.payload_ok(payload):
             self._counts["bad_deliveries"] += 1
             return False
-        if io.send(type_name.encode(), payload, meta):
+        if io.send(type_name.encode(), payload, info.sender, info.seq, info.sent_ns, info.local):
             self._counts["delivered"] += 1
             return True
         self._counts["dropped"] += 1

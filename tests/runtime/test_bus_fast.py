@@ -332,3 +332,36 @@ def test_checked_deliveries_drop_a_payload_that_is_not_a_plain_map(
             assert bus.stats().delivered == 2
 
     run(main())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_delivering_from_a_message_info_sends_what_its_plugin_meta_would(
+        short_dir: Path, compiled: bool) -> None:
+    if compiled and fast is None:
+        pytest.skip("ganglion._busfast is not built")
+    from ganglion.runtime.bus import meta_from_info
+    from ganglion.runtime.subscription import MessageInfo
+
+    infos = [MessageInfo(type_name="ex.A", sender=NODE_ID, seq=seq, sent_ns=10**18 + seq,
+                         received_ns=0, local=seq % 2 == 0) for seq in (1, 2, 300, 2**33)]
+
+    async def main() -> None:
+        rec = Recorder()
+        async with rec.bus(ipc_path=short_dir / "bus", compiled=compiled) as bus:
+            subscriber = Plugin(addresses(bus, "ipc"))
+            try:
+                subscriber.sub.subscribe(b"ex.A")
+                await wait_until(lambda: rec.subscribed == ["ex.A"])
+                for info in infos:
+                    payload = cbor2.dumps({"s": info.seq})
+                    assert bus.deliver_info("ex.A", payload, info)
+                    assert bus.deliver("ex.A", payload, meta_from_info(info))
+                got = [await subscriber.recv() for _ in range(2 * len(infos))]
+            finally:
+                subscriber.close()
+            assert got[0::2] == got[1::2]
+            assert [PluginMeta.decode(frames[2]) for frames in got[0::2]] == [
+                meta_from_info(info) for info in infos]
+            assert bus.stats().delivered == 2 * len(infos)
+
+    run(main())
