@@ -12,11 +12,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from bus_helpers import Recorder, run, short_dir, wait_until
 
 from ganglion.client import PluginMeta
 from ganglion.runtime.bus import PluginBus
@@ -26,18 +26,7 @@ from hardware.readings import Temperature
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "c_plugin"
 NODE_ID = bytes.fromhex("c0c1c2c3c4c5c6c7")
 
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:
-    """Run a test coroutine on a fresh loop, failing it after ``timeout`` seconds."""
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(poll(), timeout)
+__all__ = ["short_dir"]  # the fixture, imported for these tests
 
 
 def _missing_toolchain() -> str | None:
@@ -73,26 +62,7 @@ def plugin_binary() -> Iterator[Path]:
         shutil.rmtree(build, ignore_errors=True)
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="gzcp", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Calls:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-        self.subscribed: list[str] = []
-        self.unsubscribed: list[str] = []
-
-    def bus(self, **kwargs: Any) -> PluginBus:
-        return PluginBus(on_publish=lambda n, p: self.published.append((n, p)),
-                         on_subscribe=self.subscribed.append,
-                         on_unsubscribe=self.unsubscribed.append, node_id=NODE_ID, **kwargs)
-
-
-async def exchange(binary: Path, where: str, bus: PluginBus, calls: Calls,
+async def exchange(binary: Path, where: str, bus: PluginBus, calls: Recorder,
                    count: int) -> tuple[int, str]:
     """Run the plugin for ``count`` 40 ms intervals, sending it three temperatures."""
     proc = await asyncio.create_subprocess_exec(
@@ -119,8 +89,8 @@ def test_c_plugin_publishes_counters_and_prints_temperatures(
     plugin_binary: Path, short_dir: Path, transport: str
 ) -> None:
     async def main() -> None:
-        calls = Calls()
-        async with calls.bus(ipc_path=short_dir / "bus", tcp_port=0) as bus:
+        calls = Recorder()
+        async with calls.bus(ipc_path=short_dir / "bus", tcp_port=0, node_id=NODE_ID) as bus:
             where = str(short_dir) if transport == "ipc" else f"tcp://127.0.0.1:{bus.tcp_port}"
             # 30 readings: counts 24..29 take the one-byte CBOR integer head.
             code, output = await exchange(plugin_binary, where, bus, calls, count=30)

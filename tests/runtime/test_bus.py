@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import socket
 import stat
-import tempfile
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import cbor2
 import pytest
 import zmq
 import zmq.asyncio
+from bus_helpers import Plugin, Recorder, addresses, run, short_dir, wait_until
 
 from ganglion.client import BusAddress, PluginMeta
 from ganglion.errors import ConfigError, TransportError
@@ -33,94 +31,7 @@ from ganglion.runtime.subscription import MessageInfo
 GOOD = cbor2.dumps({"celsius": 21.5})
 NODE_ID = bytes.fromhex("0102030405060708")
 
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 15.0) -> None:
-    """Run a test coroutine on a fresh loop, failing it after ``timeout`` seconds."""
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``cond`` on the loop until it holds; fail after ``timeout`` seconds."""
-
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A temp dir with a short path (Unix socket paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="gzbus", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Recorder:
-    """The bus callbacks, recording what they were called with."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-        self.subscribed: list[str] = []
-        self.unsubscribed: list[str] = []
-
-    def on_publish(self, name: str, payload: bytes) -> None:
-        self.published.append((name, payload))
-
-    def on_subscribe(self, name: str) -> None:
-        self.subscribed.append(name)
-
-    def on_unsubscribe(self, name: str) -> None:
-        self.unsubscribed.append(name)
-
-    def bus(self, **kwargs: Any) -> PluginBus:
-        """A bus wired to this recorder."""
-        return PluginBus(
-            on_publish=self.on_publish,
-            on_subscribe=self.on_subscribe,
-            on_unsubscribe=self.on_unsubscribe,
-            **kwargs,
-        )
-
-
-class Plugin:
-    """Raw zmq sockets standing in for an external plugin process."""
-
-    def __init__(self, address: BusAddress, **sockopts: int) -> None:
-        self.ctx = zmq.asyncio.Context()
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.sub = self.ctx.socket(zmq.SUB)
-        for sock in (self.pub, self.sub):
-            sock.linger = 0
-            for opt, value in sockopts.items():
-                sock.setsockopt(getattr(zmq, opt.upper()), value)
-        self.pub.connect(address.publish)
-        self.sub.connect(address.subscribe)
-
-    async def wait_listening(self) -> None:
-        """Wait for the bus's subscribe-to-everything (so nothing is lost)."""
-        assert await asyncio.wait_for(self.pub.recv(), 5.0) == b"\x01"
-
-    async def send(self, *frames: bytes) -> None:
-        await self.pub.send_multipart(list(frames))
-
-    async def recv(self, timeout: float = 5.0) -> list[bytes]:
-        return list(await asyncio.wait_for(self.sub.recv_multipart(), timeout))
-
-    async def nothing_within(self, seconds: float) -> bool:
-        events: int = await self.sub.poll(int(seconds * 1000))  # type: ignore[assignment]
-        return events == 0
-
-    def close(self) -> None:
-        self.pub.close(0)
-        self.sub.close(0)
-        self.ctx.term()
-
-
-def addresses(bus: PluginBus, transport: str) -> BusAddress:
-    """The bus's ipc or tcp address pair."""
-    return next(a for a in bus.endpoints if a.publish.startswith(transport))
+__all__ = ["short_dir"]  # the fixture, imported for these tests
 
 
 # -- binding and closing ----------------------------------------------------

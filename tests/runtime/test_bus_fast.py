@@ -20,14 +20,16 @@ from typing import Any
 import cbor2
 import pytest
 import zmq
+from bus_helpers import Plugin, Recorder, addresses, run, short_dir, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_bus import NODE_ID, Plugin, Recorder, addresses, run, short_dir, wait_until
 
 from ganglion.client import PluginMeta
 from ganglion.runtime import _bus_accel
 from ganglion.runtime.bus import PluginBus
 from ganglion.types._payload import payload_problem
+
+NODE_ID = bytes.fromhex("0102030405060708")
 
 __all__ = ["short_dir"]  # the fixture, imported for these tests
 

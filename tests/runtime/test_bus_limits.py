@@ -12,17 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
-import zmq
-import zmq.asyncio
+from bus_helpers import Plugin, Recorder, run, short_dir, wait_until
 
 from ganglion.client import BusAddress
 from ganglion.errors import MessageTooLarge
@@ -31,54 +28,16 @@ from ganglion.runtime.bus import PluginBus
 MEGABYTE = 1_000_000
 BUS_LOGGER = "ganglion.runtime.bus"
 
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:
-    """Run a test coroutine on a fresh loop, failing it after ``timeout`` seconds."""
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``cond`` on the loop until it holds; fail after ``timeout`` seconds."""
-
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A temp dir with a short path (Unix socket paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="gzlim", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Publisher:
-    """A raw XPUB standing in for a plugin that sends whatever frames it likes."""
-
-    def __init__(self, address: str) -> None:
-        self.ctx = zmq.asyncio.Context()
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.pub.linger = 0
-        self.pub.sndhwm = 0  # queue all 100 MB: the test wants every frame to arrive
-        self.pub.connect(address)
-
-    async def wait_listening(self) -> None:
-        assert await asyncio.wait_for(self.pub.recv(), 5.0) == b"\x01"
-
-    async def send(self, *frames: bytes) -> None:
-        await self.pub.send_multipart(list(frames))
-
-    def close(self) -> None:
-        self.pub.close(0)
-        self.ctx.term()
+__all__ = ["short_dir"]  # the fixture, imported for these tests
 
 
 def make_bus(on_publish: Callable[[str, bytes], object], **kwargs: Any) -> PluginBus:
-    return PluginBus(on_publish=on_publish, on_subscribe=lambda _n: None,
-                     on_unsubscribe=lambda _n: None, **kwargs)
+    return Recorder().bus(on_publish=on_publish, **kwargs)
+
+
+def flooder(bus: PluginBus) -> Plugin:
+    """A raw plugin that queues all it sends (100 MB: every frame must arrive)."""
+    return Plugin(bus.endpoints[0], sndhwm=0)
 
 
 def bus_log(caplog: pytest.LogCaptureFixture) -> str:
@@ -93,7 +52,7 @@ def test_a_hundred_malformed_megabyte_payloads_are_counted_and_logged_once(
     async def main() -> None:
         bus = make_bus(lambda _n, _p: None, ipc_path=short_dir / "bus")
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 for _ in range(100):
@@ -132,7 +91,7 @@ def test_a_hundred_megabyte_messages_the_node_refuses_log_an_excerpt_once(
     async def main() -> None:
         bus = make_bus(on_publish, ipc_path=None, tcp_port=0)
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 for _ in range(100):
@@ -163,7 +122,7 @@ def test_every_kind_of_bad_message_gets_one_line_per_reason(
     async def main() -> None:
         bus = make_bus(lambda _n, _p: None, ipc_path=short_dir / "bus")
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 for _ in range(20):
@@ -198,7 +157,7 @@ def test_a_failing_callback_logs_its_traceback_once_without_the_payload(
     async def main() -> None:
         bus = make_bus(on_publish, ipc_path=short_dir / "bus")
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 for _ in range(50):
@@ -222,7 +181,7 @@ def test_summaries_come_periodically_while_a_plugin_keeps_sending(
     async def main() -> None:
         bus = make_bus(lambda _n, _p: None, ipc_path=short_dir / "bus", summary_interval=0.2)
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 for _ in range(5):
@@ -241,7 +200,7 @@ def test_a_frame_above_the_size_bound_is_never_taken(short_dir: Path) -> None:
     async def main() -> None:
         bus = make_bus(lambda _n, _p: None, ipc_path=short_dir / "bus", max_message=4096)
         async with bus:
-            plugin = Publisher(bus.endpoints[0].publish)
+            plugin = flooder(bus)
             try:
                 await plugin.wait_listening()
                 await plugin.send(b"ex.Big", cbor2.dumps({"b": b"x" * 10_000}))

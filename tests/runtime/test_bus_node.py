@@ -9,16 +9,11 @@ loopback with their bus on ipc, and raw pyzmq plugins.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import cbor2
-import pytest
-import zmq
-import zmq.asyncio
+from bus_helpers import Plugin, run, short_dir, wait_until
 from port_pairs import LOOPBACK, free_port_pair
 
 from ganglion.client import PluginMeta, ipc_address
@@ -28,44 +23,20 @@ from ganglion.types import Record
 
 TYPE = "ex.BusFlow"
 
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 40.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
+__all__ = ["short_dir"]  # the fixture, imported for these tests
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="gzbn", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class RawPlugin:
-    """A plugin as raw zmq sockets on a node's ipc bus."""
+class RawPlugin(Plugin):
+    """A plugin as raw zmq sockets on a node's ipc bus, sending and reading :data:`TYPE`."""
 
     def __init__(self, state_dir: Path) -> None:
-        address = ipc_address(state_dir / "bus")
-        self.ctx = zmq.asyncio.Context()
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.sub = self.ctx.socket(zmq.SUB)
-        for sock in (self.pub, self.sub):
-            sock.linger = 0
-        self.pub.connect(address.publish)
-        self.sub.connect(address.subscribe)
+        super().__init__(ipc_address(state_dir / "bus"))
 
     async def listening(self) -> None:
-        assert await asyncio.wait_for(self.pub.recv(), 10.0) == b"\x01"
+        await self.wait_listening(10.0)
 
-    async def send(self, i: int) -> None:
-        await self.pub.send_multipart([TYPE.encode(), cbor2.dumps({"i": i, "note": "x"})])
+    async def send_i(self, i: int) -> None:
+        await self.send(TYPE.encode(), cbor2.dumps({"i": i, "note": "x"}))
 
     async def recv_many(self, count: int) -> list[tuple[int, PluginMeta]]:
         out = []
@@ -74,11 +45,6 @@ class RawPlugin:
             assert name == TYPE.encode()
             out.append((cbor2.loads(payload)["i"], PluginMeta.decode(meta)))
         return out
-
-    def close(self) -> None:
-        self.pub.close(0)
-        self.sub.close(0)
-        self.ctx.term()
 
 
 def _node(short_dir: Path, name: str, port: int, **kwargs: Any) -> Node:
@@ -99,11 +65,11 @@ def test_the_node_sees_a_plugins_type_only_while_an_in_process_subscriber_wants_
                 await publisher.listening()
                 await asyncio.sleep(0.6)  # past the matching warm-up (1.5 heartbeats)
                 await wait_until(lambda: node.stats().bus.subscriptions == (TYPE,))
-                await publisher.send(-1)  # the type's first message: the node advertises it
+                await publisher.send_i(-1)  # the type's first message: the node advertises it
                 assert [i for i, _ in await subscriber.recv_many(1)] == [-1]
                 before = node.stats().bus.to_node
                 for i in range(50):
-                    await publisher.send(i)
+                    await publisher.send_i(i)
                 got = await subscriber.recv_many(50)
                 assert [i for i, _ in got] == list(range(50))
                 assert node.stats().bus.to_node == before  # nobody else wanted them
@@ -111,7 +77,7 @@ def test_the_node_sees_a_plugins_type_only_while_an_in_process_subscriber_wants_
                 seen: list[tuple[Any, MessageInfo]] = []
                 node.subscribe(TYPE, callback=lambda msg, info: seen.append((msg, info)))
                 for i in range(50, 100):
-                    await publisher.send(i)
+                    await publisher.send_i(i)
                 got += await subscriber.recv_many(50)
                 await wait_until(lambda: len(seen) == 50)
             finally:
@@ -145,7 +111,7 @@ def test_another_node_subscribed_gets_every_message_as_the_plugin_encoded_it(
                 await plugin.listening()
                 await asyncio.sleep(0.6)  # matching: node a knows b wants the type
                 for i in range(200):
-                    await plugin.send(i)
+                    await plugin.send_i(i)
                     if i % 50 == 0:
                         await asyncio.sleep(0.05)
                 await wait_until(lambda: len(seen) == 200, 20.0)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import stat
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import cbor2
 import pytest
 import zmq
 import zmq.asyncio
+from bus_helpers import Plugin, run, short_dir, wait_until
 from port_pairs import LOOPBACK, free_port_pair
 from zmq.utils import z85
 
@@ -42,25 +41,7 @@ pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CUR
 
 SPOOF = "bustest.Spoof"
 
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="gzsec", dir="/tmp"))
-    os.chmod(path, 0o700)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+__all__ = ["short_dir"]  # the fixture, imported for these tests
 
 
 @pytest.fixture
@@ -74,38 +55,11 @@ def _write_secret(path: Path, secret: BusSecret, mode: int = 0o600) -> Path:
     return path
 
 
-class RawPlugin:
+class RawPlugin(Plugin):
     """Raw XPUB + SUB sockets, with or without CURVE keys, as any local process could open."""
 
-    def __init__(self, address: BusAddress, secret: BusSecret | None = None) -> None:
-        self.ctx = zmq.asyncio.Context()
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.sub = self.ctx.socket(zmq.SUB)
-        for sock in (self.pub, self.sub):
-            sock.linger = 0
-            if secret is not None:
-                sock.curve_serverkey = secret.public
-                sock.curve_publickey = secret.public
-                sock.curve_secretkey = secret.secret
-        self.pub.connect(address.publish)
-        self.sub.connect(address.subscribe)
-
     async def listening(self, seconds: float) -> bool:
-        events: int = await self.pub.poll(int(seconds * 1000))  # type: ignore[assignment]
-        return bool(events) and await self.pub.recv() == b"\x01"
-
-    async def received_within(self, seconds: float) -> list[list[bytes]]:
-        got = []
-        deadline = asyncio.get_running_loop().time() + seconds
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            if await self.sub.poll(int(left * 1000)):
-                got.append(await self.sub.recv_multipart())
-        return got
-
-    def close(self) -> None:
-        self.pub.close(0)
-        self.sub.close(0)
-        self.ctx.term()
+        return await self.listening_within(seconds)
 
 
 @contextlib.asynccontextmanager
