@@ -12,7 +12,7 @@ It is not the only package that imports :mod:`asyncio`: the node facade
 (:mod:`ganglion.node`), the plugin host, the logger, the CLI and the hardware plugins
 run coroutines too, but none of them opens a socket. A few modules here are pure
 helpers kept beside the I/O they serve (``control_messages``, ``_advert``,
-``_bus_report``, ``lastvalues``, ``replayed``). The rule and the test that keeps it
+``_bus_report``, ``_bus_routes``, ``lastvalues``, ``replayed``). The rule and the test that keeps it
 are in docs/architecture.md and tests/test_layering.py.
 
 The names below are imported lazily, so importing one of the pure helpers does not
