@@ -268,6 +268,7 @@ def test_quick_run_in_a_namespace_measures_and_cleans_up(tmp_path: Path) -> None
         blast, paced = res[f"e2e_{path}_blast"][0], res[f"e2e_{path}_paced"][0]
         assert blast["received"] > 0 and blast["delivered_per_s"] > 0
         assert 0 < paced["p50_us"] <= paced["p99_us"]
+    assert res["e2e_bus_paced"][0]["hop_p50_us"] > 0  # the same trial's bare zmq hop
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                             timeout=10, check=False).stdout
     assert f"ganglion-bench-{_child_pid(done.stdout)}" not in listed
