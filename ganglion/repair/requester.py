@@ -67,10 +67,10 @@ class RequesterConfig:
         request_burst: requests that may go at once after a quiet spell.
     """
 
-    delay: float = 0.010
-    retry: float = 0.050
+    delay: float = 0.040
+    retry: float = 0.080
     max_retry: float = 1.0
-    attempts: int = 6
+    attempts: int = 8
     max_missing: int = 1024
     max_outstanding: int = 8192
     max_streams: int = 1024

@@ -106,7 +106,7 @@ class Responder:
                  fingerprint: Callable[[str], bytes | None] = lambda _name: None,
                  clock_synced: Callable[[], bool] = lambda: True,
                  max_bytes: int = 1200, hard_max_bytes: int = 15_000,
-                 hold: float = 0.005, guard: float = 0.025, per_poll: int = 16,
+                 hold: float = 0.030, guard: float = 0.040, per_poll: int = 16,
                  pace: float = 0.002, max_pending: int = 4096, max_queued: int = 512,
                  max_keys: int = defaults.RATE_TABLE_KEYS, now: float = 0.0) -> None:
         self.history = history
