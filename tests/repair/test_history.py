@@ -78,7 +78,7 @@ def test_numbers_starting_again_clear_the_old_ones() -> None:
         h.record("t.a", seq, seq, b"old" + bytes([seq]), now=0.0)
     h.record("t.a", 0, 99, b"new", now=1.0)
     assert h.lookup("t.a", 0, 4, now=1.0) == ([(0, 99, b"new")], [])
-    assert h.counts["history_renumbered"] == 1
+    assert h.stats()["history_renumbered"] == 1
 
 
 def test_since_selects_by_original_timestamp() -> None:
