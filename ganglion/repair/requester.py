@@ -39,7 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ganglion.ratelimit import TokenBucket
 from ganglion.repair.messages import MAX_RANGES, MAX_REQUESTED, RepairRequest
@@ -183,6 +183,9 @@ class Requester:
                                    self.config.request_burst, now)
         #: Node-wide counters: streams_evicted, request_rate_limited, given_up_behind.
         self.counts: collections.Counter[str] = collections.Counter()
+        #: Called when :meth:`next_deadline` may have come nearer outside the driver's
+        #: own calls (a gap reported by the receive path): the driver re-arms its timer.
+        self.on_change: Callable[[], None] | None = None
 
     # -- what the node saw -------------------------------------------------------
 
@@ -217,6 +220,8 @@ class Requester:
         if old:
             self._drop(key, stream, old, "behind")
         self._enforce_outstanding()
+        if self.on_change is not None:
+            self.on_change()
 
     def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
         """A missing number of ``key`` arrived (late or repaired)."""

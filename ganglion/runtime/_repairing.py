@@ -147,6 +147,9 @@ class RepairGlue:
 
     def start(self) -> None:
         """Subscribe to the repair messages on the control endpoint."""
+        if self.requester is not None:
+            # The receive path reports gaps to the requester directly: re-arm the timer.
+            self.requester.on_change = self.schedule
         ep = self.endpoint
         ep.subscribe(RepairRequest, callback=self._on_request)
         ep.subscribe(Repair, callback=self._on_repair)
@@ -155,6 +158,8 @@ class RepairGlue:
     def close(self) -> None:
         """Stop the timer (nothing is sent after)."""
         self._closed = True
+        if self.requester is not None and self.requester.on_change == self.schedule:
+            self.requester.on_change = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -206,3 +206,11 @@ def test_numbers_given_up_are_remembered_so_a_late_repair_is_not_delivered() -> 
     r.poll(2.0)
     assert not r.abandoned(KEY, 3)
     assert r.abandoned(KEY, 10**6 - 8) and not r.abandoned(KEY, 10**6 - 7)
+
+
+def test_the_driver_is_told_when_a_gap_brings_the_deadline_nearer() -> None:
+    r = Requester(rng=random.Random(0))
+    calls: list[float | None] = []
+    r.on_change = lambda: calls.append(r.next_deadline())
+    r.on_gap(KEY, 1, 2, now=5.0)
+    assert calls and calls[0] is not None and 5.0 <= calls[0] <= 5.1
