@@ -197,12 +197,12 @@ def test_config_refuses_values_out_of_range(field: str) -> None:
 
 
 def test_numbers_given_up_are_remembered_so_a_late_repair_is_not_delivered() -> None:
-    r = Requester(RequesterConfig(delay=0.0, attempts=1, retry=0.1, max_missing=8),
-                  rng=random.Random(0))
+    r = Requester(RequesterConfig(delay=0.0, attempts=1, retry=0.1, max_missing=8,
+                                  max_outstanding=8), rng=random.Random(0))
     r.on_gap(KEY, 3, 4, now=0.0)
     _run(r, 1.0)
     assert r.abandoned(KEY, 3) and r.abandoned(KEY, 4) and not r.abandoned(KEY, 5)
-    r.on_gap(KEY, 100, 10**6, now=2.0)  # gives up all but 8; remembers only the last 8
+    r.on_gap(KEY, 100, 10**6, now=2.0)  # gives up all but 8; remembers 8 in all
     r.poll(2.0)
     assert not r.abandoned(KEY, 3)
     assert r.abandoned(KEY, 10**6 - 8) and not r.abandoned(KEY, 10**6 - 7)
