@@ -74,7 +74,7 @@ from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT", "Writer", "WriterStats",
-           "replayed_flag"]
+           "repaired_flag", "replayed_flag"]
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +105,14 @@ _INSERT_DEDUP = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO")
 def replayed_flag(info: MessageInfo) -> bool:
     """Whether a reading was sent by ``ganglion replay`` (``MessageInfo.replayed``)."""
     return info.replayed
+
+
+def repaired_flag(info: MessageInfo) -> bool:
+    """Whether a reading was lost and got back by repair or history (``MessageInfo.repaired``).
+
+    ``getattr``: a :class:`MessageInfo` made by code older than repair has no such field.
+    """
+    return bool(getattr(info, "repaired", False))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -503,7 +511,8 @@ class Writer:
         flags = ((Flags.LAST_VALUE if info.last_value else 0)
                  | (Flags.REPLAYED if replayed_flag(info) else 0)
                  | (0 if info.clock_synced else Flags.CLOCK_UNSYNCED)
-                 | (Flags.LOCAL if info.local else 0))
+                 | (Flags.LOCAL if info.local else 0)
+                 | (Flags.REPAIRED if repaired_flag(info) else 0))
         return (type_id, node_id, boot, seq, sent_ns, info.received_ns, flags, data)
 
     def _resume(self, stream: StreamKey, node_id: int,
