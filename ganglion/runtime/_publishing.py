@@ -431,7 +431,7 @@ class Publisher:
         # checks it against the keyword-built one).
         info = _new_info(MessageInfo, (name, self.node_id, seq, now_ns, now_ns, self.boot,
                                        True, None, self.clock_synced, False, self.replay,
-                                       fingerprint))
+                                       fingerprint, False))
         for sub in tuple(subs):
             sub.deliver(msg, info)
 

@@ -583,6 +583,31 @@ class Endpoint:
                                            sent_ns=sent_ns, source=source,
                                            clock_synced=clock_synced)
 
+    def deliver_repair(self, type_name: str, fingerprint: bytes, *, sender: bytes, boot: int,
+                       seq: int, sent_ns: int, payload: bytes, clock_synced: bool = True,
+                       source: tuple[str, int] | None = None, history: bool = False) -> bool:
+        """Hand one message a publisher sent again (NACK repair, or a history answer when
+        ``history``) to local subscribers, once, marked ``MessageInfo.repaired``
+        (:meth:`Incoming.deliver_repair <ganglion.runtime._incoming.Incoming.deliver_repair>`).
+
+        Returns:
+            True if it was delivered.
+        """
+        return self._in.deliver_repair(type_name, fingerprint, sender=sender, boot=boot,
+                                       seq=seq, sent_ns=sent_ns, payload=payload,
+                                       clock_synced=clock_synced, source=source,
+                                       history=history)
+
+    def note_tail(self, sender: bytes, type_name: str, boot: int, last_seq: int) -> int:
+        """A publisher's announced last number of a type (a heartbeat's tail): the numbers
+        above the highest seen become a gap, and the repair requester is told
+        (:meth:`Incoming.note_tail <ganglion.runtime._incoming.Incoming.note_tail>`).
+
+        Returns:
+            How many numbers became the gap.
+        """
+        return self._in.note_tail(sender, type_name, boot, last_seq)
+
     def subscriber_count(self, type_name: str) -> int:
         """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
         return len(self._subs.get(type_name, ()))
