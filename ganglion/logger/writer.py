@@ -89,14 +89,15 @@ DEFAULT_MAX_TYPE_VERSIONS = 64
 #: Seconds a gap may still be filled before it is recorded. Only *permanent* gaps
 #: belong in the log: a reading that repair gets back is not a gap. So this must
 #: exceed repair's give-up horizon: the requester's first delay and its attempts
-#: with backoff (0.01 + 0.04 + 0.08 + 0.16 + 0.32 s: about 0.6 s with the defaults
-#: of :class:`ganglion.repair.RequesterConfig`), a rate-limited request's wait, and
-#: the arrival of a history answer at start. 10 s covers them with a wide margin;
-#: a gap repair gives up on is written 10 s after it was seen (or at close).
+#: with backoff (0.04 s, then 0.08 s doubling up to 1 s, 8 attempts: about 5.2 s
+#: with the defaults of :class:`ganglion.repair.RequesterConfig`), a rate-limited
+#: request's wait, and the arrival of a history answer at start. 15 s covers them
+#: with a margin (tests/logger/test_logger_repair.py keeps it at least twice the
+#: horizon); a gap repair gives up on is written 15 s after it was seen, or at close.
 #: Why not take the node's permanent-gap events instead: the tracker also finds
 #: gaps no node ever saw (numbers published while no logger ran, from the
 #: ``streams`` table), and it works the same for a logger fed by replay.
-DEFAULT_GAP_SETTLE = 10.0
+DEFAULT_GAP_SETTLE = 15.0
 #: Seconds between two warnings about rejected or refused readings.
 _WARN_EVERY = 10.0
 _REFUSED = -1  # a cached type id: this version is over its name's budget
