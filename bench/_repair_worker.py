@@ -19,6 +19,7 @@ counters. Nothing is sent outside the lab's namespaces: the node binds the host'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import signal
@@ -94,10 +95,8 @@ async def run(role: str, config: dict[str, Any]) -> dict[str, Any]:
                 delay = next_at - loop.time()
                 if delay < -1.0:  # far behind (a stalled machine): do not burst to catch up
                     next_at = loop.time()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(delay, 0.0))
-                except TimeoutError:
-                    pass
             out["published"] = times
         else:
             got: dict[str, list[tuple[int, int, int, bool]]] = {}
