@@ -19,6 +19,7 @@ from pathlib import Path
 from log_support import info, rows
 
 from ganglion.logger.export import export_csv, export_jsonl
+from ganglion.logger.info import format_summary, summarize
 from ganglion.logger.schema import open_log
 from ganglion.logger.writer import DEFAULT_GAP_SETTLE, Writer
 from ganglion.repair import RequesterConfig
@@ -65,6 +66,9 @@ def test_a_gap_filled_by_a_late_repair_is_no_gap_and_the_reading_is_flagged(tmp_
         export_jsonl(conn, out)
         assert [json.loads(line).get("repaired", False) for line in
                 out.getvalue().splitlines()] == [False, False, True]
+        (stream,) = summarize(conn, db).streams
+        assert (stream.count, stream.repaired, stream.gaps, stream.missing) == (3, 1, 0, 0)
+        assert "REPAIRED" in format_summary(summarize(conn, db))
     finally:
         conn.close()
 
@@ -78,6 +82,12 @@ def test_a_gap_repair_gave_up_on_is_recorded_and_counted(tmp_path: Path) -> None
         writer.add(Record("t.A", {"v": seq}), info(seq=seq, received_ns=now))
     writer.close()
     assert rows(db, "SELECT first_missing, last_missing, missing FROM gaps") == [(3, 5, 3)]
+    conn = open_log(db, write=False)
+    try:
+        (stream,) = summarize(conn, db).streams
+        assert (stream.repaired, stream.gaps, stream.missing) == (0, 1, 3)
+    finally:
+        conn.close()
     stats = writer.stats()
     assert (stats.repaired, stats.gaps, stats.missing) == (0, 1, 3)
 
