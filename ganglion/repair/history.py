@@ -205,7 +205,10 @@ class History:
         self._order: collections.deque[tuple[_TypeHistory, _Chunk]] = collections.deque()
         self._bytes = 0
         self._now = float("-inf")  # the latest time given (for questions without one)
-        self.counts: collections.Counter[str] = collections.Counter()
+        # Messages evicted by each bound, refused (too large for any bound), and
+        # restarts of the numbering (stats()).
+        self.evicted_bytes = self.evicted_age = self.evicted_total = 0
+        self.too_large = self.renumbered = 0
 
     # -- configuration -----------------------------------------------------------
 
@@ -261,9 +264,21 @@ class History:
             now: the current time (monotonic seconds).
         """
         keep = self.keep(type_name)
-        if keep is not None:
-            keep.append((seq, sent_ns, payload))
+        if keep is None:
+            return
+        bound = min(self.limits_of(type_name).max_bytes, self.total_bytes)
+        if len(payload) + ENTRY_OVERHEAD + CHUNK_OVERHEAD > bound:
+            # Could never be kept: counted, and its number still taken as the last.
             self.fold(now)
+            self.too_large += 1
+            entry = self._types[type_name]
+            if entry.last_seq is not None and seq <= entry.last_seq:
+                self.renumbered += 1
+                self._bytes -= entry.clear()
+            entry.last_seq, entry.last_at = seq, now
+            return
+        keep.append((seq, sent_ns, payload))
+        self.fold(now)
 
     def fold(self, now: float) -> None:
         """Take in every message appended to a keep list since the last fold."""
@@ -276,26 +291,19 @@ class History:
                 self._fold_type(entry, items, now)
 
     def _fold_type(self, entry: _TypeHistory, items: list[Message], now: float) -> None:
+        # On the publish path once per loop iteration: per message, a length and a sum.
         if entry.limits.off or self.total_bytes == 0:
             return
         if entry.last_seq is not None and items[0][0] <= entry.last_seq:
             # Numbers only grow within a boot: a smaller one means the numbering
             # restarted (a new boot): what is kept belongs to the old one.
-            self.counts["history_renumbered"] += 1
+            self.renumbered += 1
             self._bytes -= entry.clear()
-        sizes = [len(item[2]) for item in items]
-        bound = min(entry.limits.max_bytes, self.total_bytes) - ENTRY_OVERHEAD - CHUNK_OVERHEAD
-        if max(sizes) > bound:
-            kept = [item for item, size in zip(items, sizes, strict=True) if size <= bound]
-            self.counts["history_too_large"] += len(items) - len(kept)
-            entry.last_seq, entry.last_at = items[-1][0], now
-            if not kept:
-                return
-            items, sizes = kept, [len(item[2]) for item in kept]
-        size = sum(sizes) + ENTRY_OVERHEAD * len(items)
-        last = entry.oldest() and entry.chunks[-1]
+        size = sum([len(item[2]) for item in items]) + ENTRY_OVERHEAD * len(items)
+        last = entry.chunks[-1] if entry.count else None
         if last is not None and now - last.at <= MERGE_SECONDS \
-                and len(last.items) + len(items) <= MERGE_COUNT:
+                and len(last.items) + len(items) <= MERGE_COUNT \
+                and last.bytes + size <= entry.limits.max_bytes >> 4:
             last.items += items
             last.bytes += size
             added = size
@@ -308,8 +316,11 @@ class History:
         entry.count += len(items)
         entry.last_seq, entry.last_at = items[-1][0], now
         self._bytes += added
-        self._evict_type(entry, now)
-        self._evict_total()
+        if entry.bytes > entry.limits.max_bytes or entry.chunks[entry.start].at < \
+                now - entry.limits.max_age:
+            self._evict_type(entry, now)
+        if self._bytes > self.total_bytes:
+            self._evict_total()
 
     # -- questions ---------------------------------------------------------------
 
@@ -392,11 +403,17 @@ class History:
         return [(name, seq) for _at, name, seq in found[:limit]]
 
     def stats(self) -> dict[str, int]:
-        """Bytes and messages kept, and eviction counters."""
+        """Bytes and messages kept, and counters: messages evicted by each bound,
+        refused as too large, and restarts of the numbering."""
         self.fold(self._now)
         return {"history_bytes": self._bytes,
                 "history_messages": sum(len(e) for e in self._types.values()),
-                "history_types": len(self._types), **self.counts}
+                "history_types": len(self._types),
+                "history_evicted_bytes": self.evicted_bytes,
+                "history_evicted_age": self.evicted_age,
+                "history_evicted_total": self.evicted_total,
+                "history_too_large": self.too_large,
+                "history_renumbered": self.renumbered}
 
     def type_stats(self) -> dict[str, tuple[int, int]]:
         """Per type: (messages held, bytes held)."""
@@ -413,17 +430,27 @@ class History:
 
     def _evict_type(self, entry: _TypeHistory, now: float | None) -> None:
         limits = entry.limits
-        while entry.count and entry.bytes > limits.max_bytes:
-            self._bytes -= entry.trim_oldest(entry.bytes - limits.max_bytes)
-            self.counts["history_evicted_bytes"] += 1
+        before = entry.count
+        excess = entry.bytes - limits.max_bytes
+        small = limits.max_bytes >> 4
+        while excess > 0 and entry.count:
+            # A small oldest chunk leaves whole (no walk through its messages): the type
+            # then holds up to a sixteenth less than it may; a big one is trimmed.
+            chunk = entry.chunks[entry.start]
+            freed = entry.drop_oldest() if chunk.bytes <= small \
+                else entry.trim_oldest(excess)
+            self._bytes -= freed
+            excess -= freed
+        self.evicted_bytes += before - entry.count
         if entry.count == 0 and entry.start < len(entry.chunks):
             self._bytes -= entry.clear()  # only empty chunks left: drop them
         if now is None:
             return
         oldest = now - limits.max_age
+        before = entry.count
         while entry.count and entry.chunks[entry.start].at < oldest:
             self._bytes -= entry.drop_oldest()
-            self.counts["history_evicted_age"] += 1
+        self.evicted_age += before - entry.count
 
     def _evict_total(self) -> None:
         order = self._order
@@ -434,8 +461,9 @@ class History:
             if chunk.start >= len(chunk.items) or entry.oldest() is not chunk:
                 order.popleft()
                 continue
+            before = entry.count
             self._bytes -= entry.trim_oldest(self._bytes - self.total_bytes)
-            self.counts["history_evicted_total"] += 1
+            self.evicted_total += before - entry.count
         while order and (order[0][1].start >= len(order[0][1].items)
                          or order[0][0].oldest() is not order[0][1]):
             order.popleft()

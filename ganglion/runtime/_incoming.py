@@ -261,6 +261,10 @@ class Incoming:
         self.history_delivered = 0
         self.history_dropped = 0
 
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use ``clock`` (the loop's time) for what the requester is told from now on."""
+        self._clock = clock
+
     def set_keys(self, key: bytes | KeyRing | None) -> None:
         """Accept datagrams under another key ring from now on (a key rotation).
 
@@ -764,6 +768,8 @@ class Incoming:
             elif verdict is Verdict.NEW or verdict is Verdict.RESTART:
                 if verdict is Verdict.RESTART:
                     gaps.on_restart(sender, type_name, boot, self._clock())
+                else:
+                    gaps.on_filled(key, seq, self._clock())  # one a tail announced
                 if tracker.lost > lost:
                     gaps.on_gap(key, seq - (tracker.lost - lost), seq - 1, self._clock())
         return verdict

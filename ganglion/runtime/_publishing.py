@@ -16,8 +16,20 @@ steps every time, each in one place:
    <ganglion.runtime._outgoing.Outgoing.add>`, which batches), to the hold queue,
    or to nobody (not wanted elsewhere);
 5. **keep** it as the type's last value (:class:`~ganglion.runtime.lastvalues.LastValues`;
-   a held message only once it is released) and **deliver** it to local subscribers
-   with a :class:`~ganglion.runtime.subscription.MessageInfo` (:meth:`Publisher._deliver`).
+   a held message only once it is released) and, when the type's history is on,
+   in the node's :class:`~ganglion.repair.History` (what repairs and history answers
+   are made from), and **deliver** it to local subscribers with a
+   :class:`~ganglion.runtime.subscription.MessageInfo` (:meth:`Publisher._deliver`).
+
+**History**: with a history (``Publisher(history=...)``), every message of a type
+whose history is on is encoded, sent or not (a late subscriber's history request
+gets what nobody wanted yet), and ``(seq, sent_ns, payload)`` is appended to the
+type's keep list (:meth:`History.keep <ganglion.repair.History.keep>`, asked once per
+route): one list append per publish. The history takes the lists in once per loop
+iteration (:meth:`Publisher.fold`, scheduled with ``fold_soon`` by the first append
+after a fold), so its bookkeeping is per batch, not per message. A held message is
+kept at publish (with its number): if the hold queue drops it, a receiver that sees
+the gap can still have it repaired.
 
 Once a registered class has been published, a :class:`Route` is kept for it: the
 steps 1-2 resolved (name, fingerprint, encoder, packer, largest payload, whether it
@@ -64,6 +76,7 @@ from ganglion.wire import Packer, encode_origin
 
 if TYPE_CHECKING:
     from ganglion._speedups import SendLane
+    from ganglion.repair import History
     from ganglion.runtime._outgoing import Outgoing
 
 __all__ = ["DEFAULT_PENDING_LIMIT", "Held", "HoldQueue", "Publisher", "Route", "classify"]
@@ -77,6 +90,10 @@ DEFAULT_PENDING_LIMIT = 1000
 _new_info = tuple.__new__
 #: The clock of every send timestamp, bound once (read per published message).
 _time_ns = time.time_ns
+#: The history's clock (its ages): the loop's, time.monotonic.
+_monotonic = time.monotonic
+#: A type's keep list in the history: (seq, sent_ns, payload) appended per publish.
+KeepList = list[tuple[int, int, bytes]]
 
 #: Whether some other node subscribes to a type (publisher-side matching).
 RemoteInterest = Callable[[str], bool]
@@ -104,13 +121,15 @@ class Route:
             route that does not send only checks, numbers, keeps and delivers.
         lane: the compiled lane (``ganglion._speedups.SendLane``) of a route that
             sends, or None (not built, no plan for the type, or not sent).
+        kept: the type's keep list in the history (each message published is
+            appended), or None when its history is off.
     """
 
-    __slots__ = ("encode", "fingerprint", "lane", "max_payload", "mtype", "name", "packer",
-                 "sends")
+    __slots__ = ("encode", "fingerprint", "kept", "lane", "max_payload", "mtype", "name",
+                 "packer", "sends")
 
     def __init__(self, mtype: MessageType, packer: Packer, *, sends: bool,
-                 lane: SendLane | None = None) -> None:
+                 lane: SendLane | None = None, kept: KeepList | None = None) -> None:
         self.name = mtype.name
         self.mtype = mtype
         self.encode: Callable[[Any], bytes] = mtype.encode
@@ -119,10 +138,12 @@ class Route:
         self.max_payload = max_payload(packer)
         self.sends = sends
         self.lane = lane
+        self.kept = kept
 
     def __repr__(self) -> str:
         return (f"Route({self.name!r}, sends={self.sends}, max_payload={self.max_payload}, "
-                f"lane={'yes' if self.lane is not None else 'no'})")
+                f"lane={'yes' if self.lane is not None else 'no'}, "
+                f"kept={'yes' if self.kept is not None else 'no'})")
 
 
 class Held(NamedTuple):
@@ -243,6 +264,9 @@ class Publisher:
         remote_interest: whether some other node wants a type; None: every type is sent.
         pending_limit: messages per type held while its group is unknown.
         last_value_keys: latest messages kept per keyed type.
+        history: where every published message of a type with history on is kept
+            (see *History* above); None keeps nothing (a replaying endpoint never
+            does: its messages carry their origin, a repair would lose it).
 
     Attributes:
         next_seq: the next sequence number per type name (shared with the compiled
@@ -252,13 +276,17 @@ class Publisher:
         clock_synced: whether local messages are flagged as from a synchronised clock.
         last: the latest message per (type, key), what late joiners are answered with.
         held: messages waiting for their type's group.
+        history: the history messages are kept in, or None.
+        fold_soon: schedules :meth:`fold` to run soon (the endpoint gives its loop's
+            ``call_soon``); None folds at once (sans-IO use, tests).
     """
 
     def __init__(self, *, node_id: bytes, boot: int, replay: bool,
                  subs: dict[str, list[Subscription]], group_of: GroupOf,
                  remote_interest: RemoteInterest | None = None,
                  pending_limit: int = DEFAULT_PENDING_LIMIT,
-                 last_value_keys: int = DEFAULT_MAX_KEYS) -> None:
+                 last_value_keys: int = DEFAULT_MAX_KEYS,
+                 history: History | None = None) -> None:
         self.node_id = node_id
         self.boot = boot
         self.replay = replay
@@ -278,6 +306,9 @@ class Publisher:
         self._remote_interest = remote_interest
         self._interest: dict[str, bool] = {}
         self._routes: dict[type, Route] = {}
+        self.history = None if replay else history
+        self.fold_soon: Callable[[Callable[[], object]], object] | None = None
+        self._fold_due = False
 
     # -- publishing ------------------------------------------------------------------
 
@@ -316,6 +347,17 @@ class Publisher:
                 next_seq[name] = seq + 1
                 now_ns = _time_ns()
                 out.add(route.packer, payload, now_ns, seq)
+        elif route.kept is not None:
+            # Not sent, but kept in the history: encoded all the same.
+            try:
+                payload = route.encode(msg)
+            except Exception:
+                payload = b""
+            if not 0 < len(payload) <= route.max_payload:
+                return self._publish_new(msg)  # which raises the readable error
+            seq = next_seq[name]
+            next_seq[name] = seq + 1
+            now_ns = _time_ns()
         else:
             try:
                 bound = route.mtype.size_bound(msg)
@@ -327,6 +369,11 @@ class Publisher:
             seq = next_seq[name]
             next_seq[name] = seq + 1
             now_ns = _time_ns()
+        kept = route.kept
+        if kept is not None:
+            if not kept and not self._fold_due:
+                self._schedule_fold()
+            kept.append((seq, now_ns, payload))  # type: ignore[arg-type]
         # Step 5: an unkeyed type's last value is one dict store (the common case).
         if self._last_keyed.get(name, True):
             self._keep_last(name, msg, payload, route.fingerprint, seq, now_ns)
@@ -349,7 +396,8 @@ class Publisher:
         # While the group is being agreed, messages wait whatever the interest: a
         # subscriber that appears meanwhile still gets a new type's first readings.
         hold = group is None or self.held.waiting(name)
-        if interest or hold or payload is not None:
+        kept = self._keep_list(name)
+        if interest or hold or payload is not None or kept is not None:
             if payload is None:
                 assert mtype is not None  # only a class instance is encoded late
                 payload = encode_message(msg, mtype)
@@ -359,6 +407,8 @@ class Publisher:
             _check_size(msg, mtype, packer)
         seq, now_ns = self._hand_over(out, packer, name, fingerprint, payload, local,
                                       interest=interest, hold=hold)
+        if kept is not None:
+            self._keep(kept, seq, now_ns, payload)
         if not hold and mtype is not None and type(msg) is mtype.cls \
                 and type(msg) not in self._routes:
             self._routes[type(msg)] = self._route(mtype, packer, interest)
@@ -394,6 +444,9 @@ class Publisher:
         local = decode_payload(name, payload) if subs else None
         seq, now_ns = self._hand_over(out, packer, name, fingerprint, payload, local,
                                       interest=interest, hold=hold)
+        kept = self._keep_list(name)
+        if kept is not None:
+            self._keep(kept, seq, now_ns, payload)
         if subs:
             self._deliver(subs, local, name, seq, now_ns, fingerprint)
         return True
@@ -419,10 +472,39 @@ class Publisher:
         return seq, now_ns
 
     def _route(self, mtype: MessageType, packer: Packer, sends: bool) -> Route:
-        route = Route(mtype, packer, sends=sends)
+        route = Route(mtype, packer, sends=sends, kept=self._keep_list(mtype.name))
         if sends and self.make_lane is not None:
             route.lane = self.make_lane(mtype.name, mtype, packer, route.max_payload)
         return route
+
+    # -- history -----------------------------------------------------------------------
+
+    def _keep_list(self, name: str) -> KeepList | None:
+        """The type's keep list in the history, or None (no history, or off for it)."""
+        history = self.history
+        return None if history is None else history.keep(name)
+
+    def _keep(self, kept: KeepList, seq: int, now_ns: int, payload: bytes | None) -> None:
+        """Append one published message to its type's keep list (a fold follows soon)."""
+        if payload is None:
+            return
+        if not kept and not self._fold_due:
+            self._schedule_fold()
+        kept.append((seq, now_ns, payload))
+
+    def _schedule_fold(self) -> None:
+        fold_soon = self.fold_soon
+        if fold_soon is None:
+            return  # folded when the history is next asked (sans-IO use)
+        self._fold_due = True
+        fold_soon(self.fold)
+
+    def fold(self) -> None:
+        """Take what was appended to the keep lists into the history (once per loop
+        iteration, scheduled by the first append after the last fold)."""
+        self._fold_due = False
+        if self.history is not None:
+            self.history.fold(_monotonic())
 
     def _deliver(self, subs: list[Subscription], msg: object, name: str, seq: int,
                  now_ns: int, fingerprint: bytes) -> None:
@@ -454,7 +536,11 @@ class Publisher:
         if packer.next_seq != seq or packer.count:
             out.skip_to(packer, seq)  # what waits leaves first, so numbers stay in order
         self._routes.pop(type(msg), None)  # a compiled lane must re-read the numbering
-        return packer.build_one(payload, _time_ns())
+        now_ns = _time_ns()
+        kept = self._keep_list(name)
+        if kept is not None:
+            self._keep(kept, seq, now_ns, payload)
+        return packer.build_one(payload, now_ns)
 
     # -- interest, routes and the hold queue -----------------------------------------
 
