@@ -176,7 +176,9 @@ def test_at_10_percent_loss_for_60_s_the_log_holds_every_reading(
     repaired_rows = 0
     for key, stream in streams.items():
         assert len(stream.seqs) >= 60 / PERIOD * 0.8, (key, len(stream.seqs))
-        assert not stream.missing, f"{key}: {len(stream.missing)} readings missing"
+        assert not stream.missing, (f"{key}: {len(stream.missing)} readings missing "
+                                    f"({len(stream.missing & stream.gaps)} recorded as gaps); "
+                                    f"{stderr[-600:]}")
         assert not stream.gaps, f"{key}: gaps recorded for {sorted(stream.gaps)[:20]}"
         repaired_rows += len(stream.repaired)
     # the repairs explain it: the logger lost about a tenth of what reached it and got
