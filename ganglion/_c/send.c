@@ -370,21 +370,26 @@ typedef struct {
     Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute (all 0: by name) */
     PyObject *sock;      /* the sender's socket last seen, held, and its descriptor */
     int fd;
+    PyObject *kept;      /* the type's keep list in the history (a list), or NULL */
 } SendLane;
 
 static int
 SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"next_seq", "name", "sender", "out", "packer", "group", "port",
-                             "plan", "max_payload", "yield_cpu", NULL};
-    PyObject *next_seq, *name, *sender, *out, *packer, *group, *plan;
+                             "plan", "max_payload", "yield_cpu", "kept", NULL};
+    PyObject *next_seq, *name, *sender, *out, *packer, *group, *plan, *kept = Py_None;
     long port;
     Py_ssize_t max_payload;
     int yield_cpu;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOOOUlO!np", kwlist, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOOOUlO!np|O", kwlist, &PyDict_Type,
                                      &next_seq, &name, &sender, &out, &packer, &group, &port,
-                                     &PyTuple_Type, &plan, &max_payload, &yield_cpu))
+                                     &PyTuple_Type, &plan, &max_payload, &yield_cpu, &kept))
         return -1;
+    if (kept != Py_None && !PyList_CheckExact(kept)) {
+        PyErr_SetString(PyExc_TypeError, "SendLane: kept must be a list or None");
+        return -1;
+    }
     if (check_plan("SendLane", plan) < 0) {
         PyErr_SetString(PyExc_ValueError, "SendLane: not a plan");
         return -1;
@@ -406,6 +411,7 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
     self->fd = -1;
     self->max_payload = max_payload;
     self->yield_cpu = yield_cpu;
+    Py_XSETREF(self->kept, kept == Py_None ? NULL : Py_NewRef(kept));
     Py_XSETREF(self->packer_type, Py_NewRef((PyObject *)Py_TYPE(packer)));
     slot_offsets(self->packer_type, packer_names, P_N, self->packer_slots);
     return 0;
@@ -422,6 +428,7 @@ SendLane_traverse(SendLane *self, visitproc visit, void *arg)
     Py_VISIT(self->plan);
     Py_VISIT(self->packer_type);
     Py_VISIT(self->sock);
+    Py_VISIT(self->kept);
     return 0;
 }
 
@@ -436,6 +443,7 @@ SendLane_clear(SendLane *self)
     Py_CLEAR(self->plan);
     Py_CLEAR(self->packer_type);
     Py_CLEAR(self->sock);
+    Py_CLEAR(self->kept);
     return 0;
 }
 
@@ -454,8 +462,10 @@ PyDoc_STRVAR(SendLane_publish_doc,
 "stamped now, then sent alone (send_lone) while the endpoint is idle, or added to the\n"
 "datagram being filled (batch_add) under load. Returns (payload, seq, now_ns, sent,\n"
 "full): sent is the datagram's length when it was sent alone, else 0, and full is\n"
-"batch_add's answer; the caller does the bookkeeping. Otherwise nothing at all\n"
-"happened and None is returned: the Python path does it.");
+"batch_add's answer; the caller does the bookkeeping. With a keep list (kept), the\n"
+"message is also appended to it as (seq, now_ns, payload), what Publisher.publish\n"
+"appends on its Python path. Otherwise nothing at all happened and None is returned:\n"
+"the Python path does it.");
 
 /* SendLane.publish once the endpoint's next number for the type (`seq_o`) is known. */
 static PyObject *
@@ -486,11 +496,23 @@ publish_numbered(SendLane *self, PyObject *msg, PyObject *seq_o)
         : add(self->packer, at, now, msg, self->plan, self->max_payload);
     if (done == NULL || done == Py_None)
         return done;
-    PyObject *result = busy
-        ? Py_BuildValue("(OOKiO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now, 0,
-                        PyTuple_GET_ITEM(done, 1))
-        : Py_BuildValue("(OOKOO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now,
-                        PyTuple_GET_ITEM(done, 1), Py_False);
+    PyObject *now_o = PyLong_FromUnsignedLongLong(now), *result = NULL;
+    if (now_o == NULL)
+        goto out;
+    PyObject *payload = PyTuple_GET_ITEM(done, 0);
+    if (self->kept != NULL) {
+        /* The history's keep list (Publisher.publish appends the same on its path). */
+        PyObject *item = PyTuple_Pack(3, seq_o, now_o, payload);
+        int appended = item == NULL ? -1 : PyList_Append(self->kept, item);
+        Py_XDECREF(item);
+        if (appended < 0)
+            goto out;
+    }
+    result = busy
+        ? Py_BuildValue("(OOOiO)", payload, seq_o, now_o, 0, PyTuple_GET_ITEM(done, 1))
+        : Py_BuildValue("(OOOOO)", payload, seq_o, now_o, PyTuple_GET_ITEM(done, 1), Py_False);
+out:
+    Py_XDECREF(now_o);
     Py_DECREF(done);
     return result;
 }
@@ -542,8 +564,9 @@ PyTypeObject SendLaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ganglion._speedups.SendLane",
     .tp_doc = PyDoc_STR("SendLane(next_seq, name, sender, out, packer, group, port, plan, "
-                        "max_payload, yield_cpu): what an endpoint's route needs to publish "
-                        "its messages through the compiled lanes, resolved once."),
+                        "max_payload, yield_cpu, kept=None): what an endpoint's route needs "
+                        "to publish its messages through the compiled lanes, resolved once; "
+                        "kept: the type's keep list in the history."),
     .tp_basicsize = sizeof(SendLane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -67,10 +67,10 @@ class RequesterConfig:
         request_burst: requests that may go at once after a quiet spell.
     """
 
-    delay: float = 0.040
-    retry: float = 0.080
+    delay: float = 0.100
+    retry: float = 0.150
     max_retry: float = 1.0
-    attempts: int = 8
+    attempts: int = 10
     max_missing: int = 1024
     max_outstanding: int = 8192
     max_streams: int = 1024
@@ -135,10 +135,14 @@ class RepairStreamStats:
 class _Stream:
     """What one stream misses: number -> [due time, attempts made]."""
 
-    __slots__ = ("counts", "known", "missing", "next_due")
+    __slots__ = ("abandoned", "counts", "known", "missing", "next_due")
 
     def __init__(self) -> None:
         self.missing: dict[int, list[float]] = {}
+        # Numbers given up lately (at most a window of them, oldest first): a repair
+        # of one arriving afterwards (another receiver's retry) is not delivered, so
+        # a recorded gap stays a gap.
+        self.abandoned: dict[int, None] = {}
         self.known = -1  # the highest number ever seen missing or reported
         self.next_due = float("inf")
         self.counts: collections.Counter[str] = collections.Counter()
@@ -201,9 +205,15 @@ class Requester:
         self._outstanding += last - first + 1
         stream.next_due = min(stream.next_due, due)
         self._active.add(key)
-        # Numbers that fell out of the window below the newest one are hopeless.
+        # Numbers that fell out of the window below the newest one are hopeless. Numbers
+        # enter ``missing`` ascending (each gap lies above ``known``), so the dict's
+        # order is ascending: the hopeless ones are at its front.
         floor = last - window + 1
-        old = [seq for seq in missing if seq < floor] if len(missing) > window else []
+        old = []
+        for seq in missing:
+            if seq >= floor:
+                break
+            old.append(seq)
         if old:
             self._drop(key, stream, old, "behind")
         self._enforce_outstanding()
@@ -218,6 +228,16 @@ class Requester:
         if not stream.missing:
             self._active.discard(key)
             stream.next_due = float("inf")
+
+    def abandoned(self, key: StreamKey, seq: int) -> bool:
+        """Whether ``seq`` of ``key`` was given up (recorded as a permanent gap) lately.
+
+        The node drops a repair of such a number: it arrives after its gap was
+        recorded (an answer to another receiver's retry), and delivering it would
+        contradict the record. The last ``max_missing`` numbers given up are known.
+        """
+        stream = self._streams.get(key)
+        return stream is not None and seq in stream.abandoned
 
     def on_tail(self, key: StreamKey, last_seq: int, highest: int | None, now: float) -> None:
         """The sender's heartbeat says its last number; ``highest`` is ours (None: no baseline)."""
@@ -288,7 +308,7 @@ class Requester:
         """What to send and record now: requests due, numbers given up."""
         out: list[RequestAction | PermanentGap] = []
         cfg = self.config
-        for key in sorted(self._active, key=lambda k: self._streams[k].next_due):
+        for key in sorted(self._active, key=lambda k: (self._streams[k].next_due, k)):
             stream = self._streams[key]
             if stream.next_due > now:
                 break
@@ -297,9 +317,12 @@ class Requester:
                              if m[0] <= now and m[1] >= cfg.attempts)
             if expired:
                 self._drop(key, stream, expired, "timeout")
-            # Due now, and those due within one delay (one request instead of two).
+            # Due now, and those waiting for their first request that are due within
+            # one delay (one request instead of two; not those held back by an
+            # overheard request: that would undo the suppression).
             soon = now + cfg.delay
-            due = sorted(s for s, m in missing.items() if m[0] <= soon)
+            due = sorted(s for s, m in missing.items()
+                         if m[0] <= now or (m[0] <= soon and m[1] == 0))
             while due:
                 if not self._bucket.take(now):
                     self.counts["request_rate_limited"] += 1
@@ -385,7 +408,13 @@ class Requester:
 
     def _give_up(self, key: StreamKey, stream: _Stream, ranges: list[tuple[int, int]],
                  reason: str) -> None:
+        window = self.config.max_missing
+        abandoned = stream.abandoned
         for first, last in ranges:
+            for seq in range(max(first, last - window + 1), last + 1):
+                abandoned[seq] = None
+            while len(abandoned) > window:
+                del abandoned[next(iter(abandoned))]
             count = last - first + 1
             stream.counts["permanently_lost"] += count
             if reason == "gone":

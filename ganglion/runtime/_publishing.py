@@ -99,8 +99,9 @@ KeepList = list[tuple[int, int, bytes]]
 RemoteInterest = Callable[[str], bool]
 #: A type's group, or None while it is not known (raises ConfigError for a bad one).
 GroupOf = Callable[[str], str | None]
-#: Makes the compiled lane of a route: (name, type, packer, largest payload) -> lane.
-LaneMaker = Callable[[str, MessageType, Packer, int], "SendLane | None"]
+#: Makes the compiled lane of a route: (name, type, packer, largest payload, the type's
+#: keep list in the history or None) -> lane.
+LaneMaker = Callable[[str, MessageType, Packer, int, "KeepList | None"], "SendLane | None"]
 
 
 class Route:
@@ -336,6 +337,9 @@ class Publisher:
                 payload, seq, now_ns, sent, full = done
                 next_seq[name] = seq + 1
                 out.lane_done(route.packer, sent, full)
+                # The lane appended it to the keep list itself; the fold is ours.
+                if route.kept is not None and not self._fold_due:
+                    self._schedule_fold()
             else:
                 try:
                     payload = route.encode(msg)
@@ -347,6 +351,8 @@ class Publisher:
                 next_seq[name] = seq + 1
                 now_ns = _time_ns()
                 out.add(route.packer, payload, now_ns, seq)
+                if route.kept is not None:
+                    self._keep(route.kept, seq, now_ns, payload)
         elif route.kept is not None:
             # Not sent, but kept in the history: encoded all the same.
             try:
@@ -358,6 +364,7 @@ class Publisher:
             seq = next_seq[name]
             next_seq[name] = seq + 1
             now_ns = _time_ns()
+            self._keep(route.kept, seq, now_ns, payload)
         else:
             try:
                 bound = route.mtype.size_bound(msg)
@@ -369,11 +376,6 @@ class Publisher:
             seq = next_seq[name]
             next_seq[name] = seq + 1
             now_ns = _time_ns()
-        kept = route.kept
-        if kept is not None:
-            if not kept and not self._fold_due:
-                self._schedule_fold()
-            kept.append((seq, now_ns, payload))  # type: ignore[arg-type]
         # Step 5: an unkeyed type's last value is one dict store (the common case).
         if self._last_keyed.get(name, True):
             self._keep_last(name, msg, payload, route.fingerprint, seq, now_ns)
@@ -408,6 +410,7 @@ class Publisher:
         seq, now_ns = self._hand_over(out, packer, name, fingerprint, payload, local,
                                       interest=interest, hold=hold)
         if kept is not None:
+            assert payload is not None  # encoded above: its history is on
             self._keep(kept, seq, now_ns, payload)
         if not hold and mtype is not None and type(msg) is mtype.cls \
                 and type(msg) not in self._routes:
@@ -474,7 +477,8 @@ class Publisher:
     def _route(self, mtype: MessageType, packer: Packer, sends: bool) -> Route:
         route = Route(mtype, packer, sends=sends, kept=self._keep_list(mtype.name))
         if sends and self.make_lane is not None:
-            route.lane = self.make_lane(mtype.name, mtype, packer, route.max_payload)
+            route.lane = self.make_lane(mtype.name, mtype, packer, route.max_payload,
+                                        route.kept)
         return route
 
     # -- history -----------------------------------------------------------------------
@@ -484,11 +488,13 @@ class Publisher:
         history = self.history
         return None if history is None else history.keep(name)
 
-    def _keep(self, kept: KeepList, seq: int, now_ns: int, payload: bytes | None) -> None:
-        """Append one published message to its type's keep list (a fold follows soon)."""
-        if payload is None:
-            return
-        if not kept and not self._fold_due:
+    def _keep(self, kept: KeepList, seq: int, now_ns: int, payload: bytes) -> None:
+        """Append one published message to its type's keep list (a fold follows soon).
+
+        The compiled lane (``SendLane``, given the same list) appends the messages it
+        publishes itself, the same tuple.
+        """
+        if not self._fold_due:
             self._schedule_fold()
         kept.append((seq, now_ns, payload))
 

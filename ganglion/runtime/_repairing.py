@@ -257,15 +257,21 @@ class RepairGlue:
                 self.counts["repair_unsolicited"] += 1  # a replay, or an answer too late
                 return
         deliver = self.parts.deliver
+        key = (info.sender, rep.type_name, rep.boot)
+        requester = self.requester
         for seq, sent_ns, payload in zip(rep.seqs, rep.sent_ns, rep.payloads, strict=True):
+            if not history and requester is not None and requester.abandoned(key, seq):
+                # Its gap is recorded already (an answer to another receiver's retry):
+                # delivering it now would contradict the record.
+                self.counts["repair_after_gap"] += 1
+                continue
             if deliver(rep.type_name, rep.fingerprint, sender=info.sender, boot=rep.boot,
                        seq=seq, sent_ns=sent_ns, payload=payload,
                        clock_synced=rep.clock_synced, source=info.source, history=history):
                 self.counts["repaired_received"] += 1
-        if self.requester is not None and not history:
-            key = (info.sender, rep.type_name, rep.boot)
+        if requester is not None and not history:
             for first, last in rep.gone:
-                self.requester.on_gone(key, first, last, now)
+                requester.on_gone(key, first, last, now)
         self.schedule()
 
     # -- the timer ---------------------------------------------------------------

@@ -704,18 +704,21 @@ class Endpoint:
     # -- internals -------------------------------------------------------------------
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
-                   max_payload: int) -> SendLane | None:
+                   max_payload: int, kept: list[tuple[int, int, bytes]] | None = None
+                   ) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
         used (not built, or no plan for the type). On a keyed network the lane builds a
         lone datagram in clear and has the packer's sealer sign or encrypt it; batched
-        datagrams are built (and sealed) by the packer, as without a key."""
+        datagrams are built (and sealed) by the packer, as without a key. ``kept``: the
+        type's keep list in the history, which the lane appends each message to."""
         if speedups is None or mtype.plan is None:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started
         lane: SendLane = speedups.SendLane(
             self._pub.next_seq, type_name, self._sender, self._out, packer,
-            self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu)
+            self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu,
+            kept)
         return lane
 
     def _subscriptions_changed(self, type_name: str, subscribed: bool) -> None:
