@@ -70,11 +70,12 @@ from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
 from ganglion.logger.u64 import from_sql, to_sql
 from ganglion.ratelimit import TokenBucket
+from ganglion.repair import RequesterConfig
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
 __all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_GAP_SETTLE", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT",
-           "Writer", "WriterStats", "repaired_flag", "replayed_flag"]
+           "Writer", "WriterStats", "repair_horizon", "repaired_flag", "replayed_flag"]
 
 _log = logging.getLogger(__name__)
 
@@ -86,18 +87,23 @@ MAX_ROWS_PER_COMMIT = 50_000
 DEFAULT_NEW_SENDERS_PER_SECOND = 1.0
 #: Rows in ``types`` per type name (versions: fingerprint and field names).
 DEFAULT_MAX_TYPE_VERSIONS = 64
+def repair_horizon(config: RequesterConfig | None = None) -> float:
+    """Seconds from a gap's detection until repair gives up on it at the latest: the
+    requester's first delay and every attempt's wait (backing off up to ``max_retry``)."""
+    cfg = config or RequesterConfig()
+    return float(cfg.delay + sum(min(cfg.retry * 2.0**i, cfg.max_retry) for i in range(cfg.attempts)))
+
+
 #: Seconds a gap may still be filled before it is recorded. Only *permanent* gaps
 #: belong in the log: a reading that repair gets back is not a gap. So this must
-#: exceed repair's give-up horizon: the requester's first delay and its attempts
-#: with backoff (0.04 s, then 0.08 s doubling up to 1 s, 8 attempts: about 5.2 s
-#: with the defaults of :class:`ganglion.repair.RequesterConfig`), a rate-limited
-#: request's wait, and the arrival of a history answer at start. 15 s covers them
-#: with a margin (tests/logger/test_logger_repair.py keeps it at least twice the
-#: horizon); a gap repair gives up on is written 15 s after it was seen, or at close.
-#: Why not take the node's permanent-gap events instead: the tracker also finds
-#: gaps no node ever saw (numbers published while no logger ran, from the
-#: ``streams`` table), and it works the same for a logger fed by replay.
-DEFAULT_GAP_SETTLE = 15.0
+#: exceed repair's give-up horizon (:func:`repair_horizon`: about 8 s with the
+#: defaults of :class:`ganglion.repair.RequesterConfig`), plus a rate-limited
+#: request's wait and the arrival of a history answer at start: twice the horizon,
+#: at least 15 s. A gap repair gives up on is written that long after it was seen,
+#: or when the logger stops. Why not take the node's permanent-gap events instead:
+#: the tracker also finds gaps no node ever saw (numbers published while no logger
+#: ran, from the ``streams`` table), and it works the same for a logger fed by replay.
+DEFAULT_GAP_SETTLE = max(15.0, 2 * repair_horizon())
 #: Seconds between two warnings about rejected or refused readings.
 _WARN_EVERY = 10.0
 _REFUSED = -1  # a cached type id: this version is over its name's budget

@@ -16,12 +16,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from log_support import info, rows
 
 from ganglion.logger.export import export_csv, export_jsonl
 from ganglion.logger.info import format_summary, summarize
 from ganglion.logger.schema import open_log
-from ganglion.logger.writer import DEFAULT_GAP_SETTLE, Writer
+from ganglion.logger.writer import DEFAULT_GAP_SETTLE, Writer, repair_horizon
 from ganglion.repair import RequesterConfig
 from ganglion.types import Record
 
@@ -96,4 +97,5 @@ def test_the_settle_time_outlasts_the_repair_give_up_horizon() -> None:
     config = RequesterConfig()
     horizon = config.delay + sum(min(config.retry * 2**i, config.max_retry)
                                  for i in range(config.attempts))
+    assert repair_horizon() == pytest.approx(horizon)
     assert 2 * horizon <= DEFAULT_GAP_SETTLE
