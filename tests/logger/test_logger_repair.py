@@ -99,3 +99,44 @@ def test_the_settle_time_outlasts_the_repair_give_up_horizon() -> None:
                                  for i in range(config.attempts))
     assert repair_horizon() == pytest.approx(horizon)
     assert 2 * horizon <= DEFAULT_GAP_SETTLE
+
+
+@pytest.mark.parametrize("history", [None, 0])
+def test_the_log_plugin_asks_for_history_unless_told_not_to(port: int, tmp_path: Path,
+                                                             history: float | None) -> None:
+    """A log plugin started after its publisher gets what the publisher holds (flagged
+    repaired) by default; with ``history = 0`` only the latest value."""
+    import asyncio
+
+    from log_support import node_kwargs, until
+
+    from ganglion.node import Node
+    from ganglion.plugins import PluginHost, load_plugin
+    from hardware.readings import Pressure
+
+    db = tmp_path / "plugin.db"
+    options: dict[str, object] = {"db": str(db), "types": ["sensors.*"], "interval": 0.1}
+    if history is not None:
+        options["history"] = history
+    plugin = load_plugin("log", options)
+
+    async def scenario() -> None:
+        async with Node(name="a", **node_kwargs(port, tmp_path / "a")) as a, \
+                Node(name="l", **node_kwargs(port, tmp_path / "l")) as lnode:
+            for i in range(10):  # nobody subscribes yet: kept in a's history, not sent
+                await a.publish(Pressure("p", 1000.0 + i))
+            await a.wait_for_group("sensors.Pressure")
+            async with PluginHost(lnode, [plugin]):
+                await until(lambda: "sensors.Pressure" in plugin.recorder.subscribed,  # type: ignore[union-attr]
+                            "the plugin to subscribe")
+                await asyncio.sleep(1.5)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    logged = rows(db, "SELECT json_extract(data, '$.hpa'), repaired, last_value FROM readings "
+                      "ORDER BY id")
+    if history is None:
+        # each once: the newest may come as the last value, the others from history
+        assert sorted(v for v, _, _ in logged) == [1000.0 + i for i in range(10)]
+        assert sum(rep for _, rep, _ in logged) >= 9
+    else:
+        assert [(v, rep, last) for v, rep, last in logged] == [(1009.0, 0, 1)]

@@ -139,12 +139,13 @@ class LossyLan:
         return self.logger.err
 
 
-def logged_counts(stderr: str) -> tuple[int, int]:
-    """(repaired, permanently lost) from ``ganglion log``'s repair line (its node's counters)."""
+def logged_counts(stderr: str) -> tuple[int, int, int]:
+    """(repaired, requests sent, permanently lost) from ``ganglion log``'s repair line
+    (its node's counters)."""
     found = re.search(r"repair: (\d+) repaired, (\d+) requests sent, (\d+) suppressed, "
                       r"(\d+) permanently lost", stderr)
     assert found is not None, stderr[-2000:]
-    return int(found.group(1)), int(found.group(4))
+    return int(found.group(1)), int(found.group(2)), int(found.group(4))
 
 
 def lossy_run(lab: NetnsLab, spawn: Spawner, tmp: Path, *, loss: float, seconds: float,
@@ -183,9 +184,10 @@ def test_at_10_percent_loss_for_60_s_the_log_holds_every_reading(
         repaired_rows += len(stream.repaired)
     # the repairs explain it: the logger lost about a tenth of what reached it and got
     # each back, and its own counter agrees with the rows flagged repaired
-    repaired, lost = logged_counts(stderr)
+    repaired, requests, lost = logged_counts(stderr)
     assert lost == 0
     assert repaired == repaired_rows
+    assert requests > 0
     assert 0.5 * dropped_at_logger <= repaired_rows <= dropped_at_logger, (
         repaired_rows, dropped_at_logger)
 
@@ -199,8 +201,13 @@ def test_at_30_percent_loss_nothing_is_lost_silently(
             f"{key}: missing but not recorded {sorted(stream.missing - stream.gaps)[:20]}, "
             f"recorded but held {sorted(stream.gaps - stream.missing)[:20]}")
         assert stream.repaired, f"{key}: nothing repaired at 30 % loss"
-    repaired, _ = logged_counts(stderr)
+    repaired, requests, _ = logged_counts(stderr)
     assert repaired == sum(len(s.repaired) for s in streams.values())
+    # the losses during the run were asked for (not only the history at start)
+    assert requests > 0
+    for key, stream in streams.items():
+        first_live = min(stream.seqs - stream.repaired)
+        assert any(seq > first_live for seq in stream.repaired), key
 
 
 @pytest.mark.timeout(180)
