@@ -49,6 +49,7 @@ from ganglion.repair import (
     RepairRequest,
     Requester,
     Responder,
+    StreamKey,
     Tail,
 )
 from ganglion.repair.messages import valid_ranges
@@ -188,6 +189,28 @@ class RepairGlue:
         found = self.history.tails(asyncio.get_running_loop().time(), quiet=self._quiet,
                                    limit=MAX_TAILS)
         return [Tail(type_name=name, last_seq=seq) for name, seq in found] or None
+
+    # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
+    # The receive path tells the requester of gaps through these, so that the timer is
+    # set for the request they make due: nothing else wakes the glue when data is lost
+    # (only repair control messages and heartbeats' tails did).
+
+    def on_gap(self, key: StreamKey, first: int, last: int, now: float) -> None:
+        """Numbers ``first .. last`` of a stream were skipped: ask for them in time."""
+        if self.requester is not None:
+            self.requester.on_gap(key, first, last, now)
+            self.schedule()
+
+    def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
+        """A missing number arrived after all."""
+        if self.requester is not None:
+            self.requester.on_filled(key, seq, now)
+
+    def on_restart(self, sender: bytes, type_name: str, boot: int, now: float) -> None:
+        """The sender started a new boot: its older boots' gaps are permanent now."""
+        if self.requester is not None:
+            self.requester.on_restart(sender, type_name, boot, now)
+            self.schedule()
 
     def on_tails(self, tails: object, info: MessageInfo) -> None:
         """A peer's heartbeat ``tails``: each may reveal a gap in one of its streams."""
