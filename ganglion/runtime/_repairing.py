@@ -191,15 +191,14 @@ class RepairGlue:
         return [Tail(type_name=name, last_seq=seq) for name, seq in found] or None
 
     # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
-    # The receive path tells the requester of gaps through these, so that the timer is
-    # set for the request they make due: nothing else wakes the glue when data is lost
-    # (only repair control messages and heartbeats' tails did).
+    # The receive path tells the requester of gaps through these (Node.start sets them),
+    # so that the timer is set for the request they make due. A requester told
+    # directly wakes the glue too (Requester.on_change, set in start()): either way.
 
     def on_gap(self, key: StreamKey, first: int, last: int, now: float) -> None:
         """Numbers ``first .. last`` of a stream were skipped: ask for them in time."""
         if self.requester is not None:
-            self.requester.on_gap(key, first, last, now)
-            self.schedule()
+            self.requester.on_gap(key, first, last, now)  # on_change sets the timer
 
     def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
         """A missing number arrived after all."""
