@@ -302,10 +302,17 @@ class Requester:
                 self._drop(key, stream, sorted(stream.missing), "restart")
 
     def forget(self, type_name: str) -> None:
-        """Nobody subscribes to ``type_name`` any more: stop asking for it."""
-        for key in [k for k in self._streams if k[1] == type_name]:
-            stream = self._streams.pop(key)
+        """Nobody subscribes to ``type_name`` any more: stop asking for it.
+
+        What its streams miss is dropped without a :class:`PermanentGap` (nobody
+        records the type now); their counters stay, so the node's statistics still
+        say what repair did for them (a logger's summary after it unsubscribed).
+        """
+        for key in [k for k in self._active if k[1] == type_name]:
+            stream = self._streams[key]
             self._outstanding -= len(stream.missing)
+            stream.missing.clear()
+            stream.next_due = float("inf")
             self._active.discard(key)
 
     # -- what to do --------------------------------------------------------------

@@ -183,11 +183,14 @@ def test_a_request_never_exceeds_the_wire_limits() -> None:
         assert sum(b - a + 1 for q in reqs for a, b in q.ranges) == total
 
 
-def test_forget_drops_a_type() -> None:
-    r = Requester(rng=random.Random(0))
+def test_forget_stops_asking_for_a_type_but_keeps_its_counters() -> None:
+    r = Requester(RequesterConfig(delay=0.0), rng=random.Random(0))
     r.on_gap(KEY, 0, 5, now=0.0)
+    r.poll(0.0)
     r.forget("t.a")
-    assert r.next_deadline() is None and r.outstanding == 0 and r.stats() == {}
+    assert r.next_deadline() is None and r.outstanding == 0 and r.poll(10.0) == []
+    s = r.stats()[KEY]
+    assert (s.repair_requests_sent, s.missing, s.permanently_lost) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("field", ["delay", "retry", "attempts", "max_missing"])
