@@ -424,6 +424,9 @@ class Node:
                                    history=self._history, requester=self._requester,
                                    on_gap=self._on_permanent_gap))
             await self._control.start()
+            if self._control.repair is not None:
+                # gaps go through the glue, which sets the timer for the requests they make due
+                self._endpoint.set_gap_hooks(self._control.repair)
             if self._bus_ipc or self._bus_tcp_port is not None:
                 await self._start_bus()
             if self._use_discovery:

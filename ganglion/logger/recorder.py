@@ -7,7 +7,11 @@ that matches the ``--type`` glob patterns (:func:`fnmatch.fnmatchcase`; none
 means every type), with ``propose=False`` (logging a type must not create it)
 and ``last_value=True``: every publisher's latest reading is fetched at once and
 logged with its ``last_value`` flag, so a logger that joins late still has each
-stream's current state. For a type without a class in this program it asks the
+stream's current state. With ``history`` (seconds; ``ganglion log`` asks for the
+publishers' history age by default), each subscription also asks the publishers
+for what they published in that many seconds before (``subscribe(...,
+history=...)``): a logger started after its publishers gets what they still hold,
+each reading logged with its ``repaired`` flag. For a type without a class in this program it asks the
 publishers for the type's schema, so the ``types`` table has its units. Every ``interval`` seconds the recorder hands the
 writer what it took (one commit) and tells it the peers' names. When the
 writer fails (its database, or anything unexpected), :meth:`run` raises its
@@ -48,13 +52,16 @@ class Recorder:
         interval: seconds between hand-offs to the writer (commits).
         poll: seconds between looks at the agreed map.
         last_values: fetch each publisher's latest reading on subscribing.
+        history: on subscribing, ask the publishers for their readings of the last
+            this many seconds (0: none).
     """
 
     def __init__(self, writer: Writer, patterns: Iterable[str] = (), *,
                  interval: float = DEFAULT_INTERVAL, poll: float = DEFAULT_POLL,
-                 last_values: bool = True) -> None:
-        if interval <= 0 or poll <= 0:
-            raise ValueError("interval and poll must be > 0")
+                 last_values: bool = True, history: float = 0.0) -> None:
+        if interval <= 0 or poll <= 0 or history < 0:
+            raise ValueError("interval and poll must be > 0 and history >= 0")
+        self._history = history
         self.writer = writer
         self.patterns = tuple(patterns)
         self._interval = interval
@@ -76,9 +83,11 @@ class Recorder:
         """
         new = [name for name in node.types() if name not in self._subs
                and matches(name, self.patterns)]
+        # only when asked: a node without history (or a test double) needs no such argument
+        extra = {"history": self._history} if self._history else {}
         for name in new:
             self._subs[name] = node.subscribe(name, callback=self.writer.add, propose=False,
-                                              last_value=self._last_values)
+                                              last_value=self._last_values, **extra)
             if lookup(name) is None and hasattr(node, "request_type_schema"):
                 # units and kinds of a type without a class here, for the types table
                 node.request_type_schema(name)

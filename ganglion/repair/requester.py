@@ -39,7 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ganglion.ratelimit import TokenBucket
 from ganglion.repair.messages import MAX_RANGES, MAX_REQUESTED, RepairRequest
@@ -67,10 +67,10 @@ class RequesterConfig:
         request_burst: requests that may go at once after a quiet spell.
     """
 
-    delay: float = 0.040
-    retry: float = 0.080
+    delay: float = 0.100
+    retry: float = 0.150
     max_retry: float = 1.0
-    attempts: int = 8
+    attempts: int = 10
     max_missing: int = 1024
     max_outstanding: int = 8192
     max_streams: int = 1024
@@ -175,10 +175,18 @@ class Requester:
         self._active: set[StreamKey] = set()  # streams missing something
         self._outstanding = 0  # numbers missing, all streams
         self._gaps: list[PermanentGap] = []  # to hand out at the next poll
+        # Numbers given up lately, all streams, oldest first (at most max_outstanding):
+        # a repair of one arriving afterwards (an answer to another receiver's retry)
+        # is not delivered, so a recorded gap stays a gap.
+        self._abandoned: collections.OrderedDict[tuple[StreamKey, int], None] = \
+            collections.OrderedDict()
         self._bucket = TokenBucket(self.config.requests_per_second,
                                    self.config.request_burst, now)
         #: Node-wide counters: streams_evicted, request_rate_limited, given_up_behind.
         self.counts: collections.Counter[str] = collections.Counter()
+        #: Called when :meth:`next_deadline` may have come nearer outside the driver's
+        #: own calls (a gap reported by the receive path): the driver re-arms its timer.
+        self.on_change: Callable[[], None] | None = None
 
     # -- what the node saw -------------------------------------------------------
 
@@ -201,12 +209,20 @@ class Requester:
         self._outstanding += last - first + 1
         stream.next_due = min(stream.next_due, due)
         self._active.add(key)
-        # Numbers that fell out of the window below the newest one are hopeless.
+        # Numbers that fell out of the window below the newest one are hopeless. Numbers
+        # enter ``missing`` ascending (each gap lies above ``known``), so the dict's
+        # order is ascending: the hopeless ones are at its front.
         floor = last - window + 1
-        old = [seq for seq in missing if seq < floor] if len(missing) > window else []
+        old = []
+        for seq in missing:
+            if seq >= floor:
+                break
+            old.append(seq)
         if old:
             self._drop(key, stream, old, "behind")
         self._enforce_outstanding()
+        if self.on_change is not None:
+            self.on_change()
 
     def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
         """A missing number of ``key`` arrived (late or repaired)."""
@@ -218,6 +234,16 @@ class Requester:
         if not stream.missing:
             self._active.discard(key)
             stream.next_due = float("inf")
+
+    def abandoned(self, key: StreamKey, seq: int) -> bool:
+        """Whether ``seq`` of ``key`` was given up (recorded as a permanent gap) lately.
+
+        The node drops a repair of such a number: it arrives after its gap was
+        recorded (an answer to another receiver's retry), and delivering it would
+        contradict the record. The last ``max_outstanding`` numbers given up (the
+        last ``max_missing`` of each gap) are known.
+        """
+        return (key, seq) in self._abandoned
 
     def on_tail(self, key: StreamKey, last_seq: int, highest: int | None, now: float) -> None:
         """The sender's heartbeat says its last number; ``highest`` is ours (None: no baseline)."""
@@ -276,10 +302,17 @@ class Requester:
                 self._drop(key, stream, sorted(stream.missing), "restart")
 
     def forget(self, type_name: str) -> None:
-        """Nobody subscribes to ``type_name`` any more: stop asking for it."""
-        for key in [k for k in self._streams if k[1] == type_name]:
-            stream = self._streams.pop(key)
+        """Nobody subscribes to ``type_name`` any more: stop asking for it.
+
+        What its streams miss is dropped without a :class:`PermanentGap` (nobody
+        records the type now); their counters stay, so the node's statistics still
+        say what repair did for them (a logger's summary after it unsubscribed).
+        """
+        for key in [k for k in self._active if k[1] == type_name]:
+            stream = self._streams[key]
             self._outstanding -= len(stream.missing)
+            stream.missing.clear()
+            stream.next_due = float("inf")
             self._active.discard(key)
 
     # -- what to do --------------------------------------------------------------
@@ -288,7 +321,7 @@ class Requester:
         """What to send and record now: requests due, numbers given up."""
         out: list[RequestAction | PermanentGap] = []
         cfg = self.config
-        for key in sorted(self._active, key=lambda k: self._streams[k].next_due):
+        for key in sorted(self._active, key=lambda k: (self._streams[k].next_due, k)):
             stream = self._streams[key]
             if stream.next_due > now:
                 break
@@ -297,9 +330,12 @@ class Requester:
                              if m[0] <= now and m[1] >= cfg.attempts)
             if expired:
                 self._drop(key, stream, expired, "timeout")
-            # Due now, and those due within one delay (one request instead of two).
+            # Due now, and those waiting for their first request that are due within
+            # one delay (one request instead of two; not those held back by an
+            # overheard request: that would undo the suppression).
             soon = now + cfg.delay
-            due = sorted(s for s, m in missing.items() if m[0] <= soon)
+            due = sorted(s for s, m in missing.items()
+                         if m[0] <= now or (m[0] <= soon and m[1] == 0))
             while due:
                 if not self._bucket.take(now):
                     self.counts["request_rate_limited"] += 1
@@ -385,7 +421,13 @@ class Requester:
 
     def _give_up(self, key: StreamKey, stream: _Stream, ranges: list[tuple[int, int]],
                  reason: str) -> None:
+        window = self.config.max_missing
+        abandoned = self._abandoned
         for first, last in ranges:
+            for seq in range(max(first, last - window + 1), last + 1):
+                abandoned[(key, seq)] = None
+            while len(abandoned) > self.config.max_outstanding:
+                abandoned.popitem(last=False)
             count = last - first + 1
             stream.counts["permanently_lost"] += count
             if reason == "gone":

@@ -20,7 +20,9 @@ and the request's nonce.
 **Budget.** Every message sent costs a token of the requester's bucket and of the
 node's (``ganglion.defaults.REPAIR_PER_REQUESTER``/``REPAIR_TOTAL``, and the
 ``HISTORY_*`` pair for history answers); what the buckets refuse is counted
-(``repair_rate_limited``) and not sent. Gone answers cost one token per request.
+(``repair_rate_limited``) and not sent. A request is charged one token before
+any work is done (it pays for the first message or for a gone answer), so a flood
+is turned away at the price of a bucket check.
 Answers waiting to be sent are bounded (``max_queued`` Repairs, ``max_pending``
 messages): a flood of requests can neither make the node send more than the
 buckets allow nor grow its memory. Repairs leave at most ``per_poll`` at a time,
@@ -38,7 +40,13 @@ from collections.abc import Callable
 from ganglion import defaults
 from ganglion.ratelimit import KeyedBuckets, TokenBucket
 from ganglion.repair.history import History, Message
-from ganglion.repair.messages import HistoryRequest, Repair, RepairRequest, valid_ranges
+from ganglion.repair.messages import (
+    HistoryRequest,
+    Repair,
+    RepairRequest,
+    count_numbers,
+    valid_ranges,
+)
 from ganglion.types import FINGERPRINT_SIZE, encode_payload, is_valid_type_name
 
 __all__ = ["Responder"]
@@ -106,7 +114,7 @@ class Responder:
                  fingerprint: Callable[[str], bytes | None] = lambda _name: None,
                  clock_synced: Callable[[], bool] = lambda: True,
                  max_bytes: int = 1200, hard_max_bytes: int = 15_000,
-                 hold: float = 0.030, guard: float = 0.040, per_poll: int = 16,
+                 hold: float = 0.080, guard: float = 0.050, per_poll: int = 16,
                  pace: float = 0.002, max_pending: int = 4096, max_queued: int = 512,
                  max_keys: int = defaults.RATE_TABLE_KEYS, now: float = 0.0) -> None:
         self.history = history
@@ -155,6 +163,11 @@ class Responder:
         if req.boot > history.boot:
             self.counts["repair_boot_unknown"] += 1  # not a boot of ours: forged or confused
             return
+        # One token before any work: a requester (or the node) out of budget costs a
+        # bisection-free refusal, so a flood is cheap to turn away.
+        if not (self._by_requester.take(requester, now) and self._total.take(now)):
+            counts["repair_rate_limited"] += count_numbers(req.ranges)
+            return
         key = (req.type_name, req.boot)
         pending = self._pending.get(key)
         found: list[Message] = []
@@ -166,20 +179,22 @@ class Responder:
             got, lost = history.lookup(req.type_name, first, last, now)
             found += got
             gone += lost
-        recent = self._recent.get(req.type_name, {})
-        fresh = [item for item in found
-                 if (pending is None or item[0] not in pending.found)
-                 and now - recent.get(item[0], float("-inf")) >= self.guard]
-        allowed = 0
+        recent = self._recent.get(req.type_name)
+        if pending is not None or recent:
+            held = pending.found if pending is not None else {}
+            ok = recent or {}
+            fresh = [item for item in found if item[0] not in held
+                     and now - ok.get(item[0], -1e300) >= self.guard]
+        else:
+            fresh = found
+        # The token taken pays for the first message (or for the gone answer).
         room = self.max_pending - self._pending_count
+        allowed = max(0, min(len(fresh), 1, room))
         while (allowed < len(fresh) and allowed < room
                and self._by_requester.take(requester, now) and self._total.take(now)):
             allowed += 1
         if allowed < len(fresh):
             counts["repair_rate_limited"] += len(fresh) - allowed
-        if gone and not (self._by_requester.take(requester, now) and self._total.take(now)):
-            counts["repair_rate_limited"] += 1
-            gone = []
         if not allowed and not gone:
             return
         if pending is None:

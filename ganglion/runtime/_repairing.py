@@ -49,6 +49,7 @@ from ganglion.repair import (
     RepairRequest,
     Requester,
     Responder,
+    StreamKey,
     Tail,
 )
 from ganglion.repair.messages import valid_ranges
@@ -147,6 +148,9 @@ class RepairGlue:
 
     def start(self) -> None:
         """Subscribe to the repair messages on the control endpoint."""
+        if self.requester is not None:
+            # The receive path reports gaps to the requester directly: re-arm the timer.
+            self.requester.on_change = self.schedule
         ep = self.endpoint
         ep.subscribe(RepairRequest, callback=self._on_request)
         ep.subscribe(Repair, callback=self._on_repair)
@@ -155,6 +159,8 @@ class RepairGlue:
     def close(self) -> None:
         """Stop the timer (nothing is sent after)."""
         self._closed = True
+        if self.requester is not None and self.requester.on_change == self.schedule:
+            self.requester.on_change = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -183,6 +189,27 @@ class RepairGlue:
         found = self.history.tails(asyncio.get_running_loop().time(), quiet=self._quiet,
                                    limit=MAX_TAILS)
         return [Tail(type_name=name, last_seq=seq) for name, seq in found] or None
+
+    # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
+    # The receive path tells the requester of gaps through these (Node.start sets them),
+    # so that the timer is set for the request they make due. A requester told
+    # directly wakes the glue too (Requester.on_change, set in start()): either way.
+
+    def on_gap(self, key: StreamKey, first: int, last: int, now: float) -> None:
+        """Numbers ``first .. last`` of a stream were skipped: ask for them in time."""
+        if self.requester is not None:
+            self.requester.on_gap(key, first, last, now)  # on_change sets the timer
+
+    def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
+        """A missing number arrived after all."""
+        if self.requester is not None:
+            self.requester.on_filled(key, seq, now)
+
+    def on_restart(self, sender: bytes, type_name: str, boot: int, now: float) -> None:
+        """The sender started a new boot: its older boots' gaps are permanent now."""
+        if self.requester is not None:
+            self.requester.on_restart(sender, type_name, boot, now)
+            self.schedule()
 
     def on_tails(self, tails: object, info: MessageInfo) -> None:
         """A peer's heartbeat ``tails``: each may reveal a gap in one of its streams."""
@@ -257,15 +284,21 @@ class RepairGlue:
                 self.counts["repair_unsolicited"] += 1  # a replay, or an answer too late
                 return
         deliver = self.parts.deliver
+        key = (info.sender, rep.type_name, rep.boot)
+        requester = self.requester
         for seq, sent_ns, payload in zip(rep.seqs, rep.sent_ns, rep.payloads, strict=True):
+            if not history and requester is not None and requester.abandoned(key, seq):
+                # Its gap is recorded already (an answer to another receiver's retry):
+                # delivering it now would contradict the record.
+                self.counts["repair_after_gap"] += 1
+                continue
             if deliver(rep.type_name, rep.fingerprint, sender=info.sender, boot=rep.boot,
                        seq=seq, sent_ns=sent_ns, payload=payload,
                        clock_synced=rep.clock_synced, source=info.source, history=history):
                 self.counts["repaired_received"] += 1
-        if self.requester is not None and not history:
-            key = (info.sender, rep.type_name, rep.boot)
+        if requester is not None and not history:
             for first, last in rep.gone:
-                self.requester.on_gone(key, first, last, now)
+                requester.on_gone(key, first, last, now)
         self.schedule()
 
     # -- the timer ---------------------------------------------------------------

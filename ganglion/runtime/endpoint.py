@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from ganglion import defaults
 from ganglion.errors import LocalError
 from ganglion.runtime._accel import speedups
-from ganglion.runtime._incoming import Incoming
+from ganglion.runtime._incoming import GapHooks, Incoming
 from ganglion.runtime._listening import (
     DEFAULT_MOVE_GRACE,
     GroupFor,
@@ -277,6 +277,11 @@ class Endpoint:
         self._in = Incoming(node_id=node_id, key=key, subs=self._subs,
                             sequences=self._sequences,
                             count_bad=self._count_bad, gaps=requester)
+
+    def set_gap_hooks(self, hooks: GapHooks | None) -> None:
+        """Tell ``hooks`` (the node's repair glue) of gaps instead of the bare requester,
+        so a gap also sets the repair timer (None: back to the requester)."""
+        self._in.gaps = hooks if hooks is not None else self.requester
 
     # -- lifecycle -------------------------------------------------------------------
 

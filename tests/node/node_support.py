@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packet_loss import LossCounters, PacketLoss
 from port_pairs import free_port_pair as free_port_pair  # re-exported for the tests here
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,6 +232,7 @@ class NetnsLab:
         self.bridge_ns = f"{tag}br"
         self.hosts: list[str] = []
         self._namespaces: list[str] = []
+        self._loss: dict[int, PacketLoss] = {}
 
     def start(self) -> None:
         """Create the bridge namespace."""
@@ -274,8 +276,30 @@ class NetnsLab:
         self._in(self.bridge_ns, "ip", "link", "set", f"{self.tag}v{index}",
                  "up" if up else "down")
 
+    def set_loss(self, percent: float, hosts: list[int] | None = None,
+                 ports: tuple[int, ...] = (47800, 47801), tool: str | None = None) -> None:
+        """Drop ``percent`` % of the UDP datagrams arriving at each of ``hosts`` (all when
+        None) from now on; callable again to change it (:mod:`packet_loss`).
+
+        Args:
+            percent: 0..100.
+            hosts: host indexes (from 1).
+            ports: UDP ports counted separately (default: ganglion's data and control).
+            tool: ``"nft"`` or ``"iptables"``; the first installed when None.
+        """
+        for index in hosts or range(1, len(self.hosts) + 1):
+            loss = self._loss.get(index)
+            if loss is None:
+                loss = self._loss[index] = PacketLoss(self.hosts[index - 1], "eth0", ports, tool)
+            loss.set(percent)
+
+    def loss_counters(self, index: int) -> LossCounters:
+        """Datagrams counted at host ``index`` since its loss rule was first set."""
+        return self._loss[index].counters()
+
     def close(self) -> None:
         """Kill everything left inside the namespaces and delete them (never raises)."""
+        self._loss.clear()  # the rules go with the namespaces
         for ns in reversed(self._namespaces):
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
