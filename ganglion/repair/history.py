@@ -68,6 +68,12 @@ _pack_entry = ENTRY.pack
 _unpack_entry = ENTRY.unpack_from
 
 
+def _seal_age(limits: HistoryLimits) -> float:
+    """A keep buffer this old (since its first fold) is sealed: its messages' ages are
+    off by at most this much."""
+    return min(SEAL_SECONDS, limits.max_age / 4)
+
+
 def keep_append(keep: Keep, seq: int, sent_ns: int, payload: bytes) -> None:
     """Append one published message to a keep buffer (what the compiled lane does in C)."""
     index, blob = keep
@@ -237,24 +243,34 @@ class _TypeHistory:
         return _Chunk(bytes(index[:self.folded * ENTRY.size]), bytes(blob[:self.folded_blob]),
                       self.open_at if self.open_at is not None else float("-inf"))
 
+    def take_folded(self) -> tuple[bytes, bytes]:
+        """Remove the folded messages from the keep buffer: (their index, their blob).
+
+        Messages appended since the last fold stay, their end offsets moved down.
+        """
+        index, blob = self.keep
+        size, shift = self.folded * ENTRY.size, self.folded_blob
+        taken = bytes(index[:size]), bytes(blob[:shift])
+        if len(index) == size:
+            del index[:], blob[:]
+        else:
+            rest = bytearray()
+            for at in range(size, len(index), ENTRY.size):
+                seq, sent_ns, end = _unpack_entry(index, at)
+                rest += _pack_entry(seq, sent_ns, end - shift)
+            index[:] = rest
+            del blob[:shift]
+        self.folded = self.folded_blob = 0
+        self.open_at = None
+        return taken
+
     def clear(self) -> int:
         """Forget every message (folded ones too); return the bytes freed."""
         freed = self.bytes
         for chunk in self.live():
             chunk.start, chunk.bytes = chunk.n, 0
         self.chunks, self.start, self.bytes, self.count = [], 0, 0, 0
-        index, blob = self.keep
-        del index[:self.folded * ENTRY.size]
-        del blob[:self.folded_blob]
-        if self.folded_blob and index:  # messages appended since: their ends move down
-            shift = self.folded_blob
-            fixed = bytearray()
-            for at in range(0, len(index), ENTRY.size):
-                seq, sent_ns, end = _unpack_entry(index, at)
-                fixed += _pack_entry(seq, sent_ns, end - shift)
-            index[:] = fixed
-        self.folded = self.folded_blob = 0
-        self.open_at = None
+        self.take_folded()
         return freed
 
     def items(self) -> list[Message]:
@@ -382,7 +398,7 @@ class History:
         if not self._account(entry, now):
             return
         if entry.folded >= SEAL_COUNT or entry.folded_blob >= limits.max_bytes >> 4 \
-                or now - (entry.open_at or now) >= min(SEAL_SECONDS, limits.max_age / 4):
+                or now - (now if entry.open_at is None else entry.open_at) >= _seal_age(limits):
             self._seal(entry)
         if entry.bytes > limits.max_bytes or (entry.count and self._oldest_at(entry)
                                               < now - limits.max_age):
@@ -400,6 +416,10 @@ class History:
             return False
         if len(index) == entry.folded * ENTRY.size:
             return True
+        if entry.folded and now - (now if entry.open_at is None else entry.open_at) >= _seal_age(entry.limits):
+            # The folded ones are old enough to be a chunk: the new ones start the next
+            # (else they would take the old ones' age).
+            self._seal(entry, only_folded=True)
         if entry.last_seq is not None and \
                 _unpack_entry(index, entry.folded * ENTRY.size)[0] <= entry.last_seq:
             # Numbers only grow within a boot: a smaller one means the numbering
@@ -419,16 +439,15 @@ class History:
         entry.last_at = now
         return True
 
-    def _seal(self, entry: _TypeHistory) -> None:
-        """Copy the keep buffer's messages into a chunk, and empty it."""
-        if not self._account(entry, self._now) or not entry.folded:
+    def _seal(self, entry: _TypeHistory, *, only_folded: bool = False) -> None:
+        """Copy the keep buffer's messages (folded first, unless ``only_folded``: those
+        folded before) into a chunk, and take them out of it."""
+        if not only_folded and not self._account(entry, self._now):
             return
-        index, blob = entry.keep
-        chunk = _Chunk(bytes(index), bytes(blob),
-                       entry.open_at if entry.open_at is not None else self._now)
-        del index[:], blob[:]
-        entry.folded = entry.folded_blob = 0
-        entry.open_at = None
+        if not entry.folded:
+            return
+        at = entry.open_at if entry.open_at is not None else self._now
+        chunk = _Chunk(*entry.take_folded(), at)
         entry.chunks.append(chunk)
         self._order.append((entry, chunk))
         entry.bytes += CHUNK_OVERHEAD
