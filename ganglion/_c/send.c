@@ -370,7 +370,8 @@ typedef struct {
     Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute (all 0: by name) */
     PyObject *sock;      /* the sender's socket last seen, held, and its descriptor */
     int fd;
-    PyObject *kept;      /* the type's keep list in the history (a list), or NULL */
+    PyObject *kept_index; /* the type's keep buffer in the history: its index and blob */
+    PyObject *kept_blob;  /* (bytearrays), or NULL */
 } SendLane;
 
 static int
@@ -386,8 +387,11 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
                                      &next_seq, &name, &sender, &out, &packer, &group, &port,
                                      &PyTuple_Type, &plan, &max_payload, &yield_cpu, &kept))
         return -1;
-    if (kept != Py_None && !PyList_CheckExact(kept)) {
-        PyErr_SetString(PyExc_TypeError, "SendLane: kept must be a list or None");
+    if (kept != Py_None && !(PyTuple_CheckExact(kept) && PyTuple_GET_SIZE(kept) == 2
+                             && PyByteArray_CheckExact(PyTuple_GET_ITEM(kept, 0))
+                             && PyByteArray_CheckExact(PyTuple_GET_ITEM(kept, 1)))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "SendLane: kept must be (index, blob), two bytearrays, or None");
         return -1;
     }
     if (check_plan("SendLane", plan) < 0) {
@@ -411,7 +415,8 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
     self->fd = -1;
     self->max_payload = max_payload;
     self->yield_cpu = yield_cpu;
-    Py_XSETREF(self->kept, kept == Py_None ? NULL : Py_NewRef(kept));
+    Py_XSETREF(self->kept_index, kept == Py_None ? NULL : Py_NewRef(PyTuple_GET_ITEM(kept, 0)));
+    Py_XSETREF(self->kept_blob, kept == Py_None ? NULL : Py_NewRef(PyTuple_GET_ITEM(kept, 1)));
     Py_XSETREF(self->packer_type, Py_NewRef((PyObject *)Py_TYPE(packer)));
     slot_offsets(self->packer_type, packer_names, P_N, self->packer_slots);
     return 0;
@@ -428,7 +433,8 @@ SendLane_traverse(SendLane *self, visitproc visit, void *arg)
     Py_VISIT(self->plan);
     Py_VISIT(self->packer_type);
     Py_VISIT(self->sock);
-    Py_VISIT(self->kept);
+    Py_VISIT(self->kept_index);
+    Py_VISIT(self->kept_blob);
     return 0;
 }
 
@@ -443,7 +449,8 @@ SendLane_clear(SendLane *self)
     Py_CLEAR(self->plan);
     Py_CLEAR(self->packer_type);
     Py_CLEAR(self->sock);
-    Py_CLEAR(self->kept);
+    Py_CLEAR(self->kept_index);
+    Py_CLEAR(self->kept_blob);
     return 0;
 }
 
@@ -462,10 +469,30 @@ PyDoc_STRVAR(SendLane_publish_doc,
 "stamped now, then sent alone (send_lone) while the endpoint is idle, or added to the\n"
 "datagram being filled (batch_add) under load. Returns (payload, seq, now_ns, sent,\n"
 "full): sent is the datagram's length when it was sent alone, else 0, and full is\n"
-"batch_add's answer; the caller does the bookkeeping. With a keep list (kept), the\n"
-"message is also appended to it as (seq, now_ns, payload), what Publisher.publish\n"
-"appends on its Python path. Otherwise nothing at all happened and None is returned:\n"
-"the Python path does it.");
+"batch_add's answer; the caller does the bookkeeping. With a keep buffer (kept), the\n"
+"payload is also appended to its blob and (seq, now_ns, blob length) to its index\n"
+"(native =QQQ), what ganglion.repair.history.keep_append does on the Python path.\n"
+"Otherwise nothing at all happened and None is returned: the Python path does it.");
+
+/* Append a published message to the history's keep buffer: its payload to `blob`, then
+ * (seq, ts, blob length) to `index` as three native uint64 (ganglion.repair.history's
+ * ENTRY, "=QQQ"; keep_append does the same in Python). -1 on error (nothing appended). */
+static int
+keep(PyObject *index, PyObject *blob, uint64_t seq, uint64_t ts, PyObject *payload)
+{
+    Py_ssize_t at = PyByteArray_GET_SIZE(blob), n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t end = PyByteArray_GET_SIZE(index);
+    if (PyByteArray_Resize(blob, at + n) < 0)
+        return -1;
+    memcpy(PyByteArray_AS_STRING(blob) + at, PyBytes_AS_STRING(payload), (size_t)n);
+    if (PyByteArray_Resize(index, end + 24) < 0) {
+        PyByteArray_Resize(blob, at); /* shrinking never fails */
+        return -1;
+    }
+    uint64_t entry[3] = {seq, ts, (uint64_t)(at + n)};
+    memcpy(PyByteArray_AS_STRING(index) + end, entry, sizeof entry);
+    return 0;
+}
 
 /* SendLane.publish once the endpoint's next number for the type (`seq_o`) is known. */
 static PyObject *
@@ -500,14 +527,9 @@ publish_numbered(SendLane *self, PyObject *msg, PyObject *seq_o)
     if (now_o == NULL)
         goto out;
     PyObject *payload = PyTuple_GET_ITEM(done, 0);
-    if (self->kept != NULL) {
-        /* The history's keep list (Publisher.publish appends the same on its path). */
-        PyObject *item = PyTuple_Pack(3, seq_o, now_o, payload);
-        int appended = item == NULL ? -1 : PyList_Append(self->kept, item);
-        Py_XDECREF(item);
-        if (appended < 0)
-            goto out;
-    }
+    if (self->kept_index != NULL && keep(self->kept_index, self->kept_blob, seq, now,
+                                         payload) < 0)
+        goto out;
     result = busy
         ? Py_BuildValue("(OOOiO)", payload, seq_o, now_o, 0, PyTuple_GET_ITEM(done, 1))
         : Py_BuildValue("(OOOOO)", payload, seq_o, now_o, PyTuple_GET_ITEM(done, 1), Py_False);

@@ -6,26 +6,33 @@ or not: a message nobody wanted yet is still kept, so a late subscriber's histor
 request gets it. Each type's history is bounded in bytes and in age
 (:class:`HistoryLimits`), and all types together in bytes (``total_bytes``).
 Eviction is oldest first: per type by age and bytes, then across types (the
-oldest message of the whole node) while the total is over its bound. Every entry
-costs its payload plus :data:`ENTRY_OVERHEAD` bytes, an estimate of what Python
-spends on it, so the bound is one on memory, not only on payload bytes.
+oldest message of the whole node) while the total is over its bound. Every message
+costs its payload plus :data:`ENTRY_OVERHEAD` bytes, and every chunk (below)
+:data:`CHUNK_OVERHEAD`, what they take in memory, so the bound is one on memory,
+not only on payload bytes.
 
-Recording is on the publish path, so it costs one list append per message: the
-publisher (and the compiled send lane) appends ``(seq, sent_ns, payload)`` to the
-type's *keep list* (:meth:`History.keep`), and :meth:`History.fold` moves every keep
-list into the history as one *chunk* per type, once per event-loop iteration (and
-before any question is answered, so nothing appended is ever missed). A chunk is
-the messages of one fold (small ones are merged into the chunk before them), with
-its bytes and the time it was folded: bounds are enforced per chunk (a whole chunk
-leaves at once; the byte bounds trim the oldest chunk message by message), so the
-cost per message is a few tens of nanoseconds however full the history is
-(``bench/transport.py``'s ``ganglion+hist`` row). Ages are the fold time's, at most
-:data:`MERGE_SECONDS` early. A type's chunks sit in a list with a moving start
-(amortised O(1) append and eviction, compacted when half of it is dead), ascending
-by sequence number (numbers within one boot only grow), so a range lookup is a
-bisection. A restarted sender starts with an empty history: the numbers of its
-previous boot are gone and are never answered with new data; :attr:`History.boot` is
-the boot the history belongs to.
+Recording is on the publish path, so it must cost next to nothing per message,
+and it creates no Python object per message: the publisher (and the compiled send
+lane, in C) appends each payload to the type's *keep buffer* and a 24-byte entry
+``(seq, sent_ns, end offset)`` (native ``=QQQ``, :data:`ENTRY`) to its index
+(:meth:`History.keep` gives the pair of bytearrays; :func:`keep_append` appends
+from Python). :meth:`History.fold`, once per event-loop iteration (and before any
+question is answered), accounts what was appended; a keep buffer that holds
+:data:`SEAL_COUNT` messages, a sixteenth of the type's bytes or a second's worth
+is *sealed*: copied into a *chunk* (two bytes objects) and emptied. Bounds are
+enforced per chunk: a small one leaves whole, a big one is trimmed message by
+message (a bisection over its end offsets). Kept as per-message tuples instead,
+the history made the publish path ~0.6 us slower per message: building them, the
+cache misses of freeing them a history later, and the garbage collections they
+caused. Ages are those of the fold that first took a chunk's messages, so a
+message may leave up to a second (or a quarter of ``max_age``) early.
+
+A type's chunks sit in a list with a moving start (amortised O(1) append and
+eviction, compacted when half of it is dead), ascending by sequence number
+(numbers within one boot only grow), so a range lookup is a bisection. A
+restarted sender starts with an empty history: the numbers of its previous boot
+are gone and are never answered with new data; :attr:`History.boot` is the boot
+the history belongs to.
 
 Pure: time is an argument (the node loop's monotonic clock, seconds).
 """
@@ -35,22 +42,43 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import struct
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_TOTAL_BYTES", "ENTRY_OVERHEAD", "History",
-           "HistoryLimits", "Message"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_TOTAL_BYTES", "ENTRY", "ENTRY_OVERHEAD", "History",
+           "HistoryLimits", "Keep", "Message", "keep_append"]
 
-#: What one kept message costs besides its payload (the tuple, ints, list slots).
-ENTRY_OVERHEAD = 96
-#: What one chunk costs besides its messages.
-CHUNK_OVERHEAD = 160
-#: A fold of few messages joins the chunk before it when that one was folded at most this
-#: many seconds ago and holds fewer than :data:`MERGE_COUNT` (a slow type would else make
-#: a chunk per message).
-MERGE_SECONDS = 1.0
-MERGE_COUNT = 256
+#: A keep buffer's index entry: seq, sent_ns, and where the payload ends in the buffer's
+#: blob (native byte order: ganglion/_c/send.c writes it with memcpy).
+ENTRY = struct.Struct("=QQQ")
+#: What one kept message costs besides its payload: its index entry.
+ENTRY_OVERHEAD = ENTRY.size
+#: What one chunk costs besides its messages (its objects).
+CHUNK_OVERHEAD = 256
+#: A keep buffer is sealed into a chunk once it holds this many messages (or a sixteenth
+#: of the type's bytes, or was first folded SEAL_SECONDS ago).
+SEAL_COUNT = 256
+SEAL_SECONDS = 1.0
 #: A message of the history: (seq, sent_ns, payload).
 Message = tuple[int, int, bytes]
+#: A type's keep buffer: (index, blob), appended to by the publish path.
+Keep = tuple[bytearray, bytearray]
+
+_pack_entry = ENTRY.pack
+_unpack_entry = ENTRY.unpack_from
+
+
+def _seal_age(limits: HistoryLimits) -> float:
+    """A keep buffer this old (since its first fold) is sealed: its messages' ages are
+    off by at most this much."""
+    return min(SEAL_SECONDS, limits.max_age / 4)
+
+
+def keep_append(keep: Keep, seq: int, sent_ns: int, payload: bytes) -> None:
+    """Append one published message to a keep buffer (what the compiled lane does in C)."""
+    index, blob = keep
+    blob += payload
+    index += _pack_entry(seq, sent_ns, len(blob))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,54 +105,91 @@ class HistoryLimits:
         return self.max_bytes == 0 or self.max_age == 0
 
 
-#: Per type: 256 KiB and 60 s (a 50 Hz sensor of 60-byte readings fills 60 s in ~470 KiB
-#: with the overhead, so its history holds ~30 s; a 1 Hz one holds the full minute).
+#: Per type: 256 KiB and 60 s (a 50 Hz sensor of 60-byte readings fills 60 s in ~250 KiB
+#: with the overhead, so its history holds about the minute; so does a 1 Hz one).
 DEFAULT_LIMITS = HistoryLimits()
 #: Per node, all types together: 4 MiB, small next to a Raspberry Pi's memory.
 DEFAULT_TOTAL_BYTES = 4 * 1024 * 1024
 
 
 class _Chunk:
-    """Messages of one fold (or a few merged), ascending, the first ``start`` evicted."""
+    """Messages sealed from a keep buffer, ascending, the first ``start`` evicted."""
 
-    __slots__ = ("at", "bytes", "items", "start")
+    __slots__ = ("at", "blob", "bytes", "index", "n", "start")
 
-    def __init__(self, items: list[Message], size: int, at: float) -> None:
-        self.items = items
+    def __init__(self, index: bytes, blob: bytes, at: float) -> None:
+        self.index = memoryview(index).cast("Q")  # seq, sent_ns, end: 3 per message
+        self.blob = blob
+        self.n = len(self.index) // 3
         self.start = 0
-        self.bytes = size  # of the live messages, with their overhead (not the chunk's)
-        self.at = at  # when it was folded (the caller's clock)
+        self.bytes = len(blob) + ENTRY_OVERHEAD * self.n  # of the live messages
+        self.at = at  # when its first messages were folded (the caller's clock)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def live(self) -> int:
+        return self.n - self.start
+
+    def seq(self, i: int) -> int:
+        return int(self.index[3 * i])
 
     def first(self) -> int:
-        return self.items[self.start][0]
+        return self.seq(self.start)
+
+    def offset(self, i: int) -> int:
+        """Where message ``i``'s payload starts in blob."""
+        return int(self.index[3 * i - 1]) if i else 0
+
+    def message(self, i: int) -> Message:
+        index = self.index
+        return (int(index[3 * i]), int(index[3 * i + 1]),
+                self.blob[self.offset(i):index[3 * i + 2]])
+
+    def find(self, first: int, last: int) -> tuple[int, int]:
+        """The live messages numbered ``first .. last``: indices ``lo .. hi-1``."""
+        span = range(self.start, self.n)
+        lo = bisect.bisect_left(span, first, key=self.seq) + self.start
+        hi = bisect.bisect_right(span, last, lo - self.start, key=self.seq) + self.start
+        return lo, hi
 
     def trim(self, excess: int) -> int:
         """Evict messages from the front until ``excess`` bytes are freed (or none is
         left); return the bytes freed."""
-        items, i, freed = self.items, self.start, 0
-        end = len(items)
-        while freed < excess and i < end:
-            freed += len(items[i][2]) + ENTRY_OVERHEAD
-            i += 1
-        self.start = i
+        start, base, index = self.start, self.offset(self.start), self.index
+
+        def freed_to(k: int) -> int:  # bytes freed by evicting start .. k-1
+            return int(index[3 * k - 1]) - base + ENTRY_OVERHEAD * (k - start)
+
+        k = bisect.bisect_left(range(start + 1, self.n + 1), excess, key=freed_to) + start + 1
+        k = min(k, self.n)
+        freed = freed_to(k)
+        self.start = k
         self.bytes -= freed
         return freed
 
+    def messages(self) -> list[Message]:
+        return [self.message(i) for i in range(self.start, self.n)]
+
 
 class _TypeHistory:
-    """One type's kept messages: chunks, oldest first, and the keep list."""
+    """One type's kept messages: sealed chunks, oldest first, and the keep buffer."""
 
-    __slots__ = ("bytes", "chunks", "count", "keep", "last_at", "last_seq", "limits", "start")
+    __slots__ = ("bytes", "chunks", "count", "folded", "folded_blob", "keep", "last_at",
+                 "last_seq", "limits", "open_at", "start")
 
     def __init__(self, limits: HistoryLimits) -> None:
         self.limits = limits
         self.chunks: list[_Chunk] = []
         self.start = 0  # chunks before it are evicted
-        self.bytes = 0  # messages and chunks, with their overheads
-        self.count = 0  # messages held
-        #: Appended to by the publish path, emptied by History.fold (the same list for
-        #: the history's whole life: a compiled lane holds it).
-        self.keep: list[Message] = []
+        self.bytes = 0  # messages (sealed or folded) and chunks, with their overheads
+        self.count = 0  # messages held (sealed or folded)
+        #: Appended to by the publish path (the same two bytearrays for the history's
+        #: whole life: a compiled lane holds them); sealing empties them.
+        self.keep: Keep = (bytearray(), bytearray())
+        self.folded = 0  # messages of the keep buffer already accounted
+        self.folded_blob = 0  # and their payload bytes
+        self.open_at: float | None = None  # when the keep buffer's first were folded
         self.last_seq: int | None = None
         self.last_at = float("-inf")
 
@@ -140,9 +205,9 @@ class _TypeHistory:
     def drop_oldest(self) -> int:
         """Evict the oldest chunk whole; return the bytes it freed."""
         chunk = self.chunks[self.start]
-        self.count -= len(chunk.items) - chunk.start
+        self.count -= chunk.live()
         freed = chunk.bytes
-        chunk.start, chunk.bytes = len(chunk.items), 0  # dead (History._order skips it)
+        chunk.start, chunk.bytes = chunk.n, 0  # dead (History._order skips it)
         self.bytes -= freed
         return freed + self._pop_dead()
 
@@ -156,7 +221,7 @@ class _TypeHistory:
         freed = chunk.trim(excess)
         self.count -= chunk.start - before
         self.bytes -= freed
-        if chunk.start >= len(chunk.items):  # its last message was the one that sufficed
+        if chunk.start >= chunk.n:  # its last message was the one that sufficed
             freed += self._pop_dead()
         return freed
 
@@ -169,15 +234,51 @@ class _TypeHistory:
             self.start = 0
         return CHUNK_OVERHEAD
 
+    def open_chunk(self) -> _Chunk | None:
+        """The folded messages of the keep buffer as a chunk of their own (a copy, for
+        reading), or None."""
+        if not self.folded:
+            return None
+        index, blob = self.keep
+        return _Chunk(bytes(index[:self.folded * ENTRY.size]), bytes(blob[:self.folded_blob]),
+                      self.open_at if self.open_at is not None else float("-inf"))
+
+    def take_folded(self) -> tuple[bytes, bytes]:
+        """Remove the folded messages from the keep buffer: (their index, their blob).
+
+        Messages appended since the last fold stay, their end offsets moved down.
+        """
+        index, blob = self.keep
+        size, shift = self.folded * ENTRY.size, self.folded_blob
+        taken = bytes(index[:size]), bytes(blob[:shift])
+        if len(index) == size:
+            del index[:], blob[:]
+        else:
+            rest = bytearray()
+            for at in range(size, len(index), ENTRY.size):
+                seq, sent_ns, end = _unpack_entry(index, at)
+                rest += _pack_entry(seq, sent_ns, end - shift)
+            index[:] = rest
+            del blob[:shift]
+        self.folded = self.folded_blob = 0
+        self.open_at = None
+        return taken
+
     def clear(self) -> int:
+        """Forget every message (folded ones too); return the bytes freed."""
         freed = self.bytes
         for chunk in self.live():
-            chunk.start, chunk.bytes = len(chunk.items), 0
+            chunk.start, chunk.bytes = chunk.n, 0
         self.chunks, self.start, self.bytes, self.count = [], 0, 0, 0
+        self.take_folded()
         return freed
 
     def items(self) -> list[Message]:
-        return [item for chunk in self.live() for item in chunk.items[chunk.start:]]
+        chunks = self.live()
+        opened = self.open_chunk()
+        if opened is not None:
+            chunks.append(opened)
+        return [item for chunk in chunks for item in chunk.messages()]
 
 
 class History:
@@ -200,8 +301,8 @@ class History:
         self.boot = boot
         self._per_type: dict[str, HistoryLimits] = dict(per_type or {})
         self._types: dict[str, _TypeHistory] = {}
-        # Chunks in folding order, for the node-wide bound: the oldest of all types goes
-        # first. Chunks already evicted by their type's bounds are skipped (and dropped).
+        # Sealed chunks in sealing order, for the node-wide bound: the oldest of all types
+        # goes first. Chunks already evicted by their type's bounds are skipped (dropped).
         self._order: collections.deque[tuple[_TypeHistory, _Chunk]] = collections.deque()
         self._bytes = 0
         self._now = float("-inf")  # the latest time given (for questions without one)
@@ -215,16 +316,17 @@ class History:
     def set_limits(self, type_name: str, limits: HistoryLimits) -> None:
         """Give ``type_name`` its own limits (what it holds beyond them goes at once).
 
-        A publisher holding the type's keep list must ask :meth:`keep` again (the
+        A publisher holding the type's keep buffer must ask :meth:`keep` again (the
         endpoint drops its routes): a type turned off takes no more messages.
         """
         self._per_type[type_name] = limits
         entry = self._types.get(type_name)
         if entry is not None:
+            self.fold(self._now)
             entry.limits = limits
             if limits.off:
-                entry.keep.clear()
                 self._bytes -= entry.clear()
+                del entry.keep[0][:], entry.keep[1][:]
             else:
                 self._evict_type(entry, None)
 
@@ -238,12 +340,13 @@ class History:
 
     # -- recording ---------------------------------------------------------------
 
-    def keep(self, type_name: str) -> list[Message] | None:
-        """The list the publish path appends each published ``(seq, sent_ns, payload)``
-        of ``type_name`` to (numbers ascending), or None when the type's history is off.
+    def keep(self, type_name: str) -> Keep | None:
+        """The keep buffer the publish path appends each published message of
+        ``type_name`` to (:func:`keep_append`; numbers ascending), or None when the
+        type's history is off.
 
         Appending is all a publish costs; :meth:`fold` takes the messages in. Ask
-        once per route (the same list is returned while the type is kept).
+        once per route (the same buffer is returned while the type is kept).
         """
         if not self.enabled(type_name):
             return None
@@ -254,7 +357,8 @@ class History:
 
     def record(self, type_name: str, seq: int, sent_ns: int, payload: bytes,
                now: float) -> None:
-        """Keep one published message (:meth:`keep` and :meth:`fold` in one call).
+        """Keep one published message (:meth:`keep`, :func:`keep_append` and
+        :meth:`fold` in one call).
 
         Args:
             type_name: its type.
@@ -277,50 +381,84 @@ class History:
                 self._bytes -= entry.clear()
             entry.last_seq, entry.last_at = seq, now
             return
-        keep.append((seq, sent_ns, payload))
+        keep_append(keep, seq, sent_ns, payload)
         self.fold(now)
 
     def fold(self, now: float) -> None:
-        """Take in every message appended to a keep list since the last fold."""
+        """Take in every message appended to a keep buffer since the last fold."""
         if now > self._now:
             self._now = now
         for entry in self._types.values():
-            if entry.keep:
-                items = entry.keep.copy()
-                entry.keep.clear()
-                self._fold_type(entry, items, now)
+            if len(entry.keep[0]) > entry.folded * ENTRY.size:
+                self._fold_type(entry, now)
 
-    def _fold_type(self, entry: _TypeHistory, items: list[Message], now: float) -> None:
-        # On the publish path once per loop iteration: per message, a length and a sum.
-        if entry.limits.off or self.total_bytes == 0:
+    def _fold_type(self, entry: _TypeHistory, now: float) -> None:
+        # On the publish path once per loop iteration: a few operations per type.
+        limits = entry.limits
+        if not self._account(entry, now):
             return
-        if entry.last_seq is not None and items[0][0] <= entry.last_seq:
+        if entry.folded >= SEAL_COUNT or entry.folded_blob >= limits.max_bytes >> 4 \
+                or now - (now if entry.open_at is None else entry.open_at) >= _seal_age(limits):
+            self._seal(entry)
+        if entry.bytes > limits.max_bytes or (entry.count and self._oldest_at(entry)
+                                              < now - limits.max_age):
+            self._evict_type(entry, now)
+        if self._bytes > self.total_bytes:
+            self._evict_total()
+
+    def _account(self, entry: _TypeHistory, now: float) -> bool:
+        """Count what was appended to the keep buffer since the last look; False when
+        the type keeps nothing (then the buffer is emptied)."""
+        index, blob = entry.keep
+        if entry.limits.off or self.total_bytes == 0:
+            del index[:], blob[:]
+            entry.folded = entry.folded_blob = 0
+            return False
+        if len(index) == entry.folded * ENTRY.size:
+            return True
+        if entry.folded and now - (now if entry.open_at is None else entry.open_at) >= _seal_age(entry.limits):
+            # The folded ones are old enough to be a chunk: the new ones start the next
+            # (else they would take the old ones' age).
+            self._seal(entry, only_folded=True)
+        if entry.last_seq is not None and \
+                _unpack_entry(index, entry.folded * ENTRY.size)[0] <= entry.last_seq:
             # Numbers only grow within a boot: a smaller one means the numbering
             # restarted (a new boot): what is kept belongs to the old one.
             self.renumbered += 1
             self._bytes -= entry.clear()
-        size = sum([len(item[2]) for item in items]) + ENTRY_OVERHEAD * len(items)
-        last = entry.chunks[-1] if entry.count else None
-        if last is not None and now - last.at <= MERGE_SECONDS \
-                and len(last.items) + len(items) <= MERGE_COUNT \
-                and last.bytes + size <= entry.limits.max_bytes >> 4:
-            last.items += items
-            last.bytes += size
-            added = size
-        else:
-            chunk = _Chunk(items, size, now)
-            entry.chunks.append(chunk)
-            self._order.append((entry, chunk))
-            added = size + CHUNK_OVERHEAD
+        total = len(index) // ENTRY.size
+        new = total - entry.folded
+        added = len(blob) - entry.folded_blob + ENTRY_OVERHEAD * new
+        entry.folded, entry.folded_blob = total, len(blob)
         entry.bytes += added
-        entry.count += len(items)
-        entry.last_seq, entry.last_at = items[-1][0], now
+        entry.count += new
         self._bytes += added
-        if entry.bytes > entry.limits.max_bytes or entry.chunks[entry.start].at < \
-                now - entry.limits.max_age:
-            self._evict_type(entry, now)
-        if self._bytes > self.total_bytes:
-            self._evict_total()
+        if entry.open_at is None:
+            entry.open_at = now
+        entry.last_seq = _unpack_entry(index, (total - 1) * ENTRY.size)[0]
+        entry.last_at = now
+        return True
+
+    def _seal(self, entry: _TypeHistory, *, only_folded: bool = False) -> None:
+        """Copy the keep buffer's messages (folded first, unless ``only_folded``: those
+        folded before) into a chunk, and take them out of it."""
+        if not only_folded and not self._account(entry, self._now):
+            return
+        if not entry.folded:
+            return
+        at = entry.open_at if entry.open_at is not None else self._now
+        chunk = _Chunk(*entry.take_folded(), at)
+        entry.chunks.append(chunk)
+        self._order.append((entry, chunk))
+        entry.bytes += CHUNK_OVERHEAD
+        self._bytes += CHUNK_OVERHEAD
+
+    @staticmethod
+    def _oldest_at(entry: _TypeHistory) -> float:
+        oldest = entry.oldest()
+        if oldest is not None:
+            return oldest.at
+        return entry.open_at if entry.open_at is not None else float("inf")
 
     # -- questions ---------------------------------------------------------------
 
@@ -346,13 +484,15 @@ class History:
         # The last chunk starting at or before `first` (or the oldest one).
         at = max(bisect.bisect_right(chunks, first, entry.start, key=_Chunk.first) - 1,
                  entry.start)
+        candidates = chunks[at:]
+        opened = entry.open_chunk()
+        if opened is not None:
+            candidates.append(opened)
         found: list[Message] = []
-        for chunk in chunks[at:]:
-            items = chunk.items
-            lo = bisect.bisect_left(items, first, chunk.start, key=_seq)
-            hi = bisect.bisect_right(items, last, lo, key=_seq)
-            found += items[lo:hi]
-            if hi < len(items):
+        for chunk in candidates:
+            lo, hi = chunk.find(first, last)
+            found += [chunk.message(i) for i in range(lo, hi)]
+            if hi < chunk.n:
                 break
         gone: list[tuple[int, int]] = []
         expected = first
@@ -378,8 +518,9 @@ class History:
         entry = self._types.get(type_name)
         if entry is None:
             return None
-        if entry.keep:
-            return entry.keep[-1][0]
+        index = entry.keep[0]
+        if len(index) > entry.folded * ENTRY.size:
+            return int(_unpack_entry(index, len(index) - ENTRY.size)[0])
         return entry.last_seq
 
     def tails(self, now: float, *, quiet: float, limit: int = 32) -> list[tuple[str, int]]:
@@ -432,42 +573,47 @@ class History:
         limits = entry.limits
         before = entry.count
         excess = entry.bytes - limits.max_bytes
-        small = limits.max_bytes >> 4
+        small = limits.max_bytes >> 3  # a keep buffer is sealed at a sixteenth
         while excess > 0 and entry.count:
-            # A small oldest chunk leaves whole (no walk through its messages): the type
-            # then holds up to a sixteenth less than it may; a big one is trimmed.
+            if entry.oldest() is None:
+                self._seal(entry)  # only the keep buffer holds messages: seal it to trim
+                excess = entry.bytes - limits.max_bytes
+                continue
+            # A small oldest chunk (an eighth of the bound at most: sealed ones are about
+            # a sixteenth) leaves whole, so the type holds up to that much less than it
+            # may, and evictions come once per chunk, not per fold; a big one is trimmed.
             chunk = entry.chunks[entry.start]
             freed = entry.drop_oldest() if chunk.bytes <= small \
                 else entry.trim_oldest(excess)
             self._bytes -= freed
             excess -= freed
         self.evicted_bytes += before - entry.count
-        if entry.count == 0 and entry.start < len(entry.chunks):
-            self._bytes -= entry.clear()  # only empty chunks left: drop them
         if now is None:
             return
         oldest = now - limits.max_age
         before = entry.count
-        while entry.count and entry.chunks[entry.start].at < oldest:
+        while entry.count and self._oldest_at(entry) < oldest:
+            if entry.oldest() is None:
+                self._seal(entry)
             self._bytes -= entry.drop_oldest()
         self.evicted_age += before - entry.count
 
     def _evict_total(self) -> None:
+        if self._bytes <= self.total_bytes:
+            return
+        for entry in self._types.values():
+            self._seal(entry)  # every message in a chunk, in the node-wide order
         order = self._order
         # The oldest live chunk of the node is its type's oldest (types evict oldest
         # first), so trimming it keeps every type's chunks in order.
         while order and self._bytes > self.total_bytes:
             entry, chunk = order[0]
-            if chunk.start >= len(chunk.items) or entry.oldest() is not chunk:
+            if chunk.start >= chunk.n or entry.oldest() is not chunk:
                 order.popleft()
                 continue
             before = entry.count
             self._bytes -= entry.trim_oldest(self._bytes - self.total_bytes)
             self.evicted_total += before - entry.count
-        while order and (order[0][1].start >= len(order[0][1].items)
+        while order and (order[0][1].start >= order[0][1].n
                          or order[0][0].oldest() is not order[0][1]):
             order.popleft()
-
-
-def _seq(item: Message) -> int:
-    return item[0]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ganglion.ratelimit import TokenBucket
 from ganglion.repair.messages import MAX_RANGES, MAX_REQUESTED, RepairRequest
@@ -135,14 +135,10 @@ class RepairStreamStats:
 class _Stream:
     """What one stream misses: number -> [due time, attempts made]."""
 
-    __slots__ = ("abandoned", "counts", "known", "missing", "next_due")
+    __slots__ = ("counts", "known", "missing", "next_due")
 
     def __init__(self) -> None:
         self.missing: dict[int, list[float]] = {}
-        # Numbers given up lately (at most a window of them, oldest first): a repair
-        # of one arriving afterwards (another receiver's retry) is not delivered, so
-        # a recorded gap stays a gap.
-        self.abandoned: dict[int, None] = {}
         self.known = -1  # the highest number ever seen missing or reported
         self.next_due = float("inf")
         self.counts: collections.Counter[str] = collections.Counter()
@@ -179,10 +175,18 @@ class Requester:
         self._active: set[StreamKey] = set()  # streams missing something
         self._outstanding = 0  # numbers missing, all streams
         self._gaps: list[PermanentGap] = []  # to hand out at the next poll
+        # Numbers given up lately, all streams, oldest first (at most max_outstanding):
+        # a repair of one arriving afterwards (an answer to another receiver's retry)
+        # is not delivered, so a recorded gap stays a gap.
+        self._abandoned: collections.OrderedDict[tuple[StreamKey, int], None] = \
+            collections.OrderedDict()
         self._bucket = TokenBucket(self.config.requests_per_second,
                                    self.config.request_burst, now)
         #: Node-wide counters: streams_evicted, request_rate_limited, given_up_behind.
         self.counts: collections.Counter[str] = collections.Counter()
+        #: Called when :meth:`next_deadline` may have come nearer outside the driver's
+        #: own calls (a gap reported by the receive path): the driver re-arms its timer.
+        self.on_change: Callable[[], None] | None = None
 
     # -- what the node saw -------------------------------------------------------
 
@@ -217,6 +221,8 @@ class Requester:
         if old:
             self._drop(key, stream, old, "behind")
         self._enforce_outstanding()
+        if self.on_change is not None:
+            self.on_change()
 
     def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
         """A missing number of ``key`` arrived (late or repaired)."""
@@ -234,10 +240,10 @@ class Requester:
 
         The node drops a repair of such a number: it arrives after its gap was
         recorded (an answer to another receiver's retry), and delivering it would
-        contradict the record. The last ``max_missing`` numbers given up are known.
+        contradict the record. The last ``max_outstanding`` numbers given up (the
+        last ``max_missing`` of each gap) are known.
         """
-        stream = self._streams.get(key)
-        return stream is not None and seq in stream.abandoned
+        return (key, seq) in self._abandoned
 
     def on_tail(self, key: StreamKey, last_seq: int, highest: int | None, now: float) -> None:
         """The sender's heartbeat says its last number; ``highest`` is ours (None: no baseline)."""
@@ -296,10 +302,17 @@ class Requester:
                 self._drop(key, stream, sorted(stream.missing), "restart")
 
     def forget(self, type_name: str) -> None:
-        """Nobody subscribes to ``type_name`` any more: stop asking for it."""
-        for key in [k for k in self._streams if k[1] == type_name]:
-            stream = self._streams.pop(key)
+        """Nobody subscribes to ``type_name`` any more: stop asking for it.
+
+        What its streams miss is dropped without a :class:`PermanentGap` (nobody
+        records the type now); their counters stay, so the node's statistics still
+        say what repair did for them (a logger's summary after it unsubscribed).
+        """
+        for key in [k for k in self._active if k[1] == type_name]:
+            stream = self._streams[key]
             self._outstanding -= len(stream.missing)
+            stream.missing.clear()
+            stream.next_due = float("inf")
             self._active.discard(key)
 
     # -- what to do --------------------------------------------------------------
@@ -409,12 +422,12 @@ class Requester:
     def _give_up(self, key: StreamKey, stream: _Stream, ranges: list[tuple[int, int]],
                  reason: str) -> None:
         window = self.config.max_missing
-        abandoned = stream.abandoned
+        abandoned = self._abandoned
         for first, last in ranges:
             for seq in range(max(first, last - window + 1), last + 1):
-                abandoned[seq] = None
-            while len(abandoned) > window:
-                del abandoned[next(iter(abandoned))]
+                abandoned[(key, seq)] = None
+            while len(abandoned) > self.config.max_outstanding:
+                abandoned.popitem(last=False)
             count = last - first + 1
             stream.counts["permanently_lost"] += count
             if reason == "gone":

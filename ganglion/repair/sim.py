@@ -9,7 +9,8 @@ at ``rate`` per second for ``duration`` seconds and sends a heartbeat (with
 reaches each other node after ``latency`` (plus up to ``jitter``, so datagrams
 overtake each other) unless that link drops it, independently with probability
 ``loss`` (the namespace harness drops per receiving interface the same way), and
-arrives twice with probability ``duplicate``. Requests and repairs are control
+arrives twice with probability ``duplicate``; a data datagram is lost for everyone
+(on the sender's own link) with probability ``sender_loss``. Requests and repairs are control
 datagrams and suffer the same loss. The sender may restart at ``sender_restart``
 (a new boot, an empty history, numbers from 0 again) and receivers at
 ``receiver_restarts`` (fresh state: a new baseline). After the sender stops, the
@@ -62,6 +63,7 @@ class SimResult:
         repairs: Repair datagrams sent.
         suppressed: requests held back because another receiver's was overheard.
         latencies: seconds from first sending to delivery of each repaired message.
+        common_losses: data datagrams lost on the sender's link (by every receiver).
     """
 
     published: set[Number]
@@ -74,6 +76,7 @@ class SimResult:
     repairs: int
     suppressed: int
     latencies: list[float]
+    common_losses: int = 0
 
     @property
     def overhead(self) -> float:
@@ -149,7 +152,8 @@ class _Sender:
 
 def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
              duration: float = 10.0, seed: int = 0, latency: float = 0.001,
-             jitter: float = 0.002, duplicate: float = 0.0, heartbeat: float = 0.5,
+             jitter: float = 0.002, duplicate: float = 0.0, sender_loss: float = 0.0,
+             heartbeat: float = 0.5,
              drain: float = 15.0, config: RequesterConfig | None = None, hold: float = 0.080,
              history: HistoryLimits | None = None, sender_restart: float | None = None,
              receiver_restarts: Mapping[int, float] | None = None) -> SimResult:
@@ -163,7 +167,8 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
     runs: list[list[_Receiver]] = [[n] for n in nodes]  # every run of each receiver
     queue: list[tuple[float, int, Callable[[float], None]]] = []
     order = [0]
-    counts = {"data_lost": 0, "requests": 0, "repairs": 0, "suppressed": 0}
+    counts = {"data_lost": 0, "requests": 0, "repairs": 0, "suppressed": 0,
+              "common_losses": 0}
     woken: dict[int, float] = {}  # node index (-1: the sender) -> wake time queued
     published: set[Number] = set()
     sent_at: dict[Number, float] = {}
@@ -175,6 +180,10 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
 
     def multicast(source: int, now: float, handle: Callable[[int, float], None],
                   kind: str) -> None:
+        if kind == "data" and sender_loss and rng.random() < sender_loss:
+            counts["data_lost"] += receivers  # lost on the sender's link: by everyone
+            counts["common_losses"] += 1
+            return
         # Every node but the source, each link losing (and duplicating) on its own.
         for dest in range(-1, receivers):
             if dest == source:
@@ -307,7 +316,8 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
         duplicates_delivered=sum(r.duplicates for rs in runs for r in rs),
         permanent=[set().union(*(r.permanent for r in rs)) for rs in runs],
         data_lost=counts["data_lost"], requests=counts["requests"],
-        repairs=counts["repairs"], suppressed=counts["suppressed"], latencies=latencies)
+        repairs=counts["repairs"], suppressed=counts["suppressed"], latencies=latencies,
+        common_losses=counts["common_losses"])
 
 
 def _required_of(runs: list[_Receiver],

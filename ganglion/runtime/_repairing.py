@@ -148,6 +148,9 @@ class RepairGlue:
 
     def start(self) -> None:
         """Subscribe to the repair messages on the control endpoint."""
+        if self.requester is not None:
+            # The receive path reports gaps to the requester directly: re-arm the timer.
+            self.requester.on_change = self.schedule
         ep = self.endpoint
         ep.subscribe(RepairRequest, callback=self._on_request)
         ep.subscribe(Repair, callback=self._on_repair)
@@ -156,6 +159,8 @@ class RepairGlue:
     def close(self) -> None:
         """Stop the timer (nothing is sent after)."""
         self._closed = True
+        if self.requester is not None and self.requester.on_change == self.schedule:
+            self.requester.on_change = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -186,15 +191,14 @@ class RepairGlue:
         return [Tail(type_name=name, last_seq=seq) for name, seq in found] or None
 
     # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
-    # The receive path tells the requester of gaps through these, so that the timer is
-    # set for the request they make due: nothing else wakes the glue when data is lost
-    # (only repair control messages and heartbeats' tails did).
+    # The receive path tells the requester of gaps through these (Node.start sets them),
+    # so that the timer is set for the request they make due. A requester told
+    # directly wakes the glue too (Requester.on_change, set in start()): either way.
 
     def on_gap(self, key: StreamKey, first: int, last: int, now: float) -> None:
         """Numbers ``first .. last`` of a stream were skipped: ask for them in time."""
         if self.requester is not None:
-            self.requester.on_gap(key, first, last, now)
-            self.schedule()
+            self.requester.on_gap(key, first, last, now)  # on_change sets the timer
 
     def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
         """A missing number arrived after all."""

@@ -316,7 +316,7 @@ class Endpoint:
                              count_sent=self._sender.count_sent)
         self._pub.out = self._out
         self._pub.make_lane = self._send_lane
-        self._pub.fold_soon = loop.call_soon
+        self._pub.fold_later = loop.call_later
         self._in.set_clock(loop.time)
 
     def set_keys(self, key: bytes | KeyRing | None) -> None:
@@ -358,7 +358,7 @@ class Endpoint:
             self._out.close()
             self._out = None
         self._pub.out = None
-        self._pub.fold_soon = None
+        self._pub.fold_later = None
         self._pub.forget_routes()
         self._pub.fold()
         self._listening.close()
@@ -709,14 +709,14 @@ class Endpoint:
     # -- internals -------------------------------------------------------------------
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
-                   max_payload: int, kept: list[tuple[int, int, bytes]] | None = None
+                   max_payload: int, kept: tuple[bytearray, bytearray] | None = None
                    ) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
         used (not built, or no plan for the type). On a keyed network the lane builds a
         lone datagram in clear and has the packer's sealer sign or encrypt it; batched
         datagrams are built (and sealed) by the packer, as without a key. ``kept``: the
-        type's keep list in the history, which the lane appends each message to."""
+        type's keep buffer in the history, which the lane appends each message to."""
         if speedups is None or mtype.plan is None:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started

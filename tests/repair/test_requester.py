@@ -183,11 +183,14 @@ def test_a_request_never_exceeds_the_wire_limits() -> None:
         assert sum(b - a + 1 for q in reqs for a, b in q.ranges) == total
 
 
-def test_forget_drops_a_type() -> None:
-    r = Requester(rng=random.Random(0))
+def test_forget_stops_asking_for_a_type_but_keeps_its_counters() -> None:
+    r = Requester(RequesterConfig(delay=0.0), rng=random.Random(0))
     r.on_gap(KEY, 0, 5, now=0.0)
+    r.poll(0.0)
     r.forget("t.a")
-    assert r.next_deadline() is None and r.outstanding == 0 and r.stats() == {}
+    assert r.next_deadline() is None and r.outstanding == 0 and r.poll(10.0) == []
+    s = r.stats()[KEY]
+    assert (s.repair_requests_sent, s.missing, s.permanently_lost) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("field", ["delay", "retry", "attempts", "max_missing"])
@@ -197,12 +200,20 @@ def test_config_refuses_values_out_of_range(field: str) -> None:
 
 
 def test_numbers_given_up_are_remembered_so_a_late_repair_is_not_delivered() -> None:
-    r = Requester(RequesterConfig(delay=0.0, attempts=1, retry=0.1, max_missing=8),
-                  rng=random.Random(0))
+    r = Requester(RequesterConfig(delay=0.0, attempts=1, retry=0.1, max_missing=8,
+                                  max_outstanding=8), rng=random.Random(0))
     r.on_gap(KEY, 3, 4, now=0.0)
     _run(r, 1.0)
     assert r.abandoned(KEY, 3) and r.abandoned(KEY, 4) and not r.abandoned(KEY, 5)
-    r.on_gap(KEY, 100, 10**6, now=2.0)  # gives up all but 8; remembers only the last 8
+    r.on_gap(KEY, 100, 10**6, now=2.0)  # gives up all but 8; remembers 8 in all
     r.poll(2.0)
     assert not r.abandoned(KEY, 3)
     assert r.abandoned(KEY, 10**6 - 8) and not r.abandoned(KEY, 10**6 - 7)
+
+
+def test_the_driver_is_told_when_a_gap_brings_the_deadline_nearer() -> None:
+    r = Requester(rng=random.Random(0))
+    calls: list[float | None] = []
+    r.on_change = lambda: calls.append(r.next_deadline())
+    r.on_gap(KEY, 1, 2, now=5.0)
+    assert calls and calls[0] is not None and 5.0 <= calls[0] <= 5.1

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ganglion.repair import History, HistoryLimits
+from ganglion.repair.history import ENTRY, keep_append
 from ganglion.runtime import endpoint as endpoint_mod
 from ganglion.runtime._accel import speedups
 from ganglion.runtime.endpoint import Endpoint
@@ -152,7 +153,8 @@ def test_a_type_whose_history_is_off_and_a_replayer_keep_nothing(free_udp_port: 
     run(main())
 
 
-def test_the_compiled_lane_appends_exactly_its_result_and_nothing_when_it_declines() -> None:
+def test_the_compiled_lane_appends_exactly_what_keep_append_would_and_nothing_when_it_declines(
+        ) -> None:
     if speedups is None:
         pytest.skip("ganglion._speedups is not built")
     from _lane_harness import SAMPLE, Sample, Sender, Wire, sample_packer
@@ -161,19 +163,24 @@ def test_the_compiled_lane_appends_exactly_its_result_and_nothing_when_it_declin
     try:
         plan = type_of(Sample).plan
         host, port = wire.rx.getsockname()
-        kept: list[tuple[int, int, bytes]] = []
+        kept = (bytearray(), bytearray())
+        reference = (bytearray(), bytearray())
         next_seq = {SAMPLE: 10}
         lane = speedups.SendLane(next_seq, SAMPLE, Sender(wire.tx), type("Out", (), {
             "busy": False})(), sample_packer(), host, port, plan, 1300, False, kept)
-        done = lane.publish(Sample(1, 1.0, True, "a", b""))
-        assert done is not None
-        payload, seq, now_ns, _sent, _full = done
-        assert kept == [(seq, now_ns, payload)]
+        for n in range(3):
+            done = lane.publish(Sample(n, 1.0, True, "a" * n, b""))
+            assert done is not None
+            payload, seq, now_ns, _sent, _full = done
+            keep_append(reference, seq, now_ns, payload)
+            next_seq[SAMPLE] += 1
+        assert kept == reference and len(kept[0]) == 3 * ENTRY.size
         next_seq[SAMPLE] = 15  # numbers the packer never saw: the lane declines
-        assert lane.publish(Sample(2, 1.0, True, "b", b"")) is None
-        assert len(kept) == 1
-        with pytest.raises(TypeError):
-            speedups.SendLane(next_seq, SAMPLE, Sender(wire.tx), object(), sample_packer(),
-                              host, port, plan, 1300, False, ())
+        assert lane.publish(Sample(9, 1.0, True, "b", b"")) is None
+        assert kept == reference
+        for bad in ([], (bytearray(),), (b"", bytearray())):
+            with pytest.raises(TypeError):
+                speedups.SendLane(next_seq, SAMPLE, Sender(wire.tx), object(), sample_packer(),
+                                  host, port, plan, 1300, False, bad)
     finally:
         wire.close()

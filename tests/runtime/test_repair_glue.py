@@ -46,9 +46,10 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> N
 
 
 def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
+    options: dict[str, object] = {"heartbeat_seconds": 0.2, **kwargs}
     return Node(name=name, interface=LO, port=port, control_port=port + 1,
-                state_dir=f"{tmp_path}/{name}", discovery=False, heartbeat_seconds=0.2,
-                **kwargs)  # type: ignore[arg-type]
+                state_dir=f"{tmp_path}/{name}", discovery=False,
+                **options)  # type: ignore[arg-type]
 
 
 def test_the_lost_tail_of_a_burst_is_found_by_the_heartbeat_and_repaired(
@@ -83,6 +84,38 @@ def test_the_lost_tail_of_a_burst_is_found_by_the_heartbeat_and_repaired(
             assert len(got) == 3
             assert b.stats().control["tail_gaps"] >= 1
             assert b.stats().types[TYPE].permanently_lost == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_hole_is_asked_for_at_once_not_at_the_next_heartbeat(
+        tmp_path: object, free_udp_port: int) -> None:
+    # Heartbeats 4 s apart: the gap reported by the receive path itself must arm the
+    # repair timer (a request waits its random delay, at most 100 ms, not a heartbeat).
+    port = free_udp_port
+
+    async def scenario() -> None:
+        a = make(tmp_path, port, "a", heartbeat_seconds=4.0, peer_timeout=20.0)
+        b = make(tmp_path, port, "b", heartbeat_seconds=4.0, peer_timeout=20.0)
+        async with contextlib.AsyncExitStack() as stack:
+            for node in (a, b):
+                await stack.enter_async_context(node)
+            got: list[int] = []
+            b.subscribe(Reading, callback=lambda msg, info: got.append(msg.value))
+            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group",
+                        timeout=20.0)
+            await until(lambda: a._running()[0].remote_interest().get(TYPE, True), "interest")
+            await a.publish(Reading(0))
+            await until(lambda: 0 in got, "the first reading")
+            endpoint = a._running()[0]
+            endpoint.set_remote_interest(TYPE, False)
+            await a.publish(Reading(1))
+            endpoint.set_remote_interest(TYPE, True)
+            await a.publish(Reading(2))
+            await until(lambda: 2 in got, "the reading after the hole")
+            start = time.monotonic()
+            await until(lambda: 1 in got, "the repaired reading", timeout=3.0)
+            assert time.monotonic() - start < 1.5
 
     asyncio.run(scenario())
 
