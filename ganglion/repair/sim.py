@@ -299,11 +299,19 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
             raise RuntimeError("simulation did not settle")
 
     def required(run: _Receiver) -> set[Number]:
+        # From the baseline on; of a boot the sender left, only up to the highest the
+        # receiver knew of it (the rest went with the old process: docs/guide.md); of
+        # a boot it never heard a message of, nothing (its tails name another boot).
         if run.baseline is None:
             return set()
         base = run.baseline
+        ended = dict(run.ended)
+        current, highest = run.tracker.boot, run.tracker.highest
+        if current is not None and highest is not None and current < sender.boot:
+            ended[current] = highest
+        heard = {*ended, current}
         return {n for n in published
-                if n >= base and n[1] <= run.ended.get(n[0], n[1])}
+                if n >= base and n[0] in heard and n[1] <= ended.get(n[0], n[1])}
 
     for node_runs in runs:
         for run_ in node_runs:
