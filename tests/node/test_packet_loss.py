@@ -90,3 +90,13 @@ def test_a_set_share_of_arriving_datagrams_is_dropped_and_counted(
     counters = lab.loss_counters(2)
     assert counters.arrived[PORT] == 2 * count
     assert counters.dropped[PORT] == lost
+    if tool != "nft":
+        return
+
+    # shared: what host 1 sends is lost at the bridge, for every receiver alike
+    lab.set_shared_loss(30.0, hosts=[1])
+    got = _exchange(lab, count)
+    lost_shared = count - len(got)
+    assert 0.22 * count < lost_shared < 0.38 * count, f"{lost_shared} of {count} lost at 30 %"
+    assert lab.loss_counters(1).dropped_out[PORT] == lost_shared
+    assert lab.loss_counters(2).arrived[PORT] == 3 * count - lost_shared
