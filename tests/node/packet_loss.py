@@ -14,7 +14,8 @@ datagrams dropped, and datagrams this host *sent* (an output-hook counter), so a
 test or the benchmark can tell lost data datagrams from extra control traffic.
 
 Shared loss (``bridge=True``): the rule sits in the lab's bridge namespace, on the
-bridge port of one host (``nft`` ``bridge`` family, forward hook), and drops a share
+bridge port of one host (``nft`` ``netdev`` family, the port's ingress hook: once
+per frame, before the bridge floods it to every port), and drops a share
 of what that host *sends* before the bridge floods it: every other host misses the
 same datagrams, as when a publisher's radio or its access point loses them (the
 case where one receiver's repair request spares the others theirs). The sender
@@ -112,7 +113,7 @@ class PacketLoss:
             raise RuntimeError("shared loss (at the bridge) needs nftables (`nft`)")
         self.bridge = bridge
         # one table per bridge port: several hosts' shared losses live in the bridge's namespace
-        self._table = f"bridge {TABLE}_{iface}" if bridge else f"inet {TABLE}"
+        self._table = f"netdev {TABLE}_{iface}" if bridge else f"inet {TABLE}"
         self.ns = ns
         self.iface = iface
         self.ports = tuple(ports)
@@ -181,7 +182,10 @@ class PacketLoss:
             script = "\n".join([
                 f"table {self._table} {{}}", f"delete table {self._table}",
                 f"table {self._table} {{",
-                "  chain forward { type filter hook forward priority -300; policy accept;",
+                # the port's ingress: once per frame (the bridge family's forward hook runs
+                # once per port a multicast frame is flooded to: independent drops again)
+                f'  chain ingress {{ type filter hook ingress device "{self.iface}" '
+                "priority -300; policy accept;",
                 *(f"    {r}" for r in rules), "  }", "}", ""])
             self._in("nft", "-f", "-", stdin=script)
             return
