@@ -852,6 +852,13 @@ class Incoming:
         self.sync_evictions()
         if not verdict.deliver:
             return False
+        # The rebase puts this number below the stream's next baseline, where a history
+        # answer is judged by the history record: note it there, so a history answer
+        # (at subscribe, or a logger's follow-up) does not deliver it a second time.
+        record = self._history_seen
+        record[(sender, type_name, boot, seq)] = None
+        if len(record) > HISTORY_SEEN_CAP:
+            record.popitem(last=False)
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
                            received_ns=time.time_ns(), boot=boot, source=source,
                            clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)
