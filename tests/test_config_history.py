@@ -96,3 +96,16 @@ def test_make_history_takes_seconds_limits_or_none() -> None:
         make_history(1.0, {"a.B": -1})
     with pytest.raises(ConfigError, match="number of seconds"):
         make_history("60")  # type: ignore[arg-type]
+
+
+def test_a_node_checks_its_history_options_at_once(tmp_path: Path) -> None:
+    from ganglion.node import Node
+
+    with pytest.raises(ConfigError, match="history"):
+        Node(name="n", interface="127.0.0.1", state_dir=tmp_path, history=-1.0)
+    with pytest.raises(ConfigError, match=r"history of a\.B"):
+        Node(name="n", interface="127.0.0.1", state_dir=tmp_path,
+             history_per_type={"a.B": -3})
+    node = Node(name="n", interface="127.0.0.1", state_dir=tmp_path, history=None,
+                repair=False)
+    assert node.history is None  # made at start

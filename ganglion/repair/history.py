@@ -115,11 +115,12 @@ DEFAULT_TOTAL_BYTES = 4 * 1024 * 1024
 class _Chunk:
     """Messages sealed from a keep buffer, ascending, the first ``start`` evicted."""
 
-    __slots__ = ("at", "blob", "bytes", "index", "n", "start")
+    __slots__ = ("at", "base", "blob", "bytes", "index", "n", "start")
 
-    def __init__(self, index: bytes, blob: bytes, at: float) -> None:
+    def __init__(self, index: bytes, blob: bytes, at: float, base: int = 0) -> None:
         self.index = memoryview(index).cast("Q")  # seq, sent_ns, end: 3 per message
         self.blob = blob
+        self.base = base  # the ends count from this offset (a keep buffer's tail)
         self.n = len(self.index) // 3
         self.start = 0
         self.bytes = len(blob) + ENTRY_OVERHEAD * self.n  # of the live messages
@@ -139,12 +140,12 @@ class _Chunk:
 
     def offset(self, i: int) -> int:
         """Where message ``i``'s payload starts in blob."""
-        return int(self.index[3 * i - 1]) if i else 0
+        return int(self.index[3 * i - 1]) - self.base if i else 0
 
     def message(self, i: int) -> Message:
         index = self.index
         return (int(index[3 * i]), int(index[3 * i + 1]),
-                self.blob[self.offset(i):index[3 * i + 2]])
+                self.blob[self.offset(i):index[3 * i + 2] - self.base])
 
     def find(self, first: int, last: int) -> tuple[int, int]:
         """The live messages numbered ``first .. last``: indices ``lo .. hi-1``."""
@@ -156,7 +157,8 @@ class _Chunk:
     def trim(self, excess: int) -> int:
         """Evict messages from the front until ``excess`` bytes are freed (or none is
         left); return the bytes freed."""
-        start, base, index = self.start, self.offset(self.start), self.index
+        start, index = self.start, self.index
+        base = self.offset(start) + self.base
 
         def freed_to(k: int) -> int:  # bytes freed by evicting start .. k-1
             return int(index[3 * k - 1]) - base + ENTRY_OVERHEAD * (k - start)
@@ -397,6 +399,8 @@ class History:
         limits = entry.limits
         if not self._account(entry, now):
             return
+        if entry.folded_blob + ENTRY_OVERHEAD * entry.folded > limits.max_bytes:
+            self._cut(entry, now)  # a burst larger than the bound: keep only its end
         if entry.folded >= SEAL_COUNT or entry.folded_blob >= limits.max_bytes >> 4 \
                 or now - (now if entry.open_at is None else entry.open_at) >= _seal_age(limits):
             self._seal(entry)
@@ -452,6 +456,37 @@ class History:
         self._order.append((entry, chunk))
         entry.bytes += CHUNK_OVERHEAD
         self._bytes += CHUNK_OVERHEAD
+
+    def _cut(self, entry: _TypeHistory, now: float) -> None:
+        """The keep buffer alone holds more than the type's bound (a burst between two
+        folds): evict everything older than its newest ``max_bytes`` and seal those,
+        copying only them (never the whole burst)."""
+        index, blob = entry.keep
+        n, limit = entry.folded, entry.limits.max_bytes
+
+        def held_from(k: int) -> int:  # bytes of messages k .. n-1
+            start = _unpack_entry(index, (k - 1) * ENTRY.size)[2] if k else 0
+            return len(blob) - start + ENTRY_OVERHEAD * (n - k)
+
+        k = bisect.bisect_left(range(n), -limit, key=lambda k: -held_from(k))
+        if k >= n:
+            k = n - 1  # one message larger than the bound: it goes at the next eviction
+        start = _unpack_entry(index, (k - 1) * ENTRY.size)[2] if k else 0
+        chunk = _Chunk(bytes(memoryview(index)[k * ENTRY.size:]), bytes(memoryview(blob)[start:]),
+                       now, base=start)
+        before = entry.count
+        self._bytes -= entry.bytes
+        for dead in entry.live():
+            dead.start, dead.bytes = dead.n, 0
+        entry.chunks, entry.start = [chunk], 0
+        del index[:], blob[:]
+        entry.folded = entry.folded_blob = 0
+        entry.open_at = None
+        self._order.append((entry, chunk))
+        entry.bytes = chunk.bytes + CHUNK_OVERHEAD
+        entry.count = chunk.n
+        self._bytes += entry.bytes
+        self.evicted_bytes += before - entry.count
 
     @staticmethod
     def _oldest_at(entry: _TypeHistory) -> float:

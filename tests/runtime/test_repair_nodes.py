@@ -212,3 +212,37 @@ def _drain_repairs(sock: socket.socket) -> list[bytes]:
             if b"ganglion.control.Repair" in data and b"RepairRequest" not in data:
                 out.append(data)
     return out
+
+
+def test_a_publisher_without_history_answers_gone_and_the_gap_is_permanent_at_once(
+        tmp_path: object, free_udp_port: int) -> None:
+    port = free_udp_port
+
+    async def scenario() -> None:
+        a, b = make(tmp_path, port, "a", history=None), make(tmp_path, port, "b")
+        gaps: list[object] = []
+        async with contextlib.AsyncExitStack() as stack:
+            for node in (a, b):
+                await stack.enter_async_context(node)
+            b.watch_gaps(gaps.append)
+            box = Box(lambda: a.node_id)
+            b.subscribe(Reading, callback=box)
+            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group")
+            await asyncio.sleep(0.5)
+            await a.publish(Reading(0))
+            await until(lambda: len(box.got) == 1, "the first reading")
+            endpoint = a._running()[0]
+            endpoint.set_remote_interest(TYPE, False)
+            await a.publish(Reading(1))
+            await a.publish(Reading(2))
+            endpoint.set_remote_interest(TYPE, True)
+            await a.publish(Reading(3))
+            started = time.monotonic()
+            await until(lambda: b.stats().types[TYPE].permanently_lost == 2, "the gone answer")
+            assert time.monotonic() - started < 2.0  # not after every retry (seconds)
+            assert [(g.first, g.last, g.reason) for g in gaps] == [(1, 2, "gone")]  # type: ignore[attr-defined]
+            assert box.got == [(0, 0, False), (3, 3, False)]
+            assert a.history is None and a.stats().types[TYPE].gone_sent == 2
+            assert b.stats().types[TYPE].lost == 2  # still counted as lost: they are
+
+    asyncio.run(scenario())
