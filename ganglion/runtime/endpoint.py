@@ -709,7 +709,7 @@ class Endpoint:
     # -- internals -------------------------------------------------------------------
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
-                   max_payload: int, kept: tuple[bytearray, bytearray] | None = None
+                   max_payload: int, kept: list[Any] | None = None
                    ) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
