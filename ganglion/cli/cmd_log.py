@@ -117,7 +117,7 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
                 finally:
                     if hints is not None:
                         hints.cancel()
-                    repair_line = _repair_summary(node)
+                    repair_line = _repair_summary(recorder.stats_at_stop or node.stats())
         except LogDatabaseError as exc:
             error(str(exc))
             return 1
@@ -148,11 +148,11 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
     sys.exit(run_until_signalled(main))
 
 
-def _repair_summary(node: Any) -> str:
-    """One line of the node's repair counters, summed over every stream it received."""
+def _repair_summary(stats: Any) -> str:
+    """One line of a node's repair counters (``node.stats()``), summed over its streams."""
     totals = dict.fromkeys(("repaired", "repair_requests_sent", "repair_requests_suppressed",
                             "permanently_lost"), 0)
-    for stream in node.stats().endpoint.streams.values():
+    for stream in stats.endpoint.streams.values():
         for name in totals:
             totals[name] += getattr(stream, name, 0)
     return (f"repair: {totals['repaired']} repaired, {totals['repair_requests_sent']} requests "

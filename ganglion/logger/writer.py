@@ -478,7 +478,10 @@ class Writer:
             rows.append(row)
             node_id = row[1]
             last_seen[node_id] = info.received_ns
-            if not info.last_value:
+            if info.last_value:
+                # held, so never part of a gap; not a baseline (it may be old)
+                tracker.hold((info.type_name, info.sender, info.boot), info.seq)
+            else:
                 stream = (info.type_name, info.sender, info.boot)
                 if not tracker.knows(stream):
                     self._resume(stream, node_id, touched)

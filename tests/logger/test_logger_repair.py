@@ -140,3 +140,37 @@ def test_the_log_plugin_asks_for_history_unless_told_not_to(port: int, tmp_path:
         assert sum(rep for _, rep, _ in logged) >= 9
     else:
         assert [(v, rep, last) for v, rep, last in logged] == [(1009.0, 0, 1)]
+
+
+def test_a_number_held_as_a_last_value_is_never_part_of_a_gap() -> None:
+    from ganglion.logger.gaps import Gap, GapTracker
+
+    s = ("t.A", b"\x01" * 8, 1)
+    tracker = GapTracker(settle_ns=0)
+    tracker.observe(s, 1, 10)
+    tracker.hold(s, 3)  # above the expected number: left out of the gap to come
+    tracker.observe(s, 5, 20)
+    assert sorted(tracker.flush()) == [Gap(s, 2, 2, 20), Gap(s, 4, 4, 20)]
+    tracker.observe(s, 9, 30)  # a settling gap 6..8; then 7 comes as a last value
+    tracker.hold(s, 7)
+    assert sorted(tracker.flush()) == [Gap(s, 6, 6, 30), Gap(s, 8, 8, 30)]
+    assert tracker.late == 0
+
+
+def test_history_then_the_newest_as_a_last_value_then_live_leaves_no_gap(tmp_path: Path) -> None:
+    # what a logger started late receives: its history answer (1..8, repaired), the
+    # newest reading as the last value (9; the answer's copy of it is not delivered
+    # twice), then live readings; 9 is logged, so it is no gap
+    db = tmp_path / "log.db"
+    now = time.time_ns()
+    readings = [(Record("t.A", {"v": 9}), info(seq=9, received_ns=now, last_value=True))]
+    readings += [(Record("t.A", {"v": n}), info(seq=n, received_ns=now, repaired=True))
+                 for n in range(1, 9)]
+    readings += [(Record("t.A", {"v": n}), info(seq=n, received_ns=now)) for n in (10, 11)]
+    writer = Writer(db)
+    writer.start()
+    for msg, inf in readings:
+        writer.add(msg, inf)
+    writer.close()
+    assert rows(db, "SELECT count(*) FROM gaps") == [(0,)]
+    assert rows(db, "SELECT count(*), sum(repaired), sum(last_value) FROM readings") == [(11, 8, 1)]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganglion.repair import (
     PermanentGap,
@@ -12,7 +15,9 @@ from ganglion.repair import (
     RequestAction,
     Requester,
     RequesterConfig,
+    StreamKey,
 )
+from ganglion.repair.messages import valid_ranges
 
 A = b"\x00" * 7 + b"\x0a"
 KEY = (A, "t.a", 5)
@@ -217,3 +222,92 @@ def test_the_driver_is_told_when_a_gap_brings_the_deadline_nearer() -> None:
     r.on_change = lambda: calls.append(r.next_deadline())
     r.on_gap(KEY, 1, 2, now=5.0)
     assert calls and calls[0] is not None and 5.0 <= calls[0] <= 5.1
+
+
+_EVENT = st.one_of(
+    st.tuples(st.just("gap"), st.integers(0, 3), st.integers(0, 60), st.integers(0, 40)),
+    st.tuples(st.just("filled"), st.integers(0, 3), st.integers(0, 100), st.just(0)),
+    st.tuples(st.just("gone"), st.integers(0, 3), st.integers(0, 100), st.integers(0, 10)),
+    st.tuples(st.just("heard"), st.integers(0, 3), st.integers(0, 100), st.integers(0, 10)),
+    st.tuples(st.just("restart"), st.integers(0, 3), st.just(0), st.just(0)),
+    st.tuples(st.just("forget"), st.integers(0, 3), st.just(0), st.just(0)),
+    st.tuples(st.just("wait"), st.just(0), st.integers(0, 500), st.just(0)),
+)
+
+
+@settings(max_examples=int(os.environ.get("REPAIR_EXAMPLES", "150")), deadline=None)
+@given(st.lists(_EVENT, max_size=80), st.integers(0, 2**32))
+def test_every_missing_number_is_awaited_filled_or_recorded_once(
+        events: list[tuple[str, int, int, int]], seed: int) -> None:
+    cfg = RequesterConfig(delay=0.01, retry=0.02, max_retry=0.1, attempts=3, max_missing=50,
+                          max_outstanding=120, max_streams=3)
+    r = Requester(cfg, rng=random.Random(seed))
+    boots = {i: 1 for i in range(4)}
+    key_of = {}
+    reported: dict[StreamKey, set[int]] = {}  # numbers given to on_gap, per stream
+    done: dict[StreamKey, set[int]] = {}  # filled or recorded
+    now = 0.0
+
+    def key(i: int) -> StreamKey:
+        k = (bytes([i]) * 8, "t.a" if i < 3 else "t.b", boots[i])
+        key_of[k] = i
+        return k
+
+    def take(out: list[RequestAction | PermanentGap]) -> None:
+        for action in out:
+            if isinstance(action, PermanentGap):
+                numbers = set(range(action.first, action.last + 1))
+                mine = done.setdefault(action.key, set())
+                assert not numbers & mine, "a number recorded (or filled) twice"
+                mine |= numbers
+            else:
+                req = action.request
+                assert valid_ranges(req.ranges) and req.ranges
+                assert (req.to.to_bytes(8, "big"), req.type_name, req.boot) == action.key
+    for kind, i, a, b in events:
+        if kind == "gap":
+            k = key(i)
+            highest = max(reported.get(k, {-1}) | {-1})
+            first = max(a, highest + 1)
+            r.on_gap(k, first, first + b, now)
+            reported.setdefault(k, set()).update(range(first, first + b + 1))
+        elif kind == "filled":
+            k = key(i)
+            before = r.stats().get(k)
+            r.on_filled(k, a, now)
+            after = r.stats().get(k)
+            if before is not None and after is not None and after.repaired > before.repaired:
+                mine = done.setdefault(k, set())
+                assert a not in mine
+                mine.add(a)
+        elif kind == "gone":
+            r.on_gone(key(i), a, a + b, now)
+        elif kind == "heard":
+            k = key(i)
+            r.on_overheard(b"\xff" * 8, RepairRequest(to=int.from_bytes(k[0], "big"),
+                                                      type_name=k[1], boot=k[2],
+                                                      ranges=[[a, a + b]]), now)
+        elif kind == "restart":
+            boots[i] += 1
+            r.on_restart(bytes([i]) * 8, "t.a" if i < 3 else "t.b", boots[i], now)
+        elif kind == "forget":
+            r.forget("t.a" if i < 3 else "t.b")
+            for k in list(reported):
+                if k[1] == ("t.a" if i < 3 else "t.b"):
+                    # dropped unrecorded: nobody subscribes any more
+                    done.setdefault(k, set()).update(reported[k])
+        else:
+            now += a / 1000
+        take(r.poll(now))
+        stats = r.stats()
+        assert r.outstanding == sum(s.missing for s in stats.values())
+        assert r.outstanding <= cfg.max_outstanding
+        assert len(stats) <= cfg.max_streams
+    # Run out the clock: everything ends filled or recorded, nothing stays.
+    for _ in range(200):
+        due = r.next_deadline()
+        if due is None:
+            break
+        now = max(now, due)
+        take(r.poll(now))
+    assert r.next_deadline() is None and r.outstanding == 0
