@@ -599,7 +599,7 @@ PyTypeObject SendLaneType = {
     .tp_doc = PyDoc_STR("SendLane(next_seq, name, sender, out, packer, group, port, plan, "
                         "max_payload, yield_cpu, kept=None): what an endpoint's route needs "
                         "to publish its messages through the compiled lanes, resolved once; "
-                        "kept: the type's keep list in the history."),
+                        "kept: the type's keep buffer in the history."),
     .tp_basicsize = sizeof(SendLane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -844,7 +844,14 @@ class Incoming:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
         tracker = self._sequences.tracker(sender, type_name)
+        followed = tracker.boot == boot and tracker.highest is not None
+        lost = tracker.lost
         verdict = tracker.observe(seq, boot, sent_ns)
+        if followed and self.gaps is not None and tracker.lost > lost:
+            # Numbers between what was seen and this one were sent and never arrived
+            # (other keys' readings, for a keyed type): the requester asks for them.
+            self.gaps.on_gap((sender, type_name, boot), seq - (tracker.lost - lost), seq - 1,
+                             self._clock())
         # A keyed type is answered with one message per key, in sequence order: the
         # numbers between two answers are other keys' older messages (superseded by
         # their own answers), not losses, so the next message starts a new baseline.

@@ -654,7 +654,7 @@ class Endpoint:
         if self.history is None:
             raise LocalError("this endpoint keeps no history (Endpoint(history=None))")
         self.history.set_limits(type_name, limits)
-        self._pub.forget_routes()  # each route asks for its keep list again
+        self._pub.forget_routes()  # each route asks for its keep buffer again
 
     def subscriber_count(self, type_name: str) -> int:
         """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""

@@ -284,3 +284,19 @@ def test_the_compiled_lane_hands_jumps_to_the_python_path_so_the_requester_hears
         wire.close()
     assert h.seqs() == [0, 1, 2, 6, 7]
     assert h.requests() == [[[3, 5]]]
+
+
+def test_a_last_value_above_the_highest_makes_the_numbers_between_a_gap() -> None:
+    h = Harness()
+    h.live(0, 1)
+    assert h.incoming.deliver_last_value(NAME, payload(5), sender=PEER, fingerprint=FP,
+                                         seq=5, boot=BOOT, sent_ns=1_005)
+    assert h.requests() == [[[2, 4]]]
+    for seq in (2, 3, 4):
+        assert h.repair(seq)
+    assert h.seqs() == [0, 1, 5, 2, 3, 4] and h.requester.outstanding == 0
+    # First contact through a last value: no baseline before it, nothing missing.
+    first = Harness()
+    assert first.incoming.deliver_last_value(NAME, payload(9), sender=PEER, fingerprint=FP,
+                                             seq=9, boot=BOOT, sent_ns=1_009)
+    assert first.requests() == []
