@@ -19,13 +19,20 @@ Figures per level:
   end, over all published (the least of the 3 receivers x 2 sensors, and the mean);
   target 100 % up to 20 %.
 * **overhead**: control datagrams sent by every host during the window and tail
-  beyond the baseline's rate, over the data datagrams the loss rules dropped at
-  the receivers: (requests + repairs) per lost datagram; target at most 1.5.
+  beyond the baseline's rate, over the data datagrams the receivers lost (dropped
+  by the loss rules on their way to a receiver): (requests + repairs) per lost
+  datagram; target at most 1.5.
   The nodes' own counters (requests sent, messages repaired) are printed beside it.
 * **added latency** of a repaired reading: its receive time minus its publish
   time, minus the median latency of readings that arrived first time (p50, p99).
 * at 0 %: control datagrams per published reading beyond the baseline (target:
   none but the tails in heartbeats, which ride in heartbeats already sent).
+* **shared** rows (``--shared``, default 10 %): the loss is at the bridge, on what
+  the sensors send, so every receiver misses the same datagrams: suppression's
+  case. "lost dgrams" counts, as in the other rows, the datagrams *a receiver*
+  lost (each datagram lost at the bridge 3 times): about 2/3 of a datagram per
+  lost one (one request and one repair for all 3) means the other receivers'
+  requests were suppressed.
 
 Needs root, ``ip netns`` and nftables or iptables; without them it says why and
 exits 0 (nothing measured). Every process is killed by PID and every namespace
@@ -64,11 +71,12 @@ TARGET_OVERHEAD = 1.5
 
 @dataclass
 class Outcome:
-    """One run's figures."""
+    """One run's figures (``shared``: the loss was at the sensors' bridge ports)."""
 
     loss: float
     repair: bool
     seconds: float
+    shared: bool = False
     published: int = 0
     held_min: float = 1.0
     held_mean: float = 1.0
@@ -142,8 +150,11 @@ class Worker:
 
 
 def run_level(loss: float, *, repair: bool, seconds: float, tail: float, rate: float,
-              sensors: int, receivers: int, tag: str, net: int) -> Outcome:
-    """One lab, one loss level; returns its figures."""
+              sensors: int, receivers: int, tag: str, net: int, shared: bool = False) -> Outcome:
+    """One lab, one loss level; returns its figures.
+
+    ``shared``: instead of every host losing on arrival, the bridge drops that share of
+    what the sensors send, so every receiver misses the same datagrams."""
     lab = NetnsLab(tag, net=net)
     workers: list[Worker] = []
     with tempfile.TemporaryDirectory(prefix="ganglion-repair-bench-") as tmp:
@@ -171,11 +182,18 @@ def run_level(loss: float, *, repair: bool, seconds: float, tail: float, rate: f
                            "heard every sensor", 60)
             time.sleep(1.0)  # the receivers' interest has reached both sensors
             before = {h: lab.loss_counters(h) for h in range(1, len(lab.hosts) + 1)}
-            lab.set_loss(loss)
+            sensor_hosts = list(range(1, sensors + 1))
+            if shared:
+                lab.set_shared_loss(loss, sensor_hosts, ports=(DATA_PORT, CONTROL_PORT))
+            else:
+                lab.set_loss(loss)
             window = (time.time_ns(), 0)
             time.sleep(seconds)
             window = (window[0], time.time_ns())
-            lab.set_loss(0.0)
+            if shared:
+                lab.set_shared_loss(0.0, sensor_hosts, ports=(DATA_PORT, CONTROL_PORT))
+            else:
+                lab.set_loss(0.0)
             time.sleep(tail)
             after = {h: lab.loss_counters(h) for h in range(1, len(lab.hosts) + 1)}
             sent = [w.result() for w in tx]
@@ -184,10 +202,14 @@ def run_level(loss: float, *, repair: bool, seconds: float, tail: float, rate: f
             for w in workers:
                 w.kill()
             lab.close()
-    out = Outcome(loss, repair, seconds)
+    out = Outcome(loss, repair, seconds, shared)
     for h in after:
         out.control_sent += after[h].sent.get(CONTROL_PORT, 0) - before[h].sent.get(
             CONTROL_PORT, 0)
+    if shared:  # each datagram lost at the bridge is missed by every receiver
+        for h in range(1, sensors + 1):
+            out.lost_datagrams += receivers * (after[h].dropped_out.get(DATA_PORT, 0)
+                                               - before[h].dropped_out.get(DATA_PORT, 0))
     for h in range(sensors + 1, sensors + receivers + 1):
         out.lost_datagrams += after[h].dropped.get(DATA_PORT, 0) - before[h].dropped.get(
             DATA_PORT, 0)
@@ -223,7 +245,7 @@ def report(baseline: Outcome, runs: list[Outcome], tail: float) -> list[str]:
     lines = [f"baseline (0 % loss, repair off): {rate:.1f} control datagrams/s "
              "(heartbeats) from every host together",
              "loss   held(min) held(mean)  lost dgrams  extra ctl  per lost  requests  "
-             "repaired(rx/tx)  perm.lost  added p50/p99 ms"]
+             "repaired(rx/tx)  perm.lost  added p50/p99 ms  (suppressed)"]
     failures = 0
     for r in runs:
         extra = r.control_sent - rate * (r.seconds + tail)
@@ -234,7 +256,8 @@ def report(baseline: Outcome, runs: list[Outcome], tail: float) -> list[str]:
             f"{r.lost_datagrams:11d}  {extra:9.0f}  "
             f"{'-' if per_lost is None else f'{per_lost:8.2f}':>8}  {r.requests_sent:8d}  "
             f"{r.repaired_received:7d}/{r.repaired_sent:<7d}  {r.permanently_lost:9d}  "
-            f"{'-' if p50 is None else f'{p50:.1f}'}/{'-' if p99 is None else f'{p99:.1f}'}")
+            f"{'-' if p50 is None else f'{p50:.1f}'}/{'-' if p99 is None else f'{p99:.1f}'}"
+            f"  ({r.suppressed}){'  shared: at the sensors' if r.shared else ''}")
         if r.held_min < 1.0:
             failures += 1
         if per_lost is not None and r.lost_datagrams >= 20 and per_lost > TARGET_OVERHEAD:
@@ -261,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--receivers", type=int, default=3)
     parser.add_argument("--levels", default=",".join(f"{x:g}" for x in LEVELS),
                         help="loss levels in %% (comma-separated)")
+    parser.add_argument("--shared", default="10",
+                        help="levels in %% of shared loss (at the sensors' bridge ports: every "
+                        "receiver misses the same datagrams; suppression); '' for none")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     problem = netns_problem() or loss_problem()
@@ -280,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, loss in enumerate(levels):
         runs.append(run_level(loss, repair=True, tag=f"{tag}l{i}", net=202 + i, **common))  # type: ignore[arg-type]
         print(f"  {loss:g} %: done", flush=True)
+    for i, loss in enumerate(float(x) for x in args.shared.split(",") if x.strip()):
+        runs.append(run_level(loss, repair=True, tag=f"{tag}s{i}", net=230 + i, shared=True,
+                              **common))  # type: ignore[arg-type]
+        print(f"  {loss:g} % shared: done", flush=True)
     lines = report(baseline, runs, tail)
     print("\n".join(lines))
     if args.json is not None:

@@ -44,12 +44,13 @@ import collections
 import dataclasses
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_TOTAL_BYTES", "ENTRY", "ENTRY_OVERHEAD", "History",
            "HistoryLimits", "Keep", "Message", "keep_append"]
 
 #: A keep buffer's index entry: seq, sent_ns, and where the payload ends in the buffer's
-#: blob (native byte order: ganglion/_c/send.c writes it with memcpy).
+#: payloads laid end to end (native byte order: ganglion/_c/send.c writes it with memcpy).
 ENTRY = struct.Struct("=QQQ")
 #: What one kept message costs besides its payload: its index entry.
 ENTRY_OVERHEAD = ENTRY.size
@@ -61,8 +62,12 @@ SEAL_COUNT = 256
 SEAL_SECONDS = 1.0
 #: A message of the history: (seq, sent_ns, payload).
 Message = tuple[int, int, bytes]
-#: A type's keep buffer: (index, blob), appended to by the publish path.
-Keep = tuple[bytearray, bytearray]
+#: A type's keep buffer: [index, payloads], appended to by the publish path: a bytearray
+#: of ENTRY entries and a list of the payloads as published (the bytes objects the
+#: publish path made anyway: appending one costs no copy, and sealing joins them into
+#: one bytes object, freeing them while still in the CPU's cache). The compiled lane
+#: reads the two from the list at every message; sealing puts fresh ones in their place.
+Keep = list[Any]
 
 _pack_entry = ENTRY.pack
 _unpack_entry = ENTRY.unpack_from
@@ -76,9 +81,15 @@ def _seal_age(limits: HistoryLimits) -> float:
 
 def keep_append(keep: Keep, seq: int, sent_ns: int, payload: bytes) -> None:
     """Append one published message to a keep buffer (what the compiled lane does in C)."""
-    index, blob = keep
-    blob += payload
-    index += _pack_entry(seq, sent_ns, len(blob))
+    index, payloads = keep
+    end = _unpack_entry(index, len(index) - ENTRY.size)[2] if index else 0
+    payloads.append(payload)
+    index += _pack_entry(seq, sent_ns, end + len(payload))
+
+
+def _end(index: bytearray | bytes, count: int) -> int:
+    """Where the first ``count`` payloads of a keep buffer end (their bytes)."""
+    return int(_unpack_entry(index, (count - 1) * ENTRY.size)[2]) if count else 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,7 +128,8 @@ class _Chunk:
 
     __slots__ = ("at", "base", "blob", "bytes", "index", "n", "start")
 
-    def __init__(self, index: bytes, blob: bytes, at: float, base: int = 0) -> None:
+    def __init__(self, index: bytes | bytearray, blob: bytes | bytearray, at: float,
+                 base: int = 0) -> None:
         self.index = memoryview(index).cast("Q")  # seq, sent_ns, end: 3 per message
         self.blob = blob
         self.base = base  # the ends count from this offset (a keep buffer's tail)
@@ -145,7 +157,7 @@ class _Chunk:
     def message(self, i: int) -> Message:
         index = self.index
         return (int(index[3 * i]), int(index[3 * i + 1]),
-                self.blob[self.offset(i):index[3 * i + 2] - self.base])
+                bytes(memoryview(self.blob)[self.offset(i):index[3 * i + 2] - self.base]))
 
     def find(self, first: int, last: int) -> tuple[int, int]:
         """The live messages numbered ``first .. last``: indices ``lo .. hi-1``."""
@@ -188,7 +200,7 @@ class _TypeHistory:
         self.count = 0  # messages held (sealed or folded)
         #: Appended to by the publish path (the same two bytearrays for the history's
         #: whole life: a compiled lane holds them); sealing empties them.
-        self.keep: Keep = (bytearray(), bytearray())
+        self.keep: Keep = [bytearray(), []]
         self.folded = 0  # messages of the keep buffer already accounted
         self.folded_blob = 0  # and their payload bytes
         self.open_at: float | None = None  # when the keep buffer's first were folded
@@ -241,27 +253,31 @@ class _TypeHistory:
         reading), or None."""
         if not self.folded:
             return None
-        index, blob = self.keep
-        return _Chunk(bytes(index[:self.folded * ENTRY.size]), bytes(blob[:self.folded_blob]),
+        index, payloads = self.keep
+        return _Chunk(bytes(memoryview(index)[:self.folded * ENTRY.size]),
+                      b"".join(payloads[:self.folded]),
                       self.open_at if self.open_at is not None else float("-inf"))
 
-    def take_folded(self) -> tuple[bytes, bytes]:
+    def take_folded(self) -> tuple[bytes | bytearray, bytes | bytearray]:
         """Remove the folded messages from the keep buffer: (their index, their blob).
 
-        Messages appended since the last fold stay, their end offsets moved down.
+        When they are all it holds (the common case) the index is taken as it is and
+        fresh buffers put in the keep list. Messages appended since the last fold stay,
+        their end offsets moved down.
         """
-        index, blob = self.keep
-        size, shift = self.folded * ENTRY.size, self.folded_blob
-        taken = bytes(index[:size]), bytes(blob[:shift])
+        index, payloads = self.keep
+        size, shift, count = self.folded * ENTRY.size, self.folded_blob, self.folded
         if len(index) == size:
-            del index[:], blob[:]
-        else:
-            rest = bytearray()
-            for at in range(size, len(index), ENTRY.size):
-                seq, sent_ns, end = _unpack_entry(index, at)
-                rest += _pack_entry(seq, sent_ns, end - shift)
-            index[:] = rest
-            del blob[:shift]
+            self.keep[0], self.keep[1] = bytearray(), []
+            self.folded = self.folded_blob = 0
+            self.open_at = None
+            return index, b"".join(payloads)
+        taken = bytes(memoryview(index)[:size]), b"".join(payloads[:count])
+        rest = bytearray()
+        for at in range(size, len(index), ENTRY.size):
+            seq, sent_ns, end = _unpack_entry(index, at)
+            rest += _pack_entry(seq, sent_ns, end - shift)
+        self.keep[0], self.keep[1] = rest, payloads[count:]
         self.folded = self.folded_blob = 0
         self.open_at = None
         return taken
@@ -328,7 +344,7 @@ class History:
             entry.limits = limits
             if limits.off:
                 self._bytes -= entry.clear()
-                del entry.keep[0][:], entry.keep[1][:]
+                entry.keep[0], entry.keep[1] = bytearray(), []
             else:
                 self._evict_type(entry, None)
 
@@ -413,9 +429,9 @@ class History:
     def _account(self, entry: _TypeHistory, now: float) -> bool:
         """Count what was appended to the keep buffer since the last look; False when
         the type keeps nothing (then the buffer is emptied)."""
-        index, blob = entry.keep
+        index = entry.keep[0]
         if entry.limits.off or self.total_bytes == 0:
-            del index[:], blob[:]
+            entry.keep[0], entry.keep[1] = bytearray(), []
             entry.folded = entry.folded_blob = 0
             return False
         if len(index) == entry.folded * ENTRY.size:
@@ -424,6 +440,7 @@ class History:
             # The folded ones are old enough to be a chunk: the new ones start the next
             # (else they would take the old ones' age).
             self._seal(entry, only_folded=True)
+            index = entry.keep[0]  # sealing put a fresh buffer in
         if entry.last_seq is not None and \
                 _unpack_entry(index, entry.folded * ENTRY.size)[0] <= entry.last_seq:
             # Numbers only grow within a boot: a smaller one means the numbering
@@ -432,8 +449,9 @@ class History:
             self._bytes -= entry.clear()
         total = len(index) // ENTRY.size
         new = total - entry.folded
-        added = len(blob) - entry.folded_blob + ENTRY_OVERHEAD * new
-        entry.folded, entry.folded_blob = total, len(blob)
+        end = _end(index, total)
+        added = end - entry.folded_blob + ENTRY_OVERHEAD * new
+        entry.folded, entry.folded_blob = total, end
         entry.bytes += added
         entry.count += new
         self._bytes += added
@@ -461,25 +479,24 @@ class History:
         """The keep buffer alone holds more than the type's bound (a burst between two
         folds): evict everything older than its newest ``max_bytes`` and seal those,
         copying only them (never the whole burst)."""
-        index, blob = entry.keep
-        n, limit = entry.folded, entry.limits.max_bytes
+        index, payloads = entry.keep
+        n, limit, total = entry.folded, entry.limits.max_bytes, entry.folded_blob
 
         def held_from(k: int) -> int:  # bytes of messages k .. n-1
-            start = _unpack_entry(index, (k - 1) * ENTRY.size)[2] if k else 0
-            return len(blob) - start + ENTRY_OVERHEAD * (n - k)
+            return total - _end(index, k) + ENTRY_OVERHEAD * (n - k)
 
         k = bisect.bisect_left(range(n), -limit, key=lambda k: -held_from(k))
         if k >= n:
             k = n - 1  # one message larger than the bound: it goes at the next eviction
-        start = _unpack_entry(index, (k - 1) * ENTRY.size)[2] if k else 0
-        chunk = _Chunk(bytes(memoryview(index)[k * ENTRY.size:]), bytes(memoryview(blob)[start:]),
+        start = _end(index, k)
+        chunk = _Chunk(bytes(memoryview(index)[k * ENTRY.size:]), b"".join(payloads[k:]),
                        now, base=start)
         before = entry.count
         self._bytes -= entry.bytes
         for dead in entry.live():
             dead.start, dead.bytes = dead.n, 0
         entry.chunks, entry.start = [chunk], 0
-        del index[:], blob[:]
+        entry.keep[0], entry.keep[1] = bytearray(), []
         entry.folded = entry.folded_blob = 0
         entry.open_at = None
         self._order.append((entry, chunk))

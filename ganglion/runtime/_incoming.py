@@ -844,7 +844,14 @@ class Incoming:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
         tracker = self._sequences.tracker(sender, type_name)
+        followed = tracker.boot == boot and tracker.highest is not None
+        lost = tracker.lost
         verdict = tracker.observe(seq, boot, sent_ns)
+        if followed and self.gaps is not None and tracker.lost > lost:
+            # Numbers between what was seen and this one were sent and never arrived
+            # (other keys' readings, for a keyed type): the requester asks for them.
+            self.gaps.on_gap((sender, type_name, boot), seq - (tracker.lost - lost), seq - 1,
+                             self._clock())
         # A keyed type is answered with one message per key, in sequence order: the
         # numbers between two answers are other keys' older messages (superseded by
         # their own answers), not losses, so the next message starts a new baseline.
@@ -852,6 +859,13 @@ class Incoming:
         self.sync_evictions()
         if not verdict.deliver:
             return False
+        # The rebase puts this number below the stream's next baseline, where a history
+        # answer is judged by the history record: note it there, so a history answer
+        # (at subscribe, or a logger's follow-up) does not deliver it a second time.
+        record = self._history_seen
+        record[(sender, type_name, boot, seq)] = None
+        if len(record) > HISTORY_SEEN_CAP:
+            record.popitem(last=False)
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
                            received_ns=time.time_ns(), boot=boot, source=source,
                            clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)

@@ -25,14 +25,14 @@ steps every time, each in one place:
 whose history is on is encoded, sent or not (a late subscriber's history request
 gets what nobody wanted yet), and its payload and a ``(seq, sent_ns, end)`` entry are
 appended to the type's keep buffer (:meth:`History.keep <ganglion.repair.History.keep>`,
-asked once per route; two bytearray appends, no Python object kept per message). The
+asked once per route; a list append and a bytearray append, no copy). The
 history takes the buffers in :data:`FOLD_SECONDS` after the first append since the
-last fold (:meth:`Publisher.fold`, scheduled with ``fold_later``), and whenever it is
-asked anything, so its bookkeeping is per batch, not per message: once per loop
-iteration it cost the publish path 8 % more at 64-byte blasts, once per 50 ms it is
-lost in the noise (``bench/transport.py --systems ganglion,ganglion+hist``). Between
-two folds a type's keep buffer holds what was published meanwhile (at 10,000
-messages/s of 60 bytes, 45 KB) on top of the history's bounds. A held message is
+last fold (:meth:`Publisher.fold`, scheduled with ``fold_later``), at the
+:data:`FOLD_COUNT`-th append, and whenever it is asked anything, so its bookkeeping
+is per batch, not per message (folding once per loop iteration made a 64-byte
+publish ~25 % dearer; per 1024 messages it is ~18 %, what the appends, the joins at
+sealing and the frees cost). Between two folds the keep buffers hold up to
+FOLD_COUNT messages on top of the history's bounds. A held message is
 kept at publish (with its number): if the hold queue drops it, a receiver that sees
 the gap can still have it repaired.
 
@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -99,10 +100,15 @@ _new_info = tuple.__new__
 _time_ns = time.time_ns
 #: The history's clock (its ages): the loop's, time.monotonic.
 _monotonic = time.monotonic
+#: A keep buffer's index entry, and the end offset at the end of the last one.
+_entry = ENTRY.pack
+_last_end = struct.Struct("=Q").unpack_from
 #: Seconds between the first message kept after a fold and the next fold.
 FOLD_SECONDS = 0.05
-#: Appends one message to a keep buffer (the Python path; the compiled lane does it in C).
-_keep_entry = ENTRY.pack
+#: Messages kept between two folds at most: the next one folds at once (a burst would
+#: else grow the keep buffers by all it published in FOLD_SECONDS, and growing a
+#: bytearray that far copies it over and over).
+FOLD_COUNT = 1024
 
 #: Whether some other node subscribes to a type (publisher-side matching).
 RemoteInterest = Callable[[str], bool]
@@ -319,7 +325,9 @@ class Publisher:
         self._routes: dict[type, Route] = {}
         self.history = None if replay else history
         self.fold_later: Callable[[float, Callable[[], object]], object] | None = None
-        self._fold_due = False
+        # Messages still allowed before a fold; 0: none kept since the last fold (no
+        # timer set). One integer, so the publish path asks one question per message.
+        self._fold_left = 0
 
     # -- publishing ------------------------------------------------------------------
 
@@ -348,8 +356,12 @@ class Publisher:
                 next_seq[name] = seq + 1
                 out.lane_done(route.packer, sent, full)
                 # The lane appended it to the keep buffer itself; the fold is ours.
-                if route.kept is not None and not self._fold_due:
-                    self._schedule_fold()
+                if route.kept is not None:
+                    left = self._fold_left
+                    if left > 1:
+                        self._fold_left = left - 1
+                    else:
+                        self._kept_one(left)
             else:
                 try:
                     payload = route.encode(msg)
@@ -499,29 +511,38 @@ class Publisher:
         return None if history is None else history.keep(name)
 
     def _keep(self, kept: Keep, seq: int, now_ns: int, payload: bytes) -> None:
-        """Append one published message to its type's keep buffer (a fold follows soon):
-        :func:`ganglion.repair.history.keep_append`, inlined.
+        """Append one published message to its type's keep buffer (a fold follows soon).
 
         The compiled lane (``SendLane``, given the same buffer) appends the messages it
-        publishes itself, the same bytes.
+        publishes itself, the same way (:func:`ganglion.repair.history.keep_append`).
         """
-        if not self._fold_due:
-            self._schedule_fold()
-        index, blob = kept
-        blob += payload
-        index += _keep_entry(seq, now_ns, len(blob))
+        # keep_append, inlined (one frame less on the Python path of every kept message)
+        index, payloads = kept
+        end = _last_end(index, len(index) - 8)[0] if index else 0
+        payloads.append(payload)
+        index += _entry(seq, now_ns, end + len(payload))
+        left = self._fold_left
+        if left > 1:
+            self._fold_left = left - 1
+        else:
+            self._kept_one(left)
 
-    def _schedule_fold(self) -> None:
+    def _kept_one(self, left: int) -> None:
+        """A message was kept and ``left`` (0 or 1) more were allowed before a fold: the
+        first since a fold sets the timer, the last allowed folds at once."""
+        if left:
+            self.fold()
+            return
         fold_later = self.fold_later
         if fold_later is None:
             return  # folded when the history is next asked (sans-IO use)
-        self._fold_due = True
+        self._fold_left = FOLD_COUNT
         fold_later(FOLD_SECONDS, self.fold)
 
     def fold(self) -> None:
-        """Take what was appended to the keep buffers into the history (scheduled by the
-        first append after the last fold)."""
-        self._fold_due = False
+        """Take what was appended to the keep buffers into the history (FOLD_SECONDS after
+        the first append since the last fold, or at the FOLD_COUNT-th)."""
+        self._fold_left = 0
         if self.history is not None:
             self.history.fold(_monotonic())
 

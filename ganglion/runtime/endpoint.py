@@ -654,7 +654,7 @@ class Endpoint:
         if self.history is None:
             raise LocalError("this endpoint keeps no history (Endpoint(history=None))")
         self.history.set_limits(type_name, limits)
-        self._pub.forget_routes()  # each route asks for its keep list again
+        self._pub.forget_routes()  # each route asks for its keep buffer again
 
     def subscriber_count(self, type_name: str) -> int:
         """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
@@ -709,7 +709,7 @@ class Endpoint:
     # -- internals -------------------------------------------------------------------
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
-                   max_payload: int, kept: tuple[bytearray, bytearray] | None = None
+                   max_payload: int, kept: list[Any] | None = None
                    ) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not

@@ -1,7 +1,7 @@
 """bench/repair.py runs its whole harness at tiny sizes and prints every figure.
 
 One real run (namespaces, loss rules, sensor and receiver processes) with two
-levels (0 and 20 %), one sensor, two receivers, 2 s each: the figures must be
+levels (0 and 20 %) and one of shared loss (20 %), one sensor, two receivers, 2 s each: the figures must be
 sane (a share between 0 and 1, datagrams dropped at 20 % and none at 0 %), not
 fast; and the report's arithmetic is tested on made-up outcomes. Skipped, naming
 what is missing, where namespaces or the loss tools are unavailable (a failure
@@ -69,16 +69,19 @@ def test_bench_repair_runs_end_to_end_at_tiny_sizes(tmp_path: Path) -> None:
         pytest.skip(problem)
     out = tmp_path / "figures.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--seconds", "2", "--tail", "1",
-                           "--levels", "0,20", "--sensors", "1", "--receivers", "2", "--rate",
-                           "20", "--json", str(out)], capture_output=True, text=True,
+                           "--levels", "0,20", "--shared", "20", "--sensors", "1", "--receivers",
+                           "2", "--rate", "20", "--json", str(out)], capture_output=True, text=True,
                           timeout=220, check=False, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "targets:" in done.stdout and "baseline" in done.stdout
     figures = json.loads(out.read_text())
-    zero, lossy = figures["runs"]
+    zero, lossy, shared = figures["runs"]
     assert figures["baseline"]["control_sent"] > 0  # heartbeats
     assert zero["lost_datagrams"] == 0 and lossy["lost_datagrams"] > 0
-    for run in (zero, lossy):
+    # shared loss: each datagram lost at the bridge counts once per receiver (2 here)
+    assert shared["shared"] and shared["lost_datagrams"] > 0
+    assert shared["lost_datagrams"] % 2 == 0
+    for run in (zero, lossy, shared):
         assert run["published"] >= 20  # 2 s at 20/s, within the window
         assert 0.0 <= run["held_min"] <= run["held_mean"] <= 1.0
     assert zero["held_min"] == 1.0

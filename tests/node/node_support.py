@@ -233,6 +233,7 @@ class NetnsLab:
         self.hosts: list[str] = []
         self._namespaces: list[str] = []
         self._loss: dict[int, PacketLoss] = {}
+        self._shared: dict[int, PacketLoss] = {}
 
     def start(self) -> None:
         """Create the bridge namespace."""
@@ -294,12 +295,31 @@ class NetnsLab:
             loss.set(percent)
 
     def loss_counters(self, index: int) -> LossCounters:
-        """Datagrams counted at host ``index`` since its loss rule was first set."""
-        return self._loss[index].counters()
+        """Datagrams counted at host ``index`` since its loss rule was first set (with its
+        shared loss's ``sent`` and ``dropped_out``, when one was set)."""
+        counters = self._loss[index].counters() if index in self._loss else LossCounters()
+        if index in self._shared:
+            shared = self._shared[index].counters()
+            counters.dropped_out = shared.dropped_out
+            if index not in self._loss:
+                counters.sent = shared.sent
+        return counters
+
+    def set_shared_loss(self, percent: float, hosts: list[int],
+                        ports: tuple[int, ...] = (47800, 47801)) -> None:
+        """Drop ``percent`` % of the UDP datagrams each of ``hosts`` sends, at the bridge:
+        every other host misses the same ones (nftables only, :mod:`packet_loss`)."""
+        for index in hosts:
+            loss = self._shared.get(index)
+            if loss is None:
+                loss = self._shared[index] = PacketLoss(self.bridge_ns, f"{self.tag}v{index}",
+                                                        ports, "nft", bridge=True)
+            loss.set(percent)
 
     def close(self) -> None:
         """Kill everything left inside the namespaces and delete them (never raises)."""
         self._loss.clear()  # the rules go with the namespaces
+        self._shared.clear()
         for ns in reversed(self._namespaces):
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:

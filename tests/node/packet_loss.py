@@ -12,6 +12,15 @@ ganglion's traffic is all UDP).
 Counters: per watched port (the data and control ports), datagrams that arrived,
 datagrams dropped, and datagrams this host *sent* (an output-hook counter), so a
 test or the benchmark can tell lost data datagrams from extra control traffic.
+
+Shared loss (``bridge=True``): the rule sits in the lab's bridge namespace, on the
+bridge port of one host (``nft`` ``netdev`` family, the port's ingress hook: once
+per frame, before the bridge floods it to every port), and drops a share
+of what that host *sends* before the bridge floods it: every other host misses the
+same datagrams, as when a publisher's radio or its access point loses them (the
+case where one receiver's repair request spares the others theirs). The sender
+does not notice (a drop in its own output hook would fail its ``sendto``).
+nftables only.
 :meth:`PacketLoss.set` changes the share during a test (the rules are replaced;
 their counters are carried over in Python, so the totals keep counting).
 
@@ -43,18 +52,20 @@ class LossCounters:
 
     Attributes:
         arrived: datagrams that reached the host's eth0 (before the drop).
-        dropped: datagrams dropped by the loss rule.
+        dropped: datagrams dropped by the loss rule on arrival.
         sent: datagrams the host sent out of eth0.
+        dropped_out: datagrams it sent that the bridge dropped (shared loss).
     """
 
     arrived: dict[int | None, int] = dataclasses.field(default_factory=dict)
     dropped: dict[int | None, int] = dataclasses.field(default_factory=dict)
     sent: dict[int | None, int] = dataclasses.field(default_factory=dict)
+    dropped_out: dict[int | None, int] = dataclasses.field(default_factory=dict)
 
     def add(self, other: LossCounters) -> None:
         """Add ``other``'s counts to these."""
         for mine, theirs in ((self.arrived, other.arrived), (self.dropped, other.dropped),
-                             (self.sent, other.sent)):
+                             (self.sent, other.sent), (self.dropped_out, other.dropped_out)):
             for port, count in theirs.items():
                 mine[port] = mine.get(port, 0) + count
 
@@ -82,20 +93,27 @@ class PacketLoss:
     """Drops a share of the UDP datagrams arriving on one namespace's interface.
 
     Args:
-        ns: the host namespace.
-        iface: its interface to the LAN.
+        ns: the host namespace (with ``bridge``: the bridge's namespace).
+        iface: its interface to the LAN (with ``bridge``: the host's bridge port).
         ports: UDP ports counted separately (the data and control ports).
         tool: ``"nft"`` or ``"iptables"``; :func:`loss_tool` when None.
+        bridge: drop what arrives from ``iface`` at the bridge (shared loss; the
+            counters are then ``sent`` and ``dropped``: what that host sent, and lost).
 
     Raises:
         RuntimeError: no tool, or the rules could not be installed.
     """
 
     def __init__(self, ns: str, iface: str = "eth0", ports: Sequence[int] = (),
-                 tool: str | None = None) -> None:
+                 tool: str | None = None, *, bridge: bool = False) -> None:
         chosen = tool or loss_tool()
         if chosen is None:
             raise RuntimeError(loss_problem() or "no packet-loss tool")
+        if bridge and chosen != "nft":
+            raise RuntimeError("shared loss (at the bridge) needs nftables (`nft`)")
+        self.bridge = bridge
+        # one table per bridge port: several hosts' shared losses live in the bridge's namespace
+        self._table = f"netdev {TABLE}_{iface}" if bridge else f"inet {TABLE}"
         self.ns = ns
         self.iface = iface
         self.ports = tuple(ports)
@@ -131,7 +149,7 @@ class PacketLoss:
             return
         self._installed = False
         if self.tool == "nft":
-            self._in("nft", "delete", "table", "inet", TABLE, check=False)
+            self._in("nft", "delete", "table", *self._table.split(), check=False)
         else:
             for chain in ("INPUT", "OUTPUT"):
                 self._in("iptables", "-F", chain, check=False)
@@ -155,6 +173,22 @@ class PacketLoss:
         if drop:
             rules_in.append(f'iifname {iface} meta l4proto udp {drop} comment "drop other"')
         rules_out.append(f'oifname {iface} meta l4proto udp counter comment "out other"')
+        if self.bridge:  # what the host sends, as it enters the bridge: counted, dropped
+            rules = [r.replace("iifname", "IIF") for r in rules_in]
+            rules = [r.replace('comment "in ', 'comment "out ').replace('comment "drop ',
+                                                                          'comment "dropout ')
+                     for r in rules]
+            rules = [r.replace("IIF", "iifname") for r in rules]
+            script = "\n".join([
+                f"table {self._table} {{}}", f"delete table {self._table}",
+                f"table {self._table} {{",
+                # the port's ingress: once per frame (the bridge family's forward hook runs
+                # once per port a multicast frame is flooded to: independent drops again)
+                f'  chain ingress {{ type filter hook ingress device "{self.iface}" '
+                "priority -300; policy accept;",
+                *(f"    {r}" for r in rules), "  }", "}", ""])
+            self._in("nft", "-f", "-", stdin=script)
+            return
         # the table is replaced in one transaction: no moment without the rules
         script = "\n".join([
             f"table inet {TABLE} {{}}",
@@ -170,7 +204,7 @@ class PacketLoss:
         self._in("nft", "-f", "-", stdin=script)
 
     def _nft_read(self) -> LossCounters:
-        listing = json.loads(self._in("nft", "-j", "list", "table", "inet", TABLE).stdout)
+        listing = json.loads(self._in("nft", "-j", "list", "table", *self._table.split()).stdout)
         out = LossCounters()
         for item in listing.get("nftables", []):
             rule = item.get("rule")
@@ -180,7 +214,8 @@ class PacketLoss:
             packets = next((e["counter"]["packets"] for e in rule.get("expr", [])
                             if isinstance(e, dict) and "counter" in e), 0)
             kind, _, which = comment.partition(" ")
-            target = {"in": out.arrived, "drop": out.dropped, "out": out.sent}.get(kind)
+            target = {"in": out.arrived, "drop": out.dropped, "out": out.sent,
+                      "dropout": out.dropped_out}.get(kind)
             if target is not None and which:
                 port = None if which == "other" else int(which)
                 target[port] = target.get(port, 0) + int(packets)

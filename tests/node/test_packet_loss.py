@@ -51,19 +51,26 @@ print(json.dumps(sorted(got)), flush=True)
 
 
 def _exchange(lab: NetnsLab, count: int) -> set[int]:
-    receiver = subprocess.Popen([*lab.prefix(2), sys.executable, "-c", RECEIVE, GROUP, str(PORT),
-                                 "2.0"], stdout=subprocess.PIPE, text=True)
+    return _exchange_to(lab, count, (2,))[0]
+
+
+def _exchange_to(lab: NetnsLab, count: int, hosts: tuple[int, ...]) -> list[set[int]]:
+    """Host 1 sends ``count`` numbered datagrams; what each of ``hosts`` received."""
+    receivers = [subprocess.Popen([*lab.prefix(h), sys.executable, "-c", RECEIVE, GROUP,
+                                   str(PORT), "2.0"], stdout=subprocess.PIPE, text=True)
+                 for h in hosts]
     try:
-        assert receiver.stdout is not None
-        assert receiver.stdout.readline().strip() == "ready"
+        for receiver in receivers:
+            assert receiver.stdout is not None
+            assert receiver.stdout.readline().strip() == "ready"
         subprocess.run([*lab.prefix(1), sys.executable, "-c", SEND, str(count), GROUP,
                         str(PORT)], check=True, timeout=60)
-        out, _ = receiver.communicate(timeout=30)
-        return set(json.loads(out))
+        return [set(json.loads(receiver.communicate(timeout=30)[0])) for receiver in receivers]
     finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait(timeout=10)
+        for receiver in receivers:
+            if receiver.poll() is None:
+                receiver.kill()
+                receiver.wait(timeout=10)
 
 
 @pytest.mark.parametrize("tool", ["nft", "iptables"])
@@ -71,8 +78,8 @@ def test_a_set_share_of_arriving_datagrams_is_dropped_and_counted(
         lab: NetnsLab, loss_available: None, tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed")
-    lab.add_host()
-    lab.add_host()
+    for _ in range(3):
+        lab.add_host()
     lab.set_loss(30.0, tool=tool)
     count = 2000
     got = _exchange(lab, count)
@@ -90,3 +97,14 @@ def test_a_set_share_of_arriving_datagrams_is_dropped_and_counted(
     counters = lab.loss_counters(2)
     assert counters.arrived[PORT] == 2 * count
     assert counters.dropped[PORT] == lost
+    if tool != "nft":
+        return
+
+    # shared: what host 1 sends is lost at the bridge, for every receiver alike
+    lab.set_shared_loss(30.0, hosts=[1])
+    got, got3 = _exchange_to(lab, count, (2, 3))
+    assert got == got3  # the same datagrams missing at both receivers
+    lost_shared = count - len(got)
+    assert 0.22 * count < lost_shared < 0.38 * count, f"{lost_shared} of {count} lost at 30 %"
+    assert lab.loss_counters(1).dropped_out[PORT] == lost_shared
+    assert lab.loss_counters(2).arrived[PORT] == 3 * count - lost_shared

@@ -163,8 +163,8 @@ def test_the_compiled_lane_appends_exactly_what_keep_append_would_and_nothing_wh
     try:
         plan = type_of(Sample).plan
         host, port = wire.rx.getsockname()
-        kept = (bytearray(), bytearray())
-        reference = (bytearray(), bytearray())
+        kept: list[Any] = [bytearray(), []]
+        reference: list[Any] = [bytearray(), []]
         next_seq = {SAMPLE: 10}
         lane = speedups.SendLane(next_seq, SAMPLE, Sender(wire.tx), type("Out", (), {
             "busy": False})(), sample_packer(), host, port, plan, 1300, False, kept)
@@ -174,11 +174,11 @@ def test_the_compiled_lane_appends_exactly_what_keep_append_would_and_nothing_wh
             payload, seq, now_ns, _sent, _full = done
             keep_append(reference, seq, now_ns, payload)
             next_seq[SAMPLE] += 1
-        assert kept == reference and len(kept[0]) == 3 * ENTRY.size
+        assert kept == reference and len(kept[0]) == 3 * ENTRY.size and len(kept[1]) == 3
         next_seq[SAMPLE] = 15  # numbers the packer never saw: the lane declines
         assert lane.publish(Sample(9, 1.0, True, "b", b"")) is None
         assert kept == reference
-        for bad in ([], (bytearray(),), (b"", bytearray())):
+        for bad in ([], [bytearray()], [b"", []], (bytearray(), []), [bytearray(), ()]):
             with pytest.raises(TypeError):
                 speedups.SendLane(next_seq, SAMPLE, Sender(wire.tx), object(), sample_packer(),
                                   host, port, plan, 1300, False, bad)

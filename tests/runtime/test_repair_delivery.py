@@ -161,6 +161,21 @@ def test_a_history_answer_below_the_baseline_is_delivered_once() -> None:
     assert stats is not None and stats.lost == 0 and stats.repaired == 3
 
 
+@pytest.mark.parametrize("live_after", [False, True])
+def test_a_last_value_is_not_delivered_again_by_a_history_answer(live_after: bool) -> None:
+    # what a late logger gets: the newest reading as the last value, then live readings
+    # (or not yet), then the history answer (or a follow-up one) that holds it too
+    h = Harness()
+    assert h.incoming.deliver_last_value(NAME, payload(9), sender=PEER, fingerprint=FP, seq=9,
+                                         boot=BOOT, sent_ns=1_009, source=SOURCE)
+    if live_after:
+        h.live(10, 11)
+    for seq in range(5, 10):
+        h.repair(seq, history=True)
+    assert sorted(h.seqs()) == list(range(5, 12 if live_after else 10))
+    assert h.repaired() == [5, 6, 7, 8]
+
+
 def test_a_history_answer_starts_a_stream_not_seen_yet_and_live_messages_continue_it() -> None:
     h = Harness()
     for seq in (20, 21, 22):
@@ -269,3 +284,19 @@ def test_the_compiled_lane_hands_jumps_to_the_python_path_so_the_requester_hears
         wire.close()
     assert h.seqs() == [0, 1, 2, 6, 7]
     assert h.requests() == [[[3, 5]]]
+
+
+def test_a_last_value_above_the_highest_makes_the_numbers_between_a_gap() -> None:
+    h = Harness()
+    h.live(0, 1)
+    assert h.incoming.deliver_last_value(NAME, payload(5), sender=PEER, fingerprint=FP,
+                                         seq=5, boot=BOOT, sent_ns=1_005)
+    assert h.requests() == [[[2, 4]]]
+    for seq in (2, 3, 4):
+        assert h.repair(seq)
+    assert h.seqs() == [0, 1, 5, 2, 3, 4] and h.requester.outstanding == 0
+    # First contact through a last value: no baseline before it, nothing missing.
+    first = Harness()
+    assert first.incoming.deliver_last_value(NAME, payload(9), sender=PEER, fingerprint=FP,
+                                             seq=9, boot=BOOT, sent_ns=1_009)
+    assert first.requests() == []
