@@ -16,6 +16,10 @@ where it is installed (the ``fast`` extra), asyncio's otherwise; the subscriber
 reports which (``GANGLION_EVENT_LOOP=asyncio`` measures asyncio's loop instead).
 The subscriber's callback feeds the shared :class:`Tally`.
 
+``ganglion+hist`` is keyless ganglion whose endpoints keep a history (what a node does
+by default, for repair): every message published is also appended to its type's keep
+list, which the history takes in once per loop iteration.
+
 The same module runs the keyed rows: ``ganglion+key`` gives both endpoints a network
 key with encryption off (every datagram carries a BLAKE2b MAC, ``--no-encrypt``), and
 ``ganglion+aead`` the same key with encryption on (ChaCha20-Poly1305); both take the
@@ -175,7 +179,12 @@ def key_for(system: str) -> KeyRing | None:
 
 
 def _keyed(system: str) -> dict[str, Any]:
-    """Endpoint keyword arguments of a row: ``key`` only for the keyed rows."""
+    """Endpoint keyword arguments of a row: ``key`` only for the keyed rows, a history
+    (the node's default limits) for ``ganglion+hist``."""
+    if system == "ganglion+hist":
+        from ganglion.repair import History
+
+        return {"history": History()}
     ring = key_for(system)
     return {} if ring is None else {"key": ring}
 

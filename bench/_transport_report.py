@@ -23,9 +23,10 @@ from _transport_common import TrialResult, median_or_nan
 #: Letters the issue uses for the systems (the keyed ganglion rows: b+k MAC-only, b+e
 #: encrypted).
 LABELS = {"raw": "a", "ganglion": "b", "ganglion+key": "b+k", "ganglion+aead": "b+e",
-          "lcm": "c"}
-#: The keyed rows compared with keyless ganglion in the same run.
-KEYED = ("ganglion+key", "ganglion+aead")
+          "lcm": "c", "ganglion+hist": "b+h"}
+#: The rows compared with keyless ganglion in the same run (the keyed ones, and the one
+#: with a history).
+KEYED = ("ganglion+key", "ganglion+aead", "ganglion+hist")
 
 #: The issue's targets for ganglion, shown next to the ratios (see bench/README.md).
 TARGETS = {
@@ -39,7 +40,10 @@ TARGETS = {
 KEYED_TARGETS = {
     "throughput b+k/b": "(no target)",
     "throughput b+e/b": ">= 0.75 (64 B)",
+    "throughput b+h/b": ">= 0.9 (issue 16: keeping the history)",
 }
+#: The publisher's own rate with a history against without (what keeping costs it).
+SEND_TARGET = ">= 0.9 (issue 16)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +199,14 @@ def format_table(size: int, rows: Sequence[Row]) -> str:
         shown = "n/a" if math.isnan(value) else f"{value:.2f}x"
         cost = "" if math.isnan(extra_us) else f", {extra_us:+.2f} us per message"
         lines.append(f"  {key:<16} {shown:>8}   target {KEYED_TARGETS[key]}{cost}")
+    by = {r.system: r for r in rows}
+    if "ganglion+hist" in by and "ganglion" in by:
+        hist, plain = by["ganglion+hist"].sent_per_s, by["ganglion"].sent_per_s
+        value = _ratio(hist, plain)
+        shown = "n/a" if math.isnan(value) else f"{value:.2f}x"
+        extra = (_ratio(1.0, hist) - _ratio(1.0, plain)) * 1e6
+        cost = "" if math.isnan(extra) else f", {extra:+.2f} us per message"
+        lines.append(f"  {'send b+h/b':<16} {shown:>8}   target {SEND_TARGET}{cost}")
     return "\n".join(lines) + "\n"
 
 

@@ -18,8 +18,12 @@ from dataclasses import asdict, dataclass
 from _transport_common import Tally
 
 #: ``ganglion+key`` signs every datagram (MAC-only, ``--no-encrypt``); ``ganglion+aead``
-#: encrypts it (ChaCha20-Poly1305), both under one fixed benchmark key.
-SYSTEMS = ("raw", "ganglion", "ganglion+key", "ganglion+aead", "lcm")
+#: encrypts it (ChaCha20-Poly1305), both under one fixed benchmark key. ``ganglion+hist``
+#: publishes with a history (every message also kept for repair, issue 16's cost); it
+#: runs only when named (``--systems``).
+SYSTEMS = ("raw", "ganglion", "ganglion+key", "ganglion+aead", "lcm", "ganglion+hist")
+#: What runs without ``--systems``.
+DEFAULT_SYSTEMS = SYSTEMS[:5]
 MODES = ("blast", "paced")
 ROLES = ("sub", "pub")
 

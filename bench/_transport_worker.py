@@ -28,6 +28,7 @@ EXIT_UNAVAILABLE = 3
 
 _MODULES = {"raw": "_transport_raw", "ganglion": "_transport_ganglion",
             "ganglion+key": "_transport_ganglion", "ganglion+aead": "_transport_ganglion",
+            "ganglion+hist": "_transport_ganglion",
             "lcm": "_transport_lcm"}
 
 

@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _transport_common import DEFAULT_SIZES, TrialResult
 from _transport_netns import Isolation, choose_isolation, run_in_namespace
 from _transport_report import format_table, report_json, summarize
-from _transport_role import SYSTEMS, RoleConfig
+from _transport_role import DEFAULT_SYSTEMS, SYSTEMS, RoleConfig
 from _transport_runner import SystemUnavailable, TrialError, run_trial
 
 #: Each system gets its own port/group so a straggler of one can never reach another.
 PORTS = {"raw": 47990, "lcm": 47991, "ganglion": 47992, "ganglion+key": 47993,
-         "ganglion+aead": 47994}
+         "ganglion+aead": 47994, "ganglion+hist": 47995}
 LCM_URL = "udpm://239.255.202.1:47991?ttl=0"
 
 DEFAULT_COUNT = 200_000
@@ -181,9 +181,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--systems",
         type=_systems,
-        default=list(SYSTEMS),
-        help="comma-separated subset of raw,ganglion,ganglion+key,ganglion+aead,lcm "
-        "(default: all, in that order)",
+        default=list(DEFAULT_SYSTEMS),
+        help="comma-separated subset of raw,ganglion,ganglion+key,ganglion+aead,lcm,"
+        "ganglion+hist (default: all but ganglion+hist, in that order; ganglion+hist "
+        "publishes with a history, to measure what keeping it costs: run it with ganglion)",
     )
     p.add_argument(
         "--yield-every",

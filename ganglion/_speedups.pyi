@@ -19,7 +19,8 @@ class Lane:
 class SendLane:
     def __init__(self, next_seq: dict[str, int], name: str, sender: object, out: object,
                  packer: object, group: str, port: int, plan: tuple[Any, ...],
-                 max_payload: int, yield_cpu: bool) -> None: ...
+                 max_payload: int, yield_cpu: bool,
+                 kept: list[Any] | None = None) -> None: ...
     @property
     def yields_cpu(self) -> bool: ...
     @property

@@ -34,6 +34,9 @@ from typing import Any, Final
 
 from ganglion import defaults
 from ganglion.errors import ConfigError, ConfigFileError, LocalError
+from ganglion.repair import DEFAULT_LIMITS as _HISTORY
+from ganglion.repair import DEFAULT_TOTAL_BYTES, HistoryLimits
+from ganglion.types import is_valid_type_name
 
 __all__ = ["NodeConfig", "load_config", "merge"]
 
@@ -71,6 +74,13 @@ class NodeConfig:
         dashboard_db: the log the dashboard reads history from; None for the ``log``
             plugin's, when the node runs it.
         dashboard_token_file: every dashboard request needs the token in this file.
+        history_max_age: seconds of what it published the node keeps per type, to
+            repair other nodes' gaps and answer history requests (0: none).
+        history_max_bytes: bytes kept per type (0: none).
+        history_total_bytes: bytes kept for all types together.
+        history_types: ``[history.types."NAME"]`` tables: a type's own ``max_age``
+            and ``max_bytes`` (each defaulting to the ``[history]`` value).
+        repair: ask publishers again for the numbers this node missed.
         source: the file this config was read from, if any.
     """
 
@@ -99,7 +109,24 @@ class NodeConfig:
     dashboard_listen: str | None = None
     dashboard_db: Path | None = None
     dashboard_token_file: Path | None = None
+    history_max_age: float = _HISTORY.max_age
+    history_max_bytes: int = _HISTORY.max_bytes
+    history_total_bytes: int = DEFAULT_TOTAL_BYTES
+    history_types: Mapping[str, Mapping[str, float]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    repair: bool = True
     source: Path | None = None
+
+    def history(self) -> tuple[HistoryLimits, dict[str, HistoryLimits], int]:
+        """The node's history options: the limits of every type, those of the types
+        named in ``[history.types]``, and the total bound (``Node(history=...,
+        history_per_type=..., history_total_bytes=...)``)."""
+        base = HistoryLimits(max_bytes=self.history_max_bytes, max_age=self.history_max_age)
+        per = {name: HistoryLimits(max_bytes=int(table.get("max_bytes", base.max_bytes)),
+                                   max_age=float(table.get("max_age", base.max_age)))
+               for name, table in self.history_types.items()}
+        return base, per, self.history_total_bytes
 
     def plugin_specs(self, *, include_hardware: bool = False) -> dict[str, dict[str, Any]]:
         """The plugins to load and the keyword arguments for each, in order.
@@ -252,6 +279,19 @@ def _flag(value: Any, base: Path) -> bool:
     return value
 
 
+def _history_age(value: Any, base: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not (math.isfinite(value) and value >= 0):
+        raise _Wrong("a number of seconds, 0 or more (0 keeps no history), e.g. 60")
+    return float(value)
+
+
+def _history_bytes(value: Any, base: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 40:
+        raise _Wrong("a whole number of bytes, 0 or more (0 keeps no history), e.g. 262144")
+    return value
+
+
 def _ipc(value: Any, base: Path) -> bool | Path:
     if isinstance(value, bool):
         return value
@@ -281,10 +321,17 @@ _SCHEMA: Final[dict[str, _Key]] = {
     "dashboard.listen": _Key("dashboard_listen", _text),
     "dashboard.db": _Key("dashboard_db", _path),
     "dashboard.token_file": _Key("dashboard_token_file", _path),
+    "history.max_age": _Key("history_max_age", _history_age),
+    "history.max_bytes": _Key("history_max_bytes", _history_bytes),
+    "history.total_bytes": _Key("history_total_bytes", _history_bytes),
+    "repair": _Key("repair", _flag),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in _SCHEMA if "." in key)
 _PLUGIN_TABLE: Final = "plugin"
 _SENSORS_TABLE: Final = "sensors"
+_HISTORY_TYPES: Final = ("history", "types")
+#: What a ``[history.types."NAME"]`` table may set, and how each is checked.
+_HISTORY_TYPE_KEYS: Final = {"max_age": _history_age, "max_bytes": _history_bytes}
 _FIELD_CHECKS: Final = {key.field: key for key in _SCHEMA.values()}
 
 
@@ -307,6 +354,10 @@ class _Checker:
                 if not isinstance(value, dict):
                     raise self._error((key,), f"{key!r} must be a table ([{key}])")
                 for sub, sub_value in value.items():
+                    if (key, sub) == _HISTORY_TYPES:
+                        values["history_types"] = MappingProxyType(
+                            self._history_types(sub_value))
+                        continue
                     self._take((key, sub), sub_value, values)
             else:
                 self._take((key,), value, values)
@@ -332,6 +383,36 @@ class _Checker:
                 raise self._error((_PLUGIN_TABLE, name),
                                   f"'plugin.{name}' must be a table of that plugin's settings")
         return {name: MappingProxyType(dict(table)) for name, table in value.items()}
+
+    def _history_types(self, value: Any) -> dict[str, Mapping[str, float]]:
+        """``[history.types."NAME"]``: a type's own ``max_age`` and ``max_bytes``."""
+        example = '[history.types."sensors.Temperature"] with max_age = 300'
+        if not isinstance(value, dict):
+            raise self._error(_HISTORY_TYPES, f"'history.types' must hold one table per "
+                              f"type: {example}")
+        out: dict[str, Mapping[str, float]] = {}
+        for name, table in value.items():
+            where = (*_HISTORY_TYPES, name)
+            if not is_valid_type_name(name):
+                raise self._error(where, f'[history.types."{name}"]: not a type name; type '
+                                  "names are dotted, like sensors.Temperature")
+            if not isinstance(table, dict):
+                raise self._error(where, f'history.types."{name}" must be a table: {example}')
+            for key, item in table.items():
+                check = _HISTORY_TYPE_KEYS.get(key)
+                dotted = f'history.types."{name}".{key}'
+                if check is None:
+                    close = difflib.get_close_matches(key, list(_HISTORY_TYPE_KEYS), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise self._error((*where, key), f"unknown key {dotted}; {hint}valid: "
+                                      "max_age, max_bytes")
+                try:
+                    check(item, self._path.parent)
+                except _Wrong as wrong:
+                    raise self._error((*where, key),
+                                      f"{dotted} must be {wrong.expected}, not {item!r}") from None
+            out[name] = MappingProxyType(dict(table))
+        return out
 
     def _sensor_tables(self, value: Any) -> dict[str, Mapping[str, Any]]:
         """``[sensors."ID"]``: name, offset, scale, and per-quantity {offset, scale} tables."""

@@ -81,6 +81,16 @@ LAST_VALUE_TOTAL = (64.0, 512)
 #: no class of; the answer is a few hundred bytes.
 SCHEMA_PER_REQUESTER = (4.0, 32)
 SCHEMA_TOTAL = (16.0, 64)
+#: Messages sent again in answer to RepairRequests (rate per second, burst): per
+#: requester node id, and for the whole node (docs/protocol.md 7.3 and 7.7). One
+#: token per message repaired; a receiver at 20 % loss of a 50 Hz stream needs 10.
+REPAIR_PER_REQUESTER = (200.0, 512)
+REPAIR_TOTAL = (1000.0, 2048)
+#: Messages sent in answer to HistoryRequests (rate per second, burst): per
+#: requester node id, and for the whole node. A late logger asks once per type;
+#: an answer larger than the burst keeps the newest messages.
+HISTORY_PER_REQUESTER = (500.0, 4096)
+HISTORY_TOTAL = (1000.0, 8192)
 #: Schemas learned from the network a node remembers ((type, fingerprint) pairs).
 SCHEMA_CACHE_ENTRIES = 256
 #: Seconds before the same (type, fingerprint) is asked for again.

@@ -43,7 +43,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,9 +51,25 @@ from typing import Any
 from consensus import MapChange
 from ganglion import __version__, defaults
 from ganglion.clock import clock_synchronized
-from ganglion.errors import DecodeError, LocalError, StateError, StateLockedError, TypeInUseError
+from ganglion.errors import (
+    ConfigError,
+    DecodeError,
+    LocalError,
+    StateError,
+    StateLockedError,
+    TypeInUseError,
+)
 from ganglion.membership import PeerInfo
 from ganglion.netif import API_CHOICE_HINT, resolve_interface
+from ganglion.repair import (
+    DEFAULT_LIMITS,
+    DEFAULT_TOTAL_BYTES,
+    History,
+    HistoryLimits,
+    PermanentGap,
+    Requester,
+)
+from ganglion.runtime._repairing import RepairParts
 from ganglion.runtime.control import ControlChannel
 from ganglion.runtime.control_messages import LastValue
 from ganglion.runtime.endpoint import Endpoint, EndpointStats
@@ -96,6 +112,18 @@ class TypeStats:
             messages published here per key (the key fields' values, a tuple), for
             the keys whose last value is kept. Receive counters stay per type: the
             key is inside the stream, whose sequence numbers are per (sender, type).
+        repaired: messages received from repairs or history answers (a subset of
+            ``received``; ``lost`` no longer counts those that filled a gap).
+        repair_requests_sent: repair requests this node sent for the type's streams.
+        repair_requests_suppressed: requests held back as another node asked first.
+        permanently_lost: numbers given up for good (still counted in ``lost``).
+        repair_requests_received: requests for this node's messages of the type.
+        repaired_sent: messages of the type this node sent again (repairs and
+            history answers).
+        gone_sent: numbers it answered as no longer held.
+        repair_rate_limited: numbers not answered because of the repair budget.
+        history_messages: messages of the type held in this node's history.
+        history_bytes: bytes they take (with the per-message overhead).
     """
 
     group: str | None
@@ -106,6 +134,66 @@ class TypeStats:
     reordered: int
     stale: int
     sent_per_key: dict[tuple[Any, ...], int] = dataclasses.field(default_factory=dict)
+    repaired: int = 0
+    repair_requests_sent: int = 0
+    repair_requests_suppressed: int = 0
+    permanently_lost: int = 0
+    repair_requests_received: int = 0
+    repaired_sent: int = 0
+    gone_sent: int = 0
+    repair_rate_limited: int = 0
+    history_messages: int = 0
+    history_bytes: int = 0
+
+
+#: The receive-side repair counters of a stream, summed per type into TypeStats.
+_STREAM_REPAIR = ("repaired", "repair_requests_sent", "repair_requests_suppressed",
+                  "permanently_lost")
+#: The Responder's per-type counters that TypeStats shows, by its names.
+_SENT_REPAIR = {"repair_requests_received": "repair_requests_received",
+                "repaired_sent": "repaired_sent", "gone_sent": "gone_sent",
+                "repair_rate_limited": "repair_rate_limited"}
+
+
+def history_limits(value: HistoryLimits | float | int, what: str = "history") -> HistoryLimits:
+    """A history option as limits: a number is a maximum age in seconds (with the
+    default byte bound), 0 turning the history off.
+
+    Raises:
+        ConfigError: a negative or non-numeric value (the message names ``what``).
+    """
+    if isinstance(value, HistoryLimits):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what} must be a number of seconds or HistoryLimits, got {value!r}")
+    try:
+        return HistoryLimits(max_bytes=DEFAULT_LIMITS.max_bytes, max_age=float(value))
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def make_history(history: HistoryLimits | float | None,
+                 per_type: Mapping[str, HistoryLimits | float] | None = None, *,
+                 total_bytes: int = DEFAULT_TOTAL_BYTES, boot: int = 0) -> History | None:
+    """The node's :class:`~ganglion.repair.History` for its options, or None when it
+    keeps none (``history=None`` and no type of its own, or ``total_bytes`` 0).
+
+    Raises:
+        ConfigError: a bad value (named).
+    """
+    if total_bytes < 0:
+        raise ConfigError(f"history total bytes must be >= 0, got {total_bytes}")
+    per = {name: history_limits(limits, f"history of {name}")
+           for name, limits in (per_type or {}).items()}
+    if history is None:
+        if not per or all(limits.off for limits in per.values()):
+            return None
+        base = HistoryLimits(max_bytes=0, max_age=0.0)  # only the types named keep one
+    else:
+        base = history_limits(history)
+    if total_bytes == 0:
+        return None
+    return History(base, total_bytes=total_bytes, per_type=per, boot=boot)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,6 +270,17 @@ class Node:
             that can connect (on TCP: every local user). See docs/plugin-frames.md.
         replay: mark everything this node publishes as replayed from a log
             (``ganglion replay``), so loggers can tell it from live readings.
+        history: how much of what this node publishes it keeps per type, to repair
+            other nodes' gaps and answer ``subscribe(..., history=...)``: a
+            :class:`~ganglion.repair.HistoryLimits`, a number of seconds (with the
+            default bytes), or None for none. The default keeps 60 s and 256 KiB
+            per type. A type with history on is encoded even when nobody wants it
+            (0 or None avoids that).
+        history_per_type: limits of particular types (the same forms; 0 turns one off).
+        history_total_bytes: most bytes the history holds for all types together.
+        repair: ask publishers for the numbers this node missed (NACK repair,
+            docs/protocol.md 7.7). False: gaps are only counted (the history still
+            answers other nodes).
 
     Attributes:
         interface: the chosen interface's IPv4 address.
@@ -218,6 +317,10 @@ class Node:
         bus_secret_file: Path | str | None = None,
         replay: bool = False,
         encrypt: bool | None = None,
+        history: HistoryLimits | float | None = DEFAULT_LIMITS,
+        history_per_type: Mapping[str, HistoryLimits | float] | None = None,
+        history_total_bytes: int = DEFAULT_TOTAL_BYTES,
+        repair: bool = True,
     ) -> None:
         self.name = name or socket.gethostname()
         chosen = resolve_interface(interface, env=os.environ, hint=API_CHOICE_HINT)
@@ -261,6 +364,13 @@ class Node:
         self._bus_subs: dict[str, Subscription] = {}
         self._from_bus = False
         self.node_id = b""
+        # Checked now (a bad value is the caller's error at once), made at start.
+        make_history(history, history_per_type, total_bytes=history_total_bytes)
+        self._history_options = (history, dict(history_per_type or {}), history_total_bytes)
+        self._repair = repair
+        self._history: History | None = None
+        self._requester: Requester | None = None
+        self._gap_watchers: list[Callable[[PermanentGap], object]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -282,13 +392,17 @@ class Node:
             node_id, boot = self._state.node_id, self._state.boot
             journal = Journal(self._state.file_path("consensus.journal"))
         self.node_id = node_id
+        history, per_type, total_bytes = self._history_options
+        self._history = None if self._replay else make_history(
+            history, per_type, total_bytes=total_bytes, boot=boot)
+        self._requester = Requester(rng=self._rng) if self._repair else None
         try:
             self._endpoint = Endpoint(
                 interface=self.interface, port=self.port, node_id=node_id, boot=boot,
                 key=self._key, ttl=self._ttl, max_datagram=self._max_datagram,
                 group_for=self._agreed_group, pending_limit=self._pending_limit,
                 remote_interest=self._wanted_remotely, on_subscriptions=self._on_subscriptions,
-                replay=self._replay)
+                replay=self._replay, history=self._history, requester=self._requester)
             loop = asyncio.get_running_loop()
             warmup = MATCHING_WARMUP_HEARTBEATS * self._heartbeat_seconds
             self._matching_timer = loop.call_later(warmup, self._start_matching)
@@ -303,8 +417,16 @@ class Node:
                 publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
                 last_value=self._last_value, on_last_value=self._on_last_value,
                 subscribes=self._subscribed, on_peers_changed=self._update_interest,
-                schema_of=_local_schema)
+                schema_of=_local_schema, boot=boot,
+                repair=RepairParts(deliver=self._endpoint.deliver_repair,
+                                   note_tail=self._endpoint.note_tail,
+                                   fingerprint=self._published_fingerprint, boot=boot,
+                                   history=self._history, requester=self._requester,
+                                   on_gap=self._on_permanent_gap))
             await self._control.start()
+            if self._control.repair is not None:
+                # gaps go through the glue, which sets the timer for the requests they make due
+                self._endpoint.set_gap_hooks(self._control.repair)
             if self._bus_ipc or self._bus_tcp_port is not None:
                 await self._start_bus()
             if self._use_discovery:
@@ -425,7 +547,7 @@ class Node:
 
     def subscribe(self, type_or_name: type | str, callback: Callback | None = None, *,
                   maxsize: int = DEFAULT_QUEUE_SIZE, last_value: bool = False,
-                  propose: bool | None = None) -> Subscription:
+                  propose: bool | None = None, history: float | None = None) -> Subscription:
         """Subscribe to a message type on every node.
 
         Args:
@@ -438,10 +560,22 @@ class Node:
                 set).
             propose: start the agreement on the type's group if it has none yet;
                 by default members do and observers do not.
+            history: also ask every publisher of the type for what its history still
+                holds of the last ``history`` seconds (a late subscriber's past):
+                delivered once each, marked ``info.repaired``, oldest first per
+                publisher, mixed in arrival order with live messages (``seq`` and
+                ``sent_ns`` are the original ones). Answers are taken for
+                ``HISTORY_ANSWER_SECONDS`` (10 s) after the request; a recorded
+                answer replayed later is dropped.
 
         Returns:
             The :class:`Subscription`; close it to unsubscribe.
+
+        Raises:
+            ValueError: ``history`` is negative.
         """
+        if history is not None and not history >= 0:
+            raise ValueError(f"history must be a number of seconds >= 0, got {history!r}")
         endpoint, control = self._running()
         sub = endpoint.subscribe(type_or_name, callback, maxsize=maxsize)
         self._refresh_bus()  # the bus passes plugins' messages of this type to the node now
@@ -449,7 +583,35 @@ class Node:
             control.propose(sub.type_name)
         if last_value:
             control.request_last_values(sub.type_name)
+        if history:
+            control.request_history(sub.type_name, history)
         return sub
+
+    def request_history(self, type_name: str, seconds: float) -> bool:
+        """Ask every publisher of ``type_name`` for what it holds of the last ``seconds``
+        (see :meth:`subscribe`); False when it cannot be asked (the channel has no repair)."""
+        return self._running()[1].request_history(type_name, seconds)
+
+    def watch_gaps(self, callback: Callable[[PermanentGap], object]) -> Callable[[], None]:
+        """Call ``callback(gap)`` for every permanent gap (numbers of a stream that will
+        never arrive: gone from the publisher's history, no answer after the retries,
+        the publisher restarted, or given up as too far behind).
+
+        Returns:
+            A function that stops the watching.
+        """
+        self._gap_watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._gap_watchers:
+                self._gap_watchers.remove(callback)
+
+        return unwatch
+
+    @property
+    def history(self) -> History | None:
+        """This node's history of what it published (None: it keeps none, or not started)."""
+        return self._history
 
     def request_last_values(self, type_name: str) -> None:
         """Ask every publisher of ``type_name`` for its latest message."""
@@ -615,7 +777,15 @@ class Node:
         per: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         for (_node, type_name), s in es.streams.items():
             per[type_name].update(received=s.received, lost=s.lost, duplicates=s.duplicates,
-                                  reordered=s.reordered, stale=s.stale)
+                                  reordered=s.reordered, stale=s.stale,
+                                  **{name: getattr(s, name) for name in _STREAM_REPAIR})
+        glue = control.repair
+        if glue is not None:
+            for type_name, counts in glue.responder.stats().items():
+                per[type_name].update({ours: counts.get(theirs, 0)
+                                       for ours, theirs in _SENT_REPAIR.items()})
+        for type_name, (messages, size) in es.history_types.items():
+            per[type_name].update(history_messages=messages, history_bytes=size)
         sent = endpoint.published()
         per_key: dict[str, dict[tuple[Any, ...], int]] = collections.defaultdict(dict)
         for (type_name, key), count in endpoint.last_value_counts().items():
@@ -626,7 +796,10 @@ class Node:
                             sent=sent.get(name, 0), received=per[name]["received"],
                             lost=per[name]["lost"], duplicates=per[name]["duplicates"],
                             reordered=per[name]["reordered"], stale=per[name]["stale"],
-                            sent_per_key=per_key.get(name, {}))
+                            sent_per_key=per_key.get(name, {}),
+                            **{field: per[name][field] for field in (
+                                *_STREAM_REPAIR, *_SENT_REPAIR, "history_messages",
+                                "history_bytes")})
             for name in sorted(names)
         }
         return NodeStats(types=types, dropped=es.pending_dropped,
@@ -636,6 +809,24 @@ class Node:
                          bus=None if self._bus is None else self._bus.stats())
 
     # -- internals -------------------------------------------------------------------
+
+    def _published_fingerprint(self, type_name: str) -> bytes | None:
+        """The fingerprint this node publishes ``type_name`` under (what its repairs say),
+        or None for a type it never published."""
+        mtype = lookup(type_name)
+        if mtype is not None:
+            return mtype.fingerprint
+        endpoint = self._endpoint
+        if endpoint is not None and endpoint.published().get(type_name):
+            return bytes(8)  # a plugin's payload of a type without a class here
+        return None
+
+    def _on_permanent_gap(self, gap: PermanentGap) -> None:
+        for callback in list(self._gap_watchers):
+            try:
+                callback(gap)
+            except Exception:
+                _log.exception("a gap watcher failed")
 
     def _open_state(self) -> NodeState:
         """Open the state directory; an error says how to choose another, in Python's words."""

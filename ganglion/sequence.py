@@ -87,6 +87,19 @@ class SequenceStats:
         schema_mismatches: messages whose schema fingerprint differed from ours.
         highest: the highest sequence number seen in the current boot.
         boot: the sender's current boot counter.
+        repaired: messages delivered from a repair or a history answer (NACK
+            repair, ``ganglion.repair``): a gap filled by its publisher (so
+            also counted in ``reordered``, and no longer in ``lost``), or a
+            message from before this receiver listened.
+        repair_requests_sent: repair requests this node sent for the stream.
+        repair_requests_suppressed: requests held back because another receiver
+            asked for the same numbers first.
+        permanently_lost: numbers given up for good (gone from the publisher's
+            history, no answer after the retries, or too far behind); still
+            counted in ``lost``.
+
+    The last three come from the node's repair requester (``Endpoint.stats``
+    fills them in); a bare tracker leaves them 0.
     """
 
     received: int = 0
@@ -98,6 +111,10 @@ class SequenceStats:
     schema_mismatches: int = 0
     highest: int | None = None
     boot: int | None = None
+    repaired: int = 0
+    repair_requests_sent: int = 0
+    repair_requests_suppressed: int = 0
+    permanently_lost: int = 0
 
 
 class SequenceTracker:
@@ -125,6 +142,7 @@ class SequenceTracker:
         "max_gap",
         "received",
         "reordered",
+        "repaired",
         "restarts",
         "schema_mismatches",
         "stale",
@@ -155,6 +173,45 @@ class SequenceTracker:
         self.stale = 0
         self.restarts = 0
         self.schema_mismatches = 0
+        self.repaired = 0
+
+    @property
+    def boot(self) -> int | None:
+        """The sender's current boot counter; None before the first message."""
+        return self._boot
+
+    @property
+    def highest(self) -> int | None:
+        """The highest sequence number seen in the current boot; None before the first."""
+        return None if self._boot is None else self._highest
+
+    def below_baseline(self, seq: int, boot: int) -> bool:
+        """Whether ``seq`` of ``boot`` is below this tracker's baseline: sent before this
+        receiver started listening to the stream (or before a rebase), so never judged
+        here and never counted as lost (a history answer may deliver it)."""
+        return boot == self._boot and seq < self._floor
+
+    def extend(self, last: int) -> int:
+        """Take ``highest + 1 .. last`` as sent and not (yet) arrived: a gap the sender
+        announced (its last sequence number, a heartbeat's tail) rather than one seen
+        by a later message.
+
+        They count as lost, and each arriving later is LATE (delivered, filling its
+        gap), exactly as after a jump to ``last + 1``; only ``last`` itself is not
+        taken as seen. Nothing is done before the first message, while a rebase is
+        pending, or when ``last`` is not above the highest (or is a jump larger than
+        ``max_gap``).
+
+        Returns:
+            How many numbers were added to the gap (0: nothing done).
+        """
+        jump = last - self._highest
+        if self._boot is None or self._resync or jump < 1 or jump > self.max_gap:
+            return 0
+        self._seen = (self._seen << jump) & self._mask if jump < self.window else 0
+        self._highest = last
+        self.lost += jump
+        return jump
 
     def observe(self, seq: int, boot: int = 0, ts_ns: int = -1) -> Verdict:
         """Classify one message and update the counters.
@@ -280,6 +337,7 @@ class SequenceTracker:
             schema_mismatches=self.schema_mismatches,
             highest=None if self._boot is None else self._highest,
             boot=self._boot,
+            repaired=self.repaired,
         )
 
     def _start(self, seq: int, boot: int, *, count_lost: bool) -> Verdict:
@@ -334,6 +392,11 @@ class SequenceTable:
         else:
             trackers.move_to_end(key)
         return tracker
+
+    def peek_tracker(self, node_id: bytes, type_name: str) -> SequenceTracker | None:
+        """The tracker of (``node_id``, ``type_name``) if there is one (never creates one,
+        nor counts as a use)."""
+        return self._trackers.get((node_id, type_name))
 
     def peek(self, node_id: bytes, type_name: str) -> SequenceStats | None:
         """Return the counters of (``node_id``, ``type_name``) without creating a tracker."""

@@ -13,9 +13,15 @@ The document (``"format": 1``; keys are only ever added)::
     node      name, id, version, interface, interface_name, port, state_dir, pid, uptime_s
     peers     [{id, name, role, version, address, clock_synced, seen_s_ago, publishes}]
     types     {type name: {group, sent, received, lost, duplicates, reordered, stale,
-               sent_per_key: [{key: [field values], sent}] for a keyed type}}
-    streams   [{type, node, node_name, received, lost, duplicates, reordered, stale}]
+               sent_per_key: [{key: [field values], sent}] for a keyed type,
+               repaired, repair_requests_sent, repair_requests_suppressed, permanently_lost,
+               repair_requests_received, repaired_sent, gone_sent, repair_rate_limited,
+               history_messages, history_bytes}}
+    streams   [{type, node, node_name, received, lost, duplicates, reordered, stale,
+               repaired, repair_requests_sent, repair_requests_suppressed, permanently_lost}]
     counters  {dropped, bad_mac, decode_errors}
+    repair    {repaired, permanently_lost, repairs_dropped, history_dropped,
+               history: {history_bytes, history_messages, history_types, evictions...}}
     bus       null, or {endpoints, received, published, delivered, dropped, ..., subscriptions}
     plugins   {name: {state, restarts, crashes, last_error}} (+ ``detail`` a plugin gives)
     sensors   [{plugin, id, ...}] from plugins whose ``status()`` lists ``sensors``
@@ -71,6 +77,7 @@ def build_status(node: Any, host: Any = None, *, started: float | None = None) -
         "streams_omitted": max(0, len(streams) - MAX_STREAMS),
         "counters": {"dropped": stats.dropped, "bad_mac": stats.bad_mac,
                      "decode_errors": stats.decode_errors},
+        "repair": _repair(stats.endpoint),
         "bus": _bus(stats.bus, node.bus_endpoints()),
         "plugins": plugins,
         "sensors": sensors,
@@ -97,9 +104,22 @@ def _streams(streams: dict[Any, Any], names: dict[bytes, str]) -> list[dict[str,
             row["key"] = key[2:] if len(key) > 3 else key[2]
         row.update(received=s.received, lost=s.lost, duplicates=s.duplicates,
                    reordered=s.reordered, stale=s.stale)
+        row.update({name: getattr(s, name, 0) for name in _STREAM_REPAIR})
         rows.append(row)
     rows.sort(key=lambda r: (r["type"], r["node_name"] or "", r["node"], str(r.get("key", ""))))
     return rows
+
+
+#: A stream's repair counters (``SequenceStats``), shown next to its sequence counters.
+_STREAM_REPAIR = ("repaired", "repair_requests_sent", "repair_requests_suppressed",
+                  "permanently_lost")
+
+
+def _repair(endpoint: Any) -> dict[str, Any]:
+    """The node's repair totals and its history's counters."""
+    return {"repaired": endpoint.repaired, "permanently_lost": endpoint.permanently_lost,
+            "repairs_dropped": endpoint.repairs_dropped,
+            "history_dropped": endpoint.history_dropped, "history": dict(endpoint.history)}
 
 
 def _bus(bus: Any, endpoints: list[str]) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ PURE = (
     "ganglion.pairing.invitation",
     "ganglion.pairing._words",
     "ganglion.schemas",
+    "ganglion.repair",
     # the MQTT bridge's sans-IO core (its I/O is ganglion.runtime.mqtt)
     "ganglion.mqtt.bridge",
     "ganglion.mqtt.broker",

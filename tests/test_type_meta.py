@@ -168,7 +168,7 @@ def test_the_logger_stores_units_and_the_schema_of_a_class_and_of_an_announced_t
     finally:
         conn.close()
     assert "units" in columns and "schema" in columns
-    assert sqlite3.connect(tmp_path / "log.db").execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(tmp_path / "log.db").execute("PRAGMA user_version").fetchone() == (4,)
 
 
 def test_the_schema_cache_is_bounded_checks_fingerprints_and_throttles_asking() -> None:

@@ -333,7 +333,7 @@ hand_out(Lane *lane, PyObject *entry, PyObject *msg, PyObject *seq, PyObject *ts
                             PyTuple_GET_ITEM(entry, E_BOOT), Py_False, source,
                             PyTuple_GET_ITEM(entry, E_SYNCED), Py_False,
                             PyTuple_GET_ITEM(entry, E_REPLAYED),
-                            PyTuple_GET_ITEM(entry, E_FINGERPRINT)};
+                            PyTuple_GET_ITEM(entry, E_FINGERPRINT), Py_False};
     PyTypeObject *info_type = (PyTypeObject *)lane->info_cls;
     if (!(info = info_type->tp_alloc(info_type, INFO_FIELDS)))
         goto done;

@@ -355,6 +355,22 @@ batch_add(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- a route's lane: Publisher.publish's compiled front ----------------------------- */
 
+/* A keep buffer is a list [index, payloads]: a bytearray and a list (the history puts
+ * fresh ones in when it seals them, so they are read from the list at every message):
+ * 0, or -1 with a TypeError. */
+static int
+kept_shape(PyObject *kept)
+{
+    if (PyList_CheckExact(kept) && PyList_GET_SIZE(kept) == 2
+        && PyByteArray_CheckExact(PyList_GET_ITEM(kept, 0))
+        && PyList_CheckExact(PyList_GET_ITEM(kept, 1)))
+        return 0;
+    PyErr_SetString(PyExc_TypeError,
+                    "SendLane: kept must be [index, payloads], a bytearray and a list");
+    return -1;
+}
+
+
 typedef struct {
     PyObject_HEAD
     PyObject *next_seq;  /* the endpoint's next sequence number per type name (a dict) */
@@ -370,20 +386,23 @@ typedef struct {
     Py_ssize_t packer_slots[P_N]; /* it keeps each P_ attribute (all 0: by name) */
     PyObject *sock;      /* the sender's socket last seen, held, and its descriptor */
     int fd;
+    PyObject *kept;      /* the type's keep buffer in the history, [index, blob], or NULL */
 } SendLane;
 
 static int
 SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"next_seq", "name", "sender", "out", "packer", "group", "port",
-                             "plan", "max_payload", "yield_cpu", NULL};
-    PyObject *next_seq, *name, *sender, *out, *packer, *group, *plan;
+                             "plan", "max_payload", "yield_cpu", "kept", NULL};
+    PyObject *next_seq, *name, *sender, *out, *packer, *group, *plan, *kept = Py_None;
     long port;
     Py_ssize_t max_payload;
     int yield_cpu;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOOOUlO!np", kwlist, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOOOUlO!np|O", kwlist, &PyDict_Type,
                                      &next_seq, &name, &sender, &out, &packer, &group, &port,
-                                     &PyTuple_Type, &plan, &max_payload, &yield_cpu))
+                                     &PyTuple_Type, &plan, &max_payload, &yield_cpu, &kept))
+        return -1;
+    if (kept != Py_None && kept_shape(kept) < 0)
         return -1;
     if (check_plan("SendLane", plan) < 0) {
         PyErr_SetString(PyExc_ValueError, "SendLane: not a plan");
@@ -406,6 +425,7 @@ SendLane_init(SendLane *self, PyObject *args, PyObject *kwds)
     self->fd = -1;
     self->max_payload = max_payload;
     self->yield_cpu = yield_cpu;
+    Py_XSETREF(self->kept, kept == Py_None ? NULL : Py_NewRef(kept));
     Py_XSETREF(self->packer_type, Py_NewRef((PyObject *)Py_TYPE(packer)));
     slot_offsets(self->packer_type, packer_names, P_N, self->packer_slots);
     return 0;
@@ -422,6 +442,7 @@ SendLane_traverse(SendLane *self, visitproc visit, void *arg)
     Py_VISIT(self->plan);
     Py_VISIT(self->packer_type);
     Py_VISIT(self->sock);
+    Py_VISIT(self->kept);
     return 0;
 }
 
@@ -436,6 +457,7 @@ SendLane_clear(SendLane *self)
     Py_CLEAR(self->plan);
     Py_CLEAR(self->packer_type);
     Py_CLEAR(self->sock);
+    Py_CLEAR(self->kept);
     return 0;
 }
 
@@ -454,8 +476,33 @@ PyDoc_STRVAR(SendLane_publish_doc,
 "stamped now, then sent alone (send_lone) while the endpoint is idle, or added to the\n"
 "datagram being filled (batch_add) under load. Returns (payload, seq, now_ns, sent,\n"
 "full): sent is the datagram's length when it was sent alone, else 0, and full is\n"
-"batch_add's answer; the caller does the bookkeeping. Otherwise nothing at all\n"
-"happened and None is returned: the Python path does it.");
+"batch_add's answer; the caller does the bookkeeping. With a keep buffer (kept), the\n"
+"payload is also appended to its payloads and (seq, now_ns, end) to its index\n"
+"(native =QQQ), what ganglion.repair.history.keep_append does on the Python path.\n"
+"Otherwise nothing at all happened and None is returned: the Python path does it.");
+
+/* Append a published message to the history's keep buffer: the payload object to
+ * `payloads`, then (seq, ts, end) to `index` as three native uint64, end being the
+ * previous entry's plus the payload's length (ganglion.repair.history's ENTRY, "=QQQ";
+ * keep_append does the same in Python). -1 on error (nothing appended). */
+static int
+keep(PyObject *index, PyObject *payloads, uint64_t seq, uint64_t ts, PyObject *payload)
+{
+    Py_ssize_t at = PyByteArray_GET_SIZE(index);
+    uint64_t end = 0;
+    if (at >= 24)
+        memcpy(&end, PyByteArray_AS_STRING(index) + at - 8, sizeof end);
+    end += (uint64_t)PyBytes_GET_SIZE(payload);
+    if (PyByteArray_Resize(index, at + 24) < 0)
+        return -1;
+    uint64_t entry[3] = {seq, ts, end};
+    memcpy(PyByteArray_AS_STRING(index) + at, entry, sizeof entry);
+    if (PyList_Append(payloads, payload) < 0) {
+        PyByteArray_Resize(index, at); /* shrinking never fails */
+        return -1;
+    }
+    return 0;
+}
 
 /* SendLane.publish once the endpoint's next number for the type (`seq_o`) is known. */
 static PyObject *
@@ -486,11 +533,19 @@ publish_numbered(SendLane *self, PyObject *msg, PyObject *seq_o)
         : add(self->packer, at, now, msg, self->plan, self->max_payload);
     if (done == NULL || done == Py_None)
         return done;
-    PyObject *result = busy
-        ? Py_BuildValue("(OOKiO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now, 0,
-                        PyTuple_GET_ITEM(done, 1))
-        : Py_BuildValue("(OOKOO)", PyTuple_GET_ITEM(done, 0), seq_o, (unsigned long long)now,
-                        PyTuple_GET_ITEM(done, 1), Py_False);
+    PyObject *now_o = PyLong_FromUnsignedLongLong(now), *result = NULL;
+    if (now_o == NULL)
+        goto out;
+    PyObject *payload = PyTuple_GET_ITEM(done, 0);
+    if (self->kept != NULL && (kept_shape(self->kept) < 0
+                               || keep(PyList_GET_ITEM(self->kept, 0),
+                                       PyList_GET_ITEM(self->kept, 1), seq, now, payload) < 0))
+        goto out;
+    result = busy
+        ? Py_BuildValue("(OOOiO)", payload, seq_o, now_o, 0, PyTuple_GET_ITEM(done, 1))
+        : Py_BuildValue("(OOOOO)", payload, seq_o, now_o, PyTuple_GET_ITEM(done, 1), Py_False);
+out:
+    Py_XDECREF(now_o);
     Py_DECREF(done);
     return result;
 }
@@ -542,8 +597,9 @@ PyTypeObject SendLaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "ganglion._speedups.SendLane",
     .tp_doc = PyDoc_STR("SendLane(next_seq, name, sender, out, packer, group, port, plan, "
-                        "max_payload, yield_cpu): what an endpoint's route needs to publish "
-                        "its messages through the compiled lanes, resolved once."),
+                        "max_payload, yield_cpu, kept=None): what an endpoint's route needs "
+                        "to publish its messages through the compiled lanes, resolved once; "
+                        "kept: the type's keep buffer in the history."),
     .tp_basicsize = sizeof(SendLane),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,

@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change; checked at import. */
-#define SPEEDUPS_ABI 11
+#define SPEEDUPS_ABI 13
 
 /* Wire format v1 (ganglion/wire). */
 #define RECV_SIZE 65536 /* a read buffer no datagram overflows */
@@ -44,7 +44,7 @@ extern PyObject *s_closed, *s_deliver_batch_py, *s_observe_run, *s_deliver,
     *s_newest_ts, *s_seen, *s_mask, *s_busy, *s_on_new, *s_on_known, *s_fields;
 
 /* The fields of a MessageInfo, as the lane builds one (receive.c, hand_out). */
-#define INFO_FIELDS 12
+#define INFO_FIELDS 13
 
 /* The slots of a SequenceTracker that the lane's observe_run uses (Lane.tracker_slots). */
 enum { TS_BOOT, TS_HIGHEST, TS_RESYNC, TS_NEWEST_TS, TS_SEEN, TS_MASK, TS_RECEIVED, TS_COUNT };

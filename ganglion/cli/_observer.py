@@ -17,11 +17,15 @@ def control_port_for(port: int) -> int:
 
 
 @asynccontextmanager
-async def observer(settings: NetworkSettings, *, name: str = "ganglion-cli") -> AsyncIterator[Node]:
-    """An observer node on the chosen interface, closed on exit."""
+async def observer(settings: NetworkSettings, *, name: str = "ganglion-cli",
+                   repair: bool = True) -> AsyncIterator[Node]:
+    """An observer node on the chosen interface, closed on exit.
+
+    ``repair=False``: it asks nobody to repair what it misses (``ganglion log --no-repair``).
+    """
     node = Node(name=name, interface=settings.interface, port=settings.port,
                 control_port=control_port_for(settings.port), key=settings.key,
-                ttl=settings.ttl, observer=True, discovery=False)
+                ttl=settings.ttl, observer=True, discovery=False, repair=repair)
     await node.start()
     try:
         yield node

@@ -29,6 +29,14 @@ from ganglion.cli._run import run_until_signalled
               show_default=True, help="Readings that trigger a commit before --interval is over.")
 @click.option("--last/--no-last", default=True, show_default=True,
               help="Fetch each publisher's latest reading at start (logged as a last value).")
+@click.option("--history", "history", type=click.FloatRange(min=0.0), default=None,
+              metavar="SECONDS", help="At start, ask the publishers for what they published "
+              "in the last SECONDS (logged as repaired readings). Default: their history "
+              "age (60 s).")
+@click.option("--no-history", "no_history", is_flag=True,
+              help="Do not ask for history at start (only new readings and last values).")
+@click.option("--repair/--no-repair", default=True, show_default=True,
+              help="Ask publishers to resend readings lost on the network (NACK repair).")
 @click.option("--duration", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Stop after this many seconds (0: until Ctrl-C).")
 @click.option("--forward", "forward_url", default=None, metavar="URL",
@@ -38,7 +46,8 @@ from ganglion.cli._run import run_until_signalled
               help="With --forward: the database password's file.")
 @network_options
 def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interval: float,
-        batch_rows: int, last: bool, duration: float, forward_url: str | None,
+        batch_rows: int, last: bool, history: float | None, no_history: bool, repair: bool,
+        duration: float, forward_url: str | None,
         password_file: Path | None, iface: str | None, port: int,
         key_file: Path | None, ttl: int) -> None:
     """Log readings to an SQLite database (see docs/logging.md for its schema).
@@ -53,12 +62,23 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
     With --forward, a thread forwards what is committed into PostgreSQL as
     `ganglion forward` does; a wrong password or missing database is an error
     at start (status 1); an unreachable database is retried while logging goes on.
+
+    Readings lost on the network are asked for again (repair; --no-repair turns it
+    off) and logged with their `repaired` flag; a gap is recorded only once repair
+    has given up on it. At start the logger asks the publishers for their recent
+    history (--history, --no-history), so a logger started late still gets what
+    they hold.
     """
     from ganglion.errors import LogDatabaseError
     from ganglion.logger.recorder import Recorder
     from ganglion.logger.retention import Retention, parse_duration, parse_size
     from ganglion.logger.writer import Writer
+    from ganglion.repair import DEFAULT_LIMITS
 
+    if no_history:
+        history = 0.0
+    elif history is None:
+        history = DEFAULT_LIMITS.max_age
     try:
         retention = Retention(max_age=parse_duration(max_age), max_size=parse_size(max_size))
     except ValueError as exc:
@@ -76,14 +96,18 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
                f"{settings.port}); commits every {interval:g} s or {batch_rows} readings; "
                f"{retention.describe()}", err=True)
 
+    repair_line = "repair: no node"
+
     async def main(stop: asyncio.Event) -> int:
+        nonlocal repair_line
         from ganglion.cli._observer import hint_unknown, observer
 
-        recorder = Recorder(writer, patterns, interval=interval, last_values=last)
+        recorder = Recorder(writer, patterns, interval=interval, last_values=last,
+                            history=history)
         if duration:
             asyncio.get_running_loop().call_later(duration, stop.set)
         try:
-            async with observer(settings, name="ganglion-log") as node:
+            async with observer(settings, name="ganglion-log", repair=repair) as node:
                 hints = None
                 if patterns:
                     hints = asyncio.get_running_loop().create_task(hint_unknown(
@@ -93,6 +117,7 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
                 finally:
                     if hints is not None:
                         hints.cancel()
+                    repair_line = _repair_summary(recorder.stats_at_stop or node.stats())
         except LogDatabaseError as exc:
             error(str(exc))
             return 1
@@ -108,7 +133,9 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
             (stats.rejected, "rejected"), (stats.refused, "refused over budget"),
             (stats.evicted, "cache evictions")) if count)
         click.echo(f"logged {stats.written} readings to {db} ({stats.dropped} dropped, "
-                   f"{stats.gaps} gaps seen{extra})", err=True)
+                   f"{stats.gaps} gaps seen, {stats.missing} readings in them, "
+                   f"{stats.repaired} repaired{extra})", err=True)
+        click.echo(repair_line, err=True)
         if forwarding is not None:
             sent = forwarding.forwarder.stats()
             click.echo(f"forwarded {sent.forwarded} readings to {forwarding.forwarder.target.name}"
@@ -119,6 +146,18 @@ def log(db: Path, patterns: tuple[str, ...], max_age: str, max_size: str, interv
         return 0
 
     sys.exit(run_until_signalled(main))
+
+
+def _repair_summary(stats: Any) -> str:
+    """One line of a node's repair counters (``node.stats()``), summed over its streams."""
+    totals = dict.fromkeys(("repaired", "repair_requests_sent", "repair_requests_suppressed",
+                            "permanently_lost"), 0)
+    for stream in stats.endpoint.streams.values():
+        for name in totals:
+            totals[name] += getattr(stream, name, 0)
+    return (f"repair: {totals['repaired']} repaired, {totals['repair_requests_sent']} requests "
+            f"sent, {totals['repair_requests_suppressed']} suppressed, "
+            f"{totals['permanently_lost']} permanently lost")
 
 
 def _start_forwarding(db: Path, url: str, password_file: Path | None,

@@ -61,6 +61,14 @@ _log = logging.getLogger("ganglion.node")
               help="Network key file (also GANGLION_KEY_FILE / GANGLION_KEY).")
 @click.option("--ttl", type=click.IntRange(0, 255), default=None, help="Multicast TTL (default 1).")
 @no_encrypt_option
+@click.option("--history-age", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Seconds of what this node publishes it keeps per type, to repair other "
+              "nodes' lost readings and answer late subscribers (default 60; 0 keeps none). "
+              "See docs/config.md [history].")
+@click.option("--history-bytes", type=click.IntRange(min=0), default=None, metavar="BYTES",
+              help="Bytes kept per type (default 262144, 256 KiB; 0 keeps none).")
+@click.option("--no-repair", "no_repair", is_flag=True, default=False,
+              help="Do not ask publishers again for lost readings (they are only counted).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          plugins: tuple[str, ...], sim_kinds: tuple[str, ...], interval: float | None,
@@ -68,6 +76,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          bus_tcp_port: int | None,
          bus_secret_file: Path | None, dashboard_listen: str | None, mdns: bool,
          iface: str | None, port: int | None, key_file: Path | None, ttl: int | None,
+         history_age: float | None, history_bytes: int | None, no_repair: bool,
          verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
     from ganglion.cli._observer import control_port_for
@@ -87,7 +96,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             "sim_interval": interval, "bus_tcp_port": bus_tcp_port,
             "bus_secret_file": bus_secret_file, "iface": iface,
             "port": port, "key_file": key_file, "ttl": ttl, "hardware": hardware, "gpio": gpio,
-            "dashboard_listen": dashboard_listen,
+            "dashboard_listen": dashboard_listen, "history_max_age": history_age,
+            "history_max_bytes": history_bytes, "repair": False if no_repair else None,
         })
         specs = config.plugin_specs(include_hardware=True)
         if fake_hardware is not None:
@@ -106,6 +116,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
                                Path(config.key_file) if config.key_file else None, config.ttl,
                                encrypt=config.encrypt)
 
+    history, history_per_type, history_total_bytes = config.history()
+
     async def main(stop: asyncio.Event) -> int:
         the_node = Node(name=config.name, interface=settings.interface, port=settings.port,
                         control_port=control_port_for(settings.port),
@@ -114,7 +126,9 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
                         key=settings.key, ttl=settings.ttl, max_datagram=config.max_datagram,
                         discovery=mdns, bus_ipc=config.bus_ipc,
                         bus_tcp_port=config.bus_tcp_port,
-                        bus_secret_file=config.bus_secret_file)
+                        bus_secret_file=config.bus_secret_file, history=history,
+                        history_per_type=history_per_type,
+                        history_total_bytes=history_total_bytes, repair=config.repair)
         try:
             await the_node.start()
         except GanglionError as exc:

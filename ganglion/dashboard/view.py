@@ -19,6 +19,9 @@ from ganglion.types import TypeSchema
 
 __all__ = ["NodeBook", "stats_json", "types_json"]
 
+#: A published type's repair counters (what this node answered for it), 0 when absent.
+_TYPE_REPAIR = ("repair_requests_received", "repaired_sent", "gone_sent", "repair_rate_limited")
+
 #: Nodes remembered at most (the oldest-heard are forgotten first).
 MAX_NODES = 1000
 
@@ -59,16 +62,21 @@ class NodeBook:
 
 
 def stats_json(node: Any) -> dict[str, Any]:
-    """Per type and per (type, sender) stream: received, lost, duplicates (``node.stats()``).
-
-    ``repaired`` is not reported: ganglion has no loss repair yet.
+    """Per type and per (type, sender) stream: received, lost, duplicates (``node.stats()``),
+    and repair's counters: per stream ``repaired`` (got back by repair or history) and
+    ``permanently_lost`` (given up on; also in ``lost``, which counts every number not
+    (yet) filled), per published type what this node answered (``repaired_sent``...).
     """
     stats = node.stats()
     types = {name: {"group": s.group, "sent": s.sent, "received": s.received, "lost": s.lost,
-                    "duplicates": s.duplicates, "reordered": s.reordered, "stale": s.stale}
+                    "duplicates": s.duplicates, "reordered": s.reordered, "stale": s.stale,
+                    **{k: int(getattr(s, k, 0) or 0) for k in _TYPE_REPAIR}}
              for name, s in stats.types.items()}
     streams = [{"type": type_name, "node": sender.hex(), "received": s.received, "lost": s.lost,
-                "duplicates": s.duplicates, "reordered": s.reordered}
+                "duplicates": s.duplicates, "reordered": s.reordered,
+                "repaired": s.repaired, "permanently_lost": s.permanently_lost,
+                "repair_requests_sent": s.repair_requests_sent,
+                "repair_requests_suppressed": s.repair_requests_suppressed}
                for (sender, type_name), s in sorted(stats.endpoint.streams.items(),
                                                      key=lambda kv: (kv[0][1], kv[0][0]))]
     return {"types": types, "streams": streams, "decode_errors": stats.decode_errors,

@@ -68,11 +68,11 @@ _GAP_BATCH = 10_000
 _REJECT_LINES = 10
 
 _READINGS_COLUMNS = ("time, type, node, seq, sent_ns, received_ns, data, boot, fingerprint, "
-                     "last_value, replayed, clock_synced, local")
+                     "last_value, replayed, clock_synced, local, repaired")
 _STAGE = """CREATE TEMP TABLE IF NOT EXISTS fwd_stage (
     time timestamptz, type text, node text, seq bigint, sent_ns bigint, received_ns bigint,
     data text, boot bigint, fingerprint text, last_value boolean, replayed boolean,
-    clock_synced boolean, local boolean
+    clock_synced boolean, local boolean, repaired boolean
 ) ON COMMIT DELETE ROWS"""
 #: The fast path: straight into ``readings`` (in a savepoint: a row already there fails it).
 _COPY_DIRECT = f"COPY readings ({_READINGS_COLUMNS}) FROM STDIN"
@@ -81,10 +81,11 @@ _COPY_STAGE = f"COPY fwd_stage ({_READINGS_COLUMNS}) FROM STDIN"
 #: same readings take their locks in the same order (no deadlock).
 _INSERT_READINGS = (
     f"INSERT INTO readings ({_READINGS_COLUMNS}) SELECT time, type, node, seq, sent_ns, "
-    "received_ns, data::jsonb, boot, fingerprint, last_value, replayed, clock_synced, local "
-    "FROM fwd_stage ORDER BY node, type, time, boot, seq ON CONFLICT DO NOTHING")
+    "received_ns, data::jsonb, boot, fingerprint, last_value, replayed, clock_synced, local, "
+    "repaired FROM fwd_stage ORDER BY node, type, time, boot, seq ON CONFLICT DO NOTHING")
 _INSERT_ONE = (f"INSERT INTO readings ({_READINGS_COLUMNS}) VALUES "
-               "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+               "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) "
+               "ON CONFLICT DO NOTHING")
 _UPSERT_NODE = (
     "INSERT INTO nodes (node, name, first_ns, last_ns) VALUES (%s, %s, %s, %s) "
     "ON CONFLICT (node) DO UPDATE SET name = coalesce(excluded.name, nodes.name), "
@@ -639,7 +640,7 @@ def _convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
     micros = abs(sent_ns) // 1000
     return (_EPOCH + dt.timedelta(microseconds=micros if sent_ns >= 0 else -micros), type_name,
             node, seq, sent_ns, received_ns, data, boot, fingerprint, bool(flags & 1),
-            bool(flags & 2), not flags & 4, bool(flags & 8))
+            bool(flags & 2), not flags & 4, bool(flags & 8), bool(flags & 16))
 
 
 def _first_line(exc: BaseException) -> str:

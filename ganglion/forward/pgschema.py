@@ -41,8 +41,9 @@ __all__ = ["CHUNK_INTERVAL", "SCHEMA_VERSION", "ensure_schema", "view_name", "vi
 
 _log = logging.getLogger(__name__)
 
-#: The central schema version this code writes.
-SCHEMA_VERSION = 1
+#: The central schema version this code writes. 2: ``readings.repaired`` (a reading
+#: lost on the network and got back by repair or history; the log's flag 16).
+SCHEMA_VERSION = 2
 
 #: TimescaleDB chunk interval: a day of a network's readings (some GB at 100/s with
 #: indexes) keeps the chunk being written in a small server's memory, and retention by
@@ -74,7 +75,8 @@ _TABLES = [
         replayed     boolean NOT NULL,
         clock_synced boolean NOT NULL,
         local        boolean NOT NULL,
-        forwarded    timestamptz NOT NULL DEFAULT now())""",
+        forwarded    timestamptz NOT NULL DEFAULT now(),
+        repaired     boolean NOT NULL DEFAULT false)""",
     """CREATE TABLE types (
         name        text NOT NULL,
         fingerprint text NOT NULL,
@@ -131,6 +133,14 @@ def ensure_schema(conn: Any) -> bool:
                 raise NewerSchemaError(
                     f"the database has ganglion schema version {row[0]}; this ganglion writes "
                     f"version {SCHEMA_VERSION}: upgrade ganglion on this host")
+            if row[0] is not None and row[0] < 2:
+                # 1 -> 2: every reading forwarded before was not repaired (the default);
+                # an older forwarder still writes, leaving the column at its default
+                conn.execute("ALTER TABLE readings ADD COLUMN IF NOT EXISTS repaired boolean "
+                             "NOT NULL DEFAULT false")
+                conn.execute("INSERT INTO ganglion_schema (version, hypertable) VALUES (2, %s)",
+                             (bool(row[1]),))
+                _log.info("upgraded the ganglion schema in the database to version 2")
             return bool(row[1])
         for statement in _TABLES:
             conn.execute(statement)

@@ -34,7 +34,7 @@ __all__ = ["META_COLUMNS", "export_csv", "export_jsonl", "flatten"]
 
 #: The columns every CSV row starts with.
 META_COLUMNS = ("type", "node", "node_name", "boot", "seq", "time", "sent_ns", "received_ns",
-                "last_value", "replayed")
+                "last_value", "replayed", "repaired")
 
 
 def flatten(fields: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -88,7 +88,7 @@ def export_csv(conn: sqlite3.Connection, out: TextIO, *, patterns: Iterable[str]
         writer.writerow([r.type, r.node, names.get(r.node, ""), r.boot, r.seq, iso_time(r.sent_ns),
                          r.sent_ns, r.received_ns,
                          _bool(r.flags & Flags.LAST_VALUE), _bool(r.flags & Flags.REPLAYED),
-                         *cells])
+                         _bool(r.flags & Flags.REPAIRED), *cells])
         count += 1
     return count
 
@@ -98,8 +98,8 @@ def export_jsonl(conn: sqlite3.Connection, out: TextIO, *, patterns: Iterable[st
     """Write the selected readings as one JSON object per line.
 
     Each line: ``{"type", "node", "boot", "seq", "sent_ns", "received_ns", "data"}``,
-    plus ``"last_value": true`` / ``"replayed": true`` / ``"clock_synced": false``
-    when so.
+    plus ``"last_value": true`` / ``"replayed": true`` / ``"repaired": true`` /
+    ``"clock_synced": false`` when so.
 
     Returns:
         The number of readings written.
@@ -111,6 +111,8 @@ def export_jsonl(conn: sqlite3.Connection, out: TextIO, *, patterns: Iterable[st
             extra += ',"last_value":true'
         if r.flags & Flags.REPLAYED:
             extra += ',"replayed":true'
+        if r.flags & Flags.REPAIRED:
+            extra += ',"repaired":true'
         if r.flags & Flags.CLOCK_UNSYNCED:
             extra += ',"clock_synced":false'
         out.write(f'{{"type":{json.dumps(r.type)},"node":"{r.node}","boot":{r.boot},'

@@ -12,6 +12,10 @@ mid-stream), and neither do last values (fetched from before the logger joined),
 which the caller does not feed in -- unless the caller knows where the stream
 stood before (:meth:`GapTracker.resume`: the highest number a previous logger
 run stored), so what the sender published while no logger ran is a gap too.
+A last value *is* a reading the log holds, though: its number is never part of a
+gap (:meth:`GapTracker.hold`). Without that, a logger asking for history at
+start recorded a false gap where the newest reading came as the last value (the
+node delivers each number once: the history answer's copy was dropped).
 
 Bounded, because senders choose the keys (node ids, boots): at most
 ``max_streams`` streams are remembered, the least recently seen is forgotten
@@ -31,6 +35,10 @@ from typing import NamedTuple
 from ganglion.logger.budget import DEFAULT_MAX_ENTRIES
 
 __all__ = ["Gap", "GapTracker", "StreamKey"]
+
+#: Numbers held outside the live numbering remembered per stream (a keyed type's last
+#: values: one per key).
+_MAX_HELD = 256
 
 #: (type name, sender node id, sender boot)
 StreamKey = tuple[str, bytes, int]
@@ -79,6 +87,9 @@ class GapTracker:
         self._open: OrderedDict[StreamKey, list[Gap]] = OrderedDict()
         self._open_count = 0
         self._ready: list[Gap] = []
+        # Numbers held outside the live numbering (last values), above the expected
+        # number: a gap opened over them leaves them out. At most _MAX_HELD per stream.
+        self._held: OrderedDict[StreamKey, set[int]] = OrderedDict()
         self.late = 0  # arrivals below the expected number that filled no settling gap
         self.evicted = 0  # streams forgotten to stay within max_streams
 
@@ -102,6 +113,21 @@ class GapTracker:
         if stream not in self._expected:
             self._remember(stream, last_seq + 1)
 
+    def hold(self, stream: StreamKey, seq: int) -> None:
+        """Number ``seq`` of ``stream`` is logged (a last value, not fed to :meth:`observe`):
+        it is never part of a gap. Opens no gap and sets no baseline."""
+        expected = self._expected.get(stream)
+        if expected is not None and seq < expected:
+            self._fill(stream, seq, late=False)
+            return
+        held = self._held.get(stream)
+        if held is None:
+            held = self._held[stream] = set()
+            while len(self._held) > self._max_streams:
+                self._held.popitem(last=False)
+        if len(held) < _MAX_HELD:
+            held.add(seq)
+
     def observe(self, stream: StreamKey, seq: int, received_ns: int) -> None:
         """Account for one received reading of ``stream``.
 
@@ -120,7 +146,11 @@ class GapTracker:
             return
         if seq > expected:
             self._expected[stream] = seq + 1
-            self._open_gap(Gap(stream, expected, seq - 1, received_ns))
+            held = self._held.get(stream)
+            if held:
+                self._open_around(stream, expected, seq - 1, received_ns, held)
+            else:
+                self._open_gap(Gap(stream, expected, seq - 1, received_ns))
             return
         self._fill(stream, seq)
 
@@ -177,13 +207,27 @@ class GapTracker:
         while self._open_count > self._max_open_total:
             self._settle_early(next(iter(self._open)))
 
+    def _open_around(self, stream: StreamKey, first: int, last: int, received_ns: int,
+                     held: set[int]) -> None:
+        """Open the gap ``first .. last`` less the numbers held; forget those passed."""
+        start = first
+        for seq in sorted(n for n in held if first <= n <= last):
+            if seq > start:
+                self._open_gap(Gap(stream, start, seq - 1, received_ns))
+            start = seq + 1
+        if start <= last:
+            self._open_gap(Gap(stream, start, last, received_ns))
+        held.difference_update([n for n in held if n <= last + 1])
+        if not held:
+            del self._held[stream]
+
     def _settle_early(self, stream: StreamKey) -> None:
         gaps = self._open.pop(stream, None)
         if gaps:
             self._ready.extend(gaps)
             self._open_count -= len(gaps)
 
-    def _fill(self, stream: StreamKey, seq: int) -> None:
+    def _fill(self, stream: StreamKey, seq: int, *, late: bool = True) -> None:
         gaps = self._open.get(stream, [])
         for i, gap in enumerate(gaps):
             if gap.first <= seq <= gap.last:
@@ -201,4 +245,5 @@ class GapTracker:
                 while self._open_count > self._max_open_total:
                     self._settle_early(next(iter(self._open)))
                 return
-        self.late += 1
+        if late:
+            self.late += 1

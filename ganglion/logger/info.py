@@ -49,11 +49,13 @@ class StreamSummary:
         first_ns: when the first one was received.
         last_ns: when the last one was received.
         rate: readings per second over the span (0 for a single reading).
-        gaps: runs of missing sequence numbers seen.
-        missing: sequence numbers missing in all.
+        gaps: runs of missing sequence numbers seen (permanent: repair gave up).
+        missing: sequence numbers permanently lost in all (``LOST`` in the table).
         last_value: the newest reading's fields.
         key: for a keyed type, the key fields' values of this row (``{"sensor":
             "w1:28-..."}``); empty for a type without a key.
+        repaired: readings lost on the network and got back (repair or history),
+            counted in ``count`` too.
     """
 
     type: str
@@ -67,6 +69,7 @@ class StreamSummary:
     missing: int
     last_value: dict[str, Any]
     key: dict[str, Any] = dataclasses.field(default_factory=dict)
+    repaired: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,8 +132,8 @@ def summarize(conn: sqlite3.Connection, path: Path, *,
     nodes = {nid: (node, name) for nid, node, name in conn.execute("SELECT id, node, name FROM nodes")}
     streams = []
     gaps_shown: set[tuple[str, int]] = set()
-    for name, keys, node_id, key_values, count, first, last, newest in _stream_rows(conn,
-                                                                                    key_fields):
+    for (name, keys, node_id, key_values, count, first, last, newest,
+         repaired) in _stream_rows(conn, key_fields):
         data = conn.execute("SELECT data FROM samples WHERE id = ?", (newest,)).fetchone()[0]
         span = (last - first) / 1e9
         n_gaps, missing = (0, 0) if (name, node_id) in gaps_shown else gaps.get((name, node_id),
@@ -140,7 +143,8 @@ def summarize(conn: sqlite3.Connection, path: Path, *,
         streams.append(StreamSummary(name, node, node_name, count, first, last,
                                      (count - 1) / span if span > 0 else 0.0, n_gaps, missing or 0,
                                      datajson.loads(data), dict(zip(keys, key_values,
-                                                                    strict=True))))
+                                                                    strict=True)),
+                                     int(repaired or 0)))
     for (name, node_id), (n_gaps, missing) in gaps.items():
         if not any(s.type == name and s.node == nodes.get(node_id, ("?",))[0] for s in streams):
             node, node_name = nodes.get(node_id, ("?", None))
@@ -177,36 +181,45 @@ def _registered_key_fields(type_name: str) -> tuple[str, ...]:
     return () if mtype is None else mtype.key_fields
 
 
+_Row = tuple[str, tuple[str, ...], int, tuple[Any, ...], int, int, int, int, int]
+
+
 def _stream_rows(conn: sqlite3.Connection, key_fields: Callable[[str], tuple[str, ...]]
-                 ) -> list[tuple[str, tuple[str, ...], int, tuple[Any, ...], int, int, int, int]]:
-    """(type, key fields, node id, key values, count, first_ns, last_ns, newest row id) per stream.
+                 ) -> list[_Row]:
+    """(type, key fields, node id, key values, count, first_ns, last_ns, newest row id,
+    repaired) per stream.
 
     Unkeyed types in one grouped query, as before keys existed; each keyed type in
     one query grouped by node and the key fields' values too.
     """
-    rows: list[tuple[str, tuple[str, ...], int, tuple[Any, ...], int, int, int, int]] = []
+    rows: list[_Row] = []
     keyed: dict[str, tuple[str, ...]] = {}
     for (name,) in conn.execute("SELECT DISTINCT name FROM types"):
         fields = key_fields(name)
         if fields:
             keyed[name] = fields
-    for name, node_id, count, first, last, newest in conn.execute(
+    for name, node_id, count, first, last, newest, repaired in conn.execute(
             "SELECT t.name, s.node_id, count(*), min(s.received_ns), max(s.received_ns), "
-            "max(s.id) FROM samples s JOIN types t ON t.id = s.type_id "
+            f"max(s.id), {_REPAIRED} FROM samples s JOIN types t ON t.id = s.type_id "
             "GROUP BY t.name, s.node_id"):
         if name not in keyed:
-            rows.append((name, (), node_id, (), count, first, last, newest))
+            rows.append((name, (), node_id, (), count, first, last, newest, repaired))
     for name, fields in keyed.items():
         # json_extract paths take the field names as bound parameters: no quoting here
         keys = ", ".join("json_extract(s.data, ?)" for _ in fields)
         paths = [f'$."{field}"' for field in fields]
         for row in conn.execute(
                 f"SELECT s.node_id, {keys}, count(*), min(s.received_ns), max(s.received_ns), "
-                f"max(s.id) FROM samples s JOIN types t ON t.id = s.type_id WHERE t.name = ? "
-                f"GROUP BY s.node_id, {keys}", (*paths, name, *paths)):
-            node_id, values, (count, first, last, newest) = row[0], row[1:-4], row[-4:]
-            rows.append((name, fields, node_id, tuple(values), count, first, last, newest))
+                f"max(s.id), {_REPAIRED} FROM samples s JOIN types t ON t.id = s.type_id "
+                f"WHERE t.name = ? GROUP BY s.node_id, {keys}", (*paths, name, *paths)):
+            node_id, values, (count, first, last, newest, repaired) = row[0], row[1:-5], row[-5:]
+            rows.append((name, fields, node_id, tuple(values), count, first, last, newest,
+                         repaired))
     return rows
+
+
+#: Readings flagged repaired (bit 16, :class:`~ganglion.logger.schema.Flags`) in a group.
+_REPAIRED = "sum((s.flags & 16) != 0)"
 
 
 def _sort_key(key: dict[str, Any]) -> tuple[str, ...]:
@@ -229,7 +242,7 @@ def format_summary(summary: LogSummary) -> str:
                         if f["dropped"] else ""))
     keyed = any(s.key for s in summary.streams)  # a KEY column only when a row has a key
     header = ("TYPE", "NODE", *(("KEY",) if keyed else ()), "COUNT", "FIRST", "LAST", "RATE/S",
-              "GAPS", "MISSING", "LAST VALUE")
+              "REPAIRED", "GAPS", "LOST", "LAST VALUE")
     table: list[tuple[str, ...]] = [header]
     for s in summary.streams:
         node = s.node if not s.node_name else f"{s.node[:8]} ({s.node_name})"
@@ -237,7 +250,7 @@ def format_summary(summary: LogSummary) -> str:
         key = (" ".join(str(v) for v in s.key.values()) or "-",) if keyed else ()
         table.append((s.type + (f" [{versions} versions]" if versions > 1 else ""), node, *key,
                       str(s.count), _time(s.first_ns), _time(s.last_ns), f"{s.rate:.3g}",
-                      str(s.gaps), str(s.missing), _short(s.last_value)))
+                      str(s.repaired), str(s.gaps), str(s.missing), _short(s.last_value)))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  "

@@ -17,6 +17,7 @@ Enable with ``ganglion node --plugin log`` and, in the config file::
     types = ["sensors.*"]
     max_age = "30d"
     max_size = "1GB"
+    history = 60          # seconds of the publishers' history asked for at start; 0: none
     forward = "postgresql://pi@central/sensors"   # optional: docs/forwarding.md
     forward_password_file = "/etc/ganglion/pg-password"
 
@@ -67,6 +68,8 @@ class LogPlugin:
         max_size: keep at most this much (``1GB``, ``500MB``, bytes); ``0`` for no limit.
         interval: seconds between commits.
         batch_rows: readings that trigger a commit before the interval is over.
+        history: at start, ask the publishers for their readings of this many seconds
+            before (None: their history age, 60 s; 0: none).
         forward: a ``postgresql://`` URL to forward the log to, or None.
         forward_password_file: the file holding that database's password.
         name: the plugin's name.
@@ -81,7 +84,7 @@ class LogPlugin:
     def __init__(self, db: str | Path | None = None, types: Sequence[str] = (),
                  max_age: str | float = DEFAULT_MAX_AGE, max_size: str | int = DEFAULT_MAX_SIZE,
                  interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 forward: str | None = None, forward_password_file: str | Path | None = None,
+                 history: float | None = None, forward: str | None = None, forward_password_file: str | Path | None = None,
                  name: str = "log") -> None:
         if isinstance(types, str):
             raise ConfigError("log plugin: `types` must be a list of patterns")
@@ -93,6 +96,13 @@ class LogPlugin:
             raise ConfigError(f"log plugin: {exc}") from None
         if interval <= 0 or batch_rows < 1:
             raise ConfigError("log plugin: interval must be > 0 and batch_rows >= 1")
+        if history is None:
+            from ganglion.repair import DEFAULT_LIMITS
+
+            history = DEFAULT_LIMITS.max_age
+        if isinstance(history, bool) or not isinstance(history, int | float) or history < 0:
+            raise ConfigError(f"log plugin: history must be seconds >= 0, not {history!r}")
+        self.history = float(history)
         self.name = name
         self.db = Path(db) if db is not None else default_db_path()
         self.patterns = tuple(types)
@@ -121,7 +131,8 @@ class LogPlugin:
             self.db.parent.mkdir(parents=True, exist_ok=True)
             self.writer = Writer(self.db, patterns=self.patterns, batch_rows=self.batch_rows,
                                  retention=self.retention)
-            self.recorder = Recorder(self.writer, self.patterns, interval=self.interval)
+            self.recorder = Recorder(self.writer, self.patterns, interval=self.interval,
+                                     history=self.history)
             _log.info("logging to %s (%s)", self.db, self.retention.describe())
             if self.target is not None:
                 await asyncio.to_thread(self._start_forwarding)

@@ -48,7 +48,10 @@ APPLICATION_ID = 0x474E4C47
 #: numbers (an older ganglion would misread them, so it must refuse the file), the
 #: ``streams`` table, and the ``rejected``/``refused``/``evicted`` session counters.
 #: 3: ``types.schema``, the type's self-description (units, kinds, descriptions).
-SCHEMA_VERSION = 3
+#: 4: the ``repaired`` flag (bit 16 of ``samples.flags``) and its column in ``readings``:
+#: an older ganglion would show a repaired reading as an ordinary one, which is harmless,
+#: but its ``readings`` view would lack the column that queries of a newer log use.
+SCHEMA_VERSION = 4
 
 
 class Flags:
@@ -58,6 +61,7 @@ class Flags:
     REPLAYED = 2  # sent by ``ganglion replay``
     CLOCK_UNSYNCED = 4  # the sender's clock was not synchronised
     LOCAL = 8  # published on the logger's own node
+    REPAIRED = 16  # lost on the network and got back by repair or a history answer
 
 
 _STREAMS = """
@@ -81,6 +85,17 @@ SELECT g.type AS type, n.node AS node, g.boot AS boot, g.first_missing AS first_
             ELSE g.last_missing - g.first_missing + 1 + 18446744073709551616.0 END AS missing,
        g.detected_ns AS detected_ns
 FROM gap_spans g JOIN nodes n ON n.id = g.node_id;
+"""
+
+_READINGS_VIEW = """
+CREATE VIEW readings AS
+SELECT s.id AS id, t.name AS type, n.node AS node, s.seq AS seq, s.sent_ns AS sent_ns,
+       s.received_ns AS received_ns, s.data AS data, s.boot AS boot,
+       t.fingerprint AS fingerprint, n.name AS node_name,
+       (s.flags & 1) != 0 AS last_value, (s.flags & 2) != 0 AS replayed,
+       (s.flags & 4) = 0 AS clock_synced, (s.flags & 8) != 0 AS local,
+       (s.flags & 16) != 0 AS repaired
+FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id;
 """
 
 _SCHEMA = """
@@ -137,14 +152,7 @@ CREATE TABLE sessions (
     refused     INTEGER NOT NULL DEFAULT 0,
     evicted     INTEGER NOT NULL DEFAULT 0
 );
-CREATE VIEW readings AS
-SELECT s.id AS id, t.name AS type, n.node AS node, s.seq AS seq, s.sent_ns AS sent_ns,
-       s.received_ns AS received_ns, s.data AS data, s.boot AS boot,
-       t.fingerprint AS fingerprint, n.name AS node_name,
-       (s.flags & 1) != 0 AS last_value, (s.flags & 2) != 0 AS replayed,
-       (s.flags & 4) = 0 AS clock_synced, (s.flags & 8) != 0 AS local
-FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id;
-""" + _STREAMS + _GAPS_VIEW
+""" + _READINGS_VIEW + _STREAMS + _GAPS_VIEW
 
 
 def _upgrade_1_to_2(conn: sqlite3.Connection) -> None:
@@ -174,9 +182,16 @@ def _upgrade_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE types ADD COLUMN schema TEXT")
 
 
+def _upgrade_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 3 -> 4: ``readings.repaired`` (bit 16 of the flags; no stored row has it)."""
+    conn.execute("DROP VIEW readings")
+    for statement in _statements(_READINGS_VIEW):
+        conn.execute(statement)
+
+
 #: Upgrade steps: ``MIGRATIONS[v]`` turns a version-``v`` database into ``v + 1``.
 MIGRATIONS: Mapping[int, Callable[[sqlite3.Connection], None]] = {
-    1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+    1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
 
 
 def read_only_uri(path: Path) -> str:

@@ -70,11 +70,12 @@ from ganglion.logger.retention import Retention, apply_retention
 from ganglion.logger.schema import Flags, open_log
 from ganglion.logger.u64 import from_sql, to_sql
 from ganglion.ratelimit import TokenBucket
+from ganglion.repair import RequesterConfig
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import Record, as_dict
 
-__all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT", "Writer", "WriterStats",
-           "replayed_flag"]
+__all__ = ["DEFAULT_BATCH_ROWS", "DEFAULT_GAP_SETTLE", "DEFAULT_INTERVAL", "MAX_ROWS_PER_COMMIT",
+           "Writer", "WriterStats", "repair_horizon", "repaired_flag", "replayed_flag"]
 
 _log = logging.getLogger(__name__)
 
@@ -86,6 +87,23 @@ MAX_ROWS_PER_COMMIT = 50_000
 DEFAULT_NEW_SENDERS_PER_SECOND = 1.0
 #: Rows in ``types`` per type name (versions: fingerprint and field names).
 DEFAULT_MAX_TYPE_VERSIONS = 64
+def repair_horizon(config: RequesterConfig | None = None) -> float:
+    """Seconds from a gap's detection until repair gives up on it at the latest: the
+    requester's first delay and every attempt's wait (backing off up to ``max_retry``)."""
+    cfg = config or RequesterConfig()
+    return float(cfg.delay + sum(min(cfg.retry * 2.0**i, cfg.max_retry) for i in range(cfg.attempts)))
+
+
+#: Seconds a gap may still be filled before it is recorded. Only *permanent* gaps
+#: belong in the log: a reading that repair gets back is not a gap. So this must
+#: exceed repair's give-up horizon (:func:`repair_horizon`: about 8 s with the
+#: defaults of :class:`ganglion.repair.RequesterConfig`), plus a rate-limited
+#: request's wait and the arrival of a history answer at start: twice the horizon,
+#: at least 15 s. A gap repair gives up on is written that long after it was seen,
+#: or when the logger stops. Why not take the node's permanent-gap events instead:
+#: the tracker also finds gaps no node ever saw (numbers published while no logger
+#: ran, from the ``streams`` table), and it works the same for a logger fed by replay.
+DEFAULT_GAP_SETTLE = max(15.0, 2 * repair_horizon())
 #: Seconds between two warnings about rejected or refused readings.
 _WARN_EVERY = 10.0
 _REFUSED = -1  # a cached type id: this version is over its name's budget
@@ -105,6 +123,14 @@ _INSERT_DEDUP = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO")
 def replayed_flag(info: MessageInfo) -> bool:
     """Whether a reading was sent by ``ganglion replay`` (``MessageInfo.replayed``)."""
     return info.replayed
+
+
+def repaired_flag(info: MessageInfo) -> bool:
+    """Whether a reading was lost and got back by repair or history (``MessageInfo.repaired``).
+
+    ``getattr``: a :class:`MessageInfo` made by code older than repair has no such field.
+    """
+    return bool(getattr(info, "repaired", False))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,6 +154,8 @@ class WriterStats:
             streams, names).
         senders: node ids cached now (at most ``max_senders``).
         streams: streams the gap tracker remembers now (at most ``max_senders``).
+        repaired: readings committed with the ``repaired`` flag.
+        missing: sequence numbers in the gaps written (readings permanently lost).
     """
 
     received: int
@@ -144,6 +172,8 @@ class WriterStats:
     evicted: int = 0
     senders: int = 0
     streams: int = 0
+    repaired: int = 0
+    missing: int = 0
 
 
 class Writer:
@@ -155,7 +185,8 @@ class Writer:
         batch_rows: hand a batch to the thread when it holds this many readings.
         max_batches: batches that may wait for the thread before new ones are dropped.
         retention: the age and size limits; None keeps everything.
-        gap_settle: seconds a gap may still be filled by late (reordered) readings.
+        gap_settle: seconds a gap may still be filled by late (reordered or repaired)
+            readings before it is recorded (:data:`DEFAULT_GAP_SETTLE`).
         max_pages: cap the file at this many pages (``PRAGMA max_page_count``):
             a full disk on demand, for tests.
         on_error: called once, from the writer thread, when the database fails
@@ -178,7 +209,7 @@ class Writer:
         batch_rows: int = DEFAULT_BATCH_ROWS,
         max_batches: int = DEFAULT_MAX_BATCHES,
         retention: Retention | None = None,
-        gap_settle: float = 2.0,
+        gap_settle: float = DEFAULT_GAP_SETTLE,
         max_pages: int | None = None,
         on_error: Callable[[LogDatabaseError], None] | None = None,
         max_senders: int = DEFAULT_MAX_ENTRIES,
@@ -220,6 +251,7 @@ class Writer:
         self.error: LogDatabaseError | None = None
         self._received = self._written = self._dropped = self._commits = 0
         self._gaps = self._removed = self._rejected = self._refused = 0
+        self._repaired = self._missing = 0
         self._commit_max = self._commit_total = 0.0
         self._drop_logged = self._reject_logged = 0.0
         try:
@@ -304,7 +336,8 @@ class Writer:
             return WriterStats(self._received, self._written, self._dropped, self._commits,
                                self._commit_max, self._commit_total, self._queue.qsize(),
                                self._gaps, self._removed, self._rejected, self._refused,
-                               self._evicted(), len(self._node_ids), self._tracker.streams)
+                               self._evicted(), len(self._node_ids), self._tracker.streams,
+                               self._repaired, self._missing)
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -387,10 +420,12 @@ class Writer:
         # answers "database is locked" at once, without waiting).
         conn.execute("BEGIN IMMEDIATE")
         try:
-            count = 0
+            count = repaired = 0
             for kind, value in items:
                 if kind == "rows":
-                    count += self._insert(value)
+                    written, fixed = self._insert(value)
+                    count += written
+                    repaired += fixed
                 elif kind == "names":
                     self._store_names(value)
                 elif kind == "logger":
@@ -416,12 +451,15 @@ class Writer:
         took = time.perf_counter() - started
         with self._lock:
             self._written += count
+            self._repaired += repaired
+            self._missing += sum(gap.last - gap.first + 1 for gap in gaps)
             self._gaps += len(gaps)
             self._commits += 1
             self._commit_total += took
             self._commit_max = max(self._commit_max, took)
 
-    def _insert(self, batch: list[tuple[Any, Any]]) -> int:
+    def _insert(self, batch: list[tuple[Any, Any]]) -> tuple[int, int]:
+        """Store one batch; return (rows written, of which flagged repaired)."""
         tracker = self._tracker
         rows = []
         last_seen: dict[int, int] = {}
@@ -440,7 +478,10 @@ class Writer:
             rows.append(row)
             node_id = row[1]
             last_seen[node_id] = info.received_ns
-            if not info.last_value:
+            if info.last_value:
+                # held, so never part of a gap; not a baseline (it may be old)
+                tracker.hold((info.type_name, info.sender, info.boot), info.seq)
+            else:
                 stream = (info.type_name, info.sender, info.boot)
                 if not tracker.knows(stream):
                     self._resume(stream, node_id, touched)
@@ -460,7 +501,7 @@ class Writer:
             "ON CONFLICT (type, node_id) DO UPDATE SET boot = excluded.boot, "
             "last_seq = excluded.last_seq, last_ns = excluded.last_ns",
             [(name, nid, boot, to_sql(seq), ns) for (name, nid), (boot, seq, ns) in touched.items()])
-        return written
+        return written, sum(1 for row in rows if row[6] & Flags.REPAIRED)
 
     def _replayed_index(self) -> bool:
         """Make the replayed readings' unique index; False when the log's rows prevent it."""
@@ -503,7 +544,8 @@ class Writer:
         flags = ((Flags.LAST_VALUE if info.last_value else 0)
                  | (Flags.REPLAYED if replayed_flag(info) else 0)
                  | (0 if info.clock_synced else Flags.CLOCK_UNSYNCED)
-                 | (Flags.LOCAL if info.local else 0))
+                 | (Flags.LOCAL if info.local else 0)
+                 | (Flags.REPAIRED if repaired_flag(info) else 0))
         return (type_id, node_id, boot, seq, sent_ns, info.received_ns, flags, data)
 
     def _resume(self, stream: StreamKey, node_id: int,

@@ -30,7 +30,7 @@ import os
 from types import ModuleType
 
 #: The C module's interface version this Python side expects (``SPEEDUPS_ABI``).
-ABI = 11
+ABI = 13
 _CHOICES = ("auto", "off", "require")
 
 

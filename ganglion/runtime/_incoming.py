@@ -81,8 +81,9 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ganglion.errors import AuthError, DecodeError
 from ganglion.runtime._accel import speedups
@@ -148,6 +149,32 @@ STREAMS_CAP = 1024
 #: Counts a dropped datagram: (counter name, detail, source address).
 CountBad = Callable[[str, str, tuple[str, int]], None]
 
+#: (sender node id, type name, boot): one stream of sequence numbers, as the repair
+#: requester names it (``ganglion.repair.StreamKey``).
+StreamKey = tuple[bytes, str, int]
+
+#: The (sender, boot, seq) of messages a history answer delivered from below their
+#: stream's baseline, remembered (oldest forgotten first) so each is delivered once.
+HISTORY_SEEN_CAP = 65536
+
+
+class GapHooks(Protocol):
+    """What the receive path tells the repair requester (``ganglion.repair.Requester``).
+
+    Called on the loop, from the sequence tracking: only where a message does not
+    simply continue its stream (the compiled lane hands every such datagram to the
+    Python path, so it never needs to call these itself).
+    """
+
+    def on_gap(self, key: StreamKey, first: int, last: int, now: float) -> None:
+        """Numbers ``first .. last`` of the stream were skipped (counted as lost)."""
+
+    def on_filled(self, key: StreamKey, seq: int, now: float) -> None:
+        """A missing number arrived after all (late, or repaired)."""
+
+    def on_restart(self, sender: bytes, type_name: str, boot: int, now: float) -> None:
+        """The sender started a new boot: the older boots' gaps can never be filled."""
+
 
 def _all_raw(subs: list[Any] | None) -> bool:
     """Whether every local subscriber of a type takes payload bytes (``Subscription.raw``).
@@ -200,11 +227,15 @@ class Incoming:
         subs: the endpoint's subscribers per type name (read, never changed here).
         sequences: the endpoint's sequence table.
         count_bad: counts and logs a dropped datagram.
+        gaps: told of every gap, late arrival and sender restart (the repair
+            requester); None when repair is off.
+        clock: the monotonic clock the requester runs on (the loop's time).
     """
 
     def __init__(self, *, node_id: bytes, key: bytes | KeyRing | None,
                  subs: dict[str, list[Subscription]], sequences: SequenceTable,
-                 count_bad: CountBad) -> None:
+                 count_bad: CountBad, gaps: GapHooks | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._node_id = node_id
         self._key = as_keyring(key)
         self._macs: tuple[bytes, ...] = () if self._key is None else self._key.keys
@@ -218,6 +249,21 @@ class Incoming:
         self._evicted = sequences.evicted
         #: Messages handed to subscribers (the endpoint's ``received``).
         self.received = 0
+        #: The repair requester told of gaps (see :class:`GapHooks`), or None.
+        self.gaps = gaps
+        self._clock = clock
+        # Below-baseline messages a history answer delivered: (sender, type, boot, seq).
+        self._history_seen: OrderedDict[tuple[bytes, str, int, int], None] = OrderedDict()
+        #: Repairs and history answers: delivered, and dropped as already seen (or too
+        #: old to tell) or unwanted (no subscriber, no such stream, undecodable).
+        self.repairs_delivered = 0
+        self.repairs_dropped = 0
+        self.history_delivered = 0
+        self.history_dropped = 0
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use ``clock`` (the loop's time) for what the requester is told from now on."""
+        self._clock = clock
 
     def set_keys(self, key: bytes | KeyRing | None) -> None:
         """Accept datagrams under another key ring from now on (a key rotation).
@@ -491,7 +537,8 @@ class Incoming:
             tracker = self._ready(stream)
         boot = stream.boot
         if not tracker.observe_run(seq, 1, boot, ts):
-            verdict = tracker.observe(seq, boot, ts)
+            verdict = tracker.observe(seq, boot, ts) if self.gaps is None else \
+                self._observe(stream, tracker, seq, ts)
             if verdict is _DUPLICATE or verdict is _STALE:
                 return
         if stream.known is None and _all_raw(self._subs.get(stream.type_name)):
@@ -526,7 +573,8 @@ class Incoming:
         count = len(timestamps)
         in_order = tracker.observe_run(first_seq, count, boot,
                                        timestamps[0] if count == 1 else max(timestamps))
-        observe = tracker.observe
+        observe = tracker.observe if self.gaps is None else \
+            lambda seq, boot, ts: self._observe(stream, tracker, seq, ts)
         seq = first_seq - 1
         for ts, payload in zip(timestamps, payloads, strict=True):
             seq += 1
@@ -577,10 +625,154 @@ class Incoming:
             info = _new_info(MessageInfo, (stream.type_name, origin.node_id, origin.seq,
                                            origin.sent_ns, received_ns, origin.boot, False,
                                            source, origin.clock_synced, origin.last_value,
-                                           True, stream.fingerprint))
+                                           True, stream.fingerprint, False))
             self.received += 1
             for sub in tuple(self._subs.get(stream.type_name, ())):
                 sub.deliver(msg, info)
+
+    def _observe(self, stream: _Stream, tracker: SequenceTracker, seq: int,
+                 ts: int) -> Verdict:
+        """:meth:`SequenceTracker.observe` of a message that does not simply continue its
+        stream, telling the repair requester (``gaps``) what it found: the numbers a
+        jump skipped, a late arrival that filled one, a new boot."""
+        gaps = self.gaps
+        lost = tracker.lost
+        verdict = tracker.observe(seq, stream.boot, ts)
+        if gaps is None or stream.replayed:
+            return verdict  # a replayer's own numbers are not repaired (its origin is)
+        key = (stream.node_id, stream.type_name, stream.boot)
+        if verdict is Verdict.LATE:
+            gaps.on_filled(key, seq, self._clock())
+        elif verdict is Verdict.NEW or verdict is Verdict.RESTART:
+            if verdict is Verdict.RESTART:
+                gaps.on_restart(stream.node_id, stream.type_name, stream.boot, self._clock())
+            if tracker.lost > lost:
+                gaps.on_gap(key, seq - (tracker.lost - lost), seq - 1, self._clock())
+        return verdict
+
+    def note_tail(self, sender: bytes, type_name: str, boot: int, last_seq: int) -> int:
+        """A publisher announced ``last_seq`` as its last number of ``type_name`` in
+        ``boot`` (a heartbeat's tail): the numbers above the highest seen are a gap,
+        as if a later message had shown it (:meth:`SequenceTracker.extend`), and the
+        repair requester is told of them.
+
+        Only for a stream this endpoint subscribes to and has a baseline for, in that
+        boot: a tail says nothing to a receiver that never listened.
+
+        Returns:
+            How many numbers became the gap (0: nothing to do).
+        """
+        if not self._subs.get(type_name):
+            return 0
+        tracker = self._sequences.peek_tracker(sender, type_name)
+        if tracker is None or tracker.boot != boot:
+            return 0
+        highest = tracker.highest
+        added = tracker.extend(last_seq)
+        if added and self.gaps is not None and highest is not None:
+            self.gaps.on_gap((sender, type_name, boot), highest + 1, last_seq, self._clock())
+        return added
+
+    def deliver_repair(self, type_name: str, fingerprint: bytes, *, sender: bytes, boot: int,
+                       seq: int, sent_ns: int, payload: bytes, clock_synced: bool = True,
+                       source: tuple[str, int] | None = None, history: bool = False) -> bool:
+        """Hand one message a publisher sent again (a ``Repair``) to local subscribers.
+
+        A repair of a gap (``history=False``) goes through the stream's sequence
+        tracker like a datagram's message: a number still missing (LATE, or above the
+        highest after a tail) is delivered and fills its gap; one already delivered
+        (DUPLICATE) or older than the window or the baseline (STALE) is dropped, so
+        every message reaches subscribers once. A repair of a stream this node has no
+        tracker for, or of another boot, is dropped: nothing here asked for it.
+
+        A history answer (``history=True``: the caller checked that it answers a
+        HistoryRequest this node sent a moment ago) is delivered even from before the
+        stream's baseline (what a late subscriber asked for), once per (sender, boot,
+        seq): below the baseline a bounded record of what history delivered decides;
+        at or above it the tracker does, as for a repair (and a stream not seen yet
+        takes its baseline from the first answer).
+
+        Delivered messages are marked ``MessageInfo.repaired``; delivery order is
+        arrival order (an old message may come after newer ones: ``seq`` and
+        ``sent_ns`` are the original ones).
+
+        Returns:
+            True if it was delivered.
+        """
+        subs = self._subs.get(type_name)
+        tracker = self._sequences.peek_tracker(sender, type_name) if subs else None
+        verdict: Verdict | None = None
+        if not subs or sender == self._node_id:
+            pass
+        elif history and tracker is not None and tracker.below_baseline(seq, boot):
+            record = self._history_seen
+            seen = (sender, type_name, boot, seq)
+            if seen not in record:
+                record[seen] = None
+                if len(record) > HISTORY_SEEN_CAP:
+                    record.popitem(last=False)
+                verdict = Verdict.LATE
+        elif tracker is not None and tracker.boot == boot:
+            verdict = self._judge_repair(sender, type_name, boot, tracker, seq, sent_ns)
+        elif history and (tracker is None or tracker.boot is None
+                          or (tracker.boot < boot)):
+            # Not seen yet (or a newer boot than seen): the answer starts the stream, as
+            # the first live message would have.
+            tracker = self._sequences.tracker(sender, type_name)
+            self.sync_evictions()
+            verdict = self._judge_repair(sender, type_name, boot, tracker, seq, sent_ns)
+        if verdict is None or not verdict.deliver:
+            if history:
+                self.history_dropped += 1
+            else:
+                self.repairs_dropped += 1
+            return False
+        try:
+            msg = decode_payload(type_name, payload, fingerprint)
+        except DecodeError as exc:
+            self._count_bad("decode_errors", str(exc), source or ("?", 0))
+            return False
+        if tracker is not None:
+            tracker.repaired += 1
+        if history:
+            self.history_delivered += 1
+        else:
+            self.repairs_delivered += 1
+        info = _new_info(MessageInfo, (type_name, sender, seq, sent_ns, time.time_ns(), boot,
+                                       False, source, clock_synced, False, False, fingerprint,
+                                       True))
+        self.received += 1
+        for sub in tuple(self._subs.get(type_name, ())):
+            sub.deliver(msg, info)
+        return True
+
+    def _judge_repair(self, sender: bytes, type_name: str, boot: int,
+                      tracker: SequenceTracker, seq: int, sent_ns: int) -> Verdict:
+        """The tracker's verdict on a resent message (the requester told, as by
+        :meth:`_observe`)."""
+        highest = tracker.highest
+        if highest is not None and boot == tracker.boot and seq <= highest and (
+                highest - seq >= tracker.window or tracker.below_baseline(seq, boot)):
+            # Outside what the window can tell. Judged here, not by observe: a lenient
+            # tracker takes an old number with a timestamp newer than any seen for a
+            # restart, and a resent message may well have one (after a tail).
+            tracker.stale += 1
+            return Verdict.STALE
+        lost = tracker.lost
+        verdict = tracker.observe(seq, boot, sent_ns)
+        gaps = self.gaps
+        if gaps is not None and highest is not None:
+            key = (sender, type_name, boot)
+            if verdict is Verdict.LATE:
+                gaps.on_filled(key, seq, self._clock())
+            elif verdict is Verdict.NEW or verdict is Verdict.RESTART:
+                if verdict is Verdict.RESTART:
+                    gaps.on_restart(sender, type_name, boot, self._clock())
+                else:
+                    gaps.on_filled(key, seq, self._clock())  # one a tail announced
+                if tracker.lost > lost:
+                    gaps.on_gap(key, seq - (tracker.lost - lost), seq - 1, self._clock())
+        return verdict
 
     def _hand_out(self, stream: _Stream, msg: Any, seq: int, ts: int, received_ns: int,
                   source: tuple[str, int]) -> None:
@@ -592,7 +784,7 @@ class Incoming:
         type_name = stream.type_name
         info = _new_info(MessageInfo, (type_name, stream.node_id, seq, ts, received_ns,
                                        stream.boot, False, source, stream.clock_synced, False,
-                                       stream.replayed, stream.fingerprint))
+                                       stream.replayed, stream.fingerprint, False))
         self.received += 1
         subs = self._subs.get(type_name)
         if subs:
@@ -652,7 +844,14 @@ class Incoming:
             self._count_bad("decode_errors", str(exc), source or ("?", 0))
             return False
         tracker = self._sequences.tracker(sender, type_name)
+        followed = tracker.boot == boot and tracker.highest is not None
+        lost = tracker.lost
         verdict = tracker.observe(seq, boot, sent_ns)
+        if followed and self.gaps is not None and tracker.lost > lost:
+            # Numbers between what was seen and this one were sent and never arrived
+            # (other keys' readings, for a keyed type): the requester asks for them.
+            self.gaps.on_gap((sender, type_name, boot), seq - (tracker.lost - lost), seq - 1,
+                             self._clock())
         # A keyed type is answered with one message per key, in sequence order: the
         # numbers between two answers are other keys' older messages (superseded by
         # their own answers), not losses, so the next message starts a new baseline.
@@ -660,6 +859,13 @@ class Incoming:
         self.sync_evictions()
         if not verdict.deliver:
             return False
+        # The rebase puts this number below the stream's next baseline, where a history
+        # answer is judged by the history record: note it there, so a history answer
+        # (at subscribe, or a logger's follow-up) does not deliver it a second time.
+        record = self._history_seen
+        record[(sender, type_name, boot, seq)] = None
+        if len(record) > HISTORY_SEEN_CAP:
+            record.popitem(last=False)
         info = MessageInfo(type_name=type_name, sender=sender, seq=seq, sent_ns=sent_ns,
                            received_ns=time.time_ns(), boot=boot, source=source,
                            clock_synced=clock_synced, last_value=True, fingerprint=fingerprint)

@@ -58,6 +58,12 @@ group (``239.255.0.1``, port 47801) carrying the types of
 * **Retires.** A ``RetireRequest`` (``ganglion types --retire``) is refused, and
   counted as ``retire_refused_published``, while this node or a live peer lists
   the type in ``publishes``; otherwise it costs the requester a proposal token.
+* **Repair** (docs/protocol.md 7.7, :mod:`ganglion.runtime._repairing`). Given
+  :class:`~ganglion.runtime._repairing.RepairParts`, the channel carries repair
+  requests, repairs and history requests, puts the node's quiet streams' last
+  numbers in its heartbeats (``tails``) and hands peers' tails to the data
+  endpoint. The repair machines run on a timer of their own: their waits are
+  milliseconds, below the tick.
 * **Budgets** (:mod:`ganglion.control_budget`). ``ProposeRequest``,
   ``RetireRequest`` and ``CatchUpRequest`` are served only for peers in the
   membership table and within token buckets; a consensus message whose sender is not the datagram's
@@ -110,6 +116,7 @@ from ganglion.membership import (
     MembershipLimits,
     PeerInfo,
 )
+from ganglion.runtime._repairing import RepairGlue, RepairParts
 from ganglion.runtime._tickclock import TickClock
 from ganglion.runtime.control_messages import (
     Heartbeat,
@@ -189,6 +196,11 @@ class ControlChannel:
             with the probation of peers that cannot prove liveness (older nodes) on
             only without a key: with one, replays are what the proof stops, so such
             peers never count (give ``MembershipLimits()`` to admit them during an upgrade).
+        schema_of: this node's schema of a type it publishes, or None.
+        repair: what repair needs from the node (its history, requester and data
+            endpoint); None: this channel neither asks for nor answers repairs.
+        boot: the boot counter of the control endpoint: give the data endpoint's, so
+            that a heartbeat's ``tails`` name the boot of the streams they describe.
     """
 
     def __init__(
@@ -217,6 +229,8 @@ class ControlChannel:
         on_peers_changed: Callable[[], None] | None = None,
         limits: MembershipLimits | None = None,
         schema_of: Callable[[str], TypeSchema | None] | None = None,
+        repair: RepairParts | None = None,
+        boot: int | None = None,
     ) -> None:
         if not observer and journal is None:
             raise ValueError("a member node needs a journal to persist its promises")
@@ -263,7 +277,11 @@ class ControlChannel:
         )
         self.endpoint = Endpoint(interface=interface, port=port, node_id=node_id, key=key,
                                  ttl=ttl, max_datagram=CONTROL_MAX_DATAGRAM,
-                                 group_for=lambda _name: group)
+                                 group_for=lambda _name: group, boot=boot)
+        self._repair_parts = repair
+        #: The repair glue, once started (None when repair is not given).
+        self.repair: RepairGlue | None = None
+        self._heartbeat_seconds = heartbeat_seconds
         self.counts: collections.Counter[str] = collections.Counter()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_tick = 0  # the tick the timer is set for
@@ -285,6 +303,11 @@ class ControlChannel:
         ep.subscribe(LastValue, callback=self._on_last_value_message)
         ep.subscribe(SchemaRequest, callback=self._on_schema_request)
         ep.subscribe(SchemaAnnounce, callback=self._on_schema)
+        if self._repair_parts is not None:
+            self.repair = RepairGlue(self._repair_parts, ep, node_id=self.node_id,
+                                     clock_synced=self._clock_synced,
+                                     heartbeat_seconds=self._heartbeat_seconds)
+            self.repair.start()
         for type_name, group in self.paxos.groups.items():
             # the map rebuilt from the journal: a restarted node keeps its groups
             self._on_change(MapChange(type_name=type_name, old=None, new=group))
@@ -306,6 +329,8 @@ class ControlChannel:
         if self._early_heartbeat is not None:
             self._early_heartbeat.cancel()
             self._early_heartbeat = None
+        if self.repair is not None:
+            self.repair.close()
         try:
             self._send_heartbeat(goodbye=True)
         except Exception:  # the endpoint may already be broken; closing must go on
@@ -354,6 +379,16 @@ class ControlChannel:
     def request_last_values(self, type_name: str) -> None:
         """Ask every publisher of ``type_name`` for its latest message."""
         self.endpoint.publish(LastValueRequest(type_name=type_name))
+
+    def request_history(self, type_name: str, seconds: float) -> bool:
+        """Ask every publisher of ``type_name`` for what it still holds of the last
+        ``seconds`` (docs/protocol.md 7.7); the answers reach the data endpoint's
+        subscribers, each message once. Returns whether a request went out (not
+        without repair)."""
+        if self.repair is None:
+            return False
+        self.repair.request_history(type_name, seconds)
+        return True
 
     def request_schema(self, type_name: str, fingerprint: bytes | None = None) -> bool:
         """Ask the publishers of ``type_name`` for its schema (at most once a second per
@@ -405,6 +440,7 @@ class ControlChannel:
                 **self.membership.sizes(), "rate_keys_evicted": self._budget.evicted,
                 "view": len(self.paxos.view),
                 "types": len(self.paxos.groups), "ticks": self._ticks,
+                **(self.repair.stats() if self.repair is not None else {}),
                 "consensus": dict(self.paxos.counters)}
 
     # -- the runner ------------------------------------------------------------------
@@ -551,11 +587,12 @@ class ControlChannel:
         self._last_heartbeat = asyncio.get_running_loop().time()
         ask = self.membership.ask()
         echo = self.membership.echo()
+        tails = self.repair.tails() if self.repair is not None and not goodbye else None
         self.endpoint.publish(Heartbeat(
             name=self.name, role=OBSERVER if self.observer else MEMBER, version=self.version,
             clock_synced=self._clock_synced(), publishes=sorted(self._publishes()),
             goodbye=goodbye, subscribes=subscribes, nonce=self.nonce,
-            ask=ask or None, echo=echo or None))
+            ask=ask or None, echo=echo or None, tails=tails))
 
     def _peers_changed(self) -> None:
         epoch = self.membership.interest_epoch
@@ -589,6 +626,8 @@ class ControlChannel:
             clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time(),
             subscribes=subscribes), _liveness(hb))
         self._react(heard, hb, info.sender, role)
+        if self.repair is not None and hb.tails is not None:
+            self.repair.on_tails(hb.tails, info)
 
     def _react(self, heard: Heard, hb: Heartbeat, sender: bytes, role: str) -> None:
         """Do what one heartbeat's outcome asks for; each step costs only when needed."""

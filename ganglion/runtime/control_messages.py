@@ -1,15 +1,20 @@
-"""Message types of the control channel (heartbeats, agreement, last values, schemas).
+"""Message types of the control channel (heartbeats, agreement, last values, schemas, repair).
 
 They travel in ordinary ganglion datagrams (docs/protocol.md) on the control group
 ``239.255.0.1`` and port 47801, so the network key's MAC, the size checks and the
-sequence tracking protect them exactly as they protect data.
+sequence tracking protect them exactly as they protect data. The repair messages
+are defined in :mod:`ganglion.repair.messages` and re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ganglion.repair.messages import HistoryRequest, Repair, RepairRequest, Tail
 from ganglion.types import message
+
+__all__ = ["Heartbeat", "HistoryRequest", "LastValue", "LastValueRequest", "PaxosFrame",
+           "Repair", "RepairRequest", "SchemaAnnounce", "SchemaField", "SchemaRequest", "Tail"]
 
 
 @message("ganglion.control.Heartbeat")
@@ -29,6 +34,12 @@ class Heartbeat:
     the peers it has heard but wants proof from; ``echo`` holds the nonces of the
     peers whose heartbeat asked this node. A peer counts in the view once its
     heartbeat echoes our nonce. Older nodes send none of them (and ignore them).
+
+    ``tails`` (docs/protocol.md 7.7) names the last sequence number of each type
+    this node published within its history age and that has been quiet for a
+    heartbeat interval or more, most recent first: a receiver whose copy of the
+    stream ends lower missed the last messages of a burst and asks for them.
+    None from older nodes, and when there is nothing to announce.
     """
 
     name: str
@@ -41,6 +52,7 @@ class Heartbeat:
     nonce: bytes | None = None
     ask: list[bytes] | None = None
     echo: list[bytes] | None = None
+    tails: list[Tail] | None = None
 
 
 @message("ganglion.control.Paxos")

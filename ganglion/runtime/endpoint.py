@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from ganglion import defaults
 from ganglion.errors import LocalError
 from ganglion.runtime._accel import speedups
-from ganglion.runtime._incoming import Incoming
+from ganglion.runtime._incoming import GapHooks, Incoming
 from ganglion.runtime._listening import (
     DEFAULT_MOVE_GRACE,
     GroupFor,
@@ -79,6 +79,7 @@ from ganglion.wire import NODE_ID_SIZE, KeyRing, Packer, as_keyring
 
 if TYPE_CHECKING:
     from ganglion._speedups import SendLane
+    from ganglion.repair import History, HistoryLimits, Requester
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +129,15 @@ class EndpointStats:
             (1 for a type without a key; one per sensor for ``sensors.Temperature``).
         last_values_evicted: keys evicted from a full last-value table (see
             ``Endpoint(last_value_keys=...)``).
+        repaired: messages delivered from repairs and history answers (each stream's
+            ``repaired`` in ``streams``, summed).
+        permanently_lost: numbers given up for good (the repair requester's).
+        repairs_dropped: repaired messages dropped as already delivered, too old to
+            tell, or of a stream not followed here.
+        history_dropped: history answers dropped likewise.
+        history: the history's counters (``history_bytes``, ``history_messages``,
+            evictions), empty without one.
+        history_types: per type published here: (messages, bytes) held in the history.
     """
 
     published: int
@@ -150,6 +160,12 @@ class EndpointStats:
     trackers_evicted: int = 0
     last_value_keys: dict[str, int] = dataclasses.field(default_factory=dict)
     last_values_evicted: int = 0
+    repaired: int = 0
+    permanently_lost: int = 0
+    repairs_dropped: int = 0
+    history_dropped: int = 0
+    history: dict[str, int] = dataclasses.field(default_factory=dict)
+    history_types: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 class Endpoint:
@@ -189,6 +205,12 @@ class Endpoint:
             turn it off where that matters more than same-host latency.
         last_value_keys: latest messages kept per keyed type, one per key (the
             sensor of a reading); the least recently published key is evicted first.
+        history: keeps every message published here of a type whose history is on
+            (encoded even when nobody wants it), for repairs and history answers
+            (:class:`ganglion.repair.History`); None keeps nothing.
+        requester: the repair requester (:class:`ganglion.repair.Requester`), told
+            of every gap, late arrival and sender restart the sequence tracking sees,
+            and of types nobody here subscribes to any more; None: repair is off.
     """
 
     def __init__(
@@ -210,6 +232,8 @@ class Endpoint:
         replay: bool = False,
         yield_on_send: bool = True,
         last_value_keys: int = DEFAULT_MAX_KEYS,
+        history: History | None = None,
+        requester: Requester | None = None,
     ) -> None:
         if node_id is None:
             node_id = os.urandom(NODE_ID_SIZE)
@@ -234,13 +258,17 @@ class Endpoint:
         self._sender: MulticastSender | None = None
         self._receiver: MulticastReceiver | None = None
         self._out: Outgoing | None = None
+        self._on_subscriptions = on_subscriptions
+        self.requester = requester
+        self.history = history
         self._listening = Listening(group_for=group_for or _default_group_for, subs=self._subs,
                                     sequences=self._sequences, move_grace=move_grace,
-                                    on_subscriptions=on_subscriptions)
+                                    on_subscriptions=self._subscriptions_changed)
         self._groups = self._listening.groups  # where each type is sent (and listened to)
         self._pub = Publisher(node_id=node_id, boot=self.boot, replay=replay, subs=self._subs,
                               group_of=self._listening.group, remote_interest=remote_interest,
-                              pending_limit=pending_limit, last_value_keys=last_value_keys)
+                              pending_limit=pending_limit, last_value_keys=last_value_keys,
+                              history=history)
         # Each publish calls the Publisher's method directly: through the method below it
         # would run one more Python frame, 3% of a publish under load (bench/transport.py).
         self.publish = self._pub.publish  # type: ignore[method-assign]
@@ -248,7 +276,12 @@ class Endpoint:
         self._next_seq = self._pub.next_seq
         self._in = Incoming(node_id=node_id, key=key, subs=self._subs,
                             sequences=self._sequences,
-                            count_bad=self._count_bad)
+                            count_bad=self._count_bad, gaps=requester)
+
+    def set_gap_hooks(self, hooks: GapHooks | None) -> None:
+        """Tell ``hooks`` (the node's repair glue) of gaps instead of the bare requester,
+        so a gap also sets the repair timer (None: back to the requester)."""
+        self._in.gaps = hooks if hooks is not None else self.requester
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -283,6 +316,8 @@ class Endpoint:
                              count_sent=self._sender.count_sent)
         self._pub.out = self._out
         self._pub.make_lane = self._send_lane
+        self._pub.fold_later = loop.call_later
+        self._in.set_clock(loop.time)
 
     def set_keys(self, key: bytes | KeyRing | None) -> None:
         """Use another key ring from now on (key rotation without a restart).
@@ -323,7 +358,9 @@ class Endpoint:
             self._out.close()
             self._out = None
         self._pub.out = None
+        self._pub.fold_later = None
         self._pub.forget_routes()
+        self._pub.fold()
         self._listening.close()
         if self._receiver is not None:
             self._receiver.close()
@@ -583,6 +620,42 @@ class Endpoint:
                                            sent_ns=sent_ns, source=source,
                                            clock_synced=clock_synced)
 
+    def deliver_repair(self, type_name: str, fingerprint: bytes, *, sender: bytes, boot: int,
+                       seq: int, sent_ns: int, payload: bytes, clock_synced: bool = True,
+                       source: tuple[str, int] | None = None, history: bool = False) -> bool:
+        """Hand one message a publisher sent again (NACK repair, or a history answer when
+        ``history``) to local subscribers, once, marked ``MessageInfo.repaired``
+        (:meth:`Incoming.deliver_repair <ganglion.runtime._incoming.Incoming.deliver_repair>`).
+
+        Returns:
+            True if it was delivered.
+        """
+        return self._in.deliver_repair(type_name, fingerprint, sender=sender, boot=boot,
+                                       seq=seq, sent_ns=sent_ns, payload=payload,
+                                       clock_synced=clock_synced, source=source,
+                                       history=history)
+
+    def note_tail(self, sender: bytes, type_name: str, boot: int, last_seq: int) -> int:
+        """A publisher's announced last number of a type (a heartbeat's tail): the numbers
+        above the highest seen become a gap, and the repair requester is told
+        (:meth:`Incoming.note_tail <ganglion.runtime._incoming.Incoming.note_tail>`).
+
+        Returns:
+            How many numbers became the gap.
+        """
+        return self._in.note_tail(sender, type_name, boot, last_seq)
+
+    def set_history_limits(self, type_name: str, limits: HistoryLimits) -> None:
+        """Give one type its own history limits from now on (0 bytes or 0 s: off).
+
+        Raises:
+            LocalError: the endpoint keeps no history.
+        """
+        if self.history is None:
+            raise LocalError("this endpoint keeps no history (Endpoint(history=None))")
+        self.history.set_limits(type_name, limits)
+        self._pub.forget_routes()  # each route asks for its keep buffer again
+
     def subscriber_count(self, type_name: str) -> int:
         """The local subscriptions open on ``type_name`` (the plugin bus asks it)."""
         return len(self._subs.get(type_name, ()))
@@ -601,6 +674,21 @@ class Endpoint:
                          schema_mismatches=s.schema_mismatches)
         c = self._counts
         pub = self._pub
+        lost_for_good = 0
+        if self.requester is not None:
+            # Per (sender, type): the requester's counters of every boot, summed.
+            merged: dict[tuple[bytes, str], collections.Counter[str]] = {}
+            for (node, type_name, _boot), rs in self.requester.stats().items():
+                merged.setdefault((node, type_name), collections.Counter()).update(
+                    repair_requests_sent=rs.repair_requests_sent,
+                    repair_requests_suppressed=rs.repair_requests_suppressed,
+                    permanently_lost=rs.permanently_lost)
+                lost_for_good += rs.permanently_lost
+            for key, counts in merged.items():
+                seen = streams.get(key)
+                if seen is not None:
+                    streams[key] = dataclasses.replace(seen, **counts)
+        history = self.history
         return EndpointStats(
             published=sum(pub.next_seq.values()), datagrams_sent=self._out.datagrams,
             received=self._in.received, lost=total["lost"], duplicates=total["duplicates"],
@@ -612,24 +700,39 @@ class Endpoint:
             key_cache_evictions=self._in.aead_evictions,
             trackers_evicted=self._sequences.evicted,
             last_value_keys=pub.last.keys(), last_values_evicted=pub.last.evicted,
+            repaired=sum(s.repaired for s in streams.values()), permanently_lost=lost_for_good,
+            repairs_dropped=self._in.repairs_dropped, history_dropped=self._in.history_dropped,
+            history={} if history is None else history.stats(),
+            history_types={} if history is None else history.type_stats(),
         )
 
     # -- internals -------------------------------------------------------------------
 
     def _send_lane(self, type_name: str, mtype: MessageType, packer: Packer,
-                   max_payload: int) -> SendLane | None:
+                   max_payload: int, kept: list[Any] | None = None
+                   ) -> SendLane | None:
         """The compiled lanes of a route for ``mtype`` (a ``SendLane``, which resolves
         the group, the socket and the packer's slots once); None where they are not
         used (not built, or no plan for the type). On a keyed network the lane builds a
         lone datagram in clear and has the packer's sealer sign or encrypt it; batched
-        datagrams are built (and sealed) by the packer, as without a key."""
+        datagrams are built (and sealed) by the packer, as without a key. ``kept``: the
+        type's keep buffer in the history, which the lane appends each message to."""
         if speedups is None or mtype.plan is None:
             return None
         assert self._out is not None and self._sender is not None  # routes: only while started
         lane: SendLane = speedups.SendLane(
             self._pub.next_seq, type_name, self._sender, self._out, packer,
-            self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu)
+            self._groups[type_name], self.port, mtype.plan, max_payload, self._out.yields_cpu,
+            kept)
         return lane
+
+    def _subscriptions_changed(self, type_name: str, subscribed: bool) -> None:
+        """A type got its first local subscriber or lost its last: with the last, the
+        requester stops asking for its numbers (their gaps are recorded as lost)."""
+        if not subscribed and self.requester is not None:
+            self.requester.forget(type_name)
+        if self._on_subscriptions is not None:
+            self._on_subscriptions(type_name, subscribed)
 
     def _release(self, type_name: str) -> None:
         """Send the messages that waited for ``type_name``'s group (if it still has one)."""

@@ -44,6 +44,10 @@ class MessageInfo(NamedTuple):
             (it was published before this subscriber asked).
         replayed: True when the sender replays it from a log (``ganglion replay``).
         fingerprint: the sender's 8-byte schema fingerprint of the type, when known.
+        repaired: True when the message did not arrive as first sent but was resent
+            by its publisher from its history: a repair of a lost datagram (NACK
+            repair) or a history answer to ``subscribe(Type, history=seconds)``.
+            ``seq`` and ``sent_ns`` are still the original ones.
 
     A replayed message (``replayed``) describes the *original* reading when the
     replayer sent its origin (every ganglion that has ``Origin``): ``sender``,
@@ -65,6 +69,7 @@ class MessageInfo(NamedTuple):
     last_value: bool = False
     replayed: bool = False
     fingerprint: bytes | None = None
+    repaired: bool = False
 
     @property
     def sender_hex(self) -> str:

@@ -89,6 +89,8 @@ def test_every_endpoint_shows_what_was_published(port: int, tmp_path: Path) -> N
             assert stats["types"]["sensors.Temperature"]["lost"] == 0
             [stream] = [s for s in stats["streams"] if s["type"] == "sensors.Temperature"]
             assert stream["node"] == pub.node_id.hex() and stream["received"] >= 2 * N
+            # nothing lost on loopback: repair had nothing to do, and says so per stream
+            assert (stream["repaired"], stream["permanently_lost"]) == (0, 0)
 
             status, types = await get(http, base + "api/types")
             assert types["sensors.Temperature"]["fields"] == {"celsius": "°C"}

@@ -71,10 +71,11 @@ def pg_rows(url: str) -> dict[tuple[str, str, int, int], tuple[Any, ...]]:
     with psycopg.connect(url, connect_timeout=5) as conn:
         out = {}
         for (type_name, node, boot, seq, sent_ns, data, last_value, replayed, synced,
-             local) in conn.execute("SELECT type, node, boot, seq, sent_ns, data, last_value, "
-                                    "replayed, clock_synced, local FROM readings"):
+             local, repaired) in conn.execute(
+                 "SELECT type, node, boot, seq, sent_ns, data, last_value, replayed, "
+                 "clock_synced, local, repaired FROM readings"):
             flags = (1 if last_value else 0) | (2 if replayed else 0) | (0 if synced else 4) | (
-                8 if local else 0)
+                8 if local else 0) | (16 if repaired else 0)
             key = (type_name, node, boot, seq)
             assert key not in out, f"duplicate reading on the server: {key}"
             out[key] = (sent_ns, data, flags)

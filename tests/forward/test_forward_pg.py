@@ -41,9 +41,10 @@ def test_the_database_holds_exactly_the_rows_of_the_log(tmp_path: Path, central:
         reading("t.Big", {"n": 2**70}, seq=big, sent_ns=big, boot=2**32 - 1,
                 received_ns=BASE_NS),
         reading("t.Local", {"x": 1}, seq=5, local=True, clock_synced=False),
+        reading("t.Local", {"x": 2}, seq=4, repaired=True),
     ])
     first = forward_once(db, central, batch=1000)
-    assert first.stats().forwarded == 3204 and first.stats().inserted == 3204
+    assert first.stats().forwarded == 3205 and first.stats().inserted == 3205
     assert pg_rows(central) == log_rows(db)
     # forwarding again sends nothing; a log forwarded from scratch adds nothing (idempotent)
     assert forward_once(db, central).stats().forwarded == 0
@@ -52,7 +53,7 @@ def test_the_database_holds_exactly_the_rows_of_the_log(tmp_path: Path, central:
     conn.commit()
     conn.close()
     again = forward_once(db, central, batch=700)
-    assert again.stats().forwarded == 3204 and again.stats().inserted == 0
+    assert again.stats().forwarded == 3205 and again.stats().inserted == 0
     # new readings: only those
     make_log(db, temperatures(10, start=2500))
     assert forward_once(db, central).stats().inserted == 10
@@ -61,7 +62,23 @@ def test_the_database_holds_exactly_the_rows_of_the_log(tmp_path: Path, central:
         nodes = dict(pg.execute("SELECT node, last_ns FROM nodes").fetchall())
         assert set(nodes) == {"01" * 8, "02" * 8}
         (version, hyper), = pg.execute("SELECT version, hypertable FROM ganglion_schema")
-        assert (version, hyper) == (1, False)  # TimescaleDB is not installed here
+        assert (version, hyper) == (2, False)  # TimescaleDB is not installed here
+        assert pg.execute("SELECT seq FROM readings WHERE repaired").fetchall() == [(4,)]
+
+
+def test_a_version_1_database_gains_the_repaired_column(tmp_path: Path, central: str) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, temperatures(5))
+    forward_once(db, central)
+    with psycopg.connect(central) as pg:  # as a forwarder before repair left it
+        pg.execute("ALTER TABLE readings DROP COLUMN repaired")
+        pg.execute("UPDATE ganglion_schema SET version = 1")
+    make_log(db, [reading("t.Late", {"x": 1}, seq=3, repaired=True)])
+    assert forward_once(db, central).stats().inserted == 1
+    with psycopg.connect(central) as pg:
+        assert pg.execute("SELECT max(version) FROM ganglion_schema").fetchone() == (2,)
+        assert pg.execute("SELECT type, repaired FROM readings ORDER BY repaired, type, seq"
+                          ).fetchall() == [("sensors.Temperature", False)] * 5 + [("t.Late", True)]
 
 
 def test_a_refused_row_is_reported_with_its_identity_and_skipped(

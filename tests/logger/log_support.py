@@ -22,11 +22,13 @@ LOOPBACK = "127.0.0.1"
 
 def info(type_name: str = "t.A", *, sender: bytes = b"\x01" * 8, seq: int = 0,
          sent_ns: int = 1_000, received_ns: int | None = None, boot: int = 1,
-         last_value: bool = False, local: bool = False, clock_synced: bool = True) -> MessageInfo:
+         last_value: bool = False, local: bool = False, clock_synced: bool = True,
+         repaired: bool = False) -> MessageInfo:
     """A MessageInfo as the endpoint builds it for a received message."""
     return MessageInfo(type_name, sender, seq, sent_ns,
                        received_ns if received_ns is not None else sent_ns + 500, boot, local,
-                       None if local else (LOOPBACK, 1234), clock_synced, last_value)
+                       None if local else (LOOPBACK, 1234), clock_synced, last_value,
+                       repaired=repaired)
 
 
 def node_kwargs(port: int, state: Path | None = None) -> dict[str, Any]:

@@ -350,13 +350,14 @@ def _v1_log(db: Path) -> None:
 
 def test_a_version_1_log_is_upgraded_and_its_streams_resume_after_the_upgrade(db: Path) -> None:
     _v1_log(db)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with pytest.raises(LogDatabaseError, match="run `ganglion log` on it once"):
         open_log(db, write=False)
     # boot 2's newest reading (seq 9) is a last value: the baseline is seq 3
     _write(db, [(Record("x.Y", {}), info("x.Y", sender=A, boot=2, seq=6, received_ns=50))])
-    assert rows(db, "PRAGMA user_version") == [(3,)]
+    assert rows(db, "PRAGMA user_version") == [(4,)]
     assert rows(db, "SELECT schema FROM types WHERE id = 1") == [(None,)]
+    assert rows(db, "SELECT seq, repaired FROM readings WHERE seq = 6") == [(6, 0)]
     assert rows(db, "SELECT boot, last_seq FROM streams") == [(2, 6)]
     assert rows(db, "SELECT boot, first_missing, last_missing FROM gaps") == [(2, 4, 5)]
     assert rows(db, "SELECT received, written, rejected, refused, evicted FROM sessions "

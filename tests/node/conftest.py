@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from node_support import NetnsLab, Spawner, free_port_pair, netns_problem
+from packet_loss import loss_problem
 
 _labs = itertools.count(1)
 
@@ -52,3 +53,11 @@ def lab(netns_available: None) -> Iterator[NetnsLab]:
         yield net
     finally:
         net.close()
+
+
+@pytest.fixture(scope="session")
+def loss_available(netns_available: None) -> None:
+    """Skip (a failure under CI=true) unless packet loss can be injected (nft or iptables)."""
+    problem = loss_problem()
+    if problem is not None:
+        pytest.skip(problem)

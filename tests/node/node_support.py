@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packet_loss import LossCounters, PacketLoss
 from port_pairs import free_port_pair as free_port_pair  # re-exported for the tests here
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,6 +232,8 @@ class NetnsLab:
         self.bridge_ns = f"{tag}br"
         self.hosts: list[str] = []
         self._namespaces: list[str] = []
+        self._loss: dict[int, PacketLoss] = {}
+        self._shared: dict[int, PacketLoss] = {}
 
     def start(self) -> None:
         """Create the bridge namespace."""
@@ -274,8 +277,49 @@ class NetnsLab:
         self._in(self.bridge_ns, "ip", "link", "set", f"{self.tag}v{index}",
                  "up" if up else "down")
 
+    def set_loss(self, percent: float, hosts: list[int] | None = None,
+                 ports: tuple[int, ...] = (47800, 47801), tool: str | None = None) -> None:
+        """Drop ``percent`` % of the UDP datagrams arriving at each of ``hosts`` (all when
+        None) from now on; callable again to change it (:mod:`packet_loss`).
+
+        Args:
+            percent: 0..100.
+            hosts: host indexes (from 1).
+            ports: UDP ports counted separately (default: ganglion's data and control).
+            tool: ``"nft"`` or ``"iptables"``; the first installed when None.
+        """
+        for index in hosts or range(1, len(self.hosts) + 1):
+            loss = self._loss.get(index)
+            if loss is None:
+                loss = self._loss[index] = PacketLoss(self.hosts[index - 1], "eth0", ports, tool)
+            loss.set(percent)
+
+    def loss_counters(self, index: int) -> LossCounters:
+        """Datagrams counted at host ``index`` since its loss rule was first set (with its
+        shared loss's ``sent`` and ``dropped_out``, when one was set)."""
+        counters = self._loss[index].counters() if index in self._loss else LossCounters()
+        if index in self._shared:
+            shared = self._shared[index].counters()
+            counters.dropped_out = shared.dropped_out
+            if index not in self._loss:
+                counters.sent = shared.sent
+        return counters
+
+    def set_shared_loss(self, percent: float, hosts: list[int],
+                        ports: tuple[int, ...] = (47800, 47801)) -> None:
+        """Drop ``percent`` % of the UDP datagrams each of ``hosts`` sends, at the bridge:
+        every other host misses the same ones (nftables only, :mod:`packet_loss`)."""
+        for index in hosts:
+            loss = self._shared.get(index)
+            if loss is None:
+                loss = self._shared[index] = PacketLoss(self.bridge_ns, f"{self.tag}v{index}",
+                                                        ports, "nft", bridge=True)
+            loss.set(percent)
+
     def close(self) -> None:
         """Kill everything left inside the namespaces and delete them (never raises)."""
+        self._loss.clear()  # the rules go with the namespaces
+        self._shared.clear()
         for ns in reversed(self._namespaces):
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:

@@ -186,7 +186,7 @@ function renderAges() {
 function renderSide() {
   const now = Date.now() + state.clockOffsetMs;
   $("#nodes tbody").innerHTML = state.nodes.map((n) => `<tr class="${n.live ? "" : "gone"}" data-node="${esc(n.id)}"><td>${esc(n.name)}${n.self ? " (this)" : ""}${n.live ? "" : " (gone)"}</td><td>${esc(n.id.slice(0, 8))}</td><td>${esc(n.address)}</td><td>${esc(n.version)}</td><td>${esc(n.role)}</td><td class="num">${n.self ? "now" : fmtAge(now - n.last_heard * 1000)}</td><td>${esc(n.publishes.join(", "))}</td></tr>`).join("");
-  $("#streams tbody").innerHTML = state.stats.streams.map((s) => `<tr><td>${esc(s.type)}</td><td>${esc(nodeName(s.node))}</td><td class="num">${s.received}</td><td class="num${s.lost ? " lost" : ""}">${s.lost}</td><td class="num">${s.duplicates}</td></tr>`).join("");
+  $("#streams tbody").innerHTML = state.stats.streams.map((s) => `<tr><td>${esc(s.type)}</td><td>${esc(nodeName(s.node))}</td><td class="num">${s.received}</td><td class="num">${s.repaired}</td><td class="num${s.lost ? " lost" : ""}">${s.lost}</td><td class="num${s.permanently_lost ? " lost" : ""}">${s.permanently_lost}</td><td class="num">${s.duplicates}</td></tr>`).join("");
   $("#map tbody").innerHTML = Object.entries(state.map).map(([t, g]) => `<tr data-type="${esc(t)}"><td>${esc(t)}</td><td>${esc(g)}</td></tr>`).join("");
   for (const t of Object.keys(state.map)) if (!document.getElementById("latest-" + t)) state.dirty.add(t);
 }
