@@ -15,18 +15,4 @@ scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt"
 export GANGLION_SPEEDUPS=require
 CHECK=(.venv/bin/python -m tests.leaks "$@")
 
-if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
-    ns="ganglion-leaks-$$"
-    if ip netns add "$ns" 2>/dev/null; then
-        cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
-        trap cleanup EXIT INT TERM
-        ip netns exec "$ns" ip link set lo up
-        echo "checking inside network namespace $ns (loopback only)"
-        ip netns exec "$ns" "${CHECK[@]}"
-        exit $?
-    fi
-    echo "could not create a network namespace; checking on loopback only" >&2
-else
-    echo "not root or no iproute2; checking on loopback only" >&2
-fi
-"${CHECK[@]}"
+exec scripts/netns.sh ganglion-leaks checking -- "${CHECK[@]}"
