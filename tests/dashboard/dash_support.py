@@ -6,13 +6,16 @@ listens on 127.0.0.1 on a free port; every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from waits import run as _run
+from waits import until as _until
 
 from ganglion.logger.schema import open_log
 from ganglion.node import Node
@@ -35,28 +38,9 @@ def node_kwargs(port: int, state: Path | None = None, name: str = "n") -> dict[s
     return kw
 
 
-async def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> None:
-    """Poll ``condition`` (sync or async) every 50 ms until true; fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def run(coro: Any, timeout: float = 60.0) -> Any:
-    """Run ``coro`` on a fresh loop, failing after ``timeout`` seconds."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+# A dashboard and a browser take longer to settle than a node test's defaults allow.
+until = functools.partial(_until, timeout=15.0, interval=0.05)
+run = functools.partial(_run, timeout=60.0)
 
 
 @asynccontextmanager

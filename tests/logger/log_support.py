@@ -10,11 +10,13 @@ exactly what receivers see when its datagrams are lost.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from waits import run as _run
+from waits import until as until  # re-exported for the tests here
 
 from ganglion.runtime.subscription import MessageInfo
 
@@ -55,20 +57,5 @@ def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Any, timeout: float = 40.0) -> Any:
-    """Run ``coro`` on a fresh loop, failing after ``timeout`` seconds."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+# The logger's scenarios run a little longer than a node test's default.
+run = functools.partial(_run, timeout=40.0)
