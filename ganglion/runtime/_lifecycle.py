@@ -9,10 +9,14 @@ Two shapes, one mixin each, so that the protocol is written once:
 - :class:`StartsAndCloses`: ``async with`` that awaits ``start()``, and ``close()``
   both on exit and when ``start()`` itself fails half way (so that what it had
   already opened is released).
+
+And :func:`wait_or_stop`, the one pause of the loops that run until a stop event
+(the MQTT bridge's, the CLI commands', a replay's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Self
 
@@ -55,3 +59,12 @@ class StartsAndCloses:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; return True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
