@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from log_nodes import node_kwargs as node_kwargs  # re-exported for the tests here
+from log_nodes import rows as rows
 from waits import run as _run
 from waits import until as _until
 
@@ -25,17 +26,6 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 "--disable-quic"]
 CHROMIUM = "/usr/bin/chromium"
-
-
-def node_kwargs(port: int, state: Path | None = None, name: str = "n") -> dict[str, Any]:
-    """Node arguments for a loopback test node (an observer when ``state`` is None)."""
-    kw: dict[str, Any] = dict(name=name, interface=LOOPBACK, port=port, control_port=port + 1,
-                              discovery=False, heartbeat_seconds=0.2, peer_timeout=2.0)
-    if state is None:
-        kw["observer"] = True
-    else:
-        kw["state_dir"] = state
-    return kw
 
 
 # A dashboard and a browser take longer to settle than a node test's defaults allow.
@@ -83,15 +73,6 @@ def make_log(db: Path, readings: list[tuple[str, str, int, dict[str, Any]]]) -> 
                          (types[type_name], nodes[node], i, received_ns, received_ns,
                           json.dumps(data)))
         conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def rows(db: Path, sql: str, *params: Any) -> list[Any]:
-    """Run a query on a log with plain sqlite3 (read-only)."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
 
