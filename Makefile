@@ -9,5 +9,5 @@ bench:
 	scripts/venv.sh "dev,bench,fast,postgres,dashboard" && .venv/bin/python bench/run_all.py
 fuzz:   ## fuzz a real node's receive paths for longer (GANGLION_FUZZ_SECONDS, _SEED)
 	scripts/fuzz.sh
-leakcheck:   ## millions of messages through each compiled path, memory flat (about 40 s)
+leakcheck:   ## millions of messages through each compiled path, memory flat (about a minute)
 	scripts/leakcheck.sh

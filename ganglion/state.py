@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from ganglion._atomic_file import fsync_dir
 from ganglion.errors import StateCorruptError, StateError, StateLockedError
 
 __all__ = [
@@ -377,14 +378,6 @@ def _write_durably(directory: Path, name: str, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         raise StateError(f"cannot write {target}: {exc.strerror or exc}") from exc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -18,18 +18,4 @@ if [ -n "${GANGLION_FUZZ_SEED:-}" ]; then
 fi
 FUZZ=(.venv/bin/python -m tests.fuzz "${ARGS[@]}" "$@")
 
-if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
-    ns="ganglion-fuzz-$$"
-    if ip netns add "$ns" 2>/dev/null; then
-        cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
-        trap cleanup EXIT INT TERM
-        ip netns exec "$ns" ip link set lo up
-        echo "fuzzing inside network namespace $ns (loopback only)"
-        ip netns exec "$ns" "${FUZZ[@]}"
-        exit $?
-    fi
-    echo "could not create a network namespace; fuzzing on loopback only" >&2
-else
-    echo "not root or no iproute2; fuzzing on loopback only" >&2
-fi
-"${FUZZ[@]}"
+exec scripts/netns.sh ganglion-fuzz fuzzing -- "${FUZZ[@]}"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The leak check of the compiled paths (docs/speedups.md): millions of messages through
-# each of ganglion._speedups' paths over loopback, memory and reference counts flat.
+# each of ganglion._speedups' paths over loopback and ganglion._busfast's (the plugin
+# bus) over ipc, memory and reference counts flat.
 #
-#   scripts/leakcheck.sh                      every path, 2,000,000 messages (about 40 s)
+#   scripts/leakcheck.sh                      every path, 2,000,000 messages (about a minute)
 #   scripts/leakcheck.sh --messages 10000000 --path keyed-aead
 #
 # Options go to `python -m tests.leaks` (--help lists them). Like scripts/test.sh, it
@@ -13,20 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh "dev,bench,pi,fast,secure,postgres,dashboard,mqtt"
 export GANGLION_SPEEDUPS=require
+export GANGLION_BUS_FAST=require  # the plugin bus's compiled loop, checked too
 CHECK=(.venv/bin/python -m tests.leaks "$@")
 
-if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
-    ns="ganglion-leaks-$$"
-    if ip netns add "$ns" 2>/dev/null; then
-        cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
-        trap cleanup EXIT INT TERM
-        ip netns exec "$ns" ip link set lo up
-        echo "checking inside network namespace $ns (loopback only)"
-        ip netns exec "$ns" "${CHECK[@]}"
-        exit $?
-    fi
-    echo "could not create a network namespace; checking on loopback only" >&2
-else
-    echo "not root or no iproute2; checking on loopback only" >&2
-fi
-"${CHECK[@]}"
+exec scripts/netns.sh ganglion-leaks checking -- "${CHECK[@]}"

@@ -15,21 +15,4 @@ if command -v cc >/dev/null 2>&1 && .venv/bin/python -c \
     export GANGLION_BUS_FAST=require  # the plugin bus's drain loop (ganglion/runtime/_bus_accel.py)
 fi
 
-if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
-    ns="ganglion-test-$$"
-    if ip netns add "$ns" 2>/dev/null; then
-        cleanup() { ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
-        trap cleanup EXIT INT TERM
-        ip netns exec "$ns" ip link set lo up
-        # A multicast route through lo: LCM (a benchmark peer) refuses to start without
-        # one; ganglion's own sockets name 127.0.0.1 explicitly and do not need it.
-        ip netns exec "$ns" ip route add 224.0.0.0/4 dev lo
-        echo "running tests inside network namespace $ns (loopback only)"
-        ip netns exec "$ns" env GANGLION_TEST_NETNS="$ns" "${PYTEST[@]}"
-        exit $?
-    fi
-    echo "could not create a network namespace; running tests on loopback only" >&2
-else
-    echo "not root or no iproute2; running tests on loopback only" >&2
-fi
-"${PYTEST[@]}"
+exec scripts/netns.sh --multicast-route ganglion-test "running tests" -- "${PYTEST[@]}"

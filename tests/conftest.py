@@ -11,6 +11,7 @@ import ipaddress
 import os
 import random
 import socket
+import stat
 import struct
 import threading
 import time
@@ -117,6 +118,26 @@ def thread_leak_guard() -> Iterator[None]:
         time.sleep(0.01)
         leaked = [t for t in leaked if t.is_alive()]
     assert not leaked, f"test left threads running: {leaked}"
+
+
+@pytest.fixture
+def disk_order(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What reaches the disk, in order: ``fsync-file``, ``fsync-dir`` and ``rename``
+    (os.fsync and os.replace still do their work)."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
 
 
 def _fresh_port() -> int:

@@ -34,6 +34,7 @@ PURE = (
     "ganglion.errors",
     "ganglion.defaults",
     "ganglion._blake2",
+    "ganglion._atomic_file",
     "ganglion.sequence",
     "ganglion.membership",
     "ganglion.ratelimit",

@@ -11,6 +11,7 @@ import click
 
 from ganglion.errors import ConfigError
 from ganglion.eventloop import loop_factory, run
+from ganglion.runtime._lifecycle import wait_or_stop as wait_or_stop  # for the commands
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
@@ -42,12 +43,3 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     return run(runner())
-
-
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; return True when stopped."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True

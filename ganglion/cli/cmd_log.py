@@ -16,7 +16,7 @@ from ganglion.cli._run import run_until_signalled
 
 @click.command()
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The SQLite database file (created if missing).")
+              help="The SQLite database file (created, with its directory, if missing).")
 @click.option("--type", "patterns", multiple=True, metavar="PATTERN",
               help="Only types matching this glob (sensors.*); repeat for several. Default: all.")
 @click.option("--max-age", default="30d", show_default=True,

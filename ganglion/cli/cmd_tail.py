@@ -106,13 +106,17 @@ def tail(types: tuple[str, ...], count: int, timeout: float, as_json: bool, last
             for name in types:
                 node.subscribe(name, callback=show)
             click.echo(f"listening for {', '.join(types)} on {settings.interface_name}", err=True)
-            hints = asyncio.get_running_loop().create_task(
-                hint_unknown(node, types, command="ganglion tail"))
+            loop = asyncio.get_running_loop()
+            helpers = [loop.create_task(hint_unknown(node, types, command="ganglion tail"))]
             if last:
-                asyncio.get_running_loop().create_task(_ask_last(node, types, stop))
+                helpers.append(loop.create_task(_ask_last(node, types, stop)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=timeout or None)
-            hints.cancel()
+            # Both use the node: they end here, before it closes, or one could wake
+            # during close() and ask a node that is half shut (a race seen under load).
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         return 0 if (count == 0 or seen >= count) else 1
 
     code = run_until_signalled(main)

@@ -128,7 +128,6 @@ class LogPlugin:
             LogDatabaseError: the database cannot be opened or written.
         """
         if self.writer is None:
-            self.db.parent.mkdir(parents=True, exist_ok=True)
             self.writer = Writer(self.db, patterns=self.patterns, batch_rows=self.batch_rows,
                                  retention=self.retention)
             self.recorder = Recorder(self.writer, self.patterns, interval=self.interval,

@@ -25,7 +25,6 @@ budget is sent without one (counted in ``without_origin``) rather than not at al
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,6 +33,7 @@ from ganglion.errors import MessageTooLarge
 from ganglion.logger import datajson
 from ganglion.logger.query import StoredReading, select_readings
 from ganglion.logger.schema import Flags
+from ganglion.runtime._lifecycle import wait_or_stop
 from ganglion.runtime.replayed import ReplayedRecord
 from ganglion.types import Record
 from ganglion.wire import Origin
@@ -149,7 +149,7 @@ async def _one_pass(node: Any, conn: sqlite3.Connection, pats: tuple[str, ...],
         if speed > 0:
             delay = start + (reading.received_ns - first_ns) / 1e9 / speed - clock.time()
             if delay > 0:
-                await _sleep_or_stop(stop, delay)
+                await wait_or_stop(stop, delay)
         elif done % YIELD_EVERY == 0:
             await asyncio.sleep(0)
         if stop.is_set():
@@ -181,8 +181,3 @@ def replayed_record(reading: StoredReading, fields: dict[str, Any]) -> ReplayedR
                     clock_synced=not reading.flags & Flags.CLOCK_UNSYNCED)
     fingerprint = bytes.fromhex(reading.fingerprint) if reading.fingerprint else None
     return ReplayedRecord(reading.type, fields, origin=origin, fingerprint=fingerprint)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

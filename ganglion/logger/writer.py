@@ -222,6 +222,7 @@ class Writer:
             raise ValueError("max_senders and max_type_versions must be at least 1 and "
                              "new_senders_per_second >= 0")
         self.path = Path(path)
+        _make_directory(self.path.parent)
         self._conn = open_log(self.path)
         self._batch_rows = batch_rows
         self._retention = retention
@@ -674,3 +675,17 @@ class Writer:
 
 def _hex(node_id: object) -> str:
     return node_id.hex() if isinstance(node_id, bytes) else "?"
+
+
+def _make_directory(directory: Path) -> None:
+    """Create the database's directory (``ganglion log --db`` and the plugin's ``db`` both
+    may name one that does not exist yet).
+
+    Raises:
+        LogDatabaseError: it cannot be created (a file in the way, no permission).
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LogDatabaseError(f"cannot create {directory} for the log database: "
+                               f"{exc.strerror or exc}") from None

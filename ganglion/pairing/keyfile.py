@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from ganglion._atomic_file import fsync_dir, write_temp_beside
 from ganglion.errors import KeyFileError
 
 __all__ = ["DEFAULT_KEY_NAME", "Installed", "default_key_file", "implicit_key_file",
@@ -114,16 +114,10 @@ def install_key_file(path: Path, content: bytes, *, force: bool = False) -> Inst
         return Installed.UNCHANGED
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        tmp = write_temp_beside(path, content)
     except OSError as exc:
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
         received = _keys_of(tmp)
         if existing is not None:
             if _same_keys(path, received):
@@ -133,7 +127,7 @@ def install_key_file(path: Path, content: bytes, *, force: bool = False) -> Inst
                     f"{path} already holds another network key; pass --force to replace it "
                     f"(nodes that keep the old key will no longer hear this one)")
         _publish(tmp, path, replace=existing is not None)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except FileExistsError:
         raise KeyFileError(f"{path} appeared while the key was being written; "
                            f"run join again (with --force to replace it)") from None
@@ -185,12 +179,3 @@ def _publish(tmp: Path, path: Path, *, replace: bool) -> None:
         os.replace(tmp, path)
     else:
         os.link(tmp, path)  # fails with FileExistsError instead of overwriting a new arrival
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the new directory entry survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -40,7 +40,6 @@ import collections
 import errno
 import logging
 import socket
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -48,6 +47,7 @@ from types import TracebackType
 from ganglion import defaults
 from ganglion.errors import ConfigError, TransportError
 from ganglion.runtime import _sockets
+from ganglion.runtime._lifecycle import ClosesAtOnce
 
 __all__ = ["GroupSender", "MulticastSender", "SenderStats"]
 
@@ -91,7 +91,7 @@ class SenderStats:
     gso: bool = False
 
 
-class MulticastSender:
+class MulticastSender(ClosesAtOnce):
     """Sends datagrams to multicast groups out of one interface."""
 
     def __init__(
@@ -286,23 +286,6 @@ class MulticastSender:
             self._dropped += len(self._queue)
             self._queue.clear()
         sock.close()
-
-    async def async_close(self) -> None:
-        """Deprecated: call :meth:`close` (closing needs no await; docs/architecture.md)."""
-        warnings.warn(f"{type(self).__name__}.async_close() is deprecated; call close()",
-                      DeprecationWarning, stacklevel=2)
-        self.close()
-
-    async def __aenter__(self) -> MulticastSender:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __enter__(self) -> MulticastSender:
         return self

@@ -45,7 +45,6 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
@@ -63,6 +62,7 @@ from ganglion.runtime._advert import (
     instance_label,
     parse_txt,
 )
+from ganglion.runtime._lifecycle import StartsAndCloses
 from ganglion.types import is_valid_type_name
 from ganglion.wire import NODE_ID_SIZE
 
@@ -153,7 +153,7 @@ class DiscoveryStats:
     other_interface: int = 0
 
 
-class Discovery:
+class Discovery(StartsAndCloses):
     """Advertise this node over mDNS/DNS-SD and keep a table of the others.
 
     Use as ``async with Discovery(...) as d:`` or call :meth:`start` and
@@ -299,22 +299,6 @@ class Discovery:
                     await asyncio.wait_for(goodbye, _GOODBYE_TIMEOUT)
             if self._zc is not None and self._owns_zc:
                 await self._zc.async_close()
-
-    async def __aenter__(self) -> Discovery:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _keep_announcing(self, announce: Awaitable[Any]) -> None:
         """Let zeroconf repeat an announcement in the background, replacing a stale one."""

@@ -26,6 +26,7 @@ import cbor2
 
 from consensus import JournalRecord, record_from_wire
 from consensus.errors import ConsensusError
+from ganglion._atomic_file import fsync_dir
 
 _log = logging.getLogger(__name__)
 
@@ -109,11 +110,7 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.path.parent)
         self.compactions += 1
 
 

@@ -50,6 +50,7 @@ from ganglion.mqtt.commands import CommandRoute, to_message
 from ganglion.mqtt.discovery import NodeDevice
 from ganglion.mqtt.outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Outbox
 from ganglion.mqtt.topics import sensor_label
+from ganglion.runtime._lifecycle import wait_or_stop
 from ganglion.types import Record, TypeSchema, as_dict, lookup
 
 __all__ = ["MqttBridge", "purge", "read_password"]
@@ -564,15 +565,6 @@ class _Coalescer:
             self._scheduled = True
             self._loop.call_later(0.001, self.flush)
 
-
-
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; True when stopped."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 def _tls_context(ca: Path | str | None) -> ssl.SSLContext:

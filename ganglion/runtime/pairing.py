@@ -61,6 +61,7 @@ from ganglion.pairing.invitation import (
     InvitationStats,
     InviteStatus,
 )
+from ganglion.runtime._lifecycle import StartsAndCloses
 
 __all__ = ["CHUNK", "SERVICE_TYPE", "InviteResult", "InviteServer", "join"]
 
@@ -98,7 +99,7 @@ class InviteResult:
     stats: InvitationStats
 
 
-class InviteServer:
+class InviteServer(StartsAndCloses):
     """Serve one invite until it is used, burnt or expired.
 
     Use ``async with InviteServer(...) as server: result = await server.wait()``.
@@ -212,17 +213,6 @@ class InviteServer:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), _CLOSE_SECONDS)
-
-    async def __aenter__(self) -> InviteServer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:

@@ -73,15 +73,14 @@ import errno
 import functools
 import logging
 import socket
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 from ganglion import defaults
 from ganglion.errors import ConfigError, TransportError
 from ganglion.runtime import _sockets
 from ganglion.runtime._accel import speedups
+from ganglion.runtime._lifecycle import ClosesAtOnce
 from ganglion.runtime._sender import MulticastSender, SenderStats
 
 __all__ = [
@@ -180,7 +179,7 @@ class _Slot:
         self.ifindex = 0  # the arrival interface datagrams must have (IP_PKTINFO); 0: any
 
 
-class MulticastReceiver:
+class MulticastReceiver(ClosesAtOnce):
     """Receives datagrams sent to the multicast groups it joined on one port.
 
     Must be created and used on the event loop's thread (``async_`` rules);
@@ -415,23 +414,6 @@ class MulticastReceiver:
             self._close_slot(slot)
         self._slot_of.clear()
         self._refs.clear()
-
-    async def async_close(self) -> None:
-        """Deprecated: call :meth:`close` (closing needs no await; docs/architecture.md)."""
-        warnings.warn(f"{type(self).__name__}.async_close() is deprecated; call close()",
-                      DeprecationWarning, stacklevel=2)
-        self.close()
-
-    async def __aenter__(self) -> MulticastReceiver:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._refs)} groups"

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganglion._atomic_file import replace_atomically
 from ganglion._blake2 import blake2b
 from ganglion.errors import ConfigError, KeyFileError
 from ganglion.wire._mac import KEY_SIZE, check_key
@@ -210,7 +211,7 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> P
         ) from exc
     try:
         if force:
-            _replace_atomically(target, key)
+            replace_atomically(target, key)
         else:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -421,7 +422,7 @@ def retire_key_file(path: str | os.PathLike[str]) -> bytes:
 def _write_keys(target: Path, keys: tuple[bytes, ...]) -> None:
     """Replace the key file with ``keys`` as hex lines (readable by old nodes when one)."""
     try:
-        _replace_atomically(target, "".join(k.hex() + "\n" for k in keys).encode("ascii"))
+        replace_atomically(target, "".join(k.hex() + "\n" for k in keys).encode("ascii"))
     except OSError as exc:
         raise KeyFileError(f"cannot write key file {target}: {exc.strerror or exc}") from exc
 
@@ -448,20 +449,3 @@ def _parse_hex(text: str | bytes) -> bytes | None:
         return bytes.fromhex(text.decode("ascii") if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def _replace_atomically(target: Path, key: bytes) -> None:
-    """Write ``key`` to a 0600 temp file beside ``target`` and rename it over."""
-    import tempfile  # here: it imports shutil, bz2 and lzma, which a node never needs
-
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

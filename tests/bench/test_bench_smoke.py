@@ -436,6 +436,46 @@ def test_run_all_reports_status_and_kills_on_timeout(tmp_path: Path) -> None:
     ]
 
 
+def _argv_recorders(tmp_path: Path, *names: str) -> dict[str, Path]:
+    """Scripts named ``names`` that write their arguments (JSON) to ``<name>.argv``."""
+    for name in names:
+        (tmp_path / name).write_text(
+            "import json, sys, pathlib  # takes --quick\n"
+            "pathlib.Path(sys.argv[0] + '.argv').write_text(json.dumps(sys.argv[1:]))\n")
+    return {name: tmp_path / f"{name}.argv" for name in names}
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], {"forward.py": ["--rows", "200000", "--outage", "60", "-v"],
+          "dashboard.py": ["--days", "1", "-v"], "other.py": ["-v"]}),
+    (["--full"], {"forward.py": ["-v"], "dashboard.py": ["-v"], "other.py": ["-v"]}),
+    (["--quick"], {"forward.py": ["--quick", "-v"], "dashboard.py": ["--quick", "-v"],
+                   "other.py": ["--quick", "-v"]}),
+])
+def test_run_all_gives_the_slow_benchmarks_smaller_sizes_unless_full(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str],
+        expected: dict[str, list[str]]) -> None:
+    # `make bench` ran forward.py (a 10-minute outage's backlog) and dashboard.py (a week
+    # of history, a 90 s rollup) at full size; by default they now get DEFAULT_SIZES.
+    run_all = _mod("run_all")
+    argv = _argv_recorders(tmp_path, *expected)
+    monkeypatch.setattr(run_all, "discover", lambda: [tmp_path / n for n in expected])
+    assert run_all.main([*flags, "--timeout", "60", "--", "-v"]) == 0
+    assert {name: json.loads(path.read_text()) for name, path in argv.items()} == expected
+
+
+def test_run_all_refuses_full_with_quick() -> None:
+    with pytest.raises(SystemExit):
+        _mod("run_all").main(["--full", "--quick"])
+
+
+@pytest.mark.parametrize("script", ["forward.py", "dashboard.py"])
+def test_the_default_sizes_are_options_the_benchmarks_take(script: str) -> None:
+    source = (BENCH / script).read_text()
+    options = [a for a in _mod("run_all").DEFAULT_SIZES[script] if a.startswith("--")]
+    assert options and all(f'"{option}"' in source for option in options)
+
+
 def test_accepts_quick_reads_the_script(tmp_path: Path) -> None:
     run_all = _mod("run_all")
     (tmp_path / "a.py").write_text('p.add_argument("--quick")\n')
@@ -1135,7 +1175,7 @@ def test_run_all_main_passes_quick_and_extra_args(
     seen: dict[str, Any] = {}
 
     def fake_run(
-        scripts: list[Path], extra: list[str], *, timeout: float, quick: bool
+        scripts: list[Path], extra: list[str], *, timeout: float, quick: bool, sizes: Any
     ) -> list[Any]:
         seen.update(scripts=scripts, extra=extra, timeout=timeout, quick=quick)
         return [run_all.Outcome(s, 0, 0.1) for s in scripts]
@@ -1157,7 +1197,7 @@ def test_run_all_main_fails_when_nothing_or_something_fails(
     monkeypatch.setattr(
         run_all,
         "run_scripts",
-        lambda scripts, extra, *, timeout, quick: [
+        lambda scripts, extra, *, timeout, quick, sizes: [
             run_all.Outcome(scripts[0], 0, 1.0),
             run_all.Outcome(scripts[1], None, 1.0),
         ],

@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -273,3 +274,28 @@ def test_run_until_signalled_turns_a_signal_into_stop_and_restores_handlers(
 
     assert run_until_signalled(main) == 3
     assert signal.getsignal(sig) == before
+
+
+@pytest.mark.usefixtures("multicast_loopback")
+def test_tail_stops_asking_for_last_values_before_its_node_closes(
+        free_udp_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The type never appears, so the asking task would poll for 10 s; tail's --timeout ends
+    # first. Whatever of that task still ran when the node closed could ask a closed node
+    # (a race seen under load): it must be finished before close() begins.
+    from ganglion.cli import cmd_tail
+    from ganglion.node import Node
+
+    asking_at_close: list[asyncio.Task[Any]] = []
+    real_close = Node.close
+
+    async def close_and_look(self: Node) -> None:
+        asking_at_close.extend(
+            t for t in asyncio.all_tasks()
+            if not t.done() and getattr(t.get_coro(), "cr_code", None) is cmd_tail._ask_last.__code__)
+        await real_close(self)
+
+    monkeypatch.setattr(Node, "close", close_and_look)
+    result = invoke("tail", "test_cli.Nothing", "--iface", "127.0.0.1",
+                    "--port", str(free_udp_port), "--timeout", "0.3")
+    assert result.exit_code == 0
+    assert asking_at_close == []

@@ -6,13 +6,17 @@ listens on 127.0.0.1 on a free port; every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from log_nodes import node_kwargs as node_kwargs  # re-exported for the tests here
+from log_nodes import rows as rows
+from waits import run as _run
+from waits import until as _until
 
 from ganglion.logger.schema import open_log
 from ganglion.node import Node
@@ -24,39 +28,9 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 CHROMIUM = "/usr/bin/chromium"
 
 
-def node_kwargs(port: int, state: Path | None = None, name: str = "n") -> dict[str, Any]:
-    """Node arguments for a loopback test node (an observer when ``state`` is None)."""
-    kw: dict[str, Any] = dict(name=name, interface=LOOPBACK, port=port, control_port=port + 1,
-                              discovery=False, heartbeat_seconds=0.2, peer_timeout=2.0)
-    if state is None:
-        kw["observer"] = True
-    else:
-        kw["state_dir"] = state
-    return kw
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> None:
-    """Poll ``condition`` (sync or async) every 50 ms until true; fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def run(coro: Any, timeout: float = 60.0) -> Any:
-    """Run ``coro`` on a fresh loop, failing after ``timeout`` seconds."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+# A dashboard and a browser take longer to settle than a node test's defaults allow.
+until = functools.partial(_until, timeout=15.0, interval=0.05)
+run = functools.partial(_run, timeout=60.0)
 
 
 @asynccontextmanager
@@ -99,15 +73,6 @@ def make_log(db: Path, readings: list[tuple[str, str, int, dict[str, Any]]]) -> 
                          (types[type_name], nodes[node], i, received_ns, received_ns,
                           json.dumps(data)))
         conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def rows(db: Path, sql: str, *params: Any) -> list[Any]:
-    """Run a query on a log with plain sqlite3 (read-only)."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
 

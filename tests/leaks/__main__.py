@@ -2,7 +2,8 @@
 
 Run from the repository root with the project's virtualenv (``make leakcheck`` does,
 with ``GANGLION_SPEEDUPS=require``). Millions of messages go through each compiled
-path of ``ganglion._speedups`` over loopback (:mod:`.paths`), and each must hold its
+path of ``ganglion._speedups`` over loopback (:mod:`.paths`) and of the plugin bus's
+``ganglion._busfast`` over ipc (:mod:`.bus_paths`), and each must hold its
 allocated blocks, resident memory and the reference counts of what every message
 passes through flat (:mod:`.check`). The exit status is 0 when every path did, and
 every message of a compiled path took it and arrived; 1 otherwise.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bus_paths import busfast
 from .check import Result, measure
 from .paths import PATHS, Spec, speedups
 
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name, spec in PATHS.items():
         if args.path not in ("all", name):
+            continue
+        if spec.bus and busfast is None:
+            print(f"{name:<26} FAILED: ganglion._busfast is not built or cannot find libzmq",
+                  flush=True)
+            failed = True
             continue
         result = measure(name, spec.make, int(args.messages * spec.share))
         problems = verdict(result, spec)

@@ -31,6 +31,8 @@ from ganglion.types import encode_message, message, type_of
 from ganglion.wire import KeyRing, Packer
 from ganglion.wire._packer import FULL
 
+from .bus_paths import BusPath
+
 speedups = _accel.speedups
 
 SENDER_ID = b"\x01" * 8
@@ -311,9 +313,11 @@ class Spec:
     """A path of the leak check: how to make it, its share of the messages, and whether
     every message after the first must take the compiled path end to end (and arrive)."""
 
-    make: Callable[[], Path | PlanCodec]
+    make: Callable[[], Path | PlanCodec | BusPath]
     share: float
     compiled: bool = True
+    #: A path of the plugin bus's extension (``ganglion._busfast``), not ``_speedups``.
+    bus: bool = False
 
 
 #: Every path the leak check runs, by name.
@@ -326,4 +330,8 @@ PATHS: dict[str, Spec] = {
     "functions+python-drain": Spec(lambda: Path(Reading, mode="functions"), 0.25, False),
     "refusals": Spec(lambda: Path(Checked, mode="refusals"), 0.25, False),
     "plan-codec": Spec(lambda: PlanCodec(Checked), 0.5, False),
+    # The plugin bus's compiled loop (tests/leaks/bus_paths.py).
+    "bus-drain": Spec(lambda: BusPath("drain"), 0.5, bus=True),
+    "bus-deliver": Spec(lambda: BusPath("deliver"), 0.5, bus=True),
+    "bus-leftover": Spec(lambda: BusPath("leftover"), 0.1, False, bus=True),
 }

@@ -10,15 +10,18 @@ exactly what receivers see when its datagrams are lost.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Callable
-from pathlib import Path
+import functools
 from typing import Any
+
+from log_nodes import node_kwargs as node_kwargs  # re-exported for the tests here
+from log_nodes import rows as rows
+from waits import run as _run
+from waits import until as until  # re-exported for the tests here
 
 from ganglion.runtime.subscription import MessageInfo
 
 LOOPBACK = "127.0.0.1"
+
 
 def info(type_name: str = "t.A", *, sender: bytes = b"\x01" * 8, seq: int = 0,
          sent_ns: int = 1_000, received_ns: int | None = None, boot: int = 1,
@@ -31,46 +34,11 @@ def info(type_name: str = "t.A", *, sender: bytes = b"\x01" * 8, seq: int = 0,
                        repaired=repaired)
 
 
-def node_kwargs(port: int, state: Path | None = None) -> dict[str, Any]:
-    """Node arguments for a loopback test node (an observer when ``state`` is None)."""
-    kw: dict[str, Any] = dict(interface=LOOPBACK, port=port, control_port=port + 1,
-                              discovery=False, heartbeat_seconds=0.2, peer_timeout=2.0)
-    if state is None:
-        kw["observer"] = True
-    else:
-        kw["state_dir"] = state
-    return kw
-
-
 def skip_numbers(node: Any, type_name: str, count: int) -> None:
     """Make ``node``'s next ``count`` sequence numbers of ``type_name`` never be sent
     (as if their datagrams were lost: receivers see a gap)."""
     node._endpoint._next_seq[type_name] += count
 
 
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run a query on the log with plain sqlite3 (read-only)."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Any, timeout: float = 40.0) -> Any:
-    """Run ``coro`` on a fresh loop, failing after ``timeout`` seconds."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
+# The logger's scenarios run a little longer than a node test's default.
+run = functools.partial(_run, timeout=40.0)

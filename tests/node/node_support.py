@@ -19,40 +19,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from packet_loss import LossCounters, PacketLoss
 from port_pairs import free_port_pair as free_port_pair  # re-exported for the tests here
+from waits import run as run
+from waits import until as until  # the bounded waits, re-exported for the tests here
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
-
-T = TypeVar("T")
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run ``coro`` on a fresh event loop, failing it after ``timeout`` seconds."""
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0,
-                interval: float = 0.02) -> None:
-    """Poll ``condition`` until it holds.
-
-    Raises:
-        AssertionError: it did not hold within ``timeout`` seconds; names ``what``.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def wait_sync(condition: Callable[[], bool], what: str, timeout: float = 10.0,

@@ -7,6 +7,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from mdns_isolation import mdns_isolation_problem as mdns_isolation_problem  # re-exported
+
 from ganglion.pairing.codes import InviteCode
 
 
@@ -27,21 +29,6 @@ def write_key(path: Path, key: bytes) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(key)
     return path
-
-
-def mdns_isolation_problem() -> str | None:
-    """Why mDNS must not be used here, or None (same rule as tests/runtime/test_discovery.py)."""
-    if os.environ.get("GANGLION_TEST_NETNS"):
-        return None
-    try:
-        names = [p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo"]
-        up = [n for n in names if int(Path(f"/sys/class/net/{n}/flags").read_text(), 16) & 1]
-    except (OSError, ValueError) as exc:
-        return f"cannot list interfaces ({exc})"
-    if up:
-        return (f"mDNS tests send to 224.0.0.251:5353 and {', '.join(sorted(up))} is up; "
-                "run them in a private namespace with GANGLION_TEST_NETNS set")
-    return None
 
 
 def other_code(code: InviteCode, *, word: int = 0) -> InviteCode:

@@ -9,18 +9,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import socket
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import strategies as st
+from sample_type import sample_class
 
 from ganglion.defaults import MAX_DATAGRAM
 from ganglion.runtime import _accel
 from ganglion.runtime._incoming import Incoming
 from ganglion.runtime.subscription import MessageInfo, Subscription
 from ganglion.sequence import SequenceTable
-from ganglion.types import encode_message, message, type_of
+from ganglion.types import encode_message, type_of
 from ganglion.wire import KeyRing, Packer
 
 speedups = _accel.speedups
@@ -45,48 +45,25 @@ def keyed_packer(keying: str, *, node_id: bytes = PEER, type_name: str, fingerpr
                   sealer=sealer, max_datagram=max_datagram)
 
 
-@message("test_speedups.Sample")
-@dataclass
-class Sample:
-    n: int
-    x: float
-    ok: bool
-    label: str
-    raw: bytes
-
-    def __post_init__(self) -> None:
-        if self.label == "refuse":
-            raise ValueError("the class refuses this label")
+def _refuse_label(self: Any) -> None:
+    if self.label == "refuse":
+        raise ValueError("the class refuses this label")
 
 
-@message("test_speedups.Guarded")
-@dataclass
-class Guarded:
-    """Sample's fields, refused in ``__setattr__`` (the lane sets each field itself)."""
-
-    n: int
-    x: float
-    ok: bool
-    label: str
-    raw: bytes
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "label" and value == "refuse":
-            raise ValueError("the class refuses this label")
-        object.__setattr__(self, name, value)
+def _refuse_setting_label(self: Any, name: str, value: Any) -> None:
+    if name == "label" and value == "refuse":
+        raise ValueError("the class refuses this label")
+    object.__setattr__(self, name, value)
 
 
-@message("test_speedups.Frozen")
-@dataclass(frozen=True, slots=True)
-class Frozen:
-    """Sample's fields, frozen and slotted (the lane sets them as object.__setattr__)."""
-
-    n: int
-    x: float
-    ok: bool
-    label: str
-    raw: bytes
-
+#: Refuses one label in ``__post_init__``.
+Sample: Any = sample_class("test_speedups.Sample", module=__name__,
+                           namespace={"__post_init__": _refuse_label})
+#: Sample's fields, refused in ``__setattr__`` (the lane sets each field itself).
+Guarded: Any = sample_class("test_speedups.Guarded", module=__name__,
+                            namespace={"__setattr__": _refuse_setting_label})
+#: Sample's fields, frozen and slotted (the lane sets them as object.__setattr__).
+Frozen: Any = sample_class("test_speedups.Frozen", module=__name__, frozen=True, slots=True)
 
 SAMPLE = "test_speedups.Sample"
 #: Classes with Sample's fields, each built another way by the lane.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mdns_isolation import mdns_isolation_problem
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
@@ -273,26 +273,10 @@ def test_browse_once_checks_the_interface() -> None:
 # ------------------------------------------------------------- mDNS (netns)
 
 
-def _isolation_problem() -> str | None:
-    """Why mDNS tests must not run here, or None when they may."""
-    if os.environ.get("GANGLION_TEST_NETNS"):
-        return None
-    try:
-        names = [p.name for p in Path("/sys/class/net").iterdir() if p.name != "lo"]
-        up = [n for n in names
-              if int(Path(f"/sys/class/net/{n}/flags").read_text(), 16) & 0x1]
-    except (OSError, ValueError) as exc:
-        return f"cannot list interfaces ({exc})"
-    if up:
-        return (f"mDNS tests send to 224.0.0.251:5353 and {', '.join(sorted(up))} is up; "
-                "run them in a private namespace with GANGLION_TEST_NETNS set")
-    return None
-
-
 @pytest.fixture
 def mdns() -> str:
     """Skip unless mDNS here cannot reach a real network; gives the interface address."""
-    problem = _isolation_problem()
+    problem = mdns_isolation_problem()
     if problem:
         pytest.skip(problem)
     return LO
