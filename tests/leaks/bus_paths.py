@@ -81,9 +81,11 @@ class BusPath:
         # The Python paths the compiled loop hands work to, counted (instance attributes
         # are what the bus's self.<name> calls find first). A renamed method would leave
         # the count at zero unseen: insist that each exists.
-        for name in ("_handle_publish", "_drain_python"):
-            assert callable(getattr(self.bus, name, None)), f"PluginBus.{name} is gone"
-            setattr(self.bus, name, self._counted(getattr(self.bus, name)))
+        name = "_handle_publish"
+        assert callable(getattr(self.bus, name, None)), f"PluginBus.{name} is gone"
+        setattr(self.bus, name, self._counted(getattr(self.bus, name)))
+        drainer = self.bus._io
+        assert drainer is not None and drainer.fast is not None, "the bus runs its Python drain"
         address = self.bus.endpoints[0]
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.XPUB)  # as a plugin's client: waits for the bus's \x01
@@ -122,9 +124,11 @@ class BusPath:
     def watched(self) -> dict[str, object]:
         """Objects every message passes through, whose reference counts must not move."""
         routes = self.bus._routes
-        return {"bus": self.bus, "routes": routes, "route": routes.get(RAW),
-                "forward seqs": self.bus._forward_seq, "node id": NODE_ID,
-                "xsub": self.bus._xsub_read, "xpub": self.bus._xpub_send,
+        drainer = self.bus._io
+        assert drainer is not None
+        return {"bus": self.bus, "routes": routes.routes, "route": routes.routes.get(RAW),
+                "forward seqs": routes.forward_seq, "node id": NODE_ID,
+                "xsub": drainer.xsub, "xpub": drainer.xpub,
                 "payload": PLAIN, "meta": self.meta}
 
     def run(self, count: int) -> None:
