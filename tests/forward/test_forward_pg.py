@@ -17,7 +17,7 @@ import pytest
 from fwd_support import BASE_NS, log_rows, make_log, pg_rows, reading, temperatures
 
 from ganglion.forward import Forwarder, ForwardError, Target
-from ganglion.forward.pgschema import view_name
+from ganglion.forward.pgschema import SCHEMA_VERSION, view_name
 
 
 def forward_once(db: Path, url: str, **kw: object) -> Forwarder:
@@ -61,7 +61,11 @@ def test_the_database_holds_exactly_the_rows_of_the_log(tmp_path: Path, central:
         nodes = dict(pg.execute("SELECT node, last_ns FROM nodes").fetchall())
         assert set(nodes) == {"01" * 8, "02" * 8}
         (version, hyper), = pg.execute("SELECT version, hypertable FROM ganglion_schema")
-        assert (version, hyper) == (1, False)  # TimescaleDB is not installed here
+        assert (version, hyper) == (SCHEMA_VERSION, False)  # no TimescaleDB here
+        # the identity is the primary key, and the only index (every index costs every row)
+        assert pg.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'readings'"
+                          ).fetchall() == [("CREATE UNIQUE INDEX readings_pkey ON public.readings "
+                                            "USING btree (type, \"time\", node, boot, seq)",)]
 
 
 def test_a_refused_row_is_reported_with_its_identity_and_skipped(
@@ -172,6 +176,30 @@ def test_a_newer_schema_is_refused(tmp_path: Path, central: str) -> None:
         pg.execute("UPDATE ganglion_schema SET version = 99")
     with pytest.raises(ForwardError, match=r"schema version 99.*upgrade ganglion"):
         forward_once(db, central)
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path, central: str) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, [*temperatures(300), *temperatures(200, node=2)])
+    forward_once(db, central)
+    with psycopg.connect(central) as pg:  # back to version 1's layout: two indexes, no key
+        pg.execute("ALTER TABLE readings DROP CONSTRAINT readings_pkey")
+        pg.execute("CREATE UNIQUE INDEX readings_identity ON readings (node, type, time, boot, "
+                   "seq)")
+        pg.execute("CREATE INDEX readings_type_time ON readings (type, time DESC)")
+        pg.execute("UPDATE ganglion_schema SET version = 1")
+    make_log(db, temperatures(50, start=300))
+    conn = sqlite3.connect(db)  # and send everything again: the old rows meet the new key
+    conn.execute("UPDATE forward_positions SET last_id = 0")
+    conn.commit()
+    conn.close()
+    again = forward_once(db, central, batch=120)
+    assert (again.stats().forwarded, again.stats().inserted) == (550, 50)
+    assert pg_rows(central) == log_rows(db)
+    with psycopg.connect(central) as pg:
+        assert pg.execute("SELECT version FROM ganglion_schema").fetchall() == [(2,)]
+        assert pg.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'readings'"
+                          ).fetchall() == [("readings_pkey",)]
 
 
 def test_an_unrelated_readings_table_is_not_written_into(tmp_path: Path, central: str) -> None:
