@@ -59,8 +59,6 @@ PURE = (
     "ganglion.runtime.lastvalues",
     "ganglion.runtime.replayed",
     "ganglion.runtime._outgoing",
-    # the forwarder's batch encoder (SQL text and bytes; its I/O is ganglion.forward)
-    "ganglion.forward.pgcopy",
 )
 #: What a pure core never imports: event loops, sockets, threads, the network libraries.
 IO_MODULES = frozenset({
