@@ -147,6 +147,10 @@ class ForwardStats:
     connected: bool
 
 
+#: What the read-ahead gives: the rows of a batch, and the COPY data of them all.
+_Read = tuple[list[tuple[Any, ...]], bytes | None]
+
+
 class _Transient(Exception):
     """The connection failed or was lost: retry after a backoff."""
 
@@ -195,7 +199,7 @@ class Forwarder:
         self._down_since: float | None = None
         self._slow = 0  # batches still to send the idempotent way (see _send)
         # Reading ahead while catching up: (position, future rows), its thread and connection.
-        self._ahead: tuple[int, concurrent.futures.Future[list[tuple[Any, ...]]]] | None = None
+        self._ahead: tuple[int, concurrent.futures.Future[_Read]] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
         self._newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
@@ -345,7 +349,7 @@ class Forwarder:
         import psycopg
 
         try:
-            rows, last_id = self._read_batch()
+            rows, last_id, whole = self._read_batch()
             # After the batch is read: a type version committed with a reading of the batch
             # is then visible too (one writer, in order), so its view exists with it.
             self._send_types()
@@ -353,9 +357,12 @@ class Forwarder:
                 self._send_gaps_only()
                 return 0
             wanted = self._wanted_ids(rows)
-            tuples = [row[2] for row in rows] if wanted is None else [
-                row[2] for row in rows if row[1] in wanted]
-            inserted, rejected, gap_position = self._send(tuples, last_id, wanted)
+            if wanted is None:
+                count, data = len(rows), whole or pgcopy.payload(row[2] for row in rows)
+            else:
+                tuples = [row[2] for row in rows if row[1] in wanted]
+                count, data = len(tuples), pgcopy.payload(tuples) if tuples else b""
+            inserted, rejected, gap_position = self._send(data, count, last_id, wanted)
         except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
             self._pg.rollback()
             self._slow = _SLOW_BATCHES
@@ -368,12 +375,12 @@ class Forwarder:
             raise ForwardError(f"forwarding to {self.target.name} failed: {_first_line(exc)}"
                                ) from None
         self._gap_position = gap_position
-        self._advance(last_id, len(tuples) - rejected, rejected)
+        self._advance(last_id, count - rejected, rejected)
         with self._lock:
-            self._forwarded += len(tuples) - rejected
+            self._forwarded += count - rejected
             self._inserted += inserted
             self._rejected += rejected
-            self._skipped += len(rows) - len(tuples)
+            self._skipped += len(rows) - count
             self._batches += 1
         return len(rows)
 
@@ -400,9 +407,10 @@ class Forwarder:
                 (json.dumps(sorted(unknown)),)).fetchall())
         return {i for i in ids if self._wants(self._type_names.get(i, ""))}
 
-    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int]:
-        """The next readings after the position (and the id read through): rows of
-        ``(id, type id, the reading as a binary COPY tuple in hex)``
+    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int, bytes | None]:
+        """The next readings after the position, the id read through, and the COPY
+        data of them all when the read-ahead made it (else None). Rows are ``(id, type
+        id, the reading as a binary COPY tuple in hex)``
         (:data:`ganglion.forward.pgcopy.SELECT_TUPLES`).
 
         While catching up (a full batch), the batch after it is read at once by a
@@ -410,8 +418,9 @@ class Forwarder:
         (SQLite releases the GIL) overlaps the server's work on this one.
         """
         ahead, self._ahead = self._ahead, None
+        whole = None
         if ahead is not None and ahead[0] == self._position:
-            rows = ahead[1].result()
+            rows, whole = ahead[1].result()
         else:
             if ahead is not None:
                 ahead[1].result()  # a batch read for a position that did not come: drop it
@@ -430,7 +439,7 @@ class Forwarder:
             self._position = 0
             outbox.reset(self._sqlite, self.target.name)
             rows = self._sqlite.execute(pgcopy.SELECT_TUPLES, (0, self.batch)).fetchall()
-        return rows, (rows[-1][0] if rows else self._position)
+        return rows, (rows[-1][0] if rows else self._position), whole
 
     def _refresh_newest(self) -> int | None:
         """The log's newest id, kept for :meth:`stats` (which other threads call)."""
@@ -448,11 +457,13 @@ class Forwarder:
                 1, thread_name_prefix="forward-read")
         return self._executor
 
-    def _read_ahead(self, after: int) -> list[tuple[Any, ...]]:
-        """Read the batch after ``after`` (the helper thread; its own connection)."""
+    def _read_ahead(self, after: int) -> _Read:
+        """Read the batch after ``after``, and make its COPY data (the helper thread; its
+        own connection)."""
         if self._reader is None:
             self._reader = open_log(self.db, write=False)
-        return self._reader.execute(pgcopy.SELECT_TUPLES, (after, self.batch)).fetchall()
+        rows = self._reader.execute(pgcopy.SELECT_TUPLES, (after, self.batch)).fetchall()
+        return rows, (pgcopy.payload(row[2] for row in rows) if rows else None)
 
     def _in_batch(self, sql: str, last_id: int,
                   wanted: set[int] | None) -> list[tuple[Any, ...]]:
@@ -463,26 +474,25 @@ class Forwarder:
         return self._sqlite.execute(sql.format(types=_OF_TYPES), (
             self._position, last_id, json.dumps(sorted(wanted)))).fetchall()
 
-    def _send(self, tuples: list[str], last_id: int,
+    def _send(self, data: bytes, count: int, last_id: int,
               wanted: set[int] | None) -> tuple[int, int, int]:
         """Send one batch in one transaction; return (inserted, rejected, gap position).
 
-        The batch is the readings after the position through ``last_id`` of the
-        ``wanted`` types (None: all), as binary COPY tuples (``tuples``). The fast path
-        COPYs them straight into ``readings``, in a savepoint: when a row is already
-        there (a unique violation: the batch is being sent again, or another logger
-        forwarded the same readings), the savepoint is rolled back and the batch goes
-        the idempotent way: COPY into the staging table, then INSERT ... ON CONFLICT
-        DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way at once. Both
-        give the same rows: the fast path only ever succeeds when no row of the batch
-        was there. A batch the server refuses (a row it cannot store) is sent again
-        row by row (:meth:`_send_one_by_one`).
+        The batch is the ``count`` readings after the position through ``last_id`` of
+        the ``wanted`` types (None: all), as binary COPY ``data`` (empty when none).
+        The fast path COPYs them straight into ``readings``, in a savepoint: when a row
+        is already there (a unique violation: the batch is being sent again, or another
+        logger forwarded the same readings), the savepoint is rolled back and the batch
+        goes the idempotent way: COPY into the staging table, then INSERT ... ON
+        CONFLICT DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way at once.
+        Both give the same rows: the fast path only ever succeeds when no row of the
+        batch was there. A batch the server refuses (a row it cannot store) is sent
+        again row by row (:meth:`_send_one_by_one`).
         """
         import psycopg
 
         conn = self._pg
         gaps = self._read_gaps()
-        data = pgcopy.payload(tuples) if tuples else b""
         try:
             with conn.transaction(), conn.cursor() as cur:
                 inserted = None
@@ -490,7 +500,7 @@ class Forwarder:
                     try:
                         with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
                             copy.write(data)
-                        inserted = len(tuples)
+                        inserted = count
                     except (psycopg.errors.UniqueViolation, psycopg.errors.TransactionRollback):
                         self._slow = _SLOW_BATCHES
                 if data and inserted is None:
@@ -499,7 +509,7 @@ class Forwarder:
                         copy.write(data)
                     cur.execute(_INSERT_READINGS)
                     inserted = max(0, cur.rowcount)
-                nodes = self._in_batch(_READ_NODES, last_id, wanted) if tuples else []
+                nodes = self._in_batch(_READ_NODES, last_id, wanted) if data else []
                 if nodes:  # in node order: no deadlock between forwarders
                     cur.executemany(_UPSERT_NODE, nodes)
                 gap_position = self._insert_gaps(cur, gaps)
