@@ -91,6 +91,32 @@ def test_a_refused_row_is_reported_with_its_identity_and_skipped(
     conn.close()
 
 
+def test_type_patterns_forward_only_the_matching_types(tmp_path: Path, central: str) -> None:
+    db = tmp_path / "log.db"
+    readings = []
+    for i in range(400):  # wanted and passed-over types interleaved in every batch
+        readings.append(reading("sensors.Temperature", {"celsius": i / 4}, seq=i, node=1))
+        readings.append(reading("t.Other", {"x": i}, seq=i, node=2))
+        if i % 2:
+            readings.append(reading("sensors.Humidity", {"percent": i / 8}, seq=i, node=3))
+    # a refused reading of a wanted type (its batch goes row by row) and one of a type
+    # passed over (never sent: not refused, not counted)
+    readings.append(reading("sensors.Text", {"s": "nul \x00"}, seq=1, node=1))
+    readings.append(reading("t.Other", {"x": "nul \x00"}, seq=400, node=4))
+    make_log(db, readings)
+    forwarder = forward_once(db, central, batch=150, patterns=("sensors.*",))
+    stats = forwarder.stats()
+    assert (stats.forwarded, stats.rejected, stats.skipped, stats.pending) == (600, 1, 401, 0)
+    wanted = {k: v for k, v in log_rows(db).items() if k[0].startswith("sensors.")
+              and k[0] != "sensors.Text"}
+    assert pg_rows(central) == wanted
+    with psycopg.connect(central) as pg:  # the senders of forwarded readings only
+        assert sorted(pg.execute("SELECT node FROM nodes").fetchall()) == [
+            ("01" * 8,), ("03" * 8,)]
+        assert sorted(pg.execute("SELECT name FROM types").fetchall()) == [
+            ("sensors.Humidity",), ("sensors.Temperature",), ("sensors.Text",)]
+
+
 def test_typed_views_return_the_right_values(tmp_path: Path, central: str) -> None:
     db = tmp_path / "log.db"
     make_log(db, [
