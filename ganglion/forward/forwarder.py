@@ -184,6 +184,11 @@ class Forwarder:
         self.interval = interval
         self.max_backoff = max_backoff
         self._sqlite = open_log(self.db)
+        encoding = self._sqlite.execute("PRAGMA encoding").fetchone()[0]
+        if encoding != "UTF-8":  # pgcopy takes a text's bytes as its UTF-8 (ganglion's logs)
+            self._sqlite.close()
+            raise LogDatabaseError(f"{self.db}: the log's text encoding is {encoding}; "
+                                   "forwarding needs a UTF-8 log (as ganglion makes them)")
         try:
             self._position, self._gap_position = outbox.ensure_table(self._sqlite, target.name)
         except sqlite3.Error as exc:

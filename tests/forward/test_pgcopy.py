@@ -12,11 +12,15 @@ what it stored.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import struct
 from pathlib import Path
 from typing import Any
 
-from ganglion.forward import pgcopy
+import pytest
+
+from ganglion.errors import LogDatabaseError
+from ganglion.forward import Forwarder, Target, pgcopy
 from ganglion.forward.forwarder import _READ, _convert
 from ganglion.logger.schema import open_log
 
@@ -112,3 +116,17 @@ def test_a_payload_is_signature_tuples_trailer(tmp_path: Path) -> None:
     assert data.startswith(b"PGCOPY\n\xff\r\n\x00" + bytes(8))
     assert data.endswith(b"\xff\xff")
     assert data[19:-2] == bytes.fromhex(rendered[0][2] + rendered[1][2])
+
+
+def test_a_log_not_in_utf8_is_refused(tmp_path: Path) -> None:
+    """The tuples take a text's bytes as UTF-8: a UTF-16 log would send garbage."""
+    db = tmp_path / "log.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA encoding = 'UTF-16le'")
+    conn.execute("CREATE TABLE x (y)")  # the encoding is fixed by the first table
+    conn.execute("DROP TABLE x")  # (an empty file, which open_log makes a log)
+    conn.commit()
+    conn.close()
+    open_log(db).close()
+    with pytest.raises(LogDatabaseError, match=r"UTF-16le.*UTF-8 log"):
+        Forwarder(db, Target.parse("postgresql://u@127.0.0.1:1/d"))
