@@ -3,8 +3,9 @@
 Theory of operation: the log is the buffer. The forwarder reads the readings
 after its position (``forward_positions``, :mod:`ganglion.logger.outbox`) in
 ``samples.id`` order, up to ``batch`` at a time, and sends each batch in one
-PostgreSQL transaction, with the batch's nodes and gaps: ``COPY`` (the fastest
-way into PostgreSQL) straight into ``readings`` in a savepoint, or, when a row
+PostgreSQL transaction, with the batch's nodes and gaps: a binary ``COPY`` (the
+fastest way into PostgreSQL; SQLite renders its tuples, :mod:`ganglion.forward.pgcopy`)
+straight into ``readings`` in a savepoint, or, when a row
 of it is already there, into a temporary staging table and then ``INSERT ...
 SELECT ... ON CONFLICT DO NOTHING`` (:meth:`Forwarder._send`). Only after that
 commit does it advance its position in the log. So:
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ganglion.errors import LogDatabaseError
-from ganglion.forward import pgschema
+from ganglion.forward import pgcopy, pgschema
 from ganglion.forward.target import ForwardError, Target, is_fatal_connect_error
 from ganglion.logger import outbox
 from ganglion.logger.schema import open_log
@@ -67,22 +68,21 @@ _GAP_BATCH = 10_000
 #: At most this many refused rows are logged one by one per batch (then a count).
 _REJECT_LINES = 10
 
-_READINGS_COLUMNS = ("time, type, node, seq, sent_ns, received_ns, data, boot, fingerprint, "
-                     "last_value, replayed, clock_synced, local, repaired")
+_READINGS_COLUMNS = pgcopy.COLUMNS
 _STAGE = """CREATE TEMP TABLE IF NOT EXISTS fwd_stage (
     time timestamptz, type text, node text, seq bigint, sent_ns bigint, received_ns bigint,
-    data text, boot bigint, fingerprint text, last_value boolean, replayed boolean,
+    data jsonb, boot bigint, fingerprint text, last_value boolean, replayed boolean,
     clock_synced boolean, local boolean, repaired boolean
 ) ON COMMIT DELETE ROWS"""
 #: The fast path: straight into ``readings`` (in a savepoint: a row already there fails it).
-_COPY_DIRECT = f"COPY readings ({_READINGS_COLUMNS}) FROM STDIN"
-_COPY_STAGE = f"COPY fwd_stage ({_READINGS_COLUMNS}) FROM STDIN"
-#: The idempotent path. Sorted by the identity, so that two forwarders inserting the
-#: same readings take their locks in the same order (no deadlock).
+#: Binary: the log renders the tuples itself (:mod:`ganglion.forward.pgcopy`).
+_COPY_DIRECT = f"COPY readings ({_READINGS_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY fwd_stage ({_READINGS_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+#: The idempotent path. Sorted by the identity (the primary key's order), so that two
+#: forwarders inserting the same readings take their locks in the same order (no deadlock).
 _INSERT_READINGS = (
-    f"INSERT INTO readings ({_READINGS_COLUMNS}) SELECT time, type, node, seq, sent_ns, "
-    "received_ns, data::jsonb, boot, fingerprint, last_value, replayed, clock_synced, local, "
-    "repaired FROM fwd_stage ORDER BY node, type, time, boot, seq ON CONFLICT DO NOTHING")
+    f"INSERT INTO readings ({_READINGS_COLUMNS}) SELECT {_READINGS_COLUMNS} FROM fwd_stage "
+    "ORDER BY type, time, node, boot, seq ON CONFLICT DO NOTHING")
 _INSERT_ONE = (f"INSERT INTO readings ({_READINGS_COLUMNS}) VALUES "
                "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s) "
                "ON CONFLICT DO NOTHING")
@@ -104,9 +104,20 @@ _UPSERT_TYPE = (
     "RETURNING name, xmax = 0")
 _INSERT_GAP = ("INSERT INTO gaps (type, node, boot, first_missing, last_missing, missing, "
                "detected_ns) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
+#: Whole log rows, for a batch sent row by row (and the benchmark's baseline).
 _READ = ("SELECT s.id, t.name, n.node, n.name, s.seq, s.sent_ns, s.received_ns, s.data, s.boot, "
          "t.fingerprint, s.flags FROM samples s JOIN types t ON t.id = s.type_id "
          "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? ORDER BY s.id LIMIT ?")
+_READ_RANGE = ("SELECT s.id, t.name, n.node, n.name, s.seq, s.sent_ns, s.received_ns, s.data, "
+               "s.boot, t.fingerprint, s.flags FROM samples s JOIN types t ON t.id = s.type_id "
+               "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? AND s.id <= ? {types}"
+               "ORDER BY s.id")
+#: A batch's senders, with their first and last receive times (for ``nodes``).
+_READ_NODES = ("SELECT n.node, n.name, min(s.received_ns), max(s.received_ns) FROM samples s "
+               "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? AND s.id <= ? {types}"
+               "GROUP BY s.node_id ORDER BY n.node")
+#: Restricts the two above to the wanted types (a JSON array of ``types.id``).
+_OF_TYPES = "AND s.type_id IN (SELECT value FROM json_each(?)) "
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,6 +147,10 @@ class ForwardStats:
     attempts: int
     outages: int
     connected: bool
+
+
+#: What the read-ahead gives: the rows of a batch, and the COPY data of them all.
+_Read = tuple[list[tuple[Any, ...]], bytes | None]
 
 
 class _Transient(Exception):
@@ -171,6 +186,11 @@ class Forwarder:
         self.interval = interval
         self.max_backoff = max_backoff
         self._sqlite = open_log(self.db)
+        encoding = self._sqlite.execute("PRAGMA encoding").fetchone()[0]
+        if encoding != "UTF-8":  # pgcopy takes a text's bytes as its UTF-8 (ganglion's logs)
+            self._sqlite.close()
+            raise LogDatabaseError(f"{self.db}: the log's text encoding is {encoding}; "
+                                   "forwarding needs a UTF-8 log (as ganglion makes them)")
         try:
             self._position, self._gap_position = outbox.ensure_table(self._sqlite, target.name)
         except sqlite3.Error as exc:
@@ -179,13 +199,14 @@ class Forwarder:
         self._pg: Any = None
         self._types_sent: tuple[Any, ...] | None = None
         self._wanted: dict[str, bool] = {}
+        self._type_names: dict[int, str] = {}  # types.id -> name, for --type
         self._lock = threading.Lock()
         self._forwarded = self._inserted = self._rejected = self._skipped = 0
         self._batches = self._attempts = self._outages = 0
         self._down_since: float | None = None
         self._slow = 0  # batches still to send the idempotent way (see _send)
         # Reading ahead while catching up: (position, future rows), its thread and connection.
-        self._ahead: tuple[int, concurrent.futures.Future[list[tuple[Any, ...]]]] | None = None
+        self._ahead: tuple[int, concurrent.futures.Future[_Read]] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
         self._newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
@@ -335,15 +356,20 @@ class Forwarder:
         import psycopg
 
         try:
-            rows, last_id = self._read_batch()
+            rows, last_id, whole = self._read_batch()
             # After the batch is read: a type version committed with a reading of the batch
             # is then visible too (one writer, in order), so its view exists with it.
             self._send_types()
             if last_id == self._position:
                 self._send_gaps_only()
                 return 0
-            wanted = [r for r in rows if self._wants(r[1])]
-            inserted, rejected, gap_position = self._send(wanted)
+            wanted = self._wanted_ids(rows)
+            if wanted is None:
+                count, data = len(rows), whole or pgcopy.payload(row[2] for row in rows)
+            else:
+                tuples = [row[2] for row in rows if row[1] in wanted]
+                count, data = len(tuples), pgcopy.payload(tuples) if tuples else b""
+            inserted, rejected, gap_position = self._send(data, count, last_id, wanted)
         except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
             self._pg.rollback()
             self._slow = _SLOW_BATCHES
@@ -356,12 +382,12 @@ class Forwarder:
             raise ForwardError(f"forwarding to {self.target.name} failed: {_first_line(exc)}"
                                ) from None
         self._gap_position = gap_position
-        self._advance(last_id, len(wanted) - rejected, rejected)
+        self._advance(last_id, count - rejected, rejected)
         with self._lock:
-            self._forwarded += len(wanted) - rejected
+            self._forwarded += count - rejected
             self._inserted += inserted
             self._rejected += rejected
-            self._skipped += len(rows) - len(wanted)
+            self._skipped += len(rows) - count
             self._batches += 1
         return len(rows)
 
@@ -376,20 +402,37 @@ class Forwarder:
             self._wanted[type_name] = wanted
         return wanted
 
-    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int]:
-        """The next readings after the position (and the id read through).
+    def _wanted_ids(self, rows: Sequence[tuple[Any, ...]]) -> set[int] | None:
+        """The ``types.id`` of the batch's wanted types; None when every type is wanted."""
+        if not self.patterns:
+            return None
+        ids = {row[1] for row in rows}
+        unknown = ids - self._type_names.keys()
+        if unknown:  # committed after the types were last read
+            self._type_names.update(self._sqlite.execute(
+                "SELECT id, name FROM types WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(unknown)),)).fetchall())
+        return {i for i in ids if self._wants(self._type_names.get(i, ""))}
+
+    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int, bytes | None]:
+        """The next readings after the position, the id read through, and the COPY
+        data of them all when the read-ahead made it (else None). Rows are ``(id, type
+        id, the reading as a binary COPY tuple in hex)``
+        (:data:`ganglion.forward.pgcopy.SELECT_TUPLES`).
 
         While catching up (a full batch), the batch after it is read at once by a
         second, read-only connection in a helper thread, so that reading the log
         (SQLite releases the GIL) overlaps the server's work on this one.
         """
         ahead, self._ahead = self._ahead, None
+        whole = None
         if ahead is not None and ahead[0] == self._position:
-            rows = ahead[1].result()
+            rows, whole = ahead[1].result()
         else:
             if ahead is not None:
                 ahead[1].result()  # a batch read for a position that did not come: drop it
-            rows = self._sqlite.execute(_READ, (self._position, self.batch)).fetchall()
+            rows = self._sqlite.execute(pgcopy.SELECT_TUPLES,
+                                        (self._position, self.batch)).fetchall()
         if len(rows) == self.batch:
             after = int(rows[-1][0])
             self._ahead = (after, self._pool().submit(self._read_ahead, after))
@@ -402,8 +445,8 @@ class Forwarder:
                          self._position)
             self._position = 0
             outbox.reset(self._sqlite, self.target.name)
-            rows = self._sqlite.execute(_READ, (0, self.batch)).fetchall()
-        return rows, (rows[-1][0] if rows else self._position)
+            rows = self._sqlite.execute(pgcopy.SELECT_TUPLES, (0, self.batch)).fetchall()
+        return rows, (rows[-1][0] if rows else self._position), whole
 
     def _refresh_newest(self) -> int | None:
         """The log's newest id, kept for :meth:`stats` (which other threads call)."""
@@ -421,55 +464,70 @@ class Forwarder:
                 1, thread_name_prefix="forward-read")
         return self._executor
 
-    def _read_ahead(self, after: int) -> list[tuple[Any, ...]]:
-        """Read the batch after ``after`` (the helper thread; its own connection)."""
+    def _read_ahead(self, after: int) -> _Read:
+        """Read the batch after ``after``, and make its COPY data (the helper thread; its
+        own connection)."""
         if self._reader is None:
             self._reader = open_log(self.db, write=False)
-        return self._reader.execute(_READ, (after, self.batch)).fetchall()
+        rows = self._reader.execute(pgcopy.SELECT_TUPLES, (after, self.batch)).fetchall()
+        return rows, (pgcopy.payload(row[2] for row in rows) if rows else None)
 
-    def _send(self, rows: Sequence[tuple[Any, ...]]) -> tuple[int, int, int]:
+    def _in_batch(self, sql: str, last_id: int,
+                  wanted: set[int] | None) -> list[tuple[Any, ...]]:
+        """Run :data:`_READ_RANGE` or :data:`_READ_NODES` over the batch's wanted rows."""
+        if wanted is None:
+            return self._sqlite.execute(sql.format(types=""),
+                                        (self._position, last_id)).fetchall()
+        return self._sqlite.execute(sql.format(types=_OF_TYPES), (
+            self._position, last_id, json.dumps(sorted(wanted)))).fetchall()
+
+    def _send(self, data: bytes, count: int, last_id: int,
+              wanted: set[int] | None) -> tuple[int, int, int]:
         """Send one batch in one transaction; return (inserted, rejected, gap position).
 
-        The fast path COPYs the batch straight into ``readings``, in a savepoint: when
-        a row is already there (a unique violation: the batch is being sent again, or
-        another logger forwarded the same readings), the savepoint is rolled back and
-        the batch goes the idempotent way: COPY into the staging table, then INSERT
-        ... ON CONFLICT DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way
-        at once. Both give the same rows: the fast path only ever succeeds when no row
-        of the batch was there.
+        The batch is the ``count`` readings after the position through ``last_id`` of
+        the ``wanted`` types (None: all), as binary COPY ``data`` (empty when none).
+        The fast path COPYs them straight into ``readings``, in a savepoint: when a row
+        is already there (a unique violation: the batch is being sent again, or another
+        logger forwarded the same readings), the savepoint is rolled back and the batch
+        goes the idempotent way: COPY into the staging table, then INSERT ... ON
+        CONFLICT DO NOTHING; the next :data:`_SLOW_BATCHES` batches go that way at once.
+        Both give the same rows: the fast path only ever succeeds when no row of the
+        batch was there. A batch the server refuses (a row it cannot store) is sent
+        again row by row (:meth:`_send_one_by_one`).
         """
         import psycopg
 
         conn = self._pg
         gaps = self._read_gaps()
-        converted = [_convert(row) for row in rows]
         try:
             with conn.transaction(), conn.cursor() as cur:
                 inserted = None
-                if converted and self._slow == 0:
+                if data and self._slow == 0:
                     try:
                         with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
-                            for row in converted:
-                                copy.write_row(row)
-                        inserted = len(converted)
+                            copy.write(data)
+                        inserted = count
                     except (psycopg.errors.UniqueViolation, psycopg.errors.TransactionRollback):
                         self._slow = _SLOW_BATCHES
-                if converted and inserted is None:
+                if data and inserted is None:
                     self._slow = max(0, self._slow - 1)
                     with cur.copy(_COPY_STAGE) as copy:
-                        for row in converted:
-                            copy.write_row(row)
+                        copy.write(data)
                     cur.execute(_INSERT_READINGS)
                     inserted = max(0, cur.rowcount)
-                self._upsert_nodes(cur, rows)
+                nodes = self._in_batch(_READ_NODES, last_id, wanted) if data else []
+                if nodes:  # in node order: no deadlock between forwarders
+                    cur.executemany(_UPSERT_NODE, nodes)
                 gap_position = self._insert_gaps(cur, gaps)
             return inserted or 0, 0, gap_position
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.InternalError_):
-            return self._send_one_by_one(rows, converted, gaps)
+            return self._send_one_by_one(self._in_batch(_READ_RANGE, last_id, wanted), gaps)
 
     @staticmethod
     def _upsert_nodes(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
-        """The batch's senders into ``nodes`` (in node order: no deadlock between forwarders)."""
+        """The senders of some log rows into ``nodes`` (in node order: no deadlock
+        between forwarders)."""
         nodes: dict[str, list[Any]] = {}
         for row in rows:
             node, name, received = row[2], row[3], row[6]
@@ -483,19 +541,20 @@ class Forwarder:
         if nodes:
             cur.executemany(_UPSERT_NODE, [(node, *nodes[node]) for node in sorted(nodes)])
 
-    def _send_one_by_one(self, rows: Sequence[tuple[Any, ...]], converted: list[tuple[Any, ...]],
+    def _send_one_by_one(self, rows: Sequence[tuple[Any, ...]],
                          gaps: list[tuple[Any, ...]]) -> tuple[int, int, int]:
-        """Send a batch the server refused as a whole, row by row, skipping the bad ones."""
+        """Send a batch the server refused as a whole (log rows, as :data:`_READ` gives
+        them), row by row, skipping the bad ones."""
         import psycopg
 
         conn = self._pg
         inserted = rejected = 0
         with conn.transaction(), conn.cursor() as cur:
             good = []
-            for row, values in zip(rows, converted, strict=True):
+            for row in rows:
                 try:
                     with conn.transaction():
-                        cur.execute(_INSERT_ONE, values)
+                        cur.execute(_INSERT_ONE, _convert(row))
                         inserted += max(0, cur.rowcount)
                     good.append(row)
                 except (psycopg.DataError, psycopg.IntegrityError,
@@ -535,6 +594,8 @@ class Forwarder:
         rows = tuple(cursor.fetchall())
         if rows == self._types_sent:
             return
+        id_at, name_at = columns.index("id"), columns.index("name")
+        self._type_names = {int(row[id_at]): str(row[name_at]) for row in rows}
         new_versions: set[str] = set()
         with self._pg.transaction(), self._pg.cursor() as cur:
             for row in rows:

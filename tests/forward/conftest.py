@@ -9,6 +9,7 @@ failure: tests/conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 from collections.abc import Iterator
@@ -21,13 +22,17 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "node"))
 sys.path.insert(0, str(HERE.parent / "logger"))
 
-from node_support import Spawner, free_port_pair  # noqa: E402
+from node_fixtures import port, spawn  # noqa: E402
 from pg_support import PgServer, missing  # noqa: E402
+
+__all__ = ["port", "spawn"]  # fixtures of this directory, shared with node/ and logger/
 
 _names = itertools.count(1)
 
 
-def _server() -> PgServer:
+@contextlib.contextmanager
+def _server() -> Iterator[PgServer]:
+    """A started server, stopped (by PID) and removed afterwards, also on failure."""
     why = missing()
     if why is not None:
         pytest.skip(why)
@@ -38,20 +43,16 @@ def _server() -> PgServer:
     server = PgServer()
     try:
         server.start()
-    except BaseException:
+        yield server
+    finally:
         server.stop()
-        raise
-    return server
 
 
 @pytest.fixture(scope="module")
 def pg_module() -> Iterator[PgServer]:
     """One server for a module's tests (each test gets its own database)."""
-    server = _server()
-    try:
+    with _server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -62,11 +63,8 @@ def pg(pg_module: PgServer) -> PgServer:
 @pytest.fixture
 def pg_own() -> Iterator[PgServer]:
     """A server of this test's own (tests that stop and restart it)."""
-    server = _server()
-    try:
+    with _server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -75,17 +73,3 @@ def central(pg: PgServer) -> str:
     name = f"central{next(_names)}"
     pg.createdb(name)
     return pg.url(name)
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port_pair()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    spawner = Spawner(tmp_path / "logs")
-    try:
-        yield spawner
-    finally:
-        spawner.close()

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14", "13")]
@@ -58,7 +59,7 @@ def free_port() -> int:
 class PgServer:
     """One private PostgreSQL cluster (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Sequence[str] = ()) -> None:
         binary = pg_bin()
         if binary is None:
             raise RuntimeError(missing() or "no PostgreSQL")
@@ -67,6 +68,7 @@ class PgServer:
         self.data = self.dir / "data"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.settings = tuple(settings)  # more ``name=value`` server settings
         entry = pwd.getpwnam("postgres")
         self._uid, self._gid = entry.pw_uid, entry.pw_gid
         os.chown(self.dir, self._uid, self._gid)
@@ -109,7 +111,8 @@ class PgServer:
                  "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=50",
-                 "-c", "shared_buffers=64MB"],
+                 "-c", "shared_buffers=64MB",
+                 *(arg for setting in self.settings for arg in ("-c", setting))],
                 preexec_fn=preexec, stdout=log, stderr=log, cwd=self.dir)
         finally:
             log.close()
@@ -130,6 +133,21 @@ class PgServer:
                 return True
         except psycopg.OperationalError:
             return False
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far: the postmaster and every process it
+        started (backends that ended included: the postmaster reaped them). Linux."""
+        if self.proc is None:
+            return 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        fields = _stat(self.proc.pid)
+        total = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                child = _stat(int(entry.name))
+                if len(child) > 12 and child[1] == str(self.proc.pid):
+                    total += int(child[11]) + int(child[12])
+        return total / tick
 
     def server_log(self) -> str:
         try:
@@ -155,3 +173,12 @@ class PgServer:
 
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first); [] when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text.rsplit(")", 1)[1].split()

@@ -17,7 +17,7 @@ import pytest
 from fwd_support import BASE_NS, log_rows, make_log, pg_rows, reading, temperatures
 
 from ganglion.forward import Forwarder, ForwardError, Target
-from ganglion.forward.pgschema import view_name
+from ganglion.forward.pgschema import SCHEMA_VERSION, view_name
 
 
 def forward_once(db: Path, url: str, **kw: object) -> Forwarder:
@@ -62,21 +62,25 @@ def test_the_database_holds_exactly_the_rows_of_the_log(tmp_path: Path, central:
         nodes = dict(pg.execute("SELECT node, last_ns FROM nodes").fetchall())
         assert set(nodes) == {"01" * 8, "02" * 8}
         (version, hyper), = pg.execute("SELECT version, hypertable FROM ganglion_schema")
-        assert (version, hyper) == (2, False)  # TimescaleDB is not installed here
+        assert (version, hyper) == (SCHEMA_VERSION, False)  # no TimescaleDB here
+        # the identity is the primary key, and the only index (every index costs every row)
+        assert pg.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'readings'"
+                          ).fetchall() == [("CREATE UNIQUE INDEX readings_pkey ON public.readings "
+                                            "USING btree (type, \"time\", node, boot, seq)",)]
         assert pg.execute("SELECT seq FROM readings WHERE repaired").fetchall() == [(4,)]
 
 
-def test_a_version_1_database_gains_the_repaired_column(tmp_path: Path, central: str) -> None:
+def test_a_version_2_database_gains_the_repaired_column(tmp_path: Path, central: str) -> None:
     db = tmp_path / "log.db"
     make_log(db, temperatures(5))
     forward_once(db, central)
-    with psycopg.connect(central) as pg:  # as a forwarder before repair left it
+    with psycopg.connect(central) as pg:  # as a forwarder before repair left it (version 2)
         pg.execute("ALTER TABLE readings DROP COLUMN repaired")
-        pg.execute("UPDATE ganglion_schema SET version = 1")
+        pg.execute("UPDATE ganglion_schema SET version = 2")
     make_log(db, [reading("t.Late", {"x": 1}, seq=3, repaired=True)])
     assert forward_once(db, central).stats().inserted == 1
     with psycopg.connect(central) as pg:
-        assert pg.execute("SELECT max(version) FROM ganglion_schema").fetchone() == (2,)
+        assert pg.execute("SELECT max(version) FROM ganglion_schema").fetchone() == (3,)
         assert pg.execute("SELECT type, repaired FROM readings ORDER BY repaired, type, seq"
                           ).fetchall() == [("sensors.Temperature", False)] * 5 + [("t.Late", True)]
 
@@ -102,6 +106,32 @@ def test_a_refused_row_is_reported_with_its_identity_and_skipped(
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT forwarded, rejected FROM forward_positions").fetchone() == (600, 1)
     conn.close()
+
+
+def test_type_patterns_forward_only_the_matching_types(tmp_path: Path, central: str) -> None:
+    db = tmp_path / "log.db"
+    readings = []
+    for i in range(400):  # wanted and passed-over types interleaved in every batch
+        readings.append(reading("sensors.Temperature", {"celsius": i / 4}, seq=i, node=1))
+        readings.append(reading("t.Other", {"x": i}, seq=i, node=2))
+        if i % 2:
+            readings.append(reading("sensors.Humidity", {"percent": i / 8}, seq=i, node=3))
+    # a refused reading of a wanted type (its batch goes row by row) and one of a type
+    # passed over (never sent: not refused, not counted)
+    readings.append(reading("sensors.Text", {"s": "nul \x00"}, seq=1, node=1))
+    readings.append(reading("t.Other", {"x": "nul \x00"}, seq=400, node=4))
+    make_log(db, readings)
+    forwarder = forward_once(db, central, batch=150, patterns=("sensors.*",))
+    stats = forwarder.stats()
+    assert (stats.forwarded, stats.rejected, stats.skipped, stats.pending) == (600, 1, 401, 0)
+    wanted = {k: v for k, v in log_rows(db).items() if k[0].startswith("sensors.")
+              and k[0] != "sensors.Text"}
+    assert pg_rows(central) == wanted
+    with psycopg.connect(central) as pg:  # the senders of forwarded readings only
+        assert sorted(pg.execute("SELECT node FROM nodes").fetchall()) == [
+            ("01" * 8,), ("03" * 8,)]
+        assert sorted(pg.execute("SELECT name FROM types").fetchall()) == [
+            ("sensors.Humidity",), ("sensors.Temperature",), ("sensors.Text",)]
 
 
 def test_typed_views_return_the_right_values(tmp_path: Path, central: str) -> None:
@@ -189,6 +219,31 @@ def test_a_newer_schema_is_refused(tmp_path: Path, central: str) -> None:
         pg.execute("UPDATE ganglion_schema SET version = 99")
     with pytest.raises(ForwardError, match=r"schema version 99.*upgrade ganglion"):
         forward_once(db, central)
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path, central: str) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, [*temperatures(300), *temperatures(200, node=2)])
+    forward_once(db, central)
+    with psycopg.connect(central) as pg:  # back to version 1's layout: two indexes, no key
+        pg.execute("ALTER TABLE readings DROP CONSTRAINT readings_pkey")
+        pg.execute("CREATE UNIQUE INDEX readings_identity ON readings (node, type, time, boot, "
+                   "seq)")
+        pg.execute("CREATE INDEX readings_type_time ON readings (type, time DESC)")
+        pg.execute("ALTER TABLE readings DROP COLUMN repaired")
+        pg.execute("UPDATE ganglion_schema SET version = 1")
+    make_log(db, temperatures(50, start=300))
+    conn = sqlite3.connect(db)  # and send everything again: the old rows meet the new key
+    conn.execute("UPDATE forward_positions SET last_id = 0")
+    conn.commit()
+    conn.close()
+    again = forward_once(db, central, batch=120)
+    assert (again.stats().forwarded, again.stats().inserted) == (550, 50)
+    assert pg_rows(central) == log_rows(db)
+    with psycopg.connect(central) as pg:
+        assert pg.execute("SELECT version FROM ganglion_schema").fetchall() == [(3,)]
+        assert pg.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'readings'"
+                          ).fetchall() == [("readings_pkey",)]
 
 
 def test_an_unrelated_readings_table_is_not_written_into(tmp_path: Path, central: str) -> None:

@@ -7,30 +7,15 @@ killed by PID at teardown; every wait is bounded.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_support import Spawner, free_port_pair
+from node_fixtures import port, spawn
 
-
-@pytest.fixture
-def port() -> int:
-    """A data port whose next port (the control port) is free too."""
-    return free_port_pair()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    """Start ``python -m ganglion ...`` processes; all are killed by PID at teardown."""
-    spawner = Spawner(tmp_path / "logs")
-    try:
-        yield spawner
-    finally:
-        spawner.close()
+__all__ = ["port", "spawn"]  # fixtures of this directory, shared with node/ and forward/
 
 
 @pytest.fixture

@@ -10,29 +10,15 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from node_support import NetnsLab, Spawner, free_port_pair, netns_problem
+from node_fixtures import port, spawn
+from node_support import NetnsLab, netns_problem
 from packet_loss import loss_problem
 
+__all__ = ["port", "spawn"]  # fixtures of this directory, shared with logger/ and forward/
+
 _labs = itertools.count(1)
-
-
-@pytest.fixture
-def port() -> int:
-    """A data port whose next port (the control port) is free too."""
-    return free_port_pair()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawner]:
-    """Start ``python -m ganglion ...`` processes; all are killed by PID at teardown."""
-    spawner = Spawner(tmp_path / "logs")
-    try:
-        yield spawner
-    finally:
-        spawner.close()
 
 
 @pytest.fixture(scope="session")
