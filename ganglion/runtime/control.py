@@ -80,7 +80,6 @@ import logging
 import os
 import random
 import socket
-import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -125,6 +124,7 @@ from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.schemas import SchemaCache, check_announced
 from ganglion.types import FINGERPRINT_SIZE, TypeSchema, is_valid_type_name
+from ganglion.wallgrid import wall_offset
 from ganglion.wire import KeyRing
 
 _log = logging.getLogger(__name__)
@@ -292,7 +292,10 @@ class ControlChannel:
         loop = asyncio.get_running_loop()
         self._send_heartbeat()
         self._pump()
-        self._clock = TickClock(loop.time(), time.time(), self._tick_seconds,
+        # The wall clock as this loop maps it once (ganglion.wallgrid), so that other
+        # periodic work on the same grid (a plugin's polls) shares the heartbeats' wake-ups.
+        now = loop.time()
+        self._clock = TickClock(now, now + wall_offset(loop), self._tick_seconds,
                                 self._heartbeat_every)
         self._started = True
         self._reschedule()

@@ -118,3 +118,40 @@ def test_the_tick_clock_inverts_its_times_and_slips_by_whole_intervals() -> None
     before = clock.time_of(31)
     clock.slip(2)
     assert clock.time_of(31) == pytest.approx(before + 1.0)
+
+
+def test_heartbeat_ticks_and_a_plugins_polls_share_one_loop_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Periodic work on the wall clock's grid (``ganglion.plugins.until_aligned``) falls on
+    the very loop times of the heartbeat ticks, so one wake-up serves both: the wall clock
+    is mapped to the loop's once per loop, not read afresh by each (here it moves 1 ms
+    at every reading, as a slewing clock would between two readings far apart)."""
+    from ganglion.plugins import until_aligned
+
+    real = time.time
+    readings = [0]
+
+    def moving() -> float:
+        readings[0] += 1
+        return real() + 0.001 * readings[0]
+
+    monkeypatch.setattr(time, "time", moving)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ch = channel(tmp_path, "a", PORT, GROUP, heartbeat_seconds=0.5, peer_timeout=2.0)
+        await ch.start()
+        try:
+            assert ch._clock is not None
+            every = 10  # heartbeat ticks: 1 + k * every
+            beats = [ch._clock.time_of(1 + k * every) for k in range(1, 12)]
+            for _ in range(3):
+                now = loop.time()
+                poll = now + until_aligned(2.0)
+                # equal but for float rounding (the clock moved 1 ms per reading)
+                assert min(abs(poll - beat) for beat in beats) < 1e-5, (poll, beats)
+                await asyncio.sleep(0.3)
+        finally:
+            await ch.close()
+
+    run(main())
