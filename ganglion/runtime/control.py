@@ -426,6 +426,10 @@ class ControlChannel:
     def _catch_up(self, due: int = 0) -> None:
         """Tick once for every tick that has passed: heartbeats, timeouts, ``tick()``.
 
+        A heartbeat tick's datagrams (``Heartbeat``, then the ``Status`` the caller
+        pumps) leave together at the end of this loop iteration, with no yield of the
+        CPU between them, so that every peer reads both in one wake-up.
+
         Args:
             due: a tick known to have passed (the timer's, which may fire a little
                 before the loop's clock says so); the clock decides beyond it.
@@ -452,6 +456,7 @@ class ControlChannel:
             self.paxos.tick()
         self._ticks = due
         if heartbeat:
+            self.endpoint.hold_sends()
             self._send_heartbeat()
         gone = self.membership.expire(max(now, clock.time_of(due)))
         for peer in gone:

@@ -155,3 +155,32 @@ def test_heartbeat_ticks_and_a_plugins_polls_share_one_loop_time(
             await ch.close()
 
     run(main())
+
+
+def test_a_heartbeat_ticks_datagrams_leave_together_without_a_yield(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``Heartbeat`` and the ``Status`` of one tick leave back to back at the end of
+    the loop iteration: a peer reads both in one wake-up. (A lone send gives up the CPU
+    after it, for a local subscriber's latency; between these two it would let each
+    peer read the first and sleep again before the second.)"""
+    from ganglion.runtime import endpoint as endpoint_mod
+
+    yields: list[float] = []
+    monkeypatch.setattr(endpoint_mod, "YIELD_CPU", lambda: yields.append(time.monotonic()))
+
+    async def main() -> None:
+        ch = channel(tmp_path, "a", PORT, GROUP, heartbeat_seconds=0.5, peer_timeout=2.0)
+        await ch.start()
+        try:
+            await asyncio.sleep(0.3)
+            out = ch.endpoint._out
+            assert out is not None
+            ticks, sent, yields[:] = ch.stats()["ticks"], out.datagrams, []
+            await asyncio.sleep(1.1)  # two heartbeat ticks or three
+            assert ch.stats()["ticks"] - ticks >= 20
+            assert out.datagrams - sent >= 4  # a Heartbeat and a Status per tick
+            assert yields == []
+        finally:
+            await ch.close()
+
+    run(main())
