@@ -22,11 +22,9 @@ directory. Every key is documented in ``docs/config.md``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -182,6 +180,8 @@ def load_config(path: str | Path) -> NodeConfig:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigFileError(f"cannot read config file {path}: {reason}",
                               path=str(path), line=None, key=None) from exc
+    import tomllib  # here: a node started without a config file never needs it
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -447,13 +447,13 @@ class _Checker:
                 raise self._error(parts, f"{dotted} is empty; give offset and/or scale")
             for sub, item in value.items():
                 if sub not in ("offset", "scale"):
-                    close = difflib.get_close_matches(sub, ["offset", "scale"], n=1)
+                    close = _close_matches(sub, ["offset", "scale"], n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise self._error((*parts, sub), f"unknown key {dotted}.{sub}; "
                                       f"{hint}valid: offset, scale")
                 self._number((*parts, sub), f"{dotted}.{sub}", item, nonzero=sub == "scale")
         else:
-            close = difflib.get_close_matches(key, ["name", "offset", "scale"], n=1)
+            close = _close_matches(key, ["name", "offset", "scale"], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise self._error(parts, f"unknown key {dotted}; {hint}valid: name, offset, "
                               "scale, or a table per quantity, e.g. celsius = { offset = -0.3 }")
@@ -485,7 +485,7 @@ def _bad_sensor_id(text: str) -> str:
 
 def _suggest(dotted: str) -> str:
     tables = sorted(_TABLES | {_PLUGIN_TABLE, _SENSORS_TABLE})
-    close = difflib.get_close_matches(dotted, [*_SCHEMA, *tables], n=1, cutoff=0.6)
+    close = _close_matches(dotted, [*_SCHEMA, *tables], n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"
     table = dotted.rpartition(".")[0]
@@ -635,3 +635,11 @@ def _unescape(raw: str) -> str:
     except ValueError:
         return raw
     return value if isinstance(value, str) else raw
+
+
+def _close_matches(word: str, possibilities: list[str], n: int = 1,
+                   cutoff: float = 0.6) -> list[str]:
+    """``difflib.get_close_matches``, imported only when a key is wrong."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

@@ -44,6 +44,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from ganglion.errors import ConfigError, LocalError, PluginNotFoundError
 from ganglion.types import type_of, validate_type_name
+from ganglion.wallgrid import next_multiple
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,6 +58,7 @@ __all__ = [
     "load_installed_types",
     "load_plugin",
     "load_plugins",
+    "until_aligned",
 ]
 
 _log = logging.getLogger(__name__)
@@ -434,6 +436,28 @@ def load_plugins(specs: Mapping[str, Mapping[str, Any]] | Iterable[str]) -> list
     if isinstance(specs, Mapping):
         return [load_plugin(name, settings) for name, settings in specs.items()]
     return [load_plugin(name) for name in specs]
+
+
+# -- periodic work -------------------------------------------------------------------------
+
+
+def until_aligned(period: float) -> float:
+    """Seconds from now to the next multiple of ``period`` on the wall clock that is at
+    least half a period away, in the running loop's time.
+
+    A plugin that polls every ``period`` seconds sleeps this long instead of ``period``:
+    its polls then fall on the very loop times at which the node wakes for its own
+    heartbeats (the wall clock's multiples of the heartbeat interval, 0.5 s by default;
+    :mod:`ganglion.wallgrid`), when ``period`` is a multiple of that interval, and run in
+    the same wake-up instead of adding one. Steady polling is ``period`` apart; the first
+    sleep is between half a period and one and a half.
+
+    Raises:
+        RuntimeError: no event loop is running.
+    """
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    return next_multiple(loop, period, now + period / 2) - now
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -3,13 +3,24 @@
 Theory of operation: :class:`HardwarePlugin` is an internal plugin (entry point
 ``hardware`` in ``ganglion.plugins``) that ``ganglion node`` enables by default.
 Its ``run`` is a watcher loop: every ``scan_interval`` seconds it calls
-:func:`hardware.detect.scan` in a worker thread, starts a sensor task
+:func:`hardware.detect.scan`, starts a sensor task
 (:mod:`hardware.sensors`) for each device that appeared, and cancels the task of
 each device that has been missing for ``missing_scans`` consecutive scans (one
 missed scan is forgiven, so a chip that NACKs once is not torn down and
 re-announced). Configured GPIO inputs have no presence to detect: they start
 with the plugin. A sensor task that ends on its own (it never should) is
 restarted by the next scan.
+
+An idle node must cost a small board almost nothing, so a scan adds no wake-up of
+its own. A scan that only lists directories (no I2C bus to probe: 1-Wire's sysfs
+directory, ``/dev``, ``serial/by-id``) runs on the event loop, where it takes about
+0.15 ms on the development machine; handing it to a worker thread cost more than
+the scan (the thread's wake-up, the hand-back through the loop's self-pipe, the GIL
+passed back and forth: about two wake-ups a second at the default interval). Only
+a scan that talks to an I2C bus, which can block for a bus timeout, goes to a
+thread. And the scans fall on the wall clock's multiples of ``scan_interval``
+(:func:`ganglion.plugins.until_aligned`), the instants at which the node wakes for
+its heartbeats anyway, so they run in that wake-up.
 
 Each sensor handles its own failures (report once, back off, recover), so
 nothing a device does reaches the watcher or the node. At start the plugin says
@@ -41,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganglion.errors import ConfigError
+from ganglion.plugins import until_aligned
 from hardware.calibration import CalibratedPublisher, SensorSettings, parse_sensors
 from hardware.detect import I2CSpec, OneWireSpec, Spec, scan
 from hardware.drivers.ds18b20 import DEFAULT_ROOT
@@ -210,12 +222,12 @@ class HardwarePlugin:
                 self._start(spec, node)
             first = True
             while True:
-                found = await self.runtime.run_blocking(self.scan_once)
+                found = await self._scan()
                 self._apply(found, node)
                 if first:
                     first = False
                     self._report_first_scan(found)
-                await self.runtime.sleep(self.scan_interval)
+                await self.runtime.sleep(until_aligned(self.scan_interval))
         finally:
             if animate is not None:
                 animate.cancel()
@@ -241,16 +253,27 @@ class HardwarePlugin:
         for hint in found.hints:
             _log.info("hint: %s", hint)
 
-    def scan_once(self) -> dict[str, Spec]:
-        """One scan of the machine (blocking; the watcher runs it in a worker thread).
+    def scan_once(self, i2c_buses: Sequence[int] | None = None) -> dict[str, Spec]:
+        """One scan of the machine (blocking while it probes I2C buses).
+
+        Args:
+            i2c_buses: the buses to probe, when the caller has listed them already
+                (:meth:`buses_to_probe`); None lists them here.
 
         Returns:
             Sensor id -> spec of every device present.
         """
         self.scans += 1
         return scan(self.factory, w1_root=self.w1_root,
-                    dev=self.dev if self.serial_auto else None, i2c_buses=self.i2c_buses,
+                    dev=self.dev if self.serial_auto else None,
+                    i2c_buses=self.i2c_buses if i2c_buses is None else i2c_buses,
                     serial=self.serial_specs, serial_baud=self.serial_baud)
+
+    def buses_to_probe(self) -> list[int]:
+        """The I2C buses a scan would probe now (listing ``/dev``: no bus traffic)."""
+        if self.i2c_buses is not None:
+            return list(self.i2c_buses)
+        return list(self.factory.i2c_buses())
 
     def running(self) -> list[str]:
         """Sensor ids with a live task, sorted."""
@@ -280,6 +303,15 @@ class HardwarePlugin:
         return {"sensors": rows, "scans": self.scans, "fake": list(self.fake)}
 
     # -- private -------------------------------------------------------------------------
+
+    async def _scan(self) -> dict[str, Spec]:
+        """One scan: on the loop when it only lists directories, in a thread when it
+        probes a bus (see the module docstring)."""
+        buses = self.buses_to_probe()
+        if buses:
+            found: dict[str, Spec] = await self.runtime.run_blocking(self.scan_once, buses)
+            return found
+        return self.scan_once(buses)
 
     def _use_rig(self, rig: FakeRig) -> None:
         _log.info("%s: no real device is read", rig.describe())

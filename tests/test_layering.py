@@ -62,6 +62,7 @@ PURE = (
     "ganglion.runtime.lastvalues",
     "ganglion.runtime.replayed",
     "ganglion.runtime._outgoing",
+    "ganglion.wallgrid",
 )
 #: What a pure core never imports: event loops, sockets, threads, the network libraries.
 IO_MODULES = frozenset({

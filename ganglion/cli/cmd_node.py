@@ -15,6 +15,9 @@ from ganglion.cli._report import error
 from ganglion.cli._run import run_until_signalled
 
 _log = logging.getLogger("ganglion.node")
+#: Seconds after the plugins started at which the C heap's free pages go back to the
+#: system (ganglion._heap).
+TRIM_AFTER_SECONDS = 2.0
 
 
 @click.command()
@@ -79,6 +82,7 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
          history_age: float | None, history_bytes: int | None, no_repair: bool,
          verbose: int) -> None:
     """Run a ganglion node until Ctrl-C or SIGTERM."""
+    from ganglion._heap import trim_heap
     from ganglion.cli._observer import control_port_for
     from ganglion.cli._options import resolve_network
     from ganglion.config import NodeConfig, load_config, merge
@@ -146,6 +150,8 @@ def node(name: str | None, state_dir: Path | None, config_file: Path | None,
             await host.start()
             if board is not None:
                 await _say_dashboard_url(board)
+            # Start-up's temporaries are freed by now, and the plugins' first steps done.
+            asyncio.get_running_loop().call_later(TRIM_AFTER_SECONDS, trim_heap)
             await stop.wait()
         finally:
             if status is not None:

@@ -86,7 +86,6 @@ import logging
 import os
 import random
 import socket
-import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -132,6 +131,7 @@ from ganglion.runtime.journal import Journal
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.schemas import SchemaCache, check_announced
 from ganglion.types import FINGERPRINT_SIZE, TypeSchema, is_valid_type_name
+from ganglion.wallgrid import wall_offset
 from ganglion.wire import KeyRing
 
 _log = logging.getLogger(__name__)
@@ -315,7 +315,10 @@ class ControlChannel:
         loop = asyncio.get_running_loop()
         self._send_heartbeat()
         self._pump()
-        self._clock = TickClock(loop.time(), time.time(), self._tick_seconds,
+        # The wall clock as this loop maps it once (ganglion.wallgrid), so that other
+        # periodic work on the same grid (a plugin's polls) shares the heartbeats' wake-ups.
+        now = loop.time()
+        self._clock = TickClock(now, now + wall_offset(loop), self._tick_seconds,
                                 self._heartbeat_every)
         self._started = True
         self._reschedule()
@@ -459,6 +462,10 @@ class ControlChannel:
     def _catch_up(self, due: int = 0) -> None:
         """Tick once for every tick that has passed: heartbeats, timeouts, ``tick()``.
 
+        A heartbeat tick's datagrams (``Heartbeat``, then the ``Status`` the caller
+        pumps) leave together at the end of this loop iteration, with no yield of the
+        CPU between them, so that every peer reads both in one wake-up.
+
         Args:
             due: a tick known to have passed (the timer's, which may fire a little
                 before the loop's clock says so); the clock decides beyond it.
@@ -485,6 +492,7 @@ class ControlChannel:
             self.paxos.tick()
         self._ticks = due
         if heartbeat:
+            self.endpoint.hold_sends()
             self._send_heartbeat()
         gone = self.membership.expire(max(now, clock.time_of(due)))
         for peer in gone:

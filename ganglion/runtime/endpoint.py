@@ -543,6 +543,12 @@ class Endpoint:
         """Whether outgoing datagrams are sent as from a synchronised clock."""
         return self._pub.clock_synced
 
+    def hold_sends(self) -> None:
+        """Send what is published in this loop iteration together at its end, with no
+        yield of the CPU between (:meth:`Outgoing.hold <ganglion.runtime._outgoing.Outgoing.hold>`)."""
+        if self._out is not None:
+            self._out.hold()
+
     def set_clock_synced(self, synced: bool) -> None:
         """Flag (or stop flagging) outgoing datagrams as sent with an unsynchronised clock."""
         if synced == self._pub.clock_synced:

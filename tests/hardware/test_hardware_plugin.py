@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -436,3 +437,69 @@ def test_a_pin_that_cannot_be_claimed_is_retried(tmp_path: Path) -> None:
         await until(lambda: node.published, "the state once the pin is free")
 
     run(running(plugin, node, body))
+
+
+# -- what an idle watcher costs ------------------------------------------------------------------
+
+
+class Counting:
+    """Records which calls went to a worker thread, and every wait between scans."""
+
+    def __init__(self) -> None:
+        self.threaded: list[str] = []
+        self.sleeps: list[tuple[float, float]] = []  # (loop time at the call, seconds)
+        inner = fast_runtime()
+        self.runtime = dataclasses.replace(inner, run_blocking=self._run_blocking,
+                                           sleep=self._sleep)
+        self._inner = inner
+
+    async def _run_blocking(self, func: Callable[..., Any], *args: Any) -> Any:
+        self.threaded.append(getattr(func, "__name__", repr(func)))
+        return await self._inner.run_blocking(func, *args)
+
+    async def _sleep(self, seconds: float) -> None:
+        self.sleeps.append((asyncio.get_running_loop().time(), seconds))
+        await asyncio.sleep(seconds)
+
+
+def test_scans_that_only_list_directories_stay_on_the_loop_and_bus_probes_go_to_a_thread(
+        tmp_path: Path) -> None:
+    factory = MockPortFactory()
+    counting = Counting()
+    plugin = make(tmp_path, factory=factory, board="", runtime=counting.runtime)
+    node = RecordingNode()
+
+    async def body() -> None:
+        await until(lambda: plugin.scans >= 3, "three scans")
+        # No I2C bus: the survey went to a thread, no scan did (a thread's wake-ups
+        # cost an idle node more than listing three directories).
+        assert "scan_once" not in counting.threaded
+        factory.add_i2c_bus(1).attach(0x76, FakeBme280())
+        await until(lambda: plugin.running() == ["i2c:1/0x76"], "the BME280 on bus 1")
+        assert "scan_once" in counting.threaded  # probing a bus may block: a thread
+
+    run(running(plugin, node, body))
+
+
+def test_scans_fall_on_the_wall_clocks_multiples_of_the_interval(tmp_path: Path) -> None:
+    from ganglion.wallgrid import wall_offset
+
+    counting = Counting()
+    plugin = make(tmp_path, board="", runtime=counting.runtime,
+                  scan_interval=0.05)
+    node = RecordingNode()
+    woke: list[float] = []
+
+    async def body() -> None:
+        await until(lambda: len(counting.sleeps) >= 4, "four waits between scans")
+        woke.append(wall_offset(asyncio.get_running_loop()))
+
+    run(running(plugin, node, body))
+    for at, seconds in counting.sleeps:
+        # Where each wait ends, on the wall clock as the loop maps it (the grid the node's
+        # heartbeats use): a multiple of the interval, half an interval away or more.
+        # (``at`` was read a little after the wait was computed: allow a millisecond; a
+        # wait of one interval from wherever the last scan ended misses by up to 25 ms.)
+        wall = at + seconds + woke[0]
+        assert abs(wall - round(wall / 0.05) * 0.05) < 1e-3
+        assert 0.025 - 1e-9 <= seconds <= 0.075 + 1e-9

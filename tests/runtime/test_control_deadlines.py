@@ -118,3 +118,69 @@ def test_the_tick_clock_inverts_its_times_and_slips_by_whole_intervals() -> None
     before = clock.time_of(31)
     clock.slip(2)
     assert clock.time_of(31) == pytest.approx(before + 1.0)
+
+
+def test_heartbeat_ticks_and_a_plugins_polls_share_one_loop_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Periodic work on the wall clock's grid (``ganglion.plugins.until_aligned``) falls on
+    the very loop times of the heartbeat ticks, so one wake-up serves both: the wall clock
+    is mapped to the loop's once per loop, not read afresh by each (here it moves 1 ms
+    at every reading, as a slewing clock would between two readings far apart)."""
+    from ganglion.plugins import until_aligned
+
+    real = time.time
+    readings = [0]
+
+    def moving() -> float:
+        readings[0] += 1
+        return real() + 0.001 * readings[0]
+
+    monkeypatch.setattr(time, "time", moving)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ch = channel(tmp_path, "a", PORT, GROUP, heartbeat_seconds=0.5, peer_timeout=2.0)
+        await ch.start()
+        try:
+            assert ch._clock is not None
+            every = 10  # heartbeat ticks: 1 + k * every
+            beats = [ch._clock.time_of(1 + k * every) for k in range(1, 12)]
+            for _ in range(3):
+                now = loop.time()
+                poll = now + until_aligned(2.0)
+                # equal but for float rounding (the clock moved 1 ms per reading)
+                assert min(abs(poll - beat) for beat in beats) < 1e-5, (poll, beats)
+                await asyncio.sleep(0.3)
+        finally:
+            await ch.close()
+
+    run(main())
+
+
+def test_a_heartbeat_ticks_datagrams_leave_together_without_a_yield(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``Heartbeat`` and the ``Status`` of one tick leave back to back at the end of
+    the loop iteration: a peer reads both in one wake-up. (A lone send gives up the CPU
+    after it, for a local subscriber's latency; between these two it would let each
+    peer read the first and sleep again before the second.)"""
+    from ganglion.runtime import endpoint as endpoint_mod
+
+    yields: list[float] = []
+    monkeypatch.setattr(endpoint_mod, "YIELD_CPU", lambda: yields.append(time.monotonic()))
+
+    async def main() -> None:
+        ch = channel(tmp_path, "a", PORT, GROUP, heartbeat_seconds=0.5, peer_timeout=2.0)
+        await ch.start()
+        try:
+            await asyncio.sleep(0.3)
+            out = ch.endpoint._out
+            assert out is not None
+            ticks, sent, yields[:] = ch.stats()["ticks"], out.datagrams, []
+            await asyncio.sleep(1.1)  # two heartbeat ticks or three
+            assert ch.stats()["ticks"] - ticks >= 20
+            assert out.datagrams - sent >= 4  # a Heartbeat and a Status per tick
+            assert yields == []
+        finally:
+            await ch.close()
+
+    run(main())

@@ -512,3 +512,29 @@ def test_a_train_of_one_leaves_at_the_iteration_end_as_a_call_of_one() -> None:
         assert send.seqs("t.A") == [0, 1] and many.calls == [[send.sizes[1]]]
 
     run(main())
+
+
+def test_held_messages_leave_together_at_the_end_of_the_iteration_without_a_yield() -> None:
+    """``hold`` (the control channel's heartbeat tick): what follows in this loop
+    iteration waits for its end, even the first message, which would otherwise leave at
+    once and give up the CPU before the next one is made."""
+    async def main() -> None:
+        send = FakeSend()
+        yields: list[int] = []
+        out = Outgoing(node_id=NODE, boot=7, key=None, send=send,
+                       loop=asyncio.get_running_loop(),
+                       after_idle_send=lambda: yields.append(len(send.sent)))
+        beat, status = adder(out, "t.Beat"), adder(out, "t.Status")
+        out.hold()
+        beat(b"hb")
+        status(b"st")
+        assert send.sent == []  # nothing left inside the calls
+        await next_iteration()
+        assert [env.type_name for env in send.sent] == ["t.Beat", "t.Status"]
+        assert yields == []
+        # Held only for that iteration: once idle again, a message leaves at once.
+        await next_iteration()
+        beat(b"hb2")
+        assert [env.type_name for env in send.sent][-1] == "t.Beat" and yields == [3]
+
+    run(main())
