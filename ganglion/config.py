@@ -402,7 +402,7 @@ class _Checker:
                 check = _HISTORY_TYPE_KEYS.get(key)
                 dotted = f'history.types."{name}".{key}'
                 if check is None:
-                    close = difflib.get_close_matches(key, list(_HISTORY_TYPE_KEYS), n=1)
+                    close = _close_matches(key, list(_HISTORY_TYPE_KEYS), n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise self._error((*where, key), f"unknown key {dotted}; {hint}valid: "
                                       "max_age, max_bytes")
