@@ -12,10 +12,10 @@ import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import Callable
 
 import cbor2
 import pytest
+from waits import until
 
 from ganglion import defaults
 from ganglion.node import Node
@@ -35,14 +35,6 @@ TYPE = "test_repair_glue.Reading"
 @dataclasses.dataclass
 class Reading:
     value: int
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from waits import until
 
 from ganglion import defaults
 from ganglion.node import Node
@@ -40,14 +41,6 @@ TYPE = "test_repair_nodes.Reading"
 @dataclasses.dataclass
 class Reading:
     value: int
-
-
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
