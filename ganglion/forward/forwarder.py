@@ -42,6 +42,7 @@ import datetime as dt
 import fnmatch
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -53,7 +54,7 @@ from ganglion.errors import LogDatabaseError
 from ganglion.forward import pgcopy, pgschema
 from ganglion.forward.target import ForwardError, Target, is_fatal_connect_error
 from ganglion.logger import outbox
-from ganglion.logger.schema import open_log
+from ganglion.logger.schema import open_log, read_only_uri
 from ganglion.logger.u64 import from_sql
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_INTERVAL", "ForwardStats", "Forwarder"]
@@ -149,8 +150,28 @@ class ForwardStats:
     connected: bool
 
 
-#: What the read-ahead gives: the rows of a batch, and the COPY data of them all.
-_Read = tuple[list[tuple[Any, ...]], bytes | None]
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch read from the log (:meth:`Forwarder._read_batch`).
+
+    Attributes:
+        read: log rows read, of every type.
+        last_id: the ``samples.id`` read through (the position when none).
+        type_ids: the ``types.id`` of the rows encoded in ``data``.
+        data: binary COPY of the rows of every type not left out when read (``b""``
+            when none); None for a batch read by the Python path, made from ``rows``.
+        rows: the Python path's ``(id, type id, tuple in hex)`` rows (the compiled
+            path's: empty).
+        encoded: the rows in ``data`` (the compiled path leaves out the types known to
+            be unwanted when it reads).
+    """
+
+    read: int
+    last_id: int
+    type_ids: frozenset[int]
+    data: bytes | None
+    rows: list[tuple[Any, ...]]
+    encoded: int = 0
 
 
 class _Transient(Exception):
@@ -206,9 +227,11 @@ class Forwarder:
         self._down_since: float | None = None
         self._slow = 0  # batches still to send the idempotent way (see _send)
         # Reading ahead while catching up: (position, future rows), its thread and connection.
-        self._ahead: tuple[int, concurrent.futures.Future[_Read]] | None = None
+        self._ahead: tuple[int, concurrent.futures.Future[_Batch]] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
+        # The compiled encoder's reader (ganglion/_c/copyfast.c), None for the Python path.
+        self._fast: Any = _fast_reader(self.db)
         self._newest = self._sqlite.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
         self.error: ForwardError | None = None
 
@@ -276,6 +299,9 @@ class Forwarder:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         self._sqlite.close()
 
     def stats(self) -> ForwardStats:
@@ -356,19 +382,28 @@ class Forwarder:
         import psycopg
 
         try:
-            rows, last_id, whole = self._read_batch()
+            batch = self._read_batch()
             # After the batch is read: a type version committed with a reading of the batch
             # is then visible too (one writer, in order), so its view exists with it.
             self._send_types()
-            if last_id == self._position:
+            if batch.last_id == self._position:
                 self._send_gaps_only()
                 return 0
-            wanted = self._wanted_ids(rows)
-            if wanted is None:
-                count, data = len(rows), whole or pgcopy.payload(row[2] for row in rows)
+            wanted = self._wanted_ids(batch.type_ids)
+            if wanted is not None and batch.data is not None and not batch.type_ids <= wanted:
+                # compiled, with a type not known to be unwanted when read: the Python way
+                batch = self._python_batch(self._position)
+                wanted = self._wanted_ids(batch.type_ids)
+            if batch.data is not None:
+                count, data = batch.encoded, batch.data
+            elif wanted is None:
+                count, data = batch.read, pgcopy.payload(row[2] for row in batch.rows)
             else:
-                tuples = [row[2] for row in rows if row[1] in wanted]
+                tuples = [row[2] for row in batch.rows if row[1] in wanted]
                 count, data = len(tuples), pgcopy.payload(tuples) if tuples else b""
+            last_id, read = batch.last_id, batch.read
+            if last_id == self._position:
+                return 0  # the rows went (retention) between the two reads
             inserted, rejected, gap_position = self._send(data, count, last_id, wanted)
         except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
             self._pg.rollback()
@@ -387,9 +422,9 @@ class Forwarder:
             self._forwarded += count - rejected
             self._inserted += inserted
             self._rejected += rejected
-            self._skipped += len(rows) - count
+            self._skipped += read - count
             self._batches += 1
-        return len(rows)
+        return read
 
     def _wants(self, type_name: str) -> bool:
         if not self.patterns:
@@ -402,42 +437,44 @@ class Forwarder:
             self._wanted[type_name] = wanted
         return wanted
 
-    def _wanted_ids(self, rows: Sequence[tuple[Any, ...]]) -> set[int] | None:
-        """The ``types.id`` of the batch's wanted types; None when every type is wanted."""
+    def _wanted_ids(self, type_ids: frozenset[int]) -> set[int] | None:
+        """Which of a batch's ``types.id`` are wanted; None when every type is wanted."""
         if not self.patterns:
             return None
-        ids = {row[1] for row in rows}
-        unknown = ids - self._type_names.keys()
+        unknown = type_ids - self._type_names.keys()
         if unknown:  # committed after the types were last read
             self._type_names.update(self._sqlite.execute(
                 "SELECT id, name FROM types WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(sorted(unknown)),)).fetchall())
-        return {i for i in ids if self._wants(self._type_names.get(i, ""))}
+        return {i for i in type_ids if self._wants(self._type_names.get(i, ""))}
 
-    def _read_batch(self) -> tuple[list[tuple[Any, ...]], int, bytes | None]:
-        """The next readings after the position, the id read through, and the COPY
-        data of them all when the read-ahead made it (else None). Rows are ``(id, type
-        id, the reading as a binary COPY tuple in hex)``
-        (:data:`ganglion.forward.pgcopy.SELECT_TUPLES`).
+    def _unwanted_ids(self) -> frozenset[int]:
+        """The ``types.id`` known to be unwanted (the compiled path leaves them out)."""
+        if not self.patterns:
+            return frozenset()
+        return frozenset(i for i, name in self._type_names.items() if not self._wants(name))
 
-        While catching up (a full batch), the batch after it is read at once by a
-        second, read-only connection in a helper thread, so that reading the log
-        (SQLite releases the GIL) overlaps the server's work on this one.
+    def _read_batch(self) -> _Batch:
+        """The next readings after the position (see :class:`_Batch`).
+
+        While catching up (a full batch), the batch after it is read at once in a
+        helper thread (by the compiled reader, or a second read-only connection), so
+        that reading the log (SQLite and the encoder release the GIL) overlaps the
+        server's work on this one.
         """
         ahead, self._ahead = self._ahead, None
-        whole = None
-        if ahead is not None and ahead[0] == self._position:
-            rows, whole = ahead[1].result()
-        else:
-            if ahead is not None:
-                ahead[1].result()  # a batch read for a position that did not come: drop it
-            rows = self._sqlite.execute(pgcopy.SELECT_TUPLES,
-                                        (self._position, self.batch)).fetchall()
-        if len(rows) == self.batch:
-            after = int(rows[-1][0])
-            self._ahead = (after, self._pool().submit(self._read_ahead, after))
+        batch = None
+        if ahead is not None:
+            done = ahead[1].result()  # (a batch read for a position that did not come: dropped)
+            if ahead[0] == self._position:
+                batch = done
+        if batch is None:
+            batch = self._read_at(self._position, self._unwanted_ids())
+        if batch.read == self.batch:
+            self._ahead = (batch.last_id, self._pool().submit(
+                self._read_at, batch.last_id, self._unwanted_ids(), ahead=True))
         newest = self._refresh_newest()
-        if not rows and newest is not None and newest < self._position:
+        if not batch.read and newest is not None and newest < self._position:
             # Ids started over (the log was emptied by a tool that does not keep the
             # newest row): send it all again; the server keeps what it has.
             _log.warning("forwarding to %s: %s starts below the forwarded position %d; "
@@ -445,8 +482,34 @@ class Forwarder:
                          self._position)
             self._position = 0
             outbox.reset(self._sqlite, self.target.name)
-            rows = self._sqlite.execute(pgcopy.SELECT_TUPLES, (0, self.batch)).fetchall()
-        return rows, (rows[-1][0] if rows else self._position), whole
+            batch = self._read_at(0, self._unwanted_ids())
+        return batch
+
+    def _read_at(self, after: int, left_out: frozenset[int], *, ahead: bool = False) -> _Batch:
+        """Read the batch after ``after``: compiled when it can, else the Python way (the
+        read-ahead thread with a connection of its own)."""
+        if self._fast is not None:
+            try:
+                done = self._fast.read(after, self.batch, left_out)
+            except OSError as exc:  # the Python path reports what it meets too
+                _log.debug("forwarding: the compiled reader failed (%s)", exc)
+                done = None
+            if done is not None:
+                data, read, encoded, last_id, type_ids = done
+                return _Batch(read, last_id, frozenset(type_ids), data, [], encoded)
+        return self._python_batch(after, ahead=ahead)
+
+    def _python_batch(self, after: int, *, ahead: bool = False) -> _Batch:
+        """The batch after ``after`` read the Python way (:data:`pgcopy.SELECT_TUPLES`)."""
+        if ahead:
+            if self._reader is None:
+                self._reader = open_log(self.db, write=False)
+            conn = self._reader
+        else:
+            conn = self._sqlite
+        rows = conn.execute(pgcopy.SELECT_TUPLES, (after, self.batch)).fetchall()
+        return _Batch(len(rows), int(rows[-1][0]) if rows else after,
+                      frozenset(int(row[1]) for row in rows), None, rows)
 
     def _refresh_newest(self) -> int | None:
         """The log's newest id, kept for :meth:`stats` (which other threads call)."""
@@ -463,14 +526,6 @@ class Forwarder:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="forward-read")
         return self._executor
-
-    def _read_ahead(self, after: int) -> _Read:
-        """Read the batch after ``after``, and make its COPY data (the helper thread; its
-        own connection)."""
-        if self._reader is None:
-            self._reader = open_log(self.db, write=False)
-        rows = self._reader.execute(pgcopy.SELECT_TUPLES, (after, self.batch)).fetchall()
-        return rows, (pgcopy.payload(row[2] for row in rows) if rows else None)
 
     def _in_batch(self, sql: str, last_id: int,
                   wanted: set[int] | None) -> list[tuple[Any, ...]]:
@@ -689,6 +744,22 @@ class ForwarderThread:
         if self._thread.is_alive():
             self._thread.join(30.0)
         self.forwarder.close()
+
+
+def _fast_reader(db: Path) -> Any:
+    """A compiled reader of the log (:mod:`ganglion.forward._copy_accel`), or None."""
+    from ganglion.forward import _copy_accel
+
+    module = _copy_accel.load()
+    if module is None:
+        return None
+    try:
+        return module.Reader(read_only_uri(db), pgcopy.READ_ROWS)
+    except (OSError, ValueError, LogDatabaseError) as exc:
+        if os.environ.get("GANGLION_COPY_FAST", "").strip().lower() == "require":
+            raise ImportError(f"GANGLION_COPY_FAST=require, but {exc}") from None
+        _log.debug("forwarding: no compiled reader (%s)", exc)
+        return None
 
 
 def _convert(row: tuple[Any, ...]) -> tuple[Any, ...]:

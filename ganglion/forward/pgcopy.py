@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["COLUMNS", "SELECT_TUPLES", "SIGNATURE", "TRAILER", "payload"]
+__all__ = ["COLUMNS", "READ_ROWS", "SELECT_TUPLES", "SIGNATURE", "TRAILER", "payload"]
 
 #: The ``readings`` columns of a tuple, in order.
 COLUMNS = ("time, type, node, seq, sent_ns, received_ns, data, boot, fingerprint, "
@@ -74,6 +74,15 @@ SELECT_TUPLES = (
     f"substr('{_BOOLS}', (s.flags & 31) * 50 + 1, 50)) "
     "FROM samples s JOIN types t ON t.id = s.type_id JOIN nodes n ON n.id = s.node_id "
     "WHERE s.id > ? ORDER BY s.id LIMIT ?")
+
+
+#: The same readings as plain columns, for the compiled encoder (``ganglion/_c/copyfast.c``,
+#: which writes what :data:`SELECT_TUPLES` and :func:`payload` make of them): ``(id,
+#: type_id, type name, node, seq, sent_ns, received_ns, data, boot, fingerprint, flags)``.
+READ_ROWS = (
+    "SELECT s.id, s.type_id, t.name, n.node, s.seq, s.sent_ns, s.received_ns, s.data, s.boot, "
+    "t.fingerprint, s.flags FROM samples s JOIN types t ON t.id = s.type_id "
+    "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? ORDER BY s.id LIMIT ?")
 
 
 def payload(tuples: Iterable[str]) -> bytes:
