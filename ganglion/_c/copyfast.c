@@ -25,7 +25,7 @@
 #include <string.h>
 
 #define COPYFAST_ABI 1
-#define COLUMNS 11
+#define COLUMNS 12
 #define S_OK 0
 #define S_ROW 100
 #define S_DONE 101
@@ -205,14 +205,59 @@ static void reader_dealloc(Reader *self)
 /* What one read did, with the GIL released. */
 enum outcome { DONE, UNSURE, FAILED, NOMEM };
 
+/* A batch's senders: node id -> first and last receive time (open addressing). */
+typedef struct {
+    int64_t id, first, last;
+    int used;
+} sender;
+
 typedef struct {
     const int64_t *skip;
     Py_ssize_t nskip;
     int64_t *types;      /* the type ids encoded, each once */
     Py_ssize_t ntypes, captypes;
+    sender *nodes;
+    size_t nnodes, capnodes;  /* capnodes: a power of two, or 0 */
     Py_ssize_t rows, encoded;
     int64_t last_id;
 } batch;
+
+static size_t slot(const sender *table, size_t cap, int64_t id)
+{
+    size_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32;
+    for (i &= cap - 1; table[i].used && table[i].id != id; i = (i + 1) & (cap - 1))
+        ;
+    return i;
+}
+
+/* Count a reading of node ``id`` received at ``received``. */
+static int saw(batch *bt, int64_t id, int64_t received)
+{
+    if (2 * (bt->nnodes + 1) > bt->capnodes) {
+        size_t cap = bt->capnodes ? bt->capnodes * 2 : 64;
+        sender *grown = PyMem_RawCalloc(cap, sizeof(sender));
+        if (grown == NULL)
+            return -1;
+        for (size_t i = 0; i < bt->capnodes; i++)
+            if (bt->nodes[i].used)
+                grown[slot(grown, cap, bt->nodes[i].id)] = bt->nodes[i];
+        PyMem_RawFree(bt->nodes);
+        bt->nodes = grown;
+        bt->capnodes = cap;
+    }
+    sender *s = &bt->nodes[slot(bt->nodes, bt->capnodes, id)];
+    if (!s->used) {
+        s->used = 1;
+        s->id = id;
+        s->first = s->last = received;
+        bt->nnodes++;
+    } else if (received < s->first) {
+        s->first = received;
+    } else if (received > s->last) {
+        s->last = received;
+    }
+    return 0;
+}
 
 static int in(const int64_t *ids, Py_ssize_t n, int64_t id)
 {
@@ -223,7 +268,7 @@ static int in(const int64_t *ids, Py_ssize_t n, int64_t id)
 }
 
 /* Columns of pgcopy.READ_ROWS: id, type_id, type name, node, seq, sent_ns, received_ns,
- * data, boot, fingerprint, flags. */
+ * data, boot, fingerprint, flags, node_id. */
 static enum outcome encode_rows(Reader *self, batch *bt)
 {
     s_stmt *st = self->stmt;
@@ -270,6 +315,8 @@ static enum outcome encode_rows(Reader *self, batch *bt)
         if (data_len >= INT32_MAX)
             return UNSURE;
         int64_t sent = s_column_int64(st, 5);
+        if (saw(bt, s_column_int64(st, 11), s_column_int64(st, 6)) < 0)
+            return NOMEM;
         uint64_t flags = (uint64_t)s_column_int64(st, 10);
         if (reserve(b, FIXED + name_len + node_len + data_len + fp_len) < 0)
             return NOMEM;
@@ -314,12 +361,12 @@ static const unsigned char SIGNATURE[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 
                                             '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 PyDoc_STRVAR(read_doc,
-"read(after, limit, skip) -> (data, rows, encoded, last_id, type_ids) | None\n\n"
+"read(after, limit, skip) -> (data, rows, encoded, last_id, type_ids, nodes) | None\n\n"
 "Encode the rows after samples.id ``after`` (at most ``limit``), leaving out those\n"
 "whose type id is in ``skip``: the binary COPY stream of the encoded rows (b'' when\n"
 "none), the rows read, the rows encoded, the id read through (``after`` when none),\n"
-"the type ids encoded. None: a row the compiled path is not sure of (use the Python\n"
-"path).");
+"the type ids encoded, and ``(node id, first, last received_ns)`` of their senders.\n"
+"None: a row the compiled path is not sure of (use the Python path).");
 
 static PyObject *reader_read(Reader *self, PyObject *args)
 {
@@ -354,7 +401,7 @@ static PyObject *reader_read(Reader *self, PyObject *args)
     }
     Py_DECREF(skip_seq);
 
-    batch bt = {skip, nskip, NULL, 0, 0, 0, 0, after};
+    batch bt = {skip, nskip, NULL, 0, 0, NULL, 0, 0, 0, 0, after};
     enum outcome outcome;
     self->busy = 1;
     self->out.len = 0;
@@ -382,7 +429,7 @@ static PyObject *reader_read(Reader *self, PyObject *args)
     } else if (outcome == UNSURE) {
         result = Py_NewRef(Py_None);
     } else if (outcome == DONE) {
-        PyObject *data, *types = PyList_New(bt.ntypes);
+        PyObject *data, *types = PyList_New(bt.ntypes), *nodes = PyList_New(0);
         if (bt.encoded) {
             self->out.data[self->out.len++] = 0xff;  /* the trailer: a field count of -1 */
             self->out.data[self->out.len++] = 0xff;
@@ -398,15 +445,27 @@ static PyObject *reader_read(Reader *self, PyObject *args)
             else
                 PyList_SET_ITEM(types, i, id);
         }
-        if (data != NULL && types != NULL)
-            result = Py_BuildValue("(NnnLN)", data, bt.rows, bt.encoded,
-                                   (long long)bt.last_id, types);
+        for (size_t i = 0; nodes != NULL && i < bt.capnodes; i++) {
+            if (!bt.nodes[i].used)
+                continue;
+            PyObject *node = Py_BuildValue("(LLL)", (long long)bt.nodes[i].id,
+                                           (long long)bt.nodes[i].first,
+                                           (long long)bt.nodes[i].last);
+            if (node == NULL || PyList_Append(nodes, node) < 0)
+                Py_CLEAR(nodes);
+            Py_XDECREF(node);
+        }
+        if (data != NULL && types != NULL && nodes != NULL)
+            result = Py_BuildValue("(NnnLNN)", data, bt.rows, bt.encoded,
+                                   (long long)bt.last_id, types, nodes);
         else {
             Py_XDECREF(data);
             Py_XDECREF(types);
+            Py_XDECREF(nodes);
         }
     }
     PyMem_RawFree(bt.types);
+    PyMem_RawFree(bt.nodes);
     if (self->out.cap > ((size_t)64 << 20)) {  /* one huge batch does not keep its memory */
         PyMem_RawFree(self->out.data);
         self->out.data = NULL;

@@ -164,6 +164,8 @@ class _Batch:
             path's: empty).
         encoded: the rows in ``data`` (the compiled path leaves out the types known to
             be unwanted when it reads).
+        senders: the compiled path's ``(nodes.id, first, last received_ns)`` of the
+            encoded rows (the Python path's: None, :data:`_READ_NODES` asks the log).
     """
 
     read: int
@@ -172,6 +174,7 @@ class _Batch:
     data: bytes | None
     rows: list[tuple[Any, ...]]
     encoded: int = 0
+    senders: list[tuple[int, int, int]] | None = None
 
 
 class _Transient(Exception):
@@ -404,7 +407,8 @@ class Forwarder:
             last_id, read = batch.last_id, batch.read
             if last_id == self._position:
                 return 0  # the rows went (retention) between the two reads
-            inserted, rejected, gap_position = self._send(data, count, last_id, wanted)
+            inserted, rejected, gap_position = self._send(data, count, last_id, wanted,
+                                                          batch.senders)
         except psycopg.errors.TransactionRollback as exc:  # a deadlock: again, in order
             self._pg.rollback()
             self._slow = _SLOW_BATCHES
@@ -495,8 +499,8 @@ class Forwarder:
                 _log.debug("forwarding: the compiled reader failed (%s)", exc)
                 done = None
             if done is not None:
-                data, read, encoded, last_id, type_ids = done
-                return _Batch(read, last_id, frozenset(type_ids), data, [], encoded)
+                data, read, encoded, last_id, type_ids, senders = done
+                return _Batch(read, last_id, frozenset(type_ids), data, [], encoded, senders)
         return self._python_batch(after, ahead=ahead)
 
     def _python_batch(self, after: int, *, ahead: bool = False) -> _Batch:
@@ -536,12 +540,13 @@ class Forwarder:
         return self._sqlite.execute(sql.format(types=_OF_TYPES), (
             self._position, last_id, json.dumps(sorted(wanted)))).fetchall()
 
-    def _send(self, data: bytes, count: int, last_id: int,
-              wanted: set[int] | None) -> tuple[int, int, int]:
+    def _send(self, data: bytes, count: int, last_id: int, wanted: set[int] | None,
+              senders: list[tuple[int, int, int]] | None = None) -> tuple[int, int, int]:
         """Send one batch in one transaction; return (inserted, rejected, gap position).
 
         The batch is the ``count`` readings after the position through ``last_id`` of
-        the ``wanted`` types (None: all), as binary COPY ``data`` (empty when none).
+        the ``wanted`` types (None: all), as binary COPY ``data`` (empty when none), sent
+        by ``senders`` (as :class:`_Batch` has them; None: asked of the log).
         The fast path COPYs them straight into ``readings``, in a savepoint: when a row
         is already there (a unique violation: the batch is being sent again, or another
         logger forwarded the same readings), the savepoint is rolled back and the batch
@@ -571,13 +576,27 @@ class Forwarder:
                         copy.write(data)
                     cur.execute(_INSERT_READINGS)
                     inserted = max(0, cur.rowcount)
-                nodes = self._in_batch(_READ_NODES, last_id, wanted) if data else []
+                if not data:
+                    nodes = []
+                elif senders is not None:
+                    nodes = self._sender_rows(senders)
+                else:
+                    nodes = self._in_batch(_READ_NODES, last_id, wanted)
                 if nodes:  # in node order: no deadlock between forwarders
                     cur.executemany(_UPSERT_NODE, nodes)
                 gap_position = self._insert_gaps(cur, gaps)
             return inserted or 0, 0, gap_position
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.InternalError_):
             return self._send_one_by_one(self._in_batch(_READ_RANGE, last_id, wanted), gaps)
+
+    def _sender_rows(self, senders: list[tuple[int, int, int]]) -> list[tuple[Any, ...]]:
+        """What :data:`_READ_NODES` gives, from the compiled path's senders (the names
+        as the log has them now)."""
+        known = {int(row[0]): (row[1], row[2]) for row in self._sqlite.execute(
+            "SELECT id, node, name FROM nodes WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(node_id for node_id, _, _ in senders)),))}
+        return sorted((*known[node_id], first, last) for node_id, first, last in senders
+                      if node_id in known)
 
     @staticmethod
     def _upsert_nodes(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -78,10 +78,11 @@ SELECT_TUPLES = (
 
 #: The same readings as plain columns, for the compiled encoder (``ganglion/_c/copyfast.c``,
 #: which writes what :data:`SELECT_TUPLES` and :func:`payload` make of them): ``(id,
-#: type_id, type name, node, seq, sent_ns, received_ns, data, boot, fingerprint, flags)``.
+#: type_id, type name, node, seq, sent_ns, received_ns, data, boot, fingerprint, flags,
+#: node_id)``.
 READ_ROWS = (
     "SELECT s.id, s.type_id, t.name, n.node, s.seq, s.sent_ns, s.received_ns, s.data, s.boot, "
-    "t.fingerprint, s.flags FROM samples s JOIN types t ON t.id = s.type_id "
+    "t.fingerprint, s.flags, s.node_id FROM samples s JOIN types t ON t.id = s.type_id "
     "JOIN nodes n ON n.id = s.node_id WHERE s.id > ? ORDER BY s.id LIMIT ?")
 
 
