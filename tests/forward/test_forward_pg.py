@@ -1,7 +1,8 @@
 """Forwarding into a real PostgreSQL: exact rows, idempotence, refused rows, types, views.
 
 Each test gets a fresh database on a server started for this module
-(conftest.py); logs are written with the logger's own Writer (fwd_support).
+(conftest.py); logs are written with the logger's own Writer (fwd_support). Each
+runs twice: with the compiled batch encoder (ganglion._copyfast) and the Python one.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ import psycopg
 import pytest
 from fwd_support import BASE_NS, log_rows, make_log, pg_rows, reading, temperatures
 
-from ganglion.forward import Forwarder, ForwardError, Target
+from ganglion.forward import Forwarder, ForwardError, Target, _copy_accel
 from ganglion.forward.pgschema import SCHEMA_VERSION, view_name
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The batch encoder the forwarders of a test use (GANGLION_COPY_FAST)."""
+    if request.param == "compiled" and _copy_accel.load("auto") is None:
+        pytest.skip("ganglion._copyfast is not built (pip install -e . with a C compiler)")
+    monkeypatch.setenv("GANGLION_COPY_FAST", "require" if request.param == "compiled" else "off")
+    return str(request.param)
 
 
 def forward_once(db: Path, url: str, **kw: object) -> Forwarder:
