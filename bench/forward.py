@@ -9,7 +9,8 @@ temporary directory, 127.0.0.1, a free port, fsync off for both methods alike;
 and :data:`SERVER_SETTINGS`, for a server in its steady state).
 
 * **COPY**: the real :class:`~ganglion.forward.Forwarder` (``--once``, batches of
-  ``--batch``): binary COPY rendered by the log itself, straight into
+  ``--batch``): binary COPY written by the compiled encoder (``ganglion._copyfast``;
+  ``GANGLION_COPY_FAST=off``: rendered by the log itself, the Python path), straight into
   ``readings`` (the staging table and ``INSERT ... ON CONFLICT DO NOTHING`` only
   when a row of a batch is already there, which it is not here).
 * **executemany** (the baseline, same run, same rows, same batches and
@@ -52,7 +53,7 @@ sys.path.insert(0, str(REPO / "tests" / "forward"))
 
 from pg_support import PgServer, missing  # noqa: E402
 
-from ganglion.forward import Forwarder, Target  # noqa: E402
+from ganglion.forward import Forwarder, Target, _copy_accel  # noqa: E402
 from ganglion.forward.forwarder import _READ  # noqa: E402
 from ganglion.logger.schema import open_log  # noqa: E402
 
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     server = PgServer(() if args.fresh_server else SERVER_SETTINGS)
     results: dict[str, Any] = {"rows": args.rows, "batch": args.batch,
                                "server_settings": list(server.settings),
-                               "load_before": os.getloadavg()}
+                               "load_before": os.getloadavg(),
+                               "encoder": "python" if _copy_accel.load() is None else "compiled"}
     try:
         server.start()
         with tempfile.TemporaryDirectory(prefix="ganglion-fwd-bench-") as tmp:
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nforwarding {args.rows:,} rows (median of {args.repeat}; load average "
           f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after):")
     print(f"  COPY         {results['copy_rows_per_s']:>10,.0f} rows/s   (target >= 50,000)"
-          f"   CPU {results['copy_cpu_us_per_row']:5.2f} us/row")
+          f"   CPU {results['copy_cpu_us_per_row']:5.2f} us/row   ({results['encoder']} encoder)")
     print(f"  executemany  {results['executemany_rows_per_s']:>10,.0f} rows/s   (baseline)"
           f"          CPU {results['executemany_cpu_us_per_row']:5.2f} us/row")
     print(f"  ratio        {results['ratio']:>10.1f} x        (target >= 5x; per run: "
