@@ -4,8 +4,9 @@ Theory of operation: the log is the buffer. The forwarder reads the readings
 after its position (``forward_positions``, :mod:`ganglion.logger.outbox`) in
 ``samples.id`` order, up to ``batch`` at a time, and sends each batch in one
 PostgreSQL transaction, with the batch's nodes and gaps: a binary ``COPY`` (the
-fastest way into PostgreSQL; SQLite renders its tuples, :mod:`ganglion.forward.pgcopy`)
-straight into ``readings`` in a savepoint, or, when a row
+fastest way into PostgreSQL; written by the compiled encoder where it is built,
+:mod:`ganglion.forward._copy_accel`, else rendered by SQLite,
+:mod:`ganglion.forward.pgcopy`) straight into ``readings`` in a savepoint, or, when a row
 of it is already there, into a temporary staging table and then ``INSERT ...
 SELECT ... ON CONFLICT DO NOTHING`` (:meth:`Forwarder._send`). Only after that
 commit does it advance its position in the log. So:
