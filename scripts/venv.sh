@@ -32,8 +32,7 @@ missing=$(comm -23 <(printf '%s\n' "$wanted" | sed '/^$/d') <(printf '%s\n' "$ha
 # sources changed, or when it is missing and a compiler is there to build it.
 stale_ext() {
     [ -n "$(find ganglion/_c -newer "$stamp" -print -quit 2>/dev/null)" ] && return 0
-    { ! compgen -G "ganglion/_speedups*.so" >/dev/null || ! compgen -G "ganglion/_copyfast*.so" >/dev/null; } \
-        && command -v cc >/dev/null 2>&1
+    ! compgen -G "ganglion/_speedups*.so" >/dev/null && command -v cc >/dev/null 2>&1
 }
 if [ ! -f "$stamp" ] || [ -n "$missing" ] || [ pyproject.toml -nt "$stamp" ] || stale_ext; then
     all=$(printf '%s\n%s\n' "$wanted" "$have" | words)
