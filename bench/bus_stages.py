@@ -146,14 +146,17 @@ def run_pub(argv: list[str]) -> int:
             t0 = time.monotonic_ns()
             client.publish(NodeReading(seq, phase, t0, 21.5, "bench/plugin"))
             return t0
-    elif kind == "zmq":
+    elif kind in ("zmq", "zmqc"):
         import cbor2
         import zmq
 
         pub = zmq.Context().socket(zmq.XPUB)
         pub.linger = 0
-        pub.bind(f"ipc://{where}")
-        emit("ready")  # bound: the subscriber may connect
+        if kind == "zmq":
+            pub.bind(f"ipc://{where}")
+            emit("ready")  # bound: the subscriber may connect
+        else:  # the first process of the bare relay chain, as a plugin connects to a node
+            pub.connect(f"ipc://{where}")
         if not pub.poll(20_000):
             emit("error", why="no subscriber")
             return 3
@@ -174,7 +177,7 @@ def run_pub(argv: list[str]) -> int:
             udp.sendto(cbor2.dumps({"seq": seq, "phase": phase, "mono_ns": t0}),
                        (LOOPBACK, int(where)))
             return t0
-    if kind != "zmq":
+    if kind not in ("zmq", "zmqc"):
         emit("ready")
     while not _wait_line("go", min(deadline, time.monotonic() + 0.02)):
         if time.monotonic() > deadline:
@@ -264,7 +267,61 @@ def run_sub(argv: list[str]) -> int:
     return 0
 
 
-ROLES = {"node": run_node, "pub": run_pub, "sub": run_sub}
+def _stdin_quit() -> bool:
+    """Whether stdin said ``quit`` or closed (checked without waiting)."""
+    if not select.select([0], [], [], 0)[0]:
+        return False
+    line = sys.stdin.readline()
+    return not line or line.strip() == "quit"
+
+
+def run_relay(argv: list[str]) -> int:
+    """``relay zmq-to-udp PATH PORT`` or ``relay udp-to-zmq PORT PATH``: the bare relay
+    chain's middle processes, what the two nodes do with nothing else: a SUB bound at
+    PATH whose messages' payloads go to 127.0.0.1:PORT in one ``sendto`` each, or a
+    UDP socket on PORT whose datagrams go out of an XPUB bound at PATH."""
+    import zmq
+
+    direction, first, second = argv
+    deadline = time.monotonic() + 600.0
+    ctx = zmq.Context()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if direction == "zmq-to-udp":
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.bind(f"ipc://{first}")
+        sub.subscribe(b"")
+        target = (LOOPBACK, int(second))
+        print('{"event":"ready"}', flush=True)
+        while time.monotonic() < deadline and not _stdin_quit():
+            if not sub.poll(100):
+                continue
+            while True:
+                try:
+                    frames = sub.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                udp.sendto(frames[1], target)
+        return 0
+    pub = ctx.socket(zmq.XPUB)
+    pub.linger = 0
+    pub.bind(f"ipc://{second}")
+    udp.bind((LOOPBACK, int(first)))
+    udp.setblocking(False)
+    print('{"event":"ready"}', flush=True)
+    while time.monotonic() < deadline and not _stdin_quit():
+        if not select.select([udp], [], [], 0.1)[0]:
+            continue
+        while True:
+            try:
+                data = udp.recv(2048)
+            except BlockingIOError:
+                break
+            pub.send_multipart([b"bench.NodeReading", data], zmq.NOBLOCK)
+    return 0
+
+
+ROLES = {"node": run_node, "pub": run_pub, "sub": run_sub, "relay": run_relay}
 
 
 # -- the orchestrator ---------------------------------------------------------------
@@ -280,14 +337,20 @@ def _proc(group: ProcGroup, name: str, *args: str, graceful: str = "quit") -> Pr
 
 def _pair(group: ProcGroup, kind: str, pub_where: str, sub_where: str, count: int,
           rate: float) -> tuple[list[int], list[list[int]]]:
-    """Run one paced pub -> sub pair; return the send times and the receiver's records."""
+    """Run one paced pub -> sub pair; return the send times and the receiver's records.
+
+    ``kind``: ``plugin`` (PluginClients, through the nodes), ``zmq`` (a bare hop: the
+    publisher binds), ``chain`` (plain pyzmq ends of the bare relay chain) or ``udp``.
+    """
+    pub_kind, sub_kind = {"chain": ("zmqc", "zmq")}.get(kind, (kind, kind))
+    pub = None
     if kind == "zmq":  # the publisher binds: start it first
-        pub = _proc(group, f"{kind} pub", "pub", kind, pub_where, str(count), str(rate))
+        pub = _proc(group, f"{kind} pub", "pub", pub_kind, pub_where, str(count), str(rate))
         pub.wait_event("ready", 20)
-    sub = _proc(group, f"{kind} sub", "sub", kind, sub_where, str(count))
+    sub = _proc(group, f"{kind} sub", "sub", sub_kind, sub_where, str(count))
     sub.wait_event("ready", 20)
-    if kind != "zmq":
-        pub = _proc(group, f"{kind} pub", "pub", kind, pub_where, str(count), str(rate))
+    if pub is None:
+        pub = _proc(group, f"{kind} pub", "pub", pub_kind, pub_where, str(count), str(rate))
     sub.wait_event("warm", 30)
     time.sleep(0.2)
     pub.send("go")
@@ -331,6 +394,17 @@ def trial(count: int, rate: float) -> dict[str, Any]:
         hop = f"{group.state_dir()}/hop"
         zmq_hop = _hop(*_pair(group, "zmq", hop, hop, count, rate))
         udp_hop = _hop(*_pair(group, "udp", str(UDP_PORT), str(UDP_PORT), count, rate))
+        # The bare relay chain: the path's processes and hops with nothing else in them.
+        chain_in, chain_out = f"{group.state_dir()}/in", f"{group.state_dir()}/out"
+        relays = [_proc(group, "relay udp->zmq", "relay", "udp-to-zmq", str(UDP_PORT + 1),
+                        chain_out),
+                  _proc(group, "relay zmq->udp", "relay", "zmq-to-udp", chain_in,
+                        str(UDP_PORT + 1))]
+        for relay in relays:
+            relay.wait_event("ready", 20)
+        chain = _hop(*_pair(group, "chain", chain_in, chain_out, count, rate))
+        for relay in relays:
+            group.stop(relay)
     rows = []
     window = int(1e9 / rate)  # a message's readings come before the next one is sent
     for seq, woke, done in got:
@@ -347,7 +421,8 @@ def trial(count: int, rate: float) -> dict[str, Any]:
         else:
             row += [woke, done]
             rows.append(row)
-    return {"rows": rows, "zmq": zmq_hop, "udp": udp_hop, "received": len(got),
+    return {"rows": rows, "zmq": zmq_hop, "udp": udp_hop, "chain": chain,
+            "received": len(got),
             "marks": {stage: len(times) for stage, times in marks.items()}}
 
 
@@ -366,9 +441,12 @@ def report(trials: list[dict[str, Any]]) -> str:
     udp_hop = statistics.median(t["udp"]["recv"] for t in trials)
     udp_wake = statistics.median(t["udp"]["wake"] for t in trials)
     total = statistics.median((r[-1] - r[0]) / 1e3 for r in rows)
+    chain = statistics.median(t["chain"]["recv"] for t in trials)
     lines += [f"end to end p50 {total:.1f} us; floors, same trials: bare zmq ipc hop "
               f"{zmq_hop:.1f} us (poll return {zmq_wake:.1f}), bare UDP hop {udp_hop:.1f} us "
               f"(wake {udp_wake:.1f}); 2 zmq + 1 UDP = {2 * zmq_hop + udp_hop:.1f} us",
+              f"bare relay chain (4 processes, 2 zmq hops + 1 UDP hop, plain pyzmq and "
+              f"sockets) p50 {chain:.1f} us; ganglion / chain {total / chain:.2f}x",
               f"load average {os.getloadavg()[0]:.2f}",
               "probe readings per trial: " + "; ".join(
                   ", ".join(f"{k} {v}" for k, v in t["marks"].items()) for t in trials)]
