@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where the microseconds go on plugin -> node A -> node B -> plugin, stage by stage.
 
-    .venv/bin/python bench/bus_stages.py [--count N] [--rate R] [--trials K] [--no-netns]
+    .venv/bin/python bench/bus_stages.py [--count N] [--rate R] [--trials K] [--registered]
+        [--no-netns]
 
 Theory of operation: ``bench/node.py`` measures the four-process path end to end
 (``e2e_bus_paced``). This script runs the same path, paced (``--rate`` msg/s, 1,000 by
@@ -71,9 +72,13 @@ STAGES = ("send", *NODE_STAGES, "s_wake", "s_recv")
 
 
 def run_node(argv: list[str]) -> int:
-    """``node OUT NAME STATE PORT``: ``ganglion node`` with probes; readings to OUT at exit."""
-    out, name, state, port = argv
-    assert "_node_common" not in sys.modules  # NodeReading must stay unknown here
+    """``node OUT NAME STATE PORT REGISTERED``: ``ganglion node`` with probes; readings to OUT
+    at exit. REGISTERED ``1``: the node knows NodeReading's class (as a node whose own
+    code registers the type would), ``0``: it does not (``ganglion node`` as it is)."""
+    out, name, state, port, registered = argv
+    assert "_node_common" not in sys.modules  # NodeReading stays unknown unless asked
+    if registered == "1":
+        import _node_common  # noqa: F401  (registers NodeReading)
     marks: list[tuple[str, int]] = []
     now = time.monotonic_ns
     add = marks.append
@@ -369,16 +374,18 @@ def _hop(sent: list[int], got: list[list[int]]) -> dict[str, float]:
     return {"wake": statistics.median(wake), "recv": statistics.median(done)}
 
 
-def trial(count: int, rate: float) -> dict[str, Any]:
-    """One trial: the traced four-process path, then a bare zmq hop and a bare UDP hop."""
+def trial(count: int, rate: float, registered: bool = False) -> dict[str, Any]:
+    """One trial: the traced four-process path, then a bare zmq hop, a bare UDP hop and
+    the bare relay chain (``registered``: the nodes know NodeReading's class)."""
     from _node_procs import ProcGroup
 
     with ProcGroup("bus-stages") as group:
         state_a, state_b = group.state_dir(), group.state_dir()
         out_a, out_b = f"{state_a}/../marks-a.json", f"{state_b}/../marks-b.json"
-        nodes = [_proc(group, "node A", "node", out_a, "stage-a", state_a, str(PORT),
+        known = "1" if registered else "0"
+        nodes = [_proc(group, "node A", "node", out_a, "stage-a", state_a, str(PORT), known,
                        graceful="sigterm"),
-                 _proc(group, "node B", "node", out_b, "stage-b", state_b, str(PORT),
+                 _proc(group, "node B", "node", out_b, "stage-b", state_b, str(PORT), known,
                        graceful="sigterm")]
         for node in nodes:
             node.wait_stderr("plugin bus:", 20)
@@ -461,12 +468,15 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--registered", action="store_true",
+                        help="the nodes know the type's class (decode, publish typed, "
+                             "encode again for the plugin) instead of passing bytes")
     args = parser.parse_args()
     isolation = choose_isolation(allow_create=not args.no_netns)
     if isolation.mode == "create":
         return run_in_namespace([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]],
                                 timeout=600.0)
-    trials = [trial(args.count, args.rate) for _ in range(args.trials)]
+    trials = [trial(args.count, args.rate, args.registered) for _ in range(args.trials)]
     print(report(trials), flush=True)
     return 0
 
