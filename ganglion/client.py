@@ -152,9 +152,12 @@ class PluginClient:
                 or is killed is noticed at once). None sends no heartbeats.
 
         Raises:
-            ValueError: ``where`` cannot be resolved.
+            ValueError: ``where`` cannot be resolved, or ``heartbeat`` is not positive.
             ConfigError: the secret file is unreadable, open to every user, or malformed.
         """
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError(f"heartbeat must be a positive number of seconds or None, "
+                             f"not {heartbeat!r}")
         self.address = bus_address(where)
         if secret is None and os.environ.get(BUS_SECRET_ENV):
             secret = os.environ[BUS_SECRET_ENV]

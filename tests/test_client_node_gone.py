@@ -134,3 +134,9 @@ def test_without_heartbeats_a_frozen_node_stays_connected(nodes: Nodes) -> None:
             assert client.disconnects == 0
         finally:
             os.kill(node.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("heartbeat", [0.0, -1.0, float("nan")])
+def test_a_heartbeat_that_is_not_positive_is_refused(heartbeat: float) -> None:
+    with pytest.raises(ValueError, match="heartbeat must be a positive"):
+        PluginClient("tcp://127.0.0.1:9", heartbeat=heartbeat)
