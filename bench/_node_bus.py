@@ -23,6 +23,8 @@ the one-way latency is read on the receiving side. Each such trial also measures
 before, one bare zmq hop between the same plain pyzmq clients (``raw-pub`` binding its
 XPUB where ``raw-sub`` connects, nothing in between, paced alike): the floor a one-hop
 path has on this machine at this moment, printed beside the bus's figure with the ratio.
+The two-node path's floor is :func:`bare_chain_p50`: the same clients at the ends of a
+chain of two ``relay`` processes that only move bytes (zmq -> UDP -> zmq).
 """
 
 from __future__ import annotations
@@ -76,6 +78,50 @@ def run_proxy(cfg: dict[str, Any]) -> int:
         time.sleep(0.05)
     sys.stdout.flush()
     os._exit(0)  # the proxy thread holds the sockets: no orderly close to wait for
+
+
+def run_relay(cfg: dict[str, Any]) -> int:
+    """One middle process of the bare relay chain, until ``quit``: what a node does on the
+    plugin -> node -> node -> plugin path with nothing else. ``zmq-to-udp``: a SUB bound
+    at ``<base>.pub`` (where ``raw-pub`` connects) whose messages go to 127.0.0.1:``port``
+    in one ``sendto`` each (type name, NUL, payload); ``udp-to-zmq``: a UDP socket on a
+    free port (in ``ready``) whose datagrams leave, as two frames again, an XPUB bound at
+    ``<base>.sub`` (where ``raw-sub`` connects)."""
+    import socket
+
+    ctx = zmq.Context()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    deadline = time.monotonic() + float(cfg.get("deadline_s", 120.0))
+    base = str(cfg["base"])
+    if cfg["direction"] == "zmq-to-udp":
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        sub.bind(f"ipc://{base}.pub")
+        sub.subscribe(b"")
+        target = ("127.0.0.1", int(cfg["port"]))
+        emit("ready")
+        while time.monotonic() < deadline and not _quit_requested():
+            if sub.poll(100):
+                with contextlib.suppress(zmq.Again):
+                    while True:  # what is queued, without waiting
+                        name, payload = sub.recv_multipart(zmq.NOBLOCK)[:2]
+                        udp.sendto(name + b"\0" + payload, target)
+    else:
+        pub = ctx.socket(zmq.XPUB)
+        pub.linger = 0
+        pub.bind(f"ipc://{base}.sub")
+        udp.bind(("127.0.0.1", 0))
+        udp.setblocking(False)
+        emit("ready", port=udp.getsockname()[1])
+        import select
+
+        while time.monotonic() < deadline and not _quit_requested():
+            if select.select([udp], [], [], 0.1)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        name, _, payload = udp.recv(65536).partition(b"\0")
+                        pub.send_multipart([name, payload], zmq.NOBLOCK)
+    os._exit(0)
 
 
 def run_raw_pub(cfg: dict[str, Any]) -> int:
@@ -312,6 +358,23 @@ def bare_hop_p50(group: ProcGroup, count: int) -> float | None:
     """One bare zmq hop between the plain pyzmq clients, paced: its one-way p50 (us)."""
     return _blast(group, f"{group.state_dir()}/hop", count, "bare hop", "paced",
                   direct=True)["p50_us"]
+
+
+def bare_chain_p50(group: ProcGroup, count: int) -> float | None:
+    """The bare relay chain, paced: the same plain pyzmq clients at its ends and two
+    ``relay`` processes in the middle (plugin -> zmq -> relay -> UDP -> relay -> zmq ->
+    plugin, nothing else): the floor of a two-node path's one-way p50 (us)."""
+    base = f"{group.state_dir()}/chain"
+    cfg = {"base": base, "deadline_s": 120.0 + count / 500.0}
+    out = group.worker("relay", {**cfg, "direction": "udp-to-zmq"}, name="relay udp->zmq")
+    _, ready = out.wait_event("ready", 20)
+    into = group.worker("relay", {**cfg, "direction": "zmq-to-udp", "port": ready["port"]},
+                        name="relay zmq->udp")
+    into.wait_event("ready", 20)
+    p50 = _blast(group, base, count, "bare chain", "paced")["p50_us"]
+    for proc in (into, out):
+        group.stop(proc)
+    return p50
 
 
 def with_hop(result: dict[str, Any], hop_p50: float | None) -> dict[str, Any]:

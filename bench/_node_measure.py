@@ -161,7 +161,8 @@ def e2e_bus_trial(mode: str, count: int, rate: float) -> dict[str, Any]:
 
     Both nodes are ``ganglion node --no-mdns`` serving their plugin bus on ipc in
     their state directories; the plugins use :class:`ganglion.client.PluginClient`.
-    A paced trial also measures one bare zmq hop right after (``hop_p50_us``).
+    A paced trial also measures, right after, one bare zmq hop (``hop_p50_us``) and the
+    bare relay chain (``chain_p50_us``, :func:`_node_bus.bare_chain_p50`).
     """
     port = PORTS["e2e_bus"]
     common = {"mode": mode, "count": count, "rate": rate,
@@ -178,10 +179,15 @@ def e2e_bus_trial(mode: str, count: int, rate: float) -> dict[str, Any]:
         got = _measured_pair(group, sub, pub, count, rate, mode)
         if mode != "paced":
             return got
-        from _node_bus import bare_hop_p50, with_hop
+        from _node_bus import bare_chain_p50, bare_hop_p50, with_hop
 
-        # The path has two zmq hops: the same trial's bare hop is its floor's unit.
-        return with_hop(got, bare_hop_p50(group, count))
+        # The path has two zmq hops: the same trial's bare hop is its floor's unit, and
+        # a chain of processes that only relay (zmq -> UDP -> zmq) the path's floor.
+        got = with_hop(got, bare_hop_p50(group, count))
+        chain = bare_chain_p50(group, count)
+        got["chain_p50_us"] = chain
+        got["p50_per_chain"] = got["p50_us"] / chain if chain and got.get("p50_us") else None
+        return got
 
 
 def _settled_rss_mb(proc: Proc, settle_s: float, samples: int = 5) -> float:

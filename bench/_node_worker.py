@@ -14,7 +14,7 @@ Roles: ``member`` (agreement), ``receiver`` (start-up), ``node-pub`` /
 ``node-sub`` (node-to-node), ``plugin-pub`` / ``plugin-sub`` (through the plugin
 bus), ``types`` (a plugin publishing many types), ``watch`` (an observer counting
 the agreed map), ``inprocess``, and for the bus against a bare ``zmq.proxy``:
-``proxy``, ``raw-pub`` and ``raw-sub`` (plain pyzmq, :mod:`_node_bus`).
+``proxy``, ``raw-pub``, ``raw-sub`` and ``relay`` (plain pyzmq, :mod:`_node_bus`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from _node_async import (  # noqa: E402
     run_receiver,
     run_watch,
 )
-from _node_bus import run_proxy, run_raw_pub, run_raw_sub  # noqa: E402
+from _node_bus import run_proxy, run_raw_pub, run_raw_sub, run_relay  # noqa: E402
 from _node_sync_roles import (  # noqa: E402
     run_inprocess,
     run_plugin_pub,
@@ -65,6 +65,7 @@ SYNC_ROLES = {
     "proxy": run_proxy,
     "raw-pub": run_raw_pub,
     "raw-sub": run_raw_sub,
+    "relay": run_relay,
 }
 
 

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 reading, meta = bus.recv(timeout=args.timeout)
             except TimeoutError:
-                print(f"no temperature within {args.timeout:g} s", file=sys.stderr)
+                why = "" if bus.node_connected else " (the node is gone)"
+                print(f"no temperature within {args.timeout:g} s{why}", file=sys.stderr)
                 return 1
             assert isinstance(reading, Temperature)
             window = windows[reading.sensor]

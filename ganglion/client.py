@@ -35,11 +35,22 @@ bus) :meth:`PluginClient.recv` reads every queued delivery in one call (at most
 :data:`RECV_BATCH`) with the meta frame already parsed, and then decodes them one per
 call; otherwise it reads them one by one with pyzmq, the reference path that the
 tests hold the compiled one to, message by message.
+
+Noticing the node go away. zmq reconnects by itself but tells a socket's owner
+nothing, so the client watches its publish socket's connection with a zmq monitor
+(``HANDSHAKE_SUCCEEDED``: the node is there; ``DISCONNECTED``: it is gone) and sends
+ZMTP heartbeats (``ZMQ_HEARTBEAT_IVL`` / ``ZMQ_HEARTBEAT_TIMEOUT``, every
+``heartbeat`` seconds): a node that exits or is killed closes its socket, which the
+monitor reports at once; one that is frozen (stopped, or its host gone, over tcp)
+misses three heartbeats in a row and its connection is dropped. The client then
+reports it (:attr:`PluginClient.node_connected`, :attr:`PluginClient.disconnects`,
+one log line per loss) and zmq keeps reconnecting until a node is back.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +80,7 @@ from ganglion.types import (
 
 __all__ = [
     "BUS_SECRET_ENV",
+    "DEFAULT_HEARTBEAT",
     "DEFAULT_HWM",
     "DEFAULT_READY_TIMEOUT",
     "STATE_DIR_BUS_NAME",
@@ -89,6 +101,11 @@ LISTEN_CHECK_S = 0.001
 
 #: Deliveries the compiled reader takes off the socket in one call.
 RECV_BATCH = 256
+
+#: Seconds between two ZMTP heartbeats to the node (three missed: the node is gone).
+DEFAULT_HEARTBEAT = 5.0
+
+_log = logging.getLogger(__name__)
 
 #: Type names remembered as checked (publish) per client.
 _MAX_NAMES = 4096
@@ -118,6 +135,7 @@ class PluginClient:
         hwm: int = DEFAULT_HWM,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         secret: BusSecret | str | os.PathLike[str] | None = None,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
     ) -> None:
         """Connect to a bus (connecting never blocks; zmq retries in the background).
 
@@ -129,11 +147,17 @@ class PluginClient:
             secret: for a node that restricts its bus (``[bus] secret_file``): the
                 secret file or a :class:`BusSecret`. None reads the file named by
                 ``GANGLION_BUS_SECRET_FILE`` if that is set, else connects without.
+            heartbeat: seconds between ZMTP heartbeats on the publish socket; a node
+                that answers none for three of them counts as gone (one that exits
+                or is killed is noticed at once). None sends no heartbeats.
 
         Raises:
-            ValueError: ``where`` cannot be resolved.
+            ValueError: ``where`` cannot be resolved, or ``heartbeat`` is not positive.
             ConfigError: the secret file is unreadable, open to every user, or malformed.
         """
+        if heartbeat is not None and not heartbeat > 0:
+            raise ValueError(f"heartbeat must be a positive number of seconds or None, "
+                             f"not {heartbeat!r}")
         self.address = bus_address(where)
         if secret is None and os.environ.get(BUS_SECRET_ENV):
             secret = os.environ[BUS_SECRET_ENV]
@@ -158,10 +182,23 @@ class PluginClient:
                 self.secret.apply(sock)
         # Full queue: make send raise Again (counted) rather than drop silently.
         self._pub.setsockopt(zmq.XPUB_NODROP, 1)
+        if heartbeat is not None:
+            # Only the publish socket: one connection tells whether the node is there,
+            # and a node's idle wake-ups grow by one per plugin per interval, not two.
+            interval_ms = max(1, int(heartbeat * 1000))
+            self._pub.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+            self._pub.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * interval_ms)
         # A node that refuses our handshake (no or wrong secret) shows up here, so
-        # wait_ready can say so instead of "no node is listening".
-        self._monitor = self._pub.get_monitor_socket(_HANDSHAKE_FAILED)
+        # wait_ready can say so instead of "no node is listening"; so do the node's
+        # arrivals and departures (node_connected).
+        self._monitor = self._pub.get_monitor_socket(_WATCHED)
         self._refused: str | None = None
+        self._poller = zmq.Poller()  # recv's wait: a delivery, or news of the node
+        self._poller.register(self._sub, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._connected = False
+        #: Times the connection to the node was lost (it exited, was killed, or froze).
+        self.disconnects = 0
         self._pub.connect(self.address.publish)
         self._sub.connect(self.address.subscribe)
         self._listening = False
@@ -258,6 +295,18 @@ class PluginClient:
                 )
             self._read_subscription_events(left)
 
+    @property
+    def node_connected(self) -> bool:
+        """Whether the node's bus is connected to this client now (its handshake done).
+
+        False before the first connection and from the moment the node goes away (it
+        exits or is killed: at once; it freezes: after three missed heartbeats) until
+        zmq has connected to a node again. Reading it never blocks.
+        """
+        self._check_open()
+        self._read_monitor()
+        return self._connected
+
     def subscribe(self, *types: type | str) -> None:
         """Receive messages of these types (registered classes or type names).
 
@@ -322,7 +371,7 @@ class PluginClient:
                     continue
             wait_ms = -1 if deadline is None else max(
                 0, int((deadline - time.monotonic()) * 1000))
-            if not self._sub.poll(wait_ms):
+            if not self._wait_delivery(wait_ms):
                 raise TimeoutError(f"no message within {timeout:g} s") from None
 
     def __iter__(self) -> Iterator[tuple[object, PluginMeta]]:
@@ -385,6 +434,27 @@ class PluginClient:
             self.bad_messages += 1
             return None
 
+    def _wait_delivery(self, wait_ms: int) -> bool:
+        """Wait for a delivery (-1: forever), noting the node's comings and goings meanwhile.
+
+        Returns:
+            True when one is queued, False when ``wait_ms`` passed without one.
+        """
+        sub, poll = self._sub, self._poller.poll
+        deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
+        while True:
+            ready = poll(wait_ms)
+            if len(ready) == 1 and ready[0][0] is sub:
+                return True  # the common case, kept short: it is on the latency path
+            if ready:
+                self._read_monitor()
+                if any(sock is sub for sock, _ in ready):
+                    return True
+            if deadline is not None:
+                wait_ms = int((deadline - time.monotonic()) * 1000)
+                if wait_ms <= 0:
+                    return False
+
     def _read_subscription_events(self, timeout: float) -> None:
         """Read what the node's XSUB told our XPUB; ``\\x01`` means it listens."""
         wait_ms = int(timeout * 1000)
@@ -406,11 +476,26 @@ class PluginClient:
                 self._listening = False
 
     def _read_monitor(self) -> None:
-        """Note why the node refused our handshake (zmq retries; we only report it)."""
+        """Note the node's arrivals and departures, and why it refused our handshake
+        (zmq retries in both cases; the client only reports)."""
         while self._monitor.poll(0):
             frames = self._monitor.recv_multipart()
             event = int.from_bytes(frames[0][:2], "little")
-            self._refused = _HANDSHAKE_REASONS.get(event, "handshake failed")
+            if event == _UP:
+                self._refused = None
+                if not self._connected and self.disconnects:
+                    _log.info("plugin bus: connected to the node on %s again",
+                              self.address.publish)
+                self._connected = True
+            elif event == _DOWN:
+                if self._connected:
+                    self.disconnects += 1
+                    _log.warning("plugin bus: the node on %s went away (exited, killed, or "
+                                 "no heartbeat); reconnecting when it is back",
+                                 self.address.publish)
+                self._connected = False
+            else:
+                self._refused = _HANDSHAKE_REASONS.get(event, "handshake failed")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -423,7 +508,10 @@ _HANDSHAKE_REASONS: dict[int, str] = {
     int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "security mechanism mismatch",
     int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "key refused",
 }
-_HANDSHAKE_FAILED = sum(_HANDSHAKE_REASONS)
+_UP = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+_DOWN = int(zmq.EVENT_DISCONNECTED)
+#: The monitor events the client reads: refusals, and the node coming and going.
+_WATCHED = sum(_HANDSHAKE_REASONS) | _UP | _DOWN
 
 
 def _name_of(t: type | str) -> str:

@@ -269,6 +269,9 @@ def test_quick_run_in_a_namespace_measures_and_cleans_up(tmp_path: Path) -> None
         assert blast["received"] > 0 and blast["delivered_per_s"] > 0
         assert 0 < paced["p50_us"] <= paced["p99_us"]
     assert res["e2e_bus_paced"][0]["hop_p50_us"] > 0  # the same trial's bare zmq hop
+    # and the bare relay chain (zmq -> UDP -> zmq through two relay processes)
+    assert res["e2e_bus_paced"][0]["chain_p50_us"] > 0
+    assert res["e2e_bus_paced"][0]["p50_per_chain"] > 0
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                             timeout=10, check=False).stdout
     assert f"ganglion-bench-{_child_pid(done.stdout)}" not in listed
