@@ -3,7 +3,8 @@
 Run from the repository root with the project's virtualenv (``make leakcheck`` does,
 with ``GANGLION_SPEEDUPS=require``). Millions of messages go through each compiled
 path of ``ganglion._speedups`` over loopback (:mod:`.paths`) and of the plugin bus's
-``ganglion._busfast`` over ipc (:mod:`.bus_paths`), and each must hold its
+``ganglion._busfast`` over ipc (:mod:`.bus_paths`), and rows of a SQLite log through
+the forwarder's ``ganglion._copyfast`` encoder (:mod:`.copy_paths`), and each must hold its
 allocated blocks, resident memory and the reference counts of what every message
 passes through flat (:mod:`.check`). The exit status is 0 when every path did, and
 every message of a compiled path took it and arrived; 1 otherwise.
@@ -16,6 +17,7 @@ import sys
 
 from .bus_paths import busfast
 from .check import Result, measure
+from .copy_paths import copyfast
 from .paths import PATHS, Spec, speedups
 
 
@@ -49,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if spec.bus and busfast is None:
             print(f"{name:<26} FAILED: ganglion._busfast is not built or cannot find libzmq",
+                  flush=True)
+            failed = True
+            continue
+        if spec.copy and copyfast is None:
+            print(f"{name:<26} FAILED: ganglion._copyfast is not built or cannot find SQLite",
                   flush=True)
             failed = True
             continue

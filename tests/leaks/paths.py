@@ -32,6 +32,7 @@ from ganglion.wire import KeyRing, Packer
 from ganglion.wire._packer import FULL
 
 from .bus_paths import BusPath
+from .copy_paths import CopyPath
 
 speedups = _accel.speedups
 
@@ -313,11 +314,13 @@ class Spec:
     """A path of the leak check: how to make it, its share of the messages, and whether
     every message after the first must take the compiled path end to end (and arrive)."""
 
-    make: Callable[[], Path | PlanCodec | BusPath]
+    make: Callable[[], Path | PlanCodec | BusPath | CopyPath]
     share: float
     compiled: bool = True
     #: A path of the plugin bus's extension (``ganglion._busfast``), not ``_speedups``.
     bus: bool = False
+    #: A path of the forwarder's encoder (``ganglion._copyfast``), not ``_speedups``.
+    copy: bool = False
 
 
 #: Every path the leak check runs, by name.
@@ -334,4 +337,6 @@ PATHS: dict[str, Spec] = {
     "bus-drain": Spec(lambda: BusPath("drain"), 0.5, bus=True),
     "bus-deliver": Spec(lambda: BusPath("deliver"), 0.5, bus=True),
     "bus-leftover": Spec(lambda: BusPath("leftover"), 0.1, False, bus=True),
+    # The forwarder's batch encoder (tests/leaks/copy_paths.py): one message is one row.
+    "copy-read": Spec(CopyPath, 1.0, copy=True),
 }

@@ -10,6 +10,7 @@ import pytest
 from .__main__ import main, verdict
 from .bus_paths import busfast
 from .check import BLOCKS_SLACK, leaky, measure
+from .copy_paths import copyfast
 from .paths import PATHS, speedups
 
 pytestmark = [pytest.mark.timeout(120),
@@ -21,6 +22,8 @@ def test_each_compiled_path_holds_its_memory_and_references(name: str) -> None:
     spec = PATHS[name]
     if spec.bus and busfast is None:
         pytest.skip("ganglion._busfast is not built (or cannot find libzmq)")
+    if spec.copy and copyfast is None:
+        pytest.skip("ganglion._copyfast is not built (or cannot find SQLite)")
     result = measure(name, spec.make, 24_000)
     assert result.messages == 18_000
     assert verdict(result, spec) == []
