@@ -644,6 +644,13 @@ class ControlChannel:
                 self._update_view()
                 self._peers_changed()
             return
+        if self.repair is not None:
+            # Before the membership's reaction: a new peer triggers an early heartbeat of
+            # ours, which must not carry a request this heartbeat already made for us.
+            if hb.tails is not None:
+                self.repair.on_tails(hb.tails, info)
+            if hb.repairs is not None:
+                self.repair.on_carried(hb.repairs, info)
         role = hb.role if hb.role in (MEMBER, OBSERVER) else OBSERVER
         subscribes = None if hb.subscribes is None else frozenset(hb.subscribes)
         heard = self.membership.heard(PeerInfo(
@@ -652,11 +659,6 @@ class ControlChannel:
             clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time(),
             subscribes=subscribes), _liveness(hb))
         self._react(heard, hb, info.sender, role)
-        if self.repair is not None:
-            if hb.tails is not None:
-                self.repair.on_tails(hb.tails, info)
-            if hb.repairs is not None:
-                self.repair.on_carried(hb.repairs, info)
 
     def _react(self, heard: Heard, hb: Heartbeat, sender: bytes, role: str) -> None:
         """Do what one heartbeat's outcome asks for; each step costs only when needed."""

@@ -1,0 +1,164 @@
+"""Repair requests carried in heartbeats, between real nodes on loopback (docs/protocol.md 7.7).
+
+A first request for a few missing numbers rides the heartbeat the node sends anyway
+(``Heartbeat.repairs``) instead of costing a datagram of its own. The publisher
+answers it exactly as a request sent alone; another receiver that misses the same
+numbers overhears it and holds its own back; a node with repair off reads such
+heartbeats without harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+import time
+
+import pytest
+from waits import until
+
+from ganglion import defaults
+from ganglion.node import Node
+from ganglion.repair import RepairRequest, RequesterConfig
+from ganglion.runtime.control_messages import Heartbeat
+from ganglion.runtime.subscription import MessageInfo
+from ganglion.types import encode_payload, lookup, message
+from ganglion.wire import Packer
+
+pytestmark = pytest.mark.usefixtures("multicast_loopback")
+
+LO = "127.0.0.1"
+TYPE = "test_repair_carried.Reading"
+
+
+@message(TYPE)
+@dataclasses.dataclass
+class Reading:
+    value: int
+
+
+def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
+    options: dict[str, object] = {"heartbeat_seconds": 0.2, **kwargs}
+    return Node(name=name, interface=LO, port=port, control_port=port + 1,
+                state_dir=f"{tmp_path}/{name}", discovery=False,
+                **options)  # type: ignore[arg-type]
+
+
+Got = list[tuple[int, bool, int, int]]  # value, repaired, seq, boot
+
+
+def collector(node: Node, sender: bytes) -> Got:
+    got: Got = []
+
+    def on_reading(msg: Reading, info: MessageInfo) -> None:
+        if info.sender == sender:
+            got.append((msg.value, info.repaired, info.seq, info.boot))
+
+    node.subscribe(Reading, callback=on_reading)
+    return got
+
+
+async def make_hole(a: Node, got: Got) -> tuple[int, int]:
+    """Publish 0, 1, 2 with 1 kept but never sent (a loss); returns 1's (seq, boot)."""
+    await until(lambda: TYPE in a.types(), "the type's group")
+    await until(lambda: a._running()[0].remote_interest().get(TYPE, True), "interest")
+    await asyncio.sleep(0.3)
+    await a.publish(Reading(0))
+    await until(lambda: len(got) >= 1, "the first reading")
+    endpoint = a._running()[0]
+    endpoint.set_remote_interest(TYPE, False)
+    await a.publish(Reading(1))
+    endpoint.set_remote_interest(TYPE, True)
+    await a.publish(Reading(2))
+    return got[0][2] + 1, got[0][3]
+
+
+def test_a_hole_is_asked_for_in_the_heartbeat_and_repaired(tmp_path: object,
+                                                           free_udp_port: int) -> None:
+    # Heartbeats every 0.2 s: always within the carry wait, so no request goes alone.
+    # A third node with repair off reads the heartbeats carrying requests unharmed.
+    port = free_udp_port
+
+    async def scenario() -> None:
+        a, b = make(tmp_path, port, "a"), make(tmp_path, port, "b")
+        c = make(tmp_path, port, "c", repair=False)
+        async with contextlib.AsyncExitStack() as stack:
+            for node in (a, b, c):
+                await stack.enter_async_context(node)
+            got = collector(b, a.node_id)
+            collector(c, a.node_id)
+            await make_hole(a, got)
+            await until(lambda: any(v == 1 for v, *_ in got), "the hole repaired",
+                        timeout=5.0)
+            assert [(v, rep) for v, rep, *_ in got] == [(0, False), (2, False), (1, True)]
+            control = b.stats().control
+            assert control.get("repair_requests_carried", 0) >= 1
+            assert control.get("repair_requests_sent", 0) == 0  # no datagram of its own
+            assert b.stats().types[TYPE].repair_requests_sent >= 1
+            sent = a.stats().types[TYPE]
+            assert sent.repair_requests_received >= 1 and sent.repaired_sent == 1
+            for node in (a, b, c):
+                control = node.stats().control
+                assert control.get("heartbeat_malformed", 0) == 0
+                assert control.get("repair_malformed", 0) == 0
+            assert c.stats().control.get("repair_requests_carried", 0) == 0
+
+    asyncio.run(scenario())
+
+
+def _heartbeat(node_id: bytes, seq: int, repairs: list[RepairRequest]) -> bytes:
+    name = "ganglion.control.Heartbeat"
+    mtype = lookup(name)
+    assert mtype is not None
+    hb = Heartbeat(name="f", role="observer", version="9", clock_synced=True,
+                   repairs=repairs)
+    packer = Packer(node_id=node_id, type_name=name, fingerprint=mtype.fingerprint, boot=3,
+                    first_seq=seq)
+    return packer.build_one(encode_payload(hb), time.time_ns())
+
+
+def test_a_request_riding_another_nodes_heartbeat_is_answered_and_suppresses_ours(
+        tmp_path: object, free_udp_port: int) -> None:
+    # b's heartbeats are 4 s apart and its requests wait for them (carry wait 5 s):
+    # a hand-made peer's heartbeat carries the request for b's hole first. a answers it
+    # as it answers any request (one repair, to the group), b takes the request as its
+    # own attempt and neither carries nor sends one.
+    port = free_udp_port
+    forger = b"\xee" * 8
+
+    async def scenario() -> None:
+        a = make(tmp_path, port, "a")
+        b = make(tmp_path, port, "b", heartbeat_seconds=4.0, peer_timeout=20.0)
+        async with contextlib.AsyncExitStack() as stack:
+            for node in (a, b):
+                await stack.enter_async_context(node)
+            requester = b._requester
+            assert requester is not None
+            requester.config = RequesterConfig(carry_wait=5.0)
+            got = collector(b, a.node_id)
+            await until(lambda: TYPE in b.types(), "b knows the group", timeout=10.0)
+            seq, boot = await make_hole(a, got)
+            await until(lambda: requester.riding == 1, "b's request riding its heartbeat")
+            request = RepairRequest(to=int.from_bytes(a.node_id, "big"), type_name=TYPE,
+                                    boot=boot, ranges=[[seq, seq]])
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                  socket.inet_aton(LO))
+                sender.sendto(_heartbeat(forger, 0, [request]),
+                              (defaults.CONTROL_GROUP, port + 1))
+            finally:
+                sender.close()
+            await until(lambda: any(v == 1 for v, *_ in got), "the hole repaired",
+                        timeout=3.0)
+            assert requester.riding == 0
+            stream = requester.stats()[(a.node_id, TYPE, boot)]
+            assert stream.repair_requests_suppressed == 1
+            assert stream.repair_requests_sent == 0
+            control = b.stats().control
+            assert control.get("repair_requests_carried", 0) == 0
+            assert control.get("repair_requests_sent", 0) == 0
+            assert a.stats().types[TYPE].repaired_sent == 1
+
+    asyncio.run(scenario())
