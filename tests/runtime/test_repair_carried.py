@@ -10,12 +10,12 @@ heartbeats without harm.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
 import time
 
 import pytest
+from _repair_support import LO, make_node, publish_unsent, ready_to_send, running
 from waits import until
 
 from ganglion import defaults
@@ -28,7 +28,6 @@ from ganglion.wire import Packer
 
 pytestmark = pytest.mark.usefixtures("multicast_loopback")
 
-LO = "127.0.0.1"
 TYPE = "test_repair_carried.Reading"
 
 
@@ -38,11 +37,7 @@ class Reading:
     value: int
 
 
-def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
-    options: dict[str, object] = {"heartbeat_seconds": 0.2, **kwargs}
-    return Node(name=name, interface=LO, port=port, control_port=port + 1,
-                state_dir=f"{tmp_path}/{name}", discovery=False,
-                **options)  # type: ignore[arg-type]
+make = make_node
 
 
 Got = list[tuple[int, bool, int, int]]  # value, repaired, seq, boot
@@ -62,15 +57,10 @@ def collector(node: Node, sender: bytes) -> Got:
 async def make_hole(a: Node, got: Got, base: int = 0) -> tuple[int, int]:
     """Publish base, base + 1, base + 2 with the middle one kept but never sent (a
     loss); returns its (seq, boot)."""
-    await until(lambda: TYPE in a.types(), "the type's group")
-    await until(lambda: a._running()[0].remote_interest().get(TYPE, True), "interest")
-    await asyncio.sleep(0.3)
+    await ready_to_send(a, TYPE)
     await a.publish(Reading(base))
     await until(lambda: any(v == base for v, *_ in got), "the reading before the hole")
-    endpoint = a._running()[0]
-    endpoint.set_remote_interest(TYPE, False)
-    await a.publish(Reading(base + 1))
-    endpoint.set_remote_interest(TYPE, True)
+    await publish_unsent(a, TYPE, Reading(base + 1))
     await a.publish(Reading(base + 2))
     _v, _rep, seq, boot = next(g for g in got if g[0] == base)
     return seq + 1, boot
@@ -85,9 +75,7 @@ def test_a_hole_is_asked_for_in_the_heartbeat_and_repaired(tmp_path: object,
     async def scenario() -> None:
         a, b = make(tmp_path, port, "a"), make(tmp_path, port, "b")
         c = make(tmp_path, port, "c", repair=False)
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b, c):
-                await stack.enter_async_context(node)
+        async with running(a, b, c):
             got = collector(b, a.node_id)
             collector(c, a.node_id)
             await make_hole(a, got)
@@ -132,9 +120,7 @@ def test_a_request_riding_another_nodes_heartbeat_is_answered_and_suppresses_our
     async def scenario() -> None:
         a = make(tmp_path, port, "a")
         b = make(tmp_path, port, "b", heartbeat_seconds=4.0, peer_timeout=20.0)
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             requester = b._requester
             assert requester is not None
             # (retries late: a loaded machine must not retry before the answer is in)
