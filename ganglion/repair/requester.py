@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterable
 
 from ganglion.ratelimit import TokenBucket
 from ganglion.repair.messages import MAX_RANGES, MAX_REQUESTED, RepairRequest
+from ganglion.types import encode_payload
 
 __all__ = ["PermanentGap", "RepairStreamStats", "RequestAction", "Requester", "RequesterConfig",
            "StreamKey", "to_ranges"]
@@ -404,18 +405,20 @@ class Requester:
         gaps, self._gaps = self._gaps, []
         return [*gaps, *out]
 
-    def carry(self, now: float) -> list[RepairRequest]:
+    def carry(self, now: float, *, max_bytes: int | None = None) -> list[RepairRequest]:
         """The requests the heartbeat leaving now carries (its ``repairs``).
 
         Every riding number is asked for, and so is every number still waiting for its
         first request's random delay when its stream's first requests stay within
         ``carry_max`` (the heartbeat costs nothing, and a number that waited would
         miss it and ride the next one). Each counts as an attempt made, its retry
-        timer started, as if sent alone; at most ``carry_streams`` requests. The
-        caller sends the heartbeat at once.
+        timer started, as if sent alone; at most ``carry_streams`` requests, and at
+        most ``max_bytes`` of them encoded (None: no bound). What finds no room is
+        asked for alone, at once. The caller sends the heartbeat at once.
         """
         out: list[RepairRequest] = []
         cfg = self.config
+        size = 0
         riding, self._riding = self._riding, set()
         keys = riding | self._active if cfg.carry_wait > 0 else riding
         for key in sorted(keys):
@@ -428,21 +431,22 @@ class Requester:
                 numbers = [s for s in numbers if missing[s][2]]  # a burst goes alone
             if not numbers:
                 continue
-            if len(out) >= cfg.carry_streams:
-                for seq in numbers:  # no room: asked for alone, at once
-                    entry = missing[seq]
-                    entry[0], entry[2] = min(entry[0], now), 0.0
-                stream.recompute()
-                continue
             ranges, rest = _first_request(numbers)
+            req = RepairRequest(to=int.from_bytes(key[0], "big"), type_name=key[1],
+                                boot=key[2], ranges=[[a, b] for a, b in ranges])
+            cost = len(encode_payload(req)) if max_bytes is not None else 0
+            if len(out) >= cfg.carry_streams or (max_bytes is not None
+                                                 and size + cost > max_bytes):
+                rest = numbers  # no room: asked for alone, at once
+            else:
+                self._asked(stream, ranges, now)
+                stream.counts["repair_requests_carried"] += 1
+                out.append(req)
+                size += cost
             for seq in rest:
                 entry = missing[seq]
                 entry[0], entry[2] = min(entry[0], now), 0.0
-            self._asked(stream, ranges, now)
-            stream.counts["repair_requests_carried"] += 1
             stream.recompute()
-            out.append(RepairRequest(to=int.from_bytes(key[0], "big"), type_name=key[1],
-                                     boot=key[2], ranges=[[a, b] for a, b in ranges]))
         return out
 
     @property

@@ -76,6 +76,9 @@ MAX_TAILS = 32
 #: Most requests a heartbeat's ``repairs`` carries (sent: the requester's
 #: ``carry_streams``, 8 by default) or that are read from one.
 MAX_CARRIED = 16
+#: Most bytes the requests carried in one heartbeat take (a heartbeat must stay within
+#: the control datagram's 16 KiB with its longest ``subscribes``: 12,000 bytes).
+MAX_CARRIED_BYTES = 1024
 #: Seconds between two Repairs sent (each its own datagram).
 REPAIR_PACE = 0.001
 #: Permanent gaps kept for :meth:`RepairGlue.permanent_gaps`.
@@ -208,7 +211,8 @@ class RepairGlue:
         """
         if self.requester is None or self._closed:
             return None
-        found = self.requester.carry(asyncio.get_running_loop().time())
+        found = self.requester.carry(asyncio.get_running_loop().time(),
+                                     max_bytes=MAX_CARRIED_BYTES)
         if not found:
             return None
         self.counts["repair_requests_carried"] += len(found)

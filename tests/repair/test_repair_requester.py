@@ -18,6 +18,7 @@ from ganglion.repair import (
     StreamKey,
 )
 from ganglion.repair.messages import valid_ranges
+from ganglion.types import encode_payload
 
 A = b"\x00" * 7 + b"\x0a"
 KEY = (A, "t.a", 5)
@@ -306,6 +307,13 @@ def test_a_heartbeat_carries_at_most_carry_streams_requests() -> None:
     for i in range(4):
         r.on_gap((bytes([i + 1]) * 8, "t.a", 1), 5, 5, now=0.0)
     assert len(r.carry(0.001)) == 2
+    assert len(_requests(r.poll(0.001, carrier=0.5))) == 2
+    # and within the bytes given: one request of these is 44 bytes
+    r = Requester(RequesterConfig(delay=0.1), rng=random.Random(6))
+    for i in range(4):
+        r.on_gap((bytes([i + 1]) * 8, "t.a", 1), 5, 5, now=0.0)
+    carried = r.carry(0.001, max_bytes=100)
+    assert len(carried) == 2 and sum(len(encode_payload(q)) for q in carried) <= 100
     assert len(_requests(r.poll(0.001, carrier=0.5))) == 2
 
 
