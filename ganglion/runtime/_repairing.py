@@ -213,13 +213,13 @@ class RepairGlue:
             return None
         found = self.requester.carry(asyncio.get_running_loop().time(),
                                      max_bytes=MAX_CARRIED_BYTES)
+        self.schedule()  # what did not fit is due at once, and the retries
         if not found:
             return None
         self.counts["repair_requests_carried"] += len(found)
         # What they add to the heartbeat (the field's null is there anyway): reported
         # by bench/repair.py beside the datagrams they save.
         self.counts["repair_carried_bytes"] += sum(len(encode_payload(r)) for r in found)
-        self.schedule()  # what did not fit is due at once
         return found
 
     # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
