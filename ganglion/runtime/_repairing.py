@@ -209,8 +209,8 @@ class RepairGlue:
 
         Called as the heartbeat is built; the numbers count as asked for from now.
         """
-        if self.requester is None or self._closed:
-            return None
+        if self.requester is None or self._closed or not self.requester.outstanding:
+            return None  # (the idle case costs one attribute read per heartbeat)
         found = self.requester.carry(asyncio.get_running_loop().time(),
                                      max_bytes=MAX_CARRIED_BYTES)
         self.schedule()  # what did not fit is due at once, and the retries
