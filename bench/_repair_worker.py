@@ -61,7 +61,9 @@ def _repair_counters(node: Node) -> dict[str, Any]:
         if getattr(type_stats, "sent", 0):
             published[type_name] = {k: v for k, v in dataclasses.asdict(type_stats).items()
                                     if isinstance(v, int) and not isinstance(v, bool)}
-    return {"streams": streams, "published": published}
+    control = {name: int(stats.control.get(name, 0)) for name in (
+        "repair_requests_sent", "repair_requests_carried", "repair_carried_bytes")}
+    return {"streams": streams, "published": published, "control": control}
 
 
 async def run(role: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +82,10 @@ async def run(role: str, config: dict[str, Any]) -> dict[str, Any]:
         kwargs["observer"] = True
     node = Node(**kwargs)
     await node.start()
+    if not config.get("carry", True) and node._requester is not None:
+        # --compare: every request alone, as before requests rode heartbeats (the
+        # requester's own switch; no node option sets it)
+        node._requester.config = dataclasses.replace(node._requester.config, carry_wait=0.0)
     out: dict[str, Any] = {"role": role, "node": node.node_id.hex()}
     try:
         if role == "sensor":

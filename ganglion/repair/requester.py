@@ -30,6 +30,18 @@ restarts. :meth:`~Requester.poll` says what to send and what to record.
   is reported once per stream: numbers at or below what was already seen missing
   (``known``) are not taken again, so a tail repeated by every heartbeat of a quiet
   sender costs nothing after the first.
+* **Carried in the heartbeat.** Every node sends a heartbeat anyway (every 0.5 s).
+  When a first request falls due, the node's next heartbeat is at most
+  ``carry_wait`` away (the caller says when: ``poll(now, carrier=...)``) and the
+  stream's numbers waiting for it stay within ``carry_max``, the numbers *ride*: they
+  wait for that heartbeat, and :meth:`~Requester.carry` hands the heartbeat its
+  ``repairs`` (the same requests, in a field of a datagram sent anyway). An isolated
+  loss then costs one repair instead of a request and a repair, at the price of up to
+  one heartbeat interval of latency; and since heartbeats fall on the wall clock's
+  grid, the requests of every receiver reach the sender together and share one
+  repair. Bursts (more than ``carry_max`` numbers), retries, and a heartbeat further
+  off than ``carry_wait`` go as requests of their own; so do riding numbers whose
+  heartbeat is ``carry_grace`` late (never a wait without end).
 
 Pure: time is an argument and randomness comes from the ``rng`` given.
 """
@@ -43,6 +55,7 @@ from collections.abc import Callable, Iterable
 
 from ganglion.ratelimit import TokenBucket
 from ganglion.repair.messages import MAX_RANGES, MAX_REQUESTED, RepairRequest
+from ganglion.types import encode_payload
 
 __all__ = ["PermanentGap", "RepairStreamStats", "RequestAction", "Requester", "RequesterConfig",
            "StreamKey", "to_ranges"]
@@ -65,6 +78,12 @@ class RequesterConfig:
         max_streams: most streams remembered (their counters and what was seen missing).
         requests_per_second: node-wide rate of requests (a bucket of ``request_burst``).
         request_burst: requests that may go at once after a quiet spell.
+        carry_wait: a first request rides the next heartbeat when it is due within
+            this many seconds (0: never; see the module docstring).
+        carry_max: most numbers of one stream riding a heartbeat (more: a burst, asked
+            for at once in a request of its own).
+        carry_streams: most streams whose requests ride one heartbeat.
+        carry_grace: riding numbers whose heartbeat is this late are asked for alone.
     """
 
     delay: float = 0.100
@@ -76,6 +95,10 @@ class RequesterConfig:
     max_streams: int = 1024
     requests_per_second: float = 200.0
     request_burst: int = 64
+    carry_wait: float = 0.35
+    carry_max: int = 16
+    carry_streams: int = 8
+    carry_grace: float = 0.1
 
     def __post_init__(self) -> None:
         if not (self.delay >= 0 and self.retry > 0 and self.max_retry >= self.retry):
@@ -84,6 +107,10 @@ class RequesterConfig:
             raise ValueError("repair attempts and bounds must be at least 1")
         if self.max_streams < 1 or self.request_burst < 1 or self.requests_per_second < 0:
             raise ValueError("repair stream bound and request rate out of range")
+        if not (self.carry_wait >= 0 and self.carry_grace > 0 and self.carry_max >= 1
+                and self.carry_streams >= 1):
+            raise ValueError("repair carry_wait must be >= 0, carry_grace > 0 and the "
+                             "carry bounds at least 1")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,7 +142,9 @@ class RepairStreamStats:
 
     Attributes:
         repaired: missing numbers that arrived after all (a repair or a late datagram).
-        repair_requests_sent: requests this node sent for the stream.
+        repair_requests_sent: requests this node sent for the stream (alone, or
+            carried in its heartbeat).
+        repair_requests_carried: of those, the ones carried in a heartbeat.
         repair_requests_suppressed: requests held back because another node asked first.
         numbers_requested: sequence numbers asked for (all requests, retries included).
         permanently_lost: numbers given up (gone, timed out, restarted, behind).
@@ -125,6 +154,7 @@ class RepairStreamStats:
 
     repaired: int = 0
     repair_requests_sent: int = 0
+    repair_requests_carried: int = 0
     repair_requests_suppressed: int = 0
     numbers_requested: int = 0
     permanently_lost: int = 0
@@ -133,7 +163,11 @@ class RepairStreamStats:
 
 
 class _Stream:
-    """What one stream misses: number -> [due time, attempts made]."""
+    """What one stream misses: number -> [due time, attempts made, riding].
+
+    ``riding`` is 1.0 while the number waits for the node's next heartbeat to carry
+    its first request (its due time is then the heartbeat's plus the grace).
+    """
 
     __slots__ = ("counts", "known", "missing", "next_due")
 
@@ -180,6 +214,8 @@ class Requester:
         # is not delivered, so a recorded gap stays a gap.
         self._abandoned: collections.OrderedDict[tuple[StreamKey, int], None] = \
             collections.OrderedDict()
+        # Streams with numbers riding the next heartbeat (see carry()).
+        self._riding: set[StreamKey] = set()
         self._bucket = TokenBucket(self.config.requests_per_second,
                                    self.config.request_burst, now)
         #: Node-wide counters: streams_evicted, request_rate_limited, given_up_behind.
@@ -205,7 +241,7 @@ class Requester:
         due = now + self._rng.uniform(0.0, self.config.delay)
         missing = stream.missing
         for seq in range(first, last + 1):
-            missing[seq] = [due, 0.0]
+            missing[seq] = [due, 0.0, 0.0]
         self._outstanding += last - first + 1
         stream.next_due = min(stream.next_due, due)
         self._active.add(key)
@@ -272,9 +308,11 @@ class Requester:
                 entry = missing.get(seq)
                 if entry is None:
                     continue
-                # As if we had sent it: the answer (to the group) reaches us too.
+                # As if we had sent it: the answer (to the group) reaches us too (a
+                # number riding our next heartbeat need not ride it any more).
                 entry[1] += 1
                 entry[0] = now + self._backoff(int(entry[1]))
+                entry[2] = 0.0
                 held = True
         if held:
             stream.counts["repair_requests_suppressed"] += 1
@@ -317,10 +355,21 @@ class Requester:
 
     # -- what to do --------------------------------------------------------------
 
-    def poll(self, now: float) -> list[RequestAction | PermanentGap]:
-        """What to send and record now: requests due, numbers given up."""
+    def poll(self, now: float, *, carrier: float | None = None
+             ) -> list[RequestAction | PermanentGap]:
+        """What to send and record now: requests due, numbers given up.
+
+        Args:
+            now: the current time.
+            carrier: when this node's next heartbeat leaves (None: no heartbeat will
+                carry requests); first requests may ride it (see the module docstring).
+        """
         out: list[RequestAction | PermanentGap] = []
         cfg = self.config
+        if carrier is not None:
+            carrier = max(carrier, now)
+            if carrier - now > cfg.carry_wait:
+                carrier = None
         for key in sorted(self._active, key=lambda k: (self._streams[k].next_due, k)):
             stream = self._streams[key]
             if stream.next_due > now:
@@ -332,10 +381,12 @@ class Requester:
                 self._drop(key, stream, expired, "timeout")
             # Due now, and those waiting for their first request that are due within
             # one delay (one request instead of two; not those held back by an
-            # overheard request: that would undo the suppression).
+            # overheard request: that would undo the suppression, nor those riding).
             soon = now + cfg.delay
             due = sorted(s for s, m in missing.items()
-                         if m[0] <= now or (m[0] <= soon and m[1] == 0))
+                         if m[0] <= now or (m[0] <= soon and m[1] == 0 and not m[2]))
+            if carrier is not None and due:
+                due = self._ride(key, stream, due, carrier)
             while due:
                 if not self._bucket.take(now):
                     self.counts["request_rate_limited"] += 1
@@ -344,13 +395,7 @@ class Requester:
                         missing[seq][0] = max(missing[seq][0], later)
                     break
                 ranges, due = _first_request(due)
-                for first, last in ranges:
-                    for seq in range(first, last + 1):
-                        entry = missing[seq]
-                        entry[1] += 1
-                        entry[0] = now + self._backoff(int(entry[1]))
-                stream.counts["repair_requests_sent"] += 1
-                stream.counts["numbers_requested"] += sum(b - a + 1 for a, b in ranges)
+                self._asked(stream, ranges, now)
                 out.append(RequestAction(key, RepairRequest(
                     to=int.from_bytes(key[0], "big"), type_name=key[1], boot=key[2],
                     ranges=[[a, b] for a, b in ranges])))
@@ -359,6 +404,56 @@ class Requester:
                 self._active.discard(key)
         gaps, self._gaps = self._gaps, []
         return [*gaps, *out]
+
+    def carry(self, now: float, *, max_bytes: int | None = None) -> list[RepairRequest]:
+        """The requests the heartbeat leaving now carries (its ``repairs``).
+
+        Every riding number is asked for, and so is every number still waiting for its
+        first request's random delay when its stream's first requests stay within
+        ``carry_max`` (the heartbeat costs nothing, and a number that waited would
+        miss it and ride the next one). Each counts as an attempt made, its retry
+        timer started, as if sent alone; at most ``carry_streams`` requests, and at
+        most ``max_bytes`` of them encoded (None: no bound). What finds no room is
+        asked for alone, at once. The caller sends the heartbeat at once.
+        """
+        out: list[RepairRequest] = []
+        cfg = self.config
+        size = 0
+        riding, self._riding = self._riding, set()
+        keys = riding | self._active if cfg.carry_wait > 0 else riding
+        for key in sorted(keys):
+            stream = self._streams.get(key)
+            if stream is None:
+                continue
+            missing = stream.missing
+            numbers = sorted(s for s, m in missing.items() if m[2] or m[1] == 0)
+            if len(numbers) > cfg.carry_max:
+                numbers = [s for s in numbers if missing[s][2]]  # a burst goes alone
+            if not numbers:
+                continue
+            ranges, rest = _first_request(numbers)
+            req = RepairRequest(to=int.from_bytes(key[0], "big"), type_name=key[1],
+                                boot=key[2], ranges=[[a, b] for a, b in ranges])
+            cost = len(encode_payload(req)) if max_bytes is not None else 0
+            if len(out) >= cfg.carry_streams or (max_bytes is not None
+                                                 and size + cost > max_bytes):
+                rest = numbers  # no room: asked for alone, at once
+            else:
+                self._asked(stream, ranges, now)
+                stream.counts["repair_requests_carried"] += 1
+                out.append(req)
+                size += cost
+            for seq in rest:
+                entry = missing[seq]
+                entry[0], entry[2] = min(entry[0], now), 0.0
+            stream.recompute()
+        return out
+
+    @property
+    def riding(self) -> int:
+        """Numbers waiting for the next heartbeat to carry their first request."""
+        return sum(1 for key in self._riding if key in self._streams
+                   for m in self._streams[key].missing.values() if m[2])
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` next has something to do (None: nothing pending)."""
@@ -372,6 +467,7 @@ class Requester:
         return {key: RepairStreamStats(
                     repaired=s.counts["repaired"],
                     repair_requests_sent=s.counts["repair_requests_sent"],
+                    repair_requests_carried=s.counts["repair_requests_carried"],
                     repair_requests_suppressed=s.counts["repair_requests_suppressed"],
                     numbers_requested=s.counts["numbers_requested"],
                     permanently_lost=s.counts["permanently_lost"],
@@ -384,6 +480,39 @@ class Requester:
         return self._outstanding
 
     # -- bookkeeping -------------------------------------------------------------
+
+    def _asked(self, stream: _Stream, ranges: list[tuple[int, int]], now: float) -> None:
+        """One request for ``ranges`` went out (alone or carried): an attempt each."""
+        missing = stream.missing
+        for first, last in ranges:
+            for seq in range(first, last + 1):
+                entry = missing[seq]
+                entry[1] += 1
+                entry[0] = now + self._backoff(int(entry[1]))
+                entry[2] = 0.0
+        stream.counts["repair_requests_sent"] += 1
+        stream.counts["numbers_requested"] += sum(b - a + 1 for a, b in ranges)
+
+    def _ride(self, key: StreamKey, stream: _Stream, due: list[int],
+              carrier: float) -> list[int]:
+        """Let ``due``'s first requests wait for the heartbeat at ``carrier`` if they
+        may (see the module docstring); returns the numbers still to ask for now."""
+        cfg = self.config
+        missing = stream.missing
+        first = [s for s in due if missing[s][1] == 0 and not missing[s][2]]
+        if not first:
+            return due
+        if key not in self._riding and len(self._riding) >= cfg.carry_streams:
+            return due
+        waiting = sum(1 for m in missing.values() if m[2])
+        if waiting + len(first) > cfg.carry_max:
+            return due  # a burst: asked for at once, alone
+        for seq in first:
+            entry = missing[seq]
+            entry[0], entry[2] = carrier + cfg.carry_grace, 1.0
+        self._riding.add(key)
+        riding = set(first)
+        return [s for s in due if s not in riding]
 
     def _backoff(self, attempts: int) -> float:
         cfg = self.config

@@ -16,6 +16,13 @@ datagrams and suffer the same loss. The sender may restart at ``sender_restart``
 ``receiver_restarts`` (fresh state: a new baseline). After the sender stops, the
 run goes on for ``drain`` seconds so tails and retries can finish.
 
+Every receiver sends a heartbeat every ``heartbeat`` seconds too, on the same grid
+as everyone's (the wall clock's multiples, each node up to ``jitter`` off), and
+its first requests ride it when the requester's config lets them
+(``RequesterConfig.carry_wait``; 0 sends every request alone). A heartbeat is a
+datagram sent anyway: the requests it carries are counted (``carried``) but cost
+no datagram of their own.
+
 Each node wakes at its machines' ``next_deadline()``, as the control channel's
 timer makes it; nothing here reads a clock or the OS's randomness, so a seed
 gives one run exactly. :func:`simulate` reports what each receiver delivered, what
@@ -64,6 +71,7 @@ class SimResult:
         suppressed: requests held back because another receiver's was overheard.
         latencies: seconds from first sending to delivery of each repaired message.
         common_losses: data datagrams lost on the sender's link (by every receiver).
+        carried: requests carried in receivers' heartbeats (no datagram of their own).
     """
 
     published: set[Number]
@@ -77,6 +85,7 @@ class SimResult:
     suppressed: int
     latencies: list[float]
     common_losses: int = 0
+    carried: int = 0
 
     @property
     def overhead(self) -> float:
@@ -168,7 +177,14 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
     queue: list[tuple[float, int, Callable[[float], None]]] = []
     order = [0]
     counts = {"data_lost": 0, "requests": 0, "repairs": 0, "suppressed": 0,
-              "common_losses": 0}
+              "common_losses": 0, "carried": 0}
+    # Each receiver's heartbeats fall on the common grid, a little off it.
+    offsets = [rng.uniform(0.0, jitter) for _ in range(receivers)]
+
+    def carrier(index: int, now: float) -> float:
+        """When receiver ``index``'s next heartbeat leaves (strictly after now)."""
+        off = offsets[index]
+        return off + heartbeat * (int((now - off) // heartbeat) + 1)
     woken: dict[int, float] = {}  # node index (-1: the sender) -> wake time queued
     published: set[Number] = set()
     sent_at: dict[Number, float] = {}
@@ -215,7 +231,7 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
             wake(-1, sender.responder.next_deadline(), now)
             return
         node = nodes[index]
-        for action in node.requester.poll(now):
+        for action in node.requester.poll(now, carrier=carrier(index, now)):
             if isinstance(action, PermanentGap):
                 node.permanent.update((action.key[2], s)
                                       for s in range(action.first, action.last + 1))
@@ -272,6 +288,15 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
         if now < duration + drain:
             at(now + heartbeat, heartbeat_tick)
 
+    def receiver_heartbeat(index: int, now: float) -> None:
+        node = nodes[index]
+        for req in node.requester.carry(now):
+            counts["carried"] += 1
+            multicast(index, now, functools.partial(on_request, node.id, req), "heartbeat")
+        wake(index, node.requester.next_deadline(), now)
+        if now < duration + drain:
+            at(now + heartbeat, functools.partial(receiver_heartbeat, index))
+
     def restart_sender(now: float) -> None:
         nonlocal sender
         sender = _Sender(sender.boot + 1, limits, hold)
@@ -285,6 +310,8 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
     for i in range(int(duration * rate)):
         at(i / rate, publish)
     at(heartbeat, heartbeat_tick)
+    for index in range(receivers):
+        at(heartbeat + offsets[index], functools.partial(receiver_heartbeat, index))
     if sender_restart is not None:
         at(sender_restart, restart_sender)
     for index, when in (receiver_restarts or {}).items():
@@ -325,7 +352,7 @@ def simulate(*, receivers: int = 3, loss: float = 0.1, rate: float = 50.0,
         permanent=[set().union(*(r.permanent for r in rs)) for rs in runs],
         data_lost=counts["data_lost"], requests=counts["requests"],
         repairs=counts["repairs"], suppressed=counts["suppressed"], latencies=latencies,
-        common_losses=counts["common_losses"])
+        common_losses=counts["common_losses"], carried=counts["carried"])
 
 
 def _required_of(runs: list[_Receiver],

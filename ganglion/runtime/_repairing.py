@@ -14,14 +14,19 @@ between them and the control endpoint, and wakes them on time.
   nonce this node issued for that type in the last :data:`HISTORY_ANSWER_SECONDS`,
   so a recorded answer replayed later delivers nothing. A heartbeat's ``tails``
   go to the data endpoint's ``note_tail`` (stream = the heartbeat's sender, the
-  type, the heartbeat's boot), which turns a higher last number into a gap.
+  type, the heartbeat's boot), which turns a higher last number into a gap. A
+  heartbeat's ``repairs`` are requests carried in it: each is taken exactly as if it
+  had come alone (answered when addressed to this node, overheard otherwise).
 * **Sending.** The machines' ``poll()`` runs from one timer set for the earlier of
   their ``next_deadline()``: repair waits are milliseconds, far below the
   consensus's ticks, so this timer is not the tick clock's (which would round them
   up to a tick). Requests and repairs are published on the control endpoint; a
   Repair goes out alone (one per poll, ``REPAIR_PACE`` apart) so that it travels
   as one datagram of at most ``MAX_DATAGRAM`` bytes, never an IP-fragmented batch
-  (on Wi-Fi, losing one fragment loses them all).
+  (on Wi-Fi, losing one fragment loses them all). First requests may instead ride
+  the node's next heartbeat (``Requester.poll``'s ``carrier``: the control channel
+  says when that leaves, :attr:`RepairGlue.carrier`); the heartbeat takes them from
+  :meth:`RepairGlue.carried`.
 * **Permanent gaps** are handed to ``on_gap`` (the node's stats and logger) and
   kept in a bounded list for whoever asks later.
 
@@ -55,10 +60,10 @@ from ganglion.repair import (
 from ganglion.repair.messages import valid_ranges
 from ganglion.runtime.endpoint import Endpoint
 from ganglion.runtime.subscription import MessageInfo
-from ganglion.types import FINGERPRINT_SIZE, is_valid_type_name
+from ganglion.types import FINGERPRINT_SIZE, encode_payload, is_valid_type_name
 from ganglion.wire import overhead
 
-__all__ = ["HISTORY_ANSWER_SECONDS", "MAX_TAILS", "RepairGlue", "RepairParts"]
+__all__ = ["HISTORY_ANSWER_SECONDS", "MAX_CARRIED", "MAX_TAILS", "RepairGlue", "RepairParts"]
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +73,12 @@ HISTORY_ANSWER_SECONDS = 10.0
 MAX_NONCES = 256
 #: Most entries of a heartbeat's ``tails`` sent or read.
 MAX_TAILS = 32
+#: Most requests a heartbeat's ``repairs`` carries (sent: the requester's
+#: ``carry_streams``, 8 by default) or that are read from one.
+MAX_CARRIED = 16
+#: Most bytes the requests carried in one heartbeat take (a heartbeat must stay within
+#: the control datagram's 16 KiB with its longest ``subscribes``: 12,000 bytes).
+MAX_CARRIED_BYTES = 1024
 #: Seconds between two Repairs sent (each its own datagram).
 REPAIR_PACE = 0.001
 #: Permanent gaps kept for :meth:`RepairGlue.permanent_gaps`.
@@ -144,6 +155,9 @@ class RepairGlue:
             collections.OrderedDict()
         self._gaps: collections.deque[PermanentGap] = collections.deque(maxlen=MAX_GAPS_KEPT)
         self.counts: collections.Counter[str] = collections.Counter()
+        #: When this node's next heartbeat leaves (loop time), or None: set by the
+        #: control channel, so first requests may ride it (docs/protocol.md 7.7).
+        self.carrier: Callable[[], float | None] | None = None
         self._closed = False
 
     def start(self) -> None:
@@ -190,6 +204,24 @@ class RepairGlue:
                                    limit=MAX_TAILS)
         return [Tail(type_name=name, last_seq=seq) for name, seq in found] or None
 
+    def carried(self) -> list[RepairRequest] | None:
+        """The heartbeat's ``repairs``: the requests riding it (None: none).
+
+        Called as the heartbeat is built; the numbers count as asked for from now.
+        """
+        if self.requester is None or self._closed or not self.requester.outstanding:
+            return None  # (the idle case costs one attribute read per heartbeat)
+        found = self.requester.carry(asyncio.get_running_loop().time(),
+                                     max_bytes=MAX_CARRIED_BYTES)
+        self.schedule()  # what did not fit is due at once, and the retries
+        if not found:
+            return None
+        self.counts["repair_requests_carried"] += len(found)
+        # What they add to the heartbeat (the field's null is there anyway): reported
+        # by bench/repair.py beside the datagrams they save.
+        self.counts["repair_carried_bytes"] += sum(len(encode_payload(r)) for r in found)
+        return found
+
     # -- the data path's gap hooks (ganglion.runtime._incoming.GapHooks) ------------
     # The receive path tells the requester of gaps through these (Node.start sets them),
     # so that the timer is set for the request they make due. A requester told
@@ -228,6 +260,20 @@ class RepairGlue:
                 self.counts["tail_gaps"] += 1
         self.schedule()
 
+    def on_carried(self, repairs: object, info: MessageInfo) -> None:
+        """A peer's heartbeat ``repairs``: requests taken as if each came alone."""
+        if repairs is None or info.local:
+            return
+        if not isinstance(repairs, list):
+            self.counts["repair_malformed"] += 1
+            return
+        if len(repairs) > MAX_CARRIED:
+            self.counts["repair_malformed"] += len(repairs) - MAX_CARRIED
+        now = asyncio.get_running_loop().time()
+        for req in repairs[:MAX_CARRIED]:
+            self._take_request(req, info, now)
+        self.schedule()
+
     def permanent_gaps(self) -> list[PermanentGap]:
         """The latest permanent gaps (at most :data:`MAX_GAPS_KEPT`), oldest first."""
         return list(self._gaps)
@@ -246,17 +292,20 @@ class RepairGlue:
     def _on_request(self, req: RepairRequest, info: MessageInfo) -> None:
         if info.local:
             return
+        self._take_request(req, info, asyncio.get_running_loop().time())
+        self.schedule()
+
+    def _take_request(self, req: object, info: MessageInfo, now: float) -> None:
+        """One request, alone or carried by a heartbeat: answered or overheard."""
         if not (isinstance(req, RepairRequest) and type(req.to) is int
                 and isinstance(req.type_name, str) and is_valid_type_name(req.type_name)
                 and type(req.boot) is int and valid_ranges(req.ranges)):
             self.counts["repair_malformed"] += 1
             return
-        now = asyncio.get_running_loop().time()
         if req.to == self.int_id:
             self.responder.on_request(info.sender, req, now)
         elif self.requester is not None:
             self.requester.on_overheard(info.sender, req, now)
-        self.schedule()
 
     def _on_history_request(self, req: HistoryRequest, info: MessageInfo) -> None:
         if info.local:
@@ -334,7 +383,8 @@ class RepairGlue:
     def _poll(self, now: float) -> None:
         ep = self.endpoint
         if self.requester is not None:
-            for action in self.requester.poll(now):
+            carrier = self.carrier() if self.carrier is not None else None
+            for action in self.requester.poll(now, carrier=carrier):
                 if isinstance(action, PermanentGap):
                     self._gaps.append(action)
                     if self.parts.on_gap is not None:

@@ -307,6 +307,7 @@ class ControlChannel:
             self.repair = RepairGlue(self._repair_parts, ep, node_id=self.node_id,
                                      clock_synced=self._clock_synced,
                                      heartbeat_seconds=self._heartbeat_seconds)
+            self.repair.carrier = self.next_heartbeat_at
             self.repair.start()
         for type_name, group in self.paxos.groups.items():
             # the map rebuilt from the journal: a restarted node keeps its groups
@@ -427,6 +428,20 @@ class ControlChannel:
             self._send_heartbeat()
         else:
             self._early_heartbeat = loop.call_later(wait, self._send_early_heartbeat)
+
+    def next_heartbeat_at(self) -> float | None:
+        """The loop time of the next heartbeat on the tick grid (None: not running).
+
+        Repair lets a first request ride it (``RepairGlue.carrier``); an early
+        heartbeat (:meth:`heartbeat_soon`) carries what rides too.
+        """
+        clock = self._clock
+        if not self._started or clock is None:
+            return None
+        tick = max(self._ticks, clock.ticks_at(asyncio.get_running_loop().time()))
+        # Heartbeats on ticks 1 + k * every, k >= 1 (see _catch_up).
+        k = max(1, (tick - 1) // self._heartbeat_every + 1)
+        return clock.time_of(1 + k * self._heartbeat_every)
 
     def stats(self) -> dict[str, Any]:
         """Counters of the control channel.
@@ -595,12 +610,15 @@ class ControlChannel:
         self._last_heartbeat = asyncio.get_running_loop().time()
         ask = self.membership.ask()
         echo = self.membership.echo()
-        tails = self.repair.tails() if self.repair is not None and not goodbye else None
+        tails = repairs = None
+        if self.repair is not None and not goodbye:
+            tails = self.repair.tails()
+            repairs = self.repair.carried()  # first repair requests riding this heartbeat
         self.endpoint.publish(Heartbeat(
             name=self.name, role=OBSERVER if self.observer else MEMBER, version=self.version,
             clock_synced=self._clock_synced(), publishes=sorted(self._publishes()),
             goodbye=goodbye, subscribes=subscribes, nonce=self.nonce,
-            ask=ask or None, echo=echo or None, tails=tails))
+            ask=ask or None, echo=echo or None, tails=tails, repairs=repairs))
 
     def _peers_changed(self) -> None:
         epoch = self.membership.interest_epoch
@@ -626,6 +644,13 @@ class ControlChannel:
                 self._update_view()
                 self._peers_changed()
             return
+        if self.repair is not None:
+            # Before the membership's reaction: a new peer triggers an early heartbeat of
+            # ours, which must not carry a request this heartbeat already made for us.
+            if hb.tails is not None:
+                self.repair.on_tails(hb.tails, info)
+            if hb.repairs is not None:
+                self.repair.on_carried(hb.repairs, info)
         role = hb.role if hb.role in (MEMBER, OBSERVER) else OBSERVER
         subscribes = None if hb.subscribes is None else frozenset(hb.subscribes)
         heard = self.membership.heard(PeerInfo(
@@ -634,8 +659,6 @@ class ControlChannel:
             clock_synced=hb.clock_synced, last_seen=asyncio.get_running_loop().time(),
             subscribes=subscribes), _liveness(hb))
         self._react(heard, hb, info.sender, role)
-        if self.repair is not None and hb.tails is not None:
-            self.repair.on_tails(hb.tails, info)
 
     def _react(self, heard: Heard, hb: Heartbeat, sender: bytes, role: str) -> None:
         """Do what one heartbeat's outcome asks for; each step costs only when needed."""

@@ -40,6 +40,12 @@ class Heartbeat:
     heartbeat interval or more, most recent first: a receiver whose copy of the
     stream ends lower missed the last messages of a burst and asks for them.
     None from older nodes, and when there is nothing to announce.
+
+    ``repairs`` (docs/protocol.md 7.7) carries repair requests, each exactly a
+    ``RepairRequest``'s fields, for one or several senders: a first request for a
+    few missing numbers waits for the heartbeat the node sends anyway instead of
+    costing a datagram of its own. Receivers take each as if it had come alone.
+    None from older nodes, and when nothing rides.
     """
 
     name: str
@@ -53,6 +59,7 @@ class Heartbeat:
     ask: list[bytes] | None = None
     echo: list[bytes] | None = None
     tails: list[Tail] | None = None
+    repairs: list[RepairRequest] | None = None
 
 
 @message("ganglion.control.Paxos")

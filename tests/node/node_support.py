@@ -280,6 +280,7 @@ class NetnsLab:
             counters.dropped_out = shared.dropped_out
             if index not in self._loss:
                 counters.sent = shared.sent
+                counters.sent_bytes = shared.sent_bytes
         return counters
 
     def set_shared_loss(self, percent: float, hosts: list[int],

@@ -55,17 +55,20 @@ class LossCounters:
         dropped: datagrams dropped by the loss rule on arrival.
         sent: datagrams the host sent out of eth0.
         dropped_out: datagrams it sent that the bridge dropped (shared loss).
+        sent_bytes: bytes of the datagrams in ``sent`` (IP packets, headers included).
     """
 
     arrived: dict[int | None, int] = dataclasses.field(default_factory=dict)
     dropped: dict[int | None, int] = dataclasses.field(default_factory=dict)
     sent: dict[int | None, int] = dataclasses.field(default_factory=dict)
     dropped_out: dict[int | None, int] = dataclasses.field(default_factory=dict)
+    sent_bytes: dict[int | None, int] = dataclasses.field(default_factory=dict)
 
     def add(self, other: LossCounters) -> None:
         """Add ``other``'s counts to these."""
         for mine, theirs in ((self.arrived, other.arrived), (self.dropped, other.dropped),
-                             (self.sent, other.sent), (self.dropped_out, other.dropped_out)):
+                             (self.sent, other.sent), (self.dropped_out, other.dropped_out),
+                             (self.sent_bytes, other.sent_bytes)):
             for port, count in theirs.items():
                 mine[port] = mine.get(port, 0) + count
 
@@ -211,14 +214,18 @@ class PacketLoss:
             if rule is None:
                 continue
             comment = rule.get("comment", "")
-            packets = next((e["counter"]["packets"] for e in rule.get("expr", [])
-                            if isinstance(e, dict) and "counter" in e), 0)
+            counter = next((e["counter"] for e in rule.get("expr", [])
+                            if isinstance(e, dict) and "counter" in e), {})
+            packets = counter.get("packets", 0)
             kind, _, which = comment.partition(" ")
             target = {"in": out.arrived, "drop": out.dropped, "out": out.sent,
                       "dropout": out.dropped_out}.get(kind)
             if target is not None and which:
                 port = None if which == "other" else int(which)
                 target[port] = target.get(port, 0) + int(packets)
+                if kind == "out":
+                    out.sent_bytes[port] = out.sent_bytes.get(port, 0) + int(
+                        counter.get("bytes", 0))
         return out
 
     # -- iptables ----------------------------------------------------------------------
@@ -259,6 +266,8 @@ class PacketLoss:
                 port = None if found.group(2) == "other" else int(found.group(2))
                 target = {"in": out.arrived, "drop": out.dropped, "out": out.sent}[found.group(1)]
                 target[port] = target.get(port, 0) + int(fields[0])
+                if found.group(1) == "out":
+                    out.sent_bytes[port] = out.sent_bytes.get(port, 0) + int(fields[1])
         return out
 
     # -- helpers -----------------------------------------------------------------------

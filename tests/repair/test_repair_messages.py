@@ -20,6 +20,10 @@ from ganglion.types import Record, TypeRegistry, decode_payload, encode_payload
     HistoryRequest(type_name="t.a", since_ns=123, nonce=b"n" * 8),
     Heartbeat(name="a", role="member", version="1", clock_synced=True,
               tails=[Tail("t.a", 5), Tail("t.b", 0)]),
+    Heartbeat(name="a", role="member", version="1", clock_synced=True,
+              repairs=[RepairRequest(to=(1 << 64) - 1, type_name="t.a", boot=3,
+                                     ranges=[[4, 4], [7, 9]]),
+                       RepairRequest(to=5, type_name="t.b", boot=0, ranges=[[0, 0]])]),
 ])
 def test_messages_round_trip(msg: object) -> None:
     name = {RepairRequest: "ganglion.control.RepairRequest", Repair: "ganglion.control.Repair",
@@ -28,35 +32,42 @@ def test_messages_round_trip(msg: object) -> None:
     assert decode_payload(name, encode_payload(msg)) == msg
 
 
-def test_an_older_node_reads_a_heartbeat_with_tails() -> None:
-    # The heartbeat as a node without repair declares it: no ``tails`` field. Its
-    # fingerprint differs, so it decodes leniently and ignores the unknown field.
+@pytest.mark.parametrize("with_tails", [False, True])
+def test_an_older_node_reads_a_heartbeat_with_tails_and_repairs(with_tails: bool) -> None:
+    # The heartbeat as an older node declares it: without ``tails`` (no repair at all)
+    # or with them but without ``repairs`` (the first version of repair). Its
+    # fingerprint differs, so it decodes leniently and ignores the unknown fields.
     registry = TypeRegistry()
 
-    @registry.message("ganglion.control.Heartbeat")
     @dataclasses.dataclass
-    class OldHeartbeat:
-        name: str
-        role: str
-        version: str
-        clock_synced: bool
-        publishes: list[str] = dataclasses.field(default_factory=list)
-        goodbye: bool = False
-        subscribes: list[str] | None = None
-        nonce: bytes | None = None
-        ask: list[bytes] | None = None
-        echo: list[bytes] | None = None
+    class OldTail:
+        type_name: str
+        last_seq: int
+
+    fields = [("name", str), ("role", str), ("version", str), ("clock_synced", bool),
+              ("publishes", list[str], dataclasses.field(default_factory=list)),
+              ("goodbye", bool, False), ("subscribes", list[str] | None, None),
+              ("nonce", bytes | None, None), ("ask", list[bytes] | None, None),
+              ("echo", list[bytes] | None, None)]
+    if with_tails:
+        fields.append(("tails", list[OldTail] | None, None))
+    old_class = registry.message("ganglion.control.Heartbeat")(
+        dataclasses.make_dataclass("OldHeartbeat", fields))
 
     new = Heartbeat(name="a", role="member", version="2", clock_synced=True, publishes=["t.a"],
-                    tails=[Tail("t.a", 41)])
+                    tails=[Tail("t.a", 41)],
+                    repairs=[RepairRequest(to=9, type_name="t.b", boot=1, ranges=[[3, 4]])])
     old = decode_payload("ganglion.control.Heartbeat", encode_payload(new), b"\x00" * 8,
                          registry=registry)
-    assert isinstance(old, OldHeartbeat) and old.publishes == ["t.a"]
-    # and an older node's heartbeat has no tails here
+    assert isinstance(old, old_class) and old.publishes == ["t.a"]  # type: ignore[attr-defined]
+    assert not hasattr(old, "repairs")
+    if with_tails:
+        assert old.tails == [OldTail("t.a", 41)]  # type: ignore[attr-defined]
+    # and an older node's heartbeat has neither here
     back = decode_payload("ganglion.control.Heartbeat", encode_payload(
-        OldHeartbeat(name="b", role="member", version="1", clock_synced=True),
+        old_class(name="b", role="member", version="1", clock_synced=True),
         registry=registry), b"\x01" * 8)
-    assert isinstance(back, Heartbeat) and back.tails is None
+    assert isinstance(back, Heartbeat) and back.tails is None and back.repairs is None
 
 
 def test_an_older_node_has_no_class_for_the_repair_messages() -> None:

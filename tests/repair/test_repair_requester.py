@@ -18,6 +18,7 @@ from ganglion.repair import (
     StreamKey,
 )
 from ganglion.repair.messages import valid_ranges
+from ganglion.types import encode_payload
 
 A = b"\x00" * 7 + b"\x0a"
 KEY = (A, "t.a", 5)
@@ -224,6 +225,98 @@ def test_the_driver_is_told_when_a_gap_brings_the_deadline_nearer() -> None:
     assert calls and calls[0] is not None and 5.0 <= calls[0] <= 5.1
 
 
+B = b"\x00" * 7 + b"\x0b"
+
+
+def test_a_first_request_rides_the_next_heartbeat_when_it_is_near() -> None:
+    cfg = RequesterConfig(delay=0.02, carry_wait=0.35)
+    r = Requester(cfg, rng=random.Random(1))
+    r.on_gap(KEY, 3, 4, now=0.0)
+    r.on_gap((B, "t.b", 1), 9, 9, now=0.0)
+    # the heartbeat leaves at 0.3: nothing is sent alone, the numbers wait for it
+    assert _requests(r.poll(0.02, carrier=0.3)) == []
+    assert r.riding == 3
+    assert r.next_deadline() == pytest.approx(0.3 + cfg.carry_grace)
+    carried = r.carry(0.3)
+    assert sorted((q.to, q.type_name, q.ranges) for q in carried) == [
+        (10, "t.a", [[3, 4]]), (11, "t.b", [[9, 9]])]
+    assert r.riding == 0
+    s = r.stats()[KEY]
+    assert (s.repair_requests_sent, s.repair_requests_carried, s.numbers_requested) == (1, 1, 2)
+    # asked for: the retry waits as for a request sent alone, and goes alone
+    assert r.next_deadline() == pytest.approx(0.3 + cfg.retry)
+    retry = _requests(r.poll(0.3 + cfg.retry, carrier=0.5))
+    assert sorted(q.type_name for q in retry) == ["t.a", "t.b"]
+    assert r.carry(0.5) == []
+
+
+def test_a_far_heartbeat_a_burst_or_carrying_off_sends_the_request_alone() -> None:
+    for carrier, last, wait in ((0.5, 4, 0.35), (0.2, 3 + 16, 0.35), (0.2, 4, 0.0)):
+        r = Requester(RequesterConfig(delay=0.0, carry_wait=wait, carry_max=16),
+                      rng=random.Random(2))
+        r.on_gap(KEY, 3, last, now=0.0)
+        assert [q.ranges for q in _requests(r.poll(0.0, carrier=carrier))] == [[[3, last]]]
+        assert r.carry(carrier) == []
+
+
+def test_numbers_still_in_their_delay_join_the_heartbeat_leaving_now() -> None:
+    r = Requester(RequesterConfig(delay=0.1), rng=random.Random(5))
+    r.on_gap(KEY, 3, 3, now=0.0)
+    carried = r.carry(0.001)  # before its random delay ended: no need to wait for it
+    assert [q.ranges for q in carried] == [[[3, 3]]]
+    assert _requests(_run(r, 0.1)) == []  # not asked for twice
+
+
+def test_riding_numbers_go_alone_when_the_heartbeat_is_late() -> None:
+    cfg = RequesterConfig(delay=0.0, carry_grace=0.1)
+    r = Requester(cfg, rng=random.Random(3))
+    r.on_gap(KEY, 3, 3, now=0.0)
+    assert _requests(r.poll(0.0, carrier=0.2)) == []
+    assert _requests(r.poll(0.29, carrier=0.2)) == []
+    assert [q.ranges for q in _requests(r.poll(0.301, carrier=0.7))] == [[[3, 3]]]
+    assert r.carry(0.31) == []  # asked for: nothing rides any more
+
+
+def test_a_request_riding_another_receivers_heartbeat_suppresses_ours() -> None:
+    # Another receiver's heartbeat carried a request for numbers we miss (some waiting
+    # for our own heartbeat, some still in their delay): we neither carry them nor send
+    # them alone; it counts as our attempt, like any overheard request.
+    cfg = RequesterConfig(delay=0.05, retry=0.15, attempts=3)
+    r = Requester(cfg, rng=random.Random(4))
+    r.on_gap(KEY, 10, 11, now=0.0)
+    assert _requests(r.poll(0.05, carrier=0.2)) == []
+    r.on_gap(KEY, 12, 12, now=0.1)
+    other = RepairRequest(to=10, type_name="t.a", boot=5, ranges=[[10, 12]])
+    r.on_overheard(B, other, now=0.12)
+    assert r.riding == 0
+    assert r.carry(0.2) == []
+    assert _requests(r.poll(0.2, carrier=0.7)) == []
+    assert r.stats()[KEY].repair_requests_suppressed == 1
+    assert r.next_deadline() == pytest.approx(0.12 + cfg.retry)
+
+
+def test_a_heartbeat_carries_at_most_carry_streams_requests() -> None:
+    r = Requester(RequesterConfig(delay=0.0, carry_streams=2), rng=random.Random(6))
+    for i in range(4):
+        r.on_gap((bytes([i + 1]) * 8, "t.a", 1), 5, 5, now=0.0)
+    assert len(_requests(r.poll(0.0, carrier=0.1))) == 2  # two ride, two cannot
+    assert len(r.carry(0.1)) == 2
+    # numbers still in their delay when the heartbeat leaves: the ones without room
+    # in it are asked for alone, at once
+    r = Requester(RequesterConfig(delay=0.1, carry_streams=2), rng=random.Random(6))
+    for i in range(4):
+        r.on_gap((bytes([i + 1]) * 8, "t.a", 1), 5, 5, now=0.0)
+    assert len(r.carry(0.001)) == 2
+    assert len(_requests(r.poll(0.001, carrier=0.5))) == 2
+    # and within the bytes given: one request of these is 44 bytes
+    r = Requester(RequesterConfig(delay=0.1), rng=random.Random(6))
+    for i in range(4):
+        r.on_gap((bytes([i + 1]) * 8, "t.a", 1), 5, 5, now=0.0)
+    carried = r.carry(0.001, max_bytes=100)
+    assert len(carried) == 2 and sum(len(encode_payload(q)) for q in carried) <= 100
+    assert len(_requests(r.poll(0.001, carrier=0.5))) == 2
+
+
 _EVENT = st.one_of(
     st.tuples(st.just("gap"), st.integers(0, 3), st.integers(0, 60), st.integers(0, 40)),
     st.tuples(st.just("filled"), st.integers(0, 3), st.integers(0, 100), st.just(0)),
@@ -232,6 +325,7 @@ _EVENT = st.one_of(
     st.tuples(st.just("restart"), st.integers(0, 3), st.just(0), st.just(0)),
     st.tuples(st.just("forget"), st.integers(0, 3), st.just(0), st.just(0)),
     st.tuples(st.just("wait"), st.just(0), st.integers(0, 500), st.just(0)),
+    st.tuples(st.just("beat"), st.just(0), st.just(0), st.just(0)),
 )
 
 
@@ -240,7 +334,8 @@ _EVENT = st.one_of(
 def test_every_missing_number_is_awaited_filled_or_recorded_once(
         events: list[tuple[str, int, int, int]], seed: int) -> None:
     cfg = RequesterConfig(delay=0.01, retry=0.02, max_retry=0.1, attempts=3, max_missing=50,
-                          max_outstanding=120, max_streams=3)
+                          max_outstanding=120, max_streams=3, carry_wait=0.04, carry_max=6,
+                          carry_streams=2, carry_grace=0.01)
     r = Requester(cfg, rng=random.Random(seed))
     boots = {i: 1 for i in range(4)}
     key_of = {}
@@ -264,6 +359,10 @@ def test_every_missing_number_is_awaited_filled_or_recorded_once(
                 req = action.request
                 assert valid_ranges(req.ranges) and req.ranges
                 assert (req.to.to_bytes(8, "big"), req.type_name, req.boot) == action.key
+
+    def carrier() -> float:  # heartbeats every 0.05 s
+        return (int(now / 0.05) + 1) * 0.05
+
     for kind, i, a, b in events:
         if kind == "gap":
             k = key(i)
@@ -296,9 +395,13 @@ def test_every_missing_number_is_awaited_filled_or_recorded_once(
                 if k[1] == ("t.a" if i < 3 else "t.b"):
                     # dropped unrecorded: nobody subscribes any more
                     done.setdefault(k, set()).update(reported[k])
+        elif kind == "beat":
+            for req in r.carry(now):
+                assert valid_ranges(req.ranges) and req.ranges
+                assert len(req.ranges) <= cfg.carry_max
         else:
             now += a / 1000
-        take(r.poll(now))
+        take(r.poll(now, carrier=carrier() if seed % 2 else None))
         stats = r.stats()
         assert r.outstanding == sum(s.missing for s in stats.values())
         assert r.outstanding <= cfg.max_outstanding

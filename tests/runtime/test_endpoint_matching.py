@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine
 from typing import Any
 
 import cbor2
 import pytest
+from waits import run, until
 
 from ganglion.errors import EncodeError, MessageTooLarge
 from ganglion.runtime.endpoint import Endpoint
@@ -31,18 +31,6 @@ LO = "127.0.0.1"
 class Reading:
     value: int
     note: str = ""
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 15.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Any, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def test_quiet_type_is_delivered_numbered_and_kept_but_not_sent(
@@ -71,14 +59,15 @@ def test_quiet_type_is_delivered_numbered_and_kept_but_not_sent(
             tx.set_remote_interest("test_matching_ep.Reading", True)
             tx.publish(Reading(5))
             await tx.flush()
-            await wait_until(lambda: len(remote) == 1)
+            await until(lambda: len(remote) == 1, "the remote message", timeout=5.0,
+                        interval=0.002)
             assert remote[0][1].seq == 5 and remote[0][0] == Reading(5)
             assert tx.stats().datagrams_sent == 1
             assert tx.remote_interest() == {"test_matching_ep.Reading": True}
             sub.close()
             assert changes[-1] == ("test_matching_ep.Reading", False)
 
-    run(main())
+    run(main(), timeout=15.0)
 
 
 def test_quiet_publish_still_refuses_bad_and_too_large_messages(
@@ -108,7 +97,7 @@ def test_quiet_publish_still_refuses_bad_and_too_large_messages(
             assert seqs == [0, 1, 2]
             assert tx.stats().datagrams_sent == 0
 
-    run(main())
+    run(main(), timeout=15.0)
 
 
 def test_endpoint_without_remote_interest_sends_everything(
@@ -121,7 +110,7 @@ def test_endpoint_without_remote_interest_sends_everything(
             await tx.flush()
             assert tx.stats().datagrams_sent == 1
 
-    run(main())
+    run(main(), timeout=15.0)
 
 
 def test_last_subscriber_leaving_rebases_the_senders_sequences(
@@ -134,7 +123,8 @@ def test_last_subscriber_leaving_rebases_the_senders_sequences(
             seen: list[int] = []
             sub = rx.subscribe(Reading, lambda _m, i: seen.append(i.seq))
             tx.publish(Reading(0))
-            await wait_until(lambda: len(seen) == 1)
+            await until(lambda: len(seen) == 1, "the first message", timeout=5.0,
+                        interval=0.002)
             sub.close()
             tx.set_remote_interest("test_matching_ep.Reading", False)
             for i in range(10):
@@ -143,8 +133,9 @@ def test_last_subscriber_leaving_rebases_the_senders_sequences(
             rx.subscribe(Reading, lambda _m, i: seen.append(i.seq))
             await asyncio.sleep(0.01)
             tx.publish(Reading(11))
-            await wait_until(lambda: len(seen) == 2)
+            await until(lambda: len(seen) == 2, "the second message", timeout=5.0,
+                        interval=0.002)
             assert seen == [0, 11]
             assert rx.stats().lost == 0
 
-    run(main())
+    run(main(), timeout=15.0)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from waits import run, until
 
 from ganglion.repair import History, HistoryLimits
 from ganglion.repair.history import ENTRY, keep_append
@@ -37,18 +37,6 @@ NAME = "test_repair_capture.Reading"
 class Reading:
     value: int
     note: str = ""
-
-
-def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(cond: Any, timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def held(history: History, name: str = NAME) -> list[tuple[int, int, bytes]]:
@@ -80,7 +68,8 @@ def test_what_is_sent_is_kept_exactly_as_sent(free_udp_port: int, test_group: st
                     count += 1
                 await asyncio.sleep(0.02)
             await tx.flush()
-            await wait_until(lambda: len(got) == count)
+            await until(lambda: len(got) == count, "every message", timeout=5.0,
+                        interval=0.002)
             (route,) = tx._pub.routes().values()
             assert (route.lane is not None) == lane
             kept = held(history)
@@ -89,7 +78,7 @@ def test_what_is_sent_is_kept_exactly_as_sent(free_udp_port: int, test_group: st
             assert [p for _s, _t, p in kept] == [encode_message(m, mtype) for m, _i in got]
             assert history.stats()["history_messages"] == count
 
-    run(main())
+    run(main(), timeout=20.0)
 
 
 def test_messages_nobody_wants_and_held_ones_are_kept_with_their_numbers(
@@ -110,7 +99,7 @@ def test_messages_nobody_wants_and_held_ones_are_kept_with_their_numbers(
             assert tx.stats().datagrams_sent == 0
             assert tx.stats().history_types[NAME][0] == 5
 
-    run(main())
+    run(main(), timeout=20.0)
 
 
 def test_a_plugins_payload_and_a_unicast_reply_are_kept(free_udp_port: int,
@@ -126,7 +115,7 @@ def test_a_plugins_payload_and_a_unicast_reply_are_kept(free_udp_port: int,
             assert held(history, "test_repair_capture.Plugin")[0][2] == payload
             assert held(history)[0][0] == 0 and held(history)[0][2] in datagram
 
-    run(main())
+    run(main(), timeout=20.0)
 
 
 def test_a_type_whose_history_is_off_and_a_replayer_keep_nothing(free_udp_port: int,
@@ -150,7 +139,7 @@ def test_a_type_whose_history_is_off_and_a_replayer_keep_nothing(free_udp_port: 
             await asyncio.sleep(0.01)
             assert replayed.stats()["history_messages"] == 0
 
-    run(main())
+    run(main(), timeout=20.0)
 
 
 def test_the_compiled_lane_appends_exactly_what_keep_append_would_and_nothing_when_it_declines(

@@ -8,17 +8,16 @@ forged repair input, sent as datagrams by a hand-made peer, is counted and dropp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
 import time
 
 import cbor2
 import pytest
+from _repair_support import LO, make_node, publish_unsent, ready_to_send, running
 from waits import until
 
 from ganglion import defaults
-from ganglion.node import Node
 from ganglion.repair import HistoryRequest, Repair, RepairRequest
 from ganglion.runtime.control_messages import Heartbeat
 from ganglion.runtime.subscription import MessageInfo
@@ -27,7 +26,6 @@ from ganglion.wire import Packer
 
 pytestmark = pytest.mark.usefixtures("multicast_loopback")
 
-LO = "127.0.0.1"
 TYPE = "test_repair_glue.Reading"
 
 
@@ -37,11 +35,7 @@ class Reading:
     value: int
 
 
-def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
-    options: dict[str, object] = {"heartbeat_seconds": 0.2, **kwargs}
-    return Node(name=name, interface=LO, port=port, control_port=port + 1,
-                state_dir=f"{tmp_path}/{name}", discovery=False,
-                **options)  # type: ignore[arg-type]
+make = make_node
 
 
 def test_the_lost_tail_of_a_burst_is_found_by_the_heartbeat_and_repaired(
@@ -50,9 +44,7 @@ def test_the_lost_tail_of_a_burst_is_found_by_the_heartbeat_and_repaired(
 
     async def scenario() -> None:
         a, b = make(tmp_path, port, "a"), make(tmp_path, port, "b")
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             got: list[tuple[int, bool]] = []
 
             def on_reading(msg: Reading, info: MessageInfo) -> None:
@@ -60,16 +52,11 @@ def test_the_lost_tail_of_a_burst_is_found_by_the_heartbeat_and_repaired(
                     got.append((msg.value, info.repaired))
 
             b.subscribe(Reading, callback=on_reading)
-            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group")
-            await until(lambda: a._running()[0].remote_interest().get(TYPE, True), "interest")
-            await asyncio.sleep(0.5)
+            await ready_to_send(a, TYPE, b)
             await a.publish(Reading(0))
             await until(lambda: len(got) == 1, "the first reading")
-            endpoint = a._running()[0]
-            endpoint.set_remote_interest(TYPE, False)  # the burst's end: kept, not sent
-            for n in (1, 2):
-                await a.publish(Reading(n))
-            endpoint.set_remote_interest(TYPE, True)  # ... and nothing follows it
+            # the burst's end, kept but not sent, and nothing follows it
+            await publish_unsent(a, TYPE, Reading(1), Reading(2))
             await until(lambda: len(got) == 3, "the tail, repaired", timeout=5.0)
             assert got == [(0, False), (1, True), (2, True)]
             await asyncio.sleep(0.6)  # later heartbeats repeat the tail: nothing more
@@ -89,20 +76,13 @@ def test_a_hole_is_asked_for_at_once_not_at_the_next_heartbeat(
     async def scenario() -> None:
         a = make(tmp_path, port, "a", heartbeat_seconds=4.0, peer_timeout=20.0)
         b = make(tmp_path, port, "b", heartbeat_seconds=4.0, peer_timeout=20.0)
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             got: list[int] = []
             b.subscribe(Reading, callback=lambda msg, info: got.append(msg.value))
-            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group",
-                        timeout=20.0)
-            await until(lambda: a._running()[0].remote_interest().get(TYPE, True), "interest")
+            await ready_to_send(a, TYPE, b, timeout=20.0)
             await a.publish(Reading(0))
             await until(lambda: 0 in got, "the first reading")
-            endpoint = a._running()[0]
-            endpoint.set_remote_interest(TYPE, False)
-            await a.publish(Reading(1))
-            endpoint.set_remote_interest(TYPE, True)
+            await publish_unsent(a, TYPE, Reading(1))
             await a.publish(Reading(2))
             await until(lambda: 2 in got, "the reading after the hole")
             start = time.monotonic()

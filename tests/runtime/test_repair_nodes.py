@@ -1,9 +1,9 @@
 """Repair between real nodes on loopback: a hole is filled, a late subscriber gets the past.
 
-Two nodes (real sockets, the control channel, the repair glue). A hole is made the way
-a publisher makes one without loss: while the publisher believes nobody wants the type
-(its interest switched off for a moment) its messages are numbered and kept in its
-history but not sent, so the subscriber sees a jump, asks, and gets them repaired. A
+Two nodes (real sockets, the control channel, the repair glue). A hole is made without
+loss (``_repair_support.publish_unsent``): messages numbered and kept in the
+publisher's history but not sent, so the subscriber sees a jump, asks, and gets them
+repaired. A
 history answer recorded off the control group and sent again after its nonce expired
 is dropped; sent again while the nonce is fresh, it delivers nothing twice. (Sent
 again as it was, the control endpoint's sequence tracking drops it as a duplicate
@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 
 import pytest
+from _repair_support import LO, make_node, publish_unsent, ready_to_send, running
 from waits import until
 
 from ganglion import defaults
-from ganglion.node import Node
 from ganglion.runtime import _repairing, _sockets
 from ganglion.runtime.subscription import MessageInfo
 from ganglion.types import message
@@ -33,7 +33,6 @@ from ganglion.wire import Packer, decode_fields
 
 pytestmark = pytest.mark.usefixtures("multicast_loopback")
 
-LO = "127.0.0.1"
 TYPE = "test_repair_nodes.Reading"
 
 
@@ -43,10 +42,7 @@ class Reading:
     value: int
 
 
-def make(tmp_path: object, port: int, name: str, **kwargs: object) -> Node:
-    return Node(name=name, interface=LO, port=port, control_port=port + 1,
-                state_dir=f"{tmp_path}/{name}", discovery=False, heartbeat_seconds=0.2,
-                **kwargs)  # type: ignore[arg-type]
+make = make_node
 
 
 class Box:
@@ -67,22 +63,13 @@ def test_a_hole_between_two_nodes_is_repaired_once_and_counted(tmp_path: object,
 
     async def scenario() -> None:
         a, b = make(tmp_path, port, "a"), make(tmp_path, port, "b")
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             box = Box(lambda: a.node_id)
             b.subscribe(Reading, callback=box)
-            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group")
-            await until(lambda: a.stats().types.get(TYPE) is not None
-                        and a._running()[0].remote_interest().get(TYPE, True), "interest")
-            await asyncio.sleep(0.5)  # b hears a's subscription state
+            await ready_to_send(a, TYPE, b)
             await a.publish(Reading(0))
             await until(lambda: len(box.got) == 1, "the first reading")
-            endpoint = a._running()[0]
-            endpoint.set_remote_interest(TYPE, False)  # numbered and kept, not sent
-            for n in (1, 2, 3):
-                await a.publish(Reading(n))
-            endpoint.set_remote_interest(TYPE, True)
+            await publish_unsent(a, TYPE, Reading(1), Reading(2), Reading(3))
             await a.publish(Reading(4))
             await until(lambda: len(box.got) == 5, "the repaired readings")
             await asyncio.sleep(0.3)  # nothing more comes (no duplicate)
@@ -106,19 +93,13 @@ def test_without_repair_the_hole_stays_and_is_counted_as_lost(tmp_path: object,
 
     async def scenario() -> None:
         a, b = make(tmp_path, port, "a"), make(tmp_path, port, "b", repair=False)
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             box = Box(lambda: a.node_id)
             b.subscribe(Reading, callback=box)
-            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group")
-            await asyncio.sleep(0.5)
+            await ready_to_send(a, TYPE, b)
             await a.publish(Reading(0))
             await until(lambda: len(box.got) == 1, "the first reading")
-            endpoint = a._running()[0]
-            endpoint.set_remote_interest(TYPE, False)
-            await a.publish(Reading(1))
-            endpoint.set_remote_interest(TYPE, True)
+            await publish_unsent(a, TYPE, Reading(1))
             await a.publish(Reading(2))
             await until(lambda: len(box.got) == 2, "the second reading")
             await asyncio.sleep(0.5)
@@ -214,21 +195,14 @@ def test_a_publisher_without_history_answers_gone_and_the_gap_is_permanent_at_on
     async def scenario() -> None:
         a, b = make(tmp_path, port, "a", history=None), make(tmp_path, port, "b")
         gaps: list[object] = []
-        async with contextlib.AsyncExitStack() as stack:
-            for node in (a, b):
-                await stack.enter_async_context(node)
+        async with running(a, b):
             b.watch_gaps(gaps.append)
             box = Box(lambda: a.node_id)
             b.subscribe(Reading, callback=box)
-            await until(lambda: TYPE in a.types() and TYPE in b.types(), "the type's group")
-            await asyncio.sleep(0.5)
+            await ready_to_send(a, TYPE, b)
             await a.publish(Reading(0))
             await until(lambda: len(box.got) == 1, "the first reading")
-            endpoint = a._running()[0]
-            endpoint.set_remote_interest(TYPE, False)
-            await a.publish(Reading(1))
-            await a.publish(Reading(2))
-            endpoint.set_remote_interest(TYPE, True)
+            await publish_unsent(a, TYPE, Reading(1), Reading(2))
             await a.publish(Reading(3))
             started = time.monotonic()
             await until(lambda: b.stats().types[TYPE].permanently_lost == 2, "the gone answer")
