@@ -78,6 +78,7 @@ from ganglion.runtime.subscription import DEFAULT_QUEUE_SIZE, Callback, MessageI
 from ganglion.state import NodeState, program_state_dir
 from ganglion.types import TypeSchema, decode_payload, lookup, type_schema, validate_type_name
 from ganglion.types._payload import payload_problem
+from ganglion.wallgrid import next_multiple
 from ganglion.wire import KeyRing, as_keyring
 
 __all__ = ["Node", "NodeStats", "TypeStats"]
@@ -414,7 +415,7 @@ class Node:
                 ttl=self._ttl, observer=self.observer, journal=journal, rng=self._rng,
                 tick_seconds=self._tick_seconds, heartbeat_seconds=self._heartbeat_seconds,
                 peer_timeout=self._peer_timeout, on_change=self._on_map_change,
-                publishes=lambda: sorted(self._publishes), clock_synced=clock_synchronized,
+                publishes=lambda: sorted(self._publishes), clock_synced=self._clock_flag,
                 last_value=self._last_value, on_last_value=self._on_last_value,
                 subscribes=self._subscribed, on_peers_changed=self._update_interest,
                 schema_of=_local_schema, boot=boot,
@@ -1046,9 +1047,19 @@ class Node:
             if self._discovery is not None:
                 await self._discovery.update_types(sorted(self._publishes))
 
+    def _clock_flag(self) -> bool:
+        """What the data endpoint's datagrams say of the clock (checked every
+        :data:`CLOCK_CHECK_SECONDS`): heartbeats and repairs say the same, without a
+        system call each (a heartbeat is most of what an idle node does)."""
+        return True if self._endpoint is None else self._endpoint.clock_synced
+
     async def _watch_clock(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(CLOCK_CHECK_SECONDS)
+            # On the heartbeats' wall-clock grid (ganglion.wallgrid): no wake-up of its own.
+            now = loop.time()
+            await asyncio.sleep(next_multiple(loop, CLOCK_CHECK_SECONDS,
+                                              now + CLOCK_CHECK_SECONDS / 2) - now)
             if self._endpoint is not None:
                 self._endpoint.set_clock_synced(clock_synchronized())
 

@@ -146,6 +146,7 @@ class Outgoing:
         self.messages = 0
         self.datagrams = 0
         self._mark = 0  # ``messages`` when the load was last looked at
+        self._burst = False  # this busy iteration began with hold(): no load follows it
 
     def packer(self, type_name: str, fingerprint: bytes) -> Packer:
         """The packer of ``type_name``, created on first use.
@@ -280,10 +281,14 @@ class Outgoing:
 
         For a burst the sender makes on purpose and nobody waits for (the control
         channel's heartbeat tick: its ``Heartbeat`` and the consensus ``Status``), so
-        that receivers get its datagrams together, in one wake-up.
+        that receivers get its datagrams together, in one wake-up. Being a burst, it
+        says nothing of load to come: once it has left, the next message leaves at once
+        again (no further iteration is spent batching, which would cost an idle node one
+        more turn of the loop per heartbeat).
         """
         if not self.busy:
             self._went_busy()
+            self._burst = True
 
     def _went_busy(self) -> None:
         """A message left while idle: batch what follows in this loop iteration."""
@@ -324,6 +329,7 @@ class Outgoing:
             self._flush_handle.cancel()
             self._flush_handle = None
         self.busy = False
+        self._burst = False
 
     def _schedule(self) -> None:
         if self._flush_handle is None:
@@ -333,7 +339,8 @@ class Outgoing:
         self._flush_handle = None
         # Messages published since the last look: datagrams that filled up left
         # already, so what the flush finds does not tell whether load goes on.
-        had_work = self.messages != self._mark
+        had_work = self.messages != self._mark and not self._burst
+        self._burst = False
         self._mark = self.messages
         self.flush()
         if had_work:

@@ -467,11 +467,10 @@ class ControlChannel:
         self._timer = None
         try:
             self._catch_up(due=self._timer_tick)
-            self._pump()
+            self._pump()  # which sets the timer again when it is done
         except Exception:
             self.counts["tick_errors"] += 1
             _log.exception("control tick failed")
-        finally:
             self._reschedule()
 
     def _catch_up(self, due: int = 0) -> None:
@@ -632,6 +631,8 @@ class ControlChannel:
                 _log.exception("reacting to a change of the peers' subscriptions failed")
 
     def _on_heartbeat(self, hb: Heartbeat, info: MessageInfo) -> None:
+        if info.local:
+            return  # our own, handed back as it is published: the membership skips its own id
         if not isinstance(hb, Heartbeat) or not _plausible_nonce(hb.nonce):
             # A heartbeat of another schema whose fields do not fit ours arrives as a
             # Record: counted, never an exception per datagram.

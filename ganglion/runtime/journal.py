@@ -10,7 +10,11 @@ its CRC and truncates the file there, so the next append does not follow garbage
 
 The journal is compacted (replaced by ``PaxosNode.durable_records()``, written to
 a temporary file, fsynced and renamed over the journal, then the directory is
-fsynced) when it grows past a threshold, so it stays small on an SD card.
+fsynced) when it grows past a threshold, so it stays small on an SD card. Only
+this object writes the file, so its size is read from the disk once and then
+kept up to date here: the control channel asks after every pump (every
+heartbeat and every peer's ``Status``), and an idle node should not pay a
+``stat`` for each.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Journal:
         self.appended = 0
         self.compactions = 0
         self.truncated_bytes = 0
+        #: Bytes in the file as this object wrote it; None until first needed.
+        self._size: int | None = None
 
     def load(self) -> list[JournalRecord]:
         """Read every intact record, oldest first, and cut off a torn tail.
@@ -59,6 +65,7 @@ class Journal:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
+            self._size = 0
             return []
         records: list[JournalRecord] = []
         pos = 0
@@ -80,6 +87,7 @@ class Journal:
             with open(self.path, "r+b") as f:
                 f.truncate(pos)
                 os.fsync(f.fileno())
+        self._size = pos
         return records
 
     def append(self, records: Sequence[JournalRecord]) -> None:
@@ -94,23 +102,29 @@ class Journal:
         finally:
             os.close(fd)
         self.appended += len(records)
+        if self._size is not None:
+            self._size += len(blob)
 
     def needs_compaction(self) -> bool:
         """True when the file has grown past ``compact_bytes``."""
-        try:
-            return self.path.stat().st_size > self.compact_bytes
-        except FileNotFoundError:
-            return False
+        if self._size is None:
+            try:
+                self._size = self.path.stat().st_size
+            except FileNotFoundError:
+                self._size = 0  # append() creates it
+        return self._size > self.compact_bytes
 
     def replace(self, records: Iterable[JournalRecord]) -> None:
         """Atomically replace the journal with ``records`` (compaction)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
+        blob = b"".join(_frame(r) for r in records)
         with open(tmp, "wb") as f:
-            f.write(b"".join(_frame(r) for r in records))
+            f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         fsync_dir(self.path.parent)
+        self._size = len(blob)
         self.compactions += 1
 
 

@@ -162,7 +162,10 @@ def test_cpu_and_wakeups_sum_threads_and_report_a_missing_process(tmp_path: Path
     (base / "task" / "42" / "status").write_text("voluntary_ctxt_switches:\t100\n")
     (base / "task" / "43" / "status").write_text("voluntary_ctxt_switches:\t23\n"
                                                  "nonvoluntary_ctxt_switches:\t9\n")
-    assert procs.cpu_and_wakeups(42, tmp_path) == (4.0, 123)
+    assert procs.cpu_and_wakeups(42, tmp_path) == (4.0, 123), "ticks without schedstat"
+    (base / "task" / "42" / "schedstat").write_text("1500000000 77 12\n")
+    (base / "task" / "43" / "schedstat").write_text("250000001 5 3\n")
+    assert procs.cpu_and_wakeups(42, tmp_path) == (1.750000001, 123), "nanoseconds with it"
     with pytest.raises(procs.ProcError, match="cannot read"):
         procs.cpu_and_wakeups(44, tmp_path)
 

@@ -3,12 +3,13 @@ that publishes readings stamped with that clock), never at every start of a tool
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from node_support import run
+from node_support import run, until
 from test_node_loopback import Reading, make, running
 
 import ganglion.node
@@ -59,5 +60,30 @@ def test_a_replay_stamps_nothing_with_this_clock_and_says_nothing(
         async with running(make(tmp_path, port, "replayer", replay=True)) as (replayer,):
             await replayer.publish(Reading(1))
         assert unsynced_clock == []
+
+    run(scenario())
+
+
+def test_heartbeats_carry_the_flag_of_the_ten_second_check_without_asking_each_time(
+        tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat says what the node's datagrams say of its clock (checked at start and
+    every CLOCK_CHECK_SECONDS), not what a system call made for each heartbeat says: an
+    idle node's wake-ups should cost as little as they can."""
+    asked: list[bool] = []
+
+    def unsynced() -> bool:
+        asked.append(False)
+        return False
+
+    monkeypatch.setattr(ganglion.node, "clock_synchronized", unsynced)
+
+    async def scenario() -> None:
+        async with running(make(tmp_path, port, "a"), make(tmp_path, port, "b")) as (a, b):
+            await until(lambda: [p.clock_synced for p in b.peers()] == [False],
+                        "b hears a say its clock is not synchronised")
+            heard_by = len(asked)
+            await asyncio.sleep(1.0)  # five more heartbeats each at 0.2 s
+            assert len(asked) == heard_by, "no clock check per heartbeat"
+            assert [p.clock_synced for p in a.peers()] == [False]
 
     run(scenario())
